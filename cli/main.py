@@ -1,0 +1,35 @@
+"""The `lifeboat` command: local host, stand-ins, previews and the demo. Never deployed."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+
+app = typer.Typer(
+    name="lifeboat",
+    help="Lifeboat: keeps Azure VMs recoverable, and proves it.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("azure", "urllib3", "httpx", "httpcore", "uvicorn.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main() -> None:
+    _configure_logging(verbose=False)
+    app()
+
+
+if __name__ == "__main__":
+    main()

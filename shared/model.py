@@ -1,0 +1,128 @@
+"""Domain types shared by every job, starting with the outcome record.
+
+The outcome record is the contract between the code, the `LifeboatOutcomes_CL` table in Azure
+Monitor and the alert rules. It is defined here once; the table and DCR columns in `infra/` are
+generated from `OUTCOME_COLUMNS`.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+
+class Job(enum.StrEnum):
+    ROTATION = "rotation"
+    VERIFICATION = "verification"
+    DRILL = "drill"
+    ONBOARDING = "onboarding"
+    MAINTENANCE = "maintenance"
+
+
+class Status(enum.StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    BLOCKED = "blocked"
+    PLANNED = "planned"
+
+
+# Column name -> Log Analytics column type, in table order. The encoding of each column is the
+# field of `Outcome` named in `_FIELD_OF_COLUMN`.
+OUTCOME_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("TimeGenerated", "datetime"),
+    ("RunId", "string"),
+    ("Job", "string"),
+    ("Operation", "string"),
+    ("Status", "string"),
+    ("Finding", "string"),
+    ("Severity", "string"),
+    ("SubscriptionId", "string"),
+    ("Region", "string"),
+    ("ResourceGroup", "string"),
+    ("ResourceId", "string"),
+    ("VmName", "string"),
+    ("Policy", "string"),
+    ("Reason", "string"),
+    ("Details", "dynamic"),
+    ("RpoSeconds", "long"),
+    ("RtoSeconds", "long"),
+    ("Count", "long"),
+    ("DryRun", "boolean"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One row of `LifeboatOutcomes_CL`: something Lifeboat did, planned, refused or found."""
+
+    time: datetime
+    run_id: str
+    job: Job
+    operation: str
+    status: Status
+    finding: str | None = None
+    severity: str | None = None
+    subscription_id: str | None = None
+    region: str | None = None
+    resource_group: str | None = None
+    resource_id: str | None = None
+    vm_name: str | None = None
+    policy: str | None = None
+    reason: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    rpo_seconds: int | None = None
+    rto_seconds: int | None = None
+    count: int | None = None
+    dry_run: bool = False
+
+    def __post_init__(self) -> None:
+        if self.time.tzinfo is None:
+            raise ValueError("Outcome.time must be timezone-aware (UTC)")
+        if not self.operation:
+            raise ValueError("Outcome.operation must not be empty")
+
+    def to_record(self) -> dict[str, Any]:
+        """The row as the Logs Ingestion stream expects it: column names, JSON-ready values."""
+        record: dict[str, Any] = {}
+        for column, _type in OUTCOME_COLUMNS:
+            value = getattr(self, _FIELD_OF_COLUMN[column])
+            if isinstance(value, datetime):
+                value = format_time(value)
+            elif isinstance(value, enum.Enum):
+                value = value.value
+            record[column] = value
+        return record
+
+
+_FIELD_OF_COLUMN: dict[str, str] = {
+    "TimeGenerated": "time",
+    "RunId": "run_id",
+    "Job": "job",
+    "Operation": "operation",
+    "Status": "status",
+    "Finding": "finding",
+    "Severity": "severity",
+    "SubscriptionId": "subscription_id",
+    "Region": "region",
+    "ResourceGroup": "resource_group",
+    "ResourceId": "resource_id",
+    "VmName": "vm_name",
+    "Policy": "policy",
+    "Reason": "reason",
+    "Details": "details",
+    "RpoSeconds": "rpo_seconds",
+    "RtoSeconds": "rto_seconds",
+    "Count": "count",
+    "DryRun": "dry_run",
+}
+
+
+def format_time(value: datetime) -> str:
+    """RFC 3339 in UTC with a `Z`, to the microsecond when there is one."""
+    value = value.astimezone(UTC)
+    if value.microsecond:
+        return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
