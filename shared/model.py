@@ -126,3 +126,37 @@ def format_time(value: datetime) -> str:
     if value.microsecond:
         return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True, slots=True)
+class VmRef:
+    """A virtual machine named by its ARM id."""
+
+    subscription_id: str
+    resource_group: str
+    name: str
+
+    @property
+    def id(self) -> str:
+        return (
+            f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
+            f"/providers/Microsoft.Compute/virtualMachines/{self.name}"
+        )
+
+
+def parse_vm_id(resource_id: str) -> VmRef | None:
+    """The VM an ARM id names, or None when it names anything else (a VM extension, a disk...)."""
+    parts = resource_id.strip("/").split("/")
+    if len(parts) != 8:
+        return None
+    subs, sub, rgs, rg, providers, namespace, kind, name = parts
+    if (
+        subs.lower() != "subscriptions"
+        or rgs.lower() != "resourcegroups"
+        or providers.lower() != "providers"
+        or namespace.lower() != "microsoft.compute"
+        or kind.lower() != "virtualmachines"
+        or not (sub and rg and name)
+    ):
+        return None
+    return VmRef(subscription_id=sub.lower(), resource_group=rg, name=name)

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Protocol
 
 from shared.model import Outcome
+from shared.settings import Settings
 
 
 class Clock(Protocol):
@@ -43,3 +44,13 @@ class Queues(Protocol):
     def receive(self, queue: str, *, max_messages: int = 32) -> Iterator[ReceivedMessage]: ...
 
     def delete(self, queue: str, message: ReceivedMessage) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    """The ports and settings one worker process runs with; built once by `services()`."""
+
+    settings: Settings
+    clock: Clock
+    reporter: Reporter
+    queues: Queues

@@ -1,0 +1,11 @@
+"""Lifeboat's function app: composition only. Nothing here reads settings or does I/O."""
+
+import azure.functions as func
+
+from triggers import onboarding, poison_drain, vm_events
+
+app = func.FunctionApp()
+
+app.register_functions(vm_events.bp)
+app.register_functions(onboarding.bp)
+app.register_functions(poison_drain.bp)

@@ -1,0 +1,158 @@
+"""The queue message envelope and the payload schemas it may carry.
+
+Every message on every Lifeboat queue is one JSON envelope, base64 on the wire:
+`{type, version, id, runId, idempotencyKey, created, payload}`. Payloads are validated against
+the schema registered for `(type, version)`; anything else can never succeed and is poisoned
+with its reason by the worker.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from datetime import datetime
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+# Storage queues limit a message to 64 KiB of encoded text; Lifeboat's messages are base64.
+MAX_ENCODED_BYTES = 64 * 1024
+
+
+class PoisonMessageError(ValueError):
+    """A message that can never succeed: bad JSON, unknown type or version, schema failure."""
+
+    def __init__(self, reason: str, *, message_type: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.message_type = message_type
+
+
+class MessageTooLargeError(ValueError):
+    """A producer tried to send more than a queue message can hold."""
+
+
+class Envelope(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    type: str = Field(min_length=1, max_length=64)
+    version: int = Field(ge=1)
+    id: str = Field(min_length=1, max_length=64)
+    run_id: str = Field(alias="runId", min_length=1, max_length=128)
+    idempotency_key: str = Field(alias="idempotencyKey", min_length=1, max_length=512)
+    created: datetime
+    payload: dict[str, Any]
+
+
+class Payload(BaseModel):
+    """Base for payload schemas: camelCase on the wire, frozen, no unknown fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class OnboardingRequest(Payload):
+    """A VM was written (created or updated): look at it and onboard it if it is new to Lifeboat."""
+
+    resource_id: str = Field(alias="resourceId", min_length=1, max_length=1024)
+    subscription_id: str = Field(alias="subscriptionId")
+    resource_group: str = Field(alias="resourceGroup")
+    vm_name: str = Field(alias="vmName")
+    event_id: str = Field(alias="eventId")
+    event_time: datetime | None = Field(default=None, alias="eventTime")
+    correlation_id: str | None = Field(default=None, alias="correlationId")
+
+
+# (type, version) -> schema. The only way a message string selects code.
+PAYLOAD_SCHEMAS: dict[tuple[str, int], type[Payload]] = {
+    ("onboarding", 1): OnboardingRequest,
+}
+
+P = TypeVar("P", bound=Payload)
+
+
+def make_envelope(
+    message_type: str,
+    payload: Payload,
+    *,
+    run_id: str,
+    idempotency_key: str,
+    created: datetime,
+    version: int = 1,
+) -> Envelope:
+    if PAYLOAD_SCHEMAS.get((message_type, version)) is not type(payload):
+        raise TypeError(f"{type(payload).__name__} is not the schema of {message_type} v{version}")
+    return Envelope(
+        type=message_type,
+        version=version,
+        id=str(uuid.uuid4()),
+        runId=run_id,
+        idempotencyKey=idempotency_key,
+        created=created,
+        payload=payload.model_dump(mode="json", by_alias=True, exclude_none=True),
+    )
+
+
+def encoded_size(text: str) -> int:
+    """Bytes the text takes on the queue once base64-encoded."""
+    return 4 * math.ceil(len(text.encode("utf-8")) / 3)
+
+
+def encode(envelope: Envelope) -> str:
+    """The envelope as JSON text; raises MessageTooLargeError past the queue's limit."""
+    text = envelope.model_dump_json(by_alias=True)
+    size = encoded_size(text)
+    if size > MAX_ENCODED_BYTES:
+        raise MessageTooLargeError(
+            f"{envelope.type} message {envelope.id} is {size} bytes base64-encoded; "
+            f"a queue message holds at most {MAX_ENCODED_BYTES}"
+        )
+    return text
+
+
+def decode(text: str) -> tuple[Envelope, Payload]:
+    """Parse and validate a message; raises PoisonMessageError with the reason if it never can."""
+    try:
+        raw = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise PoisonMessageError(f"not JSON: {e}") from None
+    if not isinstance(raw, dict):
+        raise PoisonMessageError(f"not a message envelope: a JSON {type(raw).__name__}")
+    message_type = raw.get("type") if isinstance(raw.get("type"), str) else None
+    try:
+        envelope = Envelope.model_validate(raw)
+    except ValidationError as e:
+        raise PoisonMessageError(
+            f"envelope schema: {_summarise(e)}", message_type=message_type
+        ) from None
+    schema = PAYLOAD_SCHEMAS.get((envelope.type, envelope.version))
+    if schema is None:
+        known = sorted({t for t, _ in PAYLOAD_SCHEMAS})
+        if envelope.type in known:
+            reason = f"unknown version {envelope.version} of message type {envelope.type!r}"
+        else:
+            reason = f"unknown message type {envelope.type!r} (known: {', '.join(known)})"
+        raise PoisonMessageError(reason, message_type=envelope.type)
+    try:
+        payload = schema.model_validate(envelope.payload)
+    except ValidationError as e:
+        raise PoisonMessageError(
+            f"{envelope.type} v{envelope.version} payload schema: {_summarise(e)}",
+            message_type=envelope.type,
+        ) from None
+    return envelope, payload
+
+
+def expect(payload: Payload, schema: type[P]) -> P:
+    if not isinstance(payload, schema):
+        raise PoisonMessageError(f"expected a {schema.__name__}, got {type(payload).__name__}")
+    return payload
+
+
+def _summarise(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors()[:5]:
+        where = ".".join(str(p) for p in item["loc"]) or "(root)"
+        parts.append(f"{where}: {item['msg']}")
+    more = error.error_count() - len(parts)
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")

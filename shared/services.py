@@ -1,0 +1,85 @@
+"""The one composition root: settings, credential and clients, built once per worker process.
+
+Triggers call `services()`. Tests and the local host replace parts through `override_services()`
+(this is the only seam); nothing else in product code knows whether it runs in Azure.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from shared.adapters.clock import SystemClock
+from shared.adapters.log_reporter import JsonLinesReporter
+from shared.adapters.queues import StorageQueues
+from shared.ports import Clock, Queues, Reporter, Runtime
+from shared.settings import Settings
+
+_lock = threading.Lock()
+_runtime: Runtime | None = None
+_overrides: dict[str, Any] = {}
+
+
+def services() -> Runtime:
+    global _runtime
+    runtime = _runtime
+    if runtime is not None:
+        return runtime
+    with _lock:
+        if _runtime is None:
+            _runtime = _build()
+        return _runtime
+
+
+def override_services(
+    *,
+    settings: Settings | None = None,
+    clock: Clock | None = None,
+    reporter: Reporter | None = None,
+    queues: Queues | None = None,
+) -> None:
+    """Bind some ports to something else (the local host's clock, a test's fakes)."""
+    global _runtime
+    with _lock:
+        for name, value in (
+            ("settings", settings),
+            ("clock", clock),
+            ("reporter", reporter),
+            ("queues", queues),
+        ):
+            if value is not None:
+                _overrides[name] = value
+        _runtime = None
+
+
+def reset_services() -> None:
+    global _runtime
+    with _lock:
+        _overrides.clear()
+        _runtime = None
+
+
+def _build() -> Runtime:
+    settings: Settings = _overrides.get("settings") or Settings.from_env()
+    return Runtime(
+        settings=settings,
+        clock=_overrides.get("clock") or SystemClock(),
+        reporter=_overrides.get("reporter") or JsonLinesReporter(),
+        queues=_overrides.get("queues") or _build_queues(settings),
+    )
+
+
+def _build_queues(settings: Settings) -> Queues:
+    if settings.storage_queue_uri:
+        return StorageQueues.from_identity(settings.storage_queue_uri, _credential(settings))
+    assert settings.storage_connection is not None  # Settings.from_env guarantees one of the two
+    return StorageQueues.from_connection_string(settings.storage_connection)
+
+
+def _credential(settings: Settings) -> Any:
+    from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+
+    client_id = settings.storage_client_id or settings.managed_identity_client_id
+    if client_id:
+        return ManagedIdentityCredential(client_id=client_id)
+    return DefaultAzureCredential()

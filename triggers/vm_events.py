@@ -1,0 +1,37 @@
+"""Event Grid trigger: VM writes in the target subscriptions become onboarding messages."""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+
+from shared.services import services
+from shared.vm_events import VmEvent, receive_vm_event
+
+log = logging.getLogger(__name__)
+
+bp = func.Blueprint()
+
+
+@bp.function_name("vm_events")
+@bp.event_grid_trigger(arg_name="event")
+def vm_events(event: func.EventGridEvent) -> None:
+    data = event.get_json()
+    decision = receive_vm_event(
+        services(),
+        VmEvent(
+            id=event.id or "",
+            event_type=event.event_type or "",
+            subject=event.subject or "",
+            event_time=event.event_time,
+            data=data if isinstance(data, dict) else {},
+        ),
+    )
+    log.info(
+        "vm event %s %s: %s (%s)",
+        event.id,
+        "accepted" if decision.accepted else "dropped",
+        event.subject,
+        decision.reason,
+    )
