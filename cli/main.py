@@ -7,6 +7,10 @@ import sys
 
 import typer
 
+from cli.demo import demo_command
+from cli.host_cmd import host_command
+from cli.retention import retention_command
+
 app = typer.Typer(
     name="lifeboat",
     help="Lifeboat: keeps Azure VMs recoverable, and proves it.",
@@ -14,6 +18,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.command("host")(host_command)
+app.command("demo")(demo_command)
+app.command("retention")(retention_command)
 
 
 def _configure_logging(verbose: bool) -> None:

@@ -1,0 +1,127 @@
+"""`lifeboat host` as a child process: start it, read its endpoints, collect its outcomes."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from cli.localhost import ROOT
+from cli.processes import stop_process_group
+
+
+@dataclass
+class HostProcess:
+    proc: subprocess.Popen[bytes]
+    endpoints: dict[str, str] = field(default_factory=dict)
+    outcomes: list[dict[str, Any]] = field(default_factory=list)
+    log_lines: list[str] = field(default_factory=list)
+    _changed: threading.Condition = field(default_factory=threading.Condition)
+
+    @property
+    def eventgrid_url(self) -> str:
+        return self.endpoints["eventgrid"]
+
+    @property
+    def base_url(self) -> str:
+        return self.endpoints["ready"]
+
+    def wait_for(
+        self, predicate: Callable[[list[dict[str, Any]]], bool], *, timeout: float = 30.0
+    ) -> list[dict[str, Any]]:
+        """Wait until the outcomes so far satisfy `predicate`; return them."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not predicate(self.outcomes):
+                left = deadline - time.monotonic()
+                if left <= 0 or self.proc.poll() is not None:
+                    tail = "\n".join(self.log_lines[-30:])
+                    raise TimeoutError(
+                        f"the host's outcomes did not get there in {timeout:.0f} s "
+                        f"(exit code {self.proc.poll()}); last log lines:\n{tail}"
+                    )
+                self._changed.wait(min(left, 0.2))
+            return list(self.outcomes)
+
+    def _collect(self, stream: IO[bytes], echo: IO[str] | None) -> None:
+        for raw in stream:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            record = _outcome(line)
+            with self._changed:
+                if record is not None:
+                    self.outcomes.append(record)
+                else:
+                    self.log_lines.append(line)
+                self._changed.notify_all()
+            if echo is not None and record is None:
+                echo.write(line + "\n")
+
+
+def _outcome(line: str) -> dict[str, Any] | None:
+    if not line.startswith("{"):
+        return None
+    with contextlib.suppress(ValueError):
+        record = json.loads(line)
+        if isinstance(record, dict) and "Job" in record and "Operation" in record:
+            return record
+    return None
+
+
+@contextlib.contextmanager
+def running_host(
+    args: list[str],
+    *,
+    env: dict[str, str] | None = None,
+    timeout: float = 30.0,
+    log: IO[str] | None = None,
+) -> Iterator[HostProcess]:
+    """Run `lifeboat host ARGS`; stop it (and its children) on exit, even on error."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "host", *args],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    host = HostProcess(proc)
+    readers: list[threading.Thread] = []
+    try:
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        stderr_reader = threading.Thread(target=host._collect, args=(proc.stderr, log), daemon=True)
+        stderr_reader.start()
+        readers.append(stderr_reader)
+        deadline = time.monotonic() + timeout
+        for raw in proc.stdout:
+            word, _, rest = raw.decode().strip().partition(" ")
+            if word in ("eventgrid", "admin", "ready"):
+                host.endpoints[word] = rest
+            if word == "ready" or time.monotonic() > deadline:
+                break
+        if "ready" not in host.endpoints:
+            proc.wait(timeout=5)
+            raise RuntimeError(
+                "lifeboat host did not get ready:\n" + "\n".join(host.log_lines[-30:])
+            )
+        stdout_reader = threading.Thread(target=host._collect, args=(proc.stdout, log), daemon=True)
+        stdout_reader.start()
+        readers.append(stdout_reader)
+        yield host
+    finally:
+        stop_process_group(proc)
+        for reader in readers:
+            reader.join(timeout=5)
+
+
+def write_json(path: Path, value: Any) -> Path:
+    path.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
+    return path
