@@ -167,10 +167,22 @@ def resolve_setting_refs(value: str, environ: Mapping[str, str], *, where: str) 
     return _SETTING_REF.sub(lookup, value)
 
 
+_INDEX: dict[int, tuple[Any, list[Any]]] = {}
+
+
+def _indexed(app: Any) -> list[Any]:
+    """`get_functions()` once per app object, as the worker indexes once per process."""
+    known = _INDEX.get(id(app))
+    if known is None or known[0] is not app:
+        known = (app, app.get_functions())
+        _INDEX[id(app)] = known
+    return known[1]
+
+
 def load_functions(app: Any, environ: Mapping[str, str]) -> list[FunctionSpec]:
     """Index the app the way the host does, rejecting what the host would reject."""
     try:
-        functions = app.get_functions()
+        functions = _indexed(app)
     except Exception as e:
         raise HostError(f"the app does not index: {e}") from e
     specs: list[FunctionSpec] = []

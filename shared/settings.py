@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import (
-    AliasChoices,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -77,11 +76,11 @@ class Settings(BaseModel):
     managed_identity_client_id: str | None = Field(default=None, alias="AZURE_CLIENT_ID")
     arm_endpoint: str = Field(
         default="https://management.azure.com",
-        validation_alias=AliasChoices("ARM_ENDPOINT"),
+        alias="ARM_ENDPOINT",
     )
     arm_audience: str = Field(
         default="https://management.azure.com/.default",
-        validation_alias=AliasChoices("ARM_AUDIENCE"),
+        alias="ARM_AUDIENCE",
     )
     max_dequeue_count: int = Field(
         default=5, ge=1, alias="AzureFunctionsJobHost__extensions__queues__maxDequeueCount"

@@ -16,6 +16,7 @@ from shared import messages
 from shared.messages import OnboardingRequest
 from shared.model import Job, Outcome, Status, VmRef, parse_vm_id
 from shared.ports import Runtime
+from shared.worker import enqueue
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ def receive_vm_event(rt: Runtime, event: VmEvent) -> Decision:
             idempotency_key=f"onboarding:{vm.id.lower()}:{event.id}",
             created=rt.clock.now(),
         )
-        rt.queues.send(ONBOARDING_QUEUE, messages.encode(envelope))
+        enqueue(rt, ONBOARDING_QUEUE, envelope, job=Job.ONBOARDING)
     elif decision.report:
         dropped = decision.vm
         rt.reporter.report(

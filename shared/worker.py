@@ -77,6 +77,29 @@ def process_queue_message(
         raise
 
 
+def enqueue(
+    rt: Runtime, queue: str, envelope: Envelope, *, job: Job, visibility_timeout: int = 0
+) -> None:
+    """Send one message; a message too large for a queue is refused, reported, and raised."""
+    try:
+        text = messages.encode(envelope)
+    except messages.MessageTooLargeError as e:
+        _report_safely(
+            rt,
+            Outcome(
+                time=rt.clock.now(),
+                run_id=envelope.run_id,
+                job=job,
+                operation=f"enqueue-{envelope.type}",
+                status=Status.FAILED,
+                reason=str(e),
+                details={"queue": queue, "type": envelope.type, "messageId": envelope.id},
+            ),
+        )
+        raise
+    rt.queues.send(queue, text, visibility_timeout=visibility_timeout)
+
+
 def poison_message(
     rt: Runtime,
     *,

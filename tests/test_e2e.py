@@ -1,0 +1,86 @@
+"""End to end: `lifeboat host` as a process with the real app, Azurite, and Event Grid posts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+from azure.storage.queue import QueueClient, QueueServiceClient, TextBase64EncodePolicy
+
+from cli.azurite import Azurite, write_endpoints
+from cli.events import post_events, vm_write_event
+from cli.hostprocess import running_host, write_json
+from tests.conftest import OTHER_SUBSCRIPTION, SUBSCRIPTION, base_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+FAST = {
+    "extensions": {
+        "queues": {"maxPollingInterval": "00:00:00.200", "visibilityTimeout": "00:00:00"}
+    }
+}
+
+pytestmark = pytest.mark.e2e
+
+
+def test_event_to_onboarding_outcome_and_poison_through_drain(
+    azurite: Azurite, queue_service: QueueServiceClient, tmp_path: Path
+) -> None:
+    write_endpoints(azurite, tmp_path / "azurite.json")
+    settings = write_json(tmp_path / "local.settings.json", {"Values": base_settings()})
+    args = [
+        "--settings", str(settings),
+        "--storage-endpoints", str(tmp_path / "azurite.json"),
+        "--host-overrides", str(write_json(tmp_path / "o.json", FAST)),
+        "--no-timers",
+    ]  # fmt: skip
+    with running_host(args) as host:
+        created = vm_write_event(SUBSCRIPTION, "rg-app", "vm-web-01", event_id="evt-1")
+        foreign = vm_write_event(OTHER_SUBSCRIPTION, "rg-x", "vm-x", event_id="evt-2")
+        assert post_events(host.eventgrid_url, [created, foreign])[0] == 202
+        rows = host.wait_for(lambda rows: any(r["Operation"] == "vm-seen" for r in rows))
+        seen = next(r for r in rows if r["Operation"] == "vm-seen")
+        assert seen["VmName"] == "vm-web-01"
+        assert seen["Job"] == "onboarding"
+        assert seen["Details"]["eventId"] == "evt-1"
+        assert seen["TimeGenerated"].endswith("Z")
+        skipped = next(r for r in rows if r["Operation"] == "vm-event")
+        assert (skipped["Status"], skipped["SubscriptionId"]) == ("skipped", OTHER_SUBSCRIPTION)
+
+        QueueClient.from_connection_string(
+            azurite.connection_string, "onboarding", message_encode_policy=TextBase64EncodePolicy()
+        ).send_message('{"type": "onboarding"}')
+        host.wait_for(lambda rows: any(r["Operation"] == "poison" for r in rows))
+
+        key = host.eventgrid_url.rsplit("code=", 1)[1]
+        request = urllib.request.Request(
+            f"{host.base_url}/admin/functions/poison_drain", data=b"{}", method="POST",
+            headers={"x-functions-key": key},
+        )  # fmt: skip
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 202
+        rows = host.wait_for(
+            lambda rows: any((r.get("Details") or {}).get("drained") for r in rows)
+        )
+        drained = next(r for r in rows if (r.get("Details") or {}).get("drained"))
+        assert drained["Reason"].startswith("envelope schema")
+        assert json.loads(drained["Details"]["message"]) == {"type": "onboarding"}
+    poison = QueueClient.from_connection_string(azurite.connection_string, "onboarding-poison")
+    assert poison.get_queue_properties().approximate_message_count == 0
+
+
+def test_host_refuses_to_start_when_a_schedule_setting_is_missing(tmp_path: Path) -> None:
+    values = base_settings()
+    del values["POISON_SCHEDULE"]
+    settings = write_json(tmp_path / "s.json", {"Values": values})
+    env = {k: v for k, v in os.environ.items() if k != "POISON_SCHEDULE"}
+    result = subprocess.run(
+        [sys.executable, "-m", "cli.main", "host", "--settings", str(settings)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "'%POISON_SCHEDULE%' does not resolve" in result.stderr

@@ -1,0 +1,86 @@
+"""The app indexes with no settings at all, and registers exactly these functions."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import function_app
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _bindings() -> dict[str, list[dict[str, object]]]:
+    return {
+        f.get_function_name(): json.loads(f.get_function_json())["bindings"]
+        for f in function_app.app.get_functions()
+    }
+
+
+def test_functions_names_triggers_queues_and_schedules_are_pinned() -> None:
+    assert _bindings() == {
+        "vm_events": [{"direction": "IN", "type": "eventGridTrigger", "name": "event"}],
+        "onboarding": [
+            {
+                "direction": "IN",
+                "type": "queueTrigger",
+                "name": "msg",
+                "queueName": "onboarding",
+                "connection": "AzureWebJobsStorage",
+            }
+        ],
+        "poison_drain": [
+            {
+                "direction": "IN",
+                "type": "timerTrigger",
+                "name": "timer",
+                "schedule": "%POISON_SCHEDULE%",
+                "runOnStartup": False,
+            }
+        ],
+    }
+
+
+def test_app_indexes_in_an_empty_environment() -> None:
+    code = "import function_app; print(len(function_app.app.get_functions()))"
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={"PATH": os.environ.get("PATH", "")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "3"
+
+
+def test_function_app_only_composes() -> None:
+    source = (ROOT / "function_app.py").read_text()
+    assert "os.environ" not in source
+    assert "services(" not in source
+    assert "Settings" not in source
+
+
+def test_imports_flow_one_way() -> None:
+    """shared never imports triggers, function_app, cli or emulator; the pure core no adapters."""
+    for path in (ROOT / "shared").rglob("*.py"):
+        text = path.read_text()
+        for banned in ("import triggers", "from triggers", "function_app", "from cli", "emulator"):
+            assert banned not in text, f"{path.name} imports {banned}"
+        if path.parent.name != "adapters" and path.name != "services.py":
+            assert "shared.adapters" not in text, f"{path.name} imports an adapter"
+        assert "azure.functions" not in text, f"{path.name} imports azure.functions"
+
+
+def test_funcignore_keeps_tooling_out_of_the_package() -> None:
+    lines = set((ROOT / ".funcignore").read_text().split())
+    for entry in (
+        "tests", "cli", "emulator", "bench", "infra", ".ci", "Makefile", "package.json",
+        "package-lock.json", "node_modules", ".venv*", "local.settings.json",
+    ):  # fmt: skip
+        assert entry in lines, entry

@@ -1,0 +1,293 @@
+"""The local host against Azurite: queue semantics, poison, faults, the webhook and timers."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from azure.core.exceptions import ResourceExistsError
+from azure.storage.queue import QueueClient, QueueServiceClient, TextBase64EncodePolicy
+
+import function_app
+from cli.azurite import Azurite
+from cli.events import post_events, vm_write_event
+from cli.localhost import Faults, HostError, LocalHost, load_host_config
+from shared import poison
+from shared.services import override_services, services
+from shared.settings import Settings
+from tests.apps import bad_queue_name, hostcheck
+from tests.conftest import SUBSCRIPTION, base_settings
+from tests.fakes import FixedClock, MemoryReporter
+from tests.test_messages import envelope_text
+
+FAST = {
+    "extensions": {
+        "queues": {"maxPollingInterval": "00:00:00.200", "visibilityTimeout": "00:00:00"}
+    }
+}
+MakeHost = Callable[..., LocalHost]
+
+
+@pytest.fixture
+def reporter() -> MemoryReporter:
+    return MemoryReporter()
+
+
+@pytest.fixture
+def make_host(
+    azurite: Azurite, queue_service: QueueServiceClient, reporter: MemoryReporter, tmp_path: Path
+) -> Iterator[MakeHost]:
+    hosts: list[LocalHost] = []
+    hostcheck.reset()
+
+    def make(
+        app: Any = hostcheck.app,
+        *,
+        local: dict[str, str] | None = None,
+        faults: Faults | None = None,
+        clock: Any = None,
+        run_timers: bool = False,
+        **env: str,
+    ) -> LocalHost:
+        environ = base_settings(
+            AzureWebJobsStorage=azurite.connection_string, TICK_SCHEDULE="0 0 * * * *", **env
+        )
+        overrides = dict(FAST, localHost=local or {})
+        path = tmp_path / f"host.override.{len(hosts)}.json"
+        path.write_text(json.dumps(overrides))
+        override_services(settings=Settings.from_env(environ), reporter=reporter, clock=clock)
+        host = LocalHost(
+            app, overrides=path, environ=environ, faults=faults, clock=clock, run_timers=run_timers
+        )
+        host.start()
+        hosts.append(host)
+        return host
+
+    yield make
+    for host in hosts:
+        host.stop()
+
+
+def sender(azurite: Azurite, queue: str, *, base64_text: bool = True) -> QueueClient:
+    policy = TextBase64EncodePolicy() if base64_text else None
+    client = QueueClient.from_connection_string(
+        azurite.connection_string, queue, message_encode_policy=policy
+    )
+    with contextlib.suppress(ResourceExistsError):
+        client.create_queue()
+    return client
+
+
+def peek_all(azurite: Azurite, queue: str) -> list[str]:
+    client = QueueClient.from_connection_string(azurite.connection_string, queue)
+    return [str(m.content) for m in client.peek_messages(max_messages=32)]
+
+
+def b64decode(text: str) -> str:
+    return base64.b64decode(text).decode()
+
+
+# ------------------------------------------------------------------------------- poison paths
+
+
+def test_bad_messages_are_poisoned_with_reasons_while_good_ones_flow(
+    make_host: MakeHost, azurite: Azurite, reporter: MemoryReporter
+) -> None:
+    host = make_host(function_app.app)
+    onboarding = sender(azurite, "onboarding")
+    onboarding.send_message('{"type": "onboarding", "version": 1,')
+    onboarding.send_message(envelope_text(type="rotation-vm"))
+    onboarding.send_message(envelope_text(payload={"vmName": 1}))
+    onboarding.send_message(envelope_text())
+    host.wait_idle(timeout=30)
+
+    poisoned = [json.loads(b64decode(m)) for m in peek_all(azurite, "onboarding-poison")]
+    reasons = sorted(p["reason"].split(":")[0] for p in poisoned)
+    assert reasons == [
+        "not JSON",
+        "onboarding v1 payload schema",
+        "unknown message type 'rotation-vm' (known",
+    ]
+    assert all(p["originalQueue"] == "onboarding" and p["dequeueCount"] == 1 for p in poisoned)
+    assert sorted(reporter.operations()) == [
+        ("poison", "failed"), ("poison", "failed"), ("poison", "failed"), ("vm-seen", "succeeded"),
+    ]  # fmt: skip
+    assert host.stats["onboarding"].failed == 0  # poisoned by the worker, completed normally
+
+
+def test_transient_failures_are_retried_to_max_dequeue_then_reported_and_poisoned(
+    make_host: MakeHost, azurite: Azurite, reporter: MemoryReporter
+) -> None:
+    host = make_host(AzureFunctionsJobHost__extensions__queues__maxDequeueCount="3")
+    sent = envelope_text()
+    sender(azurite, "flaky-work").send_message(sent)
+    host.wait_idle(timeout=30)
+
+    assert [count for name, _, count in hostcheck.seen if name == "flaky"] == [1, 2, 3]
+    [failure] = reporter.outcomes
+    assert failure.status.value == "failed"
+    assert "failed on delivery 3 of 3" in (failure.reason or "")
+    assert "ConnectionResetError" in (failure.reason or "")
+    assert [b64decode(m) for m in peek_all(azurite, "flaky-work-poison")] == [sent]
+    assert peek_all(azurite, "flaky-work") == []
+
+    # The poison drain then reports the host's copy, content and all, and empties the queue.
+    drained = poison.drain_poison_queues(services(), run_id="drain-1")
+    assert drained == 1
+    report = reporter.outcomes[-1]
+    assert report.details["message"] == sent
+    assert report.details["queue"] == "flaky-work"
+    assert "after 3 attempts" in (report.reason or "")
+    assert peek_all(azurite, "flaky-work-poison") == []
+
+
+def test_undecodable_message_is_poisoned_without_invoking_the_function(
+    make_host: MakeHost, azurite: Azurite
+) -> None:
+    host = make_host()
+    sender(azurite, "steady-work", base64_text=False).send_message("%%% not base64 %%%")
+    sender(azurite, "steady-work").send_message(envelope_text())
+    host.wait_idle(timeout=30)
+    assert hostcheck.calls["steady"] == 1
+    assert host.stats["steady"].undecodable == 1
+    assert peek_all(azurite, "steady-work-poison") == ["%%% not base64 %%%"]
+
+
+@pytest.mark.parametrize(("renew", "deliveries"), [("00:00:00.300", 1), ("00:01:00", 2)])
+def test_a_long_handler_is_not_delivered_twice_while_it_runs(
+    make_host: MakeHost, azurite: Azurite, renew: str, deliveries: int
+) -> None:
+    """Renewal keeps the message hidden; without it (the control case) it comes back."""
+    host = make_host(local={"fetchVisibility": "00:00:01", "renewInterval": renew})
+    sender(azurite, "slow-work").send_message("2.5")
+    if deliveries == 1:
+        time.sleep(1)
+        host.wait_idle(timeout=30)
+        assert hostcheck.calls["slow"] == 1
+    else:
+        # Without renewal the message reappears after 1 s and runs again, concurrently.
+        _wait(lambda: hostcheck.calls["slow"] >= 2, timeout=5)
+
+
+# ----------------------------------------------------------------------------------- faults
+
+
+def test_duplicate_delivery_fault_runs_the_handler_twice(
+    make_host: MakeHost, azurite: Azurite, reporter: MemoryReporter
+) -> None:
+    host = make_host(faults=Faults(duplicate_deliveries=True))
+    sender(azurite, "steady-work").send_message(envelope_text())
+    host.wait_idle(timeout=30)
+    assert [count for name, _, count in hostcheck.seen if name == "steady"] == [1, 2]
+    assert peek_all(azurite, "steady-work") == []
+
+
+def test_failure_after_return_fault_redelivers_the_message(
+    make_host: MakeHost, azurite: Azurite
+) -> None:
+    faults = Faults()
+    faults.fail_after_return["steady"] = 1
+    host = make_host(faults=faults)
+    sender(azurite, "steady-work").send_message(envelope_text())
+    host.wait_idle(timeout=30)
+    assert [count for name, _, count in hostcheck.seen if name == "steady"] == [1, 2]
+    assert (host.stats["steady"].failed, host.stats["steady"].succeeded) == (1, 1)
+
+
+# ---------------------------------------------------------------------------------- webhook
+
+
+def test_webhook_answers_as_the_functions_host_does(make_host: MakeHost) -> None:
+    host = make_host()
+    url = f"{host.base_url}/runtime/webhooks/eventgrid?functionName=events&code={host.key}"
+    handshake = [
+        {
+            "id": "v1",
+            "eventType": "Microsoft.EventGrid.SubscriptionValidationEvent",
+            "subject": "",
+            "data": {"validationCode": "512d38b6-c7b8-40c8-89fe-f46f9e9622b6"},
+            "eventTime": "2026-11-27T00:00:00Z",
+            "dataVersion": "1",
+        }
+    ]
+    status, body = post_events(url, handshake, kind="SubscriptionValidation")
+    assert (status, json.loads(body)) == (
+        200, {"validationResponse": "512d38b6-c7b8-40c8-89fe-f46f9e9622b6"}
+    )  # fmt: skip
+
+    good = [vm_write_event(SUBSCRIPTION, "rg", f"vm{i}") for i in range(3)]
+    started = time.monotonic()
+    assert post_events(url, good)[0] == 202
+    assert time.monotonic() - started < 0.85, "the events of one POST run in parallel"
+
+    mixed = [
+        vm_write_event(SUBSCRIPTION, "rg", "vm-ok"),
+        vm_write_event(SUBSCRIPTION, "rg", "fail"),
+    ]
+    assert post_events(url, mixed)[0] == 500
+    assert post_events(url, good, kind=None)[0] == 400
+    unknown = f"{host.base_url}/runtime/webhooks/eventgrid?functionName=nope&code={host.key}"
+    assert post_events(unknown, good)[0] == 404
+    assert post_events(url.replace(host.key, "wrong"), good)[0] == 401
+    assert hostcheck.calls["events"] == 5
+
+
+# ----------------------------------------------------------------------------- indexing, timers
+
+
+def test_a_binding_the_host_would_reject_fails_here_too(azurite: Azurite) -> None:
+    environ = base_settings(AzureWebJobsStorage=azurite.connection_string)
+    with pytest.raises(HostError, match="invalid queue name 'Bad_Queue'"):
+        LocalHost(bad_queue_name.app, environ=environ)
+    with pytest.raises(HostError, match="'%TICK_SCHEDULE%' does not resolve"):
+        LocalHost(hostcheck.app, environ=environ)
+
+
+def test_timers_fire_by_the_clock_once_and_past_due_when_late(make_host: MakeHost) -> None:
+    clock = FixedClock()  # 01:00:00
+    clock.advance(minutes=59, seconds=59)
+    make_host(clock=clock, run_timers=True)
+    time.sleep(0.5)
+    assert hostcheck.calls["tick"] == 0
+    clock.advance(seconds=1)
+    _wait(lambda: hostcheck.calls["tick"] == 1)
+    clock.advance(hours=5, minutes=30)
+    _wait(lambda: hostcheck.calls["tick"] == 2)
+    time.sleep(0.6)
+    assert [detail for name, detail, _ in hostcheck.seen if name == "tick"] == [
+        "on_time",
+        "past_due",
+    ]
+
+
+def test_host_json_values_and_overrides(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parent.parent
+    _, options = load_host_config(root / "host.json", environ={})
+    assert (options.batch_size, options.new_batch_threshold, options.max_dequeue_count) == (
+        16,
+        8,
+        5,
+    )
+    assert options.message_encoding == "base64"
+    assert options.fetch_visibility == 600
+    override = tmp_path / "o.json"
+    override.write_text(json.dumps({"extensions": {"queues": {"visibilityTimeout": "00:00:02.5"}}}))
+    _, options = load_host_config(
+        root / "host.json", override,
+        environ={"AzureFunctionsJobHost__extensions__queues__batchSize": "4"},
+    )  # fmt: skip
+    assert (options.visibility_timeout, options.batch_size) == (2.5, 4)
+
+
+def _wait(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met")
+        time.sleep(0.05)

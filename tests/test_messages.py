@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from shared import messages
+from shared.messages import (
+    MessageTooLargeError,
+    OnboardingRequest,
+    PoisonMessageError,
+    make_envelope,
+)
+from tests.conftest import SUBSCRIPTION
+
+NOW = datetime(2026, 11, 27, 1, 0, tzinfo=UTC)
+
+
+def onboarding_request(**overrides: object) -> OnboardingRequest:
+    values: dict[str, object] = {
+        "resourceId": f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg/providers/"
+        "Microsoft.Compute/virtualMachines/vm1",
+        "subscriptionId": SUBSCRIPTION,
+        "resourceGroup": "rg",
+        "vmName": "vm1",
+        "eventId": "e1",
+    }
+    values.update(overrides)
+    return OnboardingRequest.model_validate(values)
+
+
+def envelope_text(**overrides: object) -> str:
+    envelope = make_envelope(
+        "onboarding", onboarding_request(), run_id="run-1", idempotency_key="k", created=NOW
+    )
+    raw = json.loads(messages.encode(envelope))
+    raw.update(overrides)
+    return json.dumps(raw)
+
+
+def test_envelope_round_trips_with_every_field() -> None:
+    text = envelope_text()
+    raw = json.loads(text)
+    assert set(raw) == {"type", "version", "id", "runId", "idempotencyKey", "created", "payload"}
+    envelope, payload = messages.decode(text)
+    assert (envelope.type, envelope.version, envelope.run_id) == ("onboarding", 1, "run-1")
+    assert payload == onboarding_request()
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("{not json", "not JSON"),
+        ("[1, 2]", "not a message envelope: a JSON list"),
+        (envelope_text(type="rotation-vm"), "unknown message type 'rotation-vm'"),
+        (envelope_text(version=7), "unknown version 7 of message type 'onboarding'"),
+        (envelope_text(payload={"vmName": "x"}), "onboarding v1 payload schema"),
+        (envelope_text(runId=""), "envelope schema: runId"),
+        (envelope_text(extra="field"), "envelope schema: extra"),
+    ],
+)
+def test_messages_that_can_never_succeed_name_their_reason(text: str, reason: str) -> None:
+    with pytest.raises(PoisonMessageError) as caught:
+        messages.decode(text)
+    assert reason in caught.value.reason
+
+
+def test_oversized_message_is_refused_with_a_clear_error() -> None:
+    big = onboarding_request(correlationId="x" * 49_000)
+    envelope = make_envelope("onboarding", big, run_id="r", idempotency_key="k", created=NOW)
+    with pytest.raises(
+        MessageTooLargeError, match=r"base64-encoded; a queue message holds at most 65536"
+    ):
+        messages.encode(envelope)
+
+
+def test_size_limit_counts_the_base64_text() -> None:
+    assert messages.encoded_size("a" * 3) == 4
+    assert messages.encoded_size("a" * 49_152) == 65_536
+    assert messages.encoded_size("é") == 4  # two UTF-8 bytes
+
+
+def test_envelope_refuses_a_payload_of_another_type() -> None:
+    with pytest.raises(TypeError):
+        make_envelope("nope", onboarding_request(), run_id="r", idempotency_key="k", created=NOW)
