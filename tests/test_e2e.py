@@ -84,3 +84,20 @@ def test_host_refuses_to_start_when_a_schedule_setting_is_missing(tmp_path: Path
     )  # fmt: skip
     assert result.returncode == 2
     assert "'%POISON_SCHEDULE%' does not resolve" in result.stderr
+
+
+def test_demo_shows_both_flows_and_leaves_no_child_holding_stdout() -> None:
+    """`capture_output` returns only when every holder of the pipe has exited."""
+    result = subprocess.run(
+        [sys.executable, "-m", "cli.main", "demo"],
+        cwd=ROOT, capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    for expected in ("POST ResourceWriteSuccess for vm-web-01 -> HTTP 202", "vm-seen", "drained"):
+        assert expected in result.stdout
+    leftovers = subprocess.run(
+        ["pgrep", "-f", "azurite-queue.*--inMemoryPersistence"], capture_output=True, text=True,
+        check=False,
+    )  # fmt: skip
+    own = {line for line in leftovers.stdout.split() if line}
+    assert len(own) <= 1, f"Azurite processes left behind: {own}"  # the test session's own

@@ -17,6 +17,10 @@ bp = func.Blueprint()
 @bp.function_name("vm_events")
 @bp.event_grid_trigger(arg_name="event")
 def vm_events(event: func.EventGridEvent) -> None:
+    if not isinstance(event, func.EventGridEvent):
+        # The subscription is made with the Event Grid schema; CloudEvents are a misconfiguration.
+        log.error("vm event dropped: expected the Event Grid schema, got %s", type(event).__name__)
+        return
     data = event.get_json()
     decision = receive_vm_event(
         services(),
