@@ -1,0 +1,261 @@
+"""`lifeboat retention`: preview a retention policy on timestamps read from stdin.
+
+Flags are restic's `forget` flags; the decision is `shared.retention.plan_retention`, the same
+function the rotation job prunes with. stdout carries exactly one JSON document; logs and errors
+go to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from datetime import UTC, datetime
+from typing import Annotated, TextIO
+
+import typer
+
+from shared.retention import (
+    UNLIMITED,
+    Duration,
+    RetentionPolicy,
+    parse_duration,
+    plan_retention,
+)
+
+log = logging.getLogger(__name__)
+
+# RFC 3339 date-time: full date, "T" (or a space, or "t", which it allows), full time with optional
+# fraction, and a mandatory offset. fromisoformat alone would also take dates without a time,
+# basic-format and week dates, and times without an offset.
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})",
+    re.ASCII,
+)
+
+
+# typer hands a parser the option's default as well as command-line text.
+def _parse_count(text: str | int) -> int:
+    if isinstance(text, int):
+        value = text
+    elif text.strip().lower() == "unlimited":
+        return UNLIMITED
+    else:
+        try:
+            value = int(text)
+        except ValueError:
+            raise typer.BadParameter(
+                f"{text!r} is not a count (a whole number, -1 or 'unlimited')"
+            ) from None
+    if value < UNLIMITED:
+        raise typer.BadParameter(
+            f"{value} is not allowed: use -1 or 'unlimited' to keep all, 0 to switch the rule off"
+        )
+    return value
+
+
+def _parse_duration(text: str | Duration) -> Duration:
+    if isinstance(text, Duration):
+        return text
+    try:
+        return parse_duration(text)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+
+
+def parse_rfc3339(text: str) -> datetime:
+    """One RFC 3339 timestamp with an offset, as an aware datetime in UTC."""
+    if not _RFC3339.fullmatch(text):
+        raise ValueError("expected an RFC 3339 timestamp such as 2024-05-01T02:00:00Z")
+    normalised = text[:10] + "T" + text[11:]
+    if normalised[-1] in "Zz":
+        normalised = normalised[:-1] + "+00:00"
+    # Raises ValueError for a date or time that does not exist (month 13, 25:00, leap second).
+    return datetime.fromisoformat(normalised).astimezone(UTC)
+
+
+def read_timestamps(stream: TextIO) -> list[datetime]:
+    """Timestamps, one per line; blank lines are skipped. ValueError names the bad line."""
+    times: list[datetime] = []
+    for number, line in enumerate(stream, start=1):
+        text = line.strip()
+        if not text:
+            continue
+        try:
+            times.append(parse_rfc3339(text))
+        except ValueError as e:
+            raise ValueError(f"line {number}: {text!r} is not a valid timestamp: {e}") from None
+    return times
+
+
+def _format(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+_COUNT_HELP = "keep the last N {} (-1 or 'unlimited' keeps all)"
+_WITHIN_HELP = "keep {} newer than DURATION (e.g. 1y5m7d2h) before the newest snapshot"
+
+
+def retention_command(
+    keep_last: Annotated[
+        int,
+        typer.Option(
+            "--keep-last",
+            "-l",
+            parser=_parse_count,
+            metavar="N",
+            help=_COUNT_HELP.format("snapshots"),
+        ),
+    ] = 0,
+    keep_hourly: Annotated[
+        int,
+        typer.Option(
+            "--keep-hourly",
+            "-H",
+            parser=_parse_count,
+            metavar="N",
+            help=_COUNT_HELP.format("hourly snapshots"),
+        ),
+    ] = 0,
+    keep_daily: Annotated[
+        int,
+        typer.Option(
+            "--keep-daily",
+            "-d",
+            parser=_parse_count,
+            metavar="N",
+            help=_COUNT_HELP.format("daily snapshots"),
+        ),
+    ] = 0,
+    keep_weekly: Annotated[
+        int,
+        typer.Option(
+            "--keep-weekly",
+            "-w",
+            parser=_parse_count,
+            metavar="N",
+            help=_COUNT_HELP.format("weekly (ISO 8601 week) snapshots"),
+        ),
+    ] = 0,
+    keep_monthly: Annotated[
+        int,
+        typer.Option(
+            "--keep-monthly",
+            "-m",
+            parser=_parse_count,
+            metavar="N",
+            help=_COUNT_HELP.format("monthly snapshots"),
+        ),
+    ] = 0,
+    keep_yearly: Annotated[
+        int,
+        typer.Option(
+            "--keep-yearly",
+            "-y",
+            parser=_parse_count,
+            metavar="N",
+            help=_COUNT_HELP.format("yearly snapshots"),
+        ),
+    ] = 0,
+    keep_within: Annotated[
+        Duration | None,
+        typer.Option(
+            "--keep-within",
+            parser=_parse_duration,
+            metavar="DURATION",
+            help=_WITHIN_HELP.format("all snapshots"),
+        ),
+    ] = None,
+    keep_within_hourly: Annotated[
+        Duration | None,
+        typer.Option(
+            "--keep-within-hourly",
+            parser=_parse_duration,
+            metavar="DURATION",
+            help=_WITHIN_HELP.format("hourly snapshots"),
+        ),
+    ] = None,
+    keep_within_daily: Annotated[
+        Duration | None,
+        typer.Option(
+            "--keep-within-daily",
+            parser=_parse_duration,
+            metavar="DURATION",
+            help=_WITHIN_HELP.format("daily snapshots"),
+        ),
+    ] = None,
+    keep_within_weekly: Annotated[
+        Duration | None,
+        typer.Option(
+            "--keep-within-weekly",
+            parser=_parse_duration,
+            metavar="DURATION",
+            help=_WITHIN_HELP.format("weekly snapshots"),
+        ),
+    ] = None,
+    keep_within_monthly: Annotated[
+        Duration | None,
+        typer.Option(
+            "--keep-within-monthly",
+            parser=_parse_duration,
+            metavar="DURATION",
+            help=_WITHIN_HELP.format("monthly snapshots"),
+        ),
+    ] = None,
+    keep_within_yearly: Annotated[
+        Duration | None,
+        typer.Option(
+            "--keep-within-yearly",
+            parser=_parse_duration,
+            metavar="DURATION",
+            help=_WITHIN_HELP.format("yearly snapshots"),
+        ),
+    ] = None,
+) -> None:
+    """Preview a retention policy (restic `forget` semantics) on RFC 3339 timestamps from stdin.
+
+    Reads one timestamp per line and prints one JSON document:
+    {"keep": [...], "remove": [...], "reasons": {"<timestamp>": [...]}}, newest first, times
+    in UTC to the second. Snapshots sharing a printed timestamp share its reasons entry.
+    """
+    policy = RetentionPolicy(
+        last=keep_last,
+        hourly=keep_hourly,
+        daily=keep_daily,
+        weekly=keep_weekly,
+        monthly=keep_monthly,
+        yearly=keep_yearly,
+        within=keep_within,
+        within_hourly=keep_within_hourly,
+        within_daily=keep_within_daily,
+        within_weekly=keep_within_weekly,
+        within_monthly=keep_within_monthly,
+        within_yearly=keep_within_yearly,
+    )
+    if policy.is_empty():
+        typer.echo(
+            "error: no policy was given, so there is nothing to keep by; refusing to remove "
+            "every snapshot. Give at least one --keep-* option (e.g. --keep-daily 7).",
+            err=True,
+        )
+        raise typer.Exit(2)
+    try:
+        times = read_timestamps(sys.stdin)
+    except ValueError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    log.info("applying policy to %d snapshots: %s", len(times), policy.describe())
+    plan = plan_retention(times, policy)
+
+    reasons: dict[str, list[str]] = {}
+    for kept in plan.keep:
+        entry = reasons.setdefault(_format(kept.time), [])
+        entry.extend(r for r in kept.reasons if r not in entry)
+    document = {
+        "keep": [_format(k.time) for k in plan.keep],
+        "remove": [_format(r.time) for r in plan.remove],
+        "reasons": reasons,
+    }
+    log.info("keep %d, remove %d", len(plan.keep), len(plan.remove))
+    typer.echo(json.dumps(document))
