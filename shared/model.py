@@ -160,3 +160,85 @@ def parse_vm_id(resource_id: str) -> VmRef | None:
     ):
         return None
     return VmRef(subscription_id=sub.lower(), resource_group=rg, name=name)
+
+
+@dataclass(frozen=True, slots=True)
+class DiskAttachment:
+    """One disk slot of a VM: the OS disk (lun None) or a data disk at a LUN."""
+
+    lun: int | None
+    disk_id: str | None  # None for an ephemeral OS disk or an unmanaged (VHD) disk
+    ephemeral: bool = False
+    vhd_uri: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Vm:
+    id: str
+    name: str
+    subscription_id: str
+    resource_group: str
+    location: str
+    tags: dict[str, str]
+    os_disk: DiskAttachment
+    data_disks: tuple[DiskAttachment, ...] = ()
+    security_type: str | None = None  # TrustedLaunch, ConfidentialVM, or None (Standard)
+    hyper_v_generation: str | None = None
+    plan: dict[str, str] | None = None
+    power_state: str | None = None
+
+    @property
+    def attachments(self) -> tuple[DiskAttachment, ...]:
+        return (self.os_disk, *self.data_disks)
+
+
+@dataclass(frozen=True, slots=True)
+class Disk:
+    id: str
+    name: str
+    subscription_id: str
+    resource_group: str
+    location: str
+    unique_id: str
+    sku: str | None = None
+    encryption_type: str | None = None
+    disk_encryption_set_id: str | None = None
+    azure_disk_encryption: bool = False
+    size_gb: int | None = None
+    max_shares: int | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    id: str
+    name: str
+    subscription_id: str
+    resource_group: str
+    location: str
+    time_created: datetime | None
+    source_resource_id: str | None
+    source_unique_id: str | None
+    incremental: bool
+    provisioning_state: str | None
+    completion_percent: float | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def good(self) -> bool:
+        """Usable as a recovery point: provisioned and, for v2/Ultra, fully copied."""
+        if (self.provisioning_state or "").lower() != "succeeded":
+            return False
+        return self.completion_percent is None or self.completion_percent >= 100
+
+
+def arm_id_parts(resource_id: str) -> tuple[str, str]:
+    """(subscription id, resource group) of an ARM id; lower-cased subscription."""
+    parts = resource_id.strip("/").split("/")
+    if (
+        len(parts) < 4
+        or parts[0].lower() != "subscriptions"
+        or parts[2].lower() != "resourcegroups"
+    ):
+        raise ValueError(f"not a resource-group-scoped ARM id: {resource_id!r}")
+    return parts[1].lower(), parts[3]

@@ -1,0 +1,435 @@
+"""The night's rotation, decided: pure functions from inventory, policies and the slot to actions.
+
+`plan_night` chooses, for one subscription, which disks of which VMs get a snapshot tonight (and
+why the others do not), and paces the per-VM work to the write budgets. `plan_prunes` decides,
+after the night's snapshots are confirmed, what retention removes from each disk and which of
+those removals a safety rule blocks. Nothing here talks to Azure or reads the clock.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from shared.model import Disk, Snapshot, Vm
+from shared.policies import Policy, PolicySet, tag_value
+from shared.retention import UNLIMITED, RetentionPolicy, plan_retention
+from shared.snapshots import (
+    NAME_PATTERN,
+    POLICY_TAG,
+    is_held,
+    is_owned,
+    set_id,
+    slot_of,
+    snapshot_name,
+    taken_from,
+)
+
+# Platform limits (REFERENCE.md): per disk, and per subscription and region (ZRS).
+MAX_SNAPSHOTS_PER_DISK = 500
+MAX_SNAPSHOTS_PER_REGION = 75_000
+UNSNAPSHOTTABLE_SKUS: frozenset[str] = frozenset()
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@dataclass(frozen=True, slots=True)
+class RotationConfig:
+    snapshot_group: str
+    drill_groups: frozenset[str] = frozenset()
+    max_disk_delete_fraction: float = 0.5
+    max_estate_delete_fraction: float = 0.5
+    arm_writes_per_second: float = 5.0
+    snapshot_writes_per_second: float = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class DiskAction:
+    disk_id: str
+    disk_name: str
+    unique_id: str
+    location: str
+    lun: int | None
+    snapshot_name: str
+    sku: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    resource_id: str
+    reason: str
+    vm_id: str | None = None
+    blocked: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class VmPlan:
+    vm: Vm
+    policy: str
+    set_id: str
+    creates: tuple[DiskAction, ...]
+    skips: tuple[Skip, ...]
+    delay_seconds: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class NightPlan:
+    slot: str
+    vms: tuple[VmPlan, ...]
+    skipped_vms: tuple[Skip, ...]
+    warnings: tuple[str, ...]
+    window_seconds: float
+
+    @property
+    def creates(self) -> int:
+        return sum(len(v.creates) for v in self.vms)
+
+
+def plan_night(
+    vms: Sequence[Vm],
+    disks: Mapping[str, Disk],
+    snapshots: Sequence[Snapshot],
+    policies: PolicySet,
+    config: RotationConfig,
+    occurrence: datetime,
+) -> NightPlan:
+    """Tonight's snapshot sets for one subscription. `disks` is keyed by lower-case disk id."""
+    slot = slot_of(occurrence)
+    weekday = occurrence.weekday()
+    planned: list[VmPlan] = []
+    skipped: list[Skip] = []
+    shared_owner: dict[str, str] = {}
+    for vm in sorted(vms, key=lambda v: v.id.lower()):
+        if vm.resource_group.lower() in config.drill_groups:
+            skipped.append(Skip(vm.id, "in a drill resource group", vm.id))
+            continue
+        policy, why = policies.for_tags(vm.tags)
+        if policy is None:
+            skipped.append(Skip(vm.id, why, vm.id))
+            continue
+        if weekday not in policy.nights:
+            skipped.append(
+                Skip(vm.id, f"policy {policy.name!r} does not run on {WEEKDAYS[weekday]}", vm.id)
+            )
+            continue
+        creates, skips = _classify_disks(vm, policy, disks, slot, shared_owner)
+        planned.append(VmPlan(vm, policy.name, set_id(vm.id, slot), tuple(creates), tuple(skips)))
+    paced, window = _pace(planned, config)
+    warnings = quota_warnings(paced, disks, snapshots, policies, config)
+    return NightPlan(slot, tuple(paced), tuple(skipped), tuple(warnings), window)
+
+
+def _classify_disks(
+    vm: Vm,
+    policy: Policy,
+    disks: Mapping[str, Disk],
+    slot: str,
+    shared_owner: dict[str, str],
+) -> tuple[list[DiskAction], list[Skip]]:
+    creates: list[DiskAction] = []
+    skips: list[Skip] = []
+    for attachment in vm.attachments:
+        label = "OS disk" if attachment.lun is None else f"data disk at LUN {attachment.lun}"
+        where = attachment.disk_id or f"{vm.id}#{label}"
+        if not policy.disks.includes(attachment.lun):
+            skips.append(Skip(where, f"{label} not selected by policy {policy.name!r}", vm.id))
+            continue
+        if attachment.ephemeral:
+            skips.append(Skip(where, "ephemeral OS disk: cannot be snapshotted", vm.id))
+            continue
+        if attachment.disk_id is None:
+            skips.append(Skip(where, f"unmanaged (VHD) {label}: not a managed disk", vm.id))
+            continue
+        disk = disks.get(attachment.disk_id.lower())
+        if disk is None:
+            skips.append(Skip(where, f"{label} not found in the subscription's disks", vm.id))
+            continue
+        if attachment.lun is None and (vm.security_type or "").lower() == "confidentialvm":
+            skips.append(Skip(where, "Confidential VM OS disk: snapshots are not supported", vm.id))
+            continue
+        owner = shared_owner.setdefault(disk.id.lower(), vm.id)
+        if owner != vm.id:
+            skips.append(Skip(disk.id, f"shared disk: snapshotted with {owner}", vm.id))
+            continue
+        creates.append(
+            DiskAction(
+                disk_id=disk.id,
+                disk_name=disk.name,
+                unique_id=disk.unique_id,
+                location=disk.location,
+                lun=attachment.lun,
+                snapshot_name=snapshot_name(disk.id, disk.unique_id, slot),
+                sku=disk.sku,
+            )
+        )
+    return creates, skips
+
+
+def _pace(plans: list[VmPlan], config: RotationConfig) -> tuple[list[VmPlan], float]:
+    """Spread VMs over time so writes stay within the ARM and Compute snapshot budgets."""
+    arm_cursor = 0.0
+    region_cursor: dict[str, float] = defaultdict(float)
+    paced: list[VmPlan] = []
+    for plan in plans:
+        writes = len(plan.creates)
+        regions = {a.location.lower() for a in plan.creates} or {plan.vm.location.lower()}
+        start = max([arm_cursor, *(region_cursor[r] for r in regions)])
+        paced.append(
+            VmPlan(plan.vm, plan.policy, plan.set_id, plan.creates, plan.skips, round(start, 3))
+        )
+        arm_cursor = start + writes / config.arm_writes_per_second
+        for region in regions:
+            count = sum(1 for a in plan.creates if a.location.lower() == region)
+            region_cursor[region] = start + count / config.snapshot_writes_per_second
+    window = max([arm_cursor, *region_cursor.values()])
+    return paced, window
+
+
+def expected_kept(policy: RetentionPolicy) -> float:
+    """An upper bound of how many snapshots a nightly policy keeps per disk (inf if unbounded)."""
+    counts = [
+        policy.last,
+        policy.hourly,
+        policy.daily,
+        policy.weekly,
+        policy.monthly,
+        policy.yearly,
+    ]
+    if UNLIMITED in counts:
+        return math.inf
+    bound = float(sum(counts))
+    for duration in (
+        policy.within,
+        policy.within_hourly,
+        policy.within_daily,
+        policy.within_weekly,
+        policy.within_monthly,
+        policy.within_yearly,
+    ):
+        if duration is not None:
+            bound += duration.years * 366 + duration.months * 31 + duration.days + 1
+    return bound + 1  # the oldest-snapshot rule
+
+
+def quota_warnings(
+    plans: Iterable[VmPlan],
+    disks: Mapping[str, Disk],
+    snapshots: Sequence[Snapshot],
+    policies: PolicySet,
+    config: RotationConfig,
+) -> list[str]:
+    warnings: list[str] = []
+    per_region: dict[str, float] = defaultdict(float)
+    existing: dict[str, int] = defaultdict(int)
+    for snapshot in snapshots:
+        existing[snapshot.location.lower()] += 1
+    for plan in plans:
+        policy = policies.policies[plan.policy]
+        kept = expected_kept(policy.retention)
+        for action in plan.creates:
+            per_region[action.location.lower()] += kept
+            if kept > MAX_SNAPSHOTS_PER_DISK:
+                warnings.append(
+                    f"policy {policy.name!r} may keep {kept} snapshots of {action.disk_name}; "
+                    f"Azure allows {MAX_SNAPSHOTS_PER_DISK} incremental snapshots per disk"
+                )
+    for region, kept in sorted(per_region.items()):
+        total = max(kept, existing[region])
+        if total > MAX_SNAPSHOTS_PER_REGION:
+            warnings.append(
+                f"policies may keep {total:.0f} snapshots in {region}; Azure allows "
+                f"{MAX_SNAPSHOTS_PER_REGION} per subscription and region"
+            )
+    return warnings
+
+
+# ------------------------------------------------------------------------------------ pruning
+
+
+@dataclass(frozen=True, slots=True)
+class Removal:
+    snapshot: Snapshot
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    snapshot: Snapshot
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class DiskPrune:
+    """One disk's (or one orphaned source's) prune decision."""
+
+    source_id: str
+    policy: str | None
+    keep: tuple[tuple[Snapshot, tuple[str, ...]], ...]
+    delete: tuple[Removal, ...]
+    blocked: tuple[Block, ...]
+    orphan: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PrunePlan:
+    disks: tuple[DiskPrune, ...]
+    suspicious: tuple[Block, ...] = ()
+    refused: str | None = None  # set when the estate cap refuses every deletion
+
+    @property
+    def deletes(self) -> int:
+        return 0 if self.refused else sum(len(d.delete) for d in self.disks)
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedDisk:
+    """A disk that was due tonight, with the policy that made it due."""
+
+    disk: Disk
+    policy: Policy
+
+
+@dataclass
+class _Group:
+    owned: list[Snapshot] = field(default_factory=list)
+    adoptable: list[Snapshot] = field(default_factory=list)
+
+
+def plan_prunes(
+    due: Sequence[PlannedDisk],
+    known_disks: Mapping[str, Disk],
+    snapshots: Sequence[Snapshot],
+    policies: PolicySet,
+    config: RotationConfig,
+    slot: str,
+) -> PrunePlan:
+    """What retention removes from each disk due tonight and from orphaned sources, with safety."""
+    groups: dict[tuple[str, str], _Group] = defaultdict(_Group)
+    suspicious: list[Block] = []
+    for snapshot in snapshots:
+        if snapshot.resource_group.lower() != config.snapshot_group.lower():
+            continue
+        key = ((snapshot.source_resource_id or "").lower(), snapshot.source_unique_id or "")
+        if is_owned(snapshot, config.snapshot_group):
+            groups[key].owned.append(snapshot)
+        elif NAME_PATTERN.match(snapshot.name.lower()):
+            suspicious.append(
+                Block(
+                    snapshot,
+                    "named like Lifeboat's but its creationData names another disk: "
+                    "not Lifeboat's, never deleted",
+                )
+            )
+        else:
+            groups[key].adoptable.append(snapshot)
+
+    results: list[DiskPrune] = []
+    for item in sorted(due, key=lambda d: d.disk.id.lower()):
+        disk, policy = item.disk, item.policy
+        group = groups.get((disk.id.lower(), disk.unique_id), _Group())
+        candidates = [s for s in group.owned if taken_from(s, disk)]
+        if policy.adopt_unowned:
+            candidates += [s for s in group.adoptable if taken_from(s, disk)]
+        tonight = snapshot_name(disk.id, disk.unique_id, slot)
+        results.append(
+            _prune_one(disk.id, policy.name, policy.retention, candidates, config, tonight=tonight)
+        )
+
+    known = {(d.id.lower(), d.unique_id) for d in known_disks.values()}
+    for key, group in sorted(groups.items()):
+        if key in known or not group.owned:
+            continue
+        results.append(_prune_orphans(key[0], group.owned, policies, config))
+
+    plan = PrunePlan(tuple(results), tuple(suspicious))
+    owned_total = sum(len(g.owned) for g in groups.values())
+    deletes = plan.deletes
+    if owned_total and deletes / owned_total > config.max_estate_delete_fraction:
+        refusal = (
+            f"would delete {deletes} of {owned_total} snapshots "
+            f"({deletes / owned_total:.0%}), more than the estate cap "
+            f"{config.max_estate_delete_fraction:.0%}"
+        )
+        return PrunePlan(tuple(results), tuple(suspicious), refused=refusal)
+    return plan
+
+
+def _prune_one(
+    source_id: str,
+    policy_name: str | None,
+    retention: RetentionPolicy,
+    candidates: list[Snapshot],
+    config: RotationConfig,
+    *,
+    tonight: str | None,
+    protect_newest: bool = True,
+    orphan: bool = False,
+) -> DiskPrune:
+    blocked: list[Block] = []
+    good = [s for s in candidates if s.good and s.time_created is not None]
+    for s in candidates:
+        if s not in good:
+            blocked.append(Block(s, f"not good (provisioningState {s.provisioning_state}): left"))
+    held = [s for s in good if is_held(s)]
+    subject = [s for s in good if not is_held(s)]
+    ordered = sorted(subject, key=lambda s: (s.time_created, s.name), reverse=True)
+    keep: list[tuple[Snapshot, tuple[str, ...]]] = [(s, ("held (lifeboat:hold)",)) for s in held]
+    removals: list[Removal] = []
+    if ordered:
+        plan = plan_retention([s.time_created for s in ordered if s.time_created], retention)
+        keep += [(ordered[k.index], k.reasons) for k in plan.keep]
+        removals = [Removal(ordered[r.index], "removed by retention") for r in plan.remove]
+    newest_good = max(good, key=lambda s: (s.time_created, s.name), default=None)
+    deletes: list[Removal] = []
+    for removal in removals:
+        if protect_newest and removal.snapshot is newest_good:
+            blocked.append(Block(removal.snapshot, "the disk's newest good snapshot"))
+        else:
+            deletes.append(removal)
+    if tonight is not None and deletes:
+        tonight_good = any(s.name.lower() == tonight and s.good for s in candidates)
+        if not tonight_good:
+            blocked += [
+                Block(r.snapshot, "tonight's snapshot is not confirmed good") for r in deletes
+            ]
+            deletes = []
+    if deletes and len(deletes) / len(candidates) > config.max_disk_delete_fraction:
+        reason = (
+            f"would delete {len(deletes)} of {len(candidates)} snapshots of this disk "
+            f"({len(deletes) / len(candidates):.0%}), more than the cap "
+            f"{config.max_disk_delete_fraction:.0%}"
+        )
+        blocked += [Block(r.snapshot, reason) for r in deletes]
+        deletes = []
+    return DiskPrune(
+        source_id, policy_name, tuple(keep), tuple(deletes), tuple(blocked), orphan=orphan
+    )
+
+
+def _prune_orphans(
+    source_id: str, owned: list[Snapshot], policies: PolicySet, config: RotationConfig
+) -> DiskPrune:
+    names = {(tag_value(s.tags, POLICY_TAG) or "").lower() for s in owned}
+    policy = policies.policies.get(names.pop()) if len(names) == 1 else None
+    if policy is None or policy.orphan_retention is None:
+        why = "no single known policy" if policy is None else f"policy {policy.name!r}"
+        return DiskPrune(
+            source_id,
+            policy.name if policy else None,
+            tuple((s, (f"orphan kept: {why} has no orphan retention",)) for s in owned),
+            (),
+            (),
+            orphan=True,
+        )
+    return _prune_one(
+        source_id,
+        policy.name,
+        policy.orphan_retention,
+        owned,
+        config,
+        tonight=None,
+        protect_newest=not policy.orphan_remove_newest,
+        orphan=True,
+    )

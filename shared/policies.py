@@ -1,0 +1,255 @@
+"""Snapshot policies: the operator's config, validated, and how a VM is matched to one.
+
+Policies live in a versioned YAML file shipped with the app (`policies.yaml`). VM owners choose
+among them with the `lifeboat:policy` tag; they cannot define their own. Every error names the
+policy and the field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from shared.retention import UNLIMITED, Duration, RetentionPolicy, parse_duration
+
+POLICY_TAG = "lifeboat:policy"
+OPT_OUT = "none"
+Night = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+NIGHTS: tuple[Night, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+SUPPORTED_VERSIONS = (1,)
+
+
+class PolicyError(ValueError):
+    """The policy file is invalid; the message names every policy and field at fault."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+Count = Annotated[int, Field(ge=UNLIMITED)]
+
+
+class RetentionSpec(_Strict):
+    """restic's `forget` flags without `keep-`: counts (-1 = unlimited) and durations (1y2m3d4h)."""
+
+    last: Count = 0
+    hourly: Count = 0
+    daily: Count = 0
+    weekly: Count = 0
+    monthly: Count = 0
+    yearly: Count = 0
+    within: str | None = None
+    within_hourly: str | None = Field(default=None, alias="within-hourly")
+    within_daily: str | None = Field(default=None, alias="within-daily")
+    within_weekly: str | None = Field(default=None, alias="within-weekly")
+    within_monthly: str | None = Field(default=None, alias="within-monthly")
+    within_yearly: str | None = Field(default=None, alias="within-yearly")
+
+    @field_validator(
+        "within",
+        "within_hourly",
+        "within_daily",
+        "within_weekly",
+        "within_monthly",
+        "within_yearly",
+    )
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+    def to_policy(self) -> RetentionPolicy:
+        def duration(value: str | None) -> Duration | None:
+            return parse_duration(value) if value else None
+
+        policy = RetentionPolicy(
+            last=self.last,
+            hourly=self.hourly,
+            daily=self.daily,
+            weekly=self.weekly,
+            monthly=self.monthly,
+            yearly=self.yearly,
+            within=duration(self.within),
+            within_hourly=duration(self.within_hourly),
+            within_daily=duration(self.within_daily),
+            within_weekly=duration(self.within_weekly),
+            within_monthly=duration(self.within_monthly),
+            within_yearly=duration(self.within_yearly),
+        )
+        if policy.is_empty():
+            raise ValueError("keeps nothing: set at least one count or within duration")
+        return policy
+
+
+class DiskSelection(_Strict):
+    os: bool = True
+    luns: list[Annotated[int, Field(ge=0, le=63)]] | Literal["all"] = "all"
+
+    def includes(self, lun: int | None) -> bool:
+        if lun is None:
+            return self.os
+        return self.luns == "all" or lun in self.luns
+
+
+class OrphanSpec(_Strict):
+    """What happens to Lifeboat's snapshots whose source disk no longer exists."""
+
+    retention: RetentionSpec
+    remove_newest: bool = Field(default=False, alias="removeNewest")
+
+
+class PolicySpec(_Strict):
+    description: str = ""
+    nights: list[Night] = Field(default_factory=lambda: list(NIGHTS), min_length=1)
+    retention: RetentionSpec
+    disks: Literal["all", "os"] | DiskSelection = "all"
+    orphans: OrphanSpec | None = None
+    snapshot_on_create: bool = Field(default=False, alias="snapshotOnCreate")
+    rpo_hours: Annotated[float, Field(gt=0)] = Field(default=26, alias="rpoHours")
+    adopt_unowned: bool = Field(default=False, alias="adoptUnowned")
+
+
+class PolicyFile(_Strict):
+    version: int
+    default_policy: str | None = Field(default=None, alias="defaultPolicy")
+    policies: dict[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")], PolicySpec]
+
+    @field_validator("version")
+    @classmethod
+    def _known_version(cls, value: int) -> int:
+        if value not in SUPPORTED_VERSIONS:
+            raise ValueError(f"unsupported version {value} (supported: {SUPPORTED_VERSIONS})")
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """A validated policy, ready for the planner."""
+
+    name: str
+    nights: frozenset[int]  # weekday numbers, Monday = 0
+    retention: RetentionPolicy
+    disks: DiskSelection
+    orphan_retention: RetentionPolicy | None
+    orphan_remove_newest: bool
+    snapshot_on_create: bool
+    rpo_hours: float
+    adopt_unowned: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySet:
+    policies: Mapping[str, Policy]
+    default: str | None
+
+    def for_tags(self, tags: Mapping[str, str]) -> tuple[Policy | None, str]:
+        """The policy a VM's tags select, or None with the reason it has none."""
+        chosen = _tag(tags, POLICY_TAG)
+        if chosen is None:
+            if self.default is None:
+                return None, "no lifeboat:policy tag and no default policy"
+            return self.policies[self.default], f"default policy {self.default!r}"
+        name = chosen.strip().lower()
+        if name == OPT_OUT:
+            return None, "opted out (lifeboat:policy=none)"
+        policy = self.policies.get(name)
+        if policy is None:
+            return None, f"lifeboat:policy names unknown policy {chosen!r}"
+        return policy, f"tagged lifeboat:policy={name}"
+
+
+def _tag(tags: Mapping[str, str], key: str) -> str | None:
+    """Tag keys are case-insensitive in ARM."""
+    for k, v in tags.items():
+        if k.lower() == key:
+            return v
+    return None
+
+
+def has_tag(tags: Mapping[str, str], key: str) -> bool:
+    return _tag(tags, key) is not None
+
+
+def tag_value(tags: Mapping[str, str], key: str) -> str | None:
+    return _tag(tags, key)
+
+
+def load_policies(path: Path) -> PolicySet:
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise PolicyError(f"cannot read policy file {path}: {e}") from e
+    except yaml.YAMLError as e:
+        raise PolicyError(f"{path}: not valid YAML: {e}") from e
+    return parse_policies(document, source=str(path))
+
+
+def parse_policies(document: Any, *, source: str = "policies") -> PolicySet:
+    if not isinstance(document, dict):
+        raise PolicyError(f"{source}: expected a mapping with version and policies")
+    try:
+        parsed = PolicyFile.model_validate(document)
+    except ValidationError as e:
+        raise PolicyError(f"{source}: " + "; ".join(_describe(e))) from None
+    problems: list[str] = []
+    policies: dict[str, Policy] = {}
+    for name, spec in parsed.policies.items():
+        try:
+            policies[name] = _build(name, spec)
+        except ValueError as e:
+            problems.append(str(e))
+    if parsed.default_policy is not None and parsed.default_policy not in parsed.policies:
+        problems.append(f"defaultPolicy: {parsed.default_policy!r} is not a defined policy")
+    if problems:
+        raise PolicyError(f"{source}: " + "; ".join(problems))
+    return PolicySet(policies=policies, default=parsed.default_policy)
+
+
+def _build(name: str, spec: PolicySpec) -> Policy:
+    try:
+        retention = spec.retention.to_policy()
+    except ValueError as e:
+        raise ValueError(f"policy {name!r}: retention {e}") from None
+    orphan_retention = None
+    if spec.orphans is not None:
+        try:
+            orphan_retention = spec.orphans.retention.to_policy()
+        except ValueError as e:
+            raise ValueError(f"policy {name!r}: orphans.retention {e}") from None
+    disks = spec.disks
+    if disks == "all":
+        selection = DiskSelection()
+    elif disks == "os":
+        selection = DiskSelection(os=True, luns=[])
+    else:
+        selection = disks
+    return Policy(
+        name=name,
+        nights=frozenset(NIGHTS.index(n) for n in spec.nights),
+        retention=retention,
+        disks=selection,
+        orphan_retention=orphan_retention,
+        orphan_remove_newest=spec.orphans.remove_newest if spec.orphans else False,
+        snapshot_on_create=spec.snapshot_on_create,
+        rpo_hours=spec.rpo_hours,
+        adopt_unowned=spec.adopt_unowned,
+    )
+
+
+def _describe(error: ValidationError) -> list[str]:
+    problems = []
+    for item in error.errors():
+        loc = [str(p) for p in item["loc"]]
+        if len(loc) >= 2 and loc[0] == "policies":
+            where = f"policy {loc[1]!r}: " + (".".join(loc[2:]) or "(policy)")
+        else:
+            where = ".".join(loc) or "(file)"
+        problems.append(f"{where}: {str(item['msg']).removeprefix('Value error, ')}")
+    return problems

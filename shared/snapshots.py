@@ -1,0 +1,82 @@
+"""Snapshot names, tags and ownership: how Lifeboat knows a snapshot is its own.
+
+A snapshot is Lifeboat's when it sits in Lifeboat's snapshot resource group of its
+subscription, its name is `lb-{h}-{slot}` for the disk it was taken from, and its
+platform-written `creationData` names that disk (id and uniqueId). Tags are never enough:
+anyone who can write tags could dress a snapshot up as Lifeboat's.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from datetime import UTC, datetime
+
+from shared.model import Disk, Snapshot
+
+NAME_PATTERN = re.compile(r"^lb-([a-z2-7]{16})-(\d{12})$")
+HOLD_TAG = "lifeboat:hold"
+MANAGED_TAG = "lifeboat:managed"
+POLICY_TAG = "lifeboat:policy"
+SLOT_TAG = "lifeboat:slot"
+SET_TAG = "lifeboat:set"
+RUN_TAG = "lifeboat:run"
+
+
+def disk_hash(disk_id: str, unique_id: str) -> str:
+    """First 16 characters of base32(sha256(lower(disk id) + "|" + uniqueId)), lower-case."""
+    digest = hashlib.sha256(f"{disk_id.lower()}|{unique_id}".encode()).digest()
+    return base64.b32encode(digest).decode("ascii")[:16].lower()
+
+
+def slot_of(occurrence: datetime) -> str:
+    """The scheduled occurrence in UTC as yyyymmddHHMM."""
+    if occurrence.tzinfo is None:
+        raise ValueError("a slot needs a timezone-aware time")
+    return occurrence.astimezone(UTC).strftime("%Y%m%d%H%M")
+
+
+def parse_slot(slot: str) -> datetime:
+    return datetime.strptime(slot, "%Y%m%d%H%M").replace(tzinfo=UTC)
+
+
+def snapshot_name(disk_id: str, unique_id: str, slot: str) -> str:
+    return f"lb-{disk_hash(disk_id, unique_id)}-{slot}"
+
+
+def set_id(vm_id: str, slot: str) -> str:
+    """The `lifeboat:set` of one VM's snapshots in one slot: deterministic, short."""
+    digest = hashlib.sha256(f"{vm_id.lower()}|{slot}".encode()).digest()
+    return base64.b32encode(digest).decode("ascii")[:12].lower()
+
+
+def name_matches_source(snapshot: Snapshot) -> bool:
+    """The name is `lb-{h}-{slot}` with `h` computed from the snapshot's own creationData."""
+    match = NAME_PATTERN.match(snapshot.name.lower())
+    if not match or not snapshot.source_resource_id or not snapshot.source_unique_id:
+        return False
+    return match.group(1) == disk_hash(snapshot.source_resource_id, snapshot.source_unique_id)
+
+
+def slot_of_name(name: str) -> str | None:
+    match = NAME_PATTERN.match(name.lower())
+    return match.group(2) if match else None
+
+
+def is_owned(snapshot: Snapshot, snapshot_group: str) -> bool:
+    """In Lifeboat's group, and named for the disk its creationData names."""
+    return snapshot.resource_group.lower() == snapshot_group.lower() and name_matches_source(
+        snapshot
+    )
+
+
+def taken_from(snapshot: Snapshot, disk: Disk) -> bool:
+    """creationData names this very disk: same id (any casing) and the same uniqueId."""
+    return (snapshot.source_resource_id or "").lower() == disk.id.lower() and (
+        snapshot.source_unique_id or ""
+    ) == disk.unique_id
+
+
+def is_held(snapshot: Snapshot) -> bool:
+    return any(k.lower() == HOLD_TAG for k in snapshot.tags)

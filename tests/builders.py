@@ -1,0 +1,81 @@
+"""Literal domain objects for planner tests."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from shared.model import Disk, DiskAttachment, Snapshot, Vm
+from shared.snapshots import slot_of, snapshot_name
+
+SUB = "6f1c3a52-7d2e-4b8a-9c41-3e5d2a7b9f10"
+GROUP = "rg-lifeboat-snapshots"
+
+
+def disk_id(name: str, group: str = "rg-app") -> str:
+    return f"/subscriptions/{SUB}/resourceGroups/{group}/providers/Microsoft.Compute/disks/{name}"
+
+
+def disk(name: str, *, group: str = "rg-app", unique: str | None = None, **extra: object) -> Disk:
+    return Disk(
+        id=disk_id(name, group),
+        name=name,
+        subscription_id=SUB,
+        resource_group=group,
+        location="westeurope",
+        unique_id=unique or f"uid-{name}",
+        sku="Premium_LRS",
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def vm(
+    name: str,
+    os_disk: str | None,
+    *data: tuple[int, str],
+    tags: dict[str, str] | None = None,
+    group: str = "rg-app",
+    ephemeral: bool = False,
+    security_type: str | None = None,
+) -> Vm:
+    return Vm(
+        id=f"/subscriptions/{SUB}/resourceGroups/{group}/providers/Microsoft.Compute/virtualMachines/{name}",
+        name=name,
+        subscription_id=SUB,
+        resource_group=group,
+        location="westeurope",
+        tags={"lifeboat:policy": "daily"} if tags is None else tags,
+        os_disk=DiskAttachment(None, disk_id(os_disk) if os_disk else None, ephemeral=ephemeral),
+        data_disks=tuple(DiskAttachment(lun, disk_id(d)) for lun, d in data),
+        security_type=security_type,
+    )
+
+
+def night(day: int, hour: int = 2) -> datetime:
+    """2026-11-{day} at 02:00 UTC."""
+    return datetime(2026, 11, day, hour, tzinfo=UTC)
+
+
+def snapshot_of(
+    d: Disk,
+    at: datetime,
+    *,
+    name: str | None = None,
+    group: str = GROUP,
+    state: str = "Succeeded",
+    tags: dict[str, str] | None = None,
+    source: str | None = None,
+) -> Snapshot:
+    name = name or snapshot_name(d.id, d.unique_id, slot_of(at))
+    return Snapshot(
+        id=f"/subscriptions/{SUB}/resourceGroups/{group}/providers/Microsoft.Compute/snapshots/{name}",
+        name=name,
+        subscription_id=SUB,
+        resource_group=group,
+        location="westeurope",
+        time_created=at + timedelta(seconds=3),
+        source_resource_id=source or d.id,
+        source_unique_id=d.unique_id,
+        incremental=True,
+        provisioning_state=state,
+        tags={"lifeboat:policy": "daily"} if tags is None else tags,
+    )

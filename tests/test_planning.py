@@ -1,0 +1,274 @@
+from __future__ import annotations
+
+from shared.model import Disk
+from shared.planning import PlannedDisk, RotationConfig, plan_night, plan_prunes
+from shared.policies import PolicySet, parse_policies
+from shared.snapshots import disk_hash, name_matches_source, snapshot_name
+from tests.builders import GROUP, disk, night, snapshot_of, vm
+
+CONFIG = RotationConfig(
+    snapshot_group=GROUP,
+    drill_groups=frozenset({"rg-drill-westeurope"}),
+    arm_writes_per_second=2.0,
+    snapshot_writes_per_second=1.0,
+)
+
+
+def policies(**daily: object) -> PolicySet:
+    spec: dict[str, object] = {"retention": {"daily": 3}}
+    spec.update(daily)
+    return parse_policies(
+        {
+            "version": 1,
+            "policies": {"daily": spec, "os-only": {"retention": {"last": 2}, "disks": "os"}},
+        }
+    )
+
+
+def index(*disks: Disk) -> dict[str, Disk]:
+    return {d.id.lower(): d for d in disks}
+
+
+# ------------------------------------------------------------------------------- naming
+
+
+def test_names_follow_the_design() -> None:
+    d = disk("vm1-os")
+    name = snapshot_name(d.id, d.unique_id, "202611270200")
+    assert name == f"lb-{disk_hash(d.id, d.unique_id)}-202611270200"
+    assert len(disk_hash(d.id, d.unique_id)) == 16
+    assert disk_hash(d.id.upper(), d.unique_id) == disk_hash(d.id, d.unique_id)
+    assert disk_hash(d.id, "other-unique-id") != disk_hash(d.id, d.unique_id)
+    assert name_matches_source(snapshot_of(d, night(27)))
+
+
+# ------------------------------------------------------------------------------- the night
+
+
+def test_every_selected_disk_gets_one_snapshot_under_one_set() -> None:
+    os_disk, data = disk("vm1-os"), disk("vm1-data")
+    plan = plan_night(
+        [vm("vm1", "vm1-os", (0, "vm1-data"))],
+        index(os_disk, data),
+        [],
+        policies(),
+        CONFIG,
+        night(27),
+    )
+    [planned] = plan.vms
+    assert [a.snapshot_name for a in planned.creates] == [
+        snapshot_name(os_disk.id, os_disk.unique_id, "202611270200"),
+        snapshot_name(data.id, data.unique_id, "202611270200"),
+    ]
+    assert planned.policy == "daily"
+    assert plan.slot == "202611270200"
+
+
+def test_disks_that_cannot_be_snapshotted_are_skipped_with_reasons() -> None:
+    d = index(disk("cvm-os"), disk("cvm-data"), disk("eph-data"))
+    plan = plan_night(
+        [
+            vm("eph", None, (0, "eph-data"), ephemeral=True),
+            vm("vhd", None),
+            vm("cvm", "cvm-os", (0, "cvm-data"), security_type="ConfidentialVM"),
+            vm("lost", "missing-os"),
+        ],
+        d, [], policies(), CONFIG, night(27),
+    )  # fmt: skip
+    reasons = {s.reason for p in plan.vms for s in p.skips}
+    assert reasons == {
+        "ephemeral OS disk: cannot be snapshotted",
+        "unmanaged (VHD) OS disk: not a managed disk",
+        "Confidential VM OS disk: snapshots are not supported",
+        "OS disk not found in the subscription's disks",
+    }
+    assert sorted(a.disk_name for p in plan.vms for a in p.creates) == ["cvm-data", "eph-data"]
+
+
+def test_vm_selection_by_tag_nights_and_drill_groups() -> None:
+    d = index(
+        disk("a-os"),
+        disk("b-os"),
+        disk("c-os"),
+        disk("d-os"),
+        disk("e-os", group="rg-drill-westeurope"),
+    )
+    plan = plan_night(
+        [
+            vm("a", "a-os"),
+            vm("b", "b-os", tags={}),
+            vm("c", "c-os", tags={"Lifeboat:Policy": "none"}),
+            vm("d", "d-os", tags={"lifeboat:policy": "weekend"}),
+            vm("e", "e-os", group="rg-drill-westeurope"),
+        ],
+        d, [], policies(nights=["fri"]), CONFIG, night(27),  # 2026-11-27 is a Friday
+    )  # fmt: skip
+    assert [p.vm.name for p in plan.vms] == ["a"]
+    assert sorted(s.reason for s in plan.skipped_vms) == [
+        "in a drill resource group",
+        "lifeboat:policy names unknown policy 'weekend'",
+        "no lifeboat:policy tag and no default policy",
+        "opted out (lifeboat:policy=none)",
+    ]
+    saturday = plan_night([vm("a", "a-os")], d, [], policies(nights=["fri"]), CONFIG, night(28))
+    assert saturday.vms == ()
+    assert saturday.skipped_vms[0].reason == "policy 'daily' does not run on sat"
+
+
+def test_a_shared_disk_is_snapshotted_once_per_night() -> None:
+    d = index(disk("n1-os"), disk("n2-os"), disk("shared", max_shares=2))
+    plan = plan_night(
+        [vm("n2", "n2-os", (0, "shared")), vm("n1", "n1-os", (0, "shared"))],
+        d, [], policies(), CONFIG, night(27),
+    )  # fmt: skip
+    shared = [a for p in plan.vms for a in p.creates if a.disk_name == "shared"]
+    assert len(shared) == 1
+    [skip] = [s for p in plan.vms for s in p.skips]
+    assert skip.reason.startswith("shared disk: snapshotted with /subscriptions/")
+
+
+def test_policy_disk_selection() -> None:
+    d = index(disk("v-os"), disk("v-data"))
+    plan = plan_night(
+        [vm("v", "v-os", (1, "v-data"), tags={"lifeboat:policy": "os-only"})],
+        d, [], policies(), CONFIG, night(27),
+    )  # fmt: skip
+    assert [a.disk_name for a in plan.vms[0].creates] == ["v-os"]
+    assert plan.vms[0].skips[0].reason == "data disk at LUN 1 not selected by policy 'os-only'"
+
+
+def test_vms_are_paced_to_the_write_budgets() -> None:
+    names = [f"v{i}" for i in range(4)]
+    d = index(*[disk(f"{n}-os") for n in names], *[disk(f"{n}-data") for n in names])
+    plan = plan_night(
+        [vm(n, f"{n}-os", (0, f"{n}-data")) for n in names], d, [], policies(), CONFIG, night(27)
+    )
+    # Two snapshot writes per VM at 1 snapshot write/s in one region: a VM every 2 s.
+    assert [p.delay_seconds for p in plan.vms] == [0.0, 2.0, 4.0, 6.0]
+    assert plan.window_seconds == 8.0
+
+
+def test_quota_warning_when_a_policy_could_exceed_500_per_disk() -> None:
+    d = index(disk("v-os"))
+    plan = plan_night(
+        [vm("v", "v-os")], d, [], policies(retention={"daily": -1}), CONFIG, night(27)
+    )
+    assert any("500 incremental snapshots per disk" in w for w in plan.warnings)
+
+
+# ------------------------------------------------------------------------------- pruning
+
+
+def history(d: Disk, days: range, **kwargs: object) -> list:  # type: ignore[type-arg]
+    return [snapshot_of(d, night(day), **kwargs) for day in days]  # type: ignore[arg-type]
+
+
+def due(d: Disk, ps: PolicySet) -> list[PlannedDisk]:
+    return [PlannedDisk(d, ps.policies["daily"])]
+
+
+def test_retention_removes_the_oldest_once_tonight_is_good() -> None:
+    d = disk("v-os")
+    ps = policies()
+    snaps = history(d, range(24, 28))  # 24, 25, 26, 27 (tonight)
+    plan = plan_prunes(due(d, ps), index(d), snaps, ps, CONFIG, "202611270200")
+    [prune] = plan.disks
+    assert [r.snapshot.name for r in prune.delete] == [snaps[0].name]
+    assert [s.name for s, _ in prune.keep] == [s.name for s in reversed(snaps[1:])]
+    assert plan.deletes == 1
+
+
+def test_nothing_is_pruned_until_tonights_snapshot_is_good() -> None:
+    d = disk("v-os")
+    ps = policies()
+    snaps = history(d, range(23, 27)) + [snapshot_of(d, night(27), state="Creating")]
+    [prune] = plan_prunes(due(d, ps), index(d), snaps, ps, CONFIG, "202611270200").disks
+    assert prune.delete == ()
+    reasons = {b.reason for b in prune.blocked}
+    assert "tonight's snapshot is not confirmed good" in reasons
+
+
+def test_held_snapshots_are_never_deleted_and_do_not_use_up_retention() -> None:
+    d = disk("v-os")
+    ps = policies()
+    held = snapshot_of(d, night(20), tags={"Lifeboat:Hold": "incident-4711"})
+    snaps = [held, *history(d, range(25, 28))]
+    [prune] = plan_prunes(due(d, ps), index(d), snaps, ps, CONFIG, "202611270200").disks
+    assert prune.delete == ()
+    assert (held, ("held (lifeboat:hold)",)) in prune.keep
+
+
+def test_unowned_and_lookalike_snapshots_are_never_deleted() -> None:
+    d, other = disk("v-os"), disk("other-os")
+    ps = policies()
+    manual = snapshot_of(d, night(1), name="manual-before-upgrade")
+    lookalike = snapshot_of(other, night(2), name=snapshot_of(d, night(2)).name)
+    elsewhere = snapshot_of(d, night(3), group="rg-app")
+    snaps = [manual, lookalike, elsewhere, *history(d, range(25, 28))]
+    plan = plan_prunes(due(d, ps), index(d, other), snaps, ps, CONFIG, "202611270200")
+    deleted = {r.snapshot.name for p in plan.disks for r in p.delete}
+    assert deleted.isdisjoint({manual.name, lookalike.name, elsewhere.name})
+    assert [b.snapshot for b in plan.suspicious] == [lookalike]
+
+
+def test_adopting_policy_prunes_unowned_snapshots_of_the_disk() -> None:
+    d = disk("v-os")
+    ps = policies(adoptUnowned=True)
+    manual = snapshot_of(d, night(1), name="manual-before-upgrade")
+    snaps = [manual, *history(d, range(25, 28))]
+    [prune] = plan_prunes(due(d, ps), index(d), snaps, ps, CONFIG, "202611270200").disks
+    assert [r.snapshot for r in prune.delete] == [manual]
+
+
+def test_per_disk_cap_blocks_a_mass_deletion() -> None:
+    d = disk("v-os")
+    ps = policies(retention={"last": 1})
+    snaps = history(d, range(20, 28))
+    [prune] = plan_prunes(due(d, ps), index(d), snaps, ps, CONFIG, "202611270200").disks
+    assert prune.delete == ()
+    assert "more than the cap 50%" in prune.blocked[0].reason
+
+
+def test_estate_cap_refuses_the_whole_run() -> None:
+    ps = policies(retention={"last": 2})
+    disks = [disk(f"d{i}-os") for i in range(3)]
+    snaps = [s for d in disks for s in history(d, range(24, 28))]
+    config = RotationConfig(snapshot_group=GROUP, max_estate_delete_fraction=0.2)
+    plan = plan_prunes(
+        [PlannedDisk(d, ps.policies["daily"]) for d in disks], index(*disks), snaps, ps, config,
+        "202611270200",
+    )  # fmt: skip
+    assert plan.refused is not None
+    assert "more than the estate cap 20%" in plan.refused
+    assert plan.deletes == 0
+
+
+def test_orphans_follow_their_policy_and_keep_the_newest() -> None:
+    gone = disk("deleted-os")
+    ps = policies(orphans={"retention": {"last": 1}})
+    snaps = history(gone, range(25, 28))
+    plan = plan_prunes([], {}, snaps, ps, CONFIG, "202611270200")
+    [orphan] = plan.disks
+    assert orphan.orphan
+    assert [r.snapshot.name for r in orphan.delete] == [snaps[0].name, snaps[1].name] or (
+        "more than the cap" in orphan.blocked[0].reason
+    )
+
+
+def test_orphans_without_orphan_retention_are_kept() -> None:
+    gone = disk("deleted-os")
+    ps = policies()
+    [orphan] = plan_prunes([], {}, history(gone, range(25, 28)), ps, CONFIG, "202611270200").disks
+    assert orphan.delete == ()
+    assert all("has no orphan retention" in reasons[0] for _, reasons in orphan.keep)
+
+
+def test_the_newest_orphan_goes_only_when_the_policy_says_so() -> None:
+    gone = disk("deleted-os")
+    loose = RotationConfig(
+        snapshot_group=GROUP, max_disk_delete_fraction=1.0, max_estate_delete_fraction=1.0
+    )
+    keep_newest = policies(orphans={"retention": {"within": "1d"}})
+    snaps = history(gone, range(1, 3))  # both older than a day before the newest? no: 1 day apart
+    [orphan] = plan_prunes([], {}, snaps, keep_newest, loose, "202611270200").disks
+    assert snaps[1] not in [r.snapshot for r in orphan.delete]

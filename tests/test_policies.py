@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared.policies import PolicyError, load_policies, parse_policies
+from shared.retention import Duration
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def document(**policy: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {"retention": {"daily": 7}}
+    spec.update(policy)
+    return {"version": 1, "policies": {"daily": spec}}
+
+
+def test_the_shipped_policy_file_is_valid() -> None:
+    policies = load_policies(ROOT / "policies.yaml")
+    daily = policies.policies["daily"]
+    assert daily.retention.daily == 7
+    assert daily.orphan_retention is not None
+    assert daily.orphan_retention.within == Duration(days=30)
+    assert daily.snapshot_on_create
+    weekdays = policies.policies["weekdays-os"]
+    assert weekdays.nights == frozenset(range(5))
+    assert weekdays.disks.includes(None)
+    assert not weekdays.disks.includes(0)
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        ({"version": 2, "policies": {}}, "version: Value error, unsupported version 2"),
+        (document(retention={"daily": -2}), "policy 'daily': retention.daily"),
+        (document(retention={"within": "3w"}), "policy 'daily': retention.within"),
+        (document(retention={}), "policy 'daily': retention keeps nothing"),
+        (document(rpoHours=0), "policy 'daily': rpoHours"),
+        (document(nights=["funday"]), "policy 'daily': nights.0"),
+        (document(snapshot_on_crate=True), "policy 'daily': snapshot_on_crate: Extra inputs"),
+        ({"version": 1, "defaultPolicy": "gold", "policies": {}}, "'gold' is not a defined policy"),
+        (
+            {"version": 1, "policies": {"Bad Name": {"retention": {"last": 1}}}},
+            "policy 'Bad Name': [key]: String should match",
+        ),
+    ],
+)
+def test_every_error_names_the_policy_and_field(doc: dict[str, Any], message: str) -> None:
+    with pytest.raises(PolicyError) as caught:
+        parse_policies(doc)
+    assert message.replace("Value error, ", "") in str(caught.value).replace("Value error, ", "")
+
+
+def test_tags_choose_a_policy_case_insensitively() -> None:
+    policies = parse_policies({**document(), "defaultPolicy": "daily"})
+    policy, why = policies.for_tags({"LifeBoat:Policy": "DAILY"})
+    assert policy is not None
+    assert policy.name == "daily"
+    assert why == "tagged lifeboat:policy=daily"
+    assert policies.for_tags({})[1] == "default policy 'daily'"
+    assert policies.for_tags({"lifeboat:policy": "none"}) == (
+        None,
+        "opted out (lifeboat:policy=none)",
+    )
+    assert policies.for_tags({"lifeboat:policy": "gold"})[0] is None
+
+
+def test_untagged_vms_are_out_without_a_default() -> None:
+    policy, why = parse_policies(document()).for_tags({"env": "prod"})
+    assert policy is None
+    assert why == "no lifeboat:policy tag and no default policy"
