@@ -170,8 +170,12 @@ def resolve_setting_refs(value: str, environ: Mapping[str, str], *, where: str) 
 _INDEX: dict[int, tuple[Any, list[Any]]] = {}
 
 
-def _indexed(app: Any) -> list[Any]:
-    """`get_functions()` once per app object, as the worker indexes once per process."""
+def index_app(app: Any) -> list[Any]:
+    """`get_functions()` once per app object, as the worker indexes once per process.
+
+    The library refuses a second call (it remembers the names it has seen), so everything that
+    indexes an app in this process goes through here.
+    """
     known = _INDEX.get(id(app))
     if known is None or known[0] is not app:
         known = (app, app.get_functions())
@@ -182,7 +186,7 @@ def _indexed(app: Any) -> list[Any]:
 def load_functions(app: Any, environ: Mapping[str, str]) -> list[FunctionSpec]:
     """Index the app the way the host does, rejecting what the host would reject."""
     try:
-        functions = _indexed(app)
+        functions = index_app(app)
     except Exception as e:
         raise HostError(f"the app does not index: {e}") from e
     specs: list[FunctionSpec] = []

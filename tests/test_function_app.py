@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import function_app
+from cli.localhost import index_app
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -16,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def _bindings() -> dict[str, list[dict[str, object]]]:
     return {
         f.get_function_name(): json.loads(f.get_function_json())["bindings"]
-        for f in function_app.app.get_functions()
+        for f in index_app(function_app.app)
     }
 
 

@@ -181,7 +181,7 @@ def test_retention_removes_the_oldest_once_tonight_is_good() -> None:
 def test_nothing_is_pruned_until_tonights_snapshot_is_good() -> None:
     d = disk("v-os")
     ps = policies()
-    snaps = history(d, range(23, 27)) + [snapshot_of(d, night(27), state="Creating")]
+    snaps = [*history(d, range(23, 27)), snapshot_of(d, night(27), state="Creating")]
     [prune] = plan_prunes(due(d, ps), index(d), snaps, ps, CONFIG, "202611270200").disks
     assert prune.delete == ()
     reasons = {b.reason for b in prune.blocked}
