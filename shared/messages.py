@@ -63,9 +63,62 @@ class OnboardingRequest(Payload):
     correlation_id: str | None = Field(default=None, alias="correlationId")
 
 
+class RotationPlanRequest(Payload):
+    """Plan tonight's rotation for one subscription (one message per subscription per slot)."""
+
+    subscription_id: str = Field(alias="subscriptionId")
+    slot: str = Field(pattern=r"^\d{12}$")
+
+
+class RotationConfirmRequest(Payload):
+    """After the create window: confirm tonight's snapshots and enqueue the prunes."""
+
+    subscription_id: str = Field(alias="subscriptionId")
+    slot: str = Field(pattern=r"^\d{12}$")
+
+
+class DiskSnapshot(Payload):
+    disk_id: str = Field(alias="diskId")
+    unique_id: str = Field(alias="uniqueId")
+    location: str
+    snapshot_name: str = Field(alias="snapshotName", pattern=r"^lb-[a-z2-7]{16}-\d{12}$")
+    lun: int | None = None
+
+
+class RotationVmRequest(Payload):
+    """Snapshot one VM's disks, back to back, under one slot and one set."""
+
+    subscription_id: str = Field(alias="subscriptionId")
+    vm_id: str = Field(alias="vmId")
+    vm_name: str = Field(alias="vmName")
+    resource_group: str = Field(alias="resourceGroup")
+    policy: str
+    slot: str = Field(pattern=r"^\d{12}$")
+    set_id: str = Field(alias="setId")
+    disks: list[DiskSnapshot] = Field(min_length=1, max_length=64)
+    attempt: int = Field(default=1, ge=1)
+    onboarding: bool = False
+
+
+class RotationPruneRequest(Payload):
+    """Delete what retention removed from one disk (or one orphaned source)."""
+
+    subscription_id: str = Field(alias="subscriptionId")
+    source_id: str = Field(alias="sourceId")
+    policy: str | None = None
+    slot: str = Field(pattern=r"^\d{12}$")
+    snapshot_ids: list[str] = Field(alias="snapshotIds", min_length=1, max_length=100)
+    orphan: bool = False
+    attempt: int = Field(default=1, ge=1)
+
+
 # (type, version) -> schema. The only way a message string selects code.
 PAYLOAD_SCHEMAS: dict[tuple[str, int], type[Payload]] = {
     ("onboarding", 1): OnboardingRequest,
+    ("rotation-plan", 1): RotationPlanRequest,
+    ("rotation-confirm", 1): RotationConfirmRequest,
+    ("rotation-vm", 1): RotationVmRequest,
+    ("rotation-prune", 1): RotationPruneRequest,
 }
 
 P = TypeVar("P", bound=Payload)

@@ -186,6 +186,7 @@ class Vm:
     hyper_v_generation: str | None = None
     plan: dict[str, str] | None = None
     power_state: str | None = None
+    time_created: datetime | None = None
 
     @property
     def attachments(self) -> tuple[DiskAttachment, ...]:

@@ -368,10 +368,9 @@ def _prune_one(
     orphan: bool = False,
 ) -> DiskPrune:
     blocked: list[Block] = []
+    # Snapshots not (yet) good are neither counted nor removed: pending copies finish later,
+    # failed ones are reported by the confirm step and left for an operator.
     good = [s for s in candidates if s.good and s.time_created is not None]
-    for s in candidates:
-        if s not in good:
-            blocked.append(Block(s, f"not good (provisioningState {s.provisioning_state}): left"))
     held = [s for s in good if is_held(s)]
     subject = [s for s in good if not is_held(s)]
     ordered = sorted(subject, key=lambda s: (s.time_created, s.name), reverse=True)

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from shared.model import Outcome
+from shared.model import Disk, Outcome, Snapshot, Vm
+from shared.policies import PolicySet
 from shared.settings import Settings
 
 
@@ -54,3 +55,66 @@ class Runtime:
     clock: Clock
     reporter: Reporter
     queues: Queues
+    compute: Compute | None = None
+    policies: PolicySet | None = None
+
+    def need_compute(self) -> Compute:
+        if self.compute is None:
+            raise RuntimeError("this runtime has no Compute adapter")
+        return self.compute
+
+    def need_policies(self) -> PolicySet:
+        if self.policies is None:
+            raise RuntimeError("this runtime has no policies loaded")
+        return self.policies
+
+
+class ThrottledError(Exception):
+    """Azure answered 429: come back after `retry_after` seconds (re-enqueue, never sleep)."""
+
+    def __init__(self, retry_after: float, message: str = "") -> None:
+        super().__init__(message or f"throttled; retry after {retry_after:.0f} s")
+        self.retry_after = retry_after
+
+
+class RefusedError(Exception):
+    """Azure refused for a reason that will not heal by retrying (a lock, a policy, a quota)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotRequest:
+    subscription_id: str
+    resource_group: str
+    name: str
+    location: str
+    source_disk_id: str
+    tags: dict[str, str]
+
+
+class Compute(Protocol):
+    """Compute and resource tags, reading with subscription-level lists."""
+
+    def list_vms(self, subscription_id: str) -> list[Vm]: ...
+
+    def list_disks(self, subscription_id: str) -> list[Disk]: ...
+
+    def list_snapshots(self, subscription_id: str, resource_group: str) -> list[Snapshot]: ...
+
+    def get_vm(self, vm_id: str) -> Vm | None: ...
+
+    def get_disk(self, disk_id: str) -> Disk | None: ...
+
+    def begin_create_snapshot(self, request: SnapshotRequest) -> None: ...
+
+    def begin_delete_snapshot(self, snapshot_id: str) -> None: ...
+
+    def merge_tags(self, resource_id: str, tags: dict[str, str]) -> None: ...
+
+    def write_headroom(self, subscription_id: str) -> int | None:
+        """Writes left in the subscription's ARM bucket, as the last response said (or None)."""
+        ...

@@ -46,6 +46,21 @@ def _split_list(value: Any) -> Any:
     return value
 
 
+def _split_pairs(value: Any) -> Any:
+    """`sub=rg,sub=rg` into a mapping (subscription ids lower-cased)."""
+    if not isinstance(value, str):
+        return value
+    pairs: dict[str, str] = {}
+    for part in value.split(","):
+        if not part.strip():
+            continue
+        key, sep, group = part.partition("=")
+        if not sep or not key.strip() or not group.strip():
+            raise ValueError(f"expected subscription=resource-group pairs, got {part.strip()!r}")
+        pairs[key.strip().lower()] = group.strip()
+    return pairs
+
+
 def _check_ncrontab(value: str) -> str:
     fields = value.split()
     if len(fields) != 6 or not all(_NCRONTAB_FIELD.match(f) for f in fields):
@@ -82,11 +97,35 @@ class Settings(BaseModel):
         default="https://management.azure.com/.default",
         alias="ARM_AUDIENCE",
     )
+    rotation_schedule: Schedule = Field(alias="ROTATION_SCHEDULE")
+    snapshot_resource_group: str = Field(
+        default="rg-lifeboat-snapshots", alias="SNAPSHOT_RESOURCE_GROUP", min_length=1
+    )
+    snapshot_resource_groups: Annotated[dict[str, str], BeforeValidator(_split_pairs)] = Field(
+        default_factory=dict, alias="SNAPSHOT_RESOURCE_GROUPS"
+    )
+    drill_resource_groups: Annotated[tuple[str, ...], BeforeValidator(_split_list)] = Field(
+        default=(), alias="DRILL_RESOURCE_GROUPS"
+    )
+    dry_run: bool = Field(default=False, alias="DRY_RUN")
+    max_disk_delete_fraction: float = Field(
+        default=0.5, gt=0, le=1, alias="MAX_DISK_DELETE_FRACTION"
+    )
+    max_estate_delete_fraction: float = Field(
+        default=0.5, gt=0, le=1, alias="MAX_ESTATE_DELETE_FRACTION"
+    )
+    arm_writes_per_second: float = Field(default=5.0, gt=0, alias="ARM_WRITES_PER_SECOND")
+    snapshot_writes_per_second: float = Field(default=3.0, gt=0, alias="SNAPSHOT_WRITES_PER_SECOND")
+    confirm_delay_seconds: int = Field(default=900, ge=0, alias="CONFIRM_DELAY_SECONDS")
+    stale_slot_hours: float = Field(default=20, gt=0, alias="STALE_SLOT_HOURS")
+    min_write_headroom: int = Field(default=20, ge=0, alias="MIN_WRITE_HEADROOM")
+    tag_default_policy: bool = Field(default=False, alias="TAG_DEFAULT_POLICY")
+    policies_file: str = Field(default="policies.yaml", alias="POLICIES_FILE", min_length=1)
     max_dequeue_count: int = Field(
         default=5, ge=1, alias="AzureFunctionsJobHost__extensions__queues__maxDequeueCount"
     )
 
-    @field_validator("poison_schedule")
+    @field_validator("poison_schedule", "rotation_schedule")
     @classmethod
     def _valid_schedule(cls, value: str) -> str:
         return _check_ncrontab(value)
@@ -97,6 +136,16 @@ class Settings(BaseModel):
         if value is not None and not re.match(r"^https?://[^/\s]+", value):
             raise ValueError(f"must be an http(s) URL, got {value!r}")
         return value
+
+    def snapshot_group(self, subscription_id: str) -> str:
+        return self.snapshot_resource_groups.get(
+            subscription_id.lower(), self.snapshot_resource_group
+        )
+
+    @property
+    def policies_path(self) -> Path:
+        path = Path(self.policies_file)
+        return path if path.is_absolute() else HOST_JSON.parent / path
 
     @property
     def subscriptions(self) -> frozenset[str]:

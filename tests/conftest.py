@@ -17,6 +17,7 @@ def base_settings(**extra: str) -> dict[str, str]:
         "AzureWebJobsStorage": "UseDevelopmentStorage=true",
         "TARGET_SUBSCRIPTIONS": SUBSCRIPTION,
         "POISON_SCHEDULE": "0 */15 * * * *",
+        "ROTATION_SCHEDULE": "0 0 2 * * *",
     }
     values.update(extra)
     return values

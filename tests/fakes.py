@@ -61,3 +61,77 @@ class MemoryQueues:
 
     def delete(self, queue: str, message: ReceivedMessage) -> None:
         pass
+
+
+class FakeCompute:
+    """An in-memory Compute: PUT on an existing name is a no-op, DELETE of a missing one too."""
+
+    def __init__(self, clock: FixedClock) -> None:
+        from shared.model import Disk, Snapshot, Vm
+
+        self.clock = clock
+        self.vms: list[Vm] = []
+        self.disks: dict[str, Disk] = {}
+        self.snapshots: dict[str, Snapshot] = {}
+        self.writes: list[tuple[str, str]] = []
+        self.throttle: int = 0  # throttle this many of the next writes
+        self.refuse: dict[str, str] = {}  # disk or snapshot id (lower) -> error code
+        self.headroom: int | None = None
+        self.state = "Succeeded"
+
+    def list_vms(self, subscription_id: str) -> list:  # type: ignore[type-arg]
+        return list(self.vms)
+
+    def list_disks(self, subscription_id: str) -> list:  # type: ignore[type-arg]
+        return list(self.disks.values())
+
+    def list_snapshots(self, subscription_id: str, resource_group: str) -> list:  # type: ignore[type-arg]
+        return [
+            s for s in self.snapshots.values() if s.resource_group.lower() == resource_group.lower()
+        ]
+
+    def get_vm(self, vm_id: str):  # type: ignore[no-untyped-def]
+        return next((v for v in self.vms if v.id.lower() == vm_id.lower()), None)
+
+    def get_disk(self, disk_id: str):  # type: ignore[no-untyped-def]
+        return self.disks.get(disk_id.lower())
+
+    def _write(self, kind: str, target: str) -> None:
+        from shared.ports import RefusedError, ThrottledError
+
+        if self.throttle > 0:
+            self.throttle -= 1
+            raise ThrottledError(2.0)
+        code = self.refuse.get(target.lower())
+        if code:
+            raise RefusedError(code, f"refused {kind} of {target}")
+        self.writes.append((kind, target))
+
+    def begin_create_snapshot(self, request) -> None:  # type: ignore[no-untyped-def]
+        from shared.model import Snapshot
+
+        self._write("create", request.source_disk_id)
+        sid = (
+            f"/subscriptions/{request.subscription_id}/resourceGroups/{request.resource_group}"
+            f"/providers/Microsoft.Compute/snapshots/{request.name}"
+        )
+        if sid.lower() in self.snapshots:
+            return
+        disk = self.disks[request.source_disk_id.lower()]
+        self.snapshots[sid.lower()] = Snapshot(
+            id=sid, name=request.name, subscription_id=request.subscription_id,
+            resource_group=request.resource_group, location=request.location,
+            time_created=self.clock.now(), source_resource_id=disk.id,
+            source_unique_id=disk.unique_id, incremental=True,
+            provisioning_state=self.state, tags=dict(request.tags),
+        )  # fmt: skip
+
+    def begin_delete_snapshot(self, snapshot_id: str) -> None:
+        self._write("delete", snapshot_id)
+        self.snapshots.pop(snapshot_id.lower(), None)
+
+    def merge_tags(self, resource_id: str, tags: dict[str, str]) -> None:
+        self._write("tags", resource_id)
+
+    def write_headroom(self, subscription_id: str) -> int | None:
+        return self.headroom

@@ -1,0 +1,233 @@
+"""Rotation's workers with in-memory ports: what each writes, reports and hands on."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from shared import messages, rotation
+from shared.messages import Envelope, Payload
+from shared.planning import RotationConfig
+from shared.policies import parse_policies
+from shared.ports import Runtime
+from shared.settings import Settings
+from shared.snapshots import snapshot_name
+from tests.builders import SUB, disk, night, snapshot_of, vm
+from tests.conftest import base_settings
+from tests.fakes import FakeCompute, FixedClock, MemoryQueues, MemoryReporter
+
+HANDLERS = {
+    "rotation-plan": rotation.plan_subscription,
+    "rotation-confirm": rotation.confirm_night,
+    "rotation-vm": rotation.snapshot_vm,
+    "rotation-prune": rotation.prune_snapshots,
+}
+POLICIES = parse_policies({"version": 1, "policies": {"daily": {"retention": {"daily": 3}}}})
+
+
+class World:
+    def __init__(self, **settings: str) -> None:
+        self.clock = FixedClock(night(27))
+        self.queues = MemoryQueues()
+        self.reporter = MemoryReporter()
+        self.compute = FakeCompute(self.clock)
+        values = base_settings(TARGET_SUBSCRIPTIONS=SUB, **settings)
+        self.rt = Runtime(
+            Settings.from_env(values), self.clock, self.reporter, self.queues,
+            compute=self.compute, policies=POLICIES,
+        )  # fmt: skip
+        self.disks = [disk("web-os"), disk("web-data"), disk("db-os")]
+        for d in self.disks:
+            self.compute.disks[d.id.lower()] = d
+        self.compute.vms = [vm("web", "web-os", (0, "web-data")), vm("db", "db-os")]
+
+    def drain(self, *, twice: bool = False) -> int:
+        """Run every queued message (ignoring visibility delays) until the queues are empty."""
+        handled = 0
+        while any(
+            self.queues.sent.get(q) for q in ("rotation-plan", "rotation-vm", "rotation-prune")
+        ):
+            for queue in ("rotation-plan", "rotation-vm", "rotation-prune"):
+                pending, self.queues.sent[queue] = self.queues.sent.get(queue, []), []
+                for text in pending:
+                    envelope, payload = messages.decode(text)
+                    for _ in range(2 if twice else 1):
+                        HANDLERS[envelope.type](self.rt, envelope, payload)
+                    handled += 1
+        return handled
+
+    def night(self, day: int, *, twice: bool = False) -> None:
+        self.clock.current = night(day)
+        rotation.start_night(self.rt, night(day))
+        self.clock.advance(minutes=1)
+        self.drain(twice=twice)
+
+    def ops(self, operation: str, status: str | None = None) -> list:  # type: ignore[type-arg]
+        return [
+            o for o in self.reporter.outcomes
+            if o.operation == operation and (status is None or o.status.value == status)
+        ]  # fmt: skip
+
+    def names(self) -> set[str]:
+        return {s.name for s in self.compute.snapshots.values()}
+
+
+def test_a_night_snapshots_every_disk_once_and_reports_the_plan() -> None:
+    world = World()
+    world.night(27)
+    assert world.names() == {snapshot_name(d.id, d.unique_id, "202611270200") for d in world.disks}
+    assert [o.vm_name for o in world.ops("plan-vm", "planned")] == ["db", "web"]
+    assert len(world.ops("snapshot-create", "succeeded")) == 3
+    assert world.ops("run-start")[0].count == 1
+    web = next(s for s in world.compute.snapshots.values() if "web" in (s.source_resource_id or ""))
+    assert web.tags["lifeboat:policy"] == "daily"
+    assert web.tags["lifeboat:slot"] == "202611270200"
+    sets = {
+        s.tags["lifeboat:set"]
+        for s in world.compute.snapshots.values()
+        if "web" in (s.source_resource_id or "")
+    }
+    assert len(sets) == 1
+
+
+def test_vm_messages_are_paced_and_confirm_comes_after_the_window() -> None:
+    world = World(SNAPSHOT_WRITES_PER_SECOND="1", CONFIRM_DELAY_SECONDS="600")
+    rotation.start_night(world.rt, night(27))
+    [plan_text] = world.queues.sent["rotation-plan"]
+    world.queues.sent["rotation-plan"] = []
+    envelope, payload = messages.decode(plan_text)
+    # Record visibility delays by wrapping the fake.
+    delays: list[tuple[str, int]] = []
+    send = world.queues.send
+
+    def recording_send(queue: str, text: str, *, visibility_timeout: int = 0) -> None:
+        delays.append((messages.decode(text)[0].type, visibility_timeout))
+        send(queue, text, visibility_timeout=visibility_timeout)
+
+    world.queues.send = recording_send  # type: ignore[method-assign]
+    rotation.plan_subscription(world.rt, envelope, payload)
+    assert delays == [("rotation-vm", 0), ("rotation-vm", 1), ("rotation-confirm", 603)]
+
+
+def test_retention_prunes_each_night_once_tonight_is_good() -> None:
+    world = World()
+    for day in range(20, 28):
+        world.night(day)
+    web_os = world.disks[0]
+    kept = sorted(
+        s.name for s in world.compute.snapshots.values() if s.source_resource_id == web_os.id
+    )
+    assert kept == sorted(
+        snapshot_name(web_os.id, web_os.unique_id, f"202611{d}0200") for d in (25, 26, 27)
+    )
+    assert world.ops("snapshot-delete", "succeeded")
+
+
+def test_duplicate_deliveries_change_nothing_twice() -> None:
+    clean, doubled = World(), World()
+    for day in range(20, 28):
+        clean.night(day)
+        doubled.night(day, twice=True)
+    assert clean.names() == doubled.names()
+    assert len(doubled.compute.snapshots) == len(clean.compute.snapshots)
+    assert not doubled.ops("snapshot-delete", "failed")
+    assert not doubled.ops("snapshot-create", "failed")
+
+
+def test_throttling_requeues_only_the_remaining_disks() -> None:
+    world = World()
+    world.compute.throttle = 1
+    world.night(27)
+    assert len(world.names()) == 3
+    creates = [o for o in world.ops("snapshot-create", "succeeded")]
+    assert len(creates) == 3
+    assert max(o.details["attempt"] for o in creates) == 2
+
+
+def test_refusals_are_blocked_and_the_rest_goes_on() -> None:
+    world = World()
+    world.compute.refuse[world.disks[1].id.lower()] = "ScopeLocked"
+    world.night(27)
+    [blocked] = world.ops("snapshot-create", "blocked")
+    assert blocked.reason.startswith("ScopeLocked")  # type: ignore[union-attr]
+    assert len(world.names()) == 2
+    [failed] = world.ops("snapshot-create", "failed")  # the confirm step sees it missing
+    assert failed.reason == "not found after the create window"
+
+
+def test_no_prune_for_a_disk_whose_snapshot_tonight_is_not_good() -> None:
+    world = World()
+    for day in range(24, 27):
+        world.night(day)
+    for d in world.disks:  # one more than retention keeps, so tonight would prune one
+        old = snapshot_of(d, night(22))
+        world.compute.snapshots[old.id.lower()] = old
+    world.compute.state = "Failed"
+    world.night(27)
+    assert not [
+        o for o in world.ops("snapshot-delete", "succeeded") if "202611270200" in str(o.details)
+    ]
+    blocked = world.ops("snapshot-delete", "blocked")
+    assert blocked
+    assert all(o.reason == "tonight's snapshot is not confirmed good" for o in blocked)
+
+
+def test_dry_run_plans_and_reports_without_writing() -> None:
+    world = World(DRY_RUN="true")
+    for d in world.disks:
+        for day in range(23, 27):
+            s = snapshot_of(d, night(day))
+            world.compute.snapshots[s.id.lower()] = s
+    world.night(27)
+    assert world.compute.writes == []
+    assert len(world.ops("snapshot-create", "planned")) == 3
+    planned_deletes = world.ops("snapshot-delete", "planned")
+    assert len(planned_deletes) == 3 * 2  # days 23-24 go, 25-26 and tonight stay
+    assert all(o.dry_run for o in world.reporter.outcomes)
+
+
+def test_a_stale_message_never_writes() -> None:
+    world = World()
+    rotation.start_night(world.rt, night(27))
+    world.clock.advance(days=2)
+    world.drain()
+    assert world.compute.writes == []
+    assert world.ops("rotation-plan", "skipped")[0].reason.endswith("too late to act")  # type: ignore[union-attr]
+
+
+def test_held_and_unowned_snapshots_survive_every_night() -> None:
+    world = World()
+    web_os = world.disks[0]
+    held = snapshot_of(
+        web_os, night(1), tags={"lifeboat:hold": "case-1", "lifeboat:policy": "daily"}
+    )
+    manual = snapshot_of(web_os, night(2), name="manual-before-upgrade")
+    for s in (held, manual):
+        world.compute.snapshots[s.id.lower()] = s
+    for day in range(20, 28):
+        world.night(day)
+    assert {held.name, manual.name} <= world.names()
+
+
+def test_config_comes_from_settings() -> None:
+    world = World(
+        SNAPSHOT_RESOURCE_GROUPS=f"{SUB}=rg-snaps-custom",
+        DRILL_RESOURCE_GROUPS="rg-drill-a, rg-drill-b",
+    )
+    config = rotation.rotation_config(world.rt, SUB)
+    assert config == RotationConfig(
+        snapshot_group="rg-snaps-custom",
+        drill_groups=frozenset({"rg-drill-a", "rg-drill-b"}),
+        max_disk_delete_fraction=0.5,
+        max_estate_delete_fraction=0.5,
+        arm_writes_per_second=5.0,
+        snapshot_writes_per_second=3.0,
+    )
+
+
+def _unused(envelope: Envelope, payload: Payload) -> None:  # keeps imports honest for mypy
+    del envelope, payload
+
+
+_ = (timedelta, pytest)
