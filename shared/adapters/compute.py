@@ -1,0 +1,377 @@
+"""The `Compute` port on azure-mgmt-compute (and ARM's Tags API), returning domain types.
+
+Reads are subscription-level lists; writes never poll (`polling=False`). Throttling becomes
+`ThrottledError` with the server's Retry-After; refusals that will not heal become
+`RefusedError`. Models are read through their REST JSON (`as_dict()`), the shape the REST specs
+document, so SDK generator differences do not leak into Lifeboat.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.core.pipeline import PipelineResponse
+from azure.core.rest import HttpRequest
+from azure.mgmt.compute import ComputeManagementClient
+from azure.mgmt.core import ARMPipelineClient
+from azure.mgmt.core.policies import ARMHttpLoggingPolicy
+
+from shared.adapters.retry import LifeboatRetryPolicy
+from shared.model import Disk, DiskAttachment, Snapshot, Vm
+from shared.ports import RefusedError, SnapshotRequest, ThrottledError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+TAGS_API_VERSION = "2021-04-01"
+# Refusals that retrying will not heal (DESIGN.md "Pacing, not sleeping").
+UNHEALABLE = frozenset(
+    {
+        "scopelocked",
+        "requestdisallowedbypolicy",
+        "linkedauthorizationfailed",
+        "authorizationfailed",
+        "snapshotslimitreached",
+        "operationnotallowed",
+        "quotaexceeded",
+        "badrequest",
+        "invalidparameter",
+        "propertychangenotallowed",
+        "conflictingoperation",
+        "denyassignmentauthorizationfailed",
+    }
+)
+DEFAULT_RETRY_AFTER = 30.0
+
+
+class Headroom:
+    """Remembers the last `x-ms-ratelimit-remaining-subscription-writes` per subscription.
+
+    Installed as the clients' `raw_response_hook`, so it sees every response, retries included.
+    """
+
+    def __init__(self) -> None:
+        self.remaining: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, response: PipelineResponse[Any, Any]) -> None:
+        value = response.http_response.headers.get("x-ms-ratelimit-remaining-subscription-writes")
+        url = response.http_request.url
+        if value is None or "/subscriptions/" not in url:
+            return
+        subscription = url.split("/subscriptions/", 1)[1].split("/", 1)[0].split("?", 1)[0]
+        try:
+            remaining = int(value)
+        except ValueError:
+            return
+        with self._lock:
+            self.remaining[subscription.lower()] = remaining
+
+
+class AzureCompute:
+    def __init__(
+        self,
+        credential: Any,
+        *,
+        arm_endpoint: str,
+        arm_audience: str,
+        connection_verify: str | bool | None = None,
+    ) -> None:
+        self._credential = credential
+        self._endpoint = arm_endpoint.rstrip("/")
+        self._scopes = [arm_audience]
+        self._verify = connection_verify
+        self._clients: dict[str, ComputeManagementClient] = {}
+        self._lock = threading.Lock()
+        self.headroom = Headroom()
+        self._arm: ARMPipelineClient[Any, Any] = ARMPipelineClient(
+            base_url=self._endpoint,
+            policies=self._policies(),
+            **self._transport_options(),
+        )
+
+    # --- clients
+
+    def _transport_options(self) -> dict[str, Any]:
+        return {} if self._verify is None else {"connection_verify": self._verify}
+
+    def _policies(self) -> list[Any]:
+        from azure.core.pipeline.policies import (
+            ContentDecodePolicy,
+            CustomHookPolicy,
+            HeadersPolicy,
+            RequestIdPolicy,
+            UserAgentPolicy,
+        )
+        from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy
+
+        return [
+            RequestIdPolicy(),
+            HeadersPolicy(),
+            UserAgentPolicy(sdk_moniker="lifeboat"),
+            LifeboatRetryPolicy(),
+            ARMChallengeAuthenticationPolicy(self._credential, *self._scopes),
+            ContentDecodePolicy(),
+            CustomHookPolicy(raw_response_hook=self.headroom),
+            ARMHttpLoggingPolicy(),
+        ]
+
+    def client(self, subscription_id: str) -> ComputeManagementClient:
+        key = subscription_id.lower()
+        with self._lock:
+            client = self._clients.get(key)
+            if client is None:
+                client = ComputeManagementClient(
+                    self._credential,
+                    key,
+                    base_url=self._endpoint,
+                    credential_scopes=self._scopes,
+                    retry_policy=LifeboatRetryPolicy(),
+                    raw_response_hook=self.headroom,
+                    **self._transport_options(),
+                )
+                self._clients[key] = client
+            return client
+
+    # --- reads
+
+    def list_vms(self, subscription_id: str) -> list[Vm]:
+        pages = self.client(subscription_id).virtual_machines.list_all()
+        return _call(lambda: [vm_from_rest(v.as_dict()) for v in pages])
+
+    def list_disks(self, subscription_id: str) -> list[Disk]:
+        pages = self.client(subscription_id).disks.list()
+        return _call(lambda: [disk_from_rest(d.as_dict()) for d in pages])
+
+    def list_snapshots(self, subscription_id: str, resource_group: str) -> list[Snapshot]:
+        pages = self.client(subscription_id).snapshots.list_by_resource_group(resource_group)
+        try:
+            return _call(lambda: [snapshot_from_rest(s.as_dict()) for s in pages])
+        except ResourceNotFoundError:
+            log.warning("snapshot resource group %s does not exist in %s", resource_group,
+                        subscription_id)  # fmt: skip
+            return []
+
+    def get_vm(self, vm_id: str) -> Vm | None:
+        sub, group, name = _split(vm_id, "virtualMachines")
+        try:
+            return vm_from_rest(
+                _call(lambda: self.client(sub).virtual_machines.get(group, name)).as_dict()
+            )
+        except ResourceNotFoundError:
+            return None
+
+    def get_disk(self, disk_id: str) -> Disk | None:
+        sub, group, name = _split(disk_id, "disks")
+        try:
+            return disk_from_rest(_call(lambda: self.client(sub).disks.get(group, name)).as_dict())
+        except ResourceNotFoundError:
+            return None
+
+    # --- writes
+
+    def begin_create_snapshot(self, request: SnapshotRequest) -> None:
+        body: dict[str, Any] = {
+            "location": request.location,
+            "tags": request.tags,
+            "properties": {
+                "creationData": {
+                    "createOption": "Copy",
+                    "sourceResourceId": request.source_disk_id,
+                },
+                "incremental": True,
+                "networkAccessPolicy": "DenyAll",
+                "publicNetworkAccess": "Disabled",
+            },
+        }
+        client = self.client(request.subscription_id)
+        _call(
+            lambda: client.snapshots.begin_create_or_update(  # type: ignore[call-overload]
+                request.resource_group, request.name, body, polling=False
+            )
+        )
+
+    def begin_delete_snapshot(self, snapshot_id: str) -> None:
+        sub, group, name = _split(snapshot_id, "snapshots")
+        client = self.client(sub)
+        try:
+            _call(lambda: client.snapshots.begin_delete(group, name, polling=False))
+        except ResourceNotFoundError:
+            log.info("snapshot %s was already gone", snapshot_id)
+
+    def merge_tags(self, resource_id: str, tags: dict[str, str]) -> None:
+        """Tags API PATCH with operation Merge: no write to the resource itself."""
+        request = HttpRequest(
+            "PATCH",
+            f"{self._endpoint}{resource_id}/providers/Microsoft.Resources/tags/default",
+            params={"api-version": TAGS_API_VERSION},
+            json={"operation": "Merge", "properties": {"tags": tags}},
+        )
+
+        def send() -> None:
+            response = self._arm.send_request(request)
+            if response.status_code >= 400:
+                raise HttpResponseError(response=response)
+
+        _call(send)
+
+    def write_headroom(self, subscription_id: str) -> int | None:
+        return self.headroom.remaining.get(subscription_id.lower())
+
+
+# ------------------------------------------------------------------------------ translation
+
+
+def _call(action: Callable[[], T]) -> T:
+    try:
+        return action()
+    except ResourceNotFoundError:
+        raise
+    except HttpResponseError as e:
+        raise translate(e) from e
+
+
+def translate(error: HttpResponseError) -> Exception:
+    status = error.status_code or 0
+    code = _error_code(error)
+    if status == 429:
+        return ThrottledError(_retry_after(error), f"throttled: {code or 'TooManyRequests'}")
+    if code.lower() in UNHEALABLE or code.lower().startswith("clouddos") or status in (403, 409):
+        return RefusedError(code or f"HTTP{status}", _error_message(error))
+    return error
+
+
+def _error_code(error: HttpResponseError) -> str:
+    inner = getattr(error, "error", None)
+    code = getattr(inner, "code", None)
+    if code:
+        return str(code)
+    try:
+        response: Any = error.response
+        body = response.json() if response is not None else {}
+        return str(body.get("error", {}).get("code") or "")
+    except Exception:
+        return ""
+
+
+def _error_message(error: HttpResponseError) -> str:
+    inner = getattr(error, "error", None)
+    message = getattr(inner, "message", None)
+    return str(message or error.message or error)[:500]
+
+
+def _retry_after(error: HttpResponseError) -> float:
+    response: Any = error.response
+    headers = response.headers if response is not None else {}
+    value = headers.get("Retry-After") or headers.get("retry-after")
+    try:
+        return max(0.0, float(value)) if value is not None else DEFAULT_RETRY_AFTER
+    except ValueError:
+        return DEFAULT_RETRY_AFTER
+
+
+def _split(resource_id: str, kind: str) -> tuple[str, str, str]:
+    parts = resource_id.strip("/").split("/")
+    if len(parts) != 8 or parts[6].lower() != kind.lower():
+        raise ValueError(f"not a {kind} id: {resource_id!r}")
+    return parts[1].lower(), parts[3], parts[7]
+
+
+def _time(value: Any) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+def vm_from_rest(body: dict[str, Any]) -> Vm:
+    props = body.get("properties") or {}
+    storage = props.get("storageProfile") or {}
+    os_disk = storage.get("osDisk") or {}
+    vm_id = str(body["id"])
+    sub, group, _ = _split(vm_id, "virtualMachines")
+
+    def attachment(disk: dict[str, Any], lun: int | None) -> DiskAttachment:
+        managed = (disk.get("managedDisk") or {}).get("id")
+        ephemeral = ((disk.get("diffDiskSettings") or {}).get("option") or "").lower() == "local"
+        return DiskAttachment(
+            lun=lun,
+            disk_id=None if ephemeral else managed,
+            ephemeral=ephemeral,
+            vhd_uri=(disk.get("vhd") or {}).get("uri"),
+        )
+
+    security = (props.get("securityProfile") or {}).get("securityType")
+    statuses = ((props.get("instanceView") or {}).get("statuses")) or []
+    power = next(
+        (s.get("code", "").split("/", 1)[1] for s in statuses
+         if str(s.get("code", "")).startswith("PowerState/")),
+        None,
+    )  # fmt: skip
+    return Vm(
+        id=vm_id,
+        name=str(body["name"]),
+        subscription_id=sub,
+        resource_group=group,
+        location=str(body.get("location", "")),
+        tags=dict(body.get("tags") or {}),
+        os_disk=attachment(os_disk, None),
+        data_disks=tuple(
+            attachment(d, int(d["lun"])) for d in storage.get("dataDisks") or [] if "lun" in d
+        ),
+        security_type=security,
+        hyper_v_generation=(props.get("instanceView") or {}).get("hyperVGeneration"),
+        plan=dict(body["plan"]) if body.get("plan") else None,
+        power_state=power,
+        time_created=_time(props.get("timeCreated")),
+    )
+
+
+def disk_from_rest(body: dict[str, Any]) -> Disk:
+    props = body.get("properties") or {}
+    encryption = props.get("encryption") or {}
+    disk_id = str(body["id"])
+    sub, group, _ = _split(disk_id, "disks")
+    return Disk(
+        id=disk_id,
+        name=str(body["name"]),
+        subscription_id=sub,
+        resource_group=group,
+        location=str(body.get("location", "")),
+        unique_id=str(props.get("uniqueId") or ""),
+        sku=(body.get("sku") or {}).get("name"),
+        encryption_type=encryption.get("type"),
+        disk_encryption_set_id=encryption.get("diskEncryptionSetId"),
+        azure_disk_encryption=bool(
+            (props.get("encryptionSettingsCollection") or {}).get("enabled")
+        ),
+        size_gb=props.get("diskSizeGB"),
+        max_shares=props.get("maxShares"),
+        tags=dict(body.get("tags") or {}),
+    )
+
+
+def snapshot_from_rest(body: dict[str, Any]) -> Snapshot:
+    props = body.get("properties") or {}
+    creation = props.get("creationData") or {}
+    snapshot_id = str(body["id"])
+    sub, group, _ = _split(snapshot_id, "snapshots")
+    return Snapshot(
+        id=snapshot_id,
+        name=str(body["name"]),
+        subscription_id=sub,
+        resource_group=group,
+        location=str(body.get("location", "")),
+        time_created=_time(props.get("timeCreated")),
+        source_resource_id=creation.get("sourceResourceId"),
+        source_unique_id=creation.get("sourceUniqueId"),
+        incremental=bool(props.get("incremental")),
+        provisioning_state=props.get("provisioningState"),
+        completion_percent=props.get("completionPercent"),
+        tags=dict(body.get("tags") or {}),
+    )

@@ -1,0 +1,62 @@
+"""Lifeboat's retry policy for every ARM client.
+
+azure-core's default retries any response with Retry-After, whatever the method (POSTs
+included), and sleeps the whole Retry-After with no cap (Compute has answered 1200 s). Lifeboat
+instead: never retries 429 inside the SDK (the worker re-enqueues its message), retries 408 and
+5xx only for idempotent methods, only when Retry-After (if any) is at most 10 s, and sleeps at
+most 30 s in total per call; never retries a POST.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from azure.core.pipeline import PipelineRequest, PipelineResponse
+from azure.core.pipeline.policies import RetryPolicy
+
+IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+MAX_RETRY_AFTER_SECONDS = 10.0
+MAX_TOTAL_SLEEP_SECONDS = 30.0
+
+
+class LifeboatRetryPolicy(RetryPolicy):  # type: ignore[type-arg]
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("retry_total", 3)
+        kwargs.setdefault("retry_backoff_factor", 0.8)
+        kwargs.setdefault("retry_backoff_max", 10)
+        kwargs.setdefault("retry_on_status_codes", [408, 500, 502, 503, 504])
+        super().__init__(**kwargs)
+
+    def is_retry(self, settings: dict[str, Any], response: PipelineResponse[Any, Any]) -> bool:
+        status = response.http_response.status_code
+        if status == 429:
+            return False
+        method = response.http_request.method.upper()
+        if method not in IDEMPOTENT:
+            return False
+        if status != 408 and status < 500:
+            return False
+        retry_after = self.get_retry_after(response)
+        if retry_after is not None and retry_after > MAX_RETRY_AFTER_SECONDS:
+            return False
+        slept = float(settings.get("lifeboat_slept", 0.0))
+        return slept + (retry_after or self.get_backoff_time(settings)) <= MAX_TOTAL_SLEEP_SECONDS
+
+    def sleep(
+        self,
+        settings: dict[str, Any],
+        transport: Any,
+        response: PipelineResponse[Any, Any] | None = None,
+    ) -> None:
+        before = settings.get("lifeboat_slept", 0.0)
+        wait = (self.get_retry_after(response) if response else None) or self.get_backoff_time(
+            settings
+        )
+        settings["lifeboat_slept"] = before + wait
+        super().sleep(settings, transport, response)
+
+    def _is_method_retryable(
+        self, settings: dict[str, Any], request: PipelineRequest[Any] | Any, response: Any = None
+    ) -> bool:
+        method = getattr(request, "method", "").upper()
+        return method in IDEMPOTENT
