@@ -2,10 +2,11 @@
 
 import azure.functions as func
 
-from triggers import onboarding, poison_drain, vm_events
+from triggers import onboarding, poison_drain, rotation, vm_events
 
 app = func.FunctionApp()
 
 app.register_functions(vm_events.bp)
 app.register_functions(onboarding.bp)
 app.register_functions(poison_drain.bp)
+app.register_functions(rotation.bp)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import uuid
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -163,8 +164,13 @@ def encode(envelope: Envelope) -> str:
     return text
 
 
-def decode(text: str) -> tuple[Envelope, Payload]:
-    """Parse and validate a message; raises PoisonMessageError with the reason if it never can."""
+def decode(
+    text: str, *, queue: str | None = None, allowed: Collection[str] | None = None
+) -> tuple[Envelope, Payload]:
+    """Parse and validate a message; raises PoisonMessageError with the reason if it never can.
+
+    With `allowed`, a message of another type is refused before its payload is looked at.
+    """
     try:
         raw = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -178,6 +184,11 @@ def decode(text: str) -> tuple[Envelope, Payload]:
         raise PoisonMessageError(
             f"envelope schema: {_summarise(e)}", message_type=message_type
         ) from None
+    if allowed is not None and envelope.type not in allowed:
+        raise PoisonMessageError(
+            f"message type {envelope.type!r} does not belong on queue {queue!r}",
+            message_type=envelope.type,
+        )
     schema = PAYLOAD_SCHEMAS.get((envelope.type, envelope.version))
     if schema is None:
         known = sorted({t for t, _ in PAYLOAD_SCHEMAS})

@@ -50,7 +50,7 @@ from shared.snapshots import (
     parse_slot,
     slot_of,
 )
-from shared.worker import enqueue
+from shared.worker import Handler, enqueue
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,8 @@ VM_QUEUE = "rotation-vm"
 PRUNE_QUEUE = "rotation-prune"
 MAX_VISIBILITY_SECONDS = 7 * 24 * 3600 - 60
 PRUNE_CHUNK = 100
+
+__all__ = ["Handler"]
 
 
 def run_id_of(slot: str) -> str:

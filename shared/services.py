@@ -10,9 +10,11 @@ import threading
 from typing import Any
 
 from shared.adapters.clock import SystemClock
+from shared.adapters.compute import AzureCompute
 from shared.adapters.log_reporter import JsonLinesReporter
 from shared.adapters.queues import StorageQueues
-from shared.ports import Clock, Queues, Reporter, Runtime
+from shared.policies import PolicySet, load_policies
+from shared.ports import Clock, Compute, Queues, Reporter, Runtime
 from shared.settings import Settings
 
 _lock = threading.Lock()
@@ -37,6 +39,8 @@ def override_services(
     clock: Clock | None = None,
     reporter: Reporter | None = None,
     queues: Queues | None = None,
+    compute: Compute | None = None,
+    policies: PolicySet | None = None,
 ) -> None:
     """Bind some ports to something else (the local host's clock, a test's fakes)."""
     global _runtime
@@ -46,6 +50,8 @@ def override_services(
             ("clock", clock),
             ("reporter", reporter),
             ("queues", queues),
+            ("compute", compute),
+            ("policies", policies),
         ):
             if value is not None:
                 _overrides[name] = value
@@ -66,20 +72,39 @@ def _build() -> Runtime:
         clock=_overrides.get("clock") or SystemClock(),
         reporter=_overrides.get("reporter") or JsonLinesReporter(),
         queues=_overrides.get("queues") or _build_queues(settings),
+        compute=_overrides.get("compute") or _build_compute(settings),
+        policies=_overrides.get("policies") or load_policies(settings.policies_path),
+    )
+
+
+def _build_compute(settings: Settings) -> Compute:
+    return AzureCompute(
+        _credential(settings),
+        arm_endpoint=settings.arm_endpoint,
+        arm_audience=settings.arm_audience,
     )
 
 
 def _build_queues(settings: Settings) -> Queues:
     if settings.storage_queue_uri:
-        return StorageQueues.from_identity(settings.storage_queue_uri, _credential(settings))
+        credential = _credential(settings, settings.storage_client_id)
+        return StorageQueues.from_identity(settings.storage_queue_uri, credential)
     assert settings.storage_connection is not None  # Settings.from_env guarantees one of the two
     return StorageQueues.from_connection_string(settings.storage_connection)
 
 
-def _credential(settings: Settings) -> Any:
+_credentials: dict[str | None, Any] = {}
+
+
+def _credential(settings: Settings, client_id: str | None = None) -> Any:
+    """The user-assigned managed identity in Azure; DefaultAzureCredential on a laptop."""
     from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
-    client_id = settings.storage_client_id or settings.managed_identity_client_id
-    if client_id:
-        return ManagedIdentityCredential(client_id=client_id)
-    return DefaultAzureCredential()
+    client_id = client_id or settings.managed_identity_client_id
+    if client_id not in _credentials:
+        _credentials[client_id] = (
+            ManagedIdentityCredential(client_id=client_id)
+            if client_id
+            else DefaultAzureCredential()
+        )
+    return _credentials[client_id]

@@ -50,13 +50,8 @@ def process_queue_message(
         )
         return
     try:
-        envelope, payload = messages.decode(text)
-        handler = handlers.get(envelope.type)
-        if handler is None:
-            raise PoisonMessageError(
-                f"message type {envelope.type!r} does not belong on queue {queue!r}",
-                message_type=envelope.type,
-            )
+        envelope, payload = messages.decode(text, queue=queue, allowed=handlers.keys())
+        handler = handlers[envelope.type]
     except PoisonMessageError as e:
         poison_message(
             rt,

@@ -42,6 +42,27 @@ def test_functions_names_triggers_queues_and_schedules_are_pinned() -> None:
                 "runOnStartup": False,
             }
         ],
+        "rotation_timer": [
+            {
+                "direction": "IN",
+                "type": "timerTrigger",
+                "name": "timer",
+                "schedule": "%ROTATION_SCHEDULE%",
+                "runOnStartup": False,
+            }
+        ],
+        **{
+            f"rotation_{kind}": [
+                {
+                    "direction": "IN",
+                    "type": "queueTrigger",
+                    "name": "msg",
+                    "queueName": f"rotation-{kind}",
+                    "connection": "AzureWebJobsStorage",
+                }
+            ]
+            for kind in ("plan", "vm", "prune")
+        },
     }
 
 
@@ -57,7 +78,7 @@ def test_app_indexes_in_an_empty_environment() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "3"
+    assert result.stdout.strip() == "7"
 
 
 def test_function_app_only_composes() -> None:

@@ -53,7 +53,7 @@ def test_envelope_round_trips_with_every_field() -> None:
     [
         ("{not json", "not JSON"),
         ("[1, 2]", "not a message envelope: a JSON list"),
-        (envelope_text(type="rotation-vm"), "unknown message type 'rotation-vm'"),
+        (envelope_text(type="no-such-type"), "unknown message type 'no-such-type'"),
         (envelope_text(version=7), "unknown version 7 of message type 'onboarding'"),
         (envelope_text(payload={"vmName": "x"}), "onboarding v1 payload schema"),
         (envelope_text(runId=""), "envelope schema: runId"),

@@ -47,7 +47,7 @@ def never_called(rt: Runtime, envelope: Envelope, payload: Payload) -> None:
     [
         (b"\xff\xfe", "not UTF-8"),
         (b"{", "not JSON"),
-        (envelope_text(type="drill-step").encode(), "unknown message type 'drill-step'"),
+        (envelope_text(type="drill-step").encode(), "'drill-step' does not belong on queue"),
         (envelope_text(payload={}).encode(), "payload schema"),
     ],
 )
