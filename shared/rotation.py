@@ -137,7 +137,7 @@ def plan_subscription(rt: Runtime, envelope: Envelope, payload: Payload) -> None
             _send(
                 rt, VM_QUEUE, "rotation-vm", _vm_request(vm_plan, subscription, plan.slot),
                 envelope.run_id, f"rotation-vm:{vm_plan.vm.id.lower()}:{plan.slot}",
-                delay=vm_plan.delay_seconds,
+                delay=vm_plan.delay_seconds, early=True,
             )  # fmt: skip
     confirm = RotationConfirmRequest(subscriptionId=subscription, slot=plan.slot)
     _send(
@@ -557,15 +557,20 @@ def _send(
     key: str,
     *,
     delay: float = 0.0,
+    early: bool = False,
 ) -> None:
     envelope = messages.make_envelope(
         message_type, payload, run_id=run_id, idempotency_key=key, created=rt.clock.now()
     )
-    enqueue(rt, queue, envelope, job=Job.ROTATION, visibility_timeout=_visibility(delay))
+    visibility = _visibility(delay, early=early)
+    enqueue(rt, queue, envelope, job=Job.ROTATION, visibility_timeout=visibility)
 
 
-def _visibility(delay: float) -> int:
-    return min(MAX_VISIBILITY_SECONDS, max(0, math.ceil(delay)))
+def _visibility(delay: float, *, early: bool = False) -> int:
+    """Queues hide messages in whole seconds. Paced work rounds down (`early`), waits round up,
+    so a confirm always comes at least the create window after the last VM's snapshots."""
+    seconds = math.floor(delay) if early else math.ceil(delay)
+    return min(MAX_VISIBILITY_SECONDS, max(0, seconds))
 
 
 def _report(rt: Runtime, *outcomes: Outcome) -> None:

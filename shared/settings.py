@@ -116,7 +116,7 @@ class Settings(BaseModel):
     )
     arm_writes_per_second: float = Field(default=5.0, gt=0, alias="ARM_WRITES_PER_SECOND")
     snapshot_writes_per_second: float = Field(default=3.0, gt=0, alias="SNAPSHOT_WRITES_PER_SECOND")
-    confirm_delay_seconds: int = Field(default=900, ge=0, alias="CONFIRM_DELAY_SECONDS")
+    confirm_delay_seconds: float = Field(default=900, ge=0, alias="CONFIRM_DELAY_SECONDS")
     stale_slot_hours: float = Field(default=20, gt=0, alias="STALE_SLOT_HOURS")
     min_write_headroom: int = Field(default=20, ge=0, alias="MIN_WRITE_HEADROOM")
     tag_default_policy: bool = Field(default=False, alias="TAG_DEFAULT_POLICY")

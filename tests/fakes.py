@@ -131,7 +131,15 @@ class FakeCompute:
         self.snapshots.pop(snapshot_id.lower(), None)
 
     def merge_tags(self, resource_id: str, tags: dict[str, str]) -> None:
+        import dataclasses
+
         self._write("tags", resource_id)
+        self.vms = [
+            dataclasses.replace(v, tags={**v.tags, **tags})
+            if v.id.lower() == resource_id.lower()
+            else v
+            for v in self.vms
+        ]
 
     def write_headroom(self, subscription_id: str) -> int | None:
         return self.headroom
