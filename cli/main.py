@@ -8,6 +8,7 @@ import sys
 import typer
 
 from cli.demo import demo_command
+from cli.emulator_cmd import emulator_command
 from cli.host_cmd import host_command
 from cli.retention import retention_command
 
@@ -20,6 +21,7 @@ app = typer.Typer(
 )
 app.command("host")(host_command)
 app.command("demo")(demo_command)
+app.command("emulator")(emulator_command)
 app.command("retention")(retention_command)
 
 

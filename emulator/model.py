@@ -1,0 +1,579 @@
+"""The stand-in's world: subscriptions, groups, VMs, disks, snapshots and the rules around them.
+
+Everything is keyed by the lower-cased resource id (ARM ids are case-insensitive) and keeps the
+casing it was created with for answers. JSON renderers follow the REST-spec example shapes.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from emulator.clock import format_instant
+
+PREMIUM_V2_SKUS = {"premiumv2_lrs", "ultrassd_lrs"}
+SKU_TIERS = {
+    "standard_lrs": "Standard",
+    "standardssd_lrs": "Standard",
+    "standardssd_zrs": "Standard",
+    "premium_lrs": "Premium",
+    "premium_zrs": "Premium",
+    "premiumv2_lrs": "Premium",
+    "ultrassd_lrs": "Ultra",
+    "standard_zrs": "Standard",
+}
+
+
+def group_id(subscription: str, group: str) -> str:
+    return f"/subscriptions/{subscription}/resourceGroups/{group}"
+
+
+def compute_id(subscription: str, group: str, kind: str, name: str) -> str:
+    return f"{group_id(subscription, group)}/providers/Microsoft.Compute/{kind}/{name}"
+
+
+def key(resource_id: str) -> str:
+    return resource_id.rstrip("/").lower()
+
+
+@dataclass
+class Identity:
+    name: str
+    client_id: str
+    object_id: str
+
+
+@dataclass
+class ResourceGroup:
+    subscription: str
+    name: str
+    location: str
+    tags: dict[str, str] = field(default_factory=dict)
+    managed_by: str | None = None
+
+    @property
+    def id(self) -> str:
+        return group_id(self.subscription, self.name)
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": self.id,
+            "name": self.name,
+            "type": "Microsoft.Resources/resourceGroups",
+            "location": self.location,
+            "properties": {"provisioningState": "Succeeded"},
+        }
+        if self.tags:
+            body["tags"] = dict(self.tags)
+        if self.managed_by:
+            body["managedBy"] = self.managed_by
+        return body
+
+
+@dataclass
+class Subscription:
+    id: str
+    name: str
+    groups: dict[str, ResourceGroup] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": f"/subscriptions/{self.id}",
+            "subscriptionId": self.id,
+            "displayName": self.name,
+            "state": "Enabled",
+        }
+
+
+@dataclass
+class Disk:
+    subscription: str
+    group: str
+    name: str
+    location: str
+    sku: str
+    size_gb: int
+    unique_id: str
+    time_created: datetime
+    os_type: str | None = None
+    hyper_v_generation: str | None = None
+    encryption_type: str = "EncryptionAtRestWithPlatformKey"
+    disk_encryption_set_id: str | None = None
+    ade_enabled: bool = False
+    security_type: str | None = None
+    plan: dict[str, str] | None = None
+    max_shares: int | None = None
+    managed_by: list[str] = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)
+    ephemeral: bool = False
+    create_option: str = "Empty"
+    zones: list[str] | None = None
+
+    @property
+    def id(self) -> str:
+        return compute_id(self.subscription, self.group, "disks", self.name)
+
+    @property
+    def instant_access(self) -> bool:
+        return self.sku.lower() not in PREMIUM_V2_SKUS
+
+    def to_json(self) -> dict[str, Any]:
+        props: dict[str, Any] = {}
+        if self.os_type:
+            props["osType"] = self.os_type
+            props["hyperVGeneration"] = self.hyper_v_generation or "V2"
+        props["creationData"] = {"createOption": self.create_option}
+        props["diskSizeGB"] = self.size_gb
+        encryption: dict[str, Any] = {"type": self.encryption_type}
+        if self.disk_encryption_set_id:
+            encryption["diskEncryptionSetId"] = self.disk_encryption_set_id
+        props["encryption"] = encryption
+        if self.ade_enabled:
+            props["encryptionSettingsCollection"] = {
+                "enabled": True,
+                "encryptionSettings": [],
+                "encryptionSettingsVersion": "1.1",
+            }
+        if self.security_type:
+            props["securityProfile"] = {"securityType": self.security_type}
+        if self.plan:
+            props["purchasePlan"] = dict(self.plan)
+        if self.max_shares:
+            props["maxShares"] = self.max_shares
+        props.update(
+            {
+                "timeCreated": format_instant(self.time_created),
+                "provisioningState": "Succeeded",
+                "diskState": "Attached" if self.managed_by else "Unattached",
+                "diskSizeBytes": self.size_gb * 1024**3,
+                "uniqueId": self.unique_id,
+                "networkAccessPolicy": "AllowAll",
+                "publicNetworkAccess": "Enabled",
+            }
+        )
+        body: dict[str, Any] = {
+            "name": self.name,
+            "id": self.id,
+            "type": "Microsoft.Compute/disks",
+            "location": self.location,
+            "tags": dict(self.tags),
+            "sku": {"name": self.sku, "tier": SKU_TIERS.get(self.sku.lower(), "Standard")},
+            "properties": props,
+        }
+        if self.managed_by:
+            body["managedBy"] = self.managed_by[0]
+            if self.max_shares and self.max_shares > 1:
+                body["managedByExtended"] = list(self.managed_by)
+        if self.zones:
+            body["zones"] = list(self.zones)
+        return body
+
+
+@dataclass
+class DataDisk:
+    lun: int
+    disk_key: str
+    caching: str = "ReadOnly"
+
+
+@dataclass
+class VirtualMachine:
+    subscription: str
+    group: str
+    name: str
+    location: str
+    size: str
+    vm_id: str
+    time_created: datetime
+    os_type: str
+    os_disk_key: str
+    power_state: str = "running"
+    agent_ready: bool = True
+    ephemeral_os: bool = False
+    security_type: str | None = None
+    plan: dict[str, str] | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    data_disks: list[DataDisk] = field(default_factory=list)
+    image: dict[str, str] = field(default_factory=dict)
+    zones: list[str] | None = None
+
+    @property
+    def id(self) -> str:
+        return compute_id(self.subscription, self.group, "virtualMachines", self.name)
+
+
+POWER_DISPLAY = {
+    "running": "VM running",
+    "stopped": "VM stopped",
+    "deallocated": "VM deallocated",
+    "starting": "VM starting",
+    "stopping": "VM stopping",
+    "deallocating": "VM deallocating",
+}
+
+
+@dataclass
+class Snapshot:
+    subscription: str
+    group: str
+    name: str
+    location: str
+    sku: str
+    size_gb: int
+    incremental: bool
+    source_id: str
+    source_unique_id: str
+    unique_id: str
+    time_created: datetime
+    ready_at: datetime | None  # None: stuck, never finishes
+    create_option: str = "Copy"
+    source_uri: str | None = None
+    family_id: str | None = None
+    os_type: str | None = None
+    hyper_v_generation: str | None = None
+    encryption_type: str = "EncryptionAtRestWithPlatformKey"
+    network_access_policy: str = "AllowAll"
+    public_network_access: str = "Enabled"
+    tags: dict[str, str] = field(default_factory=dict)
+    instant_access: bool = True
+    hydrated_at: datetime | None = None
+    deleting_at: datetime | None = None
+    security_type: str | None = None
+    plan: dict[str, str] | None = None
+
+    @property
+    def id(self) -> str:
+        return compute_id(self.subscription, self.group, "snapshots", self.name)
+
+    def provisioning_state(self, now: datetime) -> str:
+        if self.ready_at is None or now < self.ready_at:
+            return "Updating"
+        return "Succeeded"
+
+    def completion_percent(self, now: datetime) -> float:
+        if self.instant_access or self.ready_at is None or self.hydrated_at is None:
+            return 100.0
+        if now >= self.hydrated_at:
+            return 100.0
+        if now <= self.ready_at:
+            return 0.0
+        total = (self.hydrated_at - self.ready_at).total_seconds()
+        done = (now - self.ready_at).total_seconds()
+        return round(min(99.9, 100.0 * done / total), 1) if total > 0 else 100.0
+
+    def to_json(self, now: datetime, *, in_flight: bool = False) -> dict[str, Any]:
+        """The resource body. `in_flight` is the 202 answer to a PUT: what the caller sent."""
+        state = self.provisioning_state(now)
+        if in_flight:
+            creation: dict[str, Any] = {"createOption": self.create_option}
+            if self.source_uri:
+                creation["sourceUri"] = self.source_uri
+            else:
+                creation["sourceResourceId"] = self.source_id
+            props: dict[str, Any] = {"creationData": creation, "provisioningState": "Updating"}
+            if self.incremental:
+                props["incremental"] = True
+            body: dict[str, Any] = {
+                "id": self.id,
+                "type": "Microsoft.Compute/snapshots",
+                "location": self.location,
+                "properties": props,
+            }
+            if self.tags:
+                body["tags"] = dict(self.tags)
+            return body
+        props = {}
+        if self.os_type:
+            props["osType"] = self.os_type
+            props["hyperVGeneration"] = self.hyper_v_generation or "V2"
+        if self.plan:
+            props["purchasePlan"] = dict(self.plan)
+        if self.security_type:
+            props["securityProfile"] = {"securityType": self.security_type}
+        props["creationData"] = {
+            "createOption": self.create_option,
+            "sourceResourceId": self.source_id,
+            "sourceUniqueId": self.source_unique_id,
+        }
+        props["diskSizeGB"] = self.size_gb
+        props["encryption"] = {"type": self.encryption_type}
+        props["incremental"] = self.incremental
+        props["networkAccessPolicy"] = self.network_access_policy
+        props["publicNetworkAccess"] = self.public_network_access
+        props["timeCreated"] = format_instant(self.time_created)
+        props["provisioningState"] = state
+        props["diskState"] = "Unattached"
+        props["diskSizeBytes"] = self.size_gb * 1024**3
+        props["uniqueId"] = self.unique_id
+        if self.incremental and self.family_id:
+            props["incrementalSnapshotFamilyId"] = self.family_id
+        if not self.instant_access:
+            percent = self.completion_percent(now)
+            props["completionPercent"] = percent
+            props["snapshotAccessState"] = "Available" if percent >= 100 else "Pending"
+        else:
+            props["snapshotAccessState"] = "Available"
+        return {
+            "name": self.name,
+            "id": self.id,
+            "type": "Microsoft.Compute/snapshots",
+            "location": self.location,
+            "tags": dict(self.tags),
+            "sku": {"name": self.sku, "tier": "Standard"},
+            "properties": props,
+        }
+
+
+@dataclass
+class Operation:
+    id: str
+    subscription: str
+    location: str
+    kind: str  # "DiskOperations" (disks, snapshots) or "operations" (VMs)
+    start: datetime
+    end: datetime | None  # None: stuck
+    resource_key: str | None = None
+    method: str = "PUT"
+    api_version: str = ""
+
+    def finished(self, now: datetime) -> bool:
+        return self.end is not None and now >= self.end
+
+
+@dataclass
+class Lock:
+    name: str
+    scope: str
+    level: str  # CanNotDelete | ReadOnly
+
+
+@dataclass
+class PolicyRule:
+    """A deny (or modify) assignment evaluated on writes inside its scope."""
+
+    name: str
+    scope: str
+    effect: str  # deny | modify
+    resource_type: str | None = None
+    require_tags: list[str] = field(default_factory=list)
+    allowed_locations: list[str] = field(default_factory=list)
+    property_equals: dict[str, Any] = field(default_factory=dict)
+    add_tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def assignment_id(self) -> str:
+        return f"{self.scope}/providers/Microsoft.Authorization/policyAssignments/{self.name}"
+
+
+@dataclass
+class DenyAssignment:
+    name: str
+    scope: str
+    actions: list[str]
+    exclude_principals: list[str] = field(default_factory=list)
+
+    def denies(self, action: str, principal: str) -> bool:
+        if principal in self.exclude_principals:
+            return False
+        action_l = action.lower()
+        for pattern in self.actions:
+            p = pattern.lower()
+            if p == "*" or p == action_l:
+                return True
+            if p.endswith("*") and action_l.startswith(p[:-1]):
+                return True
+        return False
+
+
+@dataclass
+class Cloud:
+    tenant_id: str
+    identities: list[Identity]
+    subscriptions: dict[str, Subscription] = field(default_factory=dict)
+    vms: dict[str, VirtualMachine] = field(default_factory=dict)
+    disks: dict[str, Disk] = field(default_factory=dict)
+    snapshots: dict[str, Snapshot] = field(default_factory=dict)
+    operations: dict[str, Operation] = field(default_factory=dict)
+    locks: list[Lock] = field(default_factory=list)
+    policies: list[PolicyRule] = field(default_factory=list)
+    deny_assignments: list[DenyAssignment] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+    lock: threading.RLock = field(default_factory=threading.RLock)
+
+    def identity_by_client(self, client_id: str | None) -> Identity | None:
+        if not self.identities:
+            return None
+        if client_id is None:
+            return self.identities[0]
+        for ident in self.identities:
+            if ident.client_id.lower() == client_id.lower():
+                return ident
+        return None
+
+    def group(self, subscription: str, name: str) -> ResourceGroup | None:
+        sub = self.subscriptions.get(subscription.lower())
+        return sub.groups.get(name.lower()) if sub else None
+
+    def purge(self, now: datetime) -> None:
+        """Drop snapshots whose delete has finished (deletes complete on the stand-in clock)."""
+        gone = [k for k, s in self.snapshots.items() if s.deleting_at and now >= s.deleting_at]
+        for k in gone:
+            del self.snapshots[k]
+
+    def live_snapshot(self, resource_key: str, now: datetime) -> Snapshot | None:
+        snap = self.snapshots.get(resource_key)
+        if snap is None or (snap.deleting_at is not None and now >= snap.deleting_at):
+            return None
+        return snap
+
+    def vm_json(self, vm: VirtualMachine) -> dict[str, Any]:
+        os_disk = self.disks[vm.os_disk_key]
+        os_block: dict[str, Any] = {
+            "osType": vm.os_type,
+            "name": os_disk.name,
+            "createOption": "FromImage",
+            "caching": "ReadOnly" if vm.ephemeral_os else "ReadWrite",
+            "managedDisk": {"storageAccountType": os_disk.sku, "id": os_disk.id},
+            "diskSizeGB": os_disk.size_gb,
+            "deleteOption": "Delete" if vm.ephemeral_os else "Detach",
+        }
+        if vm.ephemeral_os:
+            os_block["diffDiskSettings"] = {"option": "Local", "placement": "CacheDisk"}
+        data = []
+        for dd in vm.data_disks:
+            disk = self.disks[dd.disk_key]
+            data.append(
+                {
+                    "lun": dd.lun,
+                    "name": disk.name,
+                    "createOption": "Attach",
+                    "caching": dd.caching,
+                    "managedDisk": {"storageAccountType": disk.sku, "id": disk.id},
+                    "diskSizeGB": disk.size_gb,
+                    "deleteOption": "Detach",
+                    "toBeDetached": False,
+                }
+            )
+        image = vm.image or {
+            "publisher": "Canonical" if vm.os_type == "Linux" else "MicrosoftWindowsServer",
+            "offer": "ubuntu-24_04-lts" if vm.os_type == "Linux" else "WindowsServer",
+            "sku": "server" if vm.os_type == "Linux" else "2022-datacenter-azure-edition",
+            "version": "latest",
+        }
+        props: dict[str, Any] = {
+            "vmId": vm.vm_id,
+            "hardwareProfile": {"vmSize": vm.size},
+            "storageProfile": {
+                "imageReference": dict(image),
+                "osDisk": os_block,
+                "dataDisks": data,
+                "diskControllerType": "SCSI",
+            },
+            "osProfile": {
+                "computerName": vm.name[:15],
+                "adminUsername": "azureuser",
+                "secrets": [],
+                "allowExtensionOperations": True,
+            },
+            "networkProfile": {
+                "networkInterfaces": [
+                    {
+                        "id": f"{group_id(vm.subscription, vm.group)}/providers/"
+                        f"Microsoft.Network/networkInterfaces/{vm.name}-nic"
+                    }
+                ]
+            },
+            "diagnosticsProfile": {"bootDiagnostics": {"enabled": True}},
+            "extensionsTimeBudget": "PT1H30M",
+            "provisioningState": "Succeeded",
+            "timeCreated": format_instant(vm.time_created),
+        }
+        if vm.security_type:
+            security: dict[str, Any] = {"securityType": vm.security_type}
+            if vm.security_type in ("TrustedLaunch", "ConfidentialVM"):
+                security["uefiSettings"] = {"secureBootEnabled": True, "vTpmEnabled": True}
+            props["securityProfile"] = security
+        body: dict[str, Any] = {
+            "name": vm.name,
+            "id": vm.id,
+            "type": "Microsoft.Compute/virtualMachines",
+            "location": vm.location,
+            "tags": dict(vm.tags),
+            "etag": '"1"',
+            "properties": props,
+        }
+        if vm.plan:
+            body["plan"] = dict(vm.plan)
+        if vm.zones:
+            body["zones"] = list(vm.zones)
+        return body
+
+    def instance_view_json(self, vm: VirtualMachine, now: datetime) -> dict[str, Any]:
+        stamp = format_instant(vm.time_created)
+        running = vm.power_state == "running"
+        disks = []
+        for disk_key in [vm.os_disk_key, *[d.disk_key for d in vm.data_disks]]:
+            disk = self.disks[disk_key]
+            disks.append(
+                {
+                    "name": disk.name,
+                    "statuses": [
+                        {
+                            "code": "ProvisioningState/succeeded",
+                            "level": "Info",
+                            "displayStatus": "Provisioning succeeded",
+                            "time": stamp,
+                        }
+                    ],
+                }
+            )
+        body: dict[str, Any] = {
+            "platformUpdateDomain": 0,
+            "platformFaultDomain": 0,
+            "computerName": vm.name[:15],
+            "osName": "ubuntu" if vm.os_type == "Linux" else "Windows Server 2022 Datacenter",
+            "osVersion": "24.04" if vm.os_type == "Linux" else "10.0.20348",
+            "hyperVGeneration": "V2",
+            "isVMInStandbyPool": False,
+            "disks": disks,
+            "statuses": [
+                {
+                    "code": "ProvisioningState/succeeded",
+                    "level": "Info",
+                    "displayStatus": "Provisioning succeeded",
+                    "time": stamp,
+                },
+                {
+                    "code": f"PowerState/{vm.power_state}",
+                    "level": "Info",
+                    "displayStatus": POWER_DISPLAY.get(vm.power_state, vm.power_state),
+                },
+            ],
+        }
+        if running:
+            ready = vm.agent_ready
+            body["vmAgent"] = {
+                "vmAgentVersion": "2.13.1.1" if ready else "Unknown",
+                "statuses": [
+                    {
+                        "code": "ProvisioningState/succeeded"
+                        if ready
+                        else "ProvisioningState/Unavailable",
+                        "level": "Info" if ready else "Warning",
+                        "displayStatus": "Ready" if ready else "Not Ready",
+                        "message": "Guest Agent is running"
+                        if ready
+                        else "VM status blob is found but not yet populated.",
+                        "time": format_instant(now - timedelta(seconds=30)),
+                    }
+                ],
+                "extensionHandlers": [],
+            }
+        return body
+
+
+def new_uuid() -> str:
+    return str(uuid.uuid4())

@@ -1,0 +1,234 @@
+"""`python -m emulator`: load an estate, serve HTTPS on loopback, write the endpoints file."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import socket
+import sys
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import trustme
+import uvicorn
+
+from emulator.app import build_stand_in, create_app
+from emulator.clock import Clock, parse_instant
+from emulator.config import Behaviour
+from emulator.estate import EstateError, load_estate_file
+from emulator.eventgrid import DeliveryOptions, EventGrid
+from emulator.throttling import ArmLimits, ComputeLimits, Throttler
+
+log = logging.getLogger("emulator")
+ARM_AUDIENCE = "https://management.azure.com/"
+
+
+def _pair(text: str) -> tuple[float, float]:
+    cap, _, rate = text.partition(":")
+    return float(cap), float(rate)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m emulator", description="Lifeboat's Azure stand-in.")
+    p.add_argument("--estate", required=True, help="estate YAML file")
+    p.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (0: pick a free one)")
+    p.add_argument(
+        "--endpoints", help="where to write the endpoints JSON (default STATE_DIR/endpoints.json)"
+    )
+    p.add_argument(
+        "--state-dir", help="directory for the CA, certificate and endpoints (default: a temp dir)"
+    )
+    p.add_argument("--event-grid-webhook", help="URL that receives ResourceWriteSuccess events")
+    p.add_argument(
+        "--event-grid-duplicates",
+        type=float,
+        default=0.0,
+        help="probability of a duplicate delivery",
+    )
+    p.add_argument(
+        "--event-grid-reorder", type=float, default=0.0, help="random delay up to N s per delivery"
+    )
+    p.add_argument(
+        "--event-grid-retry-scale",
+        type=float,
+        default=1.0,
+        help="scales Event Grid's retry schedule",
+    )
+    p.add_argument(
+        "--event-grid-no-validate", action="store_true", help="skip the validation handshake"
+    )
+    p.add_argument("--clock-start", help="RFC 3339 instant the clock starts at (default: now)")
+    p.add_argument(
+        "--clock-rate", type=float, default=1.0, help="stand-in seconds per real second (0: frozen)"
+    )
+    p.add_argument("--page-size", type=int, default=50, help="items per list page before nextLink")
+    p.add_argument(
+        "--operation-seconds",
+        type=float,
+        default=1.0,
+        help="stand-in seconds a snapshot operation runs",
+    )
+    p.add_argument(
+        "--hydration-seconds",
+        type=float,
+        default=600.0,
+        help="Premium SSD v2/Ultra background copy time",
+    )
+    p.add_argument(
+        "--retry-after-scale", type=float, default=1.0, help="multiplies every Retry-After sent"
+    )
+    p.add_argument(
+        "--throttle-scale", type=float, default=1.0, help="multiplies bucket sizes and refill rates"
+    )
+    p.add_argument(
+        "--arm-reads", type=_pair, help="CAPACITY:REFILL_PER_S for ARM reads (default 250:25)"
+    )
+    p.add_argument(
+        "--arm-writes", type=_pair, help="CAPACITY:REFILL_PER_S for ARM writes (default 200:10)"
+    )
+    p.add_argument(
+        "--arm-deletes", type=_pair, help="CAPACITY:REFILL_PER_S for ARM deletes (default 200:10)"
+    )
+    p.add_argument("--no-throttle", action="store_true", help="turn throttling off")
+    p.add_argument("--seed", type=int, help="seed for faults, duplicates and reordering")
+    p.add_argument("--log-level", default="warning")
+    return p
+
+
+def make_tls(state_dir: Path) -> tuple[Path, Path]:
+    """A test CA (trustme) and a server certificate for 127.0.0.1 and localhost."""
+    ca = trustme.CA(organization_name="Lifeboat stand-in test CA")
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    ca_path = state_dir / "ca.pem"
+    server_path = state_dir / "server.pem"
+    ca.cert_pem.write_to_path(str(ca_path))
+    cert.private_key_and_cert_chain_pem.write_to_path(str(server_path))
+    return ca_path.resolve(), server_path.resolve()
+
+
+def scaled_limits(args: argparse.Namespace) -> tuple[ArmLimits, ComputeLimits]:
+    s = args.throttle_scale
+    base = ArmLimits()
+
+    def pick(
+        given: tuple[float, float] | None, default: tuple[float, float]
+    ) -> tuple[float, float]:
+        cap, rate = given or default
+        return (max(1.0, cap * s), rate * s) if given is None else (cap, rate)
+
+    arm = ArmLimits(
+        reads=pick(args.arm_reads, base.reads),
+        writes=pick(args.arm_writes, base.writes),
+        deletes=pick(args.arm_deletes, base.deletes),
+    )
+    c = ComputeLimits()
+    compute = ComputeLimits(
+        writes_3min=max(1.0, c.writes_3min * s),
+        writes_30min=max(1.0, c.writes_30min * s),
+        deletes_3min=max(1.0, c.deletes_3min * s),
+        deletes_30min=max(1.0, c.deletes_30min * s),
+        others_scale=s,
+    )
+    return arm, compute
+
+
+async def serve(args: argparse.Namespace) -> int:
+    start = parse_instant(args.clock_start) if args.clock_start else datetime.now(UTC)
+    clock = Clock(start, rate=args.clock_rate)
+    try:
+        cloud = load_estate_file(args.estate, clock.now())
+    except (EstateError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return 2
+    state_dir = Path(args.state_dir or tempfile.mkdtemp(prefix="lifeboat-stand-in-"))
+    state_dir.mkdir(parents=True, exist_ok=True)
+    ca_path, server_pem = make_tls(state_dir)
+    behaviour = Behaviour(
+        page_size=args.page_size,
+        operation_seconds=args.operation_seconds,
+        hydration_seconds=args.hydration_seconds,
+        retry_after_scale=args.retry_after_scale,
+    )
+    arm_limits, compute_limits = scaled_limits(args)
+    throttler = Throttler(
+        arm_limits,
+        compute_limits,
+        retry_after_scale=args.retry_after_scale,
+        enabled=not args.no_throttle,
+    )
+    events = EventGrid(
+        clock,
+        cloud.tenant_id,
+        DeliveryOptions(
+            webhook=args.event_grid_webhook,
+            retry_scale=args.event_grid_retry_scale,
+            duplicate_probability=args.event_grid_duplicates,
+            reorder_seconds=args.event_grid_reorder,
+            validate=not args.event_grid_no_validate,
+            seed=args.seed,
+        ),
+    )
+    stand_in = build_stand_in(cloud, clock, behaviour, throttler, events, seed=args.seed)
+    app = create_app(stand_in)
+
+    # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY only on sockets that say so, and
+    # without it every answer waits ~40 ms for a delayed ACK (Nagle).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.bind(("127.0.0.1", args.port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        app,
+        ssl_certfile=str(server_pem),
+        log_level=args.log_level,
+        access_log=False,
+        lifespan="on",
+        timeout_keep_alive=120,
+        timeout_graceful_shutdown=1,  # TLS closes wait for clients that never answer
+        backlog=2048,
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        if task.done():
+            return 1
+        await asyncio.sleep(0.01)
+    base = f"https://127.0.0.1:{port}"
+    endpoints_path = Path(args.endpoints or state_dir / "endpoints.json").resolve()
+    endpoints: dict[str, Any] = {
+        "arm": base,
+        "armAudience": ARM_AUDIENCE,
+        "identityEndpoint": f"{base}/msi/token",
+        "identityHeader": stand_in.authority.identity_header,
+        "admin": f"{base}/admin",
+        "clock": f"{base}/admin/clock",
+        "caBundle": str(ca_path),
+        "clientId": cloud.identities[0].client_id,
+        "objectId": cloud.identities[0].object_id,
+        "tenantId": cloud.tenant_id,
+        "subscriptions": sorted(cloud.subscriptions),
+        "eventGridWebhook": args.event_grid_webhook,
+        "pid": os.getpid(),
+        "stateDir": str(state_dir.resolve()),
+    }
+    endpoints_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = endpoints_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(endpoints, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(endpoints_path)
+    print(f"ready {base} endpoints={endpoints_path}", flush=True)
+    await task
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr)
+    return asyncio.run(serve(args))
