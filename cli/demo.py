@@ -1,134 +1,267 @@
-"""`lifeboat demo`: Lifeboat's flows end to end on this machine, nothing from Azure needed.
+"""`lifeboat demo`: Lifeboat's nights end to end on this machine, nothing from Azure needed.
 
-Starts Azurite and the local host, then shows:
-1. a VM-write event from Event Grid flowing vm_events -> onboarding queue -> onboarding -> outcome;
-2. a malformed message and an undecodable one ending in onboarding-poison, with their reasons;
-3. poison_drain reporting each poisoned message and emptying the poison queue.
+Starts Azurite, the Azure stand-in (an estate file, by default the demo estate) and the local host
+with the real app, then:
+1. posts a VM-write event and shows it flow vm_events -> onboarding -> an outcome;
+2. sends a malformed and an undecodable message and shows them poisoned with their reasons and
+   drained (reported) by poison_drain;
+3. runs N nights on the stand-in's clock: the rotation timer fires, snapshots are taken and
+   pruned, and every morning's snapshots are read back.
+It stops everything it started and exits 0 whatever it found; non-zero only if the demo broke.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import ssl
 import sys
 import tempfile
 import time
-import urllib.request
+from collections import Counter, defaultdict
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import httpx
+import typer
+from azure.identity import ManagedIdentityCredential
+from azure.mgmt.compute import ComputeManagementClient
 from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 from rich.console import Console
 from rich.table import Table
 
 from cli.azurite import running_azurite, write_endpoints
 from cli.events import post_events, vm_write_event
-from cli.hostprocess import running_host, write_json
+from cli.hostprocess import HostProcess, running_host, write_json
 from cli.localhost import ROOT
+from emulator.process import DEMO_ESTATE, running_emulator
 
-# Fast polling so a demo takes seconds, not minutes (host.json overrides, as tests use).
+# Fast polling and pacing so a night takes seconds (host.json overrides and app settings).
 FAST_HOST = {
     "extensions": {
-        "queues": {"maxPollingInterval": "00:00:00.500", "visibilityTimeout": "00:00:00"}
+        "queues": {"maxPollingInterval": "00:00:00.300", "visibilityTimeout": "00:00:00"}
     }
 }
+FAST_SETTINGS = {
+    "ARM_WRITES_PER_SECOND": "100",
+    "SNAPSHOT_WRITES_PER_SECOND": "100",
+    "CONFIRM_DELAY_SECONDS": "1",
+}
+STAND_IN_OPTIONS = (
+    "--operation-seconds", "0.2", "--hydration-seconds", "0.5", "--retry-after-scale", "0.1",
+)  # fmt: skip
+FIRST_NIGHT_HOUR = 2
 
 
-def demo_command() -> None:
-    """Run Lifeboat's flows locally (Azurite + the local host) and show what happened."""
-    console = Console(width=None if sys.stdout.isatty() else 120)
+def demo_command(
+    estate: Annotated[Path, typer.Option(help="estate file for the stand-in")] = DEMO_ESTATE,
+    nights: Annotated[int, typer.Option(min=1, max=60, help="nights to run")] = 3,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="end with one JSON document on stdout")
+    ] = False,
+) -> None:
+    """Run Lifeboat locally (Azurite, the Azure stand-in, the local host) and show what happened."""
+    console = Console(
+        file=sys.stderr if as_json else sys.stdout,
+        width=None if sys.stdout.isatty() else 120,
+    )
+    try:
+        document = _run(console, estate.resolve(), nights)
+    except Exception as e:  # the demo itself broke: say so, exit non-zero
+        console.print(f"[red]the demo broke:[/] {type(e).__name__}: {e}")
+        raise typer.Exit(1) from None
+    if as_json:
+        sys.stdout.write(json.dumps(document, sort_keys=True) + "\n")
+        sys.stdout.flush()
+    else:
+        _summary(console, document)
+
+
+def _run(console: Console, estate: Path, nights: int) -> dict[str, Any]:
     settings = json.loads((ROOT / "local.settings.sample.json").read_text())["Values"]
-    subscription = settings["TARGET_SUBSCRIPTIONS"].split(",")[0].strip()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="lifeboat-demo-") as tmp:
         work = Path(tmp)
-        log_file = (work / "host.log").open("w")
-        console.print("[bold]Lifeboat demo[/] — starting Azurite and the local host")
-        with running_azurite() as azurite:
+        console.print("[bold]Lifeboat demo[/] — starting Azurite, the Azure stand-in, the host")
+        with (
+            running_azurite() as azurite,
+            running_emulator(
+                estate, *STAND_IN_OPTIONS, "--clock-start", _first_clock(), "--state-dir",
+                str(work / "stand-in"),
+            ) as stand_in,
+            (work / "host.log").open("w") as log,
+        ):  # fmt: skip
             write_endpoints(azurite, work / "azurite.json")
+            subscriptions = ",".join(stand_in.subscriptions) or settings["TARGET_SUBSCRIPTIONS"]
+            values = {**settings, **FAST_SETTINGS, "TARGET_SUBSCRIPTIONS": subscriptions}
             args = [
-                "--settings", str(ROOT / "local.settings.sample.json"),
+                "--settings", str(write_json(work / "local.settings.json", {"Values": values})),
                 "--storage-endpoints", str(work / "azurite.json"),
+                "--emulator-endpoints", stand_in.path,
+                "--clock", stand_in.clock,
                 "--host-overrides", str(write_json(work / "host.override.json", FAST_HOST)),
-                "--no-timers",
             ]  # fmt: skip
-            with running_host(args, log=log_file) as host:
+            admin = httpx.Client(
+                base_url=stand_in.admin,
+                verify=ssl.create_default_context(cafile=stand_in.ca_bundle),
+                timeout=30,
+            )
+            with running_host(args, log=log) as host:
                 console.print(f"  Azurite queues  {azurite.queue_endpoint}")
+                console.print(f"  Azure stand-in  {stand_in.arm}  (estate {estate.name})")
                 console.print(f"  local host      {host.base_url}")
-
-                console.rule("1. A VM is created: Event Grid -> vm_events -> onboarding")
-                event = vm_write_event(subscription, "rg-app-prod", "vm-web-01")
-                status, _ = post_events(host.eventgrid_url, [event])
-                console.print(f"  POST ResourceWriteSuccess for vm-web-01 -> HTTP {status}")
-                host.wait_for(lambda rows: any(r["Operation"] == "vm-seen" for r in rows))
-
-                console.rule("2. Bad messages: poisoned with their reason, nothing lost")
-                onboarding = QueueClient.from_connection_string(
-                    azurite.connection_string,
-                    "onboarding",
-                    message_encode_policy=TextBase64EncodePolicy(),
-                )
-                onboarding.send_message('{"type": "onboarding", "version": 1, "oops"')
-                console.print("  sent a message that is not JSON")
-                raw = QueueClient.from_connection_string(azurite.connection_string, "onboarding")
-                raw.send_message("%%% not base64 %%%")
-                console.print("  sent a message that is not base64")
-                host.wait_for(lambda rows: any(r["Operation"] == "poison" for r in rows))
-                _wait_queue_empty(raw)
-
-                console.rule("3. poison_drain reports and empties every *-poison queue")
-                _invoke(host.base_url, "poison_drain", host.endpoints["eventgrid"])
-                host.wait_for(lambda rows: sum(1 for r in rows if _drained(r)) >= 2, timeout=30)
+                first = subscriptions.split(",")[0]
+                _event_flow(console, host, first)
+                _poison_flow(console, host, azurite.connection_string)
+                os.environ.update(stand_in.environment())
+                compute = ComputeManagementClient(
+                    ManagedIdentityCredential(client_id=stand_in.client_id), first,
+                    base_url=stand_in.arm, credential_scopes=[stand_in.arm_audience + ".default"],
+                )  # fmt: skip
+                group = values["SNAPSHOT_RESOURCE_GROUP"]
+                mornings = _nights(console, host, admin, compute, group, nights)
                 outcomes = list(host.outcomes)
-        log_file.close()
-    console.print(_table(outcomes))
-    console.print(
-        f"[green]demo finished in {time.monotonic() - started:.1f} s[/]: "
-        f"{len(outcomes)} outcome(s); Azurite and the host are stopped."
-    )
+            requests = admin.get("/requests", params={"limit": 1}).json()["counters"]
+            admin.close()
+    console.print(f"[green]finished in {time.monotonic() - started:.1f} s[/]; all stopped.")
+    return _document(estate, nights, outcomes, mornings, requests)
+
+
+def _first_clock() -> str:
+    """The stand-in starts an hour before the first night's 02:00 slot (today, UTC)."""
+    today = datetime.now().astimezone().date()
+    return f"{today.isoformat()}T{FIRST_NIGHT_HOUR - 1:02d}:00:00Z"
+
+
+def _event_flow(console: Console, host: HostProcess, subscription: str) -> None:
+    console.rule("A VM is written: Event Grid -> vm_events -> onboarding")
+    event = vm_write_event(subscription, "rg-app", "vm-web-01")
+    status, _ = post_events(host.eventgrid_url, [event])
+    console.print(f"  POST ResourceWriteSuccess for vm-web-01 -> HTTP {status}")
+    host.wait_for(lambda rows: any(r["Operation"] == "vm-seen" for r in rows), timeout=60)
+
+
+def _poison_flow(console: Console, host: HostProcess, connection_string: str) -> None:
+    console.rule("Bad messages: poisoned with their reason, reported, nothing lost")
+    QueueClient.from_connection_string(
+        connection_string, "onboarding", message_encode_policy=TextBase64EncodePolicy()
+    ).send_message('{"type": "onboarding", "version": 1, "oops"')
+    QueueClient.from_connection_string(connection_string, "onboarding").send_message("%% no %%")
+    console.print("  sent a message that is not JSON and one that is not base64")
+    host.wait_for(lambda rows: any(r["Operation"] == "poison" for r in rows), timeout=60)
+    host.wait_idle(timeout=60)
+    host.invoke("poison_drain")
+    host.wait_for(lambda rows: sum(1 for r in rows if _drained(r)) >= 2, timeout=60)
+    console.print("  poison_drain reported both and emptied onboarding-poison")
+
+
+def _nights(
+    console: Console,
+    host: HostProcess,
+    admin: httpx.Client,
+    compute: ComputeManagementClient,
+    group: str,
+    nights: int,
+) -> list[dict[str, list[str]]]:
+    start = datetime.fromisoformat(admin.get("/clock").json()["now"].replace("Z", "+00:00"))
+    first = start.replace(hour=FIRST_NIGHT_HOUR, minute=0, second=0, microsecond=0)
+    if first <= start:
+        first += timedelta(days=1)
+    mornings = []
+    for night in range(nights):
+        slot = first + timedelta(days=night)
+        console.rule(f"Night {night + 1}: {slot:%Y-%m-%d %H:%M} UTC")
+        admin.post("/clock", json={"set": slot.strftime("%Y-%m-%dT%H:%M:%SZ")}).raise_for_status()
+        stamp = slot.strftime("%Y%m%d%H%M")
+
+        def started(rows: list[dict[str, Any]], stamp: str = stamp) -> bool:
+            return any(
+                r["Operation"] == "run-start" and (r.get("Details") or {}).get("slot") == stamp
+                for r in rows
+            )
+
+        host.wait_for(started, timeout=60)
+        host.wait_idle(timeout=120)
+        mornings.append(_morning(compute, group))
+        tonight = [
+            r for r in host.outcomes
+            if r["Job"] == "rotation" and (r.get("Details") or {}).get("slot") == stamp
+        ]  # fmt: skip
+        counts = Counter(f"{r['Operation']} {r['Status']}" for r in tonight)
+        console.print("  " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+    return mornings
+
+
+def _morning(compute: ComputeManagementClient, group: str) -> dict[str, list[str]]:
+    """Snapshots per source disk, read back through ARM like anyone would."""
+    by_disk: dict[str, list[str]] = defaultdict(list)
+    for snapshot in compute.snapshots.list_by_resource_group(group):
+        props = snapshot.as_dict().get("properties", {})
+        source = (props.get("creationData") or {}).get("sourceResourceId")
+        if source and (snapshot.name or "").startswith("lb-"):
+            by_disk[source].append(props.get("timeCreated", ""))
+    return {k: sorted(v, reverse=True) for k, v in by_disk.items()}
 
 
 def _drained(row: dict[str, Any]) -> bool:
     return row["Operation"] == "poison" and bool((row.get("Details") or {}).get("drained"))
 
 
-def _invoke(base_url: str, function: str, eventgrid_url: str) -> None:
-    key = eventgrid_url.rsplit("code=", 1)[1]
-    request = urllib.request.Request(
-        f"{base_url}/admin/functions/{function}",
-        data=b"{}",
-        headers={"x-functions-key": key, "Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        if response.status != 202:
-            raise RuntimeError(f"could not invoke {function}: HTTP {response.status}")
-
-
-def _wait_queue_empty(client: QueueClient, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not client.get_queue_properties().approximate_message_count:
-            return
-        time.sleep(0.2)
-    raise TimeoutError(f"queue {client.queue_name} did not empty in {timeout:.0f} s")
-
-
-def _table(outcomes: list[dict[str, Any]]) -> Table:
-    table = Table(title="Outcomes reported (LifeboatOutcomes_CL rows)", show_lines=False)
-    for column in ("Job", "Operation", "Status", "Resource", "Reason / details"):
-        table.add_column(column, overflow="fold")
+def _document(
+    estate: Path,
+    nights: int,
+    outcomes: list[dict[str, Any]],
+    mornings: list[dict[str, list[str]]],
+    requests: dict[str, Any],
+) -> dict[str, Any]:
+    snapshotted: set[str] = set()
+    reasons: dict[str, str] = {}
     for row in outcomes:
-        details = row.get("Details") or {}
-        resource = row.get("VmName") or details.get("poisonQueue") or details.get("queue") or ""
-        reason = row.get("Reason") or ""
-        if row["Operation"] == "vm-seen":
-            reason = f"seen via event {details.get('eventId', '')[:8]}…"
-        elif _drained(row):
-            reason = f"drained: {reason}"
-        table.add_row(row["Job"], row["Operation"], row["Status"], resource, reason)
-    return table
+        if row["Operation"] != "snapshot-create" or row["Job"] not in ("rotation", "onboarding"):
+            continue
+        disk = row.get("ResourceId") or ""
+        if row["Status"] == "succeeded":
+            snapshotted.add(disk.lower())
+        elif row["Status"] == "blocked" or disk not in reasons:
+            reasons[disk] = row.get("Reason") or row["Status"]
+    last = mornings[-1] if mornings else {}
+    snapshots = {disk: times for disk, times in sorted(last.items()) if disk.lower() in snapshotted}
+    skipped = {d: r for d, r in sorted(reasons.items()) if d.lower() not in snapshotted}
+    tally: dict[str, Counter[str]] = defaultdict(Counter)
+    for row in outcomes:
+        tally[row["Job"]][row["Status"]] += 1
+    return {
+        "estate": str(estate),
+        "nights": nights,
+        "snapshots": snapshots,
+        "skipped": skipped,
+        "outcomes": {job: dict(counts) for job, counts in sorted(tally.items())},
+        "verification": {},
+        "drills": [],
+        "requests": dict(requests.get("byOperation", {})),
+    }
 
 
-if __name__ == "__main__":
-    demo_command()
-    sys.exit(0)
+def _summary(console: Console, document: dict[str, Any]) -> None:
+    table = Table(title=f"Snapshots after {document['nights']} night(s), per in-scope disk")
+    table.add_column("disk", overflow="fold")
+    table.add_column("snapshots", justify="right")
+    table.add_column("newest")
+    for disk, times in document["snapshots"].items():
+        table.add_row(disk.rsplit("/", 1)[-1], str(len(times)), times[0] if times else "-")
+    console.print(table)
+    skipped = Table(title="Disks not snapshotted, and why")
+    skipped.add_column("disk", overflow="fold")
+    skipped.add_column("reason", overflow="fold")
+    for disk, reason in document["skipped"].items():
+        skipped.add_row(disk.rsplit("/", 1)[-1], reason)
+    console.print(skipped)
+    outcomes = Table(title="Outcomes by job and status")
+    outcomes.add_column("job")
+    outcomes.add_column("statuses")
+    for job, counts in document["outcomes"].items():
+        outcomes.add_row(job, ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    console.print(outcomes)
+    top = sorted(document["requests"].items(), key=lambda kv: -kv[1])[:8]
+    console.print("ARM requests by operation: " + ", ".join(f"{k} {v}" for k, v in top))

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,38 @@ class HostProcess:
     @property
     def base_url(self) -> str:
         return self.endpoints["ready"]
+
+    @property
+    def key(self) -> str:
+        return self.eventgrid_url.rsplit("code=", 1)[1]
+
+    def status(self) -> dict[str, Any]:
+        with urllib.request.urlopen(f"{self.base_url}/admin/host/status", timeout=10) as r:
+            return json.load(r)  # type: ignore[no-any-return]
+
+    def wait_idle(self, *, timeout: float = 60.0, settle: float = 0.5) -> None:
+        """Until no function runs and every trigger queue is empty, for `settle` seconds."""
+        deadline = time.monotonic() + timeout
+        quiet_since: float | None = None
+        while time.monotonic() < deadline:
+            if self.status()["idle"]:
+                quiet_since = quiet_since or time.monotonic()
+                if time.monotonic() - quiet_since >= settle:
+                    return
+            else:
+                quiet_since = None
+            time.sleep(0.1)
+        raise TimeoutError(f"the host was not idle within {timeout:.0f} s: {self.status()}")
+
+    def invoke(self, function: str) -> None:
+        """Run a timer function now (the Functions host's admin API)."""
+        request = urllib.request.Request(
+            f"{self.base_url}/admin/functions/{function}", data=b"{}", method="POST",
+            headers={"x-functions-key": self.key, "Content-Type": "application/json"},
+        )  # fmt: skip
+        with urllib.request.urlopen(request, timeout=10) as response:
+            if response.status != 202:
+                raise RuntimeError(f"could not invoke {function}: HTTP {response.status}")
 
     def wait_for(
         self, predicate: Callable[[list[dict[str, Any]]], bool], *, timeout: float = 30.0

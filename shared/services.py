@@ -62,6 +62,7 @@ def reset_services() -> None:
     global _runtime
     with _lock:
         _overrides.clear()
+        _credentials.clear()
         _runtime = None
 
 

@@ -8,7 +8,7 @@ from azure.storage.queue import QueueServiceClient
 from cli.azurite import Azurite, running_azurite
 from shared.services import reset_services
 
-SUBSCRIPTION = "5f1c1a3e-2b7d-4c1e-9a51-0d6a3b2c1e01"
+SUBSCRIPTION = "6f1c3a52-7d2e-4b8a-9c41-3e5d2a7b9f10"  # the demo estate's
 OTHER_SUBSCRIPTION = "9d9d9d9d-0000-4000-8000-000000000009"
 
 

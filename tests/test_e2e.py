@@ -15,6 +15,7 @@ from azure.storage.queue import QueueClient, QueueServiceClient, TextBase64Encod
 from cli.azurite import Azurite, write_endpoints
 from cli.events import post_events, vm_write_event
 from cli.hostprocess import running_host, write_json
+from emulator.process import DEMO_ESTATE, running_emulator
 from tests.conftest import OTHER_SUBSCRIPTION, SUBSCRIPTION, base_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,13 +33,15 @@ def test_event_to_onboarding_outcome_and_poison_through_drain(
 ) -> None:
     write_endpoints(azurite, tmp_path / "azurite.json")
     settings = write_json(tmp_path / "local.settings.json", {"Values": base_settings()})
-    args = [
-        "--settings", str(settings),
-        "--storage-endpoints", str(tmp_path / "azurite.json"),
-        "--host-overrides", str(write_json(tmp_path / "o.json", FAST)),
-        "--no-timers",
-    ]  # fmt: skip
-    with running_host(args) as host:
+    with running_emulator(DEMO_ESTATE) as stand_in, running_host(
+        [
+            "--settings", str(settings),
+            "--storage-endpoints", str(tmp_path / "azurite.json"),
+            "--emulator-endpoints", stand_in.path,
+            "--host-overrides", str(write_json(tmp_path / "o.json", FAST)),
+            "--no-timers",
+        ]
+    ) as host:  # fmt: skip
         created = vm_write_event(SUBSCRIPTION, "rg-app", "vm-web-01", event_id="evt-1")
         foreign = vm_write_event(OTHER_SUBSCRIPTION, "rg-x", "vm-x", event_id="evt-2")
         assert post_events(host.eventgrid_url, [created, foreign])[0] == 202
@@ -86,18 +89,30 @@ def test_host_refuses_to_start_when_a_schedule_setting_is_missing(tmp_path: Path
     assert "'%POISON_SCHEDULE%' does not resolve" in result.stderr
 
 
-def test_demo_shows_both_flows_and_leaves_no_child_holding_stdout() -> None:
+def test_demo_json_is_the_last_thing_on_stdout_and_nothing_is_left_behind() -> None:
     """`capture_output` returns only when every holder of the pipe has exited."""
     result = subprocess.run(
-        [sys.executable, "-m", "cli.main", "demo"],
-        cwd=ROOT, capture_output=True, text=True, timeout=180, check=False,
+        [sys.executable, "-m", "cli.main", "demo", "--nights", "2", "--json"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    for expected in ("POST ResourceWriteSuccess for vm-web-01 -> HTTP 202", "vm-seen", "drained"):
-        assert expected in result.stdout
+    document = json.loads(result.stdout.strip().splitlines()[-1])
+    assert set(document) == {
+        "estate", "nights", "snapshots", "skipped", "outcomes", "verification", "drills",
+        "requests",
+    }  # fmt: skip
+    assert document["nights"] == 2
+    assert document["snapshots"], "in-scope disks have snapshots"
+    assert all(len(times) >= 2 for times in document["snapshots"].values())
+    assert any("ephemeral" in reason for reason in document["skipped"].values())
+    assert document["outcomes"]["rotation"]["succeeded"] > 0
+    assert document["outcomes"]["onboarding"]["succeeded"] >= 1
+    assert document["outcomes"]["maintenance"]["failed"] >= 2  # the poisoned demo messages
+    for text in ("HTTP 202", "poison_drain reported both", "Night 2"):
+        assert text in result.stderr
     leftovers = subprocess.run(
-        ["pgrep", "-f", "azurite-queue.*--inMemoryPersistence"], capture_output=True, text=True,
-        check=False,
+        ["pgrep", "-f", "-a", "python -m emulator|azurite-queue|cli.main host"],
+        capture_output=True, text=True, check=False,
     )  # fmt: skip
-    own = {line for line in leftovers.stdout.split() if line}
-    assert len(own) <= 1, f"Azurite processes left behind: {own}"  # the test session's own
+    own = [line for line in leftovers.stdout.splitlines() if "pgrep" not in line]
+    assert not [line for line in own if "emulator" in line or "cli.main host" in line], own

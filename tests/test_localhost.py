@@ -23,7 +23,8 @@ from shared.services import override_services, services
 from shared.settings import Settings
 from tests.apps import bad_queue_name, hostcheck
 from tests.conftest import SUBSCRIPTION, base_settings
-from tests.fakes import FixedClock, MemoryReporter
+from tests.builders import vm
+from tests.fakes import FakeCompute, FixedClock, MemoryReporter
 from tests.test_messages import envelope_text
 
 FAST = {
@@ -61,7 +62,11 @@ def make_host(
         overrides = dict(FAST, localHost=local or {})
         path = tmp_path / f"host.override.{len(hosts)}.json"
         path.write_text(json.dumps(overrides))
-        override_services(settings=Settings.from_env(environ), reporter=reporter, clock=clock)
+        fake = FakeCompute(FixedClock())
+        fake.vms = [vm("vm1", "vm1-os", group="rg")]
+        override_services(
+            settings=Settings.from_env(environ), reporter=reporter, clock=clock, compute=fake
+        )
         host = LocalHost(
             app, overrides=path, environ=environ, faults=faults, clock=clock, run_timers=run_timers
         )
