@@ -22,8 +22,8 @@ from shared import poison
 from shared.services import override_services, services
 from shared.settings import Settings
 from tests.apps import bad_queue_name, hostcheck
-from tests.conftest import SUBSCRIPTION, base_settings
 from tests.builders import vm
+from tests.conftest import SUBSCRIPTION, base_settings
 from tests.fakes import FakeCompute, FixedClock, MemoryReporter
 from tests.test_messages import envelope_text
 

@@ -85,7 +85,7 @@ def test_an_old_vm_update_changes_nothing() -> None:
 
 
 def test_default_policy_tag_is_written_once_through_the_tags_api() -> None:
-    rt, compute, queues, reporter = world(TAG_DEFAULT_POLICY="true")
+    rt, compute, _queues, reporter = world(TAG_DEFAULT_POLICY="true")
     new = created(2, tags={})
     compute.vms = [new]  # type: ignore[list-item]
     onboard_vm(rt, *event_for(new, "create-1"))
@@ -96,7 +96,7 @@ def test_default_policy_tag_is_written_once_through_the_tags_api() -> None:
 
 
 def test_untagged_vm_is_left_alone_without_the_setting() -> None:
-    rt, compute, queues, reporter = world()
+    rt, compute, queues, _reporter = world()
     new = created(2, tags={"lifeboat:policy": "none"})
     compute.vms = [new]  # type: ignore[list-item]
     onboard_vm(rt, *event_for(new))
@@ -105,7 +105,7 @@ def test_untagged_vm_is_left_alone_without_the_setting() -> None:
 
 
 def test_drill_vms_and_vanished_vms_are_skipped() -> None:
-    rt, compute, queues, reporter = world(DRILL_RESOURCE_GROUPS="rg-drill")
+    rt, compute, _queues, reporter = world(DRILL_RESOURCE_GROUPS="rg-drill")
     drill = created(1, group="rg-drill")
     compute.vms = [drill]  # type: ignore[list-item]
     onboard_vm(rt, *event_for(drill))
