@@ -10,6 +10,7 @@ import typer
 from cli.demo import demo_command
 from cli.emulator_cmd import emulator_command
 from cli.host_cmd import host_command
+from cli.plan_cmd import plan_command, run_command
 from cli.retention import retention_command
 
 app = typer.Typer(
@@ -23,6 +24,8 @@ app.command("host")(host_command)
 app.command("demo")(demo_command)
 app.command("emulator")(emulator_command)
 app.command("retention")(retention_command)
+app.command("plan")(plan_command)
+app.command("run")(run_command)
 
 
 def _configure_logging(verbose: bool) -> None:

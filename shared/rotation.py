@@ -121,15 +121,7 @@ def plan_subscription(rt: Runtime, envelope: Envelope, payload: Payload) -> None
     dry_run = rt.settings.dry_run
     _report(rt, *_plan_outcomes(rt, envelope.run_id, plan, subscription, dry_run))
     if dry_run:
-        prunes = plan_prunes(
-            [PlannedDisk(disks[a.disk_id.lower()], _policy(rt, p.policy)) for p in plan.vms
-             for a in p.creates],
-            disks,
-            [*snapshots, *_imagined_tonight(plan, config, subscription)],
-            rt.need_policies(),
-            config,
-            plan.slot,
-        )  # fmt: skip
+        prunes = _expected_prunes(rt, plan, disks, snapshots, config, subscription)
         _report(rt, *_prune_outcomes(rt, envelope.run_id, prunes, subscription, dry_run=True))
         return
     for vm_plan in plan.vms:
@@ -149,6 +141,33 @@ def plan_subscription(rt: Runtime, envelope: Envelope, payload: Payload) -> None
         "rotation plan %s %s: %d VM(s), %d snapshot(s) over %.0f s",
         subscription, plan.slot, len(plan.vms), plan.creates, plan.window_seconds,
     )  # fmt: skip
+
+
+def preview_night(
+    rt: Runtime, subscription: str, occurrence: datetime
+) -> tuple[NightPlan, PrunePlan]:
+    """The night's plan and the prunes it would lead to if every snapshot succeeded. No writes."""
+    config = rotation_config(rt, subscription)
+    vms, disks, snapshots = _inventory(rt.need_compute(), subscription, config.snapshot_group)
+    plan = plan_night(vms, disks, snapshots, rt.need_policies(), config, occurrence)
+    return plan, _expected_prunes(rt, plan, disks, snapshots, config, subscription)
+
+
+def _expected_prunes(
+    rt: Runtime,
+    plan: NightPlan,
+    disks: dict[str, Disk],
+    snapshots: list[Snapshot],
+    config: RotationConfig,
+    subscription: str,
+) -> PrunePlan:
+    due = [
+        PlannedDisk(disks[a.disk_id.lower()], _policy(rt, p.policy))
+        for p in plan.vms
+        for a in p.creates
+    ]
+    tonight = _imagined_tonight(plan, config, subscription)
+    return plan_prunes(due, disks, [*snapshots, *tonight], rt.need_policies(), config, plan.slot)
 
 
 def _inventory(
@@ -377,6 +396,8 @@ def confirm_night(rt: Runtime, envelope: Envelope, payload: Payload) -> None:
     _report(rt, *failed, *_prune_outcomes(rt, envelope.run_id, prunes, subscription, False))
     if prunes.refused:
         return
+    # Deletes have their own ARM bucket; pace them like the creates.
+    cursor = 0.0
     for prune in prunes.disks:
         ids = [r.snapshot.id for r in prune.delete]
         for start in range(0, len(ids), PRUNE_CHUNK):
@@ -388,7 +409,9 @@ def confirm_night(rt: Runtime, envelope: Envelope, payload: Payload) -> None:
                     slot=request.slot, snapshotIds=chunk, orphan=prune.orphan,
                 ),
                 envelope.run_id, f"rotation-prune:{prune.source_id.lower()}:{request.slot}:{start}",
+                delay=cursor, early=True,
             )  # fmt: skip
+            cursor += len(chunk) / rt.settings.arm_writes_per_second
 
 
 def _prune_outcomes(

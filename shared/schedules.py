@@ -14,3 +14,11 @@ def latest_occurrence(schedule: str, now: datetime) -> datetime:
         schedule, probe, second_at_beginning=True, ret_type=datetime, is_prev=True
     ).get_prev(datetime)
     return previous.astimezone(UTC)
+
+
+def next_occurrence(schedule: str, now: datetime) -> datetime:
+    """The first scheduled occurrence after `now`."""
+    following: datetime = croniter(
+        schedule, now.astimezone(UTC), second_at_beginning=True, ret_type=datetime
+    ).get_next(datetime)
+    return following.astimezone(UTC)

@@ -73,12 +73,13 @@ def _build() -> Runtime:
         clock=_overrides.get("clock") or SystemClock(),
         reporter=_overrides.get("reporter") or JsonLinesReporter(),
         queues=_overrides.get("queues") or _build_queues(settings),
-        compute=_overrides.get("compute") or _build_compute(settings),
+        compute=_overrides.get("compute") or build_compute(settings),
         policies=_overrides.get("policies") or load_policies(settings.policies_path),
     )
 
 
-def _build_compute(settings: Settings) -> Compute:
+def build_compute(settings: Settings) -> Compute:
+    """The Compute adapter for these settings (also used by `lifeboat plan`)."""
     return AzureCompute(
         _credential(settings),
         arm_endpoint=settings.arm_endpoint,
