@@ -193,6 +193,7 @@ def _empty_queues(azurite: Azurite) -> None:
         service.delete_queue(queue.name)
 
 
+@pytest.mark.timeout(300)
 def test_forty_nights_keep_exactly_the_retention_keep_set(clean_run: Night) -> None:
     _check_mornings(clean_run)
     outcomes = clean_run.reporter.outcomes
@@ -212,6 +213,7 @@ def test_forty_nights_keep_exactly_the_retention_keep_set(clean_run: Night) -> N
     assert "manual-before-upgrade" in set().union(*last.values()), "unowned snapshots survive"
 
 
+@pytest.mark.timeout(300)
 def test_throttled_and_duplicated_nights_end_where_the_clean_run_does(
     clean_run: Night, azurite: Azurite, tmp_path: Path
 ) -> None:
