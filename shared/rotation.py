@@ -393,7 +393,20 @@ def confirm_night(rt: Runtime, envelope: Envelope, payload: Payload) -> None:
                     )
                 )  # fmt: skip
     prunes = plan_prunes(due, disks, snapshots, policies, config, request.slot)
-    _report(rt, *failed, *_prune_outcomes(rt, envelope.run_id, prunes, subscription, False))
+    planned = sum(len(p.creates) for p in plan.vms)
+    totals = {
+        "vms": len(plan.vms), "snapshotsPlanned": planned, "snapshotsGood": planned - len(failed),
+        "snapshotsFailed": len(failed), "prunesDue": sum(len(p.delete) for p in prunes.disks),
+        "pruneRefused": bool(prunes.refused),
+    }  # fmt: skip
+    run_end = _outcome(
+        rt, envelope.run_id, "run-end", Status.FAILED if failed or prunes.refused
+        else Status.SUCCEEDED, subscription=subscription, count=planned - len(failed),
+        details={"slot": request.slot, "totals": totals},
+    )  # fmt: skip
+    _report(
+        rt, *failed, *_prune_outcomes(rt, envelope.run_id, prunes, subscription, False), run_end
+    )
     if prunes.refused:
         return
     # Deletes have their own ARM bucket; pace them like the creates.
@@ -559,7 +572,8 @@ def _retry_later(
     attempt = getattr(payload, "attempt", 0) + 1
     if hasattr(payload, "attempt"):
         payload = payload.model_copy(update={"attempt": attempt})
-    delay = retry_after + random.uniform(0, 0.2 * retry_after + 1)
+    # Retry-After is honoured in full; the jitter spreads a herd over whole seconds.
+    delay = math.ceil(retry_after) + round(random.uniform(0, max(0.2 * retry_after, 0.6)))
     again = messages.make_envelope(
         envelope.type, payload, run_id=envelope.run_id,
         idempotency_key=envelope.idempotency_key, created=rt.clock.now(),

@@ -88,12 +88,13 @@ def run_nights(azurite: Azurite, tmp_path: Path, nights: int, *, faults: bool) -
             "TARGET_SUBSCRIPTIONS": SUB,
             "POISON_SCHEDULE": "0 0 0 1 1 *",
             "ROTATION_SCHEDULE": "0 0 2 * * *",
+            "VERIFICATION_SCHEDULE": "0 0 6 * * *",
             "ARM_ENDPOINT": ep.arm,
             "ARM_AUDIENCE": ep.arm_audience + ".default",
             "AZURE_CLIENT_ID": ep.client_id,
             "ARM_WRITES_PER_SECOND": "200",
             "SNAPSHOT_WRITES_PER_SECOND": "200",
-            "CONFIRM_DELAY_SECONDS": "0.8",
+            "CONFIRM_DELAY_SECONDS": "1.5",
         }
         overrides = tmp_path / f"host.{faults}.json"
         overrides.write_text(json.dumps(FAST_HOST))
