@@ -50,7 +50,7 @@ from shared.snapshots import (
     parse_slot,
     slot_of,
 )
-from shared.worker import Handler, enqueue
+from shared.worker import Handler, delivery_count, enqueue
 
 log = logging.getLogger(__name__)
 
@@ -295,7 +295,12 @@ def snapshot_vm(rt: Runtime, envelope: Envelope, payload: Payload) -> None:
         SET_TAG: request.set_id,
         RUN_TAG: envelope.run_id[:256],
     }
+    # A redelivery or a retry may find work already done: read before writing then.
+    recheck = delivery_count() > 1 or request.attempt > 1
     for index, disk in enumerate(request.disks):
+        if recheck and _snapshot_exists(compute, request.subscription_id, group, disk):
+            _report(rt, _disk_outcome(rt, envelope, request, disk, Status.SUCCEEDED, job, None))
+            continue
         headroom = compute.write_headroom(request.subscription_id)
         if headroom is not None and headroom < rt.settings.min_write_headroom:
             log.info("write headroom %d is low; deferring %s", headroom, request.vm_name)
@@ -321,6 +326,25 @@ def snapshot_vm(rt: Runtime, envelope: Envelope, payload: Payload) -> None:
             _report(rt, _disk_outcome(rt, envelope, request, disk, Status.BLOCKED, job, str(e)))
             continue
         _report(rt, _disk_outcome(rt, envelope, request, disk, Status.SUCCEEDED, job, None))
+
+
+def _snapshot_exists(compute: Compute, subscription: str, group: str, disk: DiskSnapshot) -> bool:
+    snapshot_id = (
+        f"/subscriptions/{subscription}/resourceGroups/{group}"
+        f"/providers/Microsoft.Compute/snapshots/{disk.snapshot_name}"
+    )
+    try:
+        return compute.get_snapshot(snapshot_id) is not None
+    except ThrottledError:
+        return False  # unknown: the PUT decides (and is a no-op if it exists)
+
+
+def _gone(compute: Compute, snapshot_id: str) -> bool:
+    try:
+        existing = compute.get_snapshot(snapshot_id)
+    except ThrottledError:
+        return False
+    return existing is None or (existing.provisioning_state or "").lower() == "deleting"
 
 
 def _disk_outcome(
@@ -498,7 +522,12 @@ def _snapshot_outcome(
 def prune_snapshots(rt: Runtime, envelope: Envelope, payload: Payload) -> None:
     request = expect(payload, RotationPruneRequest)
     compute = rt.need_compute()
+    recheck = delivery_count() > 1 or request.attempt > 1
     for index, snapshot_id in enumerate(request.snapshot_ids):
+        if recheck and _gone(compute, snapshot_id):
+            # An earlier delivery deleted it; report again rather than risk never reporting.
+            _report(rt, _delete_outcome(rt, envelope, request, snapshot_id, Status.SUCCEEDED, None))
+            continue
         try:
             compute.begin_delete_snapshot(snapshot_id)
         except ThrottledError as e:

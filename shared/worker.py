@@ -10,6 +10,7 @@ because the host's own poison copy carries no reason.
 from __future__ import annotations
 
 import base64
+import contextvars
 import json
 import logging
 from collections.abc import Callable, Mapping
@@ -22,6 +23,18 @@ from shared.ports import Runtime
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Runtime, Envelope, Payload], None]
+
+_delivery: contextvars.ContextVar[int] = contextvars.ContextVar("delivery", default=1)
+
+
+def delivery_count() -> int:
+    """How many times the host has delivered the message being handled (1 = first time).
+
+    A handler that sees a redelivery cannot know how far an earlier delivery got, so it reads
+    before it writes (DESIGN: every action first reads whether its end state holds).
+    """
+    return _delivery.get()
+
 
 POISON_SUFFIX = "-poison"
 
@@ -64,12 +77,15 @@ def process_queue_message(
         )
         return
 
+    token = _delivery.set(dequeue_count)
     try:
         handler(rt, envelope, payload)
     except Exception as e:
         if dequeue_count >= rt.settings.max_dequeue_count:
             _report_last_failure(rt, queue, envelope, message_id, dequeue_count, job, e)
         raise
+    finally:
+        _delivery.reset(token)
 
 
 def enqueue(

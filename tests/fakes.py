@@ -74,6 +74,7 @@ class FakeCompute:
         self.disks: dict[str, Disk] = {}
         self.snapshots: dict[str, Snapshot] = {}
         self.writes: list[tuple[str, str]] = []
+        self.reads: list[str] = []
         self.throttle: int = 0  # throttle this many of the next writes
         self.refuse: dict[str, str] = {}  # disk or snapshot id (lower) -> error code
         self.headroom: int | None = None
@@ -92,6 +93,10 @@ class FakeCompute:
 
     def get_vm(self, vm_id: str):  # type: ignore[no-untyped-def]
         return next((v for v in self.vms if v.id.lower() == vm_id.lower()), None)
+
+    def get_snapshot(self, snapshot_id: str):  # type: ignore[no-untyped-def]
+        self.reads.append(snapshot_id)
+        return self.snapshots.get(snapshot_id.lower())
 
     def get_disk(self, disk_id: str):  # type: ignore[no-untyped-def]
         return self.disks.get(disk_id.lower())

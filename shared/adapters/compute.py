@@ -174,6 +174,14 @@ class AzureCompute:
         except ResourceNotFoundError:
             return None
 
+    def get_snapshot(self, snapshot_id: str) -> Snapshot | None:
+        sub, group, name = _split(snapshot_id, "snapshots")
+        try:
+            found = _call(lambda: self.client(sub).snapshots.get(group, name))
+        except ResourceNotFoundError:
+            return None
+        return snapshot_from_rest(found.as_dict())
+
     # --- writes
 
     def begin_create_snapshot(self, request: SnapshotRequest) -> None:
