@@ -112,3 +112,20 @@ def test_forged_subscription_is_reported_and_not_enqueued() -> None:
     assert (outcome.operation, outcome.status.value) == ("vm-event", "skipped")
     assert "not a target subscription" in (outcome.reason or "")
     json.dumps(outcome.to_record())
+
+
+def test_odd_id_casing_names_the_same_vm() -> None:
+    raw = vm_write_event(SUBSCRIPTION, "RG-App", "VM1")
+    raw["subject"] = str(raw["subject"]).upper().replace("VM1", "VM1")
+    raw["data"]["subscriptionId"] = SUBSCRIPTION.upper()  # type: ignore[index]
+    decision = decide(as_event(raw), TARGETS)
+    assert decision.accepted, decision.reason
+    assert decision.vm is not None
+    assert decision.vm.subscription_id == SUBSCRIPTION
+    rt, queues, _ = runtime()
+    receive_vm_event(rt, as_event(raw))
+    receive_vm_event(rt, as_event(vm_write_event(SUBSCRIPTION, "rg-app", "vm1")))
+    keys = {
+        messages.decode(t)[0].idempotency_key.rsplit(":", 1)[0] for t in queues.sent["onboarding"]
+    }
+    assert len(keys) == 1, "one VM, whatever the casing"
