@@ -602,7 +602,7 @@ def _retry_later(
     if hasattr(payload, "attempt"):
         payload = payload.model_copy(update={"attempt": attempt})
     # Retry-After is honoured in full; the jitter spreads a herd over whole seconds.
-    delay = math.ceil(retry_after) + round(random.uniform(0, max(0.2 * retry_after, 0.6)))
+    delay = math.ceil(retry_after) + math.floor(random.uniform(0, max(0.2 * retry_after, 1.0)))
     again = messages.make_envelope(
         envelope.type, payload, run_id=envelope.run_id,
         idempotency_key=envelope.idempotency_key, created=rt.clock.now(),
