@@ -217,6 +217,7 @@ def _naive(ep: Any, admin: httpx.Client) -> dict[str, Any]:
         ids = [
             d.get("managedDisk", {}).get("id")
             for d in [storage["osDisk"], *storage.get("dataDisks", [])]
+            if not (d.get("diffDiskSettings") or {}).get("option")
         ]
         for disk_id in filter(None, ids):
             parts = disk_id.split("/")
