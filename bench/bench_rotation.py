@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ HISTORY_NIGHTS = 7
 PAGE_SIZE = 1000
 THROTTLE_SCALE = 10  # ARM writes and deletes refill 100/s, reads 250/s
 BUDGET = 90.0  # Lifeboat's ARM write budget per subscription (and snapshot budget per region)
-NAIVE_SAMPLE = 150  # VMs the naive baseline handles
+NAIVE_SAMPLE = 100  # VMs the naive baseline handles
 START = datetime(2026, 11, 27, 1, 0, tzinfo=UTC)
 SNAPSHOT_GROUP = "rg-lifeboat-snapshots"
 
@@ -209,8 +210,8 @@ def _naive(ep: Any, admin: httpx.Client) -> dict[str, Any]:
     )  # fmt: skip
     vms = [v for v in compute.virtual_machines.list_all() if (v.tags or {}).get("lifeboat:policy")]
     admin.delete("/requests")
-    disks = 0
-    for vm in vms[:NAIVE_SAMPLE]:
+
+    def one_vm(vm: Any) -> int:
         group = vm.id.split("/")[4]
         full = compute.virtual_machines.get(group, vm.name).as_dict()
         storage = full["properties"]["storageProfile"]
@@ -219,6 +220,7 @@ def _naive(ep: Any, admin: httpx.Client) -> dict[str, Any]:
             for d in [storage["osDisk"], *storage.get("dataDisks", [])]
             if not (d.get("diffDiskSettings") or {}).get("option")
         ]
+        done = 0
         for disk_id in filter(None, ids):
             parts = disk_id.split("/")
             compute.disks.get(parts[4], parts[8])
@@ -228,7 +230,12 @@ def _naive(ep: Any, admin: httpx.Client) -> dict[str, Any]:
             compute.snapshots.begin_create_or_update(
                 SNAPSHOT_GROUP, f"naive-{parts[8]}"[:80], body
             ).result()
-            disks += 1
+            done += 1
+        return done
+
+    # Threads only shorten the wall time; the requests per disk are the same.
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        disks = sum(pool.map(one_vm, vms[:NAIVE_SAMPLE]))
     return {"log": _requests(admin), "disks": disks}
 
 
