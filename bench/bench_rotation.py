@@ -62,7 +62,11 @@ def main() -> None:
             base_url=ep.admin, verify=ssl.create_default_context(cafile=ep.ca_bundle), timeout=60
         )
         lifeboat = _lifeboat_night(azurite, ep, admin, work)
+        print(f"Lifeboat's night: {lifeboat['elapsed']:.0f} s", flush=True)
+        started = time.monotonic()
         naive = _naive(ep, admin)
+        print(f"naive baseline on {naive['disks']} disks: {time.monotonic() - started:.0f} s",
+              flush=True)  # fmt: skip
         admin.close()
     imports = _import_times()
     _print(lifeboat, naive, imports, disks)
