@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench clean outcome-columns outcome-fixtures
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -30,6 +30,14 @@ lint: setup
 
 test: lint
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The LifeboatOutcomes_CL columns of infra/app/monitor.bicep, generated from shared/model.py.
+outcome-columns: setup
+	$(BIN)/python -m cli.outcome_columns
+
+# The alert tests' recorded outcomes: two demo nights through the local host and the stand-in.
+outcome-fixtures: setup
+	$(BIN)/lifeboat demo --nights 2 --json --outcomes tests/data/outcomes/demo-nights.jsonl >/dev/null
 
 bench: setup
 	$(BIN)/python -m bench

@@ -2,7 +2,14 @@
 
 import azure.functions as func
 
-from triggers import onboarding, poison_drain, rotation, vm_events
+from triggers import (
+    onboarding,
+    outcomes_retry,
+    poison_drain,
+    rotation,
+    verification,
+    vm_events,
+)
 
 app = func.FunctionApp()
 
@@ -10,3 +17,5 @@ app.register_functions(vm_events.bp)
 app.register_functions(onboarding.bp)
 app.register_functions(poison_drain.bp)
 app.register_functions(rotation.bp)
+app.register_functions(outcomes_retry.bp)
+app.register_functions(verification.bp)

@@ -60,6 +60,10 @@ def demo_command(
     as_json: Annotated[
         bool, typer.Option("--json", help="end with one JSON document on stdout")
     ] = False,
+    outcomes_file: Annotated[
+        Path | None,
+        typer.Option("--outcomes", help="also write every outcome record here, one JSON a line"),
+    ] = None,
 ) -> None:
     """Run Lifeboat locally (Azurite, the Azure stand-in, the local host) and show what happened."""
     console = Console(
@@ -68,6 +72,12 @@ def demo_command(
     )
     try:
         document = _run(console, estate.resolve(), nights)
+        if outcomes_file is not None:
+            records = document.pop("outcomeRecords")
+            outcomes_file.parent.mkdir(parents=True, exist_ok=True)
+            outcomes_file.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+        else:
+            document.pop("outcomeRecords")
     except Exception as e:  # the demo itself broke: say so, exit non-zero
         console.print(f"[red]the demo broke:[/] {type(e).__name__}: {e}")
         raise typer.Exit(1) from None
@@ -125,7 +135,7 @@ def _run(console: Console, estate: Path, nights: int) -> dict[str, Any]:
             requests = admin.get("/requests", params={"limit": 1}).json()["counters"]
             admin.close()
     console.print(f"[green]finished in {time.monotonic() - started:.1f} s[/]; all stopped.")
-    return _document(estate, nights, outcomes, mornings, requests)
+    return {**_document(estate, nights, outcomes, mornings, requests), "outcomeRecords": outcomes}
 
 
 def _first_clock() -> str:
@@ -237,7 +247,7 @@ def _document(
         "snapshots": snapshots,
         "skipped": skipped,
         "outcomes": {job: dict(counts) for job, counts in sorted(tally.items())},
-        "verification": {},
+        "verification": _verification(outcomes),
         "drills": [],
         "requests": dict(requests.get("byOperation", {})),
     }
@@ -265,3 +275,16 @@ def _summary(console: Console, document: dict[str, Any]) -> None:
     console.print(outcomes)
     top = sorted(document["requests"].items(), key=lambda kv: -kv[1])[:8]
     console.print("ARM requests by operation: " + ", ".join(f"{k} {v}" for k, v in top))
+
+
+def _verification(outcomes: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each VM's latest backup finding, from the verification runs the nights' clock fired."""
+    found: dict[str, dict[str, Any]] = {}
+    for row in outcomes:
+        if row["Operation"] == "verify-vm" and row.get("Finding") and row.get("ResourceId"):
+            found[row["ResourceId"]] = {
+                "finding": row["Finding"],
+                "rpoSeconds": row.get("RpoSeconds"),
+                "reason": row.get("Reason") or "",
+            }
+    return dict(sorted(found.items()))

@@ -48,6 +48,12 @@ def endpoint_settings(storage: Path | None, emulator: Path | None) -> dict[str, 
             values["ARM_AUDIENCE"] = document["armAudience"].rstrip("/") + "/.default"
         if document.get("clientId"):
             values["AZURE_CLIENT_ID"] = document["clientId"]
+        if document.get("ingestionEndpoint") and document.get("dcrImmutableId"):
+            # Outcomes go to the stand-in's Azure Monitor too (still printed as JSON lines).
+            values["MONITOR_INGESTION_ENDPOINT"] = document["ingestionEndpoint"]
+            values["MONITOR_DCR_IMMUTABLE_ID"] = document["dcrImmutableId"]
+            values["MONITOR_STREAM"] = document.get("stream") or "Custom-LifeboatOutcomes_CL"
+            values["LOG_ANALYTICS_WORKSPACE_ID"] = document.get("workspaceId") or ""
     return values
 
 

@@ -12,6 +12,8 @@ from cli.emulator_cmd import emulator_command
 from cli.host_cmd import host_command
 from cli.plan_cmd import plan_command, run_command
 from cli.retention import retention_command
+from cli.status_cmd import status_command
+from cli.verify_cmd import verify_command
 
 app = typer.Typer(
     name="lifeboat",
@@ -26,6 +28,8 @@ app.command("emulator")(emulator_command)
 app.command("retention")(retention_command)
 app.command("plan")(plan_command)
 app.command("run")(run_command)
+app.command("status")(status_command)
+app.command("verify")(verify_command)
 
 
 def _configure_logging(verbose: bool) -> None:

@@ -18,7 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from emulator import admin
+from emulator import admin, monitor
 from emulator.arm import Arm, ArmRequest, Reply, family_of
 from emulator.clock import Clock, format_instant
 from emulator.config import Behaviour
@@ -27,6 +27,7 @@ from emulator.eventgrid import EventGrid
 from emulator.faults import Faults, RequestLog
 from emulator.identity import ARM_AUDIENCES, TokenAuthority
 from emulator.model import Cloud, new_uuid
+from emulator.recoveryservices import RecoveryServices
 from emulator.throttling import Throttler
 
 ALL_METHODS = ["GET", "PUT", "PATCH", "POST", "DELETE", "HEAD"]
@@ -45,6 +46,7 @@ class StandIn:
     log: RequestLog
     authority: TokenAuthority
     arm: Arm
+    backup: RecoveryServices | None = None
 
 
 def build_stand_in(
@@ -66,6 +68,7 @@ def build_stand_in(
         log=RequestLog(),
         authority=TokenAuthority(cloud.tenant_id),
         arm=arm,
+        backup=RecoveryServices(cloud, clock, behaviour),
     )
 
 
@@ -231,6 +234,8 @@ def create_app(stand_in: StandIn) -> ASGIApp:
         req: ArmRequest | None = None
         try:
             resolved = stand_in.arm.resolve(method, path)
+            if resolved is None and stand_in.backup is not None:
+                resolved = stand_in.backup.resolve(method, path)
             if resolved is not None:
                 route, args = resolved
                 operation = route.operation
@@ -305,6 +310,7 @@ def create_app(stand_in: StandIn) -> ASGIApp:
     routes = [
         Route("/msi/token", msi_token, methods=["GET"]),
         *admin.routes(stand_in),
+        *monitor.routes(stand_in),
         Route("/{path:path}", arm_endpoint, methods=ALL_METHODS),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)

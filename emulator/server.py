@@ -22,6 +22,7 @@ from emulator.clock import Clock, parse_instant
 from emulator.config import Behaviour
 from emulator.estate import EstateError, load_estate_file
 from emulator.eventgrid import DeliveryOptions, EventGrid
+from emulator.monitor import endpoint_entries
 from emulator.throttling import ArmLimits, ComputeLimits, Throttler
 
 log = logging.getLogger("emulator")
@@ -218,6 +219,7 @@ async def serve(args: argparse.Namespace) -> int:
         "eventGridWebhook": args.event_grid_webhook,
         "pid": os.getpid(),
         "stateDir": str(state_dir.resolve()),
+        **endpoint_entries(stand_in, base),
     }
     endpoints_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = endpoints_path.with_suffix(".tmp")

@@ -113,6 +113,54 @@ class RotationPruneRequest(Payload):
     attempt: int = Field(default=1, ge=1)
 
 
+class OutcomesRetryRequest(Payload):
+    """Outcome records Azure Monitor did not take: send them again (the ledger loses nothing)."""
+
+    records: list[dict[str, Any]] = Field(min_length=1, max_length=5000)
+    attempt: int = Field(default=1, ge=1)
+
+
+class VerificationPlanRequest(Payload):
+    """Verify one subscription's Azure Backup: find its vaults and in-scope VMs, fan out."""
+
+    subscription_id: str = Field(alias="subscriptionId")
+    slot: str = Field(pattern=r"^\d{12}$")
+    attempt: int = Field(default=1, ge=1)
+
+
+class VerificationVaultRequest(Payload):
+    """Verify one vault: one protected-items list, one job list, findings per in-scope VM.
+
+    `vms` holds the in-scope VMs of the vault's subscription and region, packed to fit a queue
+    message: `{"policy|rpoHours": {"resourceGroup": ["vm", ...]}}`. The designated vault of a
+    region also lists its `peers` (the region's other vaults) and confirms and reports the
+    region's unprotected VMs.
+    """
+
+    subscription_id: str = Field(alias="subscriptionId")
+    vault_id: str = Field(alias="vaultId", min_length=1, max_length=1024)
+    vault_name: str = Field(alias="vaultName")
+    resource_group: str = Field(alias="resourceGroup")
+    location: str
+    slot: str = Field(pattern=r"^\d{12}$")
+    designated: bool = False
+    peers: list[str] = Field(default_factory=list, max_length=500)
+    vms: dict[str, dict[str, list[str]]] = Field(default_factory=dict)
+    attempt: int = Field(default=1, ge=1)
+
+
+class FirstBackupCheckRequest(Payload):
+    """N hours after protection was enabled for a new VM: does its first recovery point exist?"""
+
+    subscription_id: str = Field(alias="subscriptionId")
+    vm_id: str = Field(alias="vmId", min_length=1, max_length=1024)
+    vault_id: str = Field(alias="vaultId", min_length=1, max_length=1024)
+    location: str
+    policy: str
+    rpo_hours: float = Field(alias="rpoHours", gt=0)
+    enabled_at: datetime = Field(alias="enabledAt")
+
+
 # (type, version) -> schema. The only way a message string selects code.
 PAYLOAD_SCHEMAS: dict[tuple[str, int], type[Payload]] = {
     ("onboarding", 1): OnboardingRequest,
@@ -120,6 +168,10 @@ PAYLOAD_SCHEMAS: dict[tuple[str, int], type[Payload]] = {
     ("rotation-confirm", 1): RotationConfirmRequest,
     ("rotation-vm", 1): RotationVmRequest,
     ("rotation-prune", 1): RotationPruneRequest,
+    ("outcomes-retry", 1): OutcomesRetryRequest,
+    ("verification-plan", 1): VerificationPlanRequest,
+    ("verification-vault", 1): VerificationVaultRequest,
+    ("verification-first-backup", 1): FirstBackupCheckRequest,
 }
 
 P = TypeVar("P", bound=Payload)

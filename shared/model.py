@@ -243,3 +243,67 @@ def arm_id_parts(resource_id: str) -> tuple[str, str]:
     ):
         raise ValueError(f"not a resource-group-scoped ARM id: {resource_id!r}")
     return parts[1].lower(), parts[3]
+
+
+# ------------------------------------------------------------------ Azure Backup (verification)
+
+
+@dataclass(frozen=True, slots=True)
+class Vault:
+    """A Recovery Services vault. A vault protects only VMs in its own region."""
+
+    id: str
+    name: str
+    subscription_id: str
+    resource_group: str
+    location: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProtectedItem:
+    """An Azure IaaS VM protected item, read from its REST JSON (never the SDK's model)."""
+
+    id: str
+    vault_id: str
+    vm_id: str  # sourceResourceId / virtualMachineId, casing as Azure returns it
+    container_name: str
+    name: str
+    protection_state: str | None  # Protected, IRPending, ProtectionStopped, ProtectionPaused...
+    health_status: str | None = None
+    last_backup_status: str | None = None
+    last_backup_time: datetime | None = None  # None before the first backup (the 2001 sentinel)
+    last_recovery_point: datetime | None = None
+    soft_deleted: bool = False
+    policy_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BackupJob:
+    id: str
+    vault_id: str
+    entity_name: str  # entityFriendlyName: the VM's name
+    container_name: str | None
+    operation: str  # Backup, ConfigureBackup, Restore...
+    status: str  # InProgress, Completed, CompletedWithWarnings, Failed, Cancelled
+    start_time: datetime | None
+    end_time: datetime | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    user_triggered: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryPoint:
+    id: str
+    time: datetime
+    consistency: str | None  # recoveryPointType: AppConsistent, CrashConsistent, ...
+
+
+@dataclass(frozen=True, slots=True)
+class BackupStatus:
+    """The backup-status POST's answer for one VM (it sees vaults in any subscription)."""
+
+    protected: bool
+    vault_id: str | None = None
+    policy_name: str | None = None
+    error_code: str | None = None

@@ -15,7 +15,7 @@ import dataclasses
 import logging
 from datetime import timedelta
 
-from shared import messages
+from shared import messages, verification
 from shared.messages import (
     DiskSnapshot,
     Envelope,
@@ -69,6 +69,9 @@ def onboard_vm(rt: Runtime, envelope: Envelope, payload: Payload) -> None:
         vm = dataclasses.replace(vm, tags={**vm.tags, POLICY_TAG: policies.default})
         _report(rt, envelope, request, "tag-default-policy", Status.SUCCEEDED, None,
                 policy=policies.default)  # fmt: skip
+    if _is_new(rt, vm):
+        # Azure Backup (verification): a new in-scope VM's protection is checked at once.
+        verification.check_new_vm(rt, envelope, vm)
     policy, why = policies.for_tags(vm.tags)
     if policy is None or not policy.snapshot_on_create or not _is_new(rt, vm):
         log.info("onboarding %s: no snapshot on create (%s)", vm.id,

@@ -7,7 +7,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from shared.model import Disk, Outcome, Snapshot, Vm
+from shared.model import (
+    BackupJob,
+    BackupStatus,
+    Disk,
+    Outcome,
+    ProtectedItem,
+    RecoveryPoint,
+    Snapshot,
+    Vault,
+    Vm,
+)
 from shared.policies import PolicySet
 from shared.settings import Settings
 
@@ -57,11 +67,17 @@ class Runtime:
     queues: Queues
     compute: Compute | None = None
     policies: PolicySet | None = None
+    backup: Backup | None = None
 
     def need_compute(self) -> Compute:
         if self.compute is None:
             raise RuntimeError("this runtime has no Compute adapter")
         return self.compute
+
+    def need_backup(self) -> Backup:
+        if self.backup is None:
+            raise RuntimeError("this runtime has no Backup adapter")
+        return self.backup
 
     def need_policies(self) -> PolicySet:
         if self.policies is None:
@@ -119,4 +135,32 @@ class Compute(Protocol):
 
     def write_headroom(self, subscription_id: str) -> int | None:
         """Writes left in the subscription's ARM bucket, as the last response said (or None)."""
+        ...
+
+
+class Backup(Protocol):
+    """Azure Backup (Recovery Services): per-vault lists, never one call per VM."""
+
+    def list_vaults(self, subscription_id: str) -> list[Vault]: ...
+
+    def list_protected_items(self, vault: Vault) -> list[ProtectedItem]:
+        """Every Azure IaaS VM item of the vault (one paged list)."""
+        ...
+
+    def list_jobs(self, vault: Vault, since: datetime, until: datetime) -> list[BackupJob]:
+        """Backup jobs of the vault that started in [since, until] (one paged, filtered list)."""
+        ...
+
+    def list_recovery_points(self, item: ProtectedItem) -> list[RecoveryPoint]: ...
+
+    def get_backup_status(self, vm_id: str, location: str) -> BackupStatus:
+        """One POST per VM: use it only to confirm that a VM is unprotected."""
+        ...
+
+    def trigger_backup(self, item: ProtectedItem, keep_until: datetime) -> str | None:
+        """An on-demand backup (a POST, never retried); the job id when Azure names it."""
+        ...
+
+    def ensure_protection(self, vault: Vault, vm: Vm, policy_name: str) -> ProtectedItem | None:
+        """Enable protection of `vm` in `vault` with the named policy (needs VM write)."""
         ...

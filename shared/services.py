@@ -6,15 +6,18 @@ Triggers call `services()`. Tests and the local host replace parts through `over
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any
 
+from shared.adapters.backup import AzureBackup
 from shared.adapters.clock import SystemClock
 from shared.adapters.compute import AzureCompute
 from shared.adapters.log_reporter import JsonLinesReporter
+from shared.adapters.monitor import MonitorReporter, TeeReporter
 from shared.adapters.queues import StorageQueues
 from shared.policies import PolicySet, load_policies
-from shared.ports import Clock, Compute, Queues, Reporter, Runtime
+from shared.ports import Backup, Clock, Compute, Queues, Reporter, Runtime
 from shared.settings import Settings
 
 _lock = threading.Lock()
@@ -41,6 +44,7 @@ def override_services(
     queues: Queues | None = None,
     compute: Compute | None = None,
     policies: PolicySet | None = None,
+    backup: Backup | None = None,
 ) -> None:
     """Bind some ports to something else (the local host's clock, a test's fakes)."""
     global _runtime
@@ -52,6 +56,7 @@ def override_services(
             ("queues", queues),
             ("compute", compute),
             ("policies", policies),
+            ("backup", backup),
         ):
             if value is not None:
                 _overrides[name] = value
@@ -67,14 +72,20 @@ def reset_services() -> None:
 
 
 def _build() -> Runtime:
+    # Azure SDK loggers at WARNING: their per-request INFO lines would drown the one INFO line
+    # per invocation (App Insights samples traces; audit records go to the outcomes table).
+    for name in ("azure", "azure.core.pipeline.policies.http_logging_policy", "azure.identity"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     settings: Settings = _overrides.get("settings") or Settings.from_env()
+    queues = _overrides.get("queues") or _build_queues(settings)
     return Runtime(
         settings=settings,
         clock=_overrides.get("clock") or SystemClock(),
-        reporter=_overrides.get("reporter") or JsonLinesReporter(),
-        queues=_overrides.get("queues") or _build_queues(settings),
+        reporter=_build_reporter(settings, queues, _overrides.get("reporter")),
+        queues=queues,
         compute=_overrides.get("compute") or build_compute(settings),
         policies=_overrides.get("policies") or load_policies(settings.policies_path),
+        backup=_overrides.get("backup") or build_backup(settings),
     )
 
 
@@ -85,6 +96,25 @@ def build_compute(settings: Settings) -> Compute:
         arm_endpoint=settings.arm_endpoint,
         arm_audience=settings.arm_audience,
     )
+
+
+def _build_reporter(settings: Settings, queues: Queues, override: Reporter | None) -> Reporter:
+    """Azure Monitor when configured; an override (the local host's JSON lines, a test's memory)
+    is reported to as well, never instead. Without Monitor: the override, else JSON lines."""
+    if not settings.monitor_configured:
+        return override or JsonLinesReporter()
+    assert settings.monitor_ingestion_endpoint is not None
+    assert settings.monitor_dcr_immutable_id is not None
+    monitor = MonitorReporter.build(
+        _credential(settings),
+        endpoint=settings.monitor_ingestion_endpoint,
+        rule_id=settings.monitor_dcr_immutable_id,
+        stream=settings.monitor_stream,
+        audience=settings.monitor_audience,
+        queues=queues,
+        max_retry_seconds=settings.monitor_max_retry_seconds,
+    )
+    return TeeReporter(monitor, override) if override is not None else monitor
 
 
 def _build_queues(settings: Settings) -> Queues:
@@ -110,3 +140,18 @@ def _credential(settings: Settings, client_id: str | None = None) -> Any:
             else DefaultAzureCredential()
         )
     return _credentials[client_id]
+
+
+def build_backup(settings: Settings) -> Backup:
+    """Azure Backup; enabling protection uses its own identity (it needs VM write)."""
+    writer = (
+        _credential(settings, settings.backup_writer_client_id)
+        if settings.backup_writer_client_id
+        else None
+    )
+    return AzureBackup(
+        _credential(settings),
+        arm_endpoint=settings.arm_endpoint,
+        arm_audience=settings.arm_audience,
+        writer_credential=writer,
+    )

@@ -120,22 +120,57 @@ class Settings(BaseModel):
     stale_slot_hours: float = Field(default=20, gt=0, alias="STALE_SLOT_HOURS")
     min_write_headroom: int = Field(default=20, ge=0, alias="MIN_WRITE_HEADROOM")
     tag_default_policy: bool = Field(default=False, alias="TAG_DEFAULT_POLICY")
+    # Azure Backup verification (issue 6). Remediations are off unless set.
+    verification_schedule: Schedule = Field(alias="VERIFICATION_SCHEDULE")
+    verification_window_hours: float = Field(
+        default=48, gt=0, le=24 * 30, alias="VERIFICATION_WINDOW_HOURS"
+    )
+    on_demand_backup: bool = Field(default=False, alias="ON_DEMAND_BACKUP")
+    enable_backup_protection: bool = Field(default=False, alias="ENABLE_BACKUP_PROTECTION")
+    backup_protection_policy: str = Field(
+        default="DefaultPolicy", alias="BACKUP_PROTECTION_POLICY", min_length=1
+    )
+    backup_writer_client_id: str | None = Field(default=None, alias="BACKUP_WRITER_CLIENT_ID")
+    first_backup_check_hours: float = Field(
+        default=24, gt=0, le=24 * 6, alias="FIRST_BACKUP_CHECK_HOURS"
+    )
     policies_file: str = Field(default="policies.yaml", alias="POLICIES_FILE", min_length=1)
     max_dequeue_count: int = Field(
         default=5, ge=1, alias="AzureFunctionsJobHost__extensions__queues__maxDequeueCount"
     )
+    # Azure Monitor (Logs Ingestion): outcomes go there when the endpoint and DCR are set.
+    monitor_ingestion_endpoint: str | None = Field(default=None, alias="MONITOR_INGESTION_ENDPOINT")
+    monitor_dcr_immutable_id: str | None = Field(default=None, alias="MONITOR_DCR_IMMUTABLE_ID")
+    monitor_stream: str = Field(
+        default="Custom-LifeboatOutcomes_CL", alias="MONITOR_STREAM", min_length=1
+    )
+    monitor_audience: str = Field(
+        default="https://monitor.azure.com/.default", alias="MONITOR_AUDIENCE", min_length=1
+    )
+    monitor_max_retry_seconds: float = Field(
+        default=30.0, ge=0, le=300, alias="MONITOR_MAX_RETRY_SECONDS"
+    )
+    monitor_retry_delay_seconds: float = Field(
+        default=60.0, ge=0, le=3600, alias="MONITOR_RETRY_DELAY_SECONDS"
+    )
+    log_analytics_workspace_id: str | None = Field(default=None, alias="LOG_ANALYTICS_WORKSPACE_ID")
 
-    @field_validator("poison_schedule", "rotation_schedule")
+    @field_validator("poison_schedule", "rotation_schedule", "verification_schedule")
     @classmethod
     def _valid_schedule(cls, value: str) -> str:
         return _check_ncrontab(value)
 
-    @field_validator("arm_endpoint", "storage_queue_uri")
+    @field_validator("arm_endpoint", "storage_queue_uri", "monitor_ingestion_endpoint")
     @classmethod
     def _https_url(cls, value: str | None) -> str | None:
         if value is not None and not re.match(r"^https?://[^/\s]+", value):
             raise ValueError(f"must be an http(s) URL, got {value!r}")
         return value
+
+    @property
+    def monitor_configured(self) -> bool:
+        """Outcomes go to Azure Monitor only when both the endpoint and the DCR are set."""
+        return bool(self.monitor_ingestion_endpoint and self.monitor_dcr_immutable_id)
 
     def snapshot_group(self, subscription_id: str) -> str:
         return self.snapshot_resource_groups.get(

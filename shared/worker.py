@@ -10,6 +10,7 @@ because the host's own poison copy carries no reason.
 from __future__ import annotations
 
 import base64
+import contextlib
 import contextvars
 import json
 import logging
@@ -79,7 +80,8 @@ def process_queue_message(
 
     token = _delivery.set(dequeue_count)
     try:
-        handler(rt, envelope, payload)
+        with _batched(rt):
+            handler(rt, envelope, payload)
     except Exception as e:
         if dequeue_count >= rt.settings.max_dequeue_count:
             _report_last_failure(rt, queue, envelope, message_id, dequeue_count, job, e)
@@ -186,6 +188,12 @@ def _report_last_failure(
             },
         ),
     )
+
+
+def _batched(rt: Runtime) -> contextlib.AbstractContextManager[None]:
+    """One upload per invocation when the reporter batches (Azure Monitor); else as reported."""
+    batch = getattr(rt.reporter, "batch", None)
+    return batch() if callable(batch) else contextlib.nullcontext()
 
 
 def _report_safely(rt: Runtime, outcome: Outcome) -> None:

@@ -18,6 +18,7 @@ def base_settings(**extra: str) -> dict[str, str]:
         "TARGET_SUBSCRIPTIONS": SUBSCRIPTION,
         "POISON_SCHEDULE": "0 */15 * * * *",
         "ROTATION_SCHEDULE": "0 0 2 * * *",
+        "VERIFICATION_SCHEDULE": "0 0 6 * * *",
     }
     values.update(extra)
     return values

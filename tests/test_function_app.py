@@ -63,6 +63,33 @@ def test_functions_names_triggers_queues_and_schedules_are_pinned() -> None:
             ]
             for kind in ("plan", "vm", "prune")
         },
+        "outcomes_retry": [
+            {
+                "direction": "IN",
+                "type": "queueTrigger",
+                "name": "msg",
+                "queueName": "outcomes-retry",
+                "connection": "AzureWebJobsStorage",
+            }
+        ],
+        "verification_timer": [
+            {
+                "direction": "IN",
+                "type": "timerTrigger",
+                "name": "timer",
+                "schedule": "%VERIFICATION_SCHEDULE%",
+                "runOnStartup": False,
+            }
+        ],
+        "verification_vault": [
+            {
+                "direction": "IN",
+                "type": "queueTrigger",
+                "name": "msg",
+                "queueName": "verification-vault",
+                "connection": "AzureWebJobsStorage",
+            }
+        ],
     }
 
 
@@ -78,7 +105,7 @@ def test_app_indexes_in_an_empty_environment() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "7"
+    assert result.stdout.strip() == "10"
 
 
 def test_function_app_only_composes() -> None:

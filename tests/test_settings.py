@@ -15,12 +15,13 @@ def test_missing_settings_are_all_named_in_one_error() -> None:
     with pytest.raises(SettingsError) as caught:
         Settings.from_env({})
     message = str(caught.value)
-    assert "4 problem(s)" in message
+    assert "5 problem(s)" in message
     for key in (
         "AzureWebJobsStorage",
         "TARGET_SUBSCRIPTIONS",
         "POISON_SCHEDULE",
         "ROTATION_SCHEDULE",
+        "VERIFICATION_SCHEDULE",
     ):
         assert f"{key}: missing" in message
 

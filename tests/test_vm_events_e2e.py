@@ -78,6 +78,7 @@ def test_a_new_vm_is_onboarded_once_through_event_grid(
             "TARGET_SUBSCRIPTIONS": SUB,
             "POISON_SCHEDULE": "0 0 0 1 1 *",
             "ROTATION_SCHEDULE": "0 0 2 * * *",
+            "VERIFICATION_SCHEDULE": "0 0 6 * * *",
             "ARM_ENDPOINT": ep.arm,
             "ARM_AUDIENCE": ep.arm_audience + ".default",
             "AZURE_CLIENT_ID": ep.client_id,
@@ -145,7 +146,12 @@ def test_a_new_vm_is_onboarded_once_through_event_grid(
     creates = [o for o in reporter.outcomes if o.operation == "snapshot-create"]
     assert creates
     assert {o.job.value for o in creates} == {"onboarding"}
-    assert not [o for o in reporter.outcomes if o.status.value == "failed"]
+    # Backup verification: the new VM is in scope and no vault protects it (found in minutes).
+    findings = {o.finding for o in reporter.outcomes if o.operation == "verify-vm"}
+    assert findings == {"unprotected"}
+    assert not [
+        o for o in reporter.outcomes if o.status.value == "failed" and o.operation != "verify-vm"
+    ]
 
 
 def _settle(admin: httpx.Client, host: LocalHost, timeout: float = 60) -> None:

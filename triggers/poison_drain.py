@@ -6,8 +6,9 @@ import logging
 
 import azure.functions as func
 
-from shared.model import format_time
+from shared.model import Job, format_time
 from shared.poison import drain_poison_queues
+from shared.reporting import heartbeat
 from shared.services import services
 
 log = logging.getLogger(__name__)
@@ -20,5 +21,7 @@ bp = func.Blueprint()
 def poison_drain(timer: func.TimerRequest) -> None:
     rt = services()
     run_id = f"poison-{format_time(rt.clock.now())}"
-    drained = drain_poison_queues(rt, run_id=run_id)
+    with heartbeat(rt, Job.MAINTENANCE, run_id, {"function": "poison_drain"}) as totals:
+        drained = drain_poison_queues(rt, run_id=run_id)
+        totals.update(count=drained, drained=drained)
     log.info("poison drain %s: %d message(s) reported and deleted", run_id, drained)

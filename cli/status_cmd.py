@@ -1,0 +1,347 @@
+"""`lifeboat status`: the estate's recoverability evidence, read back from Azure Monitor.
+
+Per VM: the age of its last good snapshot, its last recovery point's age against its RPO target,
+its last drill's result and RTO; the snapshots and VMs under `lifeboat:hold` (read from ARM);
+and one posture for the estate. Outcomes are read with azure-monitor-query (`LogsQueryClient`)
+from `LifeboatOutcomes_CL`; ages are computed by the query service's clock (`now()`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+HOLD_TAG = "lifeboat:hold"
+SNAPSHOT_STALE_HOURS = 26.0
+LOG_ANALYTICS = "https://api.loganalytics.io"
+
+_VM_KEY = 'tolower(strcat(SubscriptionId, "/", ResourceGroup, "/", VmName))'
+QUERIES = {
+    "vms": f"""LifeboatOutcomes_CL
+| where DryRun == false and isnotempty(VmName)
+| where Operation in ("plan-vm", "snapshot-create", "verify-vm", "drill")
+| extend Vm = {_VM_KEY}
+| summarize arg_max(TimeGenerated, VmName, SubscriptionId, ResourceGroup, Policy) by Vm""",
+    # A set is complete when every disk of the VM's latest plan has a good snapshot in one slot.
+    "snapshots": f"""let plans = LifeboatOutcomes_CL
+    | where DryRun == false and Operation == "plan-vm" and Status == "planned"
+    | extend Vm = {_VM_KEY}
+    | summarize arg_max(TimeGenerated, Count) by Vm
+    | project Vm, Planned = Count;
+LifeboatOutcomes_CL
+| where DryRun == false and Operation == "snapshot-create" and Job in ("rotation", "onboarding")
+| extend Vm = {_VM_KEY}, Slot = tostring(Details.slot)
+| summarize Good = countif(Status == "succeeded"), Bad = countif(Status == "failed"),
+    At = max(iff(Status == "succeeded", TimeGenerated, datetime(null)))
+    by Vm, Slot, Disk = tolower(ResourceId)
+| summarize GoodDisks = countif(Good > 0 and Bad == 0), At = max(At) by Vm, Slot
+| where GoodDisks > 0
+| join kind=leftouter plans on Vm
+| extend Complete = GoodDisks >= coalesce(Planned, 0)
+| summarize LastGood = max(At), LastComplete = max(iff(Complete, At, datetime(null))) by Vm
+| extend AgeSeconds = tolong((now() - LastGood) / 1s),
+    CompleteAgeSeconds = tolong((now() - LastComplete) / 1s)""",
+    "verification": f"""LifeboatOutcomes_CL
+| where DryRun == false and Job == "verification" and Operation == "verify-vm"
+| extend Vm = {_VM_KEY}, RpoTargetSeconds = tolong(Details.rpoTargetSeconds)
+| summarize arg_max(TimeGenerated, Finding, Status, RpoSeconds, RpoTargetSeconds) by Vm
+| extend VerifiedAgeSeconds = tolong((now() - TimeGenerated) / 1s)""",
+    "drills": f"""LifeboatOutcomes_CL
+| where DryRun == false and Job == "drill" and Operation == "drill"
+| extend Vm = {_VM_KEY}, RtoTargetSeconds = tolong(Details.rtoTargetSeconds)
+| summarize arg_max(TimeGenerated, Status, RtoSeconds, RtoTargetSeconds, Reason) by Vm""",
+    "heartbeats": """LifeboatOutcomes_CL
+| where Operation in ("run-start", "run-end")
+| summarize LastHeartbeat = max(TimeGenerated) by Job
+| extend AgeSeconds = tolong((now() - LastHeartbeat) / 1s)""",
+}
+
+
+@dataclass(frozen=True)
+class Source:
+    workspace_id: str
+    endpoint: str
+    audience: str
+    arm_endpoint: str | None
+    arm_audience: str | None
+    subscriptions: tuple[str, ...]
+    client_id: str | None
+
+
+def status_command(
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON document")] = False,
+    workspace_id: Annotated[
+        str | None,
+        typer.Option(envvar="LOG_ANALYTICS_WORKSPACE_ID", help="Log Analytics workspace id"),
+    ] = None,
+    endpoint: Annotated[str, typer.Option(help="Log Analytics query endpoint")] = LOG_ANALYTICS,
+    days: Annotated[int, typer.Option(min=1, max=90, help="how far back to read outcomes")] = 30,
+    subscription: Annotated[
+        list[str] | None,
+        typer.Option(help="subscription to read holds from (default TARGET_SUBSCRIPTIONS)"),
+    ] = None,
+    no_holds: Annotated[bool, typer.Option(help="do not read lifeboat:hold tags from ARM")] = False,
+    emulator_endpoints: Annotated[
+        Path | None,
+        typer.Option(help="read from the Azure stand-in of this endpoints file instead of Azure"),
+    ] = None,
+) -> None:
+    """Show, per VM, the evidence that it can be recovered, and the estate's posture."""
+    try:
+        source = _source(workspace_id, endpoint, subscription, emulator_endpoints)
+        report = build_report(source, days=days, holds=not no_holds)
+    except (ValueError, OSError, KeyError) as e:
+        print(f"lifeboat status: {e}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    if as_json:
+        sys.stdout.write(json.dumps(report, indent=2, sort_keys=True, default=str) + "\n")
+    else:
+        show(Console(), report)
+    raise typer.Exit(0 if report["posture"] != "unknown" else 1)
+
+
+def _source(
+    workspace_id: str | None,
+    endpoint: str,
+    subscriptions: list[str] | None,
+    emulator_endpoints: Path | None,
+) -> Source:
+    subs = tuple(subscriptions or ())
+    if emulator_endpoints is not None:
+        doc = json.loads(emulator_endpoints.read_text(encoding="utf-8"))
+        os.environ["IDENTITY_ENDPOINT"] = doc["identityEndpoint"]
+        os.environ["IDENTITY_HEADER"] = doc["identityHeader"]
+        os.environ["REQUESTS_CA_BUNDLE"] = doc["caBundle"]
+        return Source(
+            workspace_id=workspace_id or doc["workspaceId"],
+            endpoint=doc["logAnalyticsEndpoint"],
+            audience=doc["logAnalyticsAudience"],
+            arm_endpoint=doc["arm"],
+            arm_audience=doc["armAudience"],
+            subscriptions=subs or tuple(doc.get("subscriptions") or ()),
+            client_id=doc.get("clientId"),
+        )
+    if not workspace_id:
+        raise ValueError("no workspace: pass --workspace-id or set LOG_ANALYTICS_WORKSPACE_ID")
+    if not subs:
+        subs = tuple(
+            s.strip() for s in os.environ.get("TARGET_SUBSCRIPTIONS", "").split(",") if s.strip()
+        )
+    return Source(
+        workspace_id=workspace_id,
+        endpoint=endpoint,
+        audience=endpoint if endpoint != LOG_ANALYTICS else LOG_ANALYTICS,
+        arm_endpoint=os.environ.get("ARM_ENDPOINT", "https://management.azure.com"),
+        arm_audience=os.environ.get("ARM_AUDIENCE", "https://management.azure.com/.default"),
+        subscriptions=subs,
+        client_id=os.environ.get("AZURE_CLIENT_ID") or None,
+    )
+
+
+def _credential(source: Source) -> Any:
+    from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+
+    if source.client_id and os.environ.get("IDENTITY_ENDPOINT"):
+        return ManagedIdentityCredential(client_id=source.client_id)
+    return DefaultAzureCredential()  # a person's laptop, never the tests
+
+
+def build_report(source: Source, *, days: int = 30, holds: bool = True) -> dict[str, Any]:
+    from azure.monitor.query import LogsQueryClient, LogsQueryStatus
+
+    credential = _credential(source)
+    client = LogsQueryClient(credential, endpoint=source.endpoint, audience=source.audience)
+    tables: dict[str, list[dict[str, Any]]] = {}
+    partial: list[str] = []
+    for name, query in QUERIES.items():
+        result = client.query_workspace(source.workspace_id, query, timespan=timedelta(days=days))
+        if result.status == LogsQueryStatus.SUCCESS:
+            table = result.tables[0]
+        else:
+            partial.append(f"{name}: {result.partial_error.message}")  # type: ignore[union-attr]
+            table = result.partial_data[0]
+        tables[name] = [dict(zip(table.columns, row, strict=True)) for row in table.rows]
+    held = _holds(source, credential) if holds else {"snapshots": [], "vms": []}
+    return assemble(tables, held, partial)
+
+
+def assemble(
+    tables: dict[str, list[dict[str, Any]]],
+    held: dict[str, list[dict[str, Any]]],
+    partial: Iterable[str] = (),
+) -> dict[str, Any]:
+    """The per-VM evidence and the estate's posture, from the query results."""
+    snapshots = {r["Vm"]: r for r in tables["snapshots"]}
+    verification = {r["Vm"]: r for r in tables["verification"]}
+    drills = {r["Vm"]: r for r in tables["drills"]}
+    held_vms = {str(v["id"]).lower() for v in held["vms"]}
+    vms = []
+    for row in sorted(tables["vms"], key=lambda r: r["Vm"]):
+        key = row["Vm"]
+        snap, ver, drill = snapshots.get(key), verification.get(key), drills.get(key)
+        snapshot_age = _hours(snap["AgeSeconds"]) if snap else None
+        complete_age = _hours(snap["CompleteAgeSeconds"]) if snap else None
+        vm_id = (
+            f"/subscriptions/{row['SubscriptionId']}/resourcegroups/{row['ResourceGroup']}"
+            f"/providers/microsoft.compute/virtualmachines/{row['VmName']}"
+        ).lower()
+        entry: dict[str, Any] = {
+            "vm": row["VmName"],
+            "subscriptionId": row["SubscriptionId"],
+            "resourceGroup": row["ResourceGroup"],
+            "policy": row.get("Policy"),
+            "held": vm_id in held_vms,
+            "lastGoodSnapshot": _iso(snap["LastGood"]) if snap else None,
+            "snapshotAgeHours": snapshot_age,
+            "completeSetAgeHours": complete_age,
+            "snapshot": "none" if snap is None
+            else "ok" if complete_age is not None and complete_age <= SNAPSHOT_STALE_HOURS
+            else "partial" if snapshot_age is not None and snapshot_age <= SNAPSHOT_STALE_HOURS
+            else "stale",
+            "recoveryPointAgeHours": _hours(ver["RpoSeconds"]) if ver else None,
+            "rpoTargetHours": _hours(ver["RpoTargetSeconds"]) if ver else None,
+            "finding": ver["Finding"] if ver else None,
+            "rpo": "unknown" if ver is None
+            else "breached" if ver["Finding"] == "rpo-breached"
+            else "ok" if ver["Status"] == "succeeded" else "failing",
+            "lastDrill": _iso(drill["TimeGenerated"]) if drill else None,
+            "drillStatus": drill["Status"] if drill else None,
+            "rtoSeconds": drill["RtoSeconds"] if drill else None,
+            "rtoTargetSeconds": drill["RtoTargetSeconds"] if drill else None,
+            "drill": "none" if drill is None else _drill_state(drill),
+        }  # fmt: skip
+        vms.append(entry)
+    heartbeats = {r["Job"]: {"last": _iso(r["LastHeartbeat"]), "ageHours": _hours(r["AgeSeconds"])}
+                  for r in tables["heartbeats"]}  # fmt: skip
+    return {
+        "posture": _posture(vms, heartbeats),
+        "vms": vms,
+        "heldSnapshots": held["snapshots"],
+        "heldVms": held["vms"],
+        "heartbeats": heartbeats,
+        "partialErrors": list(partial),
+    }
+
+
+def _drill_state(drill: dict[str, Any]) -> str:
+    target, rto = drill.get("RtoTargetSeconds"), drill.get("RtoSeconds")
+    if drill["Status"] != "succeeded":
+        return "failed"
+    if target is not None and rto is not None and rto > target:
+        return "over-rto"
+    return "ok"
+
+
+def _posture(vms: list[dict[str, Any]], heartbeats: dict[str, Any]) -> str:
+    if not vms and not heartbeats:
+        return "unknown"
+    rotation = heartbeats.get("rotation")
+    if rotation is None or (rotation["ageHours"] or 0) > SNAPSHOT_STALE_HOURS:
+        return "at-risk"
+    for vm in vms:
+        if vm["held"]:
+            continue
+        if vm["snapshot"] != "ok" or vm["rpo"] in ("breached", "failing"):
+            return "at-risk"
+        if vm["drill"] in ("failed", "over-rto"):
+            return "at-risk"
+    return "healthy"
+
+
+def _holds(source: Source, credential: Any) -> dict[str, list[dict[str, Any]]]:
+    """Snapshots and VMs tagged lifeboat:hold, read from ARM (the tags are the truth)."""
+    from azure.mgmt.compute import ComputeManagementClient
+
+    snapshots: list[dict[str, Any]] = []
+    vms: list[dict[str, Any]] = []
+    if not source.arm_endpoint:
+        return {"snapshots": snapshots, "vms": vms}
+    scopes = [source.arm_audience or "https://management.azure.com/.default"]
+    scopes = [s if s.endswith("/.default") else s.rstrip("/") + "/.default" for s in scopes]
+    for subscription in source.subscriptions:
+        compute = ComputeManagementClient(
+            credential, subscription, base_url=source.arm_endpoint, credential_scopes=scopes
+        )
+        for snapshot in compute.snapshots.list():
+            tags = {k.lower(): v for k, v in (snapshot.tags or {}).items()}
+            if HOLD_TAG in tags:
+                snapshots.append(
+                    {"id": snapshot.id, "name": snapshot.name, "hold": tags[HOLD_TAG],
+                     "timeCreated": _iso(snapshot.time_created)}
+                )  # fmt: skip
+        for vm in compute.virtual_machines.list_all():
+            tags = {k.lower(): v for k, v in (vm.tags or {}).items()}
+            if HOLD_TAG in tags:
+                vms.append({"id": vm.id, "name": vm.name, "hold": tags[HOLD_TAG]})
+    return {"snapshots": snapshots, "vms": vms}
+
+
+def _hours(seconds: Any) -> float | None:
+    return None if seconds is None else round(float(seconds) / 3600, 1)
+
+
+def _iso(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    return str(value)
+
+
+_STYLE = {"ok": "green", "healthy": "green", "stale": "red", "partial": "red", "none": "yellow",
+          "breached": "red", "failing": "red", "failed": "red", "over-rto": "red",
+          "unknown": "yellow", "at-risk": "red"}  # fmt: skip
+
+
+def _mark(state: str, text: str) -> str:
+    return f"[{_STYLE.get(state, 'white')}]{text}[/]"
+
+
+def show(console: Console, report: dict[str, Any]) -> None:
+    table = Table(title="Recoverability evidence per VM (from LifeboatOutcomes_CL)")
+    for column in ("VM", "group", "last good snapshot", "recovery point vs RPO", "last drill",
+                   "hold"):  # fmt: skip
+        table.add_column(column, overflow="fold")
+    for vm in report["vms"]:
+        age = vm["snapshotAgeHours"]
+        snap = f"{age} h ago" if age is not None else "none"
+        if vm["snapshot"] == "partial":
+            snap += " (set incomplete)"
+        rpo = (
+            f"{vm['recoveryPointAgeHours']} h / {vm['rpoTargetHours']} h"
+            if vm["recoveryPointAgeHours"] is not None else "not verified"
+        )  # fmt: skip
+        drill = (
+            f"{vm['drillStatus']}, RTO {vm['rtoSeconds']} s / {vm['rtoTargetSeconds']} s"
+            if vm["drillStatus"] else "no drill"
+        )  # fmt: skip
+        table.add_row(
+            vm["vm"], vm["resourceGroup"], _mark(vm["snapshot"], snap), _mark(vm["rpo"], rpo),
+            _mark(vm["drill"], drill), "held" if vm["held"] else "",
+        )  # fmt: skip
+    console.print(table)
+    if report["heldSnapshots"] or report["heldVms"]:
+        held = Table(title=f"Under {HOLD_TAG}")
+        held.add_column("kind")
+        held.add_column("name", overflow="fold")
+        held.add_column("hold")
+        for item in report["heldVms"]:
+            held.add_row("VM", item["name"], item["hold"])
+        for item in report["heldSnapshots"]:
+            held.add_row("snapshot", item["name"], item["hold"])
+        console.print(held)
+    beats = ", ".join(f"{job} {b['ageHours']} h ago" for job, b in report["heartbeats"].items())
+    console.print(f"Last runs: {beats or 'none'}")
+    for problem in report["partialErrors"]:
+        console.print(f"[yellow]partial result:[/] {problem}")
+    console.print(f"Posture: {_mark(report['posture'], report['posture'].upper())}")

@@ -1,0 +1,904 @@
+"""Recovery Services (Azure Backup) for the slice Lifeboat uses: the stand-in, part 2.
+
+Vaults, backup policies, protectable items, IaaS VM protected items (with Azure's quirks:
+`/Subscriptions/` ids, lower-case `;`-joined container and item names, the 2001-01-01
+`lastBackupTime` sentinel), backup status by region (POST), recovery points, backup jobs (list
+with the real `$filter` form, get), on-demand backup (202 + operation status -> job id) and
+configure protection (PUT 202). Scheduled backups run on the stand-in clock at each policy's
+time; every job ends as the estate scripts it per VM (complete, fail with a code, stay
+InProgress). Lists page every `pageSize` items with `$skipToken`; reads are throttled per
+subscription with 429 `ResourceRequestsThrottled`. The flow follows the azure-mgmt-
+recoveryservicesbackup 0.4.0 recording; bodies follow the REST-spec examples (tests/data).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+from emulator.arm import ArmRequest, Reply, Route
+from emulator.clock import Clock, parse_instant
+from emulator.config import Behaviour
+from emulator.errors import ArmError
+from emulator.model import Cloud, compute_id, key
+
+SENTINEL = "2001-01-01T00:00:00Z"
+MAX_ON_DEMAND_PER_DAY = 3
+MAX_ATTEMPTS_PER_DAY = 9
+DEFAULT_PAGE_SIZE = 50
+_AGE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+_AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_RS = r"/providers/microsoft\.recoveryservices"
+_SUB = r"^/subscriptions/([^/]+)"
+_VAULT = _SUB + r"/resourcegroups/([^/]+)" + _RS + r"/vaults/([^/]+)"
+_ITEM = _VAULT + r"/backupfabrics/azure/protectioncontainers/([^/]+)/protecteditems/([^/]+)"
+
+
+def azure_time(value: datetime) -> str:
+    """Recovery Services writes 7 fractional digits, as recorded."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f0Z")
+
+
+def _age(value: Any, now: datetime) -> datetime | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    match = _AGE.match(text)
+    if match:
+        return now - timedelta(seconds=float(match.group(1)) * _AGE_UNITS[match.group(2)])
+    return parse_instant(text)
+
+
+@dataclass
+class BackupPolicy:
+    name: str
+    hour: int = 2
+    minute: int = 30
+    retention_days: int = 30
+
+
+@dataclass
+class Job:
+    id: str
+    item: Item
+    operation: str  # Backup, ConfigureBackup
+    start: datetime
+    seconds: float
+    outcome: str  # complete, fail, inprogress
+    error_code: str | None = None
+    user_triggered: bool = False
+    finished: bool = False
+
+    def end(self) -> datetime | None:
+        if self.outcome == "inprogress":
+            return None
+        return self.start + timedelta(seconds=self.seconds)
+
+    def status(self, now: datetime) -> str:
+        end = self.end()
+        if end is None or now < end:
+            return "InProgress"
+        return "Failed" if self.outcome == "fail" else "Completed"
+
+
+@dataclass
+class Item:
+    vault: Vault
+    vm_id: str
+    group: str
+    vm: str
+    policy: str
+    state: str = "Protected"  # IRPending, Protected, ProtectionStopped
+    soft_deleted: bool = False
+    outcome: str = "complete"
+    error_code: str = "CloudDosAbsoluteLimitReached"
+    job_seconds: float = 600.0
+    consistency: str = "CrashConsistent"
+    points: list[tuple[datetime, str]] = field(default_factory=list)
+    last_backup: datetime | None = None
+    last_status: str = ""
+    scheduled_until: datetime | None = None
+
+    @property
+    def container(self) -> str:
+        return f"iaasvmcontainerv2;{self.group};{self.vm}".lower()
+
+    @property
+    def name(self) -> str:
+        return f"VM;{self.container}"
+
+    @property
+    def id(self) -> str:
+        return (
+            f"{self.vault.arm_id}/backupFabrics/Azure/protectionContainers/"
+            f"IaasVMContainer;{self.container}/protectedItems/{self.name}"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        latest = max((t for t, _ in self.points), default=None)
+        props: dict[str, Any] = {
+            "friendlyName": self.vm,
+            "virtualMachineId": self.vm_id,
+            "protectionStatus": "Healthy",
+            "protectionState": "ProtectionStopped" if self.soft_deleted else self.state,
+            "healthStatus": "Passed",
+            "lastBackupStatus": self.last_status,
+            "lastBackupTime": azure_time(self.last_backup) if self.last_backup else SENTINEL,
+            "protectedItemDataId": str(abs(hash(key(self.vm_id))) % 10**15),
+            "protectedItemType": "Microsoft.Compute/virtualMachines",
+            "backupManagementType": "AzureIaasVM",
+            "workloadType": "VM",
+            "containerName": self.container,
+            "sourceResourceId": self.vm_id,
+            "policyId": f"{self.vault.arm_id}/backupPolicies/{self.policy}",
+            "policyName": self.policy,
+            "policyType": "V1",
+        }
+        if latest is not None:
+            props["lastRecoveryPoint"] = azure_time(latest)
+        if self.soft_deleted:
+            props["isScheduledForDeferredDelete"] = True
+            props["deferredDeleteTimeInUTC"] = azure_time(
+                (self.last_backup or datetime(2026, 1, 1, tzinfo=UTC)) + timedelta(days=14)
+            )
+        return {
+            "id": self.id,
+            "name": self.name,
+            "type": "Microsoft.RecoveryServices/vaults/backupFabrics/protectionContainers/"
+            "protectedItems",
+            "properties": props,
+        }
+
+
+@dataclass
+class Operation:
+    id: str
+    job_id: str | None
+    start: datetime
+    polls: int = 0
+    body_item: Item | None = None
+
+
+@dataclass
+class Vault:
+    subscription: str
+    group: str
+    name: str
+    location: str
+    policies: dict[str, BackupPolicy] = field(default_factory=dict)
+    items: dict[str, Item] = field(default_factory=dict)  # key(vm id) -> item
+    jobs: list[Job] = field(default_factory=list)
+    operations: dict[str, Operation] = field(default_factory=dict)
+
+    @property
+    def arm_id(self) -> str:
+        """As Azure writes ids inside Recovery Services: capital `/Subscriptions/`."""
+        return (
+            f"/Subscriptions/{self.subscription}/resourceGroups/{self.group}/providers/"
+            f"Microsoft.RecoveryServices/vaults/{self.name}"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": f"/subscriptions/{self.subscription}/resourceGroups/{self.group}/providers/"
+            f"Microsoft.RecoveryServices/vaults/{self.name}",
+            "name": self.name,
+            "type": "Microsoft.RecoveryServices/vaults",
+            "location": self.location,
+            "tags": {},
+            "etag": f"W/\"datetime'{uuid.uuid5(uuid.NAMESPACE_URL, self.name)}'\"",
+            "sku": {"name": "RS0", "tier": "Standard"},
+            "properties": {
+                "provisioningState": "Succeeded",
+                "privateEndpointStateForBackup": "None",
+                "privateEndpointStateForSiteRecovery": "None",
+            },
+        }
+
+
+class ReadBucket:
+    """Recovery Services reads per subscription: a token bucket in real time."""
+
+    def __init__(self, capacity: float, per_second: float) -> None:
+        self.capacity = capacity
+        self.per_second = per_second
+        self.tokens: dict[str, float] = {}
+        self.stamp: dict[str, float] = {}
+
+    def take(self, subscription: str) -> float:
+        """0 when a token was taken, else the seconds until one is available."""
+        now = time.monotonic()
+        tokens = self.tokens.get(subscription, self.capacity)
+        tokens = min(
+            self.capacity, tokens + (now - self.stamp.get(subscription, now)) * self.per_second
+        )
+        self.stamp[subscription] = now
+        if tokens >= 1:
+            self.tokens[subscription] = tokens - 1
+            return 0.0
+        self.tokens[subscription] = tokens
+        return (1 - tokens) / self.per_second
+
+
+class RecoveryServices:
+    def __init__(self, cloud: Cloud, clock: Clock, behaviour: Behaviour) -> None:
+        self.cloud = cloud
+        self.clock = clock
+        self.behaviour = behaviour
+        self.lock = threading.RLock()
+        self.vaults: dict[str, Vault] = {}
+        config = cloud.extra.get("recoveryServices") or {}
+        self.page_size = int(config.get("pageSize", DEFAULT_PAGE_SIZE))
+        throttle = config.get("throttle")
+        self.bucket = (
+            ReadBucket(float(throttle["capacity"]), float(throttle["perSecond"]))
+            if throttle
+            else None
+        )
+        self.routes = self._routes()
+        load_vaults(self, cloud.extra.get("vaults") or [], clock.now())
+
+    # ---- routing ------------------------------------------------------------------------
+    def resolve(self, method: str, path: str) -> tuple[Route, tuple[str, ...]] | None:
+        for route in self.routes:
+            if route.method != method:
+                continue
+            match = route.pattern.match(path.rstrip("/"))
+            if match:
+                return route, match.groups()
+        return None
+
+    def _routes(self) -> list[Route]:
+        def route(method: str, pattern: str, operation: str, handler: Any) -> Route:
+            return Route(
+                method,
+                re.compile(pattern + "$", re.IGNORECASE),
+                operation,
+                lambda _arm, req, args: handler(req, args),
+            )
+
+        v = "Microsoft.RecoveryServices/vaults"
+        items = f"{v}/backupFabrics/protectionContainers/protectedItems"
+        return [
+            route("GET", _SUB + _RS + r"/vaults", f"{v}/read", self.list_vaults),
+            route(
+                "GET",
+                _SUB + r"/resourcegroups/([^/]+)" + _RS + r"/vaults",
+                f"{v}/read",
+                self.list_vaults,
+            ),
+            route("GET", _VAULT, f"{v}/read", self.get_vault),
+            route(
+                "GET", _VAULT + r"/backuppolicies", f"{v}/backupPolicies/read", self.list_policies
+            ),
+            route(
+                "GET",
+                _VAULT + r"/backuppolicies/([^/]+)",
+                f"{v}/backupPolicies/read",
+                self.get_policy,
+            ),
+            route(
+                "GET",
+                _VAULT + r"/backupprotectableitems",
+                f"{v}/backupProtectableItems/read",
+                self.list_protectable,
+            ),
+            route(
+                "GET",
+                _VAULT + r"/backupprotecteditems",
+                f"{v}/backupProtectedItems/read",
+                self.list_items,
+            ),
+            route("GET", _ITEM, f"{items}/read", self.get_item),
+            route("PUT", _ITEM, f"{items}/write", self.put_item),
+            route("POST", _ITEM + r"/backup", f"{items}/backup/action", self.trigger),
+            route(
+                "GET",
+                _ITEM + r"/operationresults/([^/]+)",
+                f"{items}/operationResults/read",
+                self.operation_result,
+            ),
+            route(
+                "GET",
+                _ITEM + r"/operationsstatus/([^/]+)",
+                f"{items}/operationsStatus/read",
+                self.operation_status,
+            ),
+            route(
+                "GET", _ITEM + r"/recoverypoints", f"{items}/recoveryPoints/read", self.list_points
+            ),
+            route("GET", _VAULT + r"/backupjobs", f"{v}/backupJobs/read", self.list_jobs),
+            route("GET", _VAULT + r"/backupjobs/([^/]+)", f"{v}/backupJobs/read", self.get_job),
+            route(
+                "POST",
+                _SUB + _RS + r"/locations/([^/]+)/backupstatus",
+                "Microsoft.RecoveryServices/locations/backupStatus/action",
+                self.backup_status,
+            ),
+        ]
+
+    # ---- shared -------------------------------------------------------------------------
+    def throttle(self, req: ArmRequest, subscription: str) -> None:
+        if self.bucket is None:
+            return
+        wait = self.bucket.take(subscription.lower())
+        if wait > 0:
+            raise ArmError(
+                429,
+                "ResourceRequestsThrottled",
+                "The request was throttled by Recovery Services. Please retry after some time.",
+                headers={"Retry-After": self.behaviour.scaled(max(1.0, wait))},
+            )
+
+    def vault(self, args: tuple[str, ...]) -> Vault:
+        found = self.vaults.get(f"{args[0]}/{args[1]}/{args[2]}".lower())
+        if found is None:
+            raise ArmError(
+                404,
+                "ResourceNotFound",
+                f"The Resource 'Microsoft.RecoveryServices/vaults/{args[2]}' under resource "
+                f"group '{args[1]}' was not found.",
+            )
+        return found
+
+    def item(self, args: tuple[str, ...]) -> tuple[Vault, Item]:
+        vault = self.vault(args)
+        container, name = args[3].lower(), args[4].lower()
+        for item in vault.items.values():
+            if f"iaasvmcontainer;{item.container}" == container and item.name.lower() == name:
+                return vault, item
+        raise ArmError(
+            404,
+            "BMSUserErrorDppObjectNotFound",  # as Azure Backup answers an unknown item
+            f"Item not found: {args[4]} in container {args[3]}.",
+        )
+
+    def page(self, req: ArmRequest, values: list[dict[str, Any]]) -> Reply:
+        try:
+            start = int(req.query.get("$skipToken", req.query.get("$skiptoken", "0")))
+        except ValueError:
+            raise ArmError(400, "InvalidSkipToken", "The skip token is invalid.") from None
+        body: dict[str, Any] = {"value": values[start : start + self.page_size]}
+        if start + self.page_size < len(values):
+            kept = {k: v for k, v in req.query.items() if k.lower() != "$skiptoken"}
+            kept["$skipToken"] = str(start + self.page_size)
+            query = "&".join(f"{k}={quote(v, safe='')}" for k, v in kept.items())
+            body["nextLink"] = f"{req.base_url}{req.path}?{query}"
+        return Reply(200, body)
+
+    def advance(self, now: datetime) -> None:
+        """Run scheduled backups up to `now` and finish jobs whose time has come."""
+        for vault in self.vaults.values():
+            for item in vault.items.values():
+                self._schedule(vault, item, now)
+            for job in vault.jobs:
+                end = job.end()
+                if job.finished or end is None or end > now:
+                    continue
+                job.finished = True
+                if job.operation != "Backup":
+                    continue
+                item = job.item
+                if job.outcome == "complete":
+                    item.points.append((end, item.consistency))
+                    item.last_backup = end
+                    item.last_status = "Completed"
+                    if item.state == "IRPending":
+                        item.state = "Protected"
+                else:
+                    item.last_status = "Failed"
+
+    def _schedule(self, vault: Vault, item: Item, now: datetime) -> None:
+        since = item.scheduled_until or now
+        item.scheduled_until = now
+        if item.soft_deleted or item.state == "ProtectionStopped" or item.outcome == "none":
+            return
+        policy = vault.policies.get(item.policy) or BackupPolicy(item.policy)
+        day = since.replace(hour=0, minute=0, second=0, microsecond=0)
+        while day <= now:
+            at = day.replace(hour=policy.hour, minute=policy.minute)
+            if since < at <= now:
+                self._new_job(vault, item, "Backup", at, user_triggered=False)
+            day += timedelta(days=1)
+
+    def _new_job(
+        self, vault: Vault, item: Item, operation: str, at: datetime, *, user_triggered: bool
+    ) -> Job:
+        job = Job(
+            id=str(uuid.uuid4()),
+            item=item,
+            operation=operation,
+            start=at,
+            seconds=item.job_seconds if operation == "Backup" else 30.0,
+            outcome=item.outcome if operation == "Backup" else "complete",
+            error_code=item.error_code if item.outcome == "fail" else None,
+            user_triggered=user_triggered,
+        )
+        vault.jobs.append(job)
+        return job
+
+    def job_json(self, vault: Vault, job: Job, now: datetime) -> dict[str, Any]:
+        status = job.status(now)
+        end = job.end()
+        finished = status != "InProgress" and end is not None
+        seconds = ((end if finished and end else now) - job.start).total_seconds()
+        props: dict[str, Any] = {
+            "jobType": "AzureIaaSVMJob",
+            "duration": f"PT{max(0.0, seconds):.7f}S",
+            "actionsInfo": [1] if status == "InProgress" else [],
+            "virtualMachineVersion": "Compute",
+            "entityFriendlyName": job.item.vm,
+            "backupManagementType": "AzureIaasVM",
+            "operation": job.operation,
+            "status": status,
+            "startTime": azure_time(job.start),
+            "activityId": str(uuid.uuid5(uuid.NAMESPACE_URL, job.id)),
+            "containerName": job.item.container,
+            "isUserTriggered": job.user_triggered,
+        }
+        if finished and end is not None:
+            props["endTime"] = azure_time(end)
+        if status == "Failed":
+            props["errorDetails"] = [
+                {
+                    "errorCode": 400018,
+                    "errorString": job.error_code or "BackupFailed",
+                    "errorTitle": "Backup failed",
+                    "recommendations": ["Retry the operation after some time."],
+                }
+            ]
+        return {
+            "id": f"{vault.arm_id}/backupJobs/{job.id}",
+            "name": job.id,
+            "type": "Microsoft.RecoveryServices/vaults/backupJobs",
+            "properties": props,
+        }
+
+    # ---- vaults and policies ------------------------------------------------------------
+    def list_vaults(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
+        sub = args[0].lower()
+        group = args[1].lower() if len(args) > 1 else None
+        self.throttle(req, sub)
+        with self.lock:
+            found = [
+                v.to_json()
+                for v in self.vaults.values()
+                if v.subscription == sub and (group is None or v.group.lower() == group)
+            ]
+        return self.page(req, found)
+
+    def get_vault(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
+        self.throttle(req, args[0])
+        return Reply(200, self.vault(args).to_json())
+
+    def policy_json(self, vault: Vault, policy: BackupPolicy) -> dict[str, Any]:
+        run = datetime(2026, 1, 1, policy.hour, policy.minute, tzinfo=UTC)
+        return {
+            "id": f"{vault.arm_id}/backupPolicies/{policy.name}",
+            "name": policy.name,
+            "type": "Microsoft.RecoveryServices/vaults/backupPolicies",
+            "properties": {
+                "backupManagementType": "AzureIaasVM",
+                "schedulePolicy": {
+                    "schedulePolicyType": "SimpleSchedulePolicy",
+                    "scheduleRunFrequency": "Daily",
+                    "scheduleRunTimes": [run.strftime("%Y-%m-%dT%H:%M:%SZ")],
+                    "scheduleWeeklyFrequency": 0,
+                },
+                "retentionPolicy": {
+                    "retentionPolicyType": "LongTermRetentionPolicy",
+                    "dailySchedule": {
+                        "retentionTimes": [run.strftime("%Y-%m-%dT%H:%M:%SZ")],
+                        "retentionDuration": {
+                            "count": policy.retention_days,
+                            "durationType": "Days",
+                        },
+                    },
+                },
+                "timeZone": "UTC",
+                "protectedItemsCount": sum(
+                    1 for i in vault.items.values() if i.policy == policy.name
+                ),
+            },
+        }
+
+    def list_policies(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
+        self.throttle(req, args[0])
+        vault = self.vault(args)
+        return self.page(req, [self.policy_json(vault, p) for p in vault.policies.values()])
+
+    def get_policy(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
+        self.throttle(req, args[0])
+        vault = self.vault(args)
+        policy = vault.policies.get(args[3]) or next(
+            (p for n, p in vault.policies.items() if n.lower() == args[3].lower()), None
+        )
+        if policy is None:
+            raise ArmError(404, "BMSUserErrorPolicyNotFound", f"Policy {args[3]} not found.")
+        return Reply(200, self.policy_json(vault, policy))
+
+    # ---- items --------------------------------------------------------------------------
+    def protected_anywhere(self, vm_id: str) -> tuple[Vault, Item] | None:
+        for vault in self.vaults.values():
+            item = vault.items.get(key(vm_id))
+            if item is not None and not item.soft_deleted:
+                return vault, item
+        return None
+
+    def list_protectable(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
+        self.throttle(req, args[0])
+        vault = self.vault(args)
+        values = []
+        with self.cloud.lock:
+            vms = [
+                vm
+                for vm in self.cloud.vms.values()
+                if vm.subscription == vault.subscription
+                and vm.location.lower() == vault.location.lower()
+            ]
+        with self.lock:
+            for vm in vms:
+                if self.protected_anywhere(vm.id) is not None:
+                    continue
+                name = f"iaasvmcontainerv2;{vm.group};{vm.name}".lower()
+                values.append(
+                    {
+                        "id": f"{vault.arm_id}/backupFabrics/Azure/protectionContainers/"
+                        f"IaasVMContainer;{name}/protectableItems/vm;{name}",
+                        "name": name,
+                        "type": "Microsoft.RecoveryServices/vaults/backupFabrics/"
+                        "protectionContainers/protectableItems",
+                        "properties": {
+                            "virtualMachineId": vm.id,
+                            "virtualMachineVersion": "Compute",
+                            "resourceGroup": vm.group,
+                            "backupManagementType": "AzureIaasVM",
+                            "workloadType": "VM",
+                            "protectableItemType": "Microsoft.Compute/virtualMachines",
+                            "friendlyName": vm.name,
+                            "protectionState": "NotProtected",
+                        },
+                    }
+                )
+        return self.page(req, values)
+
+    def list_items(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
+        self.throttle(req, args[0])
+        now = self.clock.now()
+        with self.lock:
+            self.advance(now)
+            vault = self.vault(args)
+            values = [i.to_json() for i in vault.items.values()]
+        return self.page(req, values)
+
+    def get_item(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
+        self.throttle(req, args[0])
+        with self.lock:
+            self.advance(self.clock.now())
+            _, item = self.item(args)
+            return Reply(200, item.to_json())
+
+    def put_item(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
+        """Configure protection: 202, then operationResults / operationsStatus as recorded."""
+        body = req.body if isinstance(req.body, dict) else {}
+        props = body.get("properties") or {}
+        source = str(props.get("sourceResourceId") or props.get("virtualMachineId") or "")
+        policy_id = str(props.get("policyId") or "")
+        now = self.clock.now()
+        with self.lock:
+            vault = self.vault(args)
+            with self.cloud.lock:
+                vm = self.cloud.vms.get(key(source))
+            if vm is None:
+                raise ArmError(400, "BMSUserErrorInvalidSourceResourceId",
+                               f"The virtual machine {source} was not found.")  # fmt: skip
+            expected = f"iaasvmcontainer;iaasvmcontainerv2;{vm.group};{vm.name}".lower()
+            if args[3].lower() != expected:
+                raise ArmError(400, "BMSUserErrorContainerObjectNotFound",
+                               f"Container {args[3]} does not hold {source}.")  # fmt: skip
+            if vm.location.lower() != vault.location.lower():
+                message = (
+                    f"The VM is in {vm.location}; vault {vault.name} is in {vault.location}. "
+                    "A vault protects VMs of its region."
+                )
+                raise ArmError(400, "BMSUserErrorInvalidInput", message)
+            req.actions.append("Microsoft.Compute/virtualMachines/write")  # linked check
+            policy = policy_id.rstrip("/").rsplit("/", 1)[-1] or "DefaultPolicy"
+            if policy.lower() not in {p.lower() for p in vault.policies}:
+                raise ArmError(400, "BMSUserErrorPolicyNotFound", f"Policy {policy} not found.")
+            elsewhere = self.protected_anywhere(vm.id)
+            if elsewhere is not None and elsewhere[0] is not vault:
+                raise ArmError(400, "BMSUserErrorAlreadyProtected",
+                               f"{vm.name} is already protected by vault "
+                               f"{elsewhere[0].name}.")  # fmt: skip
+            item = vault.items.get(key(vm.id))
+            if item is None:
+                item = Item(vault=vault, vm_id=vm.id, group=vm.group, vm=vm.name, policy=policy,
+                            state="IRPending", scheduled_until=now)  # fmt: skip
+                item.outcome = vault_defaults(self.cloud).get("outcome", "complete")
+                vault.items[key(vm.id)] = item
+            else:
+                item.policy = policy
+                if item.state == "ProtectionStopped" and not item.soft_deleted:
+                    item.state = "Protected"
+            job = self._new_job(vault, item, "ConfigureBackup", now, user_triggered=True)
+            op = Operation(id=str(uuid.uuid4()), job_id=job.id, start=now, body_item=item)
+            vault.operations[op.id] = op
+            return Reply(202, None, self.operation_headers(req, args, op, retry_after="60"))
+
+    def operation_headers(
+        self, req: ArmRequest, args: tuple[str, ...], op: Operation, *, retry_after: str
+    ) -> dict[str, str]:
+        base = (
+            f"{req.base_url}{self.vault(args).arm_id}/backupFabrics/Azure/protectionContainers/"
+            f"{args[3]}/protectedItems/{args[4]}"
+        )
+        api = req.query.get("api-version", "")
+        return {
+            "Azure-AsyncOperation": f"{base}/operationsStatus/{op.id}?api-version={api}",
+            "Location": f"{base}/operationResults/{op.id}?api-version={api}",
+            "Retry-After": self.behaviour.scaled(float(retry_after)),
+        }
+
+    def trigger(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
+        """On-demand backup: 202 with an empty body; the operation's status names the job."""
+        now = self.clock.now()
+        with self.lock:
+            self.advance(now)
+            vault, item = self.item(args)
+            if item.soft_deleted or item.state == "ProtectionStopped":
+                raise ArmError(400, "UserErrorBackupNotAllowedForStoppedItem",
+                               "Backup is not allowed while protection is stopped.")  # fmt: skip
+            today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+            todays = [j for j in vault.jobs if j.item is item and j.operation == "Backup"
+                      and j.start >= today]  # fmt: skip
+            on_demand = [j for j in todays if j.user_triggered]
+            if len(on_demand) >= MAX_ON_DEMAND_PER_DAY or len(todays) >= MAX_ATTEMPTS_PER_DAY:
+                raise ArmError(
+                    400,
+                    "CloudDosAbsoluteLimitReached",
+                    "Operation has reached the maximum number of backup attempts allowed for "
+                    "this item today. Retry after 24 hours.",
+                )
+            job = self._new_job(vault, item, "Backup", now, user_triggered=True)
+            op = Operation(id=str(uuid.uuid4()), job_id=job.id, start=now)
+            vault.operations[op.id] = op
+            return Reply(202, None, self.operation_headers(req, args, op, retry_after="0"))
+
+    def _operation(self, args: tuple[str, ...]) -> tuple[Vault, Operation]:
+        vault = self.vault(args)
+        op = vault.operations.get(args[5])
+        if op is None:
+            raise ArmError(404, "BMSUserErrorOperationNotFound", f"Operation {args[5]} not found.")
+        return vault, op
+
+    def operation_result(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
+        """As recorded: 202 with the same headers on the first poll, then 200 (PUT) or 204."""
+        with self.lock:
+            _vault, op = self._operation(args)
+            op.polls += 1
+            if op.polls == 1:
+                return Reply(202, {}, self.operation_headers(req, args, op, retry_after="0"))
+            if op.body_item is not None:
+                return Reply(200, op.body_item.to_json())
+            return Reply(204, None)
+
+    def operation_status(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
+        with self.lock:
+            _, op = self._operation(args)
+            op.polls += 1
+            body: dict[str, Any] = {
+                "id": op.id,
+                "name": op.id,
+                "status": "InProgress" if op.polls == 1 else "Succeeded",
+                "startTime": azure_time(op.start),
+            }
+            if op.polls > 1:
+                body["endTime"] = azure_time(op.start)
+                body["properties"] = {
+                    "objectType": "OperationStatusJobExtendedInfo",
+                    "jobId": op.job_id,
+                }
+            return Reply(200, body)
+
+    def list_points(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
+        self.throttle(req, args[0])
+        with self.lock:
+            self.advance(self.clock.now())
+            _, item = self.item(args)
+            values = []
+            for moment, consistency in sorted(item.points, reverse=True):
+                name = str(int(moment.timestamp() * 1000) % 10**14)
+                values.append(
+                    {
+                        "id": f"{item.id}/recoveryPoints/{name}",
+                        "name": name,
+                        "type": "Microsoft.RecoveryServices/vaults/backupFabrics/"
+                        "protectionContainers/protectedItems/recoveryPoints",
+                        "properties": {
+                            "objectType": "IaasVMRecoveryPoint",
+                            "recoveryPointType": consistency,
+                            "recoveryPointTime": azure_time(moment),
+                            "recoveryPointAdditionalInfo": "",
+                            "sourceVMStorageType": "NormalStorage",
+                            "isSourceVMEncrypted": False,
+                            "isInstantIlrSessionActive": False,
+                            "recoveryPointTierDetails": [{"type": "InstantRP", "status": "Valid"}],
+                            "isManagedVirtualMachine": True,
+                            "virtualMachineSize": "Standard_D2s_v5",
+                            "originalStorageAccountOption": False,
+                        },
+                    }
+                )
+        return self.page(req, values)
+
+    # ---- jobs ---------------------------------------------------------------------------
+    def list_jobs(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
+        self.throttle(req, args[0])
+        clauses = parse_filter(req.query.get("$filter", ""))
+        since = until = None
+        if "starttime" in clauses:
+            since = parse_job_time(clauses["starttime"])
+        if "endtime" in clauses:
+            until = parse_job_time(clauses["endtime"])
+        now = self.clock.now()
+        with self.lock:
+            self.advance(now)
+            vault = self.vault(args)
+            chosen = []
+            for job in sorted(vault.jobs, key=lambda j: j.start, reverse=True):
+                if job.start > now:
+                    continue
+                if since is not None and job.start < since:
+                    continue
+                if until is not None and job.start > until:
+                    continue
+                if "operation" in clauses and job.operation.lower() != clauses["operation"].lower():
+                    continue
+                if "status" in clauses and job.status(now).lower() != clauses["status"].lower():
+                    continue
+                chosen.append(self.job_json(vault, job, now))
+        return self.page(req, chosen)
+
+    def get_job(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
+        self.throttle(req, args[0])
+        now = self.clock.now()
+        with self.lock:
+            self.advance(now)
+            vault = self.vault(args)
+            for job in vault.jobs:
+                if job.id.lower() == args[3].lower():
+                    return Reply(200, self.job_json(vault, job, now))
+        raise ArmError(404, "BMSUserErrorJobNotFound", f"Job {args[3]} not found.")
+
+    # ---- backup status ------------------------------------------------------------------
+    def backup_status(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
+        body = req.body if isinstance(req.body, dict) else {}
+        resource = str(body.get("resourceId") or "")
+        if str(body.get("resourceType", "")).lower() != "vm" or not resource:
+            raise ArmError(400, "BMSUserErrorInvalidInput",
+                           "resourceType must be VM and resourceId a VM id.")  # fmt: skip
+        with self.lock:
+            found = self.protected_anywhere(resource)
+        if found is None:
+            return Reply(200, {"protectionStatus": "NotProtected", "fabricName": "Azure",
+                               "errorCode": "Success", "errorMessage": ""})  # fmt: skip
+        vault, item = found
+        return Reply(
+            200,
+            {
+                "protectionStatus": "Protected",
+                "vaultId": vault.to_json()["id"],
+                "fabricName": "Azure",
+                "containerName": f"iaasvmcontainer;{item.container}",
+                "protectedItemName": item.name.lower(),
+                "policyName": item.policy,
+                "errorCode": "Success",
+                "errorMessage": "",
+            },
+        )
+
+
+# ------------------------------------------------------------------------------- parsing
+
+
+def parse_filter(text: str) -> dict[str, str]:
+    """`a eq 'x' and b eq 'y'` -> {a: x, b: y} (lower-case names); anything else is refused."""
+    if not text.strip():
+        return {}
+    clauses: dict[str, str] = {}
+    for part in re.split(r"\s+and\s+", text.strip(), flags=re.IGNORECASE):
+        match = re.fullmatch(r"(\w+)\s+eq\s+'([^']*)'", part.strip(), re.IGNORECASE)
+        if match is None:
+            raise ArmError(400, "BMSUserErrorInvalidFilter", f"Invalid filter clause: {part!r}.")
+        clauses[match.group(1).lower()] = match.group(2)
+    return clauses
+
+
+def parse_job_time(text: str) -> datetime:
+    """Job filters take `yyyy-MM-dd hh:mm:ss tt` (UTC). The REST-spec example writes midnight
+    `00:00:00 AM`, so hours 0-12 are accepted with AM/PM; ISO 8601 is refused."""
+    match = re.fullmatch(
+        r"(\d{4}-\d{2}-\d{2}) (\d{1,2}):(\d{2}):(\d{2}) ([AaPp][Mm])", text.strip()
+    )
+    if match is not None and int(match.group(2)) <= 12:
+        hour = int(match.group(2)) % 12 + (12 if match.group(5).upper() == "PM" else 0)
+        day = datetime.strptime(match.group(1), "%Y-%m-%d").replace(tzinfo=UTC)
+        return day.replace(hour=hour, minute=int(match.group(3)), second=int(match.group(4)))
+    raise ArmError(
+        400,
+        "BMSUserErrorInvalidFilter",
+        f"Time '{text}' in the filter is not in the format 'yyyy-MM-dd hh:mm:ss tt'.",
+    )
+
+
+def vault_defaults(cloud: Cloud) -> dict[str, Any]:
+    return dict((cloud.extra.get("recoveryServices") or {}).get("newItems") or {})
+
+
+def load_vaults(rs: RecoveryServices, raw_vaults: list[Any], now: datetime) -> None:
+    """Estate `vaults:` (README, Estate format): vaults, their policies and protected VMs."""
+    from emulator.estate import EstateError
+
+    problems: list[str] = []
+    subs = list(rs.cloud.subscriptions)
+    for i, raw in enumerate(raw_vaults):
+        where = f"vaults[{i}]"
+        if not isinstance(raw, dict) or not raw.get("name") or not raw.get("resourceGroup"):
+            problems.append(f"{where}: name and resourceGroup are required")
+            continue
+        sub = str(raw.get("subscription") or (subs[0] if subs else "")).lower()
+        group = rs.cloud.group(sub, str(raw["resourceGroup"]))
+        if group is None:
+            problems.append(f"{where}: resource group {raw['resourceGroup']!r} is not declared")
+            continue
+        vault = Vault(sub, group.name, str(raw["name"]), str(raw.get("location", group.location)))
+        for p in raw.get("policies") or [{"name": "DefaultPolicy"}]:
+            hour, _, minute = str(p.get("time", "02:30")).partition(":")
+            vault.policies[str(p["name"])] = BackupPolicy(
+                str(p["name"]), int(hour), int(minute or 0), int(p.get("retentionDays", 30))
+            )
+        for j, it in enumerate(raw.get("items") or []):
+            ref = str(it.get("vm", ""))
+            vm_id = ref
+            if not ref.startswith("/"):
+                group_name, _, vm_name = ref.partition("/")
+                vm_id = compute_id(sub, group_name, "virtualMachines", vm_name)
+            vm = rs.cloud.vms.get(key(vm_id))
+            if vm is None:
+                problems.append(f"{where}.items[{j}]: no VM {ref!r} in the estate")
+                continue
+            if vm.location.lower() != vault.location.lower():
+                problems.append(f"{where}.items[{j}]: {vm.name} is not in {vault.location}")
+                continue
+            outcome = str(it.get("outcome", "complete")).lower()
+            if outcome not in ("complete", "fail", "inprogress", "none"):
+                problems.append(f"{where}.items[{j}]: outcome must be complete, fail, "
+                                f"inprogress or none, got {outcome!r}")  # fmt: skip
+            item = Item(
+                vault=vault, vm_id=vm.id, group=vm.group, vm=vm.name,
+                policy=str(it.get("policy", next(iter(vault.policies)))),
+                state=str(it.get("state", "Protected")),
+                soft_deleted=bool(it.get("softDeleted", False)), outcome=outcome,
+                error_code=str(it.get("errorCode", "CloudDosAbsoluteLimitReached")),
+                job_seconds=float(it.get("jobSeconds", 600)),
+                consistency=str(it.get("consistency", "CrashConsistent")),
+                scheduled_until=now,
+            )  # fmt: skip
+            last = _age(it.get("lastBackup"), now)
+            if last is not None:
+                item.points = [(last - timedelta(days=d), item.consistency) for d in (2, 1, 0)]
+                item.last_backup = last
+                item.last_status = "Completed"
+            if outcome == "fail":
+                rs._new_job(vault, item, "Backup", now - timedelta(hours=2), user_triggered=False)
+            vault.items[key(vm.id)] = item
+        rs.vaults[f"{sub}/{group.name}/{vault.name}".lower()] = vault
+    if problems:
+        raise EstateError("invalid estate:\n  " + "\n  ".join(problems))
