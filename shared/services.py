@@ -1,5 +1,8 @@
 """The one composition root: settings, credential and clients, built once per worker process.
 
+The Azure SDK adapters are imported when first built, not when the app is indexed: the
+management SDKs are large, and a cold start should not pay for them before the first invocation.
+
 Triggers call `services()`. Tests and the local host replace parts through `override_services()`
 (this is the only seam); nothing else in product code knows whether it runs in Azure.
 """
@@ -10,12 +13,8 @@ import logging
 import threading
 from typing import Any
 
-from shared.adapters.backup import AzureBackup
 from shared.adapters.clock import SystemClock
-from shared.adapters.compute import AzureCompute
 from shared.adapters.log_reporter import JsonLinesReporter
-from shared.adapters.monitor import MonitorReporter, TeeReporter
-from shared.adapters.queues import StorageQueues
 from shared.policies import PolicySet, load_policies
 from shared.ports import Backup, Clock, Compute, Queues, Reporter, Runtime
 from shared.settings import Settings
@@ -91,6 +90,8 @@ def _build() -> Runtime:
 
 def build_compute(settings: Settings) -> Compute:
     """The Compute adapter for these settings (also used by `lifeboat plan`)."""
+    from shared.adapters.compute import AzureCompute
+
     return AzureCompute(
         _credential(settings),
         arm_endpoint=settings.arm_endpoint,
@@ -101,6 +102,8 @@ def build_compute(settings: Settings) -> Compute:
 def _build_reporter(settings: Settings, queues: Queues, override: Reporter | None) -> Reporter:
     """Azure Monitor when configured; an override (the local host's JSON lines, a test's memory)
     is reported to as well, never instead. Without Monitor: the override, else JSON lines."""
+    from shared.adapters.monitor import MonitorReporter, TeeReporter
+
     if not settings.monitor_configured:
         return override or JsonLinesReporter()
     assert settings.monitor_ingestion_endpoint is not None
@@ -118,6 +121,8 @@ def _build_reporter(settings: Settings, queues: Queues, override: Reporter | Non
 
 
 def _build_queues(settings: Settings) -> Queues:
+    from shared.adapters.queues import StorageQueues
+
     if settings.storage_queue_uri:
         credential = _credential(settings, settings.storage_client_id)
         return StorageQueues.from_identity(settings.storage_queue_uri, credential)
@@ -144,6 +149,8 @@ def _credential(settings: Settings, client_id: str | None = None) -> Any:
 
 def build_backup(settings: Settings) -> Backup:
     """Azure Backup; enabling protection uses its own identity (it needs VM write)."""
+    from shared.adapters.backup import AzureBackup
+
     writer = (
         _credential(settings, settings.backup_writer_client_id)
         if settings.backup_writer_client_id
