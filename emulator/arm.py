@@ -418,8 +418,8 @@ class Arm:
                 )
             family = [
                 s
-                for s in self.cloud.snapshots.values()
-                if s.incremental and key(s.source_id) == key(disk.id) and s.deleting_at is None
+                for s in self.cloud.snapshots_of(disk.id)
+                if s.incremental and s.deleting_at is None
             ]
             if incremental and len(family) >= self.behaviour.incremental_limit:
                 raise ArmError(
@@ -493,7 +493,7 @@ class Arm:
                 security_type=disk.security_type,
                 plan=disk.plan,
             )
-            self.cloud.snapshots[key(snap_id)] = snap
+            self.cloud.add_snapshot(key(snap_id), snap)
             self.creations.setdefault(key(disk.id), []).append(now)
             self.creations[key(disk.id)] = [
                 t for t in self.creations[key(disk.id)] if now - t < window

@@ -346,28 +346,31 @@ class _Builder:
         )
         snap_id = compute_id(sub.id, group.name, "snapshots", str(name))
         incremental = bool(raw.get("incremental", True))
-        cloud.snapshots[key(snap_id)] = Snapshot(
-            subscription=sub.id,
-            group=group.name,
-            name=str(name),
-            location=disk.location,
-            sku=str(raw.get("sku", "Standard_ZRS" if incremental else "Standard_LRS")),
-            size_gb=disk.size_gb,
-            incremental=incremental,
-            source_id=disk.id,
-            source_unique_id=disk.unique_id,
-            unique_id=stable_uuid(snap_id),
-            time_created=created,
-            ready_at=created,
-            family_id=stable_uuid("family", disk.id) if incremental else None,
-            os_type=disk.os_type,
-            hyper_v_generation=disk.hyper_v_generation,
-            encryption_type=disk.encryption_type,
-            network_access_policy=str(raw.get("networkAccessPolicy", "DenyAll")),
-            public_network_access=str(raw.get("publicNetworkAccess", "Disabled")),
-            tags={str(k): str(v) for k, v in (raw.get("tags") or {}).items()},
-            instant_access=disk.instant_access,
-            hydrated_at=created,
+        cloud.add_snapshot(
+            key(snap_id),
+            Snapshot(
+                subscription=sub.id,
+                group=group.name,
+                name=str(name),
+                location=disk.location,
+                sku=str(raw.get("sku", "Standard_ZRS" if incremental else "Standard_LRS")),
+                size_gb=disk.size_gb,
+                incremental=incremental,
+                source_id=disk.id,
+                source_unique_id=disk.unique_id,
+                unique_id=stable_uuid(snap_id),
+                time_created=created,
+                ready_at=created,
+                family_id=stable_uuid("family", disk.id) if incremental else None,
+                os_type=disk.os_type,
+                hyper_v_generation=disk.hyper_v_generation,
+                encryption_type=disk.encryption_type,
+                network_access_policy=str(raw.get("networkAccessPolicy", "DenyAll")),
+                public_network_access=str(raw.get("publicNetworkAccess", "Disabled")),
+                tags={str(k): str(v) for k, v in (raw.get("tags") or {}).items()},
+                instant_access=disk.instant_access,
+                hydrated_at=created,
+            ),
         )
 
 

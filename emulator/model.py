@@ -396,6 +396,8 @@ class Cloud:
     vms: dict[str, VirtualMachine] = field(default_factory=dict)
     disks: dict[str, Disk] = field(default_factory=dict)
     snapshots: dict[str, Snapshot] = field(default_factory=dict)
+    # source disk key -> keys of its snapshots, so per-disk rules do not scan every snapshot
+    snapshots_by_source: dict[str, set[str]] = field(default_factory=dict)
     operations: dict[str, Operation] = field(default_factory=dict)
     locks: list[Lock] = field(default_factory=list)
     policies: list[PolicyRule] = field(default_factory=list)
@@ -417,11 +419,20 @@ class Cloud:
         sub = self.subscriptions.get(subscription.lower())
         return sub.groups.get(name.lower()) if sub else None
 
+    def add_snapshot(self, snapshot_key: str, snapshot: Snapshot) -> None:
+        self.snapshots[snapshot_key] = snapshot
+        self.snapshots_by_source.setdefault(key(snapshot.source_id), set()).add(snapshot_key)
+
+    def snapshots_of(self, source_id: str) -> list[Snapshot]:
+        keys = self.snapshots_by_source.get(key(source_id), ())
+        return [self.snapshots[k] for k in keys if k in self.snapshots]
+
     def purge(self, now: datetime) -> None:
         """Drop snapshots whose delete has finished (deletes complete on the stand-in clock)."""
         gone = [k for k, s in self.snapshots.items() if s.deleting_at and now >= s.deleting_at]
         for k in gone:
-            del self.snapshots[k]
+            snapshot = self.snapshots.pop(k)
+            self.snapshots_by_source.get(key(snapshot.source_id), set()).discard(k)
 
     def live_snapshot(self, resource_key: str, now: datetime) -> Snapshot | None:
         snap = self.snapshots.get(resource_key)
