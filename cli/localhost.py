@@ -342,7 +342,11 @@ class LocalHost:
                 self._listeners.append(listener)
                 self._spawn(f"queue-{spec.name}", listener.run)
             elif spec.trigger_type == "timerTrigger" and self.run_timers:
-                self._spawn(f"timer-{spec.name}", functools.partial(self._timer_loop, spec))
+                # The first occurrence is fixed before start() returns, by the clock as it is
+                # now: a clock moved right after start() then fires it, as it would in Azure.
+                assert spec.schedule is not None
+                first = self._next_occurrence(spec.schedule, self._now_or_none())
+                self._spawn(f"timer-{spec.name}", functools.partial(self._timer_loop, spec, first))
 
     def stop(self) -> None:
         self._stop.set()
@@ -433,9 +437,8 @@ class LocalHost:
             )
             return self._invoke(spec, request)
 
-    def _timer_loop(self, spec: FunctionSpec) -> None:
+    def _timer_loop(self, spec: FunctionSpec, next_fire: datetime | None) -> None:
         assert spec.schedule is not None
-        next_fire = self._next_occurrence(spec.schedule, self._now_or_none())
         while not self._stop.is_set():
             now = self._now_or_none()
             if now is not None and next_fire is None:
