@@ -12,7 +12,6 @@ its per-disk costs are shown beside Lifeboat's.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import os
@@ -21,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -43,6 +41,7 @@ SNAPSHOT_GROUP = "rg-lifeboat-snapshots"
 def main() -> None:
     from cli.azurite import running_azurite
     from emulator.process import running_emulator
+    from tests.fakes import patched_environ
 
     work = Path(tempfile.mkdtemp(prefix="lifeboat-bench-"))
     estate, disks = _estate(work)
@@ -56,7 +55,7 @@ def main() -> None:
     with (
         running_azurite() as azurite,
         running_emulator(estate, *options, timeout=120) as ep,
-        _environ(ep.environment()),
+        patched_environ(ep.environment()),
     ):
         admin = httpx.Client(
             base_url=ep.admin, verify=ssl.create_default_context(cafile=ep.ca_bundle), timeout=60
@@ -116,20 +115,6 @@ def _estate(work: Path) -> tuple[Path, int]:
     path = work / "estate.json"
     path.write_text(json.dumps(data))
     return path, in_scope
-
-
-@contextlib.contextmanager
-def _environ(values: dict[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 # ---------------------------------------------------------------------------------- Lifeboat

@@ -8,10 +8,8 @@ outcomes-retry queue; the retry worker sends them later; nothing is lost.
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import json
-import os
 import ssl
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -31,31 +29,17 @@ from shared.ports import Runtime
 from shared.reporting import RETRY_QUEUE, heartbeat, resend_outcomes
 from shared.settings import Settings
 from tests.conftest import base_settings
-from tests.fakes import FixedClock, MemoryQueues, MemoryReporter
+from tests.fakes import FixedClock, MemoryQueues, MemoryReporter, patched_environ
 
 CLOCK_START = "2026-11-27T03:00:00Z"
 NOW = datetime(2026, 11, 27, 3, 0, tzinfo=UTC)
-
-
-@contextlib.contextmanager
-def _environ(values: dict[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 @pytest.fixture(scope="module")
 def stand_in() -> Iterator[Endpoints]:
     with (
         running_emulator(DEMO_ESTATE, "--clock-start", CLOCK_START, "--clock-rate", "0") as ep,
-        _environ(ep.environment()),
+        patched_environ(ep.environment()),
     ):
         yield ep
 

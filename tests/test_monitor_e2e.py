@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import ssl
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from cli.localhost import LocalHost
 from emulator.process import DEMO_ESTATE, Endpoints, running_emulator
 from shared.services import override_services, reset_services
 from shared.settings import Settings
-from tests.fakes import MemoryReporter
+from tests.fakes import MemoryReporter, patched_environ
 
 pytestmark = pytest.mark.e2e
 
@@ -45,20 +44,6 @@ FAST_HOST = {
         "queues": {"maxPollingInterval": "00:00:00.200", "visibilityTimeout": "00:00:00"}
     }
 }
-
-
-@contextlib.contextmanager
-def _environ(values: dict[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _empty_queues(azurite: Azurite) -> None:
@@ -141,7 +126,7 @@ def _night_host(
     azurite: Azurite, tmp_path: Path
 ) -> Iterator[tuple[Endpoints, LocalHost, MemoryReporter, httpx.Client]]:
     _empty_queues(azurite)
-    with running_emulator(DEMO_ESTATE, *STAND_IN) as ep, _environ(ep.environment()):
+    with running_emulator(DEMO_ESTATE, *STAND_IN) as ep, patched_environ(ep.environment()):
         environ = _environment(azurite, ep)
         overrides = tmp_path / "host.json"
         overrides.write_text(json.dumps(FAST_HOST))

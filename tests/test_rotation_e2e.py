@@ -7,9 +7,7 @@ twice, the snapshots left must be the same as in a clean run, nothing poisoned o
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import ssl
 import subprocess
 import sys
@@ -35,7 +33,7 @@ from shared.policies import load_policies
 from shared.retention import plan_retention
 from shared.services import override_services, reset_services
 from shared.settings import Settings
-from tests.fakes import MemoryReporter
+from tests.fakes import MemoryReporter, patched_environ
 
 pytestmark = pytest.mark.e2e
 
@@ -67,27 +65,13 @@ class Night:
     retried: int = 0
 
 
-@contextlib.contextmanager
-def _environ(values: dict[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def _owned_snapshots(compute: ComputeManagementClient) -> dict[str, dict[str, Any]]:
     return {s.name: s.as_dict() for s in compute.snapshots.list_by_resource_group(GROUP)}
 
 
 def run_nights(azurite: Azurite, tmp_path: Path, nights: int, *, faults: bool) -> Night:
     result = Night()
-    with running_emulator(DEMO_ESTATE, *STAND_IN) as ep, _environ(ep.environment()):
+    with running_emulator(DEMO_ESTATE, *STAND_IN) as ep, patched_environ(ep.environment()):
         environ = {
             "AzureWebJobsStorage": azurite.connection_string,
             "TARGET_SUBSCRIPTIONS": SUB,

@@ -7,12 +7,9 @@ API, whose own event is a tags write that changes nothing: no loop, nothing twic
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import ssl
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +25,7 @@ from cli.localhost import LocalHost
 from emulator.process import DEMO_ESTATE, running_emulator
 from shared.services import override_services, reset_services
 from shared.settings import Settings
-from tests.fakes import MemoryReporter
+from tests.fakes import MemoryReporter, patched_environ
 
 pytestmark = pytest.mark.e2e
 
@@ -38,20 +35,6 @@ FAST_HOST = {
         "queues": {"maxPollingInterval": "00:00:00.200", "visibilityTimeout": "00:00:00"}
     }
 }
-
-
-@contextlib.contextmanager
-def _environ(values: dict[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _new_vm(name: str) -> dict[str, Any]:
@@ -71,7 +54,7 @@ def test_a_new_vm_is_onboarded_once_through_event_grid(
     reporter = MemoryReporter()
     with (
         running_emulator(DEMO_ESTATE, "--operation-seconds", "0.1") as ep,
-        _environ(ep.environment()),
+        patched_environ(ep.environment()),
     ):
         environ = {
             "AzureWebJobsStorage": azurite.connection_string,
