@@ -136,6 +136,8 @@ def _lifeboat_night(azurite: Any, ep: Any, admin: httpx.Client, work: Path) -> d
         "POISON_SCHEDULE": "0 0 0 1 1 *",
         "ROTATION_SCHEDULE": "0 0 2 * * *",
         "VERIFICATION_SCHEDULE": "0 0 6 * * *",
+        "DRILL_SCHEDULE": "0 0 4 * * *",
+        "SWEEPER_SCHEDULE": "0 30 * * * *",
         "ARM_ENDPOINT": ep.arm,
         "ARM_AUDIENCE": ep.arm_audience + ".default",
         "AZURE_CLIENT_ID": ep.client_id,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -38,7 +38,7 @@ WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 @dataclass(frozen=True, slots=True)
 class RotationConfig:
     snapshot_group: str
-    drill_groups: frozenset[str] = frozenset()
+    drill_groups: Container[str] = frozenset()
     max_disk_delete_fraction: float = 0.5
     max_estate_delete_fraction: float = 0.5
     arm_writes_per_second: float = 5.0

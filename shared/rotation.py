@@ -71,7 +71,7 @@ def rotation_config(rt: Runtime, subscription_id: str) -> RotationConfig:
     s = rt.settings
     return RotationConfig(
         snapshot_group=s.snapshot_group(subscription_id),
-        drill_groups=frozenset(g.lower() for g in s.drill_resource_groups),
+        drill_groups=s.drill_groups,
         max_disk_delete_fraction=s.max_disk_delete_fraction,
         max_estate_delete_fraction=s.max_estate_delete_fraction,
         arm_writes_per_second=s.arm_writes_per_second,

