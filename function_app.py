@@ -3,6 +3,7 @@
 import azure.functions as func
 
 from triggers import (
+    drills,
     onboarding,
     outcomes_retry,
     poison_drain,
@@ -19,3 +20,4 @@ app.register_functions(poison_drain.bp)
 app.register_functions(rotation.bp)
 app.register_functions(outcomes_retry.bp)
 app.register_functions(verification.bp)
+app.register_functions(drills.bp)

@@ -13,7 +13,7 @@ import math
 import uuid
 from collections.abc import Collection
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -161,6 +161,80 @@ class FirstBackupCheckRequest(Payload):
     enabled_at: datetime = Field(alias="enabledAt")
 
 
+DrillStep = Literal[
+    "prepare",
+    "create-disks",
+    "create-vm",
+    "wait-ready",
+    "validate",
+    "measure",
+    "teardown",
+    "report",
+]
+
+
+class DrillPlanRequest(Payload):
+    """Start the drills due in one subscription (one message per subscription per slot)."""
+
+    subscription_id: str = Field(alias="subscriptionId")
+    slot: str = Field(pattern=r"^\d{12}$")
+
+
+class DrillSnapshot(Payload):
+    """One disk of the snapshot set a drill restores."""
+
+    disk_id: str = Field(alias="diskId", max_length=1024)
+    snapshot_id: str = Field(alias="snapshotId", max_length=1024)
+    lun: int | None = Field(default=None, ge=0, le=63)
+    time_created: datetime = Field(alias="timeCreated")
+    sku: str | None = None
+
+
+class DrillState(Payload):
+    """A drill in flight: every step's message carries all of it (functions are stateless)."""
+
+    drill_id: str = Field(alias="drillId", pattern=r"^lbd-[a-z2-7]{10}$")
+    step: DrillStep
+    started_at: datetime = Field(alias="startedAt")
+    expires_at: datetime = Field(alias="expiresAt")
+    drill_subscription: str = Field(alias="drillSubscription")
+    drill_group: str = Field(alias="drillGroup", min_length=1, max_length=90)
+    location: str = Field(min_length=1, max_length=64)
+    # The source VM and the plan; a drill the sweeper found has only what the tags said.
+    vm_id: str | None = Field(default=None, alias="vmId", max_length=1024)
+    vm_name: str | None = Field(default=None, alias="vmName")
+    subscription_id: str | None = Field(default=None, alias="subscriptionId")
+    plan: str | None = None
+    rto_target_seconds: int | None = Field(default=None, alias="rtoTargetSeconds", gt=0)
+    boot_timeout_seconds: int | None = Field(default=None, alias="bootTimeoutSeconds", gt=0)
+    vm_size: str | None = Field(default=None, alias="vmSize")
+    os_type: str | None = Field(default=None, alias="osType")
+    security_profile: dict[str, Any] | None = Field(default=None, alias="securityProfile")
+    hyper_v_generation: str | None = Field(default=None, alias="hyperVGeneration")
+    marketplace_plan: dict[str, str] | None = Field(default=None, alias="marketplacePlan")
+    # What the steps found and did.
+    slot: str | None = Field(default=None, pattern=r"^\d{12}$")
+    snapshots: list[DrillSnapshot] = Field(default_factory=list, max_length=64)
+    missing_disks: list[str] = Field(default_factory=list, alias="missingDisks", max_length=64)
+    subnet_id: str | None = Field(default=None, alias="subnetId", max_length=1024)
+    network_created: bool = Field(default=False, alias="networkCreated")
+    policy_assignments: list[str] = Field(
+        default_factory=list, alias="policyAssignments", max_length=200
+    )
+    timings: dict[str, list[datetime]] = Field(default_factory=dict, max_length=16)
+    ready_at: datetime | None = Field(default=None, alias="readyAt")
+    checks: dict[str, bool] = Field(default_factory=dict, max_length=32)
+    outcome: Literal["succeeded", "failed", "skipped"] | None = None
+    reason: str | None = Field(default=None, max_length=2000)
+    rto_seconds: int | None = Field(default=None, alias="rtoSeconds")
+    rpo_seconds: int | None = Field(default=None, alias="rpoSeconds")
+    spread_seconds: int | None = Field(default=None, alias="spreadSeconds")
+    deleted: list[str] = Field(default_factory=list, max_length=64)
+    polls: int = Field(default=0, ge=0)
+    manual: bool = False
+    swept: bool = False
+
+
 # (type, version) -> schema. The only way a message string selects code.
 PAYLOAD_SCHEMAS: dict[tuple[str, int], type[Payload]] = {
     ("onboarding", 1): OnboardingRequest,
@@ -172,6 +246,8 @@ PAYLOAD_SCHEMAS: dict[tuple[str, int], type[Payload]] = {
     ("verification-plan", 1): VerificationPlanRequest,
     ("verification-vault", 1): VerificationVaultRequest,
     ("verification-first-backup", 1): FirstBackupCheckRequest,
+    ("drill-plan", 1): DrillPlanRequest,
+    ("drill-step", 1): DrillState,
 }
 
 P = TypeVar("P", bound=Payload)

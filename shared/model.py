@@ -187,6 +187,9 @@ class Vm:
     plan: dict[str, str] | None = None
     power_state: str | None = None
     time_created: datetime | None = None
+    size: str | None = None
+    os_type: str | None = None  # Linux | Windows
+    security_profile: dict[str, Any] | None = None  # as the REST body has it (copied by drills)
 
     @property
     def attachments(self) -> tuple[DiskAttachment, ...]:
@@ -208,6 +211,8 @@ class Disk:
     size_gb: int | None = None
     max_shares: int | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    hyper_v_generation: str | None = None
+    os_type: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,3 +312,97 @@ class BackupStatus:
     vault_id: str | None = None
     policy_name: str | None = None
     error_code: str | None = None
+
+
+# ------------------------------------------------------------------------------ DR drills
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityRule:
+    """One NSG rule, custom or default, with its address and port lists flattened."""
+
+    name: str
+    priority: int
+    direction: str  # Inbound | Outbound
+    access: str  # Allow | Deny
+    protocol: str = "*"
+    sources: tuple[str, ...] = ("*",)
+    destinations: tuple[str, ...] = ("*",)
+    destination_ports: tuple[str, ...] = ("*",)
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkRoute:
+    name: str
+    address_prefix: str
+    next_hop_type: str  # VnetLocal, Internet, VirtualAppliance, VirtualNetworkGateway, None
+
+
+@dataclass(frozen=True, slots=True)
+class DrillNetwork:
+    """What the isolation pre-flight looks at: a subnet, its VNet, NSG and route table."""
+
+    vnet_id: str
+    subnet_id: str
+    location: str
+    peerings: tuple[str, ...] = ()  # remote VNet (or hub) ids
+    subnet_names: tuple[str, ...] = ()  # every subnet of the VNet
+    gateway_configurations: tuple[str, ...] = ()  # gateway ip configurations in the VNet
+    default_outbound_access: bool | None = None  # None: the platform default (on)
+    nat_gateway_id: str | None = None
+    route_table_id: str | None = None
+    routes: tuple[NetworkRoute, ...] = ()
+    private_endpoints: tuple[str, ...] = ()
+    nsg_id: str | None = None
+    security_rules: tuple[SecurityRule, ...] = ()  # custom and default
+    public_ips: tuple[str, ...] = ()  # public IPs on NICs in the subnet
+    provisioning_state: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class DrillResource:
+    """A resource in a drill resource group (VM, NIC, disk, VNet or NSG)."""
+
+    id: str
+    kind: str  # the ARM type's last segment: virtualMachines, networkInterfaces, disks...
+    name: str
+    tags: dict[str, str] = field(default_factory=dict)
+    provisioning_state: str | None = None
+    in_use_by: str | None = None  # a disk's managedBy, a NIC's virtualMachine
+    location: str = ""
+
+    @property
+    def succeeded(self) -> bool:
+        return (self.provisioning_state or "").lower() == "succeeded"
+
+    @property
+    def failed(self) -> bool:
+        return (self.provisioning_state or "").lower() in ("failed", "canceled")
+
+
+@dataclass(frozen=True, slots=True)
+class VmStatus:
+    """A VM's instance view, as far as a drill cares."""
+
+    provisioning_state: str | None
+    power_state: str | None  # starting, running, stopped, deallocated...
+    agent_status: str | None  # the VM agent's displayStatus: Ready, Not Ready
+    agent_message: str | None = None
+    data_disks: int = 0
+
+    @property
+    def ready(self) -> bool:
+        return self.power_state == "running" and (self.agent_status or "").lower() == "ready"
+
+    @property
+    def provisioning_failed(self) -> bool:
+        return (self.provisioning_state or "").lower() == "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyAssignment:
+    name: str
+    display_name: str | None
+    scope: str
+    enforcement_mode: str | None = None

@@ -8,7 +8,7 @@ policy and the field.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from shared.retention import UNLIMITED, Duration, RetentionPolicy, parse_duration
 
 POLICY_TAG = "lifeboat:policy"
+DRILL_TAG = "lifeboat:drill"
 OPT_OUT = "none"
 Night = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 NIGHTS: tuple[Night, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -114,12 +115,45 @@ class PolicySpec(_Strict):
     snapshot_on_create: bool = Field(default=False, alias="snapshotOnCreate")
     rpo_hours: Annotated[float, Field(gt=0)] = Field(default=26, alias="rpoHours")
     adopt_unowned: bool = Field(default=False, alias="adoptUnowned")
+    drill_plan: str | None = Field(default=None, alias="drillPlan")
+
+
+_SUBNET_ID = (
+    r"^/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[-\w.()]+/providers/"
+    r"Microsoft\.Network/virtualNetworks/[-\w.]+/subnets/[-\w.]+$"
+)
+
+
+class DrillNetworkSpec(_Strict):
+    """An operator-provided isolated subnet; without one, each drill gets a network of its own."""
+
+    subnet_id: str = Field(alias="subnetId", pattern=_SUBNET_ID)
+
+
+class DrillPlanSpec(_Strict):
+    description: str = ""
+    every_days: Annotated[int, Field(ge=1, le=366)] = Field(default=7, alias="everyDays")
+    rto_target_minutes: Annotated[float, Field(gt=0, le=7 * 24 * 60)] = Field(
+        default=60, alias="rtoTargetMinutes"
+    )
+    max_lifetime_hours: Annotated[float, Field(gt=0, le=72)] = Field(
+        default=4, alias="maxLifetimeHours"
+    )
+    boot_timeout_minutes: Annotated[float, Field(gt=0, le=24 * 60)] = Field(
+        default=20, alias="bootTimeoutMinutes"
+    )
+    network: DrillNetworkSpec | None = None
+    vm_size: str | None = Field(default=None, alias="vmSize", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+
+
+_NAME = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
 
 
 class PolicyFile(_Strict):
     version: int
     default_policy: str | None = Field(default=None, alias="defaultPolicy")
-    policies: dict[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")], PolicySpec]
+    policies: dict[_NAME, PolicySpec]
+    drill_plans: dict[_NAME, DrillPlanSpec] = Field(default_factory=dict, alias="drillPlans")
 
     @field_validator("version")
     @classmethod
@@ -142,12 +176,45 @@ class Policy:
     snapshot_on_create: bool
     rpo_hours: float
     adopt_unowned: bool
+    drill_plan: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DrillPlan:
+    """A validated drill plan: how often, how fast, how long drill resources may live, where."""
+
+    name: str
+    every_days: int
+    rto_target_seconds: int
+    max_lifetime_seconds: int
+    boot_timeout_seconds: int
+    subnet_id: str | None = None
+    vm_size: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class PolicySet:
     policies: Mapping[str, Policy]
     default: str | None
+    drill_plans: Mapping[str, DrillPlan] = field(default_factory=dict)
+
+    def drill_plan_for(self, tags: Mapping[str, str]) -> tuple[DrillPlan | None, str]:
+        """The drill plan a VM is in: its `lifeboat:drill` tag, else its policy's plan."""
+        chosen = _tag(tags, DRILL_TAG)
+        if chosen is not None:
+            name = chosen.strip().lower()
+            if name == OPT_OUT:
+                return None, "opted out of drills (lifeboat:drill=none)"
+            plan = self.drill_plans.get(name)
+            if plan is None:
+                return None, f"lifeboat:drill names unknown drill plan {chosen!r}"
+            return plan, f"tagged lifeboat:drill={name}"
+        policy, why = self.for_tags(tags)
+        if policy is None:
+            return None, why
+        if policy.drill_plan is None:
+            return None, f"policy {policy.name!r} has no drill plan"
+        return self.drill_plans[policy.drill_plan], f"policy {policy.name!r}"
 
     def for_tags(self, tags: Mapping[str, str]) -> tuple[Policy | None, str]:
         """The policy a VM's tags select, or None with the reason it has none."""
@@ -207,9 +274,25 @@ def parse_policies(document: Any, *, source: str = "policies") -> PolicySet:
             problems.append(str(e))
     if parsed.default_policy is not None and parsed.default_policy not in parsed.policies:
         problems.append(f"defaultPolicy: {parsed.default_policy!r} is not a defined policy")
+    for name, spec in parsed.policies.items():
+        if spec.drill_plan is not None and spec.drill_plan not in parsed.drill_plans:
+            problems.append(f"policy {name!r}: drillPlan {spec.drill_plan!r} is not a drill plan")
     if problems:
         raise PolicyError(f"{source}: " + "; ".join(problems))
-    return PolicySet(policies=policies, default=parsed.default_policy)
+    plans = {name: _build_plan(name, spec) for name, spec in parsed.drill_plans.items()}
+    return PolicySet(policies=policies, default=parsed.default_policy, drill_plans=plans)
+
+
+def _build_plan(name: str, spec: DrillPlanSpec) -> DrillPlan:
+    return DrillPlan(
+        name=name,
+        every_days=spec.every_days,
+        rto_target_seconds=round(spec.rto_target_minutes * 60),
+        max_lifetime_seconds=round(spec.max_lifetime_hours * 3600),
+        boot_timeout_seconds=round(spec.boot_timeout_minutes * 60),
+        subnet_id=spec.network.subnet_id if spec.network else None,
+        vm_size=spec.vm_size,
+    )
 
 
 def _build(name: str, spec: PolicySpec) -> Policy:
@@ -240,6 +323,7 @@ def _build(name: str, spec: PolicySpec) -> Policy:
         snapshot_on_create=spec.snapshot_on_create,
         rpo_hours=spec.rpo_hours,
         adopt_unowned=spec.adopt_unowned,
+        drill_plan=spec.drill_plan,
     )
 
 
@@ -249,6 +333,8 @@ def _describe(error: ValidationError) -> list[str]:
         loc = [str(p) for p in item["loc"]]
         if len(loc) >= 2 and loc[0] == "policies":
             where = f"policy {loc[1]!r}: " + (".".join(loc[2:]) or "(policy)")
+        elif len(loc) >= 2 and loc[0] == "drillPlans":
+            where = f"drill plan {loc[1]!r}: " + (".".join(loc[2:]) or "(plan)")
         else:
             where = ".".join(loc) or "(file)"
         problems.append(f"{where}: {str(item['msg']).removeprefix('Value error, ')}")

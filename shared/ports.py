@@ -5,18 +5,22 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from shared.model import (
     BackupJob,
     BackupStatus,
     Disk,
+    DrillNetwork,
+    DrillResource,
     Outcome,
+    PolicyAssignment,
     ProtectedItem,
     RecoveryPoint,
     Snapshot,
     Vault,
     Vm,
+    VmStatus,
 )
 from shared.policies import PolicySet
 from shared.settings import Settings
@@ -68,6 +72,12 @@ class Runtime:
     compute: Compute | None = None
     policies: PolicySet | None = None
     backup: Backup | None = None
+    drills: DrillCloud | None = None
+
+    def need_drills(self) -> DrillCloud:
+        if self.drills is None:
+            raise RuntimeError("this runtime has no drill (network and VM) adapter")
+        return self.drills
 
     def need_compute(self) -> Compute:
         if self.compute is None:
@@ -163,4 +173,83 @@ class Backup(Protocol):
 
     def ensure_protection(self, vault: Vault, vm: Vm, policy_name: str) -> ProtectedItem | None:
         """Enable protection of `vm` in `vault` with the named policy (needs VM write)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class DrillDiskRequest:
+    id: str
+    location: str
+    source_snapshot_id: str
+    sku: str | None
+    os_type: str | None
+    hyper_v_generation: str | None
+    security_type: str | None
+    tags: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class DrillVmRequest:
+    id: str
+    location: str
+    size: str
+    os_disk_id: str
+    os_type: str
+    data_disks: tuple[tuple[int, str], ...]  # (lun, disk id)
+    nic_id: str
+    security_profile: dict[str, Any] | None
+    plan: dict[str, str] | None
+    tags: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class DrillNetworkRequest:
+    """A network of the drill's own: an NSG that denies everything, a VNet with one subnet."""
+
+    vnet_id: str
+    nsg_id: str
+    location: str
+    address_prefix: str
+    subnet_name: str
+    tags: dict[str, str]
+
+
+class DrillCloud(Protocol):
+    """What a drill does in Azure: networks, disks from snapshots, VMs, and their teardown.
+
+    Writes never poll: they start Azure's work and return; the drill looks again later.
+    Ids passed in are full ARM ids; a missing resource reads as None.
+    """
+
+    def list_resource_groups(self, subscription_id: str) -> list[str]: ...
+
+    def get_network(self, subnet_id: str) -> DrillNetwork | None: ...
+
+    def list_policy_assignments(
+        self, subscription_id: str, resource_group: str
+    ) -> list[PolicyAssignment]: ...
+
+    def get_resource(self, resource_id: str) -> DrillResource | None: ...
+
+    def get_vm_status(self, vm_id: str) -> VmStatus | None: ...
+
+    def list_drill_resources(
+        self, subscription_id: str, resource_group: str
+    ) -> list[DrillResource]:
+        """The VMs, NICs, disks, VNets and NSGs of a drill group (tagged or not)."""
+        ...
+
+    def begin_create_network(self, request: DrillNetworkRequest) -> None:
+        """The NSG, then (once it exists) the VNet; call again until both exist."""
+        ...
+
+    def begin_create_disk(self, request: DrillDiskRequest) -> None: ...
+
+    def begin_create_nic(self, nic_id: str, location: str, subnet_id: str,
+                         tags: dict[str, str]) -> None: ...  # fmt: skip
+
+    def begin_create_vm(self, request: DrillVmRequest) -> None: ...
+
+    def begin_delete(self, resource_id: str) -> None:
+        """Start deleting; a resource already gone is not an error."""
         ...

@@ -16,7 +16,7 @@ from typing import Any
 from shared.adapters.clock import SystemClock
 from shared.adapters.log_reporter import JsonLinesReporter
 from shared.policies import PolicySet, load_policies
-from shared.ports import Backup, Clock, Compute, Queues, Reporter, Runtime
+from shared.ports import Backup, Clock, Compute, DrillCloud, Queues, Reporter, Runtime
 from shared.settings import Settings
 
 _lock = threading.Lock()
@@ -44,6 +44,7 @@ def override_services(
     compute: Compute | None = None,
     policies: PolicySet | None = None,
     backup: Backup | None = None,
+    drills: DrillCloud | None = None,
 ) -> None:
     """Bind some ports to something else (the local host's clock, a test's fakes)."""
     global _runtime
@@ -56,6 +57,7 @@ def override_services(
             ("compute", compute),
             ("policies", policies),
             ("backup", backup),
+            ("drills", drills),
         ):
             if value is not None:
                 _overrides[name] = value
@@ -77,14 +79,16 @@ def _build() -> Runtime:
         logging.getLogger(name).setLevel(logging.WARNING)
     settings: Settings = _overrides.get("settings") or Settings.from_env()
     queues = _overrides.get("queues") or _build_queues(settings)
+    compute = _overrides.get("compute") or build_compute(settings)
     return Runtime(
         settings=settings,
         clock=_overrides.get("clock") or SystemClock(),
         reporter=_build_reporter(settings, queues, _overrides.get("reporter")),
         queues=queues,
-        compute=_overrides.get("compute") or build_compute(settings),
+        compute=compute,
         policies=_overrides.get("policies") or load_policies(settings.policies_path),
         backup=_overrides.get("backup") or build_backup(settings),
+        drills=_overrides.get("drills") or build_drills(settings, compute),
     )
 
 
@@ -97,6 +101,17 @@ def build_compute(settings: Settings) -> Compute:
         arm_endpoint=settings.arm_endpoint,
         arm_audience=settings.arm_audience,
     )
+
+
+def build_drills(settings: Settings, compute: Compute | None = None) -> DrillCloud:
+    """Networks, disks and VMs for drills; shares the Compute adapter's clients when it can."""
+    from shared.adapters.compute import AzureCompute
+    from shared.adapters.drills import AzureDrills
+
+    if not isinstance(compute, AzureCompute):
+        compute = build_compute(settings)
+    assert isinstance(compute, AzureCompute)
+    return AzureDrills(compute)
 
 
 def _build_reporter(settings: Settings, queues: Queues, override: Reporter | None) -> Reporter:

@@ -90,6 +90,30 @@ def test_functions_names_triggers_queues_and_schedules_are_pinned() -> None:
                 "connection": "AzureWebJobsStorage",
             }
         ],
+        **{
+            name: [
+                {
+                    "direction": "IN",
+                    "type": "timerTrigger",
+                    "name": "timer",
+                    "schedule": f"%{setting}%",
+                    "runOnStartup": False,
+                }
+            ]
+            for name, setting in (
+                ("drill_timer", "DRILL_SCHEDULE"),
+                ("sweeper", "SWEEPER_SCHEDULE"),
+            )
+        },
+        "drill_step": [
+            {
+                "direction": "IN",
+                "type": "queueTrigger",
+                "name": "msg",
+                "queueName": "drill-step",
+                "connection": "AzureWebJobsStorage",
+            }
+        ],
     }
 
 
@@ -105,7 +129,7 @@ def test_app_indexes_in_an_empty_environment() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "10"
+    assert result.stdout.strip() == "13"
 
 
 def test_function_app_only_composes() -> None:

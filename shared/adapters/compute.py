@@ -314,7 +314,8 @@ def vm_from_rest(body: dict[str, Any]) -> Vm:
             vhd_uri=(disk.get("vhd") or {}).get("uri"),
         )
 
-    security = (props.get("securityProfile") or {}).get("securityType")
+    security_profile = props.get("securityProfile") or None
+    security = (security_profile or {}).get("securityType")
     statuses = ((props.get("instanceView") or {}).get("statuses")) or []
     power = next(
         (s.get("code", "").split("/", 1)[1] for s in statuses
@@ -337,6 +338,9 @@ def vm_from_rest(body: dict[str, Any]) -> Vm:
         plan=dict(body["plan"]) if body.get("plan") else None,
         power_state=power,
         time_created=_time(props.get("timeCreated")),
+        size=(props.get("hardwareProfile") or {}).get("vmSize"),
+        os_type=os_disk.get("osType"),
+        security_profile=dict(security_profile) if security_profile else None,
     )
 
 
@@ -361,6 +365,8 @@ def disk_from_rest(body: dict[str, Any]) -> Disk:
         size_gb=props.get("diskSizeGB"),
         max_shares=props.get("maxShares"),
         tags=dict(body.get("tags") or {}),
+        hyper_v_generation=props.get("hyperVGeneration"),
+        os_type=props.get("osType"),
     )
 
 
