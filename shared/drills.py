@@ -232,7 +232,7 @@ def sweep(rt: Runtime) -> int:
                     drillId=drill_id, step="teardown", startedAt=now, expiresAt=expires or now,
                     drillSubscription=subscription, drillGroup=group,
                     location=(resources[0].location or "unknown").lower(),
-                    swept=True, outcome="failed", reason=f"swept: {why}",
+                    swept=True, reason=f"swept: {why}",
                 )  # fmt: skip
                 _send(rt, state, delay=0, key=f"drill:{drill_id}:sweep:{slot_of(now)}")
                 planned = _sweep_outcome(
@@ -460,6 +460,8 @@ def _create_disks(rt: Runtime, state: DrillState, now: datetime) -> Next:
     for snapshot in state.snapshots:
         disk_id = _resource_id(state, "Microsoft.Compute/disks", _disk_suffix(snapshot.lun))
         found = cloud.get_resource(disk_id)
+        if _vanished(state, disk_id, found):
+            return _stop(state, disk_id)
         if found is None:
             cloud.begin_create_disk(
                 DrillDiskRequest(
@@ -472,10 +474,12 @@ def _create_disks(rt: Runtime, state: DrillState, now: datetime) -> Next:
                 )
             )  # fmt: skip
             pending = True
-        elif found.failed:
+            continue
+        state = _saw(state, disk_id)
+        if found.failed:
             return _abort(state, now, f"disk {found.name} from {snapshot.snapshot_id} failed "
                           f"to provision ({found.provisioning_state})")  # fmt: skip
-        elif not found.succeeded:
+        if not found.succeeded:
             pending = True
     return _again(rt, state) if pending else Next(_goto(state, "create-vm", now))
 
@@ -484,16 +488,22 @@ def _create_vm(rt: Runtime, state: DrillState, now: datetime) -> Next:
     cloud = rt.need_drills()
     nic_id = _resource_id(state, "Microsoft.Network/networkInterfaces", "nic")
     nic = cloud.get_resource(nic_id)
+    if _vanished(state, nic_id, nic):
+        return _stop(state, nic_id)
     if nic is None:
         assert state.subnet_id is not None
         cloud.begin_create_nic(nic_id, state.location, state.subnet_id, _tags(state))
         return _again(rt, state)
+    state = _saw(state, nic_id)
     if nic.failed:
         return _abort(state, now, f"NIC {nic.name} failed to provision")
     if not nic.succeeded:
         return _again(rt, state)
     vm_id = _resource_id(state, "Microsoft.Compute/virtualMachines", "vm")
-    if cloud.get_resource(vm_id) is None:
+    found = cloud.get_resource(vm_id)
+    if _vanished(state, vm_id, found):
+        return _stop(state, vm_id)
+    if found is None:
         if not state.vm_size:
             return _abort(state, now, "the source VM's size is unknown; set vmSize in the plan")
         data = tuple(
@@ -509,14 +519,14 @@ def _create_vm(rt: Runtime, state: DrillState, now: datetime) -> Next:
                 tags=_tags(state),
             )
         )  # fmt: skip
-    return Next(_goto(state, "wait-ready", now), _poll_delay(rt))
+    return Next(_goto(_saw(state, vm_id), "wait-ready", now), _poll_delay(rt))
 
 
 def _wait_ready(rt: Runtime, state: DrillState, now: datetime) -> Next:
     vm_id = _resource_id(state, "Microsoft.Compute/virtualMachines", "vm")
     status = rt.need_drills().get_vm_status(vm_id)
     if status is None:
-        return _abort(state, now, "the drill VM disappeared before it was ready")
+        return _stop(state, vm_id)
     if status.provisioning_failed:
         return _abort(state, now, "the drill VM failed to provision")
     if status.ready:
@@ -540,6 +550,8 @@ def _wait_ready(rt: Runtime, state: DrillState, now: datetime) -> Next:
 def _validate(rt: Runtime, state: DrillState, now: datetime) -> Next:
     vm_id = _resource_id(state, "Microsoft.Compute/virtualMachines", "vm")
     status = rt.need_drills().get_vm_status(vm_id)
+    if status is None:
+        return _stop(state, vm_id)
     expected = sum(1 for s in state.snapshots if s.lun is not None)
     checks = {
         "running": status is not None and status.power_state == "running",
@@ -609,7 +621,8 @@ def _report_step(rt: Runtime, state: DrillState, now: datetime) -> Next:
 
 
 def drill_outcome(state: DrillState, now: datetime) -> Outcome:
-    status = Status(state.outcome or "failed")
+    # A sweep succeeds when it removed everything; a drill without an outcome has failed.
+    status = Status(state.outcome or ("succeeded" if state.swept else "failed"))
     steps = {
         name: round((span[-1] - span[0]).total_seconds())
         for name, span in state.timings.items()
@@ -679,6 +692,32 @@ def _again(rt: Runtime, state: DrillState) -> Next:
 
 def _poll_delay(rt: Runtime) -> float:
     return rt.settings.drill_poll_seconds
+
+
+def _saw(state: DrillState, resource_id: str) -> DrillState:
+    name = resource_id.rsplit("/", 1)[1]
+    if name in state.seen:
+        return state
+    return state.model_copy(update={"seen": [*state.seen, name]})
+
+
+def _vanished(state: DrillState, resource_id: str, found: Any) -> bool:
+    """A resource this run saw exist is gone or going: another delivery is tearing it down."""
+    if resource_id.rsplit("/", 1)[1] not in state.seen:
+        return False
+    return found is None or (found.provisioning_state or "").lower() == "deleting"
+
+
+def _stop(state: DrillState, resource_id: str) -> Next:
+    """Stop this delivery without a report: the one tearing the drill down reports it.
+
+    Queues deliver at least once, so two deliveries of one drill can run side by side; the
+    first to tear down wins. Should a drill resource vanish for another reason, what is left
+    expires and the sweeper removes and reports it.
+    """
+    log.warning("drill %s: %s vanished during %s; another delivery is tearing the drill down",
+                state.drill_id, resource_id, state.step)  # fmt: skip
+    return Next(state, done=True)
 
 
 def _failed(state: DrillState, now: datetime, reason: str) -> DrillState:

@@ -230,6 +230,7 @@ class DrillState(Payload):
     rpo_seconds: int | None = Field(default=None, alias="rpoSeconds")
     spread_seconds: int | None = Field(default=None, alias="spreadSeconds")
     deleted: list[str] = Field(default_factory=list, max_length=64)
+    seen: list[str] = Field(default_factory=list, max_length=80)  # resources this run saw exist
     polls: int = Field(default=0, ge=0)
     manual: bool = False
     swept: bool = False

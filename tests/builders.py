@@ -47,6 +47,8 @@ def vm(
         os_disk=DiskAttachment(None, disk_id(os_disk) if os_disk else None, ephemeral=ephemeral),
         data_disks=tuple(DiskAttachment(lun, disk_id(d)) for lun, d in data),
         security_type=security_type,
+        size="Standard_D2s_v5",
+        os_type="Linux",
     )
 
 

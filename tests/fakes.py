@@ -44,6 +44,10 @@ class FixedClock:
         with self._lock:
             self.current += timedelta(**delta)
 
+    def set(self, instant: datetime) -> None:
+        with self._lock:
+            self.current = max(self.current, instant)
+
 
 class MemoryQueues:
     def __init__(self) -> None:

@@ -1,0 +1,397 @@
+"""DR drills with in-memory ports: steps, measurements, safety, and 50 drills under faults."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from shared import drills
+from shared.messages import DrillState, decode
+from shared.model import DrillNetwork, Outcome, SecurityRule
+from shared.policies import parse_policies
+from shared.ports import Runtime, ThrottledError
+from shared.settings import Settings
+from tests.builders import SUB, disk, night, snapshot_of, vm
+from tests.conftest import base_settings
+from tests.drill_fakes import DEFAULT_RULES, FakeDrillCloud, InjectedError, SimHost, SimQueues
+from tests.fakes import FakeCompute, FixedClock, MemoryReporter
+
+DRILL_GROUP = "rg-lifeboat-drill-westeurope"
+POLICIES = parse_policies(
+    {
+        "version": 1,
+        "policies": {"daily": {"retention": {"daily": 7}, "drillPlan": "nightly"}},
+        "drillPlans": {
+            "nightly": {"everyDays": 1, "rtoTargetMinutes": 30, "maxLifetimeHours": 4,
+                        "bootTimeoutMinutes": 10},
+            "slow": {"everyDays": 1, "rtoTargetMinutes": 1, "maxLifetimeHours": 4},
+        },
+    }
+)  # fmt: skip
+HANDLERS = {"drill-step": {"drill-plan": drills.plan_drills, "drill-step": drills.drill_step}}
+
+
+class World:
+    """VMs with a week of snapshots, a drill group, and a host on the fake clock."""
+
+    def __init__(self, vms: int = 3, **settings: str) -> None:
+        self.clock = FixedClock(night(27, 4))
+        self.queues = SimQueues(self.clock)
+        self.reporter = MemoryReporter()
+        self.compute = FakeCompute(self.clock)
+        self.cloud = FakeDrillCloud(self.clock)
+        self.cloud.groups[SUB] = ["rg-app", "rg-lifeboat-snapshots", DRILL_GROUP]
+        values = base_settings(DRILL_POLL_SECONDS="15", ARM_WRITES_PER_SECOND="4", **settings)
+        self.rt = Runtime(
+            Settings.from_env(values), self.clock, self.reporter, self.queues,
+            compute=self.compute, policies=POLICIES, drills=self.cloud,
+        )  # fmt: skip
+        for i in range(vms):
+            self.add_vm(f"vm{i:02d}", data=i % 2 == 0)
+        self.host = SimHost(self.rt, self.queues, HANDLERS)
+
+    def add_vm(self, name: str, *, data: bool = True, **extra: Any) -> None:
+        os_disk, data_disk = disk(f"{name}-os"), disk(f"{name}-data")
+        self.compute.disks[os_disk.id.lower()] = os_disk
+        self.compute.disks[data_disk.id.lower()] = data_disk
+        machine = vm(name, os_disk.name, *([(0, data_disk.name)] if data else []), **extra)
+        self.compute.vms.append(machine)
+        for day in range(20, 27):
+            for d in (os_disk, data_disk) if data else (os_disk,):
+                s = snapshot_of(d, night(day))
+                self.compute.snapshots[s.id.lower()] = s
+
+    def night(self) -> None:
+        drills.start_drills(self.rt, self.clock.now())
+        self.host.drain()
+
+    def outcomes(self, operation: str = "drill") -> list[Outcome]:
+        return [o for o in self.reporter.outcomes if o.operation == operation]
+
+
+def test_a_night_of_drills_restores_boots_measures_and_leaves_nothing() -> None:
+    world = World(vms=3)
+    world.night()
+    results = world.outcomes()
+    assert len(results) == 3
+    for outcome in results:
+        assert outcome.status == "succeeded", outcome.reason
+        assert outcome.rto_seconds is not None
+        assert 0 < outcome.rto_seconds <= 30 * 60
+        # the set restored is last night's (02:00:03), the drill started at 04:00 or later
+        assert outcome.rpo_seconds is not None
+        assert outcome.rpo_seconds >= 2 * 3600 - 3
+        details = outcome.details
+        assert details["rtoTargetSeconds"] == 1800
+        assert details["slot"] == "202611260200"
+        assert set(details["steps"]) >= {"prepare", "create-disks", "create-vm", "wait-ready"}
+        assert details["checks"] == {"running": True, "agentReady": True, "dataDisksAttached": True}
+        assert details["policyAssignments"] == [
+            f"Allowed locations [Default] at /subscriptions/{SUB}"
+        ]
+        assert len(details["deleted"]) >= 5  # VM, NIC, OS disk, VNet, NSG (+ data disk)
+    assert world.cloud.remaining() == []
+    planned = world.outcomes("plan-drill")
+    assert {o.vm_name for o in planned} == {"vm00", "vm01", "vm02"}
+
+
+def test_a_vm_that_never_boots_fails_with_its_rpo_and_is_torn_down() -> None:
+    world = World(vms=1)
+    os_disk = disk("vm00-os")
+    last = snapshot_of(os_disk, night(26))
+    world.cloud.boot_fails.add(last.id.lower())
+    world.night()
+    (outcome,) = world.outcomes()
+    assert outcome.status == "failed"
+    assert "did not become ready within 600 s" in (outcome.reason or "")
+    assert "Not Ready" in (outcome.reason or "")
+    assert outcome.rto_seconds is None
+    assert outcome.rpo_seconds is not None
+    assert outcome.details["checks"]["agentReady"] is False
+    assert world.cloud.remaining() == []
+
+
+def test_rto_over_target_fails_the_drill() -> None:
+    world = World(vms=1)
+    world.compute.vms[0] = vm("vm00", "vm00-os", (0, "vm00-data"), tags={"lifeboat:drill": "slow"})
+    world.night()
+    (outcome,) = world.outcomes()
+    assert outcome.status == "failed"
+    assert outcome.reason is not None
+    assert outcome.reason.endswith("is over the target 60 s")
+
+
+def test_confidential_and_ephemeral_vms_are_skipped_with_reasons_and_nothing_created() -> None:
+    world = World(vms=0)
+    world.add_vm("cvm", security_type="ConfidentialVM")
+    world.compute.vms.append(vm("eph", None, ephemeral=True))
+    world.night()
+    reasons = {o.vm_name: (o.status, o.reason) for o in world.outcomes()}
+    assert reasons["cvm"][0] == "skipped"
+    assert "Confidential" in (reasons["cvm"][1] or "")
+    assert reasons["eph"][0] == "skipped"
+    assert "ephemeral" in (reasons["eph"][1] or "")
+    assert not [c for c in world.cloud.calls if c[0].startswith("begin_create")]
+
+
+def _operator_network(**changes: Any) -> DrillNetwork:
+    base = DrillNetwork(
+        vnet_id=f"/subscriptions/{SUB}/resourceGroups/{DRILL_GROUP}/providers/"
+        "Microsoft.Network/virtualNetworks/vnet-drill",
+        subnet_id=f"/subscriptions/{SUB}/resourceGroups/{DRILL_GROUP}/providers/"
+        "Microsoft.Network/virtualNetworks/vnet-drill/subnets/snet",
+        location="westeurope",
+        subnet_names=("snet",),
+        default_outbound_access=False,
+        nsg_id="/subscriptions/x/resourceGroups/y/providers/Microsoft.Network/"
+        "networkSecurityGroups/nsg",
+        security_rules=(
+            SecurityRule("deny-in", 100, "Inbound", "Deny"),
+            SecurityRule("deny-out", 100, "Outbound", "Deny"),
+            *DEFAULT_RULES,
+        ),
+        provisioning_state="Succeeded",
+    )
+    return dataclasses.replace(base, **changes)
+
+
+def _world_with_network(network: DrillNetwork) -> World:
+    policies = parse_policies(
+        {
+            "version": 1,
+            "policies": {"daily": {"retention": {"daily": 7}, "drillPlan": "own-net"}},
+            "drillPlans": {"own-net": {"everyDays": 1, "network": {"subnetId": network.subnet_id}}},
+        }
+    )
+    world = World(vms=1)
+    world.rt = Runtime(
+        world.rt.settings, world.clock, world.reporter, world.queues,
+        compute=world.compute, policies=policies, drills=world.cloud,
+    )  # fmt: skip
+    world.host = SimHost(world.rt, world.queues, HANDLERS)
+    world.cloud.networks[network.subnet_id.lower()] = network
+    return world
+
+
+def test_an_isolated_operator_network_is_used_and_never_deleted() -> None:
+    world = _world_with_network(_operator_network())
+    world.night()
+    (outcome,) = world.outcomes()
+    assert outcome.status == "succeeded", outcome.reason
+    assert not [c for c in world.cloud.calls if c[0] == "begin_create_network"]
+    assert all("vnet-drill" not in d for d in world.cloud.deleted)
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"peerings": ("/subscriptions/p/resourceGroups/rg-app/providers/Microsoft.Network/"
+                       "virtualNetworks/vnet-prod",)}, "the VNet is peered"),
+        ({"security_rules": (SecurityRule("web-out", 200, "Outbound", "Allow", "Tcp", ("*",),
+                                          ("Internet",), ("443",)), *DEFAULT_RULES)},
+         "allows outbound Internet traffic (rule 'web-out'"),
+        ({"security_rules": DEFAULT_RULES}, "allows outbound Internet traffic"),
+        ({"default_outbound_access": None}, "default outbound access"),
+        ({"nat_gateway_id": "/subscriptions/x/natGateways/nat"}, "NAT gateway"),
+        ({"subnet_names": ("snet", "GatewaySubnet")}, "gateway"),
+        ({"public_ips": ("/subscriptions/x/publicIPAddresses/pip",)}, "public IP"),
+        ({"private_endpoints": ("/subscriptions/x/privateEndpoints/pe",)}, "private endpoint"),
+        ({"nsg_id": None}, "no network security group"),
+    ],
+)  # fmt: skip
+def test_the_pre_flight_blocks_a_network_that_is_not_isolated(
+    changes: dict[str, Any], expected: str
+) -> None:
+    world = _world_with_network(_operator_network(**changes))
+    world.night()
+    (outcome,) = world.outcomes()
+    assert outcome.status == "failed"
+    assert "isolation pre-flight failed" in (outcome.reason or "")
+    assert expected in (outcome.reason or "")
+    assert not [c for c in world.cloud.calls if c[0] == "begin_create_disk"]
+
+
+def test_a_route_leaving_the_vnet_fails_the_pre_flight_but_a_blackhole_does_not() -> None:
+    from shared.isolation import isolation_problems
+    from shared.model import NetworkRoute
+
+    table = "/subscriptions/x/routeTables/rt"
+    blackhole = _operator_network(
+        route_table_id=table, routes=(NetworkRoute("drop", "0.0.0.0/0", "None"),)
+    )
+    assert isolation_problems(blackhole) == []
+    leaving = _operator_network(
+        route_table_id=table, routes=(NetworkRoute("fw", "0.0.0.0/0", "VirtualAppliance"),)
+    )
+    (problem,) = isolation_problems(leaving)
+    assert "sends 0.0.0.0/0 to VirtualAppliance" in problem
+
+
+def test_drill_groups_are_never_planned_and_teardown_refuses_other_groups() -> None:
+    world = World(vms=0)
+    world.add_vm("restored", group=DRILL_GROUP)
+    world.night()
+    assert world.outcomes() == []
+    state = DrillState(
+        drillId="lbd-aaaaaaaaaa", step="teardown", startedAt=world.clock.now(),
+        expiresAt=world.clock.now(), drillSubscription=SUB, drillGroup="rg-app",
+        location="westeurope", swept=True,
+    )  # fmt: skip
+    world.cloud._add(  # a resource in a production group that carries the drill's tags
+        f"/subscriptions/{SUB}/resourceGroups/rg-app/providers/Microsoft.Compute/disks/x",
+        "disks", "westeurope", {"lifeboat:drill": "lbd-aaaaaaaaaa", "lifeboat:managed": "true"},
+    )  # fmt: skip
+    drills._send(world.rt, state, delay=0, key="test")
+    world.host.drain()
+    (outcome,) = world.outcomes("sweep")
+    assert outcome.status == "failed"
+    assert "is not a drill resource group" in (outcome.reason or "")
+    assert len(world.cloud.remaining()) == 1
+
+
+def test_throttling_re_enqueues_the_step_after_retry_after() -> None:
+    world = World(vms=1)
+    throttled = {"n": 0}
+
+    def fail(op: str) -> None:
+        if op == "begin_create_disk" and throttled["n"] < 2:
+            throttled["n"] += 1
+            raise ThrottledError(40)
+
+    world.cloud.fail = fail
+    world.night()
+    (outcome,) = world.outcomes()
+    assert outcome.status == "succeeded", outcome.reason
+    assert throttled["n"] == 2
+    assert world.host.failures == 0  # throttling is not a failure: the step waits its turn
+
+
+def test_the_sweeper_removes_what_a_poisoned_drill_left_behind() -> None:
+    world = World(vms=1)
+
+    def fail(op: str) -> None:
+        if op == "get_vm_status":
+            raise InjectedError("instance view unavailable")
+
+    world.cloud.fail = fail
+    world.night()
+    assert world.outcomes() == []
+    assert len(world.queues.poison["drill-step-poison"]) == 1
+    assert world.cloud.remaining()  # the drill's VM, NIC, disks and network are still there
+    world.cloud.fail = lambda _op: None
+    assert drills.sweep(world.rt) == 0  # nothing has expired yet
+    world.clock.advance(hours=4)
+    assert drills.sweep(world.rt) == 1
+    world.host.drain()
+    assert world.cloud.remaining() == []
+    swept = [o for o in world.outcomes("sweep") if o.status == "succeeded"]
+    assert len(swept) == 1
+    assert swept[0].reason is not None
+    assert swept[0].reason.startswith("swept: past its expiry")
+
+
+def test_a_duplicated_plan_message_starts_each_drill_once() -> None:
+    world = World(vms=2)
+    drills.start_drills(world.rt, world.clock.now())
+    drills.start_drills(world.rt, world.clock.now())
+    world.host.drain()
+    assert sorted(o.vm_name or "" for o in world.outcomes()) == ["vm00", "vm01"]
+    assert world.cloud.remaining() == []
+
+
+def test_fifty_drills_under_failures_crashes_and_poison_leave_nothing_and_all_report() -> None:
+    """Random step failures, crashes before and after a step hands on, poisoned messages."""
+    rng = random.Random(20261128)
+    world = World(vms=50)
+    world.host = SimHost(world.rt, world.queues, HANDLERS, rng=rng, lose_completion=0.05)
+    doomed = {f"vm{i:02d}" for i in (3, 17, 41)}  # their drills are poisoned at wait-ready
+
+    def fail(op: str) -> None:
+        roll = rng.random()
+        if roll < 0.08:
+            raise InjectedError(f"injected failure in {op}")
+        if roll < 0.10:
+            raise ThrottledError(rng.choice([1, 5, 20]))
+
+    def poisoned(op: str) -> None:
+        fail(op)
+        target = world.cloud.calls[-1][1]
+        if op == "get_vm_status" and any(
+            drills.drill_id_of(v.id, "202611270400") in target for v in world.compute.vms
+            if v.name in doomed
+        ):  # fmt: skip
+            raise InjectedError("this drill's wait-ready always fails")
+
+    world.cloud.fail = poisoned
+    world.queues.crash_before_send = lambda text: (
+        '"type":"drill-step"' in text and '"step":"prepare"' not in text and rng.random() < 0.05
+    )
+    world.night()
+
+    assert world.host.failures > 20  # the faults really happened
+    poisoned_ids = {
+        decode(json_text(t))[1].drill_id  # type: ignore[attr-defined]
+        for t in world.queues.poison.get("drill-step-poison", [])
+        if '"type":"drill-step"' in json_text(t)
+    }
+    assert len(poisoned_ids) >= 3
+
+    # Past every drill's lifetime the sweeper runs (hourly, say) until nothing is left.
+    world.cloud.fail = lambda _op: None
+    world.queues.crash_before_send = lambda _text: False
+    world.clock.advance(hours=5)
+    for _ in range(3):
+        drills.sweep(world.rt)
+        world.host.drain()
+        world.clock.advance(hours=1)
+    assert world.cloud.remaining() == []
+
+    expected = {drills.drill_id_of(v.id, "202611270400") for v in world.compute.vms}
+    reported = {
+        o.details["drillId"]
+        for o in world.reporter.outcomes
+        if o.operation in ("drill", "sweep") and o.status != "planned"
+    }
+    assert reported == expected
+    assert {o.vm_name for o in world.outcomes() if o.status == "succeeded"} >= {
+        f"vm{i:02d}" for i in range(50)
+    } - doomed - {v for v in _vm_names(poisoned_ids, world)}
+
+
+def json_text(text: str) -> str:
+    """Poison entries hold the original message text (SimQueues keeps it unwrapped)."""
+    import json
+
+    try:
+        wrapped = json.loads(text)
+    except ValueError:
+        return text
+    return wrapped["message"] if isinstance(wrapped, dict) and "message" in wrapped else text
+
+
+def _vm_names(drill_ids: set[str], world: World) -> set[str]:
+    return {
+        v.name for v in world.compute.vms if drills.drill_id_of(v.id, "202611270400") in drill_ids
+    }
+
+
+def test_messages_of_a_drill_fit_a_queue_message_with_many_disks() -> None:
+    world = World(vms=0)
+    data = [(lun, f"big-data-{lun}") for lun in range(32)]
+    for _, name in data:
+        d = disk(name)
+        world.compute.disks[d.id.lower()] = d
+        s = snapshot_of(d, night(26))
+        world.compute.snapshots[s.id.lower()] = s
+    world.add_vm("big", data=False)
+    world.compute.vms[-1] = vm("big", "big-os", *data)
+    world.night()
+    (outcome,) = world.outcomes()
+    assert outcome.status == "succeeded", outcome.reason
+    assert len(outcome.details["deleted"]) == 32 + 5
+    assert drills.WRITES_PER_DRILL > 0
+    assert world.clock.now() - night(27, 4) < timedelta(hours=1)
