@@ -1,4 +1,4 @@
-"""The `lifeboat` command: local host, stand-ins, previews and the demo. Never deployed."""
+"""The `lifeboat` command: local host, stand-ins, previews, drills and the demo. Never deployed."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 import typer
 
 from cli.demo import demo_command
+from cli.drill_cmd import drill_app
 from cli.emulator_cmd import emulator_command
 from cli.host_cmd import host_command
 from cli.plan_cmd import plan_command, run_command
@@ -30,6 +31,7 @@ app.command("plan")(plan_command)
 app.command("run")(run_command)
 app.command("status")(status_command)
 app.command("verify")(verify_command)
+app.add_typer(drill_app, name="drill")
 
 
 def _configure_logging(verbose: bool) -> None:

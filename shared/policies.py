@@ -277,6 +277,12 @@ def parse_policies(document: Any, *, source: str = "policies") -> PolicySet:
     for name, spec in parsed.policies.items():
         if spec.drill_plan is not None and spec.drill_plan not in parsed.drill_plans:
             problems.append(f"policy {name!r}: drillPlan {spec.drill_plan!r} is not a drill plan")
+    for name, plan in parsed.drill_plans.items():
+        if plan.boot_timeout_minutes * 60 >= plan.max_lifetime_hours * 3600:
+            problems.append(
+                f"drill plan {name!r}: bootTimeoutMinutes must be shorter than maxLifetimeHours "
+                "(teardown needs time before the resources expire)"
+            )
     if problems:
         raise PolicyError(f"{source}: " + "; ".join(problems))
     plans = {name: _build_plan(name, spec) for name, spec in parsed.drill_plans.items()}

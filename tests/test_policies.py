@@ -71,3 +71,54 @@ def test_untagged_vms_are_out_without_a_default() -> None:
     policy, why = parse_policies(document()).for_tags({"env": "prod"})
     assert policy is None
     assert why == "no lifeboat:policy tag and no default policy"
+
+
+def test_drill_plans_are_validated_with_the_plan_and_field_named() -> None:
+    document = {
+        "version": 1,
+        "policies": {"daily": {"retention": {"daily": 7}, "drillPlan": "monthly"}},
+        "drillPlans": {
+            "weekly": {"everyDays": 0, "network": {"subnetId": "not-a-subnet"}},
+            "quick": {"maxLifetimeHours": 0.25, "bootTimeoutMinutes": 30},
+        },
+    }
+    with pytest.raises(PolicyError) as caught:
+        parse_policies(document)
+    message = str(caught.value)
+    assert "drill plan 'weekly': everyDays" in message
+    assert "drill plan 'weekly': network.subnetId" in message
+    document["drillPlans"] = {"quick": {"maxLifetimeHours": 0.25, "bootTimeoutMinutes": 30}}
+    with pytest.raises(PolicyError) as caught:
+        parse_policies(document)
+    message = str(caught.value)
+    assert "policy 'daily': drillPlan 'monthly' is not a drill plan" in message
+    assert "drill plan 'quick': bootTimeoutMinutes must be shorter than maxLifetimeHours" in message
+
+
+def test_a_vm_is_in_a_drill_plan_by_tag_or_by_its_policy() -> None:
+    policies = parse_policies(
+        {
+            "version": 1,
+            "defaultPolicy": "daily",
+            "policies": {
+                "daily": {"retention": {"daily": 7}, "drillPlan": "weekly"},
+                "plain": {"retention": {"daily": 7}},
+            },
+            "drillPlans": {"weekly": {}, "nightly": {"everyDays": 1, "rtoTargetMinutes": 15}},
+        }
+    )
+    plan, why = policies.drill_plan_for({})
+    assert plan is not None
+    assert (plan.name, why) == ("weekly", "policy 'daily'")
+    plan, why = policies.drill_plan_for({"Lifeboat:Drill": "Nightly"})
+    assert plan is not None
+    assert (plan.name, plan.rto_target_seconds) == ("nightly", 900)
+    assert policies.drill_plan_for({"lifeboat:drill": "none"}) == (
+        None, "opted out of drills (lifeboat:drill=none)"
+    )  # fmt: skip
+    assert policies.drill_plan_for({"lifeboat:drill": "hourly"})[1] == (
+        "lifeboat:drill names unknown drill plan 'hourly'"
+    )
+    assert policies.drill_plan_for({"lifeboat:policy": "plain"}) == (
+        None, "policy 'plain' has no drill plan"
+    )  # fmt: skip

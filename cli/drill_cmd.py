@@ -1,0 +1,201 @@
+"""`lifeboat drill start` and `lifeboat drill status`.
+
+`start` puts one drill of one VM on the drill-step queue, now; the app (in Azure, or `lifeboat
+host` locally) runs it. `status` lists the drills whose resources exist right now, read from the
+drill resource groups by their `lifeboat:drill` tags, with the step each is at when its message
+can be peeked on the queue. Exit status: 0, 1 when the drill cannot start, 2 for bad settings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections import defaultdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cli.host_cmd import default_settings_file, endpoint_settings, load_local_settings
+
+drill_app = typer.Typer(
+    help="DR drills: start one now, or list the running ones.", no_args_is_help=True
+)
+
+SettingsOption = Annotated[Path | None, typer.Option(help="local.settings.json to read")]
+EmulatorOption = Annotated[
+    Path | None, typer.Option(help="use the Azure stand-in (its endpoints file)")
+]
+StorageOption = Annotated[
+    Path | None, typer.Option(help="use these Azurite queues (its endpoints file)")
+]
+
+
+def _runtime(settings: Path | None, emulator: Path | None, storage: Path | None) -> Any:
+    from shared.policies import load_policies
+    from shared.ports import Runtime
+    from shared.services import _build_queues, build_compute, build_drills
+    from shared.settings import Settings, SettingsError
+
+    try:
+        for name, value in load_local_settings(settings or default_settings_file()).items():
+            os.environ.setdefault(name, value)
+        os.environ.update(endpoint_settings(storage, emulator))
+        config = Settings.from_env()
+        policies = load_policies(config.policies_path)
+    except (SettingsError, ValueError, OSError) as e:
+        print(f"lifeboat drill: {e}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    clock: Any = _SystemClock()
+    if emulator is not None:
+        from cli.clock import RemoteClock
+
+        clock = RemoteClock(json.loads(emulator.read_text())["clock"],
+                            ca_bundle=os.environ.get("REQUESTS_CA_BUNDLE"))  # fmt: skip
+    compute = build_compute(config)
+    return Runtime(
+        config, clock, _Silent(), _build_queues(config), compute=compute, policies=policies,
+        drills=build_drills(config, compute),
+    )  # fmt: skip
+
+
+class _SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+class _Silent:
+    def report(self, outcomes: Any) -> None:
+        return None
+
+
+@drill_app.command("start")
+def start_command(
+    vm: Annotated[str, typer.Option("--vm", help="the VM's ARM id")],
+    plan: Annotated[
+        str | None, typer.Option(help="drill plan (default: the VM's tag or policy)")
+    ] = None,
+    settings: SettingsOption = None,
+    emulator_endpoints: EmulatorOption = None,
+    storage_endpoints: StorageOption = None,
+) -> None:
+    """Start a drill of one VM now (it runs wherever the app runs)."""
+    from shared.drills import start_drill_now
+
+    rt = _runtime(settings, emulator_endpoints, storage_endpoints)
+    try:
+        state = start_drill_now(rt, vm, plan)
+    except ValueError as e:
+        print(f"lifeboat drill start: {e}", file=sys.stderr)
+        raise typer.Exit(1) from None
+    print(
+        f"drill {state.drill_id} of {state.vm_name} queued: plan {state.plan}, in "
+        f"{state.drill_group} ({state.drill_subscription}), resources expire "
+        f"{state.expires_at.isoformat()}"
+    )
+
+
+@drill_app.command("status")
+def status_command(
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON document on stdout")] = False,
+    settings: SettingsOption = None,
+    emulator_endpoints: EmulatorOption = None,
+    storage_endpoints: StorageOption = None,
+) -> None:
+    """The drills whose resources exist now, by drill id, with their expiry and step."""
+    rt = _runtime(settings, emulator_endpoints, storage_endpoints)
+    drills = running_drills(rt)
+    steps = _peek_steps(rt)
+    for drill in drills:
+        drill.update(steps.get(drill["drillId"], {}))
+    if as_json:
+        sys.stdout.write(json.dumps({"drills": drills}, indent=2, sort_keys=True) + "\n")
+        return
+    console = Console()
+    if not drills:
+        console.print("no drill resources exist")
+        return
+    table = Table(title="Running drills (resources in the drill resource groups)")
+    for column in ("drill", "VM", "step", "group", "expires", "resources"):
+        table.add_column(column, overflow="fold")
+    for drill in drills:
+        expires = drill["expiresAt"] or "?"
+        if drill["expired"]:
+            expires += " (expired: the sweeper removes it)"
+        kinds = ", ".join(f"{len(v)} {k}" for k, v in sorted(drill["resources"].items()))
+        table.add_row(drill["drillId"], drill.get("vmName", ""), drill.get("step", ""),
+                      drill["resourceGroup"], expires, kinds)  # fmt: skip
+    console.print(table)
+
+
+def running_drills(rt: Any) -> list[dict[str, Any]]:
+    """Drill resources grouped by their `lifeboat:drill` tag, in every drill resource group."""
+    from shared.drills import EXPIRES_TAG
+    from shared.policies import DRILL_TAG, tag_value
+
+    cloud = rt.need_drills()
+    now = rt.clock.now()
+    subscriptions = set(rt.settings.subscriptions)
+    if rt.settings.drill_subscription is not None:
+        subscriptions.add(str(rt.settings.drill_subscription).lower())
+    found: list[dict[str, Any]] = []
+    for subscription in sorted(subscriptions):
+        for group in cloud.list_resource_groups(subscription):
+            if group not in rt.settings.drill_groups:
+                continue
+            by_drill: dict[str, dict[str, Any]] = {}
+            for resource in cloud.list_drill_resources(subscription, group):
+                drill_id = tag_value(resource.tags, DRILL_TAG)
+                if not drill_id:
+                    continue
+                entry = by_drill.setdefault(drill_id, {
+                    "drillId": drill_id, "subscription": subscription, "resourceGroup": group,
+                    "expiresAt": tag_value(resource.tags, EXPIRES_TAG),
+                    "resources": defaultdict(list),
+                })  # fmt: skip
+                entry["resources"][resource.kind].append(resource.name)
+            for entry in by_drill.values():
+                entry["resources"] = dict(entry["resources"])
+                entry["expired"] = _expired(entry["expiresAt"], now)
+                found.append(entry)
+    return sorted(found, key=lambda d: (d["subscription"], d["resourceGroup"], d["drillId"]))
+
+
+def _expired(value: str | None, now: datetime) -> bool:
+    try:
+        return datetime.fromisoformat((value or "").replace("Z", "+00:00")) <= now
+    except ValueError:
+        return True
+
+
+def _peek_steps(rt: Any) -> dict[str, dict[str, str]]:
+    """The step of each drill whose message is visible on the queue (a peek: nothing taken)."""
+    from azure.storage.queue import QueueClient, TextBase64DecodePolicy
+
+    from shared import messages
+    from shared.drills import DRILL_QUEUE
+    from shared.messages import DrillState
+
+    connection = rt.settings.storage_connection
+    if not connection:
+        return {}
+    client = QueueClient.from_connection_string(
+        connection, DRILL_QUEUE, message_decode_policy=TextBase64DecodePolicy()
+    )
+    steps: dict[str, dict[str, str]] = {}
+    try:
+        peeked = client.peek_messages(max_messages=32)
+    except Exception:  # no queue yet, or not reachable: status still lists the resources
+        return {}
+    for message in peeked:
+        try:
+            _, payload = messages.decode(str(message.content))
+        except messages.PoisonMessageError:
+            continue
+        if isinstance(payload, DrillState):
+            steps[payload.drill_id] = {"step": payload.step, "vmName": payload.vm_name or ""}
+    return steps
