@@ -155,6 +155,7 @@ def new_drill(
     return DrillState(
         drillId=drill_id_of(vm.id, slot),
         step="prepare",
+        runId=run_id_of(slot),
         startedAt=start,
         expiresAt=start + timedelta(seconds=plan.max_lifetime_seconds),
         drillSubscription=str(settings.drill_subscription or vm.subscription_id).lower(),
@@ -329,9 +330,9 @@ def _refused(state: DrillState, now: datetime, error: RefusedError) -> Next:
 
 
 def _prepare(rt: Runtime, state: DrillState, now: datetime) -> Next:
-    if state.slot is None:
+    if state.set_slot is None:
         chosen = _choose(rt, state, now)
-        if chosen.state.outcome is not None or chosen.state.slot is None:
+        if chosen.state.outcome is not None or chosen.state.set_slot is None:
             return chosen
         state = chosen.state
     cloud = rt.need_drills()
@@ -400,7 +401,7 @@ def _choose(rt: Runtime, state: DrillState, now: datetime) -> Next:
     return Next(
         state.model_copy(
             update={
-                "slot": slot,
+                "set_slot": slot,
                 "snapshots": disks,
                 "missing_disks": missing,
                 "vm_size": state.vm_size or vm.size,
@@ -631,7 +632,7 @@ def drill_outcome(state: DrillState, now: datetime) -> Outcome:
     details: dict[str, Any] = {
         "drillId": state.drill_id,
         "source": "snapshots",
-        "slot": state.slot,
+        "setSlot": state.set_slot,
         "rtoTargetSeconds": state.rto_target_seconds,
         "steps": steps,
         "spreadSeconds": state.spread_seconds,
@@ -654,7 +655,7 @@ def drill_outcome(state: DrillState, now: datetime) -> Outcome:
     if state.vm_id:
         resource_group = state.vm_id.split("/")[4] if len(state.vm_id.split("/")) > 4 else None
     return Outcome(
-        time=now, run_id=run_id_of(state.slot) if state.slot else f"drill-{state.drill_id}",
+        time=now, run_id=_run_id(state),
         job=Job.DRILL, operation="sweep" if state.swept else "drill", status=status,
         subscription_id=state.subscription_id or state.drill_subscription,
         region=state.location, resource_group=resource_group,
@@ -767,13 +768,17 @@ def _tags(state: DrillState) -> dict[str, str]:
         MANAGED_TAG: "true",
         DRILL_TAG: state.drill_id,
         EXPIRES_TAG: format_time(state.expires_at.replace(microsecond=0)),
-        RUN_TAG: run_id_of(state.slot) if state.slot else state.drill_id,
+        RUN_TAG: _run_id(state),
     }
+
+
+def _run_id(state: DrillState) -> str:
+    return state.run_id or state.drill_id
 
 
 def _send(rt: Runtime, state: DrillState, *, delay: float, key: str) -> None:
     envelope = messages.make_envelope(
-        "drill-step", state, run_id=run_id_of(state.slot) if state.slot else state.drill_id,
+        "drill-step", state, run_id=_run_id(state),
         idempotency_key=key, created=rt.clock.now(),
     )  # fmt: skip
     visibility = min(MAX_VISIBILITY_SECONDS, max(0, math.ceil(delay)))

@@ -212,8 +212,9 @@ class DrillState(Payload):
     security_profile: dict[str, Any] | None = Field(default=None, alias="securityProfile")
     hyper_v_generation: str | None = Field(default=None, alias="hyperVGeneration")
     marketplace_plan: dict[str, str] | None = Field(default=None, alias="marketplacePlan")
+    run_id: str | None = Field(default=None, alias="runId", max_length=64)
     # What the steps found and did.
-    slot: str | None = Field(default=None, pattern=r"^\d{12}$")
+    set_slot: str | None = Field(default=None, alias="setSlot", pattern=r"^\d{12}$")
     snapshots: list[DrillSnapshot] = Field(default_factory=list, max_length=64)
     missing_disks: list[str] = Field(default_factory=list, alias="missingDisks", max_length=64)
     subnet_id: str | None = Field(default=None, alias="subnetId", max_length=1024)

@@ -87,7 +87,8 @@ def test_a_night_of_drills_restores_boots_measures_and_leaves_nothing() -> None:
         assert outcome.rpo_seconds >= 2 * 3600 - 3
         details = outcome.details
         assert details["rtoTargetSeconds"] == 1800
-        assert details["slot"] == "202611260200"
+        assert details["setSlot"] == "202611260200"
+        assert outcome.run_id == "drill-202611270400"
         assert set(details["steps"]) >= {"prepare", "create-disks", "create-vm", "wait-ready"}
         assert details["checks"] == {"running": True, "agentReady": True, "dataDisksAttached": True}
         assert details["policyAssignments"] == [
