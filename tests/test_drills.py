@@ -396,3 +396,39 @@ def test_messages_of_a_drill_fit_a_queue_message_with_many_disks() -> None:
     assert len(outcome.details["deleted"]) == 32 + 5
     assert drills.WRITES_PER_DRILL > 0
     assert world.clock.now() - night(27, 4) < timedelta(hours=1)
+
+
+def test_drill_status_lists_running_drills_by_tag_with_their_expiry() -> None:
+    from cli.drill_cmd import running_drills
+
+    world = World(vms=1)
+    drills.start_drills(world.rt, world.clock.now())
+    world.host.drain(until=night(27, 4) + timedelta(minutes=2))
+    (running,) = running_drills(world.rt)
+    assert running["drillId"] == drills.drill_id_of(world.compute.vms[0].id, "202611270400")
+    assert running["resourceGroup"] == DRILL_GROUP
+    assert running["expiresAt"] == "2026-11-27T08:00:00Z"
+    assert running["expired"] is False
+    assert "disks" in running["resources"]
+    world.host.drain()
+    assert running_drills(world.rt) == []
+
+
+def test_a_manual_drill_needs_a_plan_and_never_drills_a_drill_group() -> None:
+    world = World(vms=0)
+    world.add_vm("plain", tags={"lifeboat:policy": "none"})
+    world.add_vm("restored", group=DRILL_GROUP)
+    with pytest.raises(ValueError, match="has no drill plan"):
+        drills.start_drill_now(world.rt, world.compute.vms[0].id)
+    with pytest.raises(ValueError, match="no drill plan 'hourly'"):
+        drills.start_drill_now(world.rt, world.compute.vms[0].id, "hourly")
+    with pytest.raises(ValueError, match="drill resource group"):
+        drills.start_drill_now(world.rt, world.compute.vms[1].id, "nightly")
+    with pytest.raises(ValueError, match="does not exist"):
+        drills.start_drill_now(world.rt, world.compute.vms[0].id + "-gone", "nightly")
+    state = drills.start_drill_now(world.rt, world.compute.vms[0].id, "nightly")
+    assert state.manual
+    world.host.drain()
+    (outcome,) = world.outcomes()
+    assert outcome.status == "succeeded", outcome.reason
+    assert outcome.details["manual"] is True
