@@ -61,8 +61,8 @@ def _environment(azurite: Azurite, ep: Endpoints) -> dict[str, str]:
         "POISON_SCHEDULE": "0 0 0 1 1 *",
         "ROTATION_SCHEDULE": "0 0 2 * * *",
         "VERIFICATION_SCHEDULE": "0 0 0 1 1 *",
-        "DRILL_SCHEDULE": "0 0 4 * * *",
-        "SWEEPER_SCHEDULE": "0 30 * * * *",
+        "DRILL_SCHEDULE": "0 0 0 1 6 *",  # drills have their own tests
+        "SWEEPER_SCHEDULE": "0 0 0 1 6 *",
         "ARM_ENDPOINT": ep.arm,
         "ARM_AUDIENCE": ep.arm_audience + ".default",
         "AZURE_CLIENT_ID": ep.client_id,
