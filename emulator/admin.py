@@ -16,6 +16,7 @@ from starlette.routing import Route
 from emulator.clock import format_instant, parse_instant
 from emulator.estate import EstateError, add_vm
 from emulator.model import new_uuid
+from emulator.network import STORES
 from emulator.throttling import ArmLimits, ComputeLimits
 
 if TYPE_CHECKING:
@@ -109,6 +110,29 @@ def routes(stand_in: StandIn) -> list[Route]:
             {"id": vm.id, "correlationId": correlation, "vm": stand_in.cloud.vm_json(vm)}, 201
         )
 
+    async def boot_failures(request: Request) -> Response:
+        """Script boot failures: VMs created later whose name matches `vmNamePattern` (a glob)
+        or whose disks come from snapshots of `sourceVmId`'s disks never get an agent Ready."""
+        cloud = stand_in.cloud
+        if request.method == "POST":
+            try:
+                body = await _body(request)
+            except ValueError as e:
+                return _bad(str(e))
+            rule = {k: str(body[k]) for k in ("vmNamePattern", "sourceVmId") if body.get(k)}
+            if not rule:
+                return _bad("give vmNamePattern (a glob) or sourceVmId")
+            with cloud.lock:
+                cloud.boot_failure_rules.append(rule)
+            return _json({"rules": cloud.boot_failure_rules}, 201)
+        if request.method == "DELETE":
+            with cloud.lock:
+                cloud.boot_failure_rules.clear()
+            return Response(status_code=204)
+        with cloud.lock:
+            estate = sorted(vm.id for vm in cloud.vms.values() if vm.boot_fails and not vm.from_arm)
+            return _json({"rules": cloud.boot_failure_rules, "estateVms": estate})
+
     async def eventgrid(request: Request) -> Response:
         if request.method == "POST":
             try:
@@ -182,6 +206,7 @@ def routes(stand_in: StandIn) -> list[Route]:
                     "disks": len(cloud.disks),
                     "snapshots": len(cloud.snapshots),
                     "operations": len(cloud.operations),
+                    "networkResources": sum(len(cloud.network.store(kind)) for kind in STORES),
                 }
             )
 
@@ -193,6 +218,7 @@ def routes(stand_in: StandIn) -> list[Route]:
         Route("/admin/faults/{rule_id:int}", fault, methods=["DELETE"]),
         Route("/admin/vms", vms, methods=["POST"]),
         Route("/admin/eventgrid", eventgrid, methods=["GET", "POST"]),
+        Route("/admin/boot-failures", boot_failures, methods=["GET", "POST", "DELETE"]),
         Route("/admin/throttle", throttle, methods=["GET", "POST"]),
         Route("/admin/behaviour", behaviour, methods=["GET", "POST"]),
         Route("/admin/state", state, methods=["GET"]),

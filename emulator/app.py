@@ -18,7 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from emulator import admin, monitor
+from emulator import admin, monitor, provisioning
 from emulator.arm import Arm, ArmRequest, Reply, family_of
 from emulator.clock import Clock, format_instant
 from emulator.config import Behaviour
@@ -27,6 +27,8 @@ from emulator.eventgrid import EventGrid
 from emulator.faults import Faults, RequestLog
 from emulator.identity import ARM_AUDIENCES, TokenAuthority
 from emulator.model import Cloud, new_uuid
+from emulator.network import NetworkRP
+from emulator.policy import PolicyRP
 from emulator.recoveryservices import RecoveryServices
 from emulator.throttling import Throttler
 
@@ -47,6 +49,8 @@ class StandIn:
     authority: TokenAuthority
     arm: Arm
     backup: RecoveryServices | None = None
+    network: NetworkRP | None = None
+    policy: PolicyRP | None = None
 
 
 def build_stand_in(
@@ -69,6 +73,8 @@ def build_stand_in(
         authority=TokenAuthority(cloud.tenant_id),
         arm=arm,
         backup=RecoveryServices(cloud, clock, behaviour),
+        network=NetworkRP(arm),
+        policy=PolicyRP(arm),
     )
 
 
@@ -233,9 +239,10 @@ def create_app(stand_in: StandIn) -> ASGIApp:
             return faulted
         req: ArmRequest | None = None
         try:
-            resolved = stand_in.arm.resolve(method, path)
-            if resolved is None and stand_in.backup is not None:
-                resolved = stand_in.backup.resolve(method, path)
+            resolved = stand_in.arm.resolve(method, path) or provisioning.resolve(method, path)
+            for provider in (stand_in.backup, stand_in.network, stand_in.policy):
+                if resolved is None and provider is not None:
+                    resolved = provider.resolve(method, path)
             if resolved is not None:
                 route, args = resolved
                 operation = route.operation

@@ -161,24 +161,26 @@ class Arm:
         if group is not None:
             self.need_group(sub, group)
         with self.cloud.lock:
+            now = self.clock.now()
+            self.cloud.purge_deleted(now)
             vms = [
                 vm
                 for vm in self.cloud.vms.values()
                 if vm.subscription == sub and (group is None or vm.group.lower() == group)
             ]
             if req.query.get("statusOnly", "").lower() == "true":
-                now = self.clock.now()
 
                 def with_status(vm: VirtualMachine) -> dict[str, Any]:
-                    body = self.cloud.vm_json(vm)
+                    body = self.cloud.vm_json(vm, now)
                     body["properties"]["instanceView"] = self.cloud.instance_view_json(vm, now)
                     return body
 
                 return self.page(req, vms, with_status)
-            return self.page(req, vms, self.cloud.vm_json)
+            return self.page(req, vms, lambda vm: self.cloud.vm_json(vm, now))
 
     def find_vm(self, args: tuple[str, ...]) -> VirtualMachine:
         self.need_group(args[0], args[1])
+        self.cloud.purge_deleted(self.clock.now())
         vm = self.cloud.vms.get(key(compute_id(args[0], args[1], "virtualMachines", args[2])))
         if vm is None:
             raise resource_not_found("Microsoft.Compute/virtualMachines", args[2], args[1])
@@ -190,11 +192,10 @@ class Arm:
             req.throttle_headers.update(
                 self.throttler.compute_check(vm.subscription, vm.location, "vm-reads")
             )
-            body = self.cloud.vm_json(vm)
+            now = self.clock.now()
+            body = self.cloud.vm_json(vm, now)
             if "instanceview" in req.query.get("$expand", "").lower():
-                body["properties"]["instanceView"] = self.cloud.instance_view_json(
-                    vm, self.clock.now()
-                )
+                body["properties"]["instanceView"] = self.cloud.instance_view_json(vm, now)
             return Reply(200, body)
 
     def vm_instance_view(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
@@ -236,7 +237,7 @@ class Arm:
                 http_method="PATCH",
                 url=f"{req.base_url}{req.path}",
             )
-            return Reply(200, self.cloud.vm_json(vm))
+            return Reply(200, self.cloud.vm_json(vm, self.clock.now()))
 
     # ---- disks ---------------------------------------------------------------------------
     def list_disks(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
@@ -245,22 +246,27 @@ class Arm:
         if group is not None:
             self.need_group(sub, group)
         with self.cloud.lock:
+            now = self.clock.now()
+            self.cloud.purge_deleted(now)
             disks = [
                 d
                 for d in self.cloud.disks.values()
                 if d.subscription == sub and (group is None or d.group.lower() == group)
             ]
-            return self.page(req, disks, lambda d: d.to_json())
+            return self.page(req, disks, lambda d: d.to_json(now))
 
     def get_disk(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
         self.need_group(args[0], args[1])
-        disk = self.cloud.disks.get(key(compute_id(args[0], args[1], "disks", args[2])))
-        if disk is None:
-            raise resource_not_found("Microsoft.Compute/disks", args[2], args[1])
-        req.throttle_headers.update(
-            self.throttler.compute_check(disk.subscription, disk.location, "disk-reads")
-        )
-        return Reply(200, disk.to_json())
+        now = self.clock.now()
+        with self.cloud.lock:
+            self.cloud.purge_deleted(now)
+            disk = self.cloud.disks.get(key(compute_id(args[0], args[1], "disks", args[2])))
+            if disk is None:
+                raise resource_not_found("Microsoft.Compute/disks", args[2], args[1])
+            req.throttle_headers.update(
+                self.throttler.compute_check(disk.subscription, disk.location, "disk-reads")
+            )
+            return Reply(200, disk.to_json(now))
 
     # ---- snapshots -----------------------------------------------------------------------
     def list_snapshots(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
@@ -291,16 +297,17 @@ class Arm:
         )
         return Reply(200, snap.to_json(now))
 
-    def lro_headers(self, req: ArmRequest, op: Operation, *, retry_after: bool) -> dict[str, str]:
+    def lro_headers(
+        self, req: ArmRequest, op: Operation, *, retry_after: bool, location: bool = True
+    ) -> dict[str, str]:
         api = req.query.get("api-version", "")
         url = (
             f"{req.base_url}/subscriptions/{op.subscription}/providers/Microsoft.Compute/"
             f"locations/{op.location}/{op.kind}/{op.id}?p={_PARTITION}&api-version={api}"
         )
-        headers = {
-            "Azure-AsyncOperation": url,
-            "Location": url.replace("&api-version=", "&monitor=true&api-version="),
-        }
+        headers = {"Azure-AsyncOperation": url}
+        if location:
+            headers["Location"] = url.replace("&api-version=", "&monitor=true&api-version=")
         if retry_after:
             headers["Retry-After"] = self.behaviour.scaled(self.behaviour.lro_initial_retry_after)
         return headers
@@ -579,7 +586,7 @@ class Arm:
         start = format_instant(op.start)
         # As recorded: polls of a create carry Retry-After; polls of a delete do not.
         wait: dict[str, str] = {}
-        if op.method != "DELETE":
+        if op.method != "DELETE" or op.kind == "operations":
             wait["Retry-After"] = self.behaviour.scaled(self.behaviour.lro_poll_retry_after)
         if not op.finished(now):
             if monitor:
@@ -588,9 +595,13 @@ class Arm:
             return Reply(200, {"startTime": start, "status": "InProgress", "name": op.id}, wait)
         assert op.end is not None
         output = None
-        if op.method in ("PUT", "PATCH") and op.resource_key:
+        if op.method in ("PUT", "PATCH") and op.resource_key and op.kind == "DiskOperations":
             snap = self.cloud.snapshots.get(op.resource_key)
-            output = snap.to_json(max(now, op.end)) if snap else None
+            disk = self.cloud.disks.get(op.resource_key)
+            if snap is not None:
+                output = snap.to_json(max(now, op.end))
+            elif disk is not None:
+                output = disk.to_json(max(now, op.end))
         if monitor:
             return Reply(200, output)  # as recorded: 200, and no body when there is no output
         body: dict[str, Any] = {
@@ -695,6 +706,24 @@ class Arm:
                     f"'{req.caller.object_id}' does not have authorization to perform action "
                     f"'{action}' over scope '{scope}' or the scope is invalid. "
                     f"(deny assignment '{deny.name}')",
+                )
+
+    def linked_check(
+        self, req: ArmRequest, action: str, linked_scope: str, target_action: str, target: str
+    ) -> None:
+        """A linked access check: recorded in the request log, refused by deny assignments."""
+        if action not in req.actions:
+            req.actions.append(action)
+        for deny in self.cloud.deny_assignments:
+            if in_scope(linked_scope, deny.scope) and deny.denies(action, req.caller.object_id):
+                raise ArmError(
+                    403,
+                    "LinkedAuthorizationFailed",
+                    f"The client '{req.caller.object_id}' with object id "
+                    f"'{req.caller.object_id}' has permission to perform action "
+                    f"'{target_action}' on scope '{target}'; however, it does not have "
+                    f"permission to perform action(s) '{action}' on the linked scope(s) "
+                    f"'{linked_scope}' (respectively) or the linked scope(s) are invalid.",
                 )
 
     def check_locks(self, resource_id: str, verb: str) -> None:

@@ -23,6 +23,14 @@ class Behaviour:
     burst_limit: int = 7
     burst_window_seconds: float = 300.0
     pending_limit: int = 3
+    vm_create_seconds: float = 60.0
+    """Stand-in seconds a VM created through ARM stays ProvisioningState/creating."""
+    boot_seconds: float = 45.0
+    """Then seconds until PowerState/running."""
+    agent_seconds: float = 30.0
+    """Then seconds until the VM agent reports Ready (never, for a scripted boot failure)."""
+    vm_delete_seconds: float = 30.0
+    """Stand-in seconds a VM delete runs; then its disks and NICs are free."""
 
     def scaled(self, seconds: float) -> str:
         """Retry-After in whole seconds (the SDK parses it as an int), after scaling."""

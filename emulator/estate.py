@@ -23,6 +23,7 @@ from emulator.model import (
     Disk,
     Identity,
     Lock,
+    PolicyAssignment,
     PolicyRule,
     ResourceGroup,
     Snapshot,
@@ -167,6 +168,35 @@ class _Builder:
                     add_tags={str(k): str(v) for k, v in (p.get("addTags") or {}).items()},
                 )
             )
+        for j, pa in enumerate(raw.get("policyAssignments") or []):
+            name = str(pa.get("name", ""))
+            definition = pa.get("policyDefinitionId")
+            if not name or not definition:
+                self.fail(
+                    f"{where}.policyAssignments[{j}]", "name and policyDefinitionId are required"
+                )
+                continue
+            mode = str(pa.get("enforcementMode", "Default"))
+            if mode not in ("Default", "DoNotEnforce"):
+                self.fail(
+                    f"{where}.policyAssignments[{j}]",
+                    f"enforcementMode must be Default or DoNotEnforce, got {mode}",
+                )
+            cloud.policy_assignments.append(
+                PolicyAssignment(
+                    name=name,
+                    scope=self.scope(sub, pa),
+                    display_name=str(pa.get("displayName", name)),
+                    policy_definition_id=str(definition),
+                    enforcement_mode=mode,
+                    not_scopes=[
+                        self.scope(sub, {"scope": str(x)}) for x in pa.get("notScopes") or []
+                    ],
+                    parameters=dict(pa.get("parameters") or {}),
+                    description=pa.get("description"),
+                )
+            )
+        build_networks(self, cloud, sub, raw, where)
         for j, da in enumerate(raw.get("denyAssignments") or []):
             cloud.deny_assignments.append(
                 DenyAssignment(
@@ -289,6 +319,7 @@ class _Builder:
             os_disk_key=key(os_disk.id),
             power_state=str(raw.get("powerState", "running")),
             agent_ready=bool(raw.get("agentReady", True)),
+            boot_fails=bool(raw.get("bootFails", False)),
             ephemeral_os=ephemeral,
             security_type=security_type,
             plan=dict(plan) if plan else None,
@@ -372,6 +403,145 @@ class _Builder:
                 hydrated_at=created,
             ),
         )
+
+
+def build_networks(
+    builder: _Builder, cloud: Cloud, sub: Subscription, raw: dict[str, Any], where: str
+) -> None:
+    """Existing networks of a subscription: public IPs, NAT gateways, NSGs, route tables, then
+    virtual networks (subnets reference the others by name, `group/name` or id) and peerings."""
+    from emulator.errors import ArmError
+    from emulator.network import (
+        NatGateway,
+        Peering,
+        PublicIp,
+        RouteTable,
+        SecurityGroup,
+        Subnet,
+        VirtualNetwork,
+        network_id,
+        parse_routes,
+        parse_rules,
+    )
+
+    state = cloud.network
+
+    def common(item: dict[str, Any], at: str) -> dict[str, Any] | None:
+        group = builder.need_group(sub, item.get("resourceGroup"), at)
+        if not item.get("name") or group is None:
+            if not item.get("name"):
+                builder.fail(at, "name is required")
+            return None
+        return {
+            "subscription": sub.id,
+            "group": group.name,
+            "name": str(item["name"]),
+            "location": str(item.get("location", group.location)),
+            "tags": {str(k): str(v) for k, v in (item.get("tags") or {}).items()},
+            "resource_guid": stable_uuid(group.id, str(item["name"])),
+        }
+
+    def ref(value: Any, group: str, kind: str, at: str) -> str | None:
+        if not value:
+            return None
+        text = str(value)
+        if text.startswith("/"):
+            target = text
+        else:
+            parts = text.split("/")
+            rg, name = (parts[0], parts[1]) if len(parts) == 2 else (group, parts[0])
+            target = network_id(sub.id, rg, kind, name)
+        found = state.find(target)
+        if found is None:
+            builder.fail(at, f"{kind} {text} is not declared")
+            return None
+        return str(found.id)
+
+    for j, item in enumerate(raw.get("publicIPAddresses") or []):
+        base = common(item, f"{where}.publicIPAddresses[{j}]")
+        if base:
+            ip = str(item.get("ipAddress", f"20.50.{j // 250}.{j % 250 + 4}"))
+            state.add(PublicIp(kind="publicIPAddresses", ip_address=ip, **base))
+    for j, item in enumerate(raw.get("natGateways") or []):
+        at = f"{where}.natGateways[{j}]"
+        base = common(item, at)
+        if base:
+            ips = [
+                ref(x, base["group"], "publicIPAddresses", at)
+                for x in item.get("publicIpAddresses") or []
+            ]
+            state.add(NatGateway(kind="natGateways", public_ip_ids=[i for i in ips if i], **base))
+    for j, item in enumerate(raw.get("networkSecurityGroups") or []):
+        at = f"{where}.networkSecurityGroups[{j}]"
+        base = common(item, at)
+        if base:
+            rules = []
+            for r in item.get("rules") or []:
+                props = {k: v for k, v in r.items() if k != "name"}
+                rules.append({"name": r.get("name", ""), "properties": props})
+            try:
+                parsed = parse_rules(rules)
+            except ArmError as e:
+                builder.fail(at, e.message)
+                continue
+            state.add(SecurityGroup(kind="networkSecurityGroups", rules=parsed, **base))
+    for j, item in enumerate(raw.get("routeTables") or []):
+        base = common(item, f"{where}.routeTables[{j}]")
+        if base:
+            routes = [
+                {
+                    "name": r.get("name", ""),
+                    "properties": {k: v for k, v in r.items() if k != "name"},
+                }
+                for r in item.get("routes") or []
+            ]
+            state.add(RouteTable(kind="routeTables", routes=parse_routes(routes), **base))
+    vnets: list[tuple[VirtualNetwork, dict[str, Any], str]] = []
+    for j, item in enumerate(raw.get("virtualNetworks") or []):
+        at = f"{where}.virtualNetworks[{j}]"
+        base = common(item, at)
+        if not base:
+            continue
+        subnets = {}
+        for k, sn in enumerate(item.get("subnets") or []):
+            sat = f"{at}.subnets[{k}]"
+            if not sn.get("name") or not sn.get("addressPrefix"):
+                builder.fail(sat, "name and addressPrefix are required")
+                continue
+            g = base["group"]
+            subnets[str(sn["name"]).lower()] = Subnet(
+                name=str(sn["name"]),
+                address_prefix=str(sn["addressPrefix"]),
+                nsg_id=ref(sn.get("networkSecurityGroup"), g, "networkSecurityGroups", sat),
+                route_table_id=ref(sn.get("routeTable"), g, "routeTables", sat),
+                nat_gateway_id=ref(sn.get("natGateway"), g, "natGateways", sat),
+                private_endpoints=[
+                    str(pe)
+                    if str(pe).startswith("/")
+                    else network_id(sub.id, g, "privateEndpoints", str(pe))
+                    for pe in sn.get("privateEndpoints") or []
+                ],
+                default_outbound_access=sn.get("defaultOutboundAccess"),
+            )
+        prefixes = [str(x) for x in item.get("addressPrefixes") or []]
+        vnet = VirtualNetwork(
+            kind="virtualNetworks", address_prefixes=prefixes, subnets=subnets, **base
+        )
+        state.add(vnet)
+        vnets.append((vnet, item, at))
+    for vnet, item, at in vnets:
+        for k, pr in enumerate(item.get("peerings") or []):
+            remote = ref(pr.get("remote"), vnet.group, "virtualNetworks", f"{at}.peerings[{k}]")
+            if remote:
+                vnet.peerings.append(
+                    Peering(
+                        name=str(pr.get("name", f"peering-{k}")),
+                        remote_id=remote,
+                        allow_forwarded_traffic=bool(pr.get("allowForwardedTraffic", False)),
+                        allow_gateway_transit=bool(pr.get("allowGatewayTransit", False)),
+                        use_remote_gateways=bool(pr.get("useRemoteGateways", False)),
+                    )
+                )
 
 
 def add_vm(cloud: Cloud, subscription: str, raw: dict[str, Any], now: datetime) -> VirtualMachine:

@@ -111,21 +111,34 @@ class Disk:
     ephemeral: bool = False
     create_option: str = "Empty"
     zones: list[str] | None = None
+    source_resource_id: str | None = None  # a disk made from a snapshot (createOption Copy)
+    source_unique_id: str | None = None
+    ready_at: datetime | None = None  # None: ready (estate disks); else Updating until then
+    deleting_at: datetime | None = None
 
     @property
     def id(self) -> str:
         return compute_id(self.subscription, self.group, "disks", self.name)
 
+    def provisioning_state(self, now: datetime | None) -> str:
+        if self.ready_at is not None and (now is None or now < self.ready_at):
+            return "Updating"
+        return "Succeeded"
+
     @property
     def instant_access(self) -> bool:
         return self.sku.lower() not in PREMIUM_V2_SKUS
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, now: datetime | None = None) -> dict[str, Any]:
         props: dict[str, Any] = {}
         if self.os_type:
             props["osType"] = self.os_type
             props["hyperVGeneration"] = self.hyper_v_generation or "V2"
-        props["creationData"] = {"createOption": self.create_option}
+        creation: dict[str, Any] = {"createOption": self.create_option}
+        if self.source_resource_id:
+            creation["sourceResourceId"] = self.source_resource_id
+            creation["sourceUniqueId"] = self.source_unique_id
+        props["creationData"] = creation
         props["diskSizeGB"] = self.size_gb
         encryption: dict[str, Any] = {"type": self.encryption_type}
         if self.disk_encryption_set_id:
@@ -146,7 +159,7 @@ class Disk:
         props.update(
             {
                 "timeCreated": format_instant(self.time_created),
-                "provisioningState": "Succeeded",
+                "provisioningState": self.provisioning_state(now),
                 "diskState": "Attached" if self.managed_by else "Unattached",
                 "diskSizeBytes": self.size_gb * 1024**3,
                 "uniqueId": self.unique_id,
@@ -199,10 +212,37 @@ class VirtualMachine:
     data_disks: list[DataDisk] = field(default_factory=list)
     image: dict[str, str] = field(default_factory=dict)
     zones: list[str] | None = None
+    create_option: str = "FromImage"  # "Attach": built from existing disks (no osProfile)
+    nic_ids: list[str] = field(default_factory=list)  # empty: the conventional {name}-nic
+    # Lifecycle of a VM created through ARM, on the stand-in clock (None: estate VM, settled).
+    provisioned_at: datetime | None = None
+    running_at: datetime | None = None
+    agent_at: datetime | None = None  # None with boot_fails: the agent never becomes Ready
+    boot_fails: bool = False
+    deleting_at: datetime | None = None
 
     @property
     def id(self) -> str:
         return compute_id(self.subscription, self.group, "virtualMachines", self.name)
+
+    @property
+    def from_arm(self) -> bool:
+        return self.provisioned_at is not None
+
+    def network_interfaces(self) -> list[str]:
+        if self.nic_ids:
+            return list(self.nic_ids)
+        return [
+            f"{group_id(self.subscription, self.group)}/providers/"
+            f"Microsoft.Network/networkInterfaces/{self.name}-nic"
+        ]
+
+    def provisioning_state(self, now: datetime | None) -> str:
+        if self.deleting_at is not None:
+            return "Deleting"
+        if self.provisioned_at is not None and (now is None or now < self.provisioned_at):
+            return "Creating"
+        return "Succeeded"
 
 
 POWER_DISPLAY = {
@@ -369,6 +409,44 @@ class PolicyRule:
 
 
 @dataclass
+class PolicyAssignment:
+    """An Azure Policy assignment as `policyAssignments` lists it (estate `policyAssignments:`)."""
+
+    name: str
+    scope: str
+    display_name: str
+    policy_definition_id: str
+    enforcement_mode: str = "Default"
+    not_scopes: list[str] = field(default_factory=list)
+    parameters: dict[str, Any] = field(default_factory=dict)
+    description: str | None = None
+
+    @property
+    def id(self) -> str:
+        return f"{self.scope}/providers/Microsoft.Authorization/policyAssignments/{self.name}"
+
+    def to_json(self) -> dict[str, Any]:
+        props: dict[str, Any] = {"displayName": self.display_name}
+        if self.description:
+            props["description"] = self.description
+        props.update(
+            {
+                "policyDefinitionId": self.policy_definition_id,
+                "scope": self.scope,
+                "notScopes": list(self.not_scopes),
+                "parameters": dict(self.parameters),
+                "enforcementMode": self.enforcement_mode,
+            }
+        )
+        return {
+            "id": self.id,
+            "name": self.name,
+            "type": "Microsoft.Authorization/policyAssignments",
+            "properties": props,
+        }
+
+
+@dataclass
 class DenyAssignment:
     name: str
     scope: str
@@ -402,8 +480,14 @@ class Cloud:
     locks: list[Lock] = field(default_factory=list)
     policies: list[PolicyRule] = field(default_factory=list)
     deny_assignments: list[DenyAssignment] = field(default_factory=list)
+    policy_assignments: list[PolicyAssignment] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock)
+    # VMs and disks whose delete is running: key -> when it ends (purged after that).
+    pending_deletes: dict[str, datetime] = field(default_factory=dict)
+    # Scripted boot failures (POST /admin/boot-failures): {"vmNamePattern"} or {"sourceVmId"}.
+    boot_failure_rules: list[dict[str, str]] = field(default_factory=list)
+    network: Any = field(default_factory=lambda: _network_state())
 
     def identity_by_client(self, client_id: str | None) -> Identity | None:
         if not self.identities:
@@ -434,18 +518,33 @@ class Cloud:
             snapshot = self.snapshots.pop(k)
             self.snapshots_by_source.get(key(snapshot.source_id), set()).discard(k)
 
+    def purge_deleted(self, now: datetime) -> None:
+        """Finish VM and disk deletes that have ended on the clock; a gone VM frees its disks."""
+        done = [k for k, end in self.pending_deletes.items() if now >= end]
+        for k in done:
+            del self.pending_deletes[k]
+            vm = self.vms.pop(k, None)
+            if vm is not None:
+                for disk_key in [vm.os_disk_key, *[d.disk_key for d in vm.data_disks]]:
+                    disk = self.disks.get(disk_key)
+                    if disk is not None and vm.id in disk.managed_by:
+                        disk.managed_by.remove(vm.id)
+                continue
+            self.disks.pop(k, None)
+
     def live_snapshot(self, resource_key: str, now: datetime) -> Snapshot | None:
         snap = self.snapshots.get(resource_key)
         if snap is None or (snap.deleting_at is not None and now >= snap.deleting_at):
             return None
         return snap
 
-    def vm_json(self, vm: VirtualMachine) -> dict[str, Any]:
+    def vm_json(self, vm: VirtualMachine, now: datetime | None = None) -> dict[str, Any]:
+        attach = vm.create_option.lower() == "attach"
         os_disk = self.disks[vm.os_disk_key]
         os_block: dict[str, Any] = {
             "osType": vm.os_type,
             "name": os_disk.name,
-            "createOption": "FromImage",
+            "createOption": "Attach" if attach else "FromImage",
             "caching": "ReadOnly" if vm.ephemeral_os else "ReadWrite",
             "managedDisk": {"storageAccountType": os_disk.sku, "id": os_disk.id},
             "diskSizeGB": os_disk.size_gb,
@@ -468,40 +567,47 @@ class Cloud:
                     "toBeDetached": False,
                 }
             )
-        image = vm.image or {
-            "publisher": "Canonical" if vm.os_type == "Linux" else "MicrosoftWindowsServer",
-            "offer": "ubuntu-24_04-lts" if vm.os_type == "Linux" else "WindowsServer",
-            "sku": "server" if vm.os_type == "Linux" else "2022-datacenter-azure-edition",
-            "version": "latest",
-        }
+        storage: dict[str, Any] = {}
+        if not attach:
+            storage["imageReference"] = dict(
+                vm.image
+                or {
+                    "publisher": "Canonical" if vm.os_type == "Linux" else "MicrosoftWindowsServer",
+                    "offer": "ubuntu-24_04-lts" if vm.os_type == "Linux" else "WindowsServer",
+                    "sku": "server" if vm.os_type == "Linux" else "2022-datacenter-azure-edition",
+                    "version": "latest",
+                }
+            )
+        storage.update({"osDisk": os_block, "dataDisks": data, "diskControllerType": "SCSI"})
+        nics = vm.network_interfaces()
         props: dict[str, Any] = {
             "vmId": vm.vm_id,
             "hardwareProfile": {"vmSize": vm.size},
-            "storageProfile": {
-                "imageReference": dict(image),
-                "osDisk": os_block,
-                "dataDisks": data,
-                "diskControllerType": "SCSI",
-            },
-            "osProfile": {
+            "storageProfile": storage,
+        }
+        if not attach:  # a VM built from attached disks has no osProfile (it is specialized)
+            props["osProfile"] = {
                 "computerName": vm.name[:15],
                 "adminUsername": "azureuser",
                 "secrets": [],
                 "allowExtensionOperations": True,
-            },
-            "networkProfile": {
-                "networkInterfaces": [
-                    {
-                        "id": f"{group_id(vm.subscription, vm.group)}/providers/"
-                        f"Microsoft.Network/networkInterfaces/{vm.name}-nic"
-                    }
-                ]
-            },
-            "diagnosticsProfile": {"bootDiagnostics": {"enabled": True}},
-            "extensionsTimeBudget": "PT1H30M",
-            "provisioningState": "Succeeded",
-            "timeCreated": format_instant(vm.time_created),
-        }
+            }
+        props.update(
+            {
+                "networkProfile": {
+                    "networkInterfaces": [
+                        {"id": nic, "properties": {"primary": i == 0}}
+                        if vm.nic_ids
+                        else {"id": nic}
+                        for i, nic in enumerate(nics)
+                    ]
+                },
+                "diagnosticsProfile": {"bootDiagnostics": {"enabled": True}},
+                "extensionsTimeBudget": "PT1H30M",
+                "provisioningState": vm.provisioning_state(now),
+                "timeCreated": format_instant(vm.time_created),
+            }
+        )
         if vm.security_type:
             security: dict[str, Any] = {"securityType": vm.security_type}
             if vm.security_type in ("TrustedLaunch", "ConfidentialVM"):
@@ -523,8 +629,28 @@ class Cloud:
         return body
 
     def instance_view_json(self, vm: VirtualMachine, now: datetime) -> dict[str, Any]:
+        """The instance view; a VM created through ARM moves through its lifecycle on the clock:
+        ProvisioningState/creating -> succeeded, PowerState/starting -> running, then the VM
+        agent "Not Ready" -> "Ready" (never, for a scripted boot failure)."""
         stamp = format_instant(vm.time_created)
-        running = vm.power_state == "running"
+        power = vm.power_state
+        provisioning = ("succeeded", "Provisioning succeeded")
+        agent_ready = vm.agent_ready
+        agent_message = "VM status blob is found but not yet populated."
+        if vm.from_arm:
+            assert vm.provisioned_at is not None
+            assert vm.running_at is not None
+            if vm.deleting_at is not None:
+                provisioning = ("deleting", "Deleting")
+                power = "stopping" if now < vm.deleting_at else "stopped"
+            else:
+                if now < vm.provisioned_at:
+                    provisioning = ("creating", "Creating")
+                power = "running" if now >= vm.running_at else "starting"
+                agent_ready = vm.agent_at is not None and now >= vm.agent_at
+                if vm.boot_fails:
+                    agent_message = "VM Agent is unresponsive."
+            stamp = format_instant(min(now, vm.provisioned_at))
         disks = []
         for disk_key in [vm.os_disk_key, *[d.disk_key for d in vm.data_disks]]:
             disk = self.disks[disk_key]
@@ -541,6 +667,13 @@ class Cloud:
                     ],
                 }
             )
+        provisioning_status: dict[str, Any] = {
+            "code": f"ProvisioningState/{provisioning[0]}",
+            "level": "Info",
+            "displayStatus": provisioning[1],
+        }
+        if provisioning[0] == "succeeded":
+            provisioning_status["time"] = stamp
         body: dict[str, Any] = {
             "platformUpdateDomain": 0,
             "platformFaultDomain": 0,
@@ -551,21 +684,16 @@ class Cloud:
             "isVMInStandbyPool": False,
             "disks": disks,
             "statuses": [
+                provisioning_status,
                 {
-                    "code": "ProvisioningState/succeeded",
+                    "code": f"PowerState/{power}",
                     "level": "Info",
-                    "displayStatus": "Provisioning succeeded",
-                    "time": stamp,
-                },
-                {
-                    "code": f"PowerState/{vm.power_state}",
-                    "level": "Info",
-                    "displayStatus": POWER_DISPLAY.get(vm.power_state, vm.power_state),
+                    "displayStatus": POWER_DISPLAY.get(power, power),
                 },
             ],
         }
-        if running:
-            ready = vm.agent_ready
+        if power == "running":
+            ready = agent_ready
             body["vmAgent"] = {
                 "vmAgentVersion": "2.13.1.1" if ready else "Unknown",
                 "statuses": [
@@ -575,15 +703,19 @@ class Cloud:
                         else "ProvisioningState/Unavailable",
                         "level": "Info" if ready else "Warning",
                         "displayStatus": "Ready" if ready else "Not Ready",
-                        "message": "Guest Agent is running"
-                        if ready
-                        else "VM status blob is found but not yet populated.",
+                        "message": "Guest Agent is running" if ready else agent_message,
                         "time": format_instant(now - timedelta(seconds=30)),
                     }
                 ],
                 "extensionHandlers": [],
             }
         return body
+
+
+def _network_state() -> Any:
+    from emulator.network import NetworkState  # network.py builds on this module
+
+    return NetworkState()
 
 
 def new_uuid() -> str:

@@ -72,7 +72,22 @@ def parser() -> argparse.ArgumentParser:
         "--operation-seconds",
         type=float,
         default=1.0,
-        help="stand-in seconds a snapshot operation runs",
+        help="stand-in seconds a disk, snapshot or network operation runs",
+    )
+    p.add_argument(
+        "--vm-create-seconds",
+        type=float,
+        default=60.0,
+        help="stand-in seconds a VM created through ARM stays ProvisioningState/creating",
+    )
+    p.add_argument(
+        "--boot-seconds", type=float, default=45.0, help="then seconds until PowerState/running"
+    )
+    p.add_argument(
+        "--agent-seconds", type=float, default=30.0, help="then seconds until the VM agent is Ready"
+    )
+    p.add_argument(
+        "--vm-delete-seconds", type=float, default=30.0, help="stand-in seconds a VM delete runs"
     )
     p.add_argument(
         "--hydration-seconds",
@@ -154,6 +169,10 @@ async def serve(args: argparse.Namespace) -> int:
         operation_seconds=args.operation_seconds,
         hydration_seconds=args.hydration_seconds,
         retry_after_scale=args.retry_after_scale,
+        vm_create_seconds=args.vm_create_seconds,
+        boot_seconds=args.boot_seconds,
+        agent_seconds=args.agent_seconds,
+        vm_delete_seconds=args.vm_delete_seconds,
     )
     arm_limits, compute_limits = scaled_limits(args)
     throttler = Throttler(

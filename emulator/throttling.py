@@ -72,13 +72,16 @@ class ComputeLimits:
 
 # Policies seen in recorded responses (x-ms-ratelimit-remaining-resource), per region. Disk RP:
 # LowCostGet 15000/120000 and GetOperation 50000/400000; VM RP: LowCostGet 4000/32000,
-# GetOperation 15000/30000, UpdateVM 240/1200. Capacities are for the 3- and 30-minute windows.
+# GetOperation 15000/30000, UpdateVM, PutVM and DeleteVM 240/1200. Capacities are for the 3-
+# and 30-minute windows.
 OTHER_POLICIES: dict[str, tuple[tuple[str, str], tuple[float, float]]] = {
     "disk-reads": (("LowCostGet3Min", "LowCostGet30Min"), (15000, 120000)),
     "disk-operations": (("GetOperation3Min", "GetOperation30Min"), (50000, 400000)),
     "vm-reads": (("LowCostGet3Min", "LowCostGet30Min"), (4000, 32000)),
     "vm-operations": (("GetOperation3Min", "GetOperation30Min"), (15000, 30000)),
     "vm-writes": (("UpdateVM3Min", "UpdateVM30Min"), (240, 1200)),
+    "vm-puts": (("PutVM3Min", "PutVM30Min"), (240, 1200)),
+    "vm-deletes": (("DeleteVM3Min", "DeleteVM30Min"), (240, 1200)),
 }
 
 

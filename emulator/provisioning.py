@@ -1,0 +1,515 @@
+"""Compute writes DR drills need: disks from snapshots, VMs from attached disks, their deletes.
+
+Disks: `PUT .../disks/{d}` with `creationData.createOption: Copy` from a snapshot answers 202 and
+polls at DiskOperations exactly like a snapshot create; `DELETE` answers 202 (409 while attached).
+VMs: `PUT .../virtualMachines/{vm}` with `osDisk.createOption: Attach` answers 201 with
+`provisioningState: Creating` and `Azure-AsyncOperation` at `.../locations/{loc}/operations/{id}`
+(no `Location`), as the azure-mgmt-compute 29.1.0 recording shows; the VM then moves through its
+lifecycle on the stand-in clock (creating, starting, running, agent Ready). `DELETE` answers 202
+with both headers and `Retry-After`; when it ends, disks lose `managedBy` and NICs lose
+`virtualMachine` (they are not deleted).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from datetime import datetime, timedelta
+from typing import Any
+
+from emulator.arm import (
+    Arm,
+    ArmRequest,
+    Reply,
+    Route,
+    check_name,
+    check_tags,
+    merge_tag,
+)
+from emulator.errors import ArmError
+from emulator.model import DataDisk, Disk, VirtualMachine, compute_id, key, new_uuid
+
+_RG = r"^/subscriptions/([^/]+)/resourcegroups/([^/]+)/providers/microsoft\.compute"
+DISK_SKUS = {
+    "standard_lrs",
+    "premium_lrs",
+    "standardssd_lrs",
+    "ultrassd_lrs",
+    "premium_zrs",
+    "standardssd_zrs",
+    "premiumv2_lrs",
+}
+
+
+def _location(body: dict[str, Any]) -> str:
+    location = str(body.get("location", "")).lower().replace(" ", "")
+    if not location:
+        raise ArmError(
+            400, "LocationRequired", "The location property is required for this definition."
+        )
+    return location
+
+
+def _never(now: datetime) -> datetime:
+    return datetime.max.replace(tzinfo=now.tzinfo)
+
+
+# ---- disks -------------------------------------------------------------------------------------
+def put_disk(arm: Arm, req: ArmRequest, args: tuple[str, ...]) -> Reply:
+    sub_id, group_name, name = args
+    check_name(name, "disks")
+    group = arm.need_group(sub_id, group_name)
+    body = req.body if isinstance(req.body, dict) else {}
+    props = body.get("properties") or {}
+    creation = props.get("creationData") or {}
+    location = _location(body)
+    option = str(creation.get("createOption", ""))
+    if option.lower() != "copy":
+        raise ArmError(
+            400,
+            "InvalidParameter",
+            f"Create option '{option}' is not supported by the stand-in for disks; use Copy "
+            "from a snapshot.",
+            target="creationData.createOption",
+        )
+    source = creation.get("sourceResourceId")
+    if not source:
+        raise ArmError(
+            400,
+            "InvalidParameter",
+            "Required parameter 'sourceResourceId' is missing (null).",
+            target="sourceResourceId",
+        )
+    tags = body.get("tags") or {}
+    check_tags(tags)
+    disk_id = compute_id(sub_id, group.name, "disks", name)
+    now = arm.clock.now()
+    with arm.cloud.lock:
+        arm.cloud.purge_deleted(now)
+        snap = arm.cloud.live_snapshot(key(str(source)), now)
+        if snap is None:
+            raise ArmError(404, "NotFound", f"Resource {source} is not found.")
+        arm.authorize(req, "Microsoft.Compute/disks/write", disk_id)
+        arm.check_locks(disk_id, "write")
+        arm.check_policies(req, "Microsoft.Compute/disks", disk_id, location, body, tags)
+        # What Azure checks on the source of a disk copy; see README ("linked actions").
+        arm.linked_check(
+            req,
+            "Microsoft.Compute/snapshots/read",
+            snap.id,
+            "Microsoft.Compute/disks/write",
+            disk_id,
+        )
+        existing = arm.cloud.disks.get(key(disk_id))
+        if existing is not None and existing.deleting_at is None:
+            if key(existing.source_resource_id or "") != key(snap.id):
+                raise ArmError(
+                    409,
+                    "PropertyChangeNotAllowed",
+                    "Changing property 'sourceResourceId' is not allowed.",
+                    target="sourceResourceId",
+                )
+            for rule in arm.matching_policies("Microsoft.Compute/disks", disk_id, "modify"):
+                for k, v in rule.add_tags.items():
+                    merge_tag(tags, k, v)
+            existing.tags = {str(k): str(v) for k, v in tags.items()}
+            op = arm.new_operation(sub_id, existing.location, "DiskOperations", now, disk_id, "PUT")
+            op.end = existing.ready_at if existing.ready_at is None else max(now, existing.ready_at)
+            return Reply(
+                202, in_flight(existing, snap.id), arm.lro_headers(req, op, retry_after=True)
+            )
+        if existing is not None:
+            raise ArmError(
+                409,
+                "OperationNotAllowed",
+                f"Disk {name} is being deleted; retry when the delete has finished.",
+            )
+        if location != snap.location.lower().replace(" ", ""):
+            raise ArmError(
+                400,
+                "InvalidParameter",
+                f"The source snapshot '{snap.id}' is in location '{snap.location}', which does "
+                f"not match the disk's location '{location}'.",
+                target="sourceResourceId",
+            )
+        if snap.completion_percent(now) < 100 or snap.provisioning_state(now) != "Succeeded":
+            raise ArmError(
+                409,
+                "OperationNotAllowed",
+                f"Snapshot {snap.id} is not ready to be used as a source yet "
+                f"(completionPercent {snap.completion_percent(now)}).",
+            )
+        sku = str((body.get("sku") or {}).get("name") or "Standard_LRS")
+        if sku.lower() not in DISK_SKUS:
+            raise ArmError(400, "InvalidParameter", f"Disk SKU '{sku}' is not valid.", target="sku")
+        size = int(props.get("diskSizeGB") or snap.size_gb)
+        if size < snap.size_gb:
+            raise ArmError(
+                400,
+                "InvalidParameter",
+                f"Disk size {size} GB is smaller than the source snapshot's {snap.size_gb} GB.",
+                target="diskSizeGB",
+            )
+        req.throttle_headers.update(arm.throttler.compute_check(sub_id, snap.location, "writes"))
+        for rule in arm.matching_policies("Microsoft.Compute/disks", disk_id, "modify"):
+            for k, v in rule.add_tags.items():
+                merge_tag(tags, k, v)
+        security = props.get("securityProfile") or {}
+        ready = None if req.stuck else now + timedelta(seconds=arm.behaviour.operation_seconds)
+        disk = Disk(
+            subscription=sub_id.lower(),
+            group=group.name,
+            name=name,
+            location=snap.location,
+            sku=sku,
+            size_gb=size,
+            unique_id=new_uuid(),
+            time_created=now,
+            os_type=props.get("osType") or snap.os_type,
+            hyper_v_generation=props.get("hyperVGeneration") or snap.hyper_v_generation,
+            encryption_type=str(
+                (props.get("encryption") or {}).get("type", "EncryptionAtRestWithPlatformKey")
+            ),
+            security_type=security.get("securityType") or snap.security_type,
+            plan=props.get("purchasePlan") or snap.plan,
+            tags={str(k): str(v) for k, v in tags.items()},
+            create_option="Copy",
+            source_resource_id=snap.id,
+            source_unique_id=snap.unique_id,
+            ready_at=ready or _never(now),
+        )
+        arm.cloud.disks[key(disk_id)] = disk
+        op = arm.new_operation(sub_id, disk.location, "DiskOperations", now, disk_id, "PUT")
+        op.end = ready
+        return Reply(202, in_flight(disk, snap.id), arm.lro_headers(req, op, retry_after=True))
+
+
+def in_flight(disk: Disk, source: str) -> dict[str, Any]:
+    """The 202 answer to a disk PUT: what the caller sent, `provisioningState: Updating`."""
+    props: dict[str, Any] = {
+        "creationData": {"createOption": "Copy", "sourceResourceId": source},
+        "provisioningState": "Updating",
+    }
+    if disk.os_type:
+        props["osType"] = disk.os_type
+    body: dict[str, Any] = {
+        "name": disk.name,
+        "location": disk.location,
+        "sku": {"name": disk.sku},
+        "properties": props,
+    }
+    if disk.tags:
+        body["tags"] = dict(disk.tags)
+    return body
+
+
+def delete_disk(arm: Arm, req: ArmRequest, args: tuple[str, ...]) -> Reply:
+    sub_id, group_name, name = args
+    arm.need_group(sub_id, group_name)
+    disk_id = compute_id(sub_id, group_name, "disks", name)
+    now = arm.clock.now()
+    with arm.cloud.lock:
+        arm.cloud.purge_deleted(now)
+        disk = arm.cloud.disks.get(key(disk_id))
+        if disk is None:
+            return Reply(204)
+        arm.authorize(req, "Microsoft.Compute/disks/delete", disk.id)
+        arm.check_locks(disk.id, "delete")
+        if disk.managed_by:
+            raise ArmError(
+                409,
+                "OperationNotAllowed",
+                f"Disk {disk.name} is attached to VM {disk.managed_by[0]}.",
+            )
+        req.throttle_headers.update(arm.throttler.compute_check(sub_id, disk.location, "deletes"))
+        end = None if req.stuck else now + timedelta(seconds=arm.behaviour.operation_seconds)
+        if disk.deleting_at is None:
+            disk.deleting_at = end or _never(now)
+            arm.cloud.pending_deletes[key(disk.id)] = disk.deleting_at
+        op = arm.new_operation(sub_id, disk.location, "DiskOperations", now, disk.id, "DELETE")
+        op.end = end
+        return Reply(202, None, arm.lro_headers(req, op, retry_after=False))
+
+
+# ---- virtual machines --------------------------------------------------------------------------
+def _disk_ref(arm: Arm, block: dict[str, Any], where: str) -> Disk:
+    option = str(block.get("createOption", ""))
+    if option.lower() != "attach":
+        raise ArmError(
+            400,
+            "InvalidParameter",
+            f"The stand-in creates VMs from existing disks only: {where}.createOption must be "
+            f"Attach, not '{option}'.",
+            target=f"{where}.createOption",
+        )
+    disk_id = (block.get("managedDisk") or {}).get("id")
+    disk = arm.cloud.disks.get(key(str(disk_id or "")))
+    if disk is None or disk.deleting_at is not None:
+        raise ArmError(
+            404,
+            "NotFound",
+            f"Disk {disk_id} referenced by {where}.managedDisk.id was not found.",
+            target=f"{where}.managedDisk.id",
+        )
+    return disk
+
+
+def boot_fails(arm: Arm, name: str, disks: list[Disk]) -> bool:
+    """A VM made from disks copied from snapshots of a `bootFails` VM's disks never gets Ready;
+    so does one named by a `POST /admin/boot-failures` pattern, or made from a scripted VM."""
+    sources: set[str] = set()
+    for disk in disks:
+        snap = arm.cloud.snapshots.get(key(disk.source_resource_id or ""))
+        if snap is None:
+            continue
+        origin = arm.cloud.disks.get(key(snap.source_id))
+        for vm_id in origin.managed_by if origin else []:
+            sources.add(key(vm_id))
+        for vm in arm.cloud.vms.values():  # the disk may have been detached since
+            if key(snap.source_id) in (vm.os_disk_key, *[d.disk_key for d in vm.data_disks]):
+                sources.add(key(vm.id))
+    for vm_key in sources:
+        source_vm = arm.cloud.vms.get(vm_key)
+        if source_vm is not None and source_vm.boot_fails and not source_vm.from_arm:
+            return True
+    for rule in arm.cloud.boot_failure_rules:
+        pattern = rule.get("vmNamePattern")
+        if pattern and fnmatch.fnmatchcase(name.lower(), pattern.lower()):
+            return True
+        source = rule.get("sourceVmId")
+        if source and key(source) in sources:
+            return True
+    return False
+
+
+def put_vm(arm: Arm, req: ArmRequest, args: tuple[str, ...]) -> Reply:
+    sub_id, group_name, name = args
+    check_name(name, "virtualMachines")
+    group = arm.need_group(sub_id, group_name)
+    body = req.body if isinstance(req.body, dict) else {}
+    props = body.get("properties") or {}
+    location = _location(body)
+    tags = body.get("tags") or {}
+    check_tags(tags)
+    vm_id = compute_id(sub_id, group.name, "virtualMachines", name)
+    now = arm.clock.now()
+    with arm.cloud.lock:
+        arm.cloud.purge_deleted(now)
+        arm.cloud.network.purge(now)
+        arm.authorize(req, "Microsoft.Compute/virtualMachines/write", vm_id)
+        arm.check_locks(vm_id, "write")
+        arm.check_policies(req, "Microsoft.Compute/virtualMachines", vm_id, location, body, tags)
+        existing = arm.cloud.vms.get(key(vm_id))
+        if existing is not None:
+            if existing.deleting_at is not None:
+                raise ArmError(
+                    409,
+                    "OperationNotAllowed",
+                    f"Operation 'PUT' is not allowed on VM '{name}' since the VM is marked for "
+                    "deletion.",
+                )
+            # A repeated create is a no-op (the stand-in does not model VM updates).
+            return Reply(200, arm.cloud.vm_json(existing, now))
+        storage = props.get("storageProfile") or {}
+        os_block = storage.get("osDisk") or {}
+        if props.get("osProfile"):
+            raise ArmError(
+                400,
+                "InvalidParameter",
+                "Parameter 'osProfile' is not allowed when the OS disk is attached.",
+                target="osProfile",
+            )
+        os_disk = _disk_ref(arm, os_block, "storageProfile.osDisk")
+        os_type = os_block.get("osType") or os_disk.os_type
+        if not os_type:
+            raise ArmError(
+                400,
+                "InvalidParameter",
+                "Required parameter 'osDisk.osType' is missing (null).",
+                target="osDisk.osType",
+            )
+        data: list[tuple[int, Disk, str]] = []
+        for i, block in enumerate(storage.get("dataDisks") or []):
+            disk = _disk_ref(arm, block, f"storageProfile.dataDisks[{i}]")
+            data.append((int(block.get("lun", i)), disk, str(block.get("caching", "None"))))
+        disks = [os_disk, *[d for _, d, _ in data]]
+        nic_ids = [
+            str(n.get("id", ""))
+            for n in (props.get("networkProfile") or {}).get("networkInterfaces") or []
+        ]
+        if not nic_ids:
+            raise ArmError(
+                400,
+                "InvalidParameter",
+                "At least one network interface is required.",
+                target="networkProfile.networkInterfaces",
+            )
+        nics = []
+        for nic_id in nic_ids:
+            nic = arm.cloud.network.find(nic_id)
+            if nic is None or getattr(nic, "kind", "") != "networkInterfaces":
+                raise ArmError(
+                    400,
+                    "InvalidParameter",
+                    f"Network interface {nic_id} was not found.",
+                    target="networkProfile.networkInterfaces",
+                )
+            if nic.location.lower() != location:
+                raise ArmError(
+                    400,
+                    "InvalidParameter",
+                    f"Network interface {nic.id} is in location '{nic.location}'; the VM is in "
+                    f"'{location}'. Resources must be in the same region.",
+                    target="networkProfile.networkInterfaces",
+                )
+            for other in arm.cloud.vms.values():
+                if any(key(n) == key(nic.id) for n in other.nic_ids):
+                    raise ArmError(
+                        400,
+                        "NicInUse",
+                        f"Network Interface {nic.id} is used by existing resource {other.id}.",
+                    )
+            nics.append(nic)
+        for disk in disks:
+            if disk.location.lower().replace(" ", "") != location:
+                raise ArmError(
+                    400,
+                    "InvalidParameter",
+                    f"Disk {disk.id} is in location '{disk.location}'; the VM is in "
+                    f"'{location}'. Resources must be in the same region.",
+                    target="storageProfile",
+                )
+            if disk.provisioning_state(now) != "Succeeded":
+                raise ArmError(
+                    409,
+                    "OperationNotAllowed",
+                    f"Disk {disk.name} is still being created; retry when it is ready.",
+                )
+            if disk.managed_by and not (disk.max_shares and disk.max_shares > len(disk.managed_by)):
+                raise ArmError(
+                    409,
+                    "OperationNotAllowed",
+                    f"Disk '{disk.name}' is already attached to VM '{disk.managed_by[0]}'.",
+                )
+        for nic in nics:
+            arm.linked_check(
+                req,
+                "Microsoft.Network/networkInterfaces/join/action",
+                nic.id,
+                "Microsoft.Compute/virtualMachines/write",
+                vm_id,
+            )
+        for disk in disks:
+            arm.linked_check(
+                req,
+                "Microsoft.Compute/disks/write",
+                disk.id,
+                "Microsoft.Compute/virtualMachines/write",
+                vm_id,
+            )
+        req.throttle_headers.update(arm.throttler.compute_check(sub_id, location, "vm-puts"))
+        b = arm.behaviour
+        provisioned = now + timedelta(seconds=b.vm_create_seconds)
+        if req.stuck:
+            provisioned = _never(now)
+        running = provisioned + timedelta(seconds=b.boot_seconds) if not req.stuck else provisioned
+        fails = boot_fails(arm, name, disks)
+        agent = None if fails or req.stuck else running + timedelta(seconds=b.agent_seconds)
+        security = props.get("securityProfile") or {}
+        plan = body.get("plan")
+        vm = VirtualMachine(
+            subscription=sub_id.lower(),
+            group=group.name,
+            name=name,
+            location=location,
+            size=str((props.get("hardwareProfile") or {}).get("vmSize", "Standard_D2s_v5")),
+            vm_id=new_uuid(),
+            time_created=now,
+            os_type=str(os_type),
+            os_disk_key=key(os_disk.id),
+            agent_ready=False,
+            security_type=security.get("securityType"),
+            plan=dict(plan) if plan else None,
+            tags={str(k): str(v) for k, v in tags.items()},
+            data_disks=[DataDisk(lun, key(d.id), caching) for lun, d, caching in data],
+            zones=body.get("zones"),
+            create_option="Attach",
+            nic_ids=[n.id for n in nics],
+            provisioned_at=provisioned,
+            running_at=running,
+            agent_at=agent,
+            boot_fails=fails,
+        )
+        for disk in disks:
+            disk.managed_by.append(vm.id)
+        arm.cloud.vms[key(vm_id)] = vm
+        op = arm.new_operation(sub_id, location, "operations", now, vm_id, "PUT")
+        op.end = None if req.stuck else provisioned
+        for _ in range(2):  # a create shows as two writes with one correlation id
+            arm.events.resource_write(
+                vm.id,
+                "Microsoft.Compute/virtualMachines/write",
+                req.caller.object_id,
+                req.correlation_id,
+                http_method="PUT-CREATE",
+            )
+        headers = {"Azure-AsyncNotification": "Enabled"}
+        headers.update(arm.lro_headers(req, op, retry_after=False, location=False))
+        headers["Retry-After"] = arm.behaviour.scaled(arm.behaviour.lro_poll_retry_after)
+        return Reply(201, arm.cloud.vm_json(vm, now), headers)
+
+
+def delete_vm(arm: Arm, req: ArmRequest, args: tuple[str, ...]) -> Reply:
+    sub_id, group_name, name = args
+    arm.need_group(sub_id, group_name)
+    vm_id = compute_id(sub_id, group_name, "virtualMachines", name)
+    now = arm.clock.now()
+    with arm.cloud.lock:
+        arm.cloud.purge_deleted(now)
+        vm = arm.cloud.vms.get(key(vm_id))
+        if vm is None:
+            return Reply(204)
+        arm.authorize(req, "Microsoft.Compute/virtualMachines/delete", vm.id)
+        arm.check_locks(vm.id, "delete")
+        req.throttle_headers.update(arm.throttler.compute_check(sub_id, vm.location, "vm-deletes"))
+        end = None if req.stuck else now + timedelta(seconds=arm.behaviour.vm_delete_seconds)
+        if vm.deleting_at is None:
+            vm.deleting_at = end or _never(now)
+            arm.cloud.pending_deletes[key(vm.id)] = vm.deleting_at
+        op = arm.new_operation(sub_id, vm.location, "operations", now, vm.id, "DELETE")
+        op.end = end
+        headers = {"Azure-AsyncNotification": "Enabled"}
+        headers.update(arm.lro_headers(req, op, retry_after=False))
+        headers["Retry-After"] = arm.behaviour.scaled(arm.behaviour.lro_poll_retry_after)
+        return Reply(202, None, headers)
+
+
+def _route(method: str, pattern: str, operation: str, handler: Any) -> Route:
+    return Route(method, re.compile(pattern + "$", re.IGNORECASE), operation, handler)
+
+
+ROUTES: list[Route] = [
+    _route("PUT", _RG + r"/disks/([^/]+)", "Microsoft.Compute/disks/write", put_disk),
+    _route("DELETE", _RG + r"/disks/([^/]+)", "Microsoft.Compute/disks/delete", delete_disk),
+    _route(
+        "PUT",
+        _RG + r"/virtualmachines/([^/]+)",
+        "Microsoft.Compute/virtualMachines/write",
+        put_vm,
+    ),
+    _route(
+        "DELETE",
+        _RG + r"/virtualmachines/([^/]+)",
+        "Microsoft.Compute/virtualMachines/delete",
+        delete_vm,
+    ),
+]
+
+
+def resolve(method: str, path: str) -> tuple[Route, tuple[str, ...]] | None:
+    for route in ROUTES:
+        if route.method == method:
+            match = route.pattern.match(path.rstrip("/"))
+            if match:
+                return route, match.groups()
+    return None
