@@ -158,8 +158,8 @@ var appSettings = {
   DRILL_SCHEDULE: drillSchedule
   SWEEPER_SCHEDULE: sweeperSchedule
   VERIFICATION_WINDOW_HOURS: '48'
-  ON_DEMAND_BACKUP: string(onDemandBackup)
-  ENABLE_BACKUP_PROTECTION: string(enableBackupProtection)
+  ON_DEMAND_BACKUP: onDemandBackup ? 'true' : 'false'
+  ENABLE_BACKUP_PROTECTION: enableBackupProtection ? 'true' : 'false'
   BACKUP_PROTECTION_POLICY: 'DefaultPolicy'
   BACKUP_WRITER_CLIENT_ID: backupWriterClientId
   FIRST_BACKUP_CHECK_HOURS: '24'
@@ -169,7 +169,7 @@ var appSettings = {
   DRILL_RESOURCE_GROUP_TEMPLATE: drillResourceGroupTemplate
   DRILL_SUBSCRIPTION: drillSubscriptionId
   DRILL_POLL_SECONDS: '30'
-  DRY_RUN: string(dryRun)
+  DRY_RUN: dryRun ? 'true' : 'false'
   MAX_DISK_DELETE_FRACTION: '0.5'
   MAX_ESTATE_DELETE_FRACTION: '0.5'
   ARM_WRITES_PER_SECOND: '5'
@@ -177,7 +177,7 @@ var appSettings = {
   CONFIRM_DELAY_SECONDS: '900'
   STALE_SLOT_HOURS: '20'
   MIN_WRITE_HEADROOM: '20'
-  TAG_DEFAULT_POLICY: string(tagDefaultPolicy)
+  TAG_DEFAULT_POLICY: tagDefaultPolicy ? 'true' : 'false'
   POLICIES_FILE: 'policies.yaml'
   MONITOR_INGESTION_ENDPOINT: monitor.outputs.DATA_COLLECTION_ENDPOINT
   MONITOR_DCR_IMMUTABLE_ID: monitor.outputs.DATA_COLLECTION_RULE_IMMUTABLE_ID
