@@ -5,15 +5,21 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint bench clean outcome-columns outcome-fixtures
+.PHONY: setup demo test lint checkov bench clean outcome-columns outcome-fixtures
 
-setup: $(VENV)/.installed node_modules/.installed
+setup: $(VENV)/.installed node_modules/.installed .venv-tools/.installed
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Lifeboat needs Python 3.11 (set PYTHON=...)")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $@
+
+# checkov in its own venv: its pins (packaging<24) clash with pytest 9.
+.venv-tools/.installed: requirements-tools.txt
+	test -x .venv-tools/bin/python || $(PYTHON) -m venv .venv-tools
+	.venv-tools/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-tools.txt
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -28,7 +34,14 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+# The Bicep's security scan: no failed check, no parsing error (suppressions carry reasons).
+# checkov exits 0 on a file it cannot parse, so its report is read for parsing errors too.
+checkov: setup
+	@out=$$(.venv-tools/bin/checkov -d infra --framework bicep --compact --quiet --skip-download); \
+	status=$$?; echo "$$out"; \
+	test $$status -eq 0 && ! echo "$$out" | grep -q "Parsing errors"
+
+test: lint checkov
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # The LifeboatOutcomes_CL columns of infra/app/monitor.bicep, generated from shared/model.py.
@@ -43,4 +56,4 @@ bench: setup
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) node_modules .lifeboat .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-tools node_modules .lifeboat .pytest_cache .mypy_cache .ruff_cache

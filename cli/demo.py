@@ -69,6 +69,10 @@ def demo_command(
         Path | None,
         typer.Option("--outcomes", help="also write every outcome record here, one JSON a line"),
     ] = None,
+    requests_file: Annotated[
+        Path | None,
+        typer.Option("--requests", help="also write the stand-in's request counters here (JSON)"),
+    ] = None,
 ) -> None:
     """Run Lifeboat locally (Azurite, the Azure stand-in, the local host) and show what happened."""
     console = Console(
@@ -83,6 +87,10 @@ def demo_command(
             outcomes_file.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
         else:
             document.pop("outcomeRecords")
+        counters = document.pop("requestCounters")
+        if requests_file is not None:
+            requests_file.parent.mkdir(parents=True, exist_ok=True)
+            requests_file.write_text(json.dumps(counters, sort_keys=True, indent=2) + "\n")
     except Exception as e:  # the demo itself broke: say so, exit non-zero
         console.print(f"[red]the demo broke:[/] {type(e).__name__}: {e}")
         raise typer.Exit(1) from None
@@ -140,7 +148,11 @@ def _run(console: Console, estate: Path, nights: int) -> dict[str, Any]:
             requests = admin.get("/requests", params={"limit": 1}).json()["counters"]
             admin.close()
     console.print(f"[green]finished in {time.monotonic() - started:.1f} s[/]; all stopped.")
-    return {**_document(estate, nights, outcomes, mornings, requests), "outcomeRecords": outcomes}
+    return {
+        **_document(estate, nights, outcomes, mornings, requests),
+        "outcomeRecords": outcomes,
+        "requestCounters": requests,
+    }
 
 
 def _first_clock() -> str:

@@ -149,10 +149,7 @@ resource publisher 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   properties: {
     principalId: identityPrincipalId
     principalType: 'ServicePrincipal'
-    roleDefinitionId: subscriptionResourceId(
-      'Microsoft.Authorization/roleDefinitions',
-      roles.monitoringMetricsPublisher
-    )
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.monitoringMetricsPublisher)
   }
 }
 

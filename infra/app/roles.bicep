@@ -1,0 +1,104 @@
+// Lifeboat's custom roles, one per scope it works at, built from the hand-kept table
+// infra/roles/actions.json (operation -> actions, a doc link per row). A role holds the union of
+// the rows of its scope for the features this deployment enables; tests/test_infra_roles.py
+// evaluates these expressions against the table. Role names are tenant-unique (they carry the
+// environment name); assignable scopes are the target (and drill) subscriptions.
+targetScope = 'subscription'
+
+@description('azd environment name: makes the role names unique in the tenant.')
+param environmentName string
+
+@description('Subscriptions the roles may be assigned in (targets and the drill subscription).')
+param assignableSubscriptionIds array
+
+@description('TAG_DEFAULT_POLICY: Lifeboat writes lifeboat:policy on new VMs.')
+param tagDefaultPolicy bool
+
+@description('DR drills are enabled (drill regions given).')
+param drills bool
+
+var table = loadJsonContent('../roles/actions.json')
+
+var subscriptionCore = [for row in table.scopes.subscription.core: row.actions]
+var subscriptionTagDefaultPolicy = [for row in table.scopes.subscription.tagDefaultPolicy: row.actions]
+var subscriptionDrills = [for row in table.scopes.subscription.drills: row.actions]
+var snapshotGroupCore = [for row in table.scopes.snapshotGroup.core: row.actions]
+var snapshotGroupDrills = [for row in table.scopes.snapshotGroup.drills: row.actions]
+var drillSubscriptionDrills = [for row in table.scopes.drillSubscription.drills: row.actions]
+var drillGroupDrills = [for row in table.scopes.drillGroup.drills: row.actions]
+
+var subscriptionActions = union(flatten(subscriptionCore), tagDefaultPolicy ? flatten(subscriptionTagDefaultPolicy) : [], drills ? flatten(subscriptionDrills) : [])
+var snapshotGroupActions = union(flatten(snapshotGroupCore), drills ? flatten(snapshotGroupDrills) : [])
+var drillSubscriptionActions = union(flatten(drillSubscriptionDrills), [])
+var drillGroupActions = union(flatten(drillGroupDrills), [])
+
+var scopes = [for id in assignableSubscriptionIds: '/subscriptions/${id}']
+
+resource subscriptionRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(tenant().tenantId, environmentName, 'lifeboat-subscription')
+  properties: {
+    roleName: 'Lifeboat subscription reader (${environmentName})'
+    description: 'Lifeboat on a target subscription: VM and disk reads, the linked checks of snapshot create, polling reads.'
+    type: 'customRole'
+    permissions: [
+      {
+        actions: subscriptionActions
+        notActions: []
+      }
+    ]
+    assignableScopes: scopes
+  }
+}
+
+resource snapshotRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(tenant().tenantId, environmentName, 'lifeboat-snapshots')
+  properties: {
+    roleName: 'Lifeboat snapshot operator (${environmentName})'
+    description: 'Lifeboat in its snapshot resource group: create, read and delete snapshots. No beginGetAccess.'
+    type: 'customRole'
+    permissions: [
+      {
+        actions: snapshotGroupActions
+        notActions: []
+      }
+    ]
+    assignableScopes: scopes
+  }
+}
+
+resource drillSubscriptionRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = if (drills) {
+  name: guid(tenant().tenantId, environmentName, 'lifeboat-drill-subscription')
+  properties: {
+    roleName: 'Lifeboat drill poller (${environmentName})'
+    description: 'Lifeboat on the subscription holding drill groups: operation polling reads.'
+    type: 'customRole'
+    permissions: [
+      {
+        actions: drillSubscriptionActions
+        notActions: []
+      }
+    ]
+    assignableScopes: scopes
+  }
+}
+
+resource drillGroupRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = if (drills) {
+  name: guid(tenant().tenantId, environmentName, 'lifeboat-drill-group')
+  properties: {
+    roleName: 'Lifeboat drill operator (${environmentName})'
+    description: 'Lifeboat in a drill resource group: the isolated network, disks and VM of a drill.'
+    type: 'customRole'
+    permissions: [
+      {
+        actions: drillGroupActions
+        notActions: []
+      }
+    ]
+    assignableScopes: scopes
+  }
+}
+
+output subscriptionRoleName string = subscriptionRole.name
+output snapshotRoleName string = snapshotRole.name
+output drillSubscriptionRoleName string = drills ? drillSubscriptionRole.name : ''
+output drillGroupRoleName string = drills ? drillGroupRole.name : ''

@@ -1,0 +1,149 @@
+// The function app's storage: host storage (blobs, queues, tables) reached with Lifeboat's
+// identity only (shared keys off), the queues Lifeboat uses, the deployment package container
+// and the Event Grid dead-letter container.
+
+param name string
+param location string
+param tags object = {}
+
+@description('Principal id of Lifeboat\'s identity: it gets the three data roles.')
+param identityPrincipalId string
+
+@description('Queues the app uses; the host makes each one\'s -poison queue itself.')
+param queueNames array
+
+@description('Container that holds the deployment package (Flex).')
+param deploymentContainerName string
+
+@description('Container Event Grid dead-letters undeliverable VM events to.')
+param deadLetterContainerName string
+
+// Role definition ids (built-in roles).
+var roles = {
+  // Storage Blob Data Owner: the host's leases and the deployment package.
+  blobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+  // Storage Queue Data Contributor: queue triggers, Lifeboat's own paced sends, poison queues.
+  queueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
+  // Storage Table Data Contributor: the host's timer and scale bookkeeping.
+  tableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
+}
+
+resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  name: name
+  location: location
+  tags: tags
+  kind: 'StorageV2'
+  // checkov:skip=CKV_AZURE_206: Zone-redundant, not geo-redundant: the account holds transient queue messages, host leases and a rebuildable package; Azure itself is Lifeboat's source of truth, so a geo copy would restore nothing worth its cost.
+  sku: {
+    name: 'Standard_ZRS'
+  }
+  properties: {
+    accessTier: 'Hot'
+    allowBlobPublicAccess: false
+    allowSharedKeyAccess: false
+    allowCrossTenantReplication: false
+    defaultToOAuthAuthentication: true
+    minimumTlsVersion: 'TLS1_2'
+    supportsHttpsTrafficOnly: true
+    // checkov:skip=CKV_AZURE_59: Flex Consumption without a virtual network reaches its host storage over the public endpoint; shared keys are off, so every request needs an Entra token with a data role.
+    publicNetworkAccess: 'Enabled'
+    // checkov:skip=CKV_AZURE_35: Deny-by-default network rules would lock out the Flex host and Event Grid dead-lettering, which have no fixed addresses without a virtual network.
+    networkAcls: {
+      bypass: 'AzureServices'
+      defaultAction: 'Allow'
+    }
+    encryption: {
+      keySource: 'Microsoft.Storage'
+      requireInfrastructureEncryption: true
+      services: {
+        blob: {
+          enabled: true
+        }
+        queue: {
+          enabled: true
+          keyType: 'Account'
+        }
+        table: {
+          enabled: true
+          keyType: 'Account'
+        }
+      }
+    }
+  }
+}
+
+resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+}
+
+resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: deploymentContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+resource deadLetterContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: deadLetterContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+}
+
+resource queues 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = [
+  for queue in queueNames: {
+    parent: queueService
+    name: queue
+  }
+]
+
+resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+}
+
+resource blobOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, identityPrincipalId, roles.blobDataOwner)
+  scope: storage
+  properties: {
+    principalId: identityPrincipalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.blobDataOwner)
+  }
+}
+
+resource queueContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, identityPrincipalId, roles.queueDataContributor)
+  scope: storage
+  properties: {
+    principalId: identityPrincipalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.queueDataContributor)
+  }
+}
+
+resource tableContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, identityPrincipalId, roles.tableDataContributor)
+  scope: storage
+  properties: {
+    principalId: identityPrincipalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.tableDataContributor)
+  }
+}
+
+output id string = storage.id
+output name string = storage.name
+output blobEndpoint string = storage.properties.primaryEndpoints.blob
+output queueEndpoint string = storage.properties.primaryEndpoints.queue
+output tableEndpoint string = storage.properties.primaryEndpoints.table
+output deploymentContainerUrl string = '${storage.properties.primaryEndpoints.blob}${deploymentContainer.name}'
+output deadLetterContainerName string = deadLetterContainer.name

@@ -1,0 +1,209 @@
+"""Least privilege, measured: infra/roles/actions.json against the stand-in and the Bicep.
+
+- every ARM operation and linked action the stand-in logs in a demo run (two nights, defaults)
+  is granted by a row of a default feature, and every operation the stand-in can serve has a row;
+- each custom role in roles.bicep is, for every combination of features, exactly the union of
+  its scope's rows (evaluated from the Bicep, not read from its text);
+- vault rows are covered by the built-in Backup Reader / Backup Operator, and Backup Operator is
+  assigned only when on-demand backup is on;
+- nothing grants beginGetAccess on snapshots, and VM write never reaches Lifeboat's identity.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import itertools
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+from unittest.mock import MagicMock
+
+import pytest
+
+from emulator.arm import ROUTES
+from emulator.recoveryservices import RecoveryServices
+from tests.test_infra_bicep import INFRA, ROOT, Bicep, resource_body
+
+TABLE = json.loads((INFRA / "roles" / "actions.json").read_text())
+SCOPES: dict[str, dict[str, list[dict[str, Any]]]] = TABLE["scopes"]
+ROLE_VARIABLES = {
+    "subscription": ("subscriptionRole", "subscriptionActions"),
+    "snapshotGroup": ("snapshotRole", "snapshotGroupActions"),
+    "drillSubscription": ("drillSubscriptionRole", "drillSubscriptionActions"),
+    "drillGroup": ("drillGroupRole", "drillGroupActions"),
+}
+NOT_ARM = re.compile(r"^(identity/|monitor/|fault/)")
+
+
+def _rows(scope: str | None = None, features: set[str] | None = None) -> list[dict[str, Any]]:
+    return [
+        row
+        for name, by_feature in SCOPES.items()
+        if scope in (None, name)
+        for feature, rows in by_feature.items()
+        if features is None or feature in features
+        for row in rows
+    ]
+
+
+def _actions(rows: list[dict[str, Any]]) -> set[str]:
+    return {a.lower() for row in rows for a in row["actions"]}
+
+
+def _granted_by(action: str, patterns: list[str]) -> bool:
+    return any(fnmatch.fnmatch(action.lower(), p.lower()) for p in patterns)
+
+
+@pytest.fixture(scope="session")
+def demo_requests(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, int]]:
+    """The stand-in's request counters after `lifeboat demo --nights 2` (about 15 s)."""
+    path = tmp_path_factory.mktemp("demo") / "requests.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "cli.main", "demo", "--nights", "2", "--json",
+         "--requests", str(path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    counters: dict[str, dict[str, int]] = json.loads(path.read_text())
+    return counters
+
+
+def _seen(counters: dict[str, dict[str, int]]) -> set[str]:
+    names = set(counters["byOperation"]) | set(counters["byAction"])
+    return {n for n in names if not NOT_ARM.match(n)}
+
+
+def _served() -> set[str]:
+    """Every operation the stand-in can log, and the linked actions it checks."""
+    operations = {route.operation for route in ROUTES}
+    operations |= {route.operation for route in RecoveryServices._routes(MagicMock())}
+    expanded = set()
+    for op in operations:
+        kinds = ("diskOperations", "operations") if "{kind}" in op else ("",)
+        expanded |= {op.replace("{kind}", kind) for kind in kinds}
+    for path in (ROOT / "emulator").glob("*.py"):
+        text = path.read_text()
+        expanded |= set(re.findall(r"actions\.append\(\s*\"([^\"]+)\"", text))
+        expanded |= set(re.findall(r"linked = \"([^\"]+)\"", text))
+    return expanded
+
+
+def test_the_demo_exercised_arm_and_linked_checks(demo_requests: dict[str, Any]) -> None:
+    seen = _seen(demo_requests)
+    assert "Microsoft.Compute/snapshots/write" in seen
+    assert "Microsoft.Compute/disks/beginGetAccess/action" in seen, "linked checks are counted"
+    assert any(op.startswith("Microsoft.RecoveryServices/") for op in seen)
+
+
+def test_everything_the_demo_did_is_granted_by_default_rows(demo_requests: dict[str, Any]) -> None:
+    vault = TABLE["builtInRoles"]["backupReader"]["actions"]
+    granted = sorted(_actions(_rows(features={"core"})))
+    missing = [
+        op
+        for op in sorted(_seen(demo_requests))
+        if not _granted_by(op, granted) and not _granted_by(op, vault)
+    ]
+    assert missing == [], f"no default row grants {missing}"
+
+
+def test_every_operation_the_stand_in_serves_has_a_row() -> None:
+    served = _served()
+    assert len(served) > 20
+    rows = _actions(_rows())
+    assert sorted(op for op in served if op.lower() not in rows) == []
+
+
+def test_rows_are_complete_and_linked_to_docs() -> None:
+    for scope, by_feature in SCOPES.items():
+        assert scope in ROLE_VARIABLES or scope in ("vault", "separateIdentity"), scope
+        for feature, rows in by_feature.items():
+            assert feature in {
+                "core",
+                "tagDefaultPolicy",
+                "drills",
+                "onDemandBackup",
+                "backupProtection",
+            }
+            for row in rows:
+                assert row["operation"], row
+                assert row["actions"], row
+                assert row["why"], row
+                assert row["doc"].startswith("https://learn.microsoft.com/"), row
+                for action in row["actions"]:
+                    assert re.fullmatch(r"Microsoft\.\w+(/[\w{}]+)+", action), action
+
+
+@pytest.mark.parametrize(
+    ("tag_default_policy", "drills"), list(itertools.product([False, True], repeat=2))
+)
+def test_each_custom_role_is_the_union_of_its_rows(tag_default_policy: bool, drills: bool) -> None:
+    bicep = Bicep(INFRA / "app" / "roles.bicep", tagDefaultPolicy=tag_default_policy, drills=drills)
+    features = {"core"} | ({"tagDefaultPolicy"} if tag_default_policy else set())
+    features |= {"drills"} if drills else set()
+    for scope, (resource, variable) in ROLE_VARIABLES.items():
+        condition, body = resource_body(bicep.tree["resources"][resource]["config"])
+        [permissions] = body["properties"]["permissions"]
+        assert permissions["actions"] == variable
+        assert permissions["notActions"] == []
+        if scope.startswith("drill"):
+            assert condition == "drills"
+        else:
+            assert condition is None
+        if condition is not None and not bicep.evaluate(condition):
+            assert _actions(_rows(scope, features)) == set(), f"{scope} has rows but no role"
+            continue
+        computed = bicep.variable(variable)
+        assert len(computed) == len(set(computed)), "union removes duplicates"
+        assert {a.lower() for a in computed} == _actions(_rows(scope, features)), scope
+
+
+def test_no_role_can_read_snapshot_data_or_write_production_vms() -> None:
+    for path in INFRA.rglob("*"):
+        if path.is_file():
+            assert "snapshots/begingetaccess" not in path.read_text().lower(), path.name
+    everything = {"core", "tagDefaultPolicy", "drills"}
+    bicep = Bicep(INFRA / "app" / "roles.bicep", tagDefaultPolicy=True, drills=True)
+    for scope, (_, variable) in ROLE_VARIABLES.items():
+        actions = {a.lower() for a in bicep.variable(variable)}
+        assert not any("snapshots/begingetaccess" in a for a in actions)
+        assert not any("*" in a for a in actions), "no wildcards in custom roles"
+        if scope != "drillGroup":
+            assert "microsoft.compute/virtualmachines/write" not in actions, scope
+    separate = _actions(_rows("separateIdentity"))
+    custom = _actions(_rows(None, everything)) - _actions(_rows("separateIdentity"))
+    assert "microsoft.compute/virtualmachines/write" in separate
+    assert not (separate - {"microsoft.compute/virtualmachines/write"}) & custom
+
+
+def test_vault_rows_come_from_built_in_backup_roles_assigned_by_feature() -> None:
+    builtin = TABLE["builtInRoles"]
+    for row in SCOPES["vault"]["core"]:
+        for action in row["actions"]:
+            assert _granted_by(action, builtin["backupReader"]["actions"]), action
+    for row in SCOPES["vault"]["onDemandBackup"]:
+        for action in row["actions"]:
+            assert _granted_by(action, builtin["backupOperator"]["actions"]), action
+    target = Bicep(INFRA / "app" / "target.bicep")
+    resources = target.tree["resources"]
+    reader_condition, reader = resource_body(resources["backupReader"]["config"])
+    operator_condition, operator = resource_body(resources["backupOperator"]["config"])
+    assert reader_condition is None
+    assert operator_condition == "onDemandBackup"
+    assert "backupReader" in json.dumps(reader["properties"]["roleDefinitionId"])
+    assert "backupOperator" in json.dumps(operator["properties"]["roleDefinitionId"])
+    assert builtin["backupReader"]["id"] == "a795c7a0-d4a2-40c1-ae25-d81f01202912"
+    assert builtin["backupOperator"]["id"] == "00c29273-979b-4161-815c-10b084fb9324"
+
+
+def test_snapshot_role_is_assigned_on_the_snapshot_group_only() -> None:
+    target = Bicep(INFRA / "app" / "target.bicep").tree
+    module = target["modules"]["snapshots"]["config"]
+    assert module["scope"] == "snapshotGroup"
+    assert module["params"]["roleDefinitionName"] == "snapshotRoleName"
+    reader = resource_body(target["resources"]["reader"]["config"])[1]
+    assert "subscriptionRoleName" in json.dumps(reader["properties"]["roleDefinitionId"])
+    text = Path(INFRA / "app" / "target.bicep").read_text()
+    assert text.count("snapshotRoleName") == 2, "declared once, used once (the group module)"
