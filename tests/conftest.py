@@ -1,6 +1,12 @@
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
 from azure.storage.queue import QueueServiceClient
@@ -46,3 +52,32 @@ def _fresh_services() -> Iterator[None]:
     reset_services()
     yield
     reset_services()
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    """`lifeboat demo --nights 2 --json --requests FILE`, run once per test session."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    requests: dict[str, dict[str, int]]
+
+    @property
+    def document(self) -> dict[str, Any]:
+        result: dict[str, Any] = json.loads(self.stdout.strip().splitlines()[-1])
+        return result
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
+    """The demo as a user runs it (a subprocess); the e2e and least-privilege tests share it."""
+    path = tmp_path_factory.mktemp("demo") / "requests.json"
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run(
+        [sys.executable, "-m", "cli.main", "demo", "--nights", "2", "--json",
+         "--requests", str(path)],
+        cwd=root, capture_output=True, text=True, timeout=420, check=False,
+    )  # fmt: skip
+    requests = json.loads(path.read_text()) if path.exists() else {}
+    return DemoRun(result.returncode, result.stdout, result.stderr, requests)

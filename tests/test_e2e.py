@@ -16,7 +16,7 @@ from cli.azurite import Azurite, write_endpoints
 from cli.events import post_events, vm_write_event
 from cli.hostprocess import running_host, write_json
 from emulator.process import DEMO_ESTATE, running_emulator
-from tests.conftest import OTHER_SUBSCRIPTION, SUBSCRIPTION, base_settings
+from tests.conftest import OTHER_SUBSCRIPTION, SUBSCRIPTION, DemoRun, base_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = {
@@ -89,14 +89,13 @@ def test_host_refuses_to_start_when_a_schedule_setting_is_missing(tmp_path: Path
     assert "'%POISON_SCHEDULE%' does not resolve" in result.stderr
 
 
-def test_demo_json_is_the_last_thing_on_stdout_and_nothing_is_left_behind() -> None:
+def test_demo_json_is_the_last_thing_on_stdout_and_nothing_is_left_behind(
+    demo_run: DemoRun,
+) -> None:
     """`capture_output` returns only when every holder of the pipe has exited."""
-    result = subprocess.run(
-        [sys.executable, "-m", "cli.main", "demo", "--nights", "2", "--json"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+    result = demo_run
     assert result.returncode == 0, result.stderr[-3000:]
-    document = json.loads(result.stdout.strip().splitlines()[-1])
+    document = demo_run.document
     assert set(document) == {
         "estate", "nights", "snapshots", "skipped", "outcomes", "verification", "drills",
         "requests",
@@ -111,6 +110,18 @@ def test_demo_json_is_the_last_thing_on_stdout_and_nothing_is_left_behind() -> N
     # The clock passing 06:00 fired the verification run: the demo vault's findings.
     findings = {v["finding"] for v in document["verification"].values()}
     assert {"compliant", "rpo-breached", "unprotected"} <= findings
+    # Each night the drill timer restored the three VMs tagged lifeboat:drill=nightly.
+    drills = document["drills"]
+    assert len(drills) == 6
+    assert {d["status"] for d in drills} == {"succeeded", "failed"}
+    for drill in drills:
+        assert set(drill) >= {"drillId", "vmId", "source", "status", "rtoSeconds", "rpoSeconds",
+                              "rtoTargetSeconds"}  # fmt: skip
+        assert isinstance(drill["rpoSeconds"], int)
+        if drill["status"] == "succeeded":
+            assert 0 < drill["rtoSeconds"] <= drill["rtoTargetSeconds"]
+        else:
+            assert drill["vmId"].endswith("/vm-report-01")
     for text in ("HTTP 202", "poison_drain reported both", "Night 2"):
         assert text in result.stderr
     # The demo's stand-in and host carry its working folder on their command lines.

@@ -15,8 +15,6 @@ import fnmatch
 import itertools
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 from unittest.mock import MagicMock
@@ -25,6 +23,7 @@ import pytest
 
 from emulator.arm import ROUTES
 from emulator.recoveryservices import RecoveryServices
+from tests.conftest import DemoRun
 from tests.test_infra_bicep import INFRA, ROOT, Bicep, resource_body
 
 TABLE = json.loads((INFRA / "roles" / "actions.json").read_text())
@@ -58,17 +57,10 @@ def _granted_by(action: str, patterns: list[str]) -> bool:
 
 
 @pytest.fixture(scope="session")
-def demo_requests(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, int]]:
-    """The stand-in's request counters after `lifeboat demo --nights 2` (about 15 s)."""
-    path = tmp_path_factory.mktemp("demo") / "requests.json"
-    result = subprocess.run(
-        [sys.executable, "-m", "cli.main", "demo", "--nights", "2", "--json",
-         "--requests", str(path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    counters: dict[str, dict[str, int]] = json.loads(path.read_text())
-    return counters
+def demo_requests(demo_run: DemoRun) -> dict[str, dict[str, int]]:
+    """The stand-in's request counters after `lifeboat demo --nights 2` (shared with test_e2e)."""
+    assert demo_run.returncode == 0, demo_run.stderr[-3000:]
+    return demo_run.requests
 
 
 def _seen(counters: dict[str, dict[str, int]]) -> set[str]:
@@ -100,7 +92,8 @@ def test_the_demo_exercised_arm_and_linked_checks(demo_requests: dict[str, Any])
 
 def test_everything_the_demo_did_is_granted_by_default_rows(demo_requests: dict[str, Any]) -> None:
     vault = TABLE["builtInRoles"]["backupReader"]["actions"]
-    granted = sorted(_actions(_rows(features={"core"})))
+    # The demo drills three VMs a night: drills are on wherever drill regions are deployed.
+    granted = sorted(_actions(_rows(features={"core", "drills"})))
     missing = [
         op
         for op in sorted(_seen(demo_requests))
