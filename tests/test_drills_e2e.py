@@ -4,8 +4,10 @@ One rotation night makes the snapshot sets; then the drill timer fires and the t
 estate tags `lifeboat:drill=nightly` are restored in isolation, one of which never boots (the
 estate scripts it), and two more
 drills are started by hand on networks the pre-flight must refuse (peered to production; an NSG
-that lets the VM reach the Internet). Every drill reports RTO and RPO in the stand-in's time,
-and afterwards the drill resource group holds nothing a drill made.
+that lets the VM reach the Internet). Faults all along: 30% of the drills' disk, NIC and VM PUTs
+are throttled, and the host loses the completion of some drill steps (so they run again and
+hand the drill on twice). Every drill reports once, with RTO and RPO in the stand-in's time, and
+afterwards the drill resource group holds nothing a drill made.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import json
 import ssl
 import time
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -26,7 +29,7 @@ from azure.mgmt.network import NetworkManagementClient
 import function_app
 from cli.azurite import Azurite
 from cli.clock import RemoteClock
-from cli.localhost import LocalHost
+from cli.localhost import Faults, LocalHost
 from emulator.process import DEMO_ESTATE, running_emulator
 from shared import drills
 from shared.model import Outcome
@@ -114,11 +117,21 @@ def drill_night(azurite: Azurite, tmp_path_factory: pytest.TempPathFactory) -> I
             "base_url": ep.arm,
             "credential_scopes": [ep.arm_audience + ".default"],
         }
+        for kind in ("/disks/", "/networkInterfaces/", "/virtualMachines/"):
+            admin.post(
+                "/faults",
+                json={"action": "status", "method": "PUT", "path": kind, "status": 429,
+                      "code": "TooManyRequests", "retryAfter": 0, "probability": 0.3},
+            ).raise_for_status()  # fmt: skip
         compute = ComputeManagementClient(credential, SUB, **options)
         network = NetworkManagementClient(credential, SUB, **options)
         try:
             with LocalHost(
-                function_app.app, overrides=overrides, environ=environ, clock=clock
+                function_app.app,
+                overrides=overrides,
+                environ=environ,
+                clock=clock,
+                faults=Faults(fail_after_return=Counter({"drill_step": 4})),
             ) as host:
                 rt = services()
                 _set_clock(admin, START.replace(hour=2))
@@ -170,9 +183,12 @@ def _drills(reporter: MemoryReporter) -> dict[str, Outcome]:
 
 
 def test_drills_restore_boot_measure_and_report_rto_and_rpo(drill_night: Any) -> None:
-    reporter, _left, _requests = drill_night
+    reporter, _left, requests = drill_night
     results = _drills(reporter)
     assert set(results) == set(DRILLED) | set(BLOCKED)
+    reports = Counter(o.details["drillId"] for o in reporter.outcomes if o.operation == "drill")
+    assert set(reports.values()) == {1}, "every drill reports once"
+    assert requests["byStatus"].get("429", 0) > 0, "the faults happened"
     for name in ("vm-web-01", "vm-db-01"):
         outcome = results[name]
         assert outcome.status == "succeeded", (name, outcome.reason)
