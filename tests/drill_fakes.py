@@ -80,6 +80,8 @@ class FakeDrillCloud:
         self.fail: Callable[[str], None] = lambda _op: None  # fault injection hook
         self.calls: list[tuple[str, str]] = []
         self.deleted: list[str] = []
+        self.vm_requests: list[DrillVmRequest] = []
+        self.disk_requests: list[DrillDiskRequest] = []
 
     # --- helpers
 
@@ -198,6 +200,7 @@ class FakeDrillCloud:
 
     def begin_create_disk(self, request: DrillDiskRequest) -> None:
         self._op("begin_create_disk", request.id)
+        self.disk_requests.append(request)
         self._add(request.id, "disks", request.location, request.tags,
                   snapshot=request.source_snapshot_id)  # fmt: skip
 
@@ -208,6 +211,7 @@ class FakeDrillCloud:
 
     def begin_create_vm(self, request: DrillVmRequest) -> None:
         self._op("begin_create_vm", request.id)
+        self.vm_requests.append(request)
         os_disk = self._get(request.os_disk_id)
         if os_disk is None or self._state(os_disk) != "Succeeded":
             raise RefusedError("InvalidParameter", f"disk {request.os_disk_id} is not ready")

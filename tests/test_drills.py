@@ -432,3 +432,39 @@ def test_a_manual_drill_needs_a_plan_and_never_drills_a_drill_group() -> None:
     (outcome,) = world.outcomes()
     assert outcome.status == "succeeded", outcome.reason
     assert outcome.details["manual"] is True
+
+
+def test_the_restored_vm_keeps_the_sources_security_generation_and_plan_and_nothing_else() -> None:
+    import dataclasses as dc
+
+    world = World(vms=0)
+    world.add_vm("tl")
+    source = world.compute.vms[0]
+    world.compute.vms[0] = dc.replace(
+        source,
+        security_type="TrustedLaunch",
+        security_profile={
+            "securityType": "TrustedLaunch",
+            "uefiSettings": {"secureBootEnabled": True, "vTpmEnabled": True},
+            "encryptionIdentity": {"userAssignedIdentityResourceId": "/id/of/prod"},
+        },
+        plan={"name": "byol", "publisher": "contoso", "product": "db"},
+        size="Standard_E8s_v5",
+    )
+    os_disk = world.compute.disks[source.os_disk.disk_id.lower()]  # type: ignore[union-attr]
+    world.compute.disks[os_disk.id.lower()] = dc.replace(os_disk, hyper_v_generation="V2")
+    world.night()
+    (outcome,) = world.outcomes()
+    assert outcome.status == "succeeded", outcome.reason
+    (request,) = world.cloud.vm_requests
+    assert request.size == "Standard_E8s_v5"
+    assert request.plan == {"name": "byol", "publisher": "contoso", "product": "db"}
+    assert request.security_profile == {
+        "securityType": "TrustedLaunch",
+        "uefiSettings": {"secureBootEnabled": True, "vTpmEnabled": True},
+    }, "no identity of the source travels with the restore"
+    assert request.tags["lifeboat:drill"] == outcome.details["drillId"]
+    assert {"lifeboat:managed", "lifeboat:expires", "lifeboat:run"} <= set(request.tags)
+    os_request = next(d for d in world.cloud.disk_requests if d.id.endswith("-osdisk"))
+    assert (os_request.hyper_v_generation, os_request.security_type) == ("V2", "TrustedLaunch")
+    assert os_request.source_snapshot_id.endswith("202611260200")
