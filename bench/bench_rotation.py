@@ -83,7 +83,10 @@ def main() -> None:
             )
             print(f"headroom night (unthrottled): {headroom['elapsed']:.0f} s", flush=True)
             night += timedelta(days=1)
-        admin.post("/throttle", json={"enabled": True}).raise_for_status()  # full buckets
+        # Full buckets, and 429s with Retry-After in whole seconds as ARM sends them: scaled by
+        # 0.1 (as the LRO polls still are) most would say 0 s and be retried at once.
+        throttle = {"enabled": True, "retryAfterScale": 1.0}
+        admin.post("/throttle", json=throttle).raise_for_status()
         lifeboat = _lifeboat_night(azurite, ep, admin, work, night, budget=BUDGET, confirm_delay=5)
         print(f"Lifeboat's night: {lifeboat['elapsed']:.0f} s", flush=True)
         started = time.monotonic()
@@ -202,6 +205,10 @@ def _lifeboat_night(
     elapsed = time.monotonic() - started
     reset_services()
     log = tail.stop()
+    kept = [e for e in log if e["method"] in ("PUT", "DELETE") or e["status"] == 429]
+    saved = work / f"writes-{night:%Y%m%d}-budget-{budget:.0f}.json"
+    saved.write_text(json.dumps(kept))
+    print(f"writes and 429s of the night: {saved}", flush=True)
     counters = _counters(admin)
     outcomes = reporter.outcomes
     creates = [
