@@ -124,18 +124,20 @@ def plan_subscription(rt: Runtime, envelope: Envelope, payload: Payload) -> None
         prunes = _expected_prunes(rt, plan, disks, snapshots, config, subscription)
         _report(rt, *_prune_outcomes(rt, envelope.run_id, prunes, subscription, dry_run=True))
         return
+    paced_from = rt.clock.now()
     for vm_plan in plan.vms:
         if vm_plan.creates:
             _send(
                 rt, VM_QUEUE, "rotation-vm", _vm_request(vm_plan, subscription, plan.slot),
                 envelope.run_id, f"rotation-vm:{vm_plan.vm.id.lower()}:{plan.slot}",
-                delay=vm_plan.delay_seconds, early=True,
+                delay=vm_plan.delay_seconds - _seconds_since(rt, paced_from), early=True,
             )  # fmt: skip
     confirm = RotationConfirmRequest(subscriptionId=subscription, slot=plan.slot)
     _send(
         rt, PLAN_QUEUE, "rotation-confirm", confirm, envelope.run_id,
         f"rotation-confirm:{subscription}:{plan.slot}",
-        delay=plan.window_seconds + rt.settings.confirm_delay_seconds,
+        delay=plan.window_seconds + rt.settings.confirm_delay_seconds
+        - _seconds_since(rt, paced_from),
     )  # fmt: skip
     log.info(
         "rotation plan %s %s: %d VM(s), %d snapshot(s) over %.0f s",
@@ -435,6 +437,7 @@ def confirm_night(rt: Runtime, envelope: Envelope, payload: Payload) -> None:
         return
     # Deletes have their own ARM bucket; pace them like the creates.
     cursor = 0.0
+    paced_from = rt.clock.now()
     for prune in prunes.disks:
         ids = [r.snapshot.id for r in prune.delete]
         for start in range(0, len(ids), PRUNE_CHUNK):
@@ -446,7 +449,7 @@ def confirm_night(rt: Runtime, envelope: Envelope, payload: Payload) -> None:
                     slot=request.slot, snapshotIds=chunk, orphan=prune.orphan,
                 ),
                 envelope.run_id, f"rotation-prune:{prune.source_id.lower()}:{request.slot}:{start}",
-                delay=cursor, early=True,
+                delay=cursor - _seconds_since(rt, paced_from), early=True,
             )  # fmt: skip
             cursor += len(chunk) / rt.settings.arm_writes_per_second
 
@@ -630,6 +633,12 @@ def _send(
     )
     visibility = _visibility(delay, early=early)
     enqueue(rt, queue, envelope, job=Job.ROTATION, visibility_timeout=visibility)
+
+
+def _seconds_since(rt: Runtime, start: datetime) -> float:
+    """Paced delays count from when sending began: each message's delay is shortened by the time
+    spent sending the ones before it, so enqueueing thousands does not stretch the window."""
+    return (rt.clock.now() - start).total_seconds()
 
 
 def _visibility(delay: float, *, early: bool = False) -> int:

@@ -110,6 +110,27 @@ def test_vm_messages_are_paced_and_confirm_comes_after_the_window() -> None:
     assert delays == [("rotation-vm", 0), ("rotation-vm", 1), ("rotation-confirm", 603)]
 
 
+def test_pacing_counts_from_when_sending_began_not_from_each_send() -> None:
+    world = World(SNAPSHOT_WRITES_PER_SECOND="1", CONFIRM_DELAY_SECONDS="600")
+    rotation.start_night(world.rt, night(27))
+    [plan_text] = world.queues.sent["rotation-plan"]
+    world.queues.sent["rotation-plan"] = []
+    envelope, payload = messages.decode(plan_text)
+    delays: list[tuple[str, int]] = []
+    send = world.queues.send
+
+    def slow_send(queue: str, text: str, *, visibility_timeout: int = 0) -> None:
+        delays.append((messages.decode(text)[0].type, visibility_timeout))
+        send(queue, text, visibility_timeout=visibility_timeout)
+        world.clock.advance(seconds=0.6)  # each enqueue takes time
+
+    world.queues.send = slow_send  # type: ignore[method-assign]
+    rotation.plan_subscription(world.rt, envelope, payload)
+    # Planned at 0 s and 1 s: the second is sent 0.6 s later, so it waits 0.4 s (whole: 0); the
+    # confirm still comes after the window (3 s) plus 600 s from when sending began.
+    assert delays == [("rotation-vm", 0), ("rotation-vm", 0), ("rotation-confirm", 602)]
+
+
 def test_retention_prunes_each_night_once_tonight_is_good() -> None:
     world = World()
     for day in range(20, 28):
