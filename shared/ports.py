@@ -147,6 +147,10 @@ class Compute(Protocol):
         """Writes left in the subscription's ARM bucket, as the last response said (or None)."""
         ...
 
+    def delete_headroom(self, subscription_id: str) -> int | None:
+        """Deletes left in the subscription's ARM delete bucket, as the last response said."""
+        ...
+
 
 class Backup(Protocol):
     """Azure Backup (Recovery Services): per-vault lists, never one call per VM."""

@@ -531,6 +531,14 @@ def prune_snapshots(rt: Runtime, envelope: Envelope, payload: Payload) -> None:
             # An earlier delivery deleted it; report again rather than risk never reporting.
             _report(rt, _delete_outcome(rt, envelope, request, snapshot_id, Status.SUCCEEDED, None))
             continue
+        headroom = compute.delete_headroom(request.subscription_id)
+        if headroom is not None and headroom < rt.settings.min_write_headroom:
+            # A backlog of prunes must not empty the delete bucket and meet 429s: wait a little.
+            log.info("delete headroom %d is low; deferring prunes of %s", headroom,
+                     request.source_id)  # fmt: skip
+            rest = request.model_copy(update={"snapshot_ids": request.snapshot_ids[index:]})
+            _retry_later(rt, PRUNE_QUEUE, envelope, rest, 10.0)
+            return
         try:
             compute.begin_delete_snapshot(snapshot_id)
         except ThrottledError as e:

@@ -84,6 +84,7 @@ class FakeCompute:
         self.throttle: int = 0  # throttle this many of the next writes
         self.refuse: dict[str, str] = {}  # disk or snapshot id (lower) -> error code
         self.headroom: int | None = None
+        self.deletes_left: int | None = None
         self.state = "Succeeded"
 
     def list_vms(self, subscription_id: str) -> list:  # type: ignore[type-arg]
@@ -154,6 +155,9 @@ class FakeCompute:
 
     def write_headroom(self, subscription_id: str) -> int | None:
         return self.headroom
+
+    def delete_headroom(self, subscription_id: str) -> int | None:
+        return self.deletes_left
 
 
 @contextlib.contextmanager

@@ -166,6 +166,41 @@ def test_throttling_requeues_only_the_remaining_disks() -> None:
     assert max(o.details["attempt"] for o in creates) == 2
 
 
+def test_low_write_and_delete_headroom_defer_the_work_instead_of_meeting_429s() -> None:
+    world = World()
+    for day in range(20, 27):
+        world.night(day)
+    before = len(world.compute.writes)
+
+    def one_pass(queue: str) -> int:
+        pending, world.queues.sent[queue] = world.queues.sent.get(queue, []), []
+        for text in pending:
+            envelope, payload = messages.decode(text)
+            HANDLERS[envelope.type](world.rt, envelope, payload)
+        return len(pending)
+
+    world.clock.current = night(27)
+    rotation.start_night(world.rt, night(27))
+    one_pass("rotation-plan")
+    world.compute.headroom = 5  # under MIN_WRITE_HEADROOM (20): the VMs' snapshots wait
+    assert one_pass("rotation-vm") == 2
+    assert len(world.queues.sent["rotation-vm"]) == 2, "both went back on the queue"
+    assert len(world.compute.writes) == before
+    world.compute.headroom = None
+    one_pass("rotation-vm")
+    assert len(world.compute.writes) == before + 3
+    one_pass("rotation-plan")  # the confirm: prunes are queued
+    world.compute.deletes_left = 5  # the deletes wait too
+    prunes = one_pass("rotation-prune")
+    assert prunes > 0
+    assert len(world.queues.sent["rotation-prune"]) == prunes
+    assert len(world.compute.writes) == before + 3
+    world.compute.deletes_left = 150
+    world.drain()
+    assert world.ops("snapshot-delete", "succeeded")
+    assert not [w for w in world.compute.writes[before + 3 :] if w[0] != "delete"]
+
+
 def test_refusals_are_blocked_and_the_rest_goes_on() -> None:
     world = World()
     world.compute.refuse[world.disks[1].id.lower()] = "ScopeLocked"

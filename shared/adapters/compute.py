@@ -51,27 +51,37 @@ DEFAULT_RETRY_AFTER = 30.0
 
 
 class Headroom:
-    """Remembers the last `x-ms-ratelimit-remaining-subscription-writes` per subscription.
+    """Remembers the last `x-ms-ratelimit-remaining-subscription-{writes,deletes}` per subscription.
 
     Installed as the clients' `raw_response_hook`, so it sees every response, retries included.
     """
 
+    HEADERS = {
+        "writes": "x-ms-ratelimit-remaining-subscription-writes",
+        "deletes": "x-ms-ratelimit-remaining-subscription-deletes",
+    }
+
     def __init__(self) -> None:
-        self.remaining: dict[str, int] = {}
+        self.remaining: dict[str, int] = {}  # writes
+        self.deletes: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def __call__(self, response: PipelineResponse[Any, Any]) -> None:
-        value = response.http_response.headers.get("x-ms-ratelimit-remaining-subscription-writes")
         url = response.http_request.url
-        if value is None or "/subscriptions/" not in url:
+        if "/subscriptions/" not in url:
             return
         subscription = url.split("/subscriptions/", 1)[1].split("/", 1)[0].split("?", 1)[0]
-        try:
-            remaining = int(value)
-        except ValueError:
-            return
-        with self._lock:
-            self.remaining[subscription.lower()] = remaining
+        for kind, header in self.HEADERS.items():
+            value = response.http_response.headers.get(header)
+            if value is None:
+                continue
+            try:
+                remaining = int(value)
+            except ValueError:
+                continue
+            with self._lock:
+                target = self.remaining if kind == "writes" else self.deletes
+                target[subscription.lower()] = remaining
 
 
 class AzureCompute:
@@ -231,6 +241,9 @@ class AzureCompute:
 
     def write_headroom(self, subscription_id: str) -> int | None:
         return self.headroom.remaining.get(subscription_id.lower())
+
+    def delete_headroom(self, subscription_id: str) -> int | None:
+        return self.headroom.deletes.get(subscription_id.lower())
 
 
 # ------------------------------------------------------------------------------ translation
