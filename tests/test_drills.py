@@ -468,3 +468,48 @@ def test_the_restored_vm_keeps_the_sources_security_generation_and_plan_and_noth
     os_request = next(d for d in world.cloud.disk_requests if d.id.endswith("-osdisk"))
     assert (os_request.hyper_v_generation, os_request.security_type) == ("V2", "TrustedLaunch")
     assert os_request.source_snapshot_id.endswith("202611260200")
+
+
+@pytest.mark.parametrize(
+    ("rules", "expected"),
+    [
+        # a Deny for one source only closes nothing: the default rules let the rest out
+        ((SecurityRule("deny-one", 100, "Outbound", "Deny", "*", ("10.0.0.4/32",)),),
+         "allows outbound Internet traffic (rule 'AllowInternetOutBound'"),
+        ((SecurityRule("deny-one", 100, "Outbound", "Deny", "*", ("*",), ("*",), ("*",),
+                       ("1024",)),), "allows outbound Internet traffic"),
+        # an Allow to one public address, or to another service tag, reaches the Internet
+        ((SecurityRule("dns", 90, "Outbound", "Allow", "Udp", ("*",), ("8.8.8.8",), ("53",)),
+          SecurityRule("deny-out", 100, "Outbound", "Deny")), "(rule 'dns'"),
+        ((SecurityRule("blob", 90, "Outbound", "Allow", "Tcp", ("*",), ("Storage",), ("443",)),
+          SecurityRule("deny-out", 100, "Outbound", "Deny")), "(rule 'blob'"),
+        ((SecurityRule("rdp", 90, "Inbound", "Allow", "Tcp", ("203.0.113.0/24",), ("*",),
+                       ("3389",)),
+          SecurityRule("deny-in", 100, "Inbound", "Deny")), "allows inbound Internet traffic"),
+        ((SecurityRule("prod", 90, "Outbound", "Allow", "*", ("*",), ("10.1.0.0/16",)),
+          SecurityRule("deny-out", 100, "Outbound", "Deny")), "allows outbound VirtualNetwork"),
+    ],
+)  # fmt: skip
+def test_the_pre_flight_sees_narrow_denies_and_allows_to_addresses(
+    rules: tuple[SecurityRule, ...], expected: str
+) -> None:
+    from shared.isolation import isolation_problems
+
+    deny_in = SecurityRule("deny-in", 100, "Inbound", "Deny")
+    network = _operator_network(security_rules=(*rules, deny_in, *DEFAULT_RULES))
+    problems = isolation_problems(network)
+    assert any(expected in p for p in problems), problems
+
+
+def test_the_pre_flight_accepts_a_full_deny_written_as_a_port_range() -> None:
+    from shared.isolation import isolation_problems
+
+    rules = (
+        SecurityRule("deny-in", 100, "Inbound", "Deny", "*", ("*",), ("*",), ("0-65535",)),
+        SecurityRule("deny-out", 100, "Outbound", "Deny", "*", ("*",), ("*",), ("0-65535",)),
+        SecurityRule("subnet", 90, "Outbound", "Allow", "*", ("*",), ("192.0.2.0/24",)),
+    )
+    problems = isolation_problems(_operator_network(security_rules=(*rules, *DEFAULT_RULES)))
+    assert problems == ["NSG /subscriptions/x/resourceGroups/y/providers/Microsoft.Network/"
+                        "networkSecurityGroups/nsg allows outbound Internet traffic "
+                        "(rule 'subnet', priority 90)"]  # fmt: skip

@@ -461,4 +461,5 @@ def _rule(body: dict[str, Any]) -> SecurityRule:
         sources=many("sourceAddressPrefix", "sourceAddressPrefixes"),
         destinations=many("destinationAddressPrefix", "destinationAddressPrefixes"),
         destination_ports=many("destinationPortRange", "destinationPortRanges"),
+        source_ports=many("sourcePortRange", "sourcePortRanges"),
     )
