@@ -513,3 +513,25 @@ def test_the_pre_flight_accepts_a_full_deny_written_as_a_port_range() -> None:
     assert problems == ["NSG /subscriptions/x/resourceGroups/y/providers/Microsoft.Network/"
                         "networkSecurityGroups/nsg allows outbound Internet traffic "
                         "(rule 'subnet', priority 90)"]  # fmt: skip
+
+
+def test_nsg_rules_are_read_with_their_application_security_groups_and_source_ports() -> None:
+    from shared.adapters.drills import _rule
+    from shared.isolation import first_allow
+
+    asg = (
+        "/subscriptions/x/resourceGroups/y/providers/Microsoft.Network/applicationSecurityGroups/db"
+    )
+    deny_to_asg = _rule({
+        "name": "deny-db", "properties": {
+            "priority": 100, "direction": "Outbound", "access": "Deny", "protocol": "*",
+            "sourceAddressPrefix": "*", "sourcePortRange": "*", "destinationPortRange": "*",
+            "destinationApplicationSecurityGroups": [{"id": asg}],
+        },
+    })  # fmt: skip
+    assert deny_to_asg.destinations == (asg,)
+    allow_out = SecurityRule("out", 200, "Outbound", "Allow", "*", ("*",), ("Internet",))
+    assert first_allow([deny_to_asg, allow_out], "Outbound", "Internet") == allow_out
+    ports = _rule({"name": "p", "properties": {"priority": 100, "direction": "Inbound",
+                   "access": "Deny", "protocol": "*", "sourcePortRanges": ["1-1023"]}})  # fmt: skip
+    assert ports.source_ports == ("1-1023",)
