@@ -21,6 +21,7 @@ import hashlib
 import logging
 import math
 import random
+import re
 import threading
 import weakref
 from collections import OrderedDict
@@ -50,6 +51,7 @@ log = logging.getLogger(__name__)
 DRILL_QUEUE = "drill-step"
 EXPIRES_TAG = "lifeboat:expires"
 DRILL_ID_PREFIX = "lbd-"
+DRILL_ID_PATTERN = re.compile(r"lbd-[a-z2-7]{10}")  # as `drill_id_of` makes them (DrillState)
 # Teardown order: what holds a reference goes before what it references.
 TEARDOWN_ORDER = (
     "virtualMachines",
@@ -217,7 +219,7 @@ def sweep(rt: Runtime) -> int:
                 if expires is not None and expires > now:
                     continue
                 found += 1
-                if not drill_id.startswith(DRILL_ID_PREFIX) or len(drill_id) != 14:
+                if not DRILL_ID_PATTERN.fullmatch(drill_id):
                     reason = f"tag {DRILL_TAG}={drill_id!r} is not a Lifeboat drill id: not deleted"
                     blocked = _sweep_outcome(
                         now, subscription, group, drill_id, resources, Status.BLOCKED, reason

@@ -535,3 +535,19 @@ def test_nsg_rules_are_read_with_their_application_security_groups_and_source_po
     ports = _rule({"name": "p", "properties": {"priority": 100, "direction": "Inbound",
                    "access": "Deny", "protocol": "*", "sourcePortRanges": ["1-1023"]}})  # fmt: skip
     assert ports.source_ports == ("1-1023",)
+
+
+def test_a_garbled_drill_tag_is_blocked_and_the_sweeper_goes_on() -> None:
+    world = World(vms=0)
+    base = f"/subscriptions/{SUB}/resourceGroups/{DRILL_GROUP}/providers/Microsoft.Compute/disks"
+    expired = "2026-11-27T00:00:00Z"
+    for name, drill_id in (("bad", "lbd-0189abcdef"), ("good", "lbd-aaaaaaaaaa")):
+        world.cloud._add(f"{base}/{name}", "disks", "westeurope", {
+            "lifeboat:drill": drill_id, "lifeboat:managed": "true",
+            "lifeboat:expires": expired,
+        })  # fmt: skip
+    assert drills.sweep(world.rt) == 2
+    world.host.drain()
+    assert [r.rsplit("/", 1)[1] for r in world.cloud.remaining()] == ["bad"]
+    sweeps = {o.details["drillId"]: o.status for o in world.outcomes("sweep")}
+    assert sweeps["lbd-0189abcdef"] == "blocked"
