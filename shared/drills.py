@@ -599,7 +599,7 @@ def _teardown(rt: Runtime, state: DrillState, now: datetime) -> Next:
     cloud = rt.need_drills()
     mine = [
         r for r in cloud.list_drill_resources(state.drill_subscription, state.drill_group)
-        if (tag_value(r.tags, DRILL_TAG) or "").lower() == state.drill_id
+        if (tag_value(r.tags, DRILL_TAG) or "").strip().lower() == state.drill_id
         and (tag_value(r.tags, MANAGED_TAG) or "").lower() == "true"
     ]  # fmt: skip
     deleted = list(state.deleted)

@@ -551,3 +551,15 @@ def test_a_garbled_drill_tag_is_blocked_and_the_sweeper_goes_on() -> None:
     assert [r.rsplit("/", 1)[1] for r in world.cloud.remaining()] == ["bad"]
     sweeps = {o.details["drillId"]: o.status for o in world.outcomes("sweep")}
     assert sweeps["lbd-0189abcdef"] == "blocked"
+
+
+def test_the_sweeper_tears_down_what_it_found_whatever_the_tag_value_s_spacing() -> None:
+    world = World(vms=0)
+    base = f"/subscriptions/{SUB}/resourceGroups/{DRILL_GROUP}/providers/Microsoft.Compute/disks"
+    world.cloud._add(f"{base}/d", "disks", "westeurope", {
+        "lifeboat:drill": " LBD-AAAAAAAAAA ", "lifeboat:managed": "true",
+        "lifeboat:expires": "2026-11-27T00:00:00Z",
+    })  # fmt: skip
+    assert drills.sweep(world.rt) == 1
+    world.host.drain()
+    assert world.cloud.remaining() == []
