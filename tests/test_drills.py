@@ -11,7 +11,7 @@ import pytest
 
 from shared import drills
 from shared.messages import DrillState, decode
-from shared.model import DrillNetwork, Outcome, SecurityRule
+from shared.model import DiskAttachment, DrillNetwork, Outcome, SecurityRule
 from shared.policies import parse_policies
 from shared.ports import Runtime, ThrottledError
 from shared.settings import Settings
@@ -563,3 +563,26 @@ def test_the_sweeper_tears_down_what_it_found_whatever_the_tag_value_s_spacing()
     assert drills.sweep(world.rt) == 1
     world.host.drain()
     assert world.cloud.remaining() == []
+
+
+def test_a_vm_with_64_data_disks_and_long_names_is_drilled() -> None:
+    world = World(vms=0)
+    group = "rg-" + "p" * 87  # resource group names go up to 90 characters
+    long = "d" * 70
+    data = [(lun, f"{long}-data-{lun:02d}") for lun in range(64)]
+    for _, name in [(None, f"{long}-os"), *data]:
+        d = disk(name, group=group)
+        world.compute.disks[d.id.lower()] = d
+        s = snapshot_of(d, night(26))
+        world.compute.snapshots[s.id.lower()] = s
+    big = vm("big", None, group=group)
+    world.compute.vms.append(dataclasses.replace(
+        big, os_disk=DiskAttachment(None, disk(f"{long}-os", group=group).id),
+        data_disks=tuple(DiskAttachment(lun, disk(name, group=group).id) for lun, name in data),
+    ))  # fmt: skip
+    world.night()
+    (outcome,) = world.outcomes()
+    assert outcome.status == "succeeded", outcome.reason
+    assert outcome.details["checks"]["dataDisksAttached"] is True
+    assert world.cloud.remaining() == []
+    assert world.queues.poison == {} or not any(world.queues.poison.values())
