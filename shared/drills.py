@@ -64,6 +64,9 @@ NETWORK_PREFIX = "10.255.0.0/24"
 SUBNET_NAME = "drill"
 WRITES_PER_DRILL = 8  # network (2), disks (~2), NIC, VM, and the deletes are paced by the polls
 MAX_VISIBILITY_SECONDS = 7 * 24 * 3600 - 60
+# What a drill message spares for the policy assignments it lists: with 65 disks' ids the rest
+# takes up to ~45 KB of the ~48 KB a queue message holds once base64-encoded.
+POLICY_LIST_CHARS = 2500
 
 
 def run_id_of(slot: str) -> str:
@@ -356,15 +359,27 @@ def _prepare(rt: Runtime, state: DrillState, now: datetime) -> Next:
         return _abort(state, now, f"the drill network is in {network.location}; the VM and its "
                       f"snapshots are in {state.location}")  # fmt: skip
     assignments = cloud.list_policy_assignments(state.drill_subscription, state.drill_group)
-    listed = [
-        f"{a.display_name or a.name} [{a.enforcement_mode or 'Default'}] at {a.scope}"
-        for a in assignments
-    ][:200]
-    state = state.model_copy(update={"policy_assignments": listed})
+    state = state.model_copy(update={"policy_assignments": _listed(assignments)})
     problems = isolation_problems(network)
     if problems:
         return _abort(state, now, "isolation pre-flight failed: " + "; ".join(problems))
     return Next(_goto(state, "create-disks", now))
+
+
+def _listed(assignments: list[Any]) -> list[str]:
+    """The policy assignments on the drill scope, within what a drill message can carry."""
+    listed: list[str] = []
+    used = 0
+    for i, a in enumerate(assignments):
+        entry = f"{a.display_name or a.name} [{a.enforcement_mode or 'Default'}] at {a.scope}"
+        entry = entry[:300]
+        if used + len(entry) > POLICY_LIST_CHARS or len(listed) == 199:
+            listed.append(f"... and {len(assignments) - i} more (list them with az policy "
+                          "assignment list)")  # fmt: skip
+            break
+        listed.append(entry)
+        used += len(entry)
+    return listed
 
 
 def _choose(rt: Runtime, state: DrillState, now: datetime) -> Next:

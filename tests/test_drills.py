@@ -11,7 +11,7 @@ import pytest
 
 from shared import drills
 from shared.messages import DrillState, decode
-from shared.model import DiskAttachment, DrillNetwork, Outcome, SecurityRule
+from shared.model import DiskAttachment, DrillNetwork, Outcome, PolicyAssignment, SecurityRule
 from shared.policies import parse_policies
 from shared.ports import Runtime, ThrottledError
 from shared.settings import Settings
@@ -567,6 +567,13 @@ def test_the_sweeper_tears_down_what_it_found_whatever_the_tag_value_s_spacing()
 
 def test_a_vm_with_64_data_disks_and_long_names_is_drilled() -> None:
     world = World(vms=0)
+    many = [  # a landing zone: many long-named assignments inherited from management groups
+        PolicyAssignment(f"a{i:032d}", "Deploy Microsoft Defender for Endpoint agent on Linux "
+                         f"virtual machines ({i})", "/providers/Microsoft.Management/"
+                         "managementGroups/contoso-landingzones-corp", "Default")
+        for i in range(200)
+    ]  # fmt: skip
+    world.cloud.list_policy_assignments = lambda _s, _g: many  # type: ignore[method-assign]
     group = "rg-" + "p" * 87  # resource group names go up to 90 characters
     long = "d" * 70
     data = [(lun, f"{long}-data-{lun:02d}") for lun in range(64)]
@@ -584,5 +591,8 @@ def test_a_vm_with_64_data_disks_and_long_names_is_drilled() -> None:
     (outcome,) = world.outcomes()
     assert outcome.status == "succeeded", outcome.reason
     assert outcome.details["checks"]["dataDisksAttached"] is True
+    listed = outcome.details["policyAssignments"]
+    assert listed[0].startswith("Deploy Microsoft Defender")
+    assert listed[-1].endswith("more (list them with az policy assignment list)")
     assert world.cloud.remaining() == []
     assert world.queues.poison == {} or not any(world.queues.poison.values())
