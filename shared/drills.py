@@ -419,6 +419,7 @@ def _choose(rt: Runtime, state: DrillState, now: datetime) -> Next:
         state.model_copy(
             update={
                 "set_slot": slot,
+                "chosen_at": now,
                 "snapshots": disks,
                 "missing_disks": missing,
                 "vm_size": state.vm_size or vm.size,
@@ -584,11 +585,15 @@ def _validate(rt: Runtime, state: DrillState, now: datetime) -> Next:
 
 
 def _recovery_point_age(state: DrillState) -> tuple[int | None, int | None]:
-    """RPO: the age of the restored set at the drill's start (its oldest disk); and its spread."""
+    """RPO: the age of the restored set (its oldest disk) when the drill chose it; its spread.
+
+    Not from the drill's start: a set taken while the drill's first message waited on the
+    queue would have a negative age.
+    """
     times = [s.time_created for s in state.snapshots]
     if not times:
         return None, None
-    rpo = round((state.started_at - min(times)).total_seconds())
+    rpo = round(((state.chosen_at or state.started_at) - min(times)).total_seconds())
     return rpo, round((max(times) - min(times)).total_seconds())
 
 

@@ -596,3 +596,19 @@ def test_a_vm_with_64_data_disks_and_long_names_is_drilled() -> None:
     assert listed[-1].endswith("more (list them with az policy assignment list)")
     assert world.cloud.remaining() == []
     assert world.queues.poison == {} or not any(world.queues.poison.values())
+
+
+def test_the_rpo_is_the_sets_age_when_it_was_chosen_never_negative() -> None:
+    world = World(vms=1)
+    machine = world.compute.vms[0]
+    state = drills.start_drill_now(world.rt, machine.id, "nightly")
+    # the message waits on the queue while tonight's set is taken
+    world.clock.advance(seconds=30)
+    for name in ("vm00-os", "vm00-data"):
+        s = snapshot_of(world.compute.disks[disk(name).id.lower()], state.started_at)
+        world.compute.snapshots[s.id.lower()] = s  # created 3 s after the drill started
+    world.host.drain()
+    (outcome,) = world.outcomes()
+    assert outcome.status == "succeeded", outcome.reason
+    assert outcome.details["setSlot"] == drills.slot_of(state.started_at)
+    assert outcome.rpo_seconds == 27
