@@ -612,3 +612,16 @@ def test_the_rpo_is_the_sets_age_when_it_was_chosen_never_negative() -> None:
     assert outcome.status == "succeeded", outcome.reason
     assert outcome.details["setSlot"] == drills.slot_of(state.started_at)
     assert outcome.rpo_seconds == 27
+
+
+def test_drill_status_shows_a_drill_whose_expiry_tag_has_no_timezone_as_expired() -> None:
+    from cli.drill_cmd import running_drills
+
+    world = World(vms=0)
+    base = f"/subscriptions/{SUB}/resourceGroups/{DRILL_GROUP}/providers/Microsoft.Compute/disks"
+    world.cloud._add(f"{base}/d", "disks", "westeurope", {
+        "lifeboat:drill": "lbd-aaaaaaaaaa", "lifeboat:managed": "true",
+        "lifeboat:expires": "2026-11-28T00:00:00",
+    })  # fmt: skip
+    (running,) = running_drills(world.rt)
+    assert running["expired"] is True  # as the sweeper reads it: no readable expiry
