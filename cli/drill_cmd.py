@@ -166,10 +166,12 @@ def running_drills(rt: Any) -> list[dict[str, Any]]:
 
 
 def _expired(value: str | None, now: datetime) -> bool:
+    """As the sweeper reads the tag: one it cannot read (or without a timezone) has expired."""
     try:
-        return datetime.fromisoformat((value or "").replace("Z", "+00:00")) <= now
+        expires = datetime.fromisoformat((value or "").replace("Z", "+00:00"))
     except ValueError:
         return True
+    return expires.tzinfo is None or expires <= now
 
 
 def _peek_steps(rt: Any) -> dict[str, dict[str, str]]:

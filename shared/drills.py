@@ -21,6 +21,7 @@ import hashlib
 import logging
 import math
 import random
+import re
 import threading
 import weakref
 from collections import OrderedDict
@@ -50,6 +51,7 @@ log = logging.getLogger(__name__)
 DRILL_QUEUE = "drill-step"
 EXPIRES_TAG = "lifeboat:expires"
 DRILL_ID_PREFIX = "lbd-"
+DRILL_ID_PATTERN = re.compile(r"lbd-[a-z2-7]{10}")  # as `drill_id_of` makes them (DrillState)
 # Teardown order: what holds a reference goes before what it references.
 TEARDOWN_ORDER = (
     "virtualMachines",
@@ -62,6 +64,9 @@ NETWORK_PREFIX = "10.255.0.0/24"
 SUBNET_NAME = "drill"
 WRITES_PER_DRILL = 8  # network (2), disks (~2), NIC, VM, and the deletes are paced by the polls
 MAX_VISIBILITY_SECONDS = 7 * 24 * 3600 - 60
+# What a drill message spares for the policy assignments it lists: with 65 disks' ids the rest
+# takes up to ~45 KB of the ~48 KB a queue message holds once base64-encoded.
+POLICY_LIST_CHARS = 2500
 
 
 def run_id_of(slot: str) -> str:
@@ -217,7 +222,7 @@ def sweep(rt: Runtime) -> int:
                 if expires is not None and expires > now:
                     continue
                 found += 1
-                if not drill_id.startswith(DRILL_ID_PREFIX) or len(drill_id) != 14:
+                if not DRILL_ID_PATTERN.fullmatch(drill_id):
                     reason = f"tag {DRILL_TAG}={drill_id!r} is not a Lifeboat drill id: not deleted"
                     blocked = _sweep_outcome(
                         now, subscription, group, drill_id, resources, Status.BLOCKED, reason
@@ -354,15 +359,27 @@ def _prepare(rt: Runtime, state: DrillState, now: datetime) -> Next:
         return _abort(state, now, f"the drill network is in {network.location}; the VM and its "
                       f"snapshots are in {state.location}")  # fmt: skip
     assignments = cloud.list_policy_assignments(state.drill_subscription, state.drill_group)
-    listed = [
-        f"{a.display_name or a.name} [{a.enforcement_mode or 'Default'}] at {a.scope}"
-        for a in assignments
-    ][:200]
-    state = state.model_copy(update={"policy_assignments": listed})
+    state = state.model_copy(update={"policy_assignments": _listed(assignments)})
     problems = isolation_problems(network)
     if problems:
         return _abort(state, now, "isolation pre-flight failed: " + "; ".join(problems))
     return Next(_goto(state, "create-disks", now))
+
+
+def _listed(assignments: list[Any]) -> list[str]:
+    """The policy assignments on the drill scope, within what a drill message can carry."""
+    listed: list[str] = []
+    used = 0
+    for i, a in enumerate(assignments):
+        entry = f"{a.display_name or a.name} [{a.enforcement_mode or 'Default'}] at {a.scope}"
+        entry = entry[:300]
+        if used + len(entry) > POLICY_LIST_CHARS or len(listed) == 199:
+            listed.append(f"... and {len(assignments) - i} more (list them with az policy "
+                          "assignment list)")  # fmt: skip
+            break
+        listed.append(entry)
+        used += len(entry)
+    return listed
 
 
 def _choose(rt: Runtime, state: DrillState, now: datetime) -> Next:
@@ -402,6 +419,7 @@ def _choose(rt: Runtime, state: DrillState, now: datetime) -> Next:
         state.model_copy(
             update={
                 "set_slot": slot,
+                "chosen_at": now,
                 "snapshots": disks,
                 "missing_disks": missing,
                 "vm_size": state.vm_size or vm.size,
@@ -567,11 +585,15 @@ def _validate(rt: Runtime, state: DrillState, now: datetime) -> Next:
 
 
 def _recovery_point_age(state: DrillState) -> tuple[int | None, int | None]:
-    """RPO: the age of the restored set at the drill's start (its oldest disk); and its spread."""
+    """RPO: the age of the restored set (its oldest disk) when the drill chose it; its spread.
+
+    Not from the drill's start: a set taken while the drill's first message waited on the
+    queue would have a negative age.
+    """
     times = [s.time_created for s in state.snapshots]
     if not times:
         return None, None
-    rpo = round((state.started_at - min(times)).total_seconds())
+    rpo = round(((state.chosen_at or state.started_at) - min(times)).total_seconds())
     return rpo, round((max(times) - min(times)).total_seconds())
 
 
@@ -597,7 +619,7 @@ def _teardown(rt: Runtime, state: DrillState, now: datetime) -> Next:
     cloud = rt.need_drills()
     mine = [
         r for r in cloud.list_drill_resources(state.drill_subscription, state.drill_group)
-        if (tag_value(r.tags, DRILL_TAG) or "").lower() == state.drill_id
+        if (tag_value(r.tags, DRILL_TAG) or "").strip().lower() == state.drill_id
         and (tag_value(r.tags, MANAGED_TAG) or "").lower() == "true"
     ]  # fmt: skip
     deleted = list(state.deleted)

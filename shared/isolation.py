@@ -11,17 +11,48 @@ operator keeps those away from drill networks (README, "DR drills").
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable
 
 from shared.model import DrillNetwork, SecurityRule
 
 # Next hops that keep traffic inside the VNet (or drop it).
 LOCAL_NEXT_HOPS = frozenset({"vnetlocal", "none"})
-# Address prefixes that match each service tag a drill must deny, in both directions.
+# Address prefixes that stand for all of each service tag a drill must deny, in both directions.
 TAG_PREFIXES = {
     "Internet": frozenset({"*", "internet", "0.0.0.0/0"}),
     "VirtualNetwork": frozenset({"*", "virtualnetwork"}),
 }
+# What a rule's own side (source outbound, destination inbound) must be for a Deny to cover the
+# drill subnet whole; and the port ranges that mean every port.
+EVERYWHERE = frozenset({"*", "0.0.0.0/0", "virtualnetwork"})
+ALL_PORTS = frozenset({"*", "0-65535"})
+# Address space that is not the Internet: what a VNet, a peer or on-premises may use.
+PRIVATE_NETWORKS = tuple(
+    ipaddress.ip_network(n)
+    for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7")
+)
+# Service tags that are neither the Internet nor a VNet (the platform's health probe).
+PLATFORM_TAGS = frozenset({"azureloadbalancer"})
+
+
+def _reaches(address: str, tag: str) -> bool:
+    """Whether an Allow for `address` lets some of `tag`'s traffic through."""
+    value = address.strip().lower()
+    if value in PLATFORM_TAGS:
+        return False
+    if value in TAG_PREFIXES[tag]:
+        return True
+    if value == "virtualnetwork" or "/applicationsecuritygroups/" in value:
+        return tag == "VirtualNetwork"  # an ASG's NICs share the drill VNet
+    try:
+        network = ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        return tag == "Internet"  # another service tag: Azure's public endpoints
+    private = [p for p in PRIVATE_NETWORKS if p.version == network.version]
+    if tag == "VirtualNetwork":
+        return any(network.overlaps(p) for p in private)
+    return not any(network.subnet_of(p) for p in private)  # type: ignore[arg-type]
 
 
 def isolation_problems(network: DrillNetwork) -> list[str]:
@@ -72,18 +103,27 @@ def first_allow(rules: Iterable[SecurityRule], direction: str, tag: str) -> Secu
     """The rule that lets some `tag` traffic through in `direction`, or None if all is denied.
 
     Rules apply in priority order. Traffic to (outbound) or from (inbound) the tag is fully
-    denied once a Deny rule for all protocols and ports matches it before any Allow does; a
-    narrower Deny leaves the rest to later rules.
+    denied once a Deny rule for all protocols and ports, from (outbound) or to (inbound) the whole
+    subnet, matches all of the tag before any Allow lets some of it through (an address, a
+    prefix, another service tag); a narrower Deny leaves the rest to later rules.
     """
     prefixes = TAG_PREFIXES[tag]
     for rule in sorted(rules, key=lambda r: r.priority):
         if rule.direction.lower() != direction.lower():
             continue
-        addresses = rule.destinations if direction == "Outbound" else rule.sources
-        if not any(a.lower() in prefixes for a in addresses):
-            continue
+        outbound = direction.lower() == "outbound"
+        remote = rule.destinations if outbound else rule.sources
+        local = rule.sources if outbound else rule.destinations
         if rule.access.lower() == "allow":
-            return rule
-        if rule.protocol == "*" and "*" in rule.destination_ports:
+            if any(_reaches(a, tag) for a in remote):
+                return rule
+            continue
+        if (
+            any(a.lower() in prefixes for a in remote)
+            and any(a.lower() in EVERYWHERE for a in local)
+            and rule.protocol == "*"
+            and any(p in ALL_PORTS for p in rule.destination_ports)
+            and any(p in ALL_PORTS for p in rule.source_ports)
+        ):
             return None
     return None

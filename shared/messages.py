@@ -215,7 +215,9 @@ class DrillState(Payload):
     run_id: str | None = Field(default=None, alias="runId", max_length=64)
     # What the steps found and did.
     set_slot: str | None = Field(default=None, alias="setSlot", pattern=r"^\d{12}$")
-    snapshots: list[DrillSnapshot] = Field(default_factory=list, max_length=64)
+    chosen_at: datetime | None = Field(default=None, alias="chosenAt")  # when the set was chosen
+    # The OS disk and up to 64 data disks (the most any VM size attaches).
+    snapshots: list[DrillSnapshot] = Field(default_factory=list, max_length=65)
     missing_disks: list[str] = Field(default_factory=list, alias="missingDisks", max_length=64)
     subnet_id: str | None = Field(default=None, alias="subnetId", max_length=1024)
     network_created: bool = Field(default=False, alias="networkCreated")

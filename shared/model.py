@@ -329,6 +329,7 @@ class SecurityRule:
     sources: tuple[str, ...] = ("*",)
     destinations: tuple[str, ...] = ("*",)
     destination_ports: tuple[str, ...] = ("*",)
+    source_ports: tuple[str, ...] = ("*",)
 
 
 @dataclass(frozen=True, slots=True)

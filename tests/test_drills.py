@@ -11,7 +11,7 @@ import pytest
 
 from shared import drills
 from shared.messages import DrillState, decode
-from shared.model import DrillNetwork, Outcome, SecurityRule
+from shared.model import DiskAttachment, DrillNetwork, Outcome, PolicyAssignment, SecurityRule
 from shared.policies import parse_policies
 from shared.ports import Runtime, ThrottledError
 from shared.settings import Settings
@@ -468,3 +468,160 @@ def test_the_restored_vm_keeps_the_sources_security_generation_and_plan_and_noth
     os_request = next(d for d in world.cloud.disk_requests if d.id.endswith("-osdisk"))
     assert (os_request.hyper_v_generation, os_request.security_type) == ("V2", "TrustedLaunch")
     assert os_request.source_snapshot_id.endswith("202611260200")
+
+
+@pytest.mark.parametrize(
+    ("rules", "expected"),
+    [
+        # a Deny for one source only closes nothing: the default rules let the rest out
+        ((SecurityRule("deny-one", 100, "Outbound", "Deny", "*", ("10.0.0.4/32",)),),
+         "allows outbound Internet traffic (rule 'AllowInternetOutBound'"),
+        ((SecurityRule("deny-one", 100, "Outbound", "Deny", "*", ("*",), ("*",), ("*",),
+                       ("1024",)),), "allows outbound Internet traffic"),
+        # an Allow to one public address, or to another service tag, reaches the Internet
+        ((SecurityRule("dns", 90, "Outbound", "Allow", "Udp", ("*",), ("8.8.8.8",), ("53",)),
+          SecurityRule("deny-out", 100, "Outbound", "Deny")), "(rule 'dns'"),
+        ((SecurityRule("blob", 90, "Outbound", "Allow", "Tcp", ("*",), ("Storage",), ("443",)),
+          SecurityRule("deny-out", 100, "Outbound", "Deny")), "(rule 'blob'"),
+        ((SecurityRule("rdp", 90, "Inbound", "Allow", "Tcp", ("203.0.113.0/24",), ("*",),
+                       ("3389",)),
+          SecurityRule("deny-in", 100, "Inbound", "Deny")), "allows inbound Internet traffic"),
+        ((SecurityRule("prod", 90, "Outbound", "Allow", "*", ("*",), ("10.1.0.0/16",)),
+          SecurityRule("deny-out", 100, "Outbound", "Deny")), "allows outbound VirtualNetwork"),
+    ],
+)  # fmt: skip
+def test_the_pre_flight_sees_narrow_denies_and_allows_to_addresses(
+    rules: tuple[SecurityRule, ...], expected: str
+) -> None:
+    from shared.isolation import isolation_problems
+
+    deny_in = SecurityRule("deny-in", 100, "Inbound", "Deny")
+    network = _operator_network(security_rules=(*rules, deny_in, *DEFAULT_RULES))
+    problems = isolation_problems(network)
+    assert any(expected in p for p in problems), problems
+
+
+def test_the_pre_flight_accepts_a_full_deny_written_as_a_port_range() -> None:
+    from shared.isolation import isolation_problems
+
+    rules = (
+        SecurityRule("deny-in", 100, "Inbound", "Deny", "*", ("*",), ("*",), ("0-65535",)),
+        SecurityRule("deny-out", 100, "Outbound", "Deny", "*", ("*",), ("*",), ("0-65535",)),
+        SecurityRule("subnet", 90, "Outbound", "Allow", "*", ("*",), ("192.0.2.0/24",)),
+    )
+    problems = isolation_problems(_operator_network(security_rules=(*rules, *DEFAULT_RULES)))
+    assert problems == ["NSG /subscriptions/x/resourceGroups/y/providers/Microsoft.Network/"
+                        "networkSecurityGroups/nsg allows outbound Internet traffic "
+                        "(rule 'subnet', priority 90)"]  # fmt: skip
+
+
+def test_nsg_rules_are_read_with_their_application_security_groups_and_source_ports() -> None:
+    from shared.adapters.drills import _rule
+    from shared.isolation import first_allow
+
+    asg = (
+        "/subscriptions/x/resourceGroups/y/providers/Microsoft.Network/applicationSecurityGroups/db"
+    )
+    deny_to_asg = _rule({
+        "name": "deny-db", "properties": {
+            "priority": 100, "direction": "Outbound", "access": "Deny", "protocol": "*",
+            "sourceAddressPrefix": "*", "sourcePortRange": "*", "destinationPortRange": "*",
+            "destinationApplicationSecurityGroups": [{"id": asg}],
+        },
+    })  # fmt: skip
+    assert deny_to_asg.destinations == (asg,)
+    allow_out = SecurityRule("out", 200, "Outbound", "Allow", "*", ("*",), ("Internet",))
+    assert first_allow([deny_to_asg, allow_out], "Outbound", "Internet") == allow_out
+    ports = _rule({"name": "p", "properties": {"priority": 100, "direction": "Inbound",
+                   "access": "Deny", "protocol": "*", "sourcePortRanges": ["1-1023"]}})  # fmt: skip
+    assert ports.source_ports == ("1-1023",)
+
+
+def test_a_garbled_drill_tag_is_blocked_and_the_sweeper_goes_on() -> None:
+    world = World(vms=0)
+    base = f"/subscriptions/{SUB}/resourceGroups/{DRILL_GROUP}/providers/Microsoft.Compute/disks"
+    expired = "2026-11-27T00:00:00Z"
+    for name, drill_id in (("bad", "lbd-0189abcdef"), ("good", "lbd-aaaaaaaaaa")):
+        world.cloud._add(f"{base}/{name}", "disks", "westeurope", {
+            "lifeboat:drill": drill_id, "lifeboat:managed": "true",
+            "lifeboat:expires": expired,
+        })  # fmt: skip
+    assert drills.sweep(world.rt) == 2
+    world.host.drain()
+    assert [r.rsplit("/", 1)[1] for r in world.cloud.remaining()] == ["bad"]
+    sweeps = {o.details["drillId"]: o.status for o in world.outcomes("sweep")}
+    assert sweeps["lbd-0189abcdef"] == "blocked"
+
+
+def test_the_sweeper_tears_down_what_it_found_whatever_the_tag_value_s_spacing() -> None:
+    world = World(vms=0)
+    base = f"/subscriptions/{SUB}/resourceGroups/{DRILL_GROUP}/providers/Microsoft.Compute/disks"
+    world.cloud._add(f"{base}/d", "disks", "westeurope", {
+        "lifeboat:drill": " LBD-AAAAAAAAAA ", "lifeboat:managed": "true",
+        "lifeboat:expires": "2026-11-27T00:00:00Z",
+    })  # fmt: skip
+    assert drills.sweep(world.rt) == 1
+    world.host.drain()
+    assert world.cloud.remaining() == []
+
+
+def test_a_vm_with_64_data_disks_and_long_names_is_drilled() -> None:
+    world = World(vms=0)
+    many = [  # a landing zone: many long-named assignments inherited from management groups
+        PolicyAssignment(f"a{i:032d}", "Deploy Microsoft Defender for Endpoint agent on Linux "
+                         f"virtual machines ({i})", "/providers/Microsoft.Management/"
+                         "managementGroups/contoso-landingzones-corp", "Default")
+        for i in range(200)
+    ]  # fmt: skip
+    world.cloud.list_policy_assignments = lambda _s, _g: many  # type: ignore[method-assign]
+    group = "rg-" + "p" * 87  # resource group names go up to 90 characters
+    long = "d" * 70
+    data = [(lun, f"{long}-data-{lun:02d}") for lun in range(64)]
+    for _, name in [(None, f"{long}-os"), *data]:
+        d = disk(name, group=group)
+        world.compute.disks[d.id.lower()] = d
+        s = snapshot_of(d, night(26))
+        world.compute.snapshots[s.id.lower()] = s
+    big = vm("big", None, group=group)
+    world.compute.vms.append(dataclasses.replace(
+        big, os_disk=DiskAttachment(None, disk(f"{long}-os", group=group).id),
+        data_disks=tuple(DiskAttachment(lun, disk(name, group=group).id) for lun, name in data),
+    ))  # fmt: skip
+    world.night()
+    (outcome,) = world.outcomes()
+    assert outcome.status == "succeeded", outcome.reason
+    assert outcome.details["checks"]["dataDisksAttached"] is True
+    listed = outcome.details["policyAssignments"]
+    assert listed[0].startswith("Deploy Microsoft Defender")
+    assert listed[-1].endswith("more (list them with az policy assignment list)")
+    assert world.cloud.remaining() == []
+    assert world.queues.poison == {} or not any(world.queues.poison.values())
+
+
+def test_the_rpo_is_the_sets_age_when_it_was_chosen_never_negative() -> None:
+    world = World(vms=1)
+    machine = world.compute.vms[0]
+    state = drills.start_drill_now(world.rt, machine.id, "nightly")
+    # the message waits on the queue while tonight's set is taken
+    world.clock.advance(seconds=30)
+    for name in ("vm00-os", "vm00-data"):
+        s = snapshot_of(world.compute.disks[disk(name).id.lower()], state.started_at)
+        world.compute.snapshots[s.id.lower()] = s  # created 3 s after the drill started
+    world.host.drain()
+    (outcome,) = world.outcomes()
+    assert outcome.status == "succeeded", outcome.reason
+    assert outcome.details["setSlot"] == drills.slot_of(state.started_at)
+    assert outcome.rpo_seconds == 27
+
+
+def test_drill_status_shows_a_drill_whose_expiry_tag_has_no_timezone_as_expired() -> None:
+    from cli.drill_cmd import running_drills
+
+    world = World(vms=0)
+    base = f"/subscriptions/{SUB}/resourceGroups/{DRILL_GROUP}/providers/Microsoft.Compute/disks"
+    world.cloud._add(f"{base}/d", "disks", "westeurope", {
+        "lifeboat:drill": "lbd-aaaaaaaaaa", "lifeboat:managed": "true",
+        "lifeboat:expires": "2026-11-28T00:00:00",
+    })  # fmt: skip
+    (running,) = running_drills(world.rt)
+    assert running["expired"] is True  # as the sweeper reads it: no readable expiry

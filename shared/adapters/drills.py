@@ -446,10 +446,12 @@ def _resource(body: dict[str, Any]) -> DrillResource:
 def _rule(body: dict[str, Any]) -> SecurityRule:
     props = body.get("properties") or {}
 
-    def many(single: str, plural: str) -> tuple[str, ...]:
+    def many(single: str, plural: str, groups: str = "") -> tuple[str, ...]:
         values = list(props.get(plural) or [])
         if props.get(single):
             values.append(props[single])
+        # A rule that names application security groups has no address prefix: not "*".
+        values.extend(g.get("id", "") for g in props.get(groups) or [] if isinstance(g, dict))
         return tuple(str(v) for v in values) or ("*",)
 
     return SecurityRule(
@@ -458,7 +460,14 @@ def _rule(body: dict[str, Any]) -> SecurityRule:
         direction=str(props.get("direction", "")),
         access=str(props.get("access", "")),
         protocol=str(props.get("protocol", "*")),
-        sources=many("sourceAddressPrefix", "sourceAddressPrefixes"),
-        destinations=many("destinationAddressPrefix", "destinationAddressPrefixes"),
+        sources=many(
+            "sourceAddressPrefix", "sourceAddressPrefixes", "sourceApplicationSecurityGroups"
+        ),
+        destinations=many(
+            "destinationAddressPrefix",
+            "destinationAddressPrefixes",
+            "destinationApplicationSecurityGroups",
+        ),
         destination_ports=many("destinationPortRange", "destinationPortRanges"),
+        source_ports=many("sourcePortRange", "sourcePortRanges"),
     )
