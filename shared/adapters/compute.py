@@ -50,16 +50,17 @@ UNHEALABLE = frozenset(
 DEFAULT_RETRY_AFTER = 30.0
 
 
+HEADROOM_HEADERS = {
+    "writes": "x-ms-ratelimit-remaining-subscription-writes",
+    "deletes": "x-ms-ratelimit-remaining-subscription-deletes",
+}
+
+
 class Headroom:
     """Remembers the last `x-ms-ratelimit-remaining-subscription-{writes,deletes}` per subscription.
 
     Installed as the clients' `raw_response_hook`, so it sees every response, retries included.
     """
-
-    HEADERS = {
-        "writes": "x-ms-ratelimit-remaining-subscription-writes",
-        "deletes": "x-ms-ratelimit-remaining-subscription-deletes",
-    }
 
     def __init__(self) -> None:
         self.remaining: dict[str, int] = {}  # writes
@@ -71,7 +72,7 @@ class Headroom:
         if "/subscriptions/" not in url:
             return
         subscription = url.split("/subscriptions/", 1)[1].split("/", 1)[0].split("?", 1)[0]
-        for kind, header in self.HEADERS.items():
+        for kind, header in HEADROOM_HEADERS.items():
             value = response.http_response.headers.get(header)
             if value is None:
                 continue
