@@ -551,8 +551,9 @@ def _wait_ready(rt: Runtime, state: DrillState, now: datetime) -> Next:
     if status.ready:
         ready = state.model_copy(update={"ready_at": now})
         return Next(_goto(ready, "validate", now))
-    since = state.timings.get("create-vm", [state.started_at])[0]
-    waited = (now - since).total_seconds()
+    # From when Azure accepted the VM create: our own throttled retries are not the VM's boot.
+    accepted = state.timings.get("create-vm", [state.started_at])[-1]
+    waited = (now - accepted).total_seconds()
     timeout = state.boot_timeout_seconds or 1200
     if waited >= timeout:
         reason = (

@@ -271,6 +271,23 @@ def test_throttling_re_enqueues_the_step_after_retry_after() -> None:
     assert world.host.failures == 0  # throttling is not a failure: the step waits its turn
 
 
+def test_the_boot_timeout_counts_from_when_azure_accepted_the_vm_not_from_our_retries() -> None:
+    world = World(vms=1)  # boot timeout 600 s; the VM is ready 95 s after its create
+    throttled = {"n": 0}
+
+    def fail(op: str) -> None:
+        if op == "begin_create_vm" and throttled["n"] < 3:
+            throttled["n"] += 1
+            raise ThrottledError(300)
+
+    world.cloud.fail = fail
+    world.night()
+    (outcome,) = world.outcomes()
+    assert throttled["n"] == 3  # 900 s and more spent waiting for our turn to create the VM
+    assert outcome.status == "succeeded", outcome.reason
+    assert outcome.details["steps"]["create-vm"] >= 900
+
+
 def test_the_sweeper_removes_what_a_poisoned_drill_left_behind() -> None:
     world = World(vms=1)
 
