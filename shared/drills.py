@@ -73,9 +73,14 @@ def run_id_of(slot: str) -> str:
     return f"drill-{slot}"
 
 
-def drill_id_of(vm_id: str, slot: str) -> str:
-    """Deterministic per VM and slot, so a duplicated plan message starts the same drill."""
-    digest = hashlib.sha256(f"{vm_id.lower()}|{slot}".encode()).digest()
+def drill_id_of(vm_id: str, slot: str, *, manual: bool = False) -> str:
+    """Deterministic per VM and slot, so a duplicated plan message starts the same drill.
+
+    Manual drills have ids of their own: one started in the minute of a planned drill is a
+    second drill, not a duplicate of the planned one; two manual starts in one minute are one.
+    """
+    seed = f"{vm_id.lower()}|{slot}" + ("|manual" if manual else "")
+    digest = hashlib.sha256(seed.encode()).digest()
     return DRILL_ID_PREFIX + base64.b32encode(digest).decode("ascii")[:10].lower()
 
 
@@ -158,7 +163,7 @@ def new_drill(
 ) -> DrillState:
     settings = rt.settings
     return DrillState(
-        drillId=drill_id_of(vm.id, slot),
+        drillId=drill_id_of(vm.id, slot, manual=manual),
         step="prepare",
         runId=run_id_of(slot),
         startedAt=start,

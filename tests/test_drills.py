@@ -615,6 +615,22 @@ def test_a_vm_with_64_data_disks_and_long_names_is_drilled() -> None:
     assert world.queues.poison == {} or not any(world.queues.poison.values())
 
 
+def test_a_manual_drill_in_a_planned_drills_minute_is_a_drill_of_its_own() -> None:
+    world = World(vms=1)
+    machine = world.compute.vms[0]
+    drills.start_drills(world.rt, world.clock.now())  # the 04:00 plan
+    manual = drills.start_drill_now(world.rt, machine.id, "nightly")  # and a manual one at 04:00
+    again = drills.start_drill_now(world.rt, machine.id, "nightly")  # the CLI run twice
+    assert again.drill_id == manual.drill_id
+    planned = drills.drill_id_of(machine.id, "202611270400")
+    assert manual.drill_id != planned
+    world.host.drain()
+    outcomes = world.outcomes()
+    assert sorted(o.details["drillId"] for o in outcomes) == sorted([planned, manual.drill_id])
+    assert {o.status for o in outcomes} == {"succeeded"}
+    assert world.cloud.remaining() == []
+
+
 def test_the_rpo_is_the_sets_age_when_it_was_chosen_never_negative() -> None:
     world = World(vms=1)
     machine = world.compute.vms[0]
