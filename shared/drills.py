@@ -617,10 +617,14 @@ def _measure(rt: Runtime, state: DrillState, now: datetime) -> Next:
 
 
 def _teardown(rt: Runtime, state: DrillState, now: datetime) -> Next:
+    # Never delete outside a drill group of a subscription Lifeboat serves, whatever a message says.
+    refused = None
     if state.drill_group not in rt.settings.drill_groups:
-        # Never delete outside a drill group, whatever a message says.
-        failed = _failed(state, now, f"teardown refused: {state.drill_group} is not a drill "
-                         "resource group")  # fmt: skip
+        refused = f"{state.drill_group} is not a drill resource group"
+    elif state.drill_subscription.lower() not in _drill_subscriptions(rt):
+        refused = f"subscription {state.drill_subscription} is not one Lifeboat drills in"
+    if refused is not None:
+        failed = _failed(state, now, f"teardown refused: {refused}")
         return Next(_goto(failed, "report", now))
     cloud = rt.need_drills()
     mine = [
@@ -640,6 +644,14 @@ def _teardown(rt: Runtime, state: DrillState, now: datetime) -> Next:
                 deleted.append(resource.name)
         return _again(rt, state.model_copy(update={"deleted": deleted[:64]}))
     return Next(_goto(state, "report", now))
+
+
+def _drill_subscriptions(rt: Runtime) -> set[str]:
+    settings = rt.settings
+    allowed = {s.lower() for s in settings.subscriptions}
+    if settings.drill_subscription is not None:
+        allowed.add(str(settings.drill_subscription).lower())
+    return allowed
 
 
 def _report_step(rt: Runtime, state: DrillState, now: datetime) -> Next:

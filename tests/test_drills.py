@@ -615,6 +615,27 @@ def test_a_vm_with_64_data_disks_and_long_names_is_drilled() -> None:
     assert world.queues.poison == {} or not any(world.queues.poison.values())
 
 
+def test_teardown_never_deletes_in_a_subscription_lifeboat_does_not_serve() -> None:
+    world = World(vms=0)
+    other = "00000000-0000-0000-0000-00000000abcd"
+    world.cloud.groups[other] = [DRILL_GROUP]
+    world.cloud._add(  # drill-tagged, in a group of the right name, in somebody else's subscription
+        f"/subscriptions/{other}/resourceGroups/{DRILL_GROUP}/providers/Microsoft.Compute/disks/x",
+        "disks", "westeurope", {"lifeboat:drill": "lbd-aaaaaaaaaa", "lifeboat:managed": "true"},
+    )  # fmt: skip
+    state = DrillState(
+        drillId="lbd-aaaaaaaaaa", step="teardown", startedAt=world.clock.now(),
+        expiresAt=world.clock.now(), drillSubscription=other, drillGroup=DRILL_GROUP,
+        location="westeurope", swept=True,
+    )  # fmt: skip
+    drills._send(world.rt, state, delay=0, key="test")
+    world.host.drain()
+    (outcome,) = world.outcomes("sweep")
+    assert outcome.status == "failed"
+    assert f"subscription {other} is not one Lifeboat drills in" in (outcome.reason or "")
+    assert len(world.cloud.remaining()) == 1
+
+
 def test_a_manual_drill_in_a_planned_drills_minute_is_a_drill_of_its_own() -> None:
     world = World(vms=1)
     machine = world.compute.vms[0]
