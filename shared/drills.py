@@ -60,6 +60,7 @@ TEARDOWN_ORDER = (
     "virtualNetworks",
     "networkSecurityGroups",
 )
+TEARDOWN_LIMIT = timedelta(hours=1)  # then the drill reports and the sweeper takes over
 NETWORK_PREFIX = "10.255.0.0/24"
 SUBNET_NAME = "drill"
 WRITES_PER_DRILL = 8  # network (2), disks (~2), NIC, VM, and the deletes are paced by the polls
@@ -637,6 +638,17 @@ def _teardown(rt: Runtime, state: DrillState, now: datetime) -> Next:
         tier = [r for r in mine if r.kind.lower() == kind.lower()]
         if not tier:
             continue
+        began = state.timings.get("teardown", [now])[0]
+        if now - began >= TEARDOWN_LIMIT:
+            # Stop polling; the resources keep their expiry tag and the sweeper tries again.
+            names = ", ".join(sorted(r.name for r in mine)[:8])
+            limit = f"{TEARDOWN_LIMIT.total_seconds() / 60:.0f} min"
+            reason = (f"teardown did not finish within {limit}: {len(mine)} resource(s) left "
+                      f"({names}); the sweeper removes them after expiry")  # fmt: skip
+            failed = _failed(state, now, reason)
+            log.warning("drill %s: teardown gave up with %d resource(s) left: %s",
+                        state.drill_id, len(mine), names)  # fmt: skip
+            return Next(_goto(failed, "report", now))
         for resource in tier:
             if (resource.provisioning_state or "").lower() != "deleting":
                 cloud.begin_delete(resource.id)

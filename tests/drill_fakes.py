@@ -80,6 +80,7 @@ class FakeDrillCloud:
         self.fail: Callable[[str], None] = lambda _op: None  # fault injection hook
         self.calls: list[tuple[str, str]] = []
         self.deleted: list[str] = []
+        self.delete_seconds = 10.0  # how long a delete takes
         self.vm_requests: list[DrillVmRequest] = []
         self.disk_requests: list[DrillDiskRequest] = []
 
@@ -241,7 +242,7 @@ class FakeDrillCloud:
                 for o in self.resources.values()
             ):
                 raise RefusedError("InUseNetworkSecurityGroupCannotBeDeleted", resource_id)
-        fake.deleting_at = self.clock.now() + timedelta(seconds=10)
+        fake.deleting_at = self.clock.now() + timedelta(seconds=self.delete_seconds)
 
     def remaining(self) -> list[str]:
         self._settle()

@@ -615,6 +615,26 @@ def test_a_vm_with_64_data_disks_and_long_names_is_drilled() -> None:
     assert world.queues.poison == {} or not any(world.queues.poison.values())
 
 
+def test_a_teardown_that_never_finishes_reports_and_leaves_the_rest_to_the_sweeper() -> None:
+    world = World(vms=1)
+    world.cloud.delete_seconds = 10 * 24 * 3600  # Azure never finishes deleting the VM
+    world.night()  # drains: the teardown stops polling after its limit
+    (outcome,) = world.outcomes()
+    assert outcome.status == "failed"
+    assert "teardown did not finish within 60 min" in (outcome.reason or "")
+    assert outcome.rto_seconds is not None  # the restore itself worked and was measured
+    assert len(world.cloud.remaining()) >= 5  # the VM first, so everything is still there
+    for fake in world.cloud.resources.values():
+        fake.deleting_at = None  # the delete failed on Azure's side; the VM is back
+    world.cloud.delete_seconds = 10
+    world.clock.advance(hours=4)
+    assert drills.sweep(world.rt) == 1
+    world.host.drain()
+    assert world.cloud.remaining() == []
+    swept = [o.status for o in world.outcomes("sweep")]
+    assert swept == ["planned", "succeeded"]
+
+
 def test_teardown_never_deletes_in_a_subscription_lifeboat_does_not_serve() -> None:
     world = World(vms=0)
     other = "00000000-0000-0000-0000-00000000abcd"
