@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
@@ -54,17 +55,23 @@ HEADROOM_HEADERS = {
     "writes": "x-ms-ratelimit-remaining-subscription-writes",
     "deletes": "x-ms-ratelimit-remaining-subscription-deletes",
 }
+# ARM refills the writes and the deletes bucket 10 tokens a second per subscription and principal
+# (REFERENCE.md). Only an answer to a write (or a delete) carries its header, so a low reading
+# must age: work that waits on it sends nothing that would refresh it.
+HEADROOM_REFILL_PER_SECOND = 10.0
 
 
 class Headroom:
-    """Remembers the last `x-ms-ratelimit-remaining-subscription-{writes,deletes}` per subscription.
+    """The last `x-ms-ratelimit-remaining-subscription-{writes,deletes}` per subscription.
 
     Installed as the clients' `raw_response_hook`, so it sees every response, retries included.
+    `estimate` adds what the bucket has refilled since the reading. It is not capped at the
+    bucket's depth (no header says it); it only has to tell whether work may go now.
     """
 
-    def __init__(self) -> None:
-        self.remaining: dict[str, int] = {}  # writes
-        self.deletes: dict[str, int] = {}
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._readings: dict[tuple[str, str], tuple[int, float]] = {}
         self._lock = threading.Lock()
 
     def __call__(self, response: PipelineResponse[Any, Any]) -> None:
@@ -81,8 +88,17 @@ class Headroom:
             except ValueError:
                 continue
             with self._lock:
-                target = self.remaining if kind == "writes" else self.deletes
-                target[subscription.lower()] = remaining
+                self._readings[(kind, subscription.lower())] = (remaining, self._clock())
+
+    def estimate(self, kind: str, subscription_id: str) -> int | None:
+        """Tokens left now, from the last reading and the refill since; None before any reading."""
+        with self._lock:
+            reading = self._readings.get((kind, subscription_id.lower()))
+        if reading is None:
+            return None
+        remaining, at = reading
+        refilled = max(0.0, self._clock() - at) * HEADROOM_REFILL_PER_SECOND
+        return remaining + int(refilled)
 
 
 class AzureCompute:
@@ -241,10 +257,10 @@ class AzureCompute:
         _call(send)
 
     def write_headroom(self, subscription_id: str) -> int | None:
-        return self.headroom.remaining.get(subscription_id.lower())
+        return self.headroom.estimate("writes", subscription_id)
 
     def delete_headroom(self, subscription_id: str) -> int | None:
-        return self.headroom.deletes.get(subscription_id.lower())
+        return self.headroom.estimate("deletes", subscription_id)
 
 
 # ------------------------------------------------------------------------------ translation
