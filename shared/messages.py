@@ -111,6 +111,9 @@ class RotationPruneRequest(Payload):
     snapshot_ids: list[str] = Field(alias="snapshotIds", min_length=1, max_length=100)
     orphan: bool = False
     attempt: int = Field(default=1, ge=1)
+    # Whether an earlier delivery may have deleted some of these already (read each first).
+    # None in messages from before the field: then any attempt after the first reads.
+    recheck: bool | None = None
 
 
 class OutcomesRetryRequest(Payload):

@@ -525,7 +525,10 @@ def _snapshot_outcome(
 def prune_snapshots(rt: Runtime, envelope: Envelope, payload: Payload) -> None:
     request = expect(payload, RotationPruneRequest)
     compute = rt.need_compute()
-    recheck = delivery_count() > 1 or request.attempt > 1
+    # Work put back for throttling or headroom was not attempted, so it needs no reads; a
+    # redelivery may follow a crash after some deletes, and so may what it puts back.
+    earlier = request.recheck if request.recheck is not None else request.attempt > 1
+    recheck = delivery_count() > 1 or earlier
     for index, snapshot_id in enumerate(request.snapshot_ids):
         if recheck and _gone(compute, snapshot_id):
             # An earlier delivery deleted it; report again rather than risk never reporting.
@@ -536,13 +539,17 @@ def prune_snapshots(rt: Runtime, envelope: Envelope, payload: Payload) -> None:
             # A backlog of prunes must not empty the delete bucket and meet 429s: wait a little.
             log.info("delete headroom %d is low; deferring prunes of %s", headroom,
                      request.source_id)  # fmt: skip
-            rest = request.model_copy(update={"snapshot_ids": request.snapshot_ids[index:]})
+            rest = request.model_copy(
+                update={"snapshot_ids": request.snapshot_ids[index:], "recheck": recheck}
+            )
             _retry_later(rt, PRUNE_QUEUE, envelope, rest, 10.0)
             return
         try:
             compute.begin_delete_snapshot(snapshot_id)
         except ThrottledError as e:
-            rest = request.model_copy(update={"snapshot_ids": request.snapshot_ids[index:]})
+            rest = request.model_copy(
+                update={"snapshot_ids": request.snapshot_ids[index:], "recheck": recheck}
+            )
             _retry_later(rt, PRUNE_QUEUE, envelope, rest, e.retry_after)
             return
         except RefusedError as e:

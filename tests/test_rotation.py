@@ -196,8 +196,10 @@ def test_low_write_and_delete_headroom_defer_the_work_instead_of_meeting_429s() 
     assert len(world.queues.sent["rotation-prune"]) == prunes
     assert len(world.compute.writes) == before + 3
     world.compute.deletes_left = 150
+    reads = len(world.compute.reads)
     world.drain()
     assert world.ops("snapshot-delete", "succeeded")
+    assert len(world.compute.reads) == reads, "work put back was never attempted: no re-reads"
     assert not [w for w in world.compute.writes[before + 3 :] if w[0] != "delete"]
 
 
