@@ -99,6 +99,9 @@ class RotationVmRequest(Payload):
     disks: list[DiskSnapshot] = Field(min_length=1, max_length=64)
     attempt: int = Field(default=1, ge=1)
     onboarding: bool = False
+    # Whether an earlier delivery may have created some of these already (read each first).
+    # None in messages from before the field: then any attempt after the first reads.
+    recheck: bool | None = None
 
 
 class RotationPruneRequest(Payload):

@@ -297,8 +297,10 @@ def snapshot_vm(rt: Runtime, envelope: Envelope, payload: Payload) -> None:
         SET_TAG: request.set_id,
         RUN_TAG: envelope.run_id[:256],
     }
-    # A redelivery or a retry may find work already done: read before writing then.
-    recheck = delivery_count() > 1 or request.attempt > 1
+    # A redelivery may find work already done: read before writing then. Disks put back for
+    # throttling or headroom were not attempted, so they carry whether they need the reads.
+    earlier = request.recheck if request.recheck is not None else request.attempt > 1
+    recheck = delivery_count() > 1 or earlier
     for index, disk in enumerate(request.disks):
         if recheck and _snapshot_exists(compute, request.subscription_id, group, disk):
             _report(rt, _disk_outcome(rt, envelope, request, disk, Status.SUCCEEDED, job, None))
@@ -306,7 +308,7 @@ def snapshot_vm(rt: Runtime, envelope: Envelope, payload: Payload) -> None:
         headroom = compute.write_headroom(request.subscription_id)
         if headroom is not None and headroom < rt.settings.min_write_headroom:
             log.info("write headroom %d is low; deferring %s", headroom, request.vm_name)
-            rest = request.model_copy(update={"disks": request.disks[index:]})
+            rest = request.model_copy(update={"disks": request.disks[index:], "recheck": recheck})
             _retry_later(rt, VM_QUEUE, envelope, rest, 10.0)
             return
         try:
@@ -321,7 +323,7 @@ def snapshot_vm(rt: Runtime, envelope: Envelope, payload: Payload) -> None:
                 )
             )
         except ThrottledError as e:
-            rest = request.model_copy(update={"disks": request.disks[index:]})
+            rest = request.model_copy(update={"disks": request.disks[index:], "recheck": recheck})
             _retry_later(rt, VM_QUEUE, envelope, rest, e.retry_after)
             return
         except RefusedError as e:

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from shared import messages, rotation
+from shared import messages, rotation, worker
 from shared.messages import Envelope, Payload
 from shared.planning import RotationConfig
 from shared.policies import parse_policies
@@ -56,6 +56,13 @@ class World:
                         HANDLERS[envelope.type](self.rt, envelope, payload)
                     handled += 1
         return handled
+
+    def drain_queue(self, queue: str) -> None:
+        """Handle what is on one queue now, once (what it sends on waits)."""
+        pending, self.queues.sent[queue] = self.queues.sent.get(queue, []), []
+        for text in pending:
+            envelope, payload = messages.decode(text)
+            HANDLERS[envelope.type](self.rt, envelope, payload)
 
     def night(self, day: int, *, twice: bool = False) -> None:
         self.clock.current = night(day)
@@ -187,8 +194,10 @@ def test_low_write_and_delete_headroom_defer_the_work_instead_of_meeting_429s() 
     assert len(world.queues.sent["rotation-vm"]) == 2, "both went back on the queue"
     assert len(world.compute.writes) == before
     world.compute.headroom = None
+    reads = len(world.compute.reads)
     one_pass("rotation-vm")
     assert len(world.compute.writes) == before + 3
+    assert len(world.compute.reads) == reads, "snapshots put back were never attempted: no reads"
     one_pass("rotation-plan")  # the confirm: prunes are queued
     world.compute.deletes_left = 5  # the deletes wait too
     prunes = one_pass("rotation-prune")
@@ -201,6 +210,30 @@ def test_low_write_and_delete_headroom_defer_the_work_instead_of_meeting_429s() 
     assert world.ops("snapshot-delete", "succeeded")
     assert len(world.compute.reads) == reads, "work put back was never attempted: no re-reads"
     assert not [w for w in world.compute.writes[before + 3 :] if w[0] != "delete"]
+
+
+def test_work_a_redelivery_puts_back_is_still_read_before_it_is_written() -> None:
+    world = World()
+    rotation.start_night(world.rt, night(27))
+    world.drain_queue("rotation-plan")
+    [web] = [t for t in world.queues.sent["rotation-vm"] if "web-os" in t]
+    world.queues.sent["rotation-vm"] = []
+    envelope, payload = messages.decode(web)
+    token = worker._delivery.set(2)  # the host delivers it again after a crash
+    try:
+        world.compute.throttle = 1
+        rotation.snapshot_vm(world.rt, envelope, payload)
+    finally:
+        worker._delivery.reset(token)
+    [back] = world.queues.sent["rotation-vm"]
+    put_back = messages.decode(back)[1]
+    assert isinstance(put_back, messages.RotationVmRequest)
+    assert put_back.recheck is True
+    assert put_back.attempt == 2
+    reads = len(world.compute.reads)
+    world.drain()
+    assert len(world.compute.reads) == reads + 2, "both disks read before their PUTs"
+    assert len(world.ops("snapshot-create", "succeeded")) == 2
 
 
 def test_refusals_are_blocked_and_the_rest_goes_on() -> None:
