@@ -297,10 +297,7 @@ def snapshot_vm(rt: Runtime, envelope: Envelope, payload: Payload) -> None:
         SET_TAG: request.set_id,
         RUN_TAG: envelope.run_id[:256],
     }
-    # A redelivery may find work already done: read before writing then. Disks put back for
-    # throttling or headroom were not attempted, so they carry whether they need the reads.
-    earlier = request.recheck if request.recheck is not None else request.attempt > 1
-    recheck = delivery_count() > 1 or earlier
+    recheck = _reads_first(request)
     for index, disk in enumerate(request.disks):
         if recheck and _snapshot_exists(compute, request.subscription_id, group, disk):
             _report(rt, _disk_outcome(rt, envelope, request, disk, Status.SUCCEEDED, job, None))
@@ -330,6 +327,17 @@ def snapshot_vm(rt: Runtime, envelope: Envelope, payload: Payload) -> None:
             _report(rt, _disk_outcome(rt, envelope, request, disk, Status.BLOCKED, job, str(e)))
             continue
         _report(rt, _disk_outcome(rt, envelope, request, disk, Status.SUCCEEDED, job, None))
+
+
+def _reads_first(request: RotationVmRequest | RotationPruneRequest) -> bool:
+    """Whether earlier work may already be done, so each item is read before it is written.
+
+    A redelivery may follow a crash part way, and so may what it puts back. Work put back for
+    throttling or headroom was never attempted: it carries `recheck` and needs no reads. Messages
+    from before that field read on any attempt after the first.
+    """
+    earlier = request.recheck if request.recheck is not None else request.attempt > 1
+    return delivery_count() > 1 or earlier
 
 
 def _snapshot_exists(compute: Compute, subscription: str, group: str, disk: DiskSnapshot) -> bool:
@@ -527,10 +535,7 @@ def _snapshot_outcome(
 def prune_snapshots(rt: Runtime, envelope: Envelope, payload: Payload) -> None:
     request = expect(payload, RotationPruneRequest)
     compute = rt.need_compute()
-    # Work put back for throttling or headroom was not attempted, so it needs no reads; a
-    # redelivery may follow a crash after some deletes, and so may what it puts back.
-    earlier = request.recheck if request.recheck is not None else request.attempt > 1
-    recheck = delivery_count() > 1 or earlier
+    recheck = _reads_first(request)
     for index, snapshot_id in enumerate(request.snapshot_ids):
         if recheck and _gone(compute, snapshot_id):
             # An earlier delivery deleted it; report again rather than risk never reporting.

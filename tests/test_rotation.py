@@ -8,6 +8,7 @@ import pytest
 
 from shared import messages, rotation, worker
 from shared.messages import Envelope, Payload
+from shared.model import Job
 from shared.planning import RotationConfig
 from shared.policies import parse_policies
 from shared.ports import Runtime
@@ -57,12 +58,13 @@ class World:
                     handled += 1
         return handled
 
-    def drain_queue(self, queue: str) -> None:
-        """Handle what is on one queue now, once (what it sends on waits)."""
+    def drain_queue(self, queue: str) -> int:
+        """Handle what is on one queue now, once (what it sends on waits); how many there were."""
         pending, self.queues.sent[queue] = self.queues.sent.get(queue, []), []
         for text in pending:
             envelope, payload = messages.decode(text)
             HANDLERS[envelope.type](self.rt, envelope, payload)
+        return len(pending)
 
     def night(self, day: int, *, twice: bool = False) -> None:
         self.clock.current = night(day)
@@ -179,28 +181,21 @@ def test_low_write_and_delete_headroom_defer_the_work_instead_of_meeting_429s() 
         world.night(day)
     before = len(world.compute.writes)
 
-    def one_pass(queue: str) -> int:
-        pending, world.queues.sent[queue] = world.queues.sent.get(queue, []), []
-        for text in pending:
-            envelope, payload = messages.decode(text)
-            HANDLERS[envelope.type](world.rt, envelope, payload)
-        return len(pending)
-
     world.clock.current = night(27)
     rotation.start_night(world.rt, night(27))
-    one_pass("rotation-plan")
+    world.drain_queue("rotation-plan")
     world.compute.headroom = 5  # under MIN_WRITE_HEADROOM (20): the VMs' snapshots wait
-    assert one_pass("rotation-vm") == 2
+    assert world.drain_queue("rotation-vm") == 2
     assert len(world.queues.sent["rotation-vm"]) == 2, "both went back on the queue"
     assert len(world.compute.writes) == before
     world.compute.headroom = None
     reads = len(world.compute.reads)
-    one_pass("rotation-vm")
+    world.drain_queue("rotation-vm")
     assert len(world.compute.writes) == before + 3
     assert len(world.compute.reads) == reads, "snapshots put back were never attempted: no reads"
-    one_pass("rotation-plan")  # the confirm: prunes are queued
+    world.drain_queue("rotation-plan")  # the confirm: prunes are queued
     world.compute.deletes_left = 5  # the deletes wait too
-    prunes = one_pass("rotation-prune")
+    prunes = world.drain_queue("rotation-prune")
     assert prunes > 0
     assert len(world.queues.sent["rotation-prune"]) == prunes
     assert len(world.compute.writes) == before + 3
@@ -218,13 +213,11 @@ def test_work_a_redelivery_puts_back_is_still_read_before_it_is_written() -> Non
     world.drain_queue("rotation-plan")
     [web] = [t for t in world.queues.sent["rotation-vm"] if "web-os" in t]
     world.queues.sent["rotation-vm"] = []
-    envelope, payload = messages.decode(web)
-    token = worker._delivery.set(2)  # the host delivers it again after a crash
-    try:
-        world.compute.throttle = 1
-        rotation.snapshot_vm(world.rt, envelope, payload)
-    finally:
-        worker._delivery.reset(token)
+    world.compute.throttle = 1
+    worker.process_queue_message(  # the host delivers it again after a crash
+        world.rt, queue="rotation-vm", body=web.encode(), message_id="m", dequeue_count=2,
+        job=Job.ROTATION, handlers=HANDLERS,
+    )  # fmt: skip
     [back] = world.queues.sent["rotation-vm"]
     put_back = messages.decode(back)[1]
     assert isinstance(put_back, messages.RotationVmRequest)
