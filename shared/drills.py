@@ -314,8 +314,9 @@ def drill_step(rt: Runtime, envelope: Envelope, payload: Payload) -> None:
         state = _failed(state, now, f"the drill passed its maximum lifetime at "
                         f"{format_time(state.expires_at)} during {state.step}")  # fmt: skip
         state = _goto(state, "teardown", now)
-    if state.step not in state.timings:
-        state = state.model_copy(update={"timings": {**state.timings, state.step: [now]}})
+    if state.step not in state.timings:  # the first step, timed from the drill's start
+        began = now if state.timings else min(now, state.started_at)
+        state = state.model_copy(update={"timings": {**state.timings, state.step: [began]}})
     try:
         result = STEPS[state.step](rt, state, now)
     except ThrottledError as e:
@@ -733,9 +734,12 @@ STEPS: dict[str, Step] = {
 
 
 def _goto(state: DrillState, step: str, now: datetime) -> DrillState:
+    """Move to `step`. Steps are timed end to end: the next one starts as this one ends, so the
+    time its message waits on the queue is its own, and the steps add up to the drill's time."""
     timings = dict(state.timings)
     if state.step in timings:
         timings[state.step] = [timings[state.step][0], now]
+    timings.setdefault(step, [now])
     return state.model_copy(update={"step": step, "timings": timings, "polls": 0})
 
 

@@ -90,6 +90,8 @@ def test_a_night_of_drills_restores_boots_measures_and_leaves_nothing() -> None:
         assert details["setSlot"] == "202611260200"
         assert outcome.run_id == "drill-202611270400"
         assert set(details["steps"]) >= {"prepare", "create-disks", "create-vm", "wait-ready"}
+        to_ready = ("prepare", "create-disks", "create-vm", "wait-ready")
+        assert abs(sum(details["steps"][s] for s in to_ready) - outcome.rto_seconds) <= 2
         assert details["checks"] == {"running": True, "agentReady": True, "dataDisksAttached": True}
         assert details["policyAssignments"] == [
             f"Allowed locations [Default] at /subscriptions/{SUB}"
