@@ -58,13 +58,23 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="lifeboat-bench-"))
     estate, disks = _estate(work)
-    print(f"estate: {VMS} VMs, {disks} in-scope disks, {HISTORY_NIGHTS} nights of history, "
-          f"list page size {PAGE_SIZE}", flush=True)  # fmt: skip
+    print(
+        f"estate: {VMS} VMs, {disks} in-scope disks, {HISTORY_NIGHTS} nights of history, "
+        f"list page size {PAGE_SIZE}",
+        flush=True,
+    )
     options = (
-        "--clock-start", START.strftime("%Y-%m-%dT%H:%M:%SZ"), "--page-size", str(PAGE_SIZE),
-        "--throttle-scale", str(THROTTLE_SCALE), "--operation-seconds", "2",
-        "--retry-after-scale", "0.1",
-    )  # fmt: skip
+        "--clock-start",
+        START.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "--page-size",
+        str(PAGE_SIZE),
+        "--throttle-scale",
+        str(THROTTLE_SCALE),
+        "--operation-seconds",
+        "2",
+        "--retry-after-scale",
+        "0.1",
+    )
     night = START.replace(hour=2)
     with (
         running_azurite() as azurite,
@@ -91,8 +101,10 @@ def main() -> None:
         print(f"Lifeboat's night: {lifeboat['elapsed']:.0f} s", flush=True)
         started = time.monotonic()
         naive = _naive(ep, admin)
-        print(f"naive baseline on {naive['disks']} disks: {time.monotonic() - started:.0f} s",
-              flush=True)  # fmt: skip
+        print(
+            f"naive baseline on {naive['disks']} disks: {time.monotonic() - started:.0f} s",
+            flush=True,
+        )
         admin.close()
     imports = _import_times()
     _print(lifeboat, naive, headroom, imports)
@@ -185,8 +197,18 @@ def _lifeboat_night(
         "MAX_ESTATE_DELETE_FRACTION": "0.5",
     }
     overrides = work / "host.json"
-    overrides.write_text(json.dumps({"extensions": {"queues": {
-        "maxPollingInterval": "00:00:00.500", "visibilityTimeout": "00:00:01"}}}))  # fmt: skip
+    overrides.write_text(
+        json.dumps(
+            {
+                "extensions": {
+                    "queues": {
+                        "maxPollingInterval": "00:00:00.500",
+                        "visibilityTimeout": "00:00:01",
+                    }
+                }
+            }
+        )
+    )
     reporter = MemoryReporter()
     clock = RemoteClock(ep.clock, ca_bundle=ep.ca_bundle)
     reset_services()
@@ -290,9 +312,12 @@ def _naive(ep: Any, admin: httpx.Client) -> dict[str, Any]:
 
     subscription = ep.subscriptions[0]
     compute = ComputeManagementClient(
-        ManagedIdentityCredential(client_id=ep.client_id), subscription, base_url=ep.arm,
-        credential_scopes=[ep.arm_audience + ".default"], polling_interval=1,
-    )  # fmt: skip
+        ManagedIdentityCredential(client_id=ep.client_id),
+        subscription,
+        base_url=ep.arm,
+        credential_scopes=[ep.arm_audience + ".default"],
+        polling_interval=1,
+    )
     vms = [v for v in compute.virtual_machines.list_all() if (v.tags or {}).get("lifeboat:policy")]
     admin.delete("/requests")
 
@@ -309,9 +334,13 @@ def _naive(ep: Any, admin: httpx.Client) -> dict[str, Any]:
         for disk_id in filter(None, ids):
             parts = disk_id.split("/")
             compute.disks.get(parts[4], parts[8])
-            body = {"location": full["location"], "properties": {
-                "creationData": {"createOption": "Copy", "sourceResourceId": disk_id},
-                "incremental": True}}  # fmt: skip
+            body = {
+                "location": full["location"],
+                "properties": {
+                    "creationData": {"createOption": "Copy", "sourceResourceId": disk_id},
+                    "incremental": True,
+                },
+            }
             compute.snapshots.begin_create_or_update(
                 SNAPSHOT_GROUP, f"naive-{parts[8]}"[:80], body
             ).result()
@@ -333,8 +362,9 @@ def _import_times() -> dict[str, float]:
         for _ in range(5):
             t = time.perf_counter()
             env = {"PATH": os.environ.get("PATH", "")}
-            subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
-                           check=True)  # fmt: skip
+            subprocess.run(
+                [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, check=True
+            )
             runs.append(time.perf_counter() - t)
         return min(runs)
 

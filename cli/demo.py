@@ -53,8 +53,13 @@ FAST_SETTINGS = {
 }
 DRILL_CLOCK_RATE = 60  # stand-in seconds per real second while drills run
 STAND_IN_OPTIONS = (
-    "--operation-seconds", "0.2", "--hydration-seconds", "0.5", "--retry-after-scale", "0.1",
-)  # fmt: skip
+    "--operation-seconds",
+    "0.2",
+    "--hydration-seconds",
+    "0.5",
+    "--retry-after-scale",
+    "0.1",
+)
 FIRST_NIGHT_HOUR = 2
 DRILL_HOUR = 4  # local.settings.sample.json's DRILL_SCHEDULE
 
@@ -110,21 +115,30 @@ def _run(console: Console, estate: Path, nights: int) -> dict[str, Any]:
         with (
             running_azurite() as azurite,
             running_emulator(
-                estate, *STAND_IN_OPTIONS, "--clock-start", _first_clock(), "--state-dir",
+                estate,
+                *STAND_IN_OPTIONS,
+                "--clock-start",
+                _first_clock(),
+                "--state-dir",
                 str(work / "stand-in"),
             ) as stand_in,
             (work / "host.log").open("w") as log,
-        ):  # fmt: skip
+        ):
             write_endpoints(azurite, work / "azurite.json")
             subscriptions = ",".join(stand_in.subscriptions) or settings["TARGET_SUBSCRIPTIONS"]
             values = {**settings, **FAST_SETTINGS, "TARGET_SUBSCRIPTIONS": subscriptions}
             args = [
-                "--settings", str(write_json(work / "local.settings.json", {"Values": values})),
-                "--storage-endpoints", str(work / "azurite.json"),
-                "--emulator-endpoints", stand_in.path,
-                "--clock", stand_in.clock,
-                "--host-overrides", str(write_json(work / "host.override.json", FAST_HOST)),
-            ]  # fmt: skip
+                "--settings",
+                str(write_json(work / "local.settings.json", {"Values": values})),
+                "--storage-endpoints",
+                str(work / "azurite.json"),
+                "--emulator-endpoints",
+                stand_in.path,
+                "--clock",
+                stand_in.clock,
+                "--host-overrides",
+                str(write_json(work / "host.override.json", FAST_HOST)),
+            ]
             admin = httpx.Client(
                 base_url=stand_in.admin,
                 verify=ssl.create_default_context(cafile=stand_in.ca_bundle),
@@ -139,9 +153,11 @@ def _run(console: Console, estate: Path, nights: int) -> dict[str, Any]:
                 _poison_flow(console, host, azurite.connection_string)
                 os.environ.update(stand_in.environment())
                 compute = ComputeManagementClient(
-                    ManagedIdentityCredential(client_id=stand_in.client_id), first,
-                    base_url=stand_in.arm, credential_scopes=[stand_in.arm_audience + ".default"],
-                )  # fmt: skip
+                    ManagedIdentityCredential(client_id=stand_in.client_id),
+                    first,
+                    base_url=stand_in.arm,
+                    credential_scopes=[stand_in.arm_audience + ".default"],
+                )
                 group = values["SNAPSHOT_RESOURCE_GROUP"]
                 mornings = _nights(console, host, admin, compute, group, nights)
                 outcomes = list(host.outcomes)
@@ -212,9 +228,10 @@ def _nights(
         host.wait_idle(timeout=120)
         mornings.append(_morning(compute, group))
         tonight = [
-            r for r in host.outcomes
+            r
+            for r in host.outcomes
             if r["Job"] == "rotation" and (r.get("Details") or {}).get("slot") == stamp
-        ]  # fmt: skip
+        ]
         counts = Counter(f"{r['Operation']} {r['Status']}" for r in tonight)
         console.print("  " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
         _drills(console, host, admin, slot.replace(hour=DRILL_HOUR))
@@ -236,8 +253,11 @@ def _drills(console: Console, host: HostProcess, admin: httpx.Client, at: dateti
         def reported(rows: list[dict[str, Any]]) -> bool:
             planned = [r for r in rows if r["RunId"] == run and r["Operation"] == "plan"]
             expected = sum(int(r.get("Count") or 0) for r in planned)
-            done = {(r.get("Details") or {}).get("drillId") for r in rows
-                    if r["RunId"] == run and r["Operation"] == "drill"}  # fmt: skip
+            done = {
+                (r.get("Details") or {}).get("drillId")
+                for r in rows
+                if r["RunId"] == run and r["Operation"] == "drill"
+            }
             return bool(planned) and len(done) >= expected
 
         rows = host.wait_for(reported, timeout=150)
@@ -329,12 +349,13 @@ def _summary(console: Console, document: dict[str, Any]) -> None:
         drills.add_column(column, overflow="fold")
     for drill in document["drills"]:
         drills.add_row(
-            (drill["vmId"] or "").rsplit("/", 1)[-1], drill["status"],
+            (drill["vmId"] or "").rsplit("/", 1)[-1],
+            drill["status"],
             str(drill["rtoSeconds"] if drill["rtoSeconds"] is not None else "-"),
             str(drill["rtoTargetSeconds"] or "-"),
             str(drill["rpoSeconds"] if drill["rpoSeconds"] is not None else "-"),
             drill["reason"],
-        )  # fmt: skip
+        )
     console.print(drills)
     top = sorted(document["requests"].items(), key=lambda kv: -kv[1])[:8]
     console.print("ARM requests by operation: " + ", ".join(f"{k} {v}" for k, v in top))
@@ -347,16 +368,19 @@ def _drill_results(outcomes: list[dict[str, Any]]) -> list[dict[str, Any]]:
         details = row.get("Details") or {}
         if row["Job"] != "drill" or row["Operation"] != "drill" or not details.get("drillId"):
             continue
-        results.setdefault(details["drillId"], {
-            "drillId": details["drillId"],
-            "vmId": row.get("ResourceId"),
-            "source": details.get("source", "snapshots"),
-            "status": row["Status"],
-            "rtoSeconds": row.get("RtoSeconds"),
-            "rpoSeconds": row.get("RpoSeconds"),
-            "rtoTargetSeconds": details.get("rtoTargetSeconds"),
-            "reason": row.get("Reason") or "",
-        })  # fmt: skip
+        results.setdefault(
+            details["drillId"],
+            {
+                "drillId": details["drillId"],
+                "vmId": row.get("ResourceId"),
+                "source": details.get("source", "snapshots"),
+                "status": row["Status"],
+                "rtoSeconds": row.get("RtoSeconds"),
+                "rpoSeconds": row.get("RpoSeconds"),
+                "rtoTargetSeconds": details.get("rtoTargetSeconds"),
+                "reason": row.get("Reason") or "",
+            },
+        )
     return list(results.values())
 
 

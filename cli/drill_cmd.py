@@ -54,13 +54,20 @@ def _runtime(settings: Path | None, emulator: Path | None, storage: Path | None)
     if emulator is not None:
         from cli.clock import RemoteClock
 
-        clock = RemoteClock(json.loads(emulator.read_text())["clock"],
-                            ca_bundle=os.environ.get("REQUESTS_CA_BUNDLE"))  # fmt: skip
+        clock = RemoteClock(
+            json.loads(emulator.read_text())["clock"],
+            ca_bundle=os.environ.get("REQUESTS_CA_BUNDLE"),
+        )
     compute = build_compute(config)
     return Runtime(
-        config, clock, _Silent(), _build_queues(config), compute=compute, policies=policies,
+        config,
+        clock,
+        _Silent(),
+        _build_queues(config),
+        compute=compute,
+        policies=policies,
         drills=build_drills(config, compute),
-    )  # fmt: skip
+    )
 
 
 class _SystemClock:
@@ -127,8 +134,14 @@ def status_command(
         if drill["expired"]:
             expires += " (expired: the sweeper removes it)"
         kinds = ", ".join(f"{len(v)} {k}" for k, v in sorted(drill["resources"].items()))
-        table.add_row(drill["drillId"], drill.get("vmName", ""), drill.get("step", ""),
-                      drill["resourceGroup"], expires, kinds)  # fmt: skip
+        table.add_row(
+            drill["drillId"],
+            drill.get("vmName", ""),
+            drill.get("step", ""),
+            drill["resourceGroup"],
+            expires,
+            kinds,
+        )
     console.print(table)
 
 
@@ -152,11 +165,16 @@ def running_drills(rt: Any) -> list[dict[str, Any]]:
                 drill_id = tag_value(resource.tags, DRILL_TAG)
                 if not drill_id:
                     continue
-                entry = by_drill.setdefault(drill_id, {
-                    "drillId": drill_id, "subscription": subscription, "resourceGroup": group,
-                    "expiresAt": tag_value(resource.tags, EXPIRES_TAG),
-                    "resources": defaultdict(list),
-                })  # fmt: skip
+                entry = by_drill.setdefault(
+                    drill_id,
+                    {
+                        "drillId": drill_id,
+                        "subscription": subscription,
+                        "resourceGroup": group,
+                        "expiresAt": tag_value(resource.tags, EXPIRES_TAG),
+                        "resources": defaultdict(list),
+                    },
+                )
                 entry["resources"][resource.kind].append(resource.name)
             for entry in by_drill.values():
                 entry["resources"] = dict(entry["resources"])

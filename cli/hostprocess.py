@@ -59,9 +59,11 @@ class HostProcess:
     def invoke(self, function: str) -> None:
         """Run a timer function now (the Functions host's admin API)."""
         request = urllib.request.Request(
-            f"{self.base_url}/admin/functions/{function}", data=b"{}", method="POST",
+            f"{self.base_url}/admin/functions/{function}",
+            data=b"{}",
+            method="POST",
             headers={"x-functions-key": self.key, "Content-Type": "application/json"},
-        )  # fmt: skip
+        )
         with urllib.request.urlopen(request, timeout=10) as response:
             if response.status != 202:
                 raise RuntimeError(f"could not invoke {function}: HTTP {response.status}")

@@ -81,26 +81,39 @@ def _describe(night: Any, prunes: Any) -> dict[str, Any]:
     return {
         "windowSeconds": round(night.window_seconds, 1),
         "creates": [
-            {"vm": p.vm.id, "policy": p.policy, "disk": a.disk_id, "snapshot": a.snapshot_name,
-             "delaySeconds": p.delay_seconds}
-            for p in night.vms for a in p.creates
+            {
+                "vm": p.vm.id,
+                "policy": p.policy,
+                "disk": a.disk_id,
+                "snapshot": a.snapshot_name,
+                "delaySeconds": p.delay_seconds,
+            }
+            for p in night.vms
+            for a in p.creates
         ],
         "skips": [
             {"resource": s.resource_id, "reason": s.reason}
             for s in [*night.skipped_vms, *(s for p in night.vms for s in p.skips)]
         ],
         "prunes": [
-            {"snapshot": r.snapshot.id, "source": d.source_id, "reason": r.reason,
-             "orphan": d.orphan}
-            for d in prunes.disks for r in d.delete
-        ] if not prunes.refused else [],
+            {
+                "snapshot": r.snapshot.id,
+                "source": d.source_id,
+                "reason": r.reason,
+                "orphan": d.orphan,
+            }
+            for d in prunes.disks
+            for r in d.delete
+        ]
+        if not prunes.refused
+        else [],
         "blocks": [
             {"snapshot": b.snapshot.id, "reason": b.reason}
             for b in [*prunes.suspicious, *(b for d in prunes.disks for b in d.blocked)]
         ],
         "refused": prunes.refused,
         "warnings": list(night.warnings),
-    }  # fmt: skip
+    }
 
 
 def _print(console: Console, document: dict[str, Any]) -> None:
@@ -155,8 +168,13 @@ def run_command(
         if storage_endpoints is None:
             storage_endpoints = work / "azurite.json"
             write_endpoints(azurite, storage_endpoints)
-        args = ["--storage-endpoints", str(storage_endpoints), "--no-timers",
-                "--host-overrides", str(write_json(work / "host.json", FAST_HOST))]  # fmt: skip
+        args = [
+            "--storage-endpoints",
+            str(storage_endpoints),
+            "--no-timers",
+            "--host-overrides",
+            str(write_json(work / "host.json", FAST_HOST)),
+        ]
         if settings:
             args += ["--settings", str(settings)]
         if emulator_endpoints:

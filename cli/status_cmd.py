@@ -204,25 +204,34 @@ def assemble(
             "lastGoodSnapshot": _iso(snap["LastGood"]) if snap else None,
             "snapshotAgeHours": snapshot_age,
             "completeSetAgeHours": complete_age,
-            "snapshot": "none" if snap is None
-            else "ok" if complete_age is not None and complete_age <= SNAPSHOT_STALE_HOURS
-            else "partial" if snapshot_age is not None and snapshot_age <= SNAPSHOT_STALE_HOURS
+            "snapshot": "none"
+            if snap is None
+            else "ok"
+            if complete_age is not None and complete_age <= SNAPSHOT_STALE_HOURS
+            else "partial"
+            if snapshot_age is not None and snapshot_age <= SNAPSHOT_STALE_HOURS
             else "stale",
             "recoveryPointAgeHours": _hours(ver["RpoSeconds"]) if ver else None,
             "rpoTargetHours": _hours(ver["RpoTargetSeconds"]) if ver else None,
             "finding": ver["Finding"] if ver else None,
-            "rpo": "unknown" if ver is None
-            else "breached" if ver["Finding"] == "rpo-breached"
-            else "ok" if ver["Status"] == "succeeded" else "failing",
+            "rpo": "unknown"
+            if ver is None
+            else "breached"
+            if ver["Finding"] == "rpo-breached"
+            else "ok"
+            if ver["Status"] == "succeeded"
+            else "failing",
             "lastDrill": _iso(drill["TimeGenerated"]) if drill else None,
             "drillStatus": drill["Status"] if drill else None,
             "rtoSeconds": drill["RtoSeconds"] if drill else None,
             "rtoTargetSeconds": drill["RtoTargetSeconds"] if drill else None,
             "drill": "none" if drill is None else _drill_state(drill),
-        }  # fmt: skip
+        }
         vms.append(entry)
-    heartbeats = {r["Job"]: {"last": _iso(r["LastHeartbeat"]), "ageHours": _hours(r["AgeSeconds"])}
-                  for r in tables["heartbeats"]}  # fmt: skip
+    heartbeats = {
+        r["Job"]: {"last": _iso(r["LastHeartbeat"]), "ageHours": _hours(r["AgeSeconds"])}
+        for r in tables["heartbeats"]
+    }
     return {
         "posture": _posture(vms, heartbeats),
         "vms": vms,
@@ -276,9 +285,13 @@ def _holds(source: Source, credential: Any) -> dict[str, list[dict[str, Any]]]:
             tags = {k.lower(): v for k, v in (snapshot.tags or {}).items()}
             if HOLD_TAG in tags:
                 snapshots.append(
-                    {"id": snapshot.id, "name": snapshot.name, "hold": tags[HOLD_TAG],
-                     "timeCreated": _iso(snapshot.time_created)}
-                )  # fmt: skip
+                    {
+                        "id": snapshot.id,
+                        "name": snapshot.name,
+                        "hold": tags[HOLD_TAG],
+                        "timeCreated": _iso(snapshot.time_created),
+                    }
+                )
         for vm in compute.virtual_machines.list_all():
             tags = {k.lower(): v for k, v in (vm.tags or {}).items()}
             if HOLD_TAG in tags:
@@ -298,9 +311,19 @@ def _iso(value: Any) -> str | None:
     return str(value)
 
 
-_STYLE = {"ok": "green", "healthy": "green", "stale": "red", "partial": "red", "none": "yellow",
-          "breached": "red", "failing": "red", "failed": "red", "over-rto": "red",
-          "unknown": "yellow", "at-risk": "red"}  # fmt: skip
+_STYLE = {
+    "ok": "green",
+    "healthy": "green",
+    "stale": "red",
+    "partial": "red",
+    "none": "yellow",
+    "breached": "red",
+    "failing": "red",
+    "failed": "red",
+    "over-rto": "red",
+    "unknown": "yellow",
+    "at-risk": "red",
+}
 
 
 def _mark(state: str, text: str) -> str:
@@ -309,8 +332,14 @@ def _mark(state: str, text: str) -> str:
 
 def show(console: Console, report: dict[str, Any]) -> None:
     table = Table(title="Recoverability evidence per VM (from LifeboatOutcomes_CL)")
-    for column in ("VM", "group", "last good snapshot", "recovery point vs RPO", "last drill",
-                   "hold"):  # fmt: skip
+    for column in (
+        "VM",
+        "group",
+        "last good snapshot",
+        "recovery point vs RPO",
+        "last drill",
+        "hold",
+    ):
         table.add_column(column, overflow="fold")
     for vm in report["vms"]:
         age = vm["snapshotAgeHours"]
@@ -319,16 +348,22 @@ def show(console: Console, report: dict[str, Any]) -> None:
             snap += " (set incomplete)"
         rpo = (
             f"{vm['recoveryPointAgeHours']} h / {vm['rpoTargetHours']} h"
-            if vm["recoveryPointAgeHours"] is not None else "not verified"
-        )  # fmt: skip
+            if vm["recoveryPointAgeHours"] is not None
+            else "not verified"
+        )
         drill = (
             f"{vm['drillStatus']}, RTO {vm['rtoSeconds']} s / {vm['rtoTargetSeconds']} s"
-            if vm["drillStatus"] else "no drill"
-        )  # fmt: skip
+            if vm["drillStatus"]
+            else "no drill"
+        )
         table.add_row(
-            vm["vm"], vm["resourceGroup"], _mark(vm["snapshot"], snap), _mark(vm["rpo"], rpo),
-            _mark(vm["drill"], drill), "held" if vm["held"] else "",
-        )  # fmt: skip
+            vm["vm"],
+            vm["resourceGroup"],
+            _mark(vm["snapshot"], snap),
+            _mark(vm["rpo"], rpo),
+            _mark(vm["drill"], drill),
+            "held" if vm["held"] else "",
+        )
     console.print(table)
     if report["heldSnapshots"] or report["heldVms"]:
         held = Table(title=f"Under {HOLD_TAG}")

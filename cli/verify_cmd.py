@@ -83,8 +83,11 @@ def verify_command(
 
     unknown = sorted(set(fail_on or []) - set(verification.FINDINGS))
     if unknown:
-        print(f"lifeboat verify: unknown finding(s) {unknown}; known: "
-              f"{', '.join(verification.FINDINGS)}", file=sys.stderr)  # fmt: skip
+        print(
+            f"lifeboat verify: unknown finding(s) {unknown}; known: "
+            f"{', '.join(verification.FINDINGS)}",
+            file=sys.stderr,
+        )
         raise typer.Exit(2)
     try:
         for name, value in load_local_settings(settings or default_settings_file()).items():
@@ -100,9 +103,14 @@ def verify_command(
         clock_url = json.loads(emulator_endpoints.read_text())["clock"]
     reporter, queues = _Collect(), _InMemoryQueues()
     rt = Runtime(
-        config, _Clock(clock_url, os.environ.get("REQUESTS_CA_BUNDLE")), reporter, queues,
-        compute=build_compute(config), policies=policies, backup=build_backup(config),
-    )  # fmt: skip
+        config,
+        _Clock(clock_url, os.environ.get("REQUESTS_CA_BUNDLE")),
+        reporter,
+        queues,
+        compute=build_compute(config),
+        policies=policies,
+        backup=build_backup(config),
+    )
     run_id = verification.run_id_of(rt.clock.now().strftime("%Y%m%d%H%M"))
     failed, pending, reason = False, 0, ""
     try:
@@ -158,7 +166,11 @@ def _print(console: Console, document: dict[str, Any]) -> None:
     table.add_column("reason", overflow="fold")
     for vm, row in document["vms"].items():
         rpo = row["rpoSeconds"]
-        table.add_row(vm.rsplit("/", 1)[-1], row["finding"],
-                      "" if rpo is None else f"{rpo / 3600:.1f}", row["reason"])  # fmt: skip
+        table.add_row(
+            vm.rsplit("/", 1)[-1],
+            row["finding"],
+            "" if rpo is None else f"{rpo / 3600:.1f}",
+            row["reason"],
+        )
     console.print(table)
     console.print("totals: " + ", ".join(f"{n} {k}" for k, n in document["totals"].items()))

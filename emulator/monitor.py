@@ -206,11 +206,13 @@ class Monitor:
                 kinds = [_kql_type(str(t)) for t in relation.types]
                 rows = relation.limit(self.config.row_limit + 1).fetchall()
             except duckdb_kql.KqlUnsupportedError as e:
-                raise QueryError("UnsupportedError", "The query uses KQL the stand-in cannot run.",
-                                 str(e)) from e  # fmt: skip
+                raise QueryError(
+                    "UnsupportedError", "The query uses KQL the stand-in cannot run.", str(e)
+                ) from e
             except duckdb_kql.KqlError as e:
-                raise QueryError("SyntaxError", "A recognition error occurred in the query.",
-                                 str(e)) from e  # fmt: skip
+                raise QueryError(
+                    "SyntaxError", "A recognition error occurred in the query.", str(e)
+                ) from e
             except Exception as e:  # DuckDB refused what duckdb-kql produced
                 raise QueryError("SemanticError", "The query could not be run.", str(e)) from e
         body: dict[str, Any] = {
@@ -430,8 +432,9 @@ def routes(stand_in: StandIn) -> list[Route]:
     def monitor() -> Monitor:
         return monitor_of(stand_in)
 
-    def record(request: Request, operation: str, status: int, principal: str | None,
-               fault: int | None) -> None:  # fmt: skip
+    def record(
+        request: Request, operation: str, status: int, principal: str | None, fault: int | None
+    ) -> None:
         stand_in.log.add(
             time=format_instant(datetime.now(UTC)),
             clock=format_instant(stand_in.clock.now()),
@@ -518,9 +521,11 @@ def routes(stand_in: StandIn) -> list[Route]:
             timespan = body.get("timespan") or request.query_params.get("timespan")
             try:
                 result = monitor().query(
-                    request.path_params["workspace"], body["query"], timespan,
+                    request.path_params["workspace"],
+                    body["query"],
+                    timespan,
                     stand_in.clock.now(),
-                )  # fmt: skip
+                )
             except ValueError as e:
                 raise QueryError("BadArgumentError", f"Invalid timespan: {e}") from None
         except ArmError as error:

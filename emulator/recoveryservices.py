@@ -596,12 +596,18 @@ class RecoveryServices:
             with self.cloud.lock:
                 vm = self.cloud.vms.get(key(source))
             if vm is None:
-                raise ArmError(400, "BMSUserErrorInvalidSourceResourceId",
-                               f"The virtual machine {source} was not found.")  # fmt: skip
+                raise ArmError(
+                    400,
+                    "BMSUserErrorInvalidSourceResourceId",
+                    f"The virtual machine {source} was not found.",
+                )
             expected = f"iaasvmcontainer;iaasvmcontainerv2;{vm.group};{vm.name}".lower()
             if args[3].lower() != expected:
-                raise ArmError(400, "BMSUserErrorContainerObjectNotFound",
-                               f"Container {args[3]} does not hold {source}.")  # fmt: skip
+                raise ArmError(
+                    400,
+                    "BMSUserErrorContainerObjectNotFound",
+                    f"Container {args[3]} does not hold {source}.",
+                )
             if vm.location.lower() != vault.location.lower():
                 message = (
                     f"The VM is in {vm.location}; vault {vault.name} is in {vault.location}. "
@@ -614,13 +620,22 @@ class RecoveryServices:
                 raise ArmError(400, "BMSUserErrorPolicyNotFound", f"Policy {policy} not found.")
             elsewhere = self.protected_anywhere(vm.id)
             if elsewhere is not None and elsewhere[0] is not vault:
-                raise ArmError(400, "BMSUserErrorAlreadyProtected",
-                               f"{vm.name} is already protected by vault "
-                               f"{elsewhere[0].name}.")  # fmt: skip
+                raise ArmError(
+                    400,
+                    "BMSUserErrorAlreadyProtected",
+                    f"{vm.name} is already protected by vault {elsewhere[0].name}.",
+                )
             item = vault.items.get(key(vm.id))
             if item is None:
-                item = Item(vault=vault, vm_id=vm.id, group=vm.group, vm=vm.name, policy=policy,
-                            state="IRPending", scheduled_until=now)  # fmt: skip
+                item = Item(
+                    vault=vault,
+                    vm_id=vm.id,
+                    group=vm.group,
+                    vm=vm.name,
+                    policy=policy,
+                    state="IRPending",
+                    scheduled_until=now,
+                )
                 item.outcome = vault_defaults(self.cloud).get("outcome", "complete")
                 vault.items[key(vm.id)] = item
             else:
@@ -653,11 +668,17 @@ class RecoveryServices:
             self.advance(now)
             vault, item = self.item(args)
             if item.soft_deleted or item.state == "ProtectionStopped":
-                raise ArmError(400, "UserErrorBackupNotAllowedForStoppedItem",
-                               "Backup is not allowed while protection is stopped.")  # fmt: skip
+                raise ArmError(
+                    400,
+                    "UserErrorBackupNotAllowedForStoppedItem",
+                    "Backup is not allowed while protection is stopped.",
+                )
             today = now.replace(hour=0, minute=0, second=0, microsecond=0)
-            todays = [j for j in vault.jobs if j.item is item and j.operation == "Backup"
-                      and j.start >= today]  # fmt: skip
+            todays = [
+                j
+                for j in vault.jobs
+                if j.item is item and j.operation == "Backup" and j.start >= today
+            ]
             on_demand = [j for j in todays if j.user_triggered]
             if len(on_demand) >= MAX_ON_DEMAND_PER_DAY or len(todays) >= MAX_ATTEMPTS_PER_DAY:
                 raise ArmError(
@@ -782,13 +803,21 @@ class RecoveryServices:
         body = req.body if isinstance(req.body, dict) else {}
         resource = str(body.get("resourceId") or "")
         if str(body.get("resourceType", "")).lower() != "vm" or not resource:
-            raise ArmError(400, "BMSUserErrorInvalidInput",
-                           "resourceType must be VM and resourceId a VM id.")  # fmt: skip
+            raise ArmError(
+                400, "BMSUserErrorInvalidInput", "resourceType must be VM and resourceId a VM id."
+            )
         with self.lock:
             found = self.protected_anywhere(resource)
         if found is None:
-            return Reply(200, {"protectionStatus": "NotProtected", "fabricName": "Azure",
-                               "errorCode": "Success", "errorMessage": ""})  # fmt: skip
+            return Reply(
+                200,
+                {
+                    "protectionStatus": "NotProtected",
+                    "fabricName": "Azure",
+                    "errorCode": "Success",
+                    "errorMessage": "",
+                },
+            )
         vault, item = found
         return Reply(
             200,
@@ -879,18 +908,24 @@ def load_vaults(rs: RecoveryServices, raw_vaults: list[Any], now: datetime) -> N
                 continue
             outcome = str(it.get("outcome", "complete")).lower()
             if outcome not in ("complete", "fail", "inprogress", "none"):
-                problems.append(f"{where}.items[{j}]: outcome must be complete, fail, "
-                                f"inprogress or none, got {outcome!r}")  # fmt: skip
+                problems.append(
+                    f"{where}.items[{j}]: outcome must be complete, fail, "
+                    f"inprogress or none, got {outcome!r}"
+                )
             item = Item(
-                vault=vault, vm_id=vm.id, group=vm.group, vm=vm.name,
+                vault=vault,
+                vm_id=vm.id,
+                group=vm.group,
+                vm=vm.name,
                 policy=str(it.get("policy", next(iter(vault.policies)))),
                 state=str(it.get("state", "Protected")),
-                soft_deleted=bool(it.get("softDeleted", False)), outcome=outcome,
+                soft_deleted=bool(it.get("softDeleted", False)),
+                outcome=outcome,
                 error_code=str(it.get("errorCode", "CloudDosAbsoluteLimitReached")),
                 job_seconds=float(it.get("jobSeconds", 600)),
                 consistency=str(it.get("consistency", "CrashConsistent")),
                 scheduled_until=now,
-            )  # fmt: skip
+            )
             last = _age(it.get("lastBackup"), now)
             if last is not None:
                 item.points = [(last - timedelta(days=d), item.consistency) for d in (2, 1, 0)]

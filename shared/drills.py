@@ -102,17 +102,26 @@ def start_drills(rt: Runtime, occurrence: datetime) -> int:
     for subscription in subscriptions:
         request = DrillPlanRequest(subscriptionId=subscription, slot=slot)
         envelope = messages.make_envelope(
-            "drill-plan", request, run_id=run_id_of(slot),
-            idempotency_key=f"drill-plan:{subscription}:{slot}", created=rt.clock.now(),
-        )  # fmt: skip
-        enqueue(rt, DRILL_QUEUE, envelope, job=Job.DRILL)
-    rt.reporter.report([
-        Outcome(
-            time=rt.clock.now(), run_id=run_id_of(slot), job=Job.DRILL, operation="run-start",
-            status=Status.SUCCEEDED, count=len(subscriptions),
-            details={"slot": slot, "subscriptions": subscriptions},
+            "drill-plan",
+            request,
+            run_id=run_id_of(slot),
+            idempotency_key=f"drill-plan:{subscription}:{slot}",
+            created=rt.clock.now(),
         )
-    ])  # fmt: skip
+        enqueue(rt, DRILL_QUEUE, envelope, job=Job.DRILL)
+    rt.reporter.report(
+        [
+            Outcome(
+                time=rt.clock.now(),
+                run_id=run_id_of(slot),
+                job=Job.DRILL,
+                operation="run-start",
+                status=Status.SUCCEEDED,
+                count=len(subscriptions),
+                details={"slot": slot, "subscriptions": subscriptions},
+            )
+        ]
+    )
     return len(subscriptions)
 
 
@@ -139,22 +148,37 @@ def plan_drills(rt: Runtime, envelope: Envelope, payload: Payload) -> None:
         started.append(state.drill_id)
         outcomes.append(
             Outcome(
-                time=now, run_id=envelope.run_id, job=Job.DRILL, operation="plan-drill",
-                status=Status.PLANNED, subscription_id=vm.subscription_id, region=vm.location,
-                resource_group=vm.resource_group, resource_id=vm.id, vm_name=vm.name,
+                time=now,
+                run_id=envelope.run_id,
+                job=Job.DRILL,
+                operation="plan-drill",
+                status=Status.PLANNED,
+                subscription_id=vm.subscription_id,
+                region=vm.location,
+                resource_group=vm.resource_group,
+                resource_id=vm.id,
+                vm_name=vm.name,
                 policy=plan.name,
-                details={"drillId": state.drill_id, "drillGroup": state.drill_group,
-                         "rtoTargetSeconds": plan.rto_target_seconds,
-                         "startsInSeconds": delay},
+                details={
+                    "drillId": state.drill_id,
+                    "drillGroup": state.drill_group,
+                    "rtoTargetSeconds": plan.rto_target_seconds,
+                    "startsInSeconds": delay,
+                },
             )
-        )  # fmt: skip
+        )
     outcomes.append(
         Outcome(
-            time=now, run_id=envelope.run_id, job=Job.DRILL, operation="plan",
-            status=Status.SUCCEEDED, subscription_id=request.subscription_id,
-            count=len(started), details={"vms": len(vms), "drills": started[:200]},
+            time=now,
+            run_id=envelope.run_id,
+            job=Job.DRILL,
+            operation="plan",
+            status=Status.SUCCEEDED,
+            subscription_id=request.subscription_id,
+            count=len(started),
+            details={"vms": len(vms), "drills": started[:200]},
         )
-    )  # fmt: skip
+    )
     rt.reporter.report(outcomes)
     log.info("drills %s: %d started in %s", request.slot, len(started), request.subscription_id)
 
@@ -203,8 +227,7 @@ def start_drill_now(rt: Runtime, vm_id: str, plan_name: str | None = None) -> Dr
             raise ValueError(f"VM {vm.name} has no drill plan ({why}): pass --plan")
         plan = found
     now = rt.clock.now()
-    state = new_drill(rt, vm, plan, slot_of(now.replace(second=0, microsecond=0)), now,
-                      manual=True)  # fmt: skip
+    state = new_drill(rt, vm, plan, slot_of(now.replace(second=0, microsecond=0)), now, manual=True)
     _send(rt, state, delay=0, key=f"drill:{state.drill_id}:start")
     return state
 
@@ -241,11 +264,16 @@ def sweep(rt: Runtime) -> int:
                     else f"no readable {EXPIRES_TAG} tag"
                 )
                 state = DrillState(
-                    drillId=drill_id, step="teardown", startedAt=now, expiresAt=expires or now,
-                    drillSubscription=subscription, drillGroup=group,
+                    drillId=drill_id,
+                    step="teardown",
+                    startedAt=now,
+                    expiresAt=expires or now,
+                    drillSubscription=subscription,
+                    drillGroup=group,
                     location=(resources[0].location or "unknown").lower(),
-                    swept=True, reason=f"swept: {why}",
-                )  # fmt: skip
+                    swept=True,
+                    reason=f"swept: {why}",
+                )
                 _send(rt, state, delay=0, key=f"drill:{drill_id}:sweep:{slot_of(now)}")
                 planned = _sweep_outcome(
                     now, subscription, group, drill_id, resources, Status.PLANNED, f"swept: {why}"
@@ -280,15 +308,26 @@ def _expiry(resources: Iterable[Any]) -> datetime | None:
 
 
 def _sweep_outcome(
-    now: datetime, subscription: str, group: str, drill_id: str, resources: list[Any],
-    status: Status, reason: str,
-) -> Outcome:  # fmt: skip
+    now: datetime,
+    subscription: str,
+    group: str,
+    drill_id: str,
+    resources: list[Any],
+    status: Status,
+    reason: str,
+) -> Outcome:
     return Outcome(
-        time=now, run_id=f"sweep-{slot_of(now)}", job=Job.DRILL, operation="sweep",
-        status=status, subscription_id=subscription, resource_group=group, reason=reason,
+        time=now,
+        run_id=f"sweep-{slot_of(now)}",
+        job=Job.DRILL,
+        operation="sweep",
+        status=status,
+        subscription_id=subscription,
+        resource_group=group,
+        reason=reason,
         count=len(resources),
         details={"drillId": drill_id, "resources": sorted(r.name for r in resources)[:64]},
-    )  # fmt: skip
+    )
 
 
 # ------------------------------------------------------------------------------- the steps
@@ -311,8 +350,12 @@ def drill_step(rt: Runtime, envelope: Envelope, payload: Payload) -> None:
     state = expect(payload, DrillState)
     now = rt.clock.now()
     if state.step not in ("teardown", "report") and now >= state.expires_at:
-        state = _failed(state, now, f"the drill passed its maximum lifetime at "
-                        f"{format_time(state.expires_at)} during {state.step}")  # fmt: skip
+        state = _failed(
+            state,
+            now,
+            f"the drill passed its maximum lifetime at "
+            f"{format_time(state.expires_at)} during {state.step}",
+        )
         state = _goto(state, "teardown", now)
     if state.step not in state.timings:  # the first step, timed from the drill's start
         began = now if state.timings else min(now, state.started_at)
@@ -327,8 +370,12 @@ def drill_step(rt: Runtime, envelope: Envelope, payload: Payload) -> None:
         result = _refused(state, now, e)
     if result.done:
         return
-    _send(rt, result.state, delay=result.delay,
-          key=f"drill:{state.drill_id}:{result.state.step}:{result.state.polls}")  # fmt: skip
+    _send(
+        rt,
+        result.state,
+        delay=result.delay,
+        key=f"drill:{state.drill_id}:{result.state.step}:{result.state.polls}",
+    )
 
 
 def _refused(state: DrillState, now: datetime, error: RefusedError) -> Next:
@@ -363,8 +410,12 @@ def _prepare(rt: Runtime, state: DrillState, now: datetime) -> Next:
         if network is None:
             return _abort(state, now, f"the drill subnet {state.subnet_id} does not exist")
     if network.location.lower() != state.location:
-        return _abort(state, now, f"the drill network is in {network.location}; the VM and its "
-                      f"snapshots are in {state.location}")  # fmt: skip
+        return _abort(
+            state,
+            now,
+            f"the drill network is in {network.location}; the VM and its "
+            f"snapshots are in {state.location}",
+        )
     assignments = cloud.list_policy_assignments(state.drill_subscription, state.drill_group)
     state = state.model_copy(update={"policy_assignments": _listed(assignments)})
     problems = isolation_problems(network)
@@ -381,8 +432,9 @@ def _listed(assignments: list[Any]) -> list[str]:
         entry = f"{a.display_name or a.name} [{a.enforcement_mode or 'Default'}] at {a.scope}"
         entry = entry[:300]
         if used + len(entry) > POLICY_LIST_CHARS or len(listed) == 199:
-            listed.append(f"... and {len(assignments) - i} more (list them with az policy "
-                          "assignment list)")  # fmt: skip
+            listed.append(
+                f"... and {len(assignments) - i} more (list them with az policy assignment list)"
+            )
             break
         listed.append(entry)
         used += len(entry)
@@ -398,18 +450,27 @@ def _choose(rt: Runtime, state: DrillState, now: datetime) -> Next:
     if vm is None:
         return _finish(state, now, "failed", "the source VM no longer exists")
     if (vm.security_type or "").lower() == "confidentialvm":
-        return _finish(state, now, "skipped", "Confidential VMs are not drilled: their disks are "
-                       "bound to the source VM's keys")  # fmt: skip
+        return _finish(
+            state,
+            now,
+            "skipped",
+            "Confidential VMs are not drilled: their disks are bound to the source VM's keys",
+        )
     if vm.os_disk.disk_id is None:
         kind = "ephemeral" if vm.os_disk.ephemeral else "unmanaged"
-        return _finish(state, now, "skipped", f"the OS disk is {kind}: Lifeboat has no snapshot "
-                       "of it to restore")  # fmt: skip
+        return _finish(
+            state,
+            now,
+            "skipped",
+            f"the OS disk is {kind}: Lifeboat has no snapshot of it to restore",
+        )
     group = rt.settings.snapshot_group(state.subscription_id)
     snapshots = compute.list_snapshots(state.subscription_id, group)
     choice = choose_snapshot_set(vm, snapshots, group)
     if choice is None:
-        return _finish(state, now, "failed", f"no good snapshot of the OS disk in {group}: "
-                       "nothing to restore")  # fmt: skip
+        return _finish(
+            state, now, "failed", f"no good snapshot of the OS disk in {group}: nothing to restore"
+        )
     slot, chosen, missing = choice
     os_disk = compute.get_disk(vm.os_disk.disk_id)
     disks = []
@@ -417,10 +478,13 @@ def _choose(rt: Runtime, state: DrillState, now: datetime) -> Next:
         disk = os_disk if lun is None else compute.get_disk(source)
         disks.append(
             DrillSnapshot(
-                diskId=source, snapshotId=snapshot.id, lun=lun,
-                timeCreated=snapshot.time_created or now, sku=disk.sku if disk else None,
+                diskId=source,
+                snapshotId=snapshot.id,
+                lun=lun,
+                timeCreated=snapshot.time_created or now,
+                sku=disk.sku if disk else None,
             )
-        )  # fmt: skip
+        )
     profile = _copied_security(vm.security_profile)
     return Next(
         state.model_copy(
@@ -491,20 +555,26 @@ def _create_disks(rt: Runtime, state: DrillState, now: datetime) -> Next:
         if found is None:
             cloud.begin_create_disk(
                 DrillDiskRequest(
-                    id=disk_id, location=state.location, source_snapshot_id=snapshot.snapshot_id,
+                    id=disk_id,
+                    location=state.location,
+                    source_snapshot_id=snapshot.snapshot_id,
                     sku=snapshot.sku,
                     os_type=state.os_type if snapshot.lun is None else None,
                     hyper_v_generation=state.hyper_v_generation if snapshot.lun is None else None,
                     security_type=_security_type(state) if snapshot.lun is None else None,
                     tags=_tags(state),
                 )
-            )  # fmt: skip
+            )
             pending = True
             continue
         state = _saw(state, disk_id)
         if found.failed:
-            return _abort(state, now, f"disk {found.name} from {snapshot.snapshot_id} failed "
-                          f"to provision ({found.provisioning_state})")  # fmt: skip
+            return _abort(
+                state,
+                now,
+                f"disk {found.name} from {snapshot.snapshot_id} failed "
+                f"to provision ({found.provisioning_state})",
+            )
         if not found.succeeded:
             pending = True
     return _again(rt, state) if pending else Next(_goto(state, "create-vm", now))
@@ -534,17 +604,23 @@ def _create_vm(rt: Runtime, state: DrillState, now: datetime) -> Next:
             return _abort(state, now, "the source VM's size is unknown; set vmSize in the plan")
         data = tuple(
             (s.lun, _resource_id(state, "Microsoft.Compute/disks", _disk_suffix(s.lun)))
-            for s in state.snapshots if s.lun is not None
-        )  # fmt: skip
+            for s in state.snapshots
+            if s.lun is not None
+        )
         cloud.begin_create_vm(
             DrillVmRequest(
-                id=vm_id, location=state.location, size=state.vm_size,
+                id=vm_id,
+                location=state.location,
+                size=state.vm_size,
                 os_disk_id=_resource_id(state, "Microsoft.Compute/disks", _disk_suffix(None)),
-                os_type=state.os_type or "Linux", data_disks=data, nic_id=nic_id,
-                security_profile=state.security_profile, plan=state.marketplace_plan,
+                os_type=state.os_type or "Linux",
+                data_disks=data,
+                nic_id=nic_id,
+                security_profile=state.security_profile,
+                plan=state.marketplace_plan,
                 tags=_tags(state),
             )
-        )  # fmt: skip
+        )
     return Next(_goto(_saw(state, vm_id), "wait-ready", now), _poll_delay(rt))
 
 
@@ -630,10 +706,11 @@ def _teardown(rt: Runtime, state: DrillState, now: datetime) -> Next:
         return Next(_goto(failed, "report", now))
     cloud = rt.need_drills()
     mine = [
-        r for r in cloud.list_drill_resources(state.drill_subscription, state.drill_group)
+        r
+        for r in cloud.list_drill_resources(state.drill_subscription, state.drill_group)
         if (tag_value(r.tags, DRILL_TAG) or "").strip().lower() == state.drill_id
         and (tag_value(r.tags, MANAGED_TAG) or "").lower() == "true"
-    ]  # fmt: skip
+    ]
     deleted = list(state.deleted)
     for kind in TEARDOWN_ORDER:
         tier = [r for r in mine if r.kind.lower() == kind.lower()]
@@ -644,11 +721,17 @@ def _teardown(rt: Runtime, state: DrillState, now: datetime) -> Next:
             # Stop polling; the resources keep their expiry tag and the sweeper tries again.
             names = ", ".join(sorted(r.name for r in mine)[:8])
             limit = f"{TEARDOWN_LIMIT.total_seconds() / 60:.0f} min"
-            reason = (f"teardown did not finish within {limit}: {len(mine)} resource(s) left "
-                      f"({names}); the sweeper removes them after expiry")  # fmt: skip
+            reason = (
+                f"teardown did not finish within {limit}: {len(mine)} resource(s) left "
+                f"({names}); the sweeper removes them after expiry"
+            )
             failed = _failed(state, now, reason)
-            log.warning("drill %s: teardown gave up with %d resource(s) left: %s",
-                        state.drill_id, len(mine), names)  # fmt: skip
+            log.warning(
+                "drill %s: teardown gave up with %d resource(s) left: %s",
+                state.drill_id,
+                len(mine),
+                names,
+            )
             return Next(_goto(failed, "report", now))
         for resource in tier:
             if (resource.provisioning_state or "").lower() != "deleting":
@@ -708,14 +791,23 @@ def drill_outcome(state: DrillState, now: datetime) -> Outcome:
     if state.vm_id:
         resource_group = state.vm_id.split("/")[4] if len(state.vm_id.split("/")) > 4 else None
     return Outcome(
-        time=now, run_id=_run_id(state),
-        job=Job.DRILL, operation="sweep" if state.swept else "drill", status=status,
+        time=now,
+        run_id=_run_id(state),
+        job=Job.DRILL,
+        operation="sweep" if state.swept else "drill",
+        status=status,
         subscription_id=state.subscription_id or state.drill_subscription,
-        region=state.location, resource_group=resource_group,
-        resource_id=state.vm_id, vm_name=state.vm_name, policy=state.plan, reason=state.reason,
-        details=details, rpo_seconds=rpo, rto_seconds=state.rto_seconds,
+        region=state.location,
+        resource_group=resource_group,
+        resource_id=state.vm_id,
+        vm_name=state.vm_name,
+        policy=state.plan,
+        reason=state.reason,
+        details=details,
+        rpo_seconds=rpo,
+        rto_seconds=state.rto_seconds,
         count=len(state.deleted),
-    )  # fmt: skip
+    )
 
 
 STEPS: dict[str, Step] = {
@@ -772,8 +864,12 @@ def _stop(state: DrillState, resource_id: str) -> Next:
     first to tear down wins. Should a drill resource vanish for another reason, what is left
     expires and the sweeper removes and reports it.
     """
-    log.warning("drill %s: %s vanished during %s; another delivery is tearing the drill down",
-                state.drill_id, resource_id, state.step)  # fmt: skip
+    log.warning(
+        "drill %s: %s vanished during %s; another delivery is tearing the drill down",
+        state.drill_id,
+        resource_id,
+        state.step,
+    )
     return Next(state, done=True)
 
 
@@ -814,9 +910,11 @@ def _network_request(state: DrillState) -> DrillNetworkRequest:
     return DrillNetworkRequest(
         vnet_id=_resource_id(state, "Microsoft.Network/virtualNetworks", "vnet"),
         nsg_id=_resource_id(state, "Microsoft.Network/networkSecurityGroups", "nsg"),
-        location=state.location, address_prefix=NETWORK_PREFIX, subnet_name=SUBNET_NAME,
+        location=state.location,
+        address_prefix=NETWORK_PREFIX,
+        subnet_name=SUBNET_NAME,
         tags=_tags(state),
-    )  # fmt: skip
+    )
 
 
 def _tags(state: DrillState) -> dict[str, str]:
@@ -834,9 +932,12 @@ def _run_id(state: DrillState) -> str:
 
 def _send(rt: Runtime, state: DrillState, *, delay: float, key: str) -> None:
     envelope = messages.make_envelope(
-        "drill-step", state, run_id=_run_id(state),
-        idempotency_key=key, created=rt.clock.now(),
-    )  # fmt: skip
+        "drill-step",
+        state,
+        run_id=_run_id(state),
+        idempotency_key=key,
+        created=rt.clock.now(),
+    )
     visibility = min(MAX_VISIBILITY_SECONDS, max(0, math.ceil(delay)))
     enqueue(rt, DRILL_QUEUE, envelope, job=Job.DRILL, visibility_timeout=visibility)
 

@@ -67,15 +67,25 @@ def onboard_vm(rt: Runtime, envelope: Envelope, payload: Payload) -> None:
         if not rt.settings.dry_run:
             compute.merge_tags(vm.id, {POLICY_TAG: policies.default})
         vm = dataclasses.replace(vm, tags={**vm.tags, POLICY_TAG: policies.default})
-        _report(rt, envelope, request, "tag-default-policy", Status.SUCCEEDED, None,
-                policy=policies.default)  # fmt: skip
+        _report(
+            rt,
+            envelope,
+            request,
+            "tag-default-policy",
+            Status.SUCCEEDED,
+            None,
+            policy=policies.default,
+        )
     if _is_new(rt, vm):
         # Azure Backup (verification): a new in-scope VM's protection is checked at once.
         verification.check_new_vm(rt, envelope, vm)
     policy, why = policies.for_tags(vm.tags)
     if policy is None or not policy.snapshot_on_create or not _is_new(rt, vm):
-        log.info("onboarding %s: no snapshot on create (%s)", vm.id,
-                 why if policy is None else "not new, or the policy does not ask")  # fmt: skip
+        log.info(
+            "onboarding %s: no snapshot on create (%s)",
+            vm.id,
+            why if policy is None else "not new, or the policy does not ask",
+        )
         return
     assert vm.time_created is not None
     _first_snapshot_set(
@@ -109,17 +119,23 @@ def _first_snapshot_set(
             setId=vm_plan.set_id,
             disks=[
                 DiskSnapshot(
-                    diskId=a.disk_id, uniqueId=a.unique_id, location=a.location,
-                    snapshotName=a.snapshot_name, lun=a.lun,
+                    diskId=a.disk_id,
+                    uniqueId=a.unique_id,
+                    location=a.location,
+                    snapshotName=a.snapshot_name,
+                    lun=a.lun,
                 )
                 for a in vm_plan.creates
             ],
             onboarding=True,
-        )  # fmt: skip
+        )
         message = messages.make_envelope(
-            "rotation-vm", request, run_id=envelope.run_id,
-            idempotency_key=f"onboarding-snapshot:{vm.id.lower()}:{slot}", created=rt.clock.now(),
-        )  # fmt: skip
+            "rotation-vm",
+            request,
+            run_id=envelope.run_id,
+            idempotency_key=f"onboarding-snapshot:{vm.id.lower()}:{slot}",
+            created=rt.clock.now(),
+        )
         enqueue(rt, VM_QUEUE, message, job=Job.ONBOARDING)
         log.info("onboarding %s: first snapshot set %s queued", vm.id, slot)
 

@@ -249,8 +249,9 @@ class DrillCloud(Protocol):
 
     def begin_create_disk(self, request: DrillDiskRequest) -> None: ...
 
-    def begin_create_nic(self, nic_id: str, location: str, subnet_id: str,
-                         tags: dict[str, str]) -> None: ...  # fmt: skip
+    def begin_create_nic(
+        self, nic_id: str, location: str, subnet_id: str, tags: dict[str, str]
+    ) -> None: ...
 
     def begin_create_vm(self, request: DrillVmRequest) -> None: ...
 

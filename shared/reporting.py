@@ -77,9 +77,16 @@ def heartbeat(
         yield totals
     except Exception as e:
         report_run(
-            rt, job, run_id, "run-end", Status.FAILED, count=totals.get("count"),
-            totals=totals, details=details, reason=f"{type(e).__name__}: {e}"[:1000],
-        )  # fmt: skip
+            rt,
+            job,
+            run_id,
+            "run-end",
+            Status.FAILED,
+            count=totals.get("count"),
+            totals=totals,
+            details=details,
+            reason=f"{type(e).__name__}: {e}"[:1000],
+        )
         raise
     report_run(
         rt, job, run_id, "run-end", count=totals.get("count"), totals=totals, details=details
@@ -112,5 +119,7 @@ def resend_outcomes(rt: Runtime, envelope: Envelope, payload: Payload) -> None:
     enqueue(rt, RETRY_QUEUE, again, job=Job.MAINTENANCE, visibility_timeout=delay)
     log.warning(
         "Azure Monitor still refuses %d outcome record(s); retry %d in %d s",
-        len(failed), attempt, delay,
-    )  # fmt: skip
+        len(failed),
+        attempt,
+        delay,
+    )

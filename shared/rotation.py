@@ -95,10 +95,14 @@ def start_night(rt: Runtime, occurrence: datetime) -> int:
     _report(
         rt,
         _outcome(
-            rt, run_id, "run-start", Status.SUCCEEDED, count=len(subscriptions),
+            rt,
+            run_id,
+            "run-start",
+            Status.SUCCEEDED,
+            count=len(subscriptions),
             details={"slot": slot, "subscriptions": subscriptions},
         ),
-    )  # fmt: skip
+    )
     return len(subscriptions)
 
 
@@ -128,21 +132,35 @@ def plan_subscription(rt: Runtime, envelope: Envelope, payload: Payload) -> None
     for vm_plan in plan.vms:
         if vm_plan.creates:
             _send(
-                rt, VM_QUEUE, "rotation-vm", _vm_request(vm_plan, subscription, plan.slot),
-                envelope.run_id, f"rotation-vm:{vm_plan.vm.id.lower()}:{plan.slot}",
-                delay=vm_plan.delay_seconds - _seconds_since(rt, paced_from), early=True,
-            )  # fmt: skip
+                rt,
+                VM_QUEUE,
+                "rotation-vm",
+                _vm_request(vm_plan, subscription, plan.slot),
+                envelope.run_id,
+                f"rotation-vm:{vm_plan.vm.id.lower()}:{plan.slot}",
+                delay=vm_plan.delay_seconds - _seconds_since(rt, paced_from),
+                early=True,
+            )
     confirm = RotationConfirmRequest(subscriptionId=subscription, slot=plan.slot)
     _send(
-        rt, PLAN_QUEUE, "rotation-confirm", confirm, envelope.run_id,
+        rt,
+        PLAN_QUEUE,
+        "rotation-confirm",
+        confirm,
+        envelope.run_id,
         f"rotation-confirm:{subscription}:{plan.slot}",
-        delay=plan.window_seconds + rt.settings.confirm_delay_seconds
+        delay=plan.window_seconds
+        + rt.settings.confirm_delay_seconds
         - _seconds_since(rt, paced_from),
-    )  # fmt: skip
+    )
     log.info(
         "rotation plan %s %s: %d VM(s), %d snapshot(s) over %.0f s",
-        subscription, plan.slot, len(plan.vms), plan.creates, plan.window_seconds,
-    )  # fmt: skip
+        subscription,
+        plan.slot,
+        len(plan.vms),
+        plan.creates,
+        plan.window_seconds,
+    )
 
 
 def preview_night(
@@ -211,40 +229,65 @@ def _plan_outcomes(
         vm = vm_plan.vm
         outcomes.append(
             _vm_outcome(
-                rt, run_id, "plan-vm", Status.PLANNED, vm, policy=vm_plan.policy,
-                count=len(vm_plan.creates), dry_run=dry_run,
+                rt,
+                run_id,
+                "plan-vm",
+                Status.PLANNED,
+                vm,
+                policy=vm_plan.policy,
+                count=len(vm_plan.creates),
+                dry_run=dry_run,
                 details={
-                    "slot": plan.slot, "setId": vm_plan.set_id,
+                    "slot": plan.slot,
+                    "setId": vm_plan.set_id,
                     "delaySeconds": vm_plan.delay_seconds,
                     "disks": [a.disk_id for a in vm_plan.creates],
                 },
             )
-        )  # fmt: skip
+        )
         for skip in vm_plan.skips:
             outcomes.append(_skip_outcome(rt, run_id, skip, vm, vm_plan.policy, dry_run))
         if dry_run:
             for action in vm_plan.creates:
                 outcomes.append(
                     _vm_outcome(
-                        rt, run_id, "snapshot-create", Status.PLANNED, vm, policy=vm_plan.policy,
-                        resource_id=action.disk_id, dry_run=True,
+                        rt,
+                        run_id,
+                        "snapshot-create",
+                        Status.PLANNED,
+                        vm,
+                        policy=vm_plan.policy,
+                        resource_id=action.disk_id,
+                        dry_run=True,
                         details={"snapshotName": action.snapshot_name},
                     )
-                )  # fmt: skip
+                )
     for skip in plan.skipped_vms:
         outcomes.append(
             _outcome(
-                rt, run_id, "plan-vm", Status.SKIPPED, subscription=subscription,
-                resource_id=skip.resource_id, reason=skip.reason, dry_run=dry_run,
+                rt,
+                run_id,
+                "plan-vm",
+                Status.SKIPPED,
+                subscription=subscription,
+                resource_id=skip.resource_id,
+                reason=skip.reason,
+                dry_run=dry_run,
             )
-        )  # fmt: skip
+        )
     for warning in plan.warnings:
         outcomes.append(
             _outcome(
-                rt, run_id, "quota-warning", Status.PLANNED, subscription=subscription,
-                reason=warning, severity="warning", dry_run=dry_run,
+                rt,
+                run_id,
+                "quota-warning",
+                Status.PLANNED,
+                subscription=subscription,
+                reason=warning,
+                severity="warning",
+                dry_run=dry_run,
             )
-        )  # fmt: skip
+        )
     return outcomes
 
 
@@ -252,9 +295,16 @@ def _skip_outcome(
     rt: Runtime, run_id: str, skip: Skip, vm: Vm, policy: str, dry_run: bool
 ) -> Outcome:
     return _vm_outcome(
-        rt, run_id, "snapshot-create", Status.BLOCKED if skip.blocked else Status.SKIPPED, vm,
-        policy=policy, resource_id=skip.resource_id, reason=skip.reason, dry_run=dry_run,
-    )  # fmt: skip
+        rt,
+        run_id,
+        "snapshot-create",
+        Status.BLOCKED if skip.blocked else Status.SKIPPED,
+        vm,
+        policy=policy,
+        resource_id=skip.resource_id,
+        reason=skip.reason,
+        dry_run=dry_run,
+    )
 
 
 def _imagined_tonight(plan: NightPlan, config: RotationConfig, subscription: str) -> list[Snapshot]:
@@ -423,23 +473,36 @@ def confirm_night(rt: Runtime, envelope: Envelope, payload: Payload) -> None:
                 )
                 failed.append(
                     _vm_outcome(
-                        rt, envelope.run_id, "snapshot-create", Status.FAILED, vm_plan.vm,
-                        policy=vm_plan.policy, resource_id=action.disk_id, reason=reason,
+                        rt,
+                        envelope.run_id,
+                        "snapshot-create",
+                        Status.FAILED,
+                        vm_plan.vm,
+                        policy=vm_plan.policy,
+                        resource_id=action.disk_id,
+                        reason=reason,
                         details={"snapshotName": action.snapshot_name, "slot": request.slot},
                     )
-                )  # fmt: skip
+                )
     prunes = plan_prunes(due, disks, snapshots, policies, config, request.slot)
     planned = sum(len(p.creates) for p in plan.vms)
     totals = {
-        "vms": len(plan.vms), "snapshotsPlanned": planned, "snapshotsGood": planned - len(failed),
-        "snapshotsFailed": len(failed), "prunesDue": sum(len(p.delete) for p in prunes.disks),
+        "vms": len(plan.vms),
+        "snapshotsPlanned": planned,
+        "snapshotsGood": planned - len(failed),
+        "snapshotsFailed": len(failed),
+        "prunesDue": sum(len(p.delete) for p in prunes.disks),
         "pruneRefused": bool(prunes.refused),
-    }  # fmt: skip
+    }
     run_end = _outcome(
-        rt, envelope.run_id, "run-end", Status.FAILED if failed or prunes.refused
-        else Status.SUCCEEDED, subscription=subscription, count=planned - len(failed),
+        rt,
+        envelope.run_id,
+        "run-end",
+        Status.FAILED if failed or prunes.refused else Status.SUCCEEDED,
+        subscription=subscription,
+        count=planned - len(failed),
         details={"slot": request.slot, "totals": totals},
-    )  # fmt: skip
+    )
     _report(
         rt, *failed, *_prune_outcomes(rt, envelope.run_id, prunes, subscription, False), run_end
     )
@@ -453,14 +516,22 @@ def confirm_night(rt: Runtime, envelope: Envelope, payload: Payload) -> None:
         for start in range(0, len(ids), PRUNE_CHUNK):
             chunk = ids[start : start + PRUNE_CHUNK]
             _send(
-                rt, PRUNE_QUEUE, "rotation-prune",
+                rt,
+                PRUNE_QUEUE,
+                "rotation-prune",
                 RotationPruneRequest(
-                    subscriptionId=subscription, sourceId=prune.source_id, policy=prune.policy,
-                    slot=request.slot, snapshotIds=chunk, orphan=prune.orphan,
+                    subscriptionId=subscription,
+                    sourceId=prune.source_id,
+                    policy=prune.policy,
+                    slot=request.slot,
+                    snapshotIds=chunk,
+                    orphan=prune.orphan,
                 ),
-                envelope.run_id, f"rotation-prune:{prune.source_id.lower()}:{request.slot}:{start}",
-                delay=cursor - _seconds_since(rt, paced_from), early=True,
-            )  # fmt: skip
+                envelope.run_id,
+                f"rotation-prune:{prune.source_id.lower()}:{request.slot}:{start}",
+                delay=cursor - _seconds_since(rt, paced_from),
+                early=True,
+            )
             cursor += len(chunk) / rt.settings.arm_writes_per_second
 
 
@@ -475,23 +546,34 @@ def _prune_outcomes(
             for removal in prune.delete:
                 outcomes.append(
                     _snapshot_outcome(
-                        rt, run_id, Status.PLANNED, removal.snapshot, prune.policy,
-                        removal.reason, dry_run=True,
+                        rt,
+                        run_id,
+                        Status.PLANNED,
+                        removal.snapshot,
+                        prune.policy,
+                        removal.reason,
+                        dry_run=True,
                     )
-                )  # fmt: skip
+                )
     for block, policy in blocks:
         outcomes.append(
-            _snapshot_outcome(rt, run_id, Status.BLOCKED, block.snapshot, policy, block.reason,
-                              dry_run=dry_run)
-        )  # fmt: skip
+            _snapshot_outcome(
+                rt, run_id, Status.BLOCKED, block.snapshot, policy, block.reason, dry_run=dry_run
+            )
+        )
     if prunes.refused:
         outcomes.append(
             _outcome(
-                rt, run_id, "snapshot-delete", Status.BLOCKED, subscription=subscription,
+                rt,
+                run_id,
+                "snapshot-delete",
+                Status.BLOCKED,
+                subscription=subscription,
                 reason=f"run refused: {prunes.refused}",
-                count=sum(len(p.delete) for p in prunes.disks), dry_run=dry_run,
+                count=sum(len(p.delete) for p in prunes.disks),
+                dry_run=dry_run,
             )
-        )  # fmt: skip
+        )
     return outcomes
 
 
@@ -544,8 +626,9 @@ def prune_snapshots(rt: Runtime, envelope: Envelope, payload: Payload) -> None:
         headroom = compute.delete_headroom(request.subscription_id)
         if headroom is not None and headroom < rt.settings.min_write_headroom:
             # A backlog of prunes must not empty the delete bucket and meet 429s: wait a little.
-            log.info("delete headroom %d is low; deferring prunes of %s", headroom,
-                     request.source_id)  # fmt: skip
+            log.info(
+                "delete headroom %d is low; deferring prunes of %s", headroom, request.source_id
+            )
             rest = request.model_copy(
                 update={"snapshot_ids": request.snapshot_ids[index:], "recheck": recheck}
             )
@@ -612,10 +695,15 @@ def _stale(
     _report(
         rt,
         _outcome(
-            rt, envelope.run_id, operation, Status.SKIPPED, job=job, resource_id=resource_id,
+            rt,
+            envelope.run_id,
+            operation,
+            Status.SKIPPED,
+            job=job,
+            resource_id=resource_id,
             reason=f"slot {slot} is {age.total_seconds() / 3600:.0f} h old: too late to act",
         ),
-    )  # fmt: skip
+    )
     return True
 
 
@@ -629,10 +717,13 @@ def _retry_later(
     # Retry-After is honoured in full; the jitter spreads a herd over whole seconds.
     delay = math.ceil(retry_after) + math.floor(random.uniform(0, max(0.2 * retry_after, 1.0)))
     again = messages.make_envelope(
-        envelope.type, payload, run_id=envelope.run_id,
-        idempotency_key=envelope.idempotency_key, created=rt.clock.now(),
+        envelope.type,
+        payload,
+        run_id=envelope.run_id,
+        idempotency_key=envelope.idempotency_key,
+        created=rt.clock.now(),
         version=envelope.version,
-    )  # fmt: skip
+    )
     enqueue(rt, queue, again, job=Job.ROTATION, visibility_timeout=_visibility(delay))
     log.info(
         "%s throttled: back on %s in %.1f s (attempt %d)", envelope.type, queue, delay, attempt

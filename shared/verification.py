@@ -278,10 +278,14 @@ def start_verification(rt: Runtime, occurrence: datetime) -> int:
     _report(
         rt,
         _outcome(
-            rt, run_id, "run-start", Status.SUCCEEDED, count=len(subscriptions),
+            rt,
+            run_id,
+            "run-start",
+            Status.SUCCEEDED,
+            count=len(subscriptions),
             details={"slot": slot, "subscriptions": subscriptions},
         ),
-    )  # fmt: skip
+    )
     return len(subscriptions)
 
 
@@ -332,15 +336,23 @@ def plan_subscription(rt: Runtime, envelope: Envelope, payload: Payload) -> None
         designated.add(region)
         peers = [v.id for v in vaults if v is not vault and region_of(v.location) == region]
         vault_request = VerificationVaultRequest(
-            subscriptionId=subscription, vaultId=vault.id, vaultName=vault.name,
-            resourceGroup=vault.resource_group, location=vault.location, slot=request.slot,
-            designated=is_first, peers=peers if is_first else [],
+            subscriptionId=subscription,
+            vaultId=vault.id,
+            vaultName=vault.name,
+            resourceGroup=vault.resource_group,
+            location=vault.location,
+            slot=request.slot,
+            designated=is_first,
+            peers=peers if is_first else [],
             vms=pack_vms(by_region.get(region, [])),
-        )  # fmt: skip
+        )
         _send(
-            rt, "verification-vault", vault_request, envelope.run_id,
+            rt,
+            "verification-vault",
+            vault_request,
+            envelope.run_id,
             f"verification-vault:{vault.id.lower()}:{request.slot}",
-        )  # fmt: skip
+        )
     # Regions with in-scope VMs and no vault here: each VM is confirmed and reported alone.
     lonely = [e for region, group in by_region.items() if region not in designated for e in group]
     unvaulted: Counter[str] = Counter()
@@ -352,15 +364,23 @@ def plan_subscription(rt: Runtime, envelope: Envelope, payload: Payload) -> None
         _report(
             rt,
             _outcome(
-                rt, envelope.run_id, "run-end", Status.SUCCEEDED, count=sum(unvaulted.values()),
+                rt,
+                envelope.run_id,
+                "run-end",
+                Status.SUCCEEDED,
+                count=sum(unvaulted.values()),
                 subscription_id=subscription,
                 details={"scope": "regions-without-vault", "totals": dict(unvaulted)},
             ),
-        )  # fmt: skip
+        )
     log.info(
         "verification plan %s %s: %d vault(s), %d in-scope VM(s), %d without a vault in region",
-        subscription, request.slot, len(vaults), len(scoped), len(lonely),
-    )  # fmt: skip
+        subscription,
+        request.slot,
+        len(vaults),
+        len(scoped),
+        len(lonely),
+    )
 
 
 # ------------------------------------------------------------------------- one vault
@@ -379,9 +399,12 @@ def verify_vault(rt: Runtime, envelope: Envelope, payload: Payload) -> None:
     backup = rt.need_backup()
     now = rt.clock.now()
     vault = Vault(
-        id=request.vault_id, name=request.vault_name, subscription_id=request.subscription_id,
-        resource_group=request.resource_group, location=request.location,
-    )  # fmt: skip
+        id=request.vault_id,
+        name=request.vault_name,
+        subscription_id=request.subscription_id,
+        resource_group=request.resource_group,
+        location=request.location,
+    )
     since = min(
         now - timedelta(hours=rt.settings.verification_window_hours),
         now.replace(hour=0, minute=0, second=0, microsecond=0),
@@ -433,21 +456,32 @@ def verify_vault(rt: Runtime, envelope: Envelope, payload: Payload) -> None:
             result = assess(item, jobs, points, target, now)
         vm_id = vm_id_of(request.subscription_id, key)
         totals[result.finding] += 1
-        _report_finding(rt, envelope.run_id, vm_id, policy, result, vault_id=vault.id,
-                        region=request.location)  # fmt: skip
+        _report_finding(
+            rt, envelope.run_id, vm_id, policy, result, vault_id=vault.id, region=request.location
+        )
         if result.finding == RPO_BREACHED and rt.settings.on_demand_backup:
             _on_demand_backup(rt, envelope.run_id, backup, vm_id, item, jobs, now)
     _report(
         rt,
         _outcome(
-            rt, envelope.run_id, "run-end", Status.SUCCEEDED,
-            count=sum(totals.values()), resource_id=vault.id,
-            subscription_id=request.subscription_id, region=request.location,
-            details={"scope": "vault", "vaultId": vault.id,
-                     "totals": dict(sorted(totals.items())), "protectedItems": len(items),
-                     "jobs": len(jobs), "designated": request.designated},
+            rt,
+            envelope.run_id,
+            "run-end",
+            Status.SUCCEEDED,
+            count=sum(totals.values()),
+            resource_id=vault.id,
+            subscription_id=request.subscription_id,
+            region=request.location,
+            details={
+                "scope": "vault",
+                "vaultId": vault.id,
+                "totals": dict(sorted(totals.items())),
+                "protectedItems": len(items),
+                "jobs": len(jobs),
+                "designated": request.designated,
+            },
         ),
-    )  # fmt: skip
+    )
     log.info("verification vault %s: %s", vault.id, dict(totals))
 
 
@@ -456,9 +490,14 @@ def _bare_vm(vm_id: str, request: VerificationVaultRequest) -> Vm:
 
     group, name = vm_key(vm_id).split("/", 1)
     return Vm(
-        id=vm_id, name=name, subscription_id=request.subscription_id, resource_group=group,
-        location=request.location, tags={}, os_disk=DiskAttachment(lun=None, disk_id=None),
-    )  # fmt: skip
+        id=vm_id,
+        name=name,
+        subscription_id=request.subscription_id,
+        resource_group=group,
+        location=request.location,
+        tags={},
+        os_disk=DiskAttachment(lun=None, disk_id=None),
+    )
 
 
 def _confirm_unprotected(
@@ -475,16 +514,24 @@ def _confirm_unprotected(
             _report(
                 rt,
                 _outcome(
-                    rt, run_id, "verify-vm", Status.SKIPPED, resource_id=vm.id,
-                    vm_name=vm.name, subscription_id=vm.subscription_id,
-                    resource_group=vm.resource_group, region=vm.location, policy=entry.policy,
+                    rt,
+                    run_id,
+                    "verify-vm",
+                    Status.SKIPPED,
+                    resource_id=vm.id,
+                    vm_name=vm.name,
+                    subscription_id=vm.subscription_id,
+                    resource_group=vm.resource_group,
+                    region=vm.location,
+                    policy=entry.policy,
                     reason=f"protected by vault {status.vault_id} outside the target "
                     "subscriptions: not verified",
                 ),
-            )  # fmt: skip
+            )
         return None
-    result = Assessment(UNPROTECTED, "no vault protects this VM (confirmed by backup status)",
-                        None, target)  # fmt: skip
+    result = Assessment(
+        UNPROTECTED, "no vault protects this VM (confirmed by backup status)", None, target
+    )
     _report_finding(rt, run_id, vm.id, entry.policy, result, vault_id=vault_id, region=vm.location)
     if rt.settings.enable_backup_protection:
         enable_protection(rt, run_id, backup, vm, entry.policy, entry.rpo_hours)
@@ -509,8 +556,19 @@ def _on_demand_backup(
     details: dict[str, object] = {"protectedItemId": item.id, "day": now.date().isoformat()}
 
     def report(status: Status, reason: str) -> None:
-        _report(rt, _outcome(rt, run_id, "on-demand-backup", status, reason=reason,
-                             resource_id=vm_id, vm_name=name, details=details))  # fmt: skip
+        _report(
+            rt,
+            _outcome(
+                rt,
+                run_id,
+                "on-demand-backup",
+                status,
+                reason=reason,
+                resource_id=vm_id,
+                vm_name=name,
+                details=details,
+            ),
+        )
 
     if not allowed:
         report(Status.BLOCKED, why)
@@ -559,28 +617,56 @@ def enable_protection(
     vault = sorted(vaults, key=lambda v: v.id.lower())[0]
     backup_policy = rt.settings.backup_protection_policy
     if rt.settings.dry_run:
-        _report(rt, _outcome(rt, run_id, "enable-protection", Status.PLANNED,
-                             reason=f"would protect in {vault.name} with {backup_policy}",
-                             **common))  # fmt: skip
+        _report(
+            rt,
+            _outcome(
+                rt,
+                run_id,
+                "enable-protection",
+                Status.PLANNED,
+                reason=f"would protect in {vault.name} with {backup_policy}",
+                **common,
+            ),
+        )
         return False
     try:
         item = backup.ensure_protection(vault, vm, backup_policy)
         job_id = backup.trigger_backup(item, rt.clock.now() + timedelta(days=30)) if item else None
     except (RefusedError, ThrottledError) as e:
-        _report(rt, _outcome(rt, run_id, "enable-protection", Status.FAILED,
-                             reason=str(e), **common))  # fmt: skip
+        _report(
+            rt, _outcome(rt, run_id, "enable-protection", Status.FAILED, reason=str(e), **common)
+        )
         return False
-    _report(rt, _outcome(rt, run_id, "enable-protection", Status.SUCCEEDED,
-                         reason=f"protected in {vault.name} with {backup_policy}",
-                         details={"vaultId": vault.id, "firstBackupJobId": job_id},
-                         **common))  # fmt: skip
+    _report(
+        rt,
+        _outcome(
+            rt,
+            run_id,
+            "enable-protection",
+            Status.SUCCEEDED,
+            reason=f"protected in {vault.name} with {backup_policy}",
+            details={"vaultId": vault.id, "firstBackupJobId": job_id},
+            **common,
+        ),
+    )
     check = FirstBackupCheckRequest(
-        subscriptionId=vm.subscription_id, vmId=vm.id, vaultId=vault.id, location=vm.location,
-        policy=policy, rpoHours=rpo_hours, enabledAt=rt.clock.now(),
-    )  # fmt: skip
+        subscriptionId=vm.subscription_id,
+        vmId=vm.id,
+        vaultId=vault.id,
+        location=vm.location,
+        policy=policy,
+        rpoHours=rpo_hours,
+        enabledAt=rt.clock.now(),
+    )
     delay = min(rt.settings.first_backup_check_hours * 3600, MAX_VISIBILITY_SECONDS)
-    _send(rt, "verification-first-backup", check, run_id,
-          f"verification-first-backup:{vm.id.lower()}", delay=delay)  # fmt: skip
+    _send(
+        rt,
+        "verification-first-backup",
+        check,
+        run_id,
+        f"verification-first-backup:{vm.id.lower()}",
+        delay=delay,
+    )
     return True
 
 
@@ -589,8 +675,13 @@ def check_first_backup(rt: Runtime, envelope: Envelope, payload: Payload) -> Non
     backup = rt.need_backup()
     now = rt.clock.now()
     parts = request.vault_id.strip("/").split("/")
-    vault = Vault(id=request.vault_id, name=parts[-1], subscription_id=request.subscription_id,
-                  resource_group=parts[3], location=request.location)  # fmt: skip
+    vault = Vault(
+        id=request.vault_id,
+        name=parts[-1],
+        subscription_id=request.subscription_id,
+        resource_group=parts[3],
+        location=request.location,
+    )
     try:
         items = backup.list_protected_items(vault)
         item = next((i for i in items if vm_key(i.vm_id) == vm_key(request.vm_id)), None)
@@ -605,8 +696,15 @@ def check_first_backup(rt: Runtime, envelope: Envelope, payload: Payload) -> Non
         result = dataclasses.replace(
             result, reason=f"no recovery point {hours:.1f} h after protection was enabled"
         )
-    _report_finding(rt, envelope.run_id, request.vm_id, request.policy, result,
-                    vault_id=request.vault_id, region=request.location)  # fmt: skip
+    _report_finding(
+        rt,
+        envelope.run_id,
+        request.vm_id,
+        request.policy,
+        result,
+        vault_id=request.vault_id,
+        region=request.location,
+    )
 
 
 # --------------------------------------------------------------------- new VMs (onboarding)
@@ -648,8 +746,9 @@ def findings_of(outcomes: Iterable[Outcome]) -> dict[str, VmFinding]:
     found: dict[str, VmFinding] = {}
     for o in outcomes:
         if o.operation == "verify-vm" and o.finding and o.resource_id:
-            found[o.resource_id] = VmFinding(o.resource_id, o.finding, o.reason or "",
-                                             o.rpo_seconds)  # fmt: skip
+            found[o.resource_id] = VmFinding(
+                o.resource_id, o.finding, o.reason or "", o.rpo_seconds
+            )
     return found
 
 
@@ -659,10 +758,15 @@ def run_failed(rt: Runtime, run_id: str, findings: dict[str, VmFinding], reason:
     _report(
         rt,
         _outcome(
-            rt, run_id, "run-end", Status.FAILED, count=len(findings), reason=reason[:1000],
+            rt,
+            run_id,
+            "run-end",
+            Status.FAILED,
+            count=len(findings),
+            reason=reason[:1000],
             details={"scope": "run", "totals": dict(sorted(totals.items()))},
         ),
-    )  # fmt: skip
+    )
 
 
 HANDLERS = {
@@ -697,22 +801,37 @@ def _report_finding(
     _report(
         rt,
         Outcome(
-            time=rt.clock.now(), run_id=run_id, job=Job.VERIFICATION, operation="verify-vm",
+            time=rt.clock.now(),
+            run_id=run_id,
+            job=Job.VERIFICATION,
+            operation="verify-vm",
             status=Status.SUCCEEDED if result.finding == COMPLIANT else Status.FAILED,
-            finding=result.finding, severity=SEVERITY[result.finding],
-            subscription_id=vm_id.strip("/").split("/")[1].lower(), region=region,
-            resource_group=group, resource_id=vm_id, vm_name=name, policy=policy,
-            reason=result.reason, details=details, rpo_seconds=result.rpo_seconds,
+            finding=result.finding,
+            severity=SEVERITY[result.finding],
+            subscription_id=vm_id.strip("/").split("/")[1].lower(),
+            region=region,
+            resource_group=group,
+            resource_id=vm_id,
+            vm_name=name,
+            policy=policy,
+            reason=result.reason,
+            details=details,
+            rpo_seconds=result.rpo_seconds,
             dry_run=rt.settings.dry_run,
         ),
-    )  # fmt: skip
+    )
 
 
 def _outcome(rt: Runtime, run_id: str, operation: str, status: Status, **fields: object) -> Outcome:
     return Outcome(
-        time=rt.clock.now(), run_id=run_id, job=Job.VERIFICATION, operation=operation,
-        status=status, dry_run=rt.settings.dry_run, **fields,  # type: ignore[arg-type]
-    )  # fmt: skip
+        time=rt.clock.now(),
+        run_id=run_id,
+        job=Job.VERIFICATION,
+        operation=operation,
+        status=status,
+        dry_run=rt.settings.dry_run,
+        **fields,  # type: ignore[arg-type]
+    )
 
 
 def _report(rt: Runtime, *outcomes: Outcome) -> None:
@@ -735,10 +854,19 @@ def _retry_later(rt: Runtime, envelope: Envelope, payload: Payload, retry_after:
         payload = payload.model_copy(update={"attempt": attempt})
     delay = retry_after + random.uniform(0, 0.2 * retry_after + 1)
     again = messages.make_envelope(
-        envelope.type, payload, run_id=envelope.run_id,
-        idempotency_key=envelope.idempotency_key, created=rt.clock.now(),
-    )  # fmt: skip
-    enqueue(rt, QUEUE, again, job=Job.VERIFICATION,
-            visibility_timeout=int(min(delay, MAX_VISIBILITY_SECONDS)))  # fmt: skip
-    log.info("%s throttled: back on %s in %.1f s (attempt %d)", envelope.type, QUEUE, delay,
-             attempt)  # fmt: skip
+        envelope.type,
+        payload,
+        run_id=envelope.run_id,
+        idempotency_key=envelope.idempotency_key,
+        created=rt.clock.now(),
+    )
+    enqueue(
+        rt,
+        QUEUE,
+        again,
+        job=Job.VERIFICATION,
+        visibility_timeout=int(min(delay, MAX_VISIBILITY_SECONDS)),
+    )
+    log.info(
+        "%s throttled: back on %s in %.1f s (attempt %d)", envelope.type, QUEUE, delay, attempt
+    )

@@ -75,9 +75,22 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
     path = tmp_path_factory.mktemp("demo") / "requests.json"
     root = Path(__file__).resolve().parent.parent
     result = subprocess.run(
-        [sys.executable, "-m", "cli.main", "demo", "--nights", "2", "--json",
-         "--requests", str(path)],
-        cwd=root, capture_output=True, text=True, timeout=420, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "cli.main",
+            "demo",
+            "--nights",
+            "2",
+            "--json",
+            "--requests",
+            str(path),
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=420,
+        check=False,
+    )
     requests = json.loads(path.read_text()) if path.exists() else {}
     return DemoRun(result.returncode, result.stdout, result.stderr, requests)

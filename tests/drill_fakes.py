@@ -36,16 +36,25 @@ from shared.worker import Handler, process_queue_message
 from tests.fakes import FixedClock
 
 DEFAULT_RULES = (
-    SecurityRule("AllowVnetInBound", 65000, "Inbound", "Allow", "*", ("VirtualNetwork",),
-                 ("VirtualNetwork",)),
-    SecurityRule("AllowAzureLoadBalancerInBound", 65001, "Inbound", "Allow", "*",
-                 ("AzureLoadBalancer",)),
+    SecurityRule(
+        "AllowVnetInBound", 65000, "Inbound", "Allow", "*", ("VirtualNetwork",), ("VirtualNetwork",)
+    ),
+    SecurityRule(
+        "AllowAzureLoadBalancerInBound", 65001, "Inbound", "Allow", "*", ("AzureLoadBalancer",)
+    ),
     SecurityRule("DenyAllInBound", 65500, "Inbound", "Deny"),
-    SecurityRule("AllowVnetOutBound", 65000, "Outbound", "Allow", "*", ("VirtualNetwork",),
-                 ("VirtualNetwork",)),
+    SecurityRule(
+        "AllowVnetOutBound",
+        65000,
+        "Outbound",
+        "Allow",
+        "*",
+        ("VirtualNetwork",),
+        ("VirtualNetwork",),
+    ),
     SecurityRule("AllowInternetOutBound", 65001, "Outbound", "Allow", "*", ("*",), ("Internet",)),
     SecurityRule("DenyAllOutBound", 65500, "Outbound", "Deny"),
-)  # fmt: skip
+)
 DENY_ALL = (
     SecurityRule("deny-all-in", 100, "Inbound", "Deny"),
     SecurityRule("deny-all-out", 100, "Outbound", "Deny"),
@@ -109,14 +118,18 @@ class FakeDrillCloud:
     def _resource(self, fake: Fake) -> DrillResource:
         in_use = fake.props.get("vm")
         return DrillResource(
-            id=fake.id, kind=fake.kind, name=fake.id.rsplit("/", 1)[1], tags=dict(fake.tags),
+            id=fake.id,
+            kind=fake.kind,
+            name=fake.id.rsplit("/", 1)[1],
+            tags=dict(fake.tags),
             provisioning_state=self._state(fake),
             in_use_by=str(in_use) if in_use and str(in_use).lower() in self.resources else None,
             location=fake.location,
-        )  # fmt: skip
+        )
 
-    def _add(self, resource_id: str, kind: str, location: str, tags: Mapping[str, str],
-             **props: object) -> None:  # fmt: skip
+    def _add(
+        self, resource_id: str, kind: str, location: str, tags: Mapping[str, str], **props: object
+    ) -> None:
         if resource_id.lower() in self.resources:
             return
         group = resource_id.split("/")[4]
@@ -145,18 +158,28 @@ class FakeDrillCloud:
         nsg_id = str(vnet.props["nsg"])
         nsg = self._get(nsg_id)
         return DrillNetwork(
-            vnet_id=vnet.id, subnet_id=subnet_id, location=vnet.location,
-            subnet_names=("drill",), default_outbound_access=False, nsg_id=nsg_id,
+            vnet_id=vnet.id,
+            subnet_id=subnet_id,
+            location=vnet.location,
+            subnet_names=("drill",),
+            default_outbound_access=False,
+            nsg_id=nsg_id,
             security_rules=DENY_ALL + DEFAULT_RULES if nsg else (),
             provisioning_state=self._state(vnet),
-        )  # fmt: skip
+        )
 
     def list_policy_assignments(
         self, subscription_id: str, resource_group: str
     ) -> list[PolicyAssignment]:
         self._op("list_policy_assignments", resource_group)
-        return [PolicyAssignment("allowed-locations", "Allowed locations",
-                                 f"/subscriptions/{subscription_id}", "Default")]  # fmt: skip
+        return [
+            PolicyAssignment(
+                "allowed-locations",
+                "Allowed locations",
+                f"/subscriptions/{subscription_id}",
+                "Default",
+            )
+        ]
 
     def get_resource(self, resource_id: str) -> DrillResource | None:
         self._op("get_resource", resource_id)
@@ -196,17 +219,24 @@ class FakeDrillCloud:
             self._add(request.nsg_id, "networkSecurityGroups", request.location, request.tags)
             return
         if self._state(nsg) == "Succeeded":
-            self._add(request.vnet_id, "virtualNetworks", request.location, request.tags,
-                      nsg=request.nsg_id)  # fmt: skip
+            self._add(
+                request.vnet_id,
+                "virtualNetworks",
+                request.location,
+                request.tags,
+                nsg=request.nsg_id,
+            )
 
     def begin_create_disk(self, request: DrillDiskRequest) -> None:
         self._op("begin_create_disk", request.id)
         self.disk_requests.append(request)
-        self._add(request.id, "disks", request.location, request.tags,
-                  snapshot=request.source_snapshot_id)  # fmt: skip
+        self._add(
+            request.id, "disks", request.location, request.tags, snapshot=request.source_snapshot_id
+        )
 
-    def begin_create_nic(self, nic_id: str, location: str, subnet_id: str,
-                         tags: dict[str, str]) -> None:  # fmt: skip
+    def begin_create_nic(
+        self, nic_id: str, location: str, subnet_id: str, tags: dict[str, str]
+    ) -> None:
         self._op("begin_create_nic", nic_id)
         self._add(nic_id, "networkInterfaces", location, tags, subnet=subnet_id)
 
@@ -217,8 +247,14 @@ class FakeDrillCloud:
         if os_disk is None or self._state(os_disk) != "Succeeded":
             raise RefusedError("InvalidParameter", f"disk {request.os_disk_id} is not ready")
         fails = str(os_disk.props.get("snapshot", "")).lower() in self.boot_fails
-        self._add(request.id, "virtualMachines", request.location, request.tags,
-                  data_disks=len(request.data_disks), boot_fails=fails)  # fmt: skip
+        self._add(
+            request.id,
+            "virtualMachines",
+            request.location,
+            request.tags,
+            data_disks=len(request.data_disks),
+            boot_fails=fails,
+        )
         for attached in (request.nic_id, request.os_disk_id, *(d for _, d in request.data_disks)):
             fake = self._get(attached)
             if fake is not None:
@@ -234,8 +270,9 @@ class FakeDrillCloud:
             raise RefusedError("OperationNotAllowed", f"{resource_id} is in use by {user}")
         if fake.kind == "virtualNetworks" or fake.kind == "networkSecurityGroups":
             for other in self.resources.values():
-                if other.kind == "networkInterfaces" and str(other.props.get("subnet", "")).lower(
-                ).startswith(resource_id.lower()):  # fmt: skip
+                if other.kind == "networkInterfaces" and str(
+                    other.props.get("subnet", "")
+                ).lower().startswith(resource_id.lower()):
                     raise RefusedError("InUseSubnetCannotBeDeleted", f"{resource_id} in use")
             if fake.kind == "networkSecurityGroups" and any(
                 str(o.props.get("nsg", "")).lower() == resource_id.lower()
@@ -324,10 +361,14 @@ class SimHost:
             self.delivered += 1
             try:
                 process_queue_message(
-                    self.rt, queue=message.queue, body=message.text.encode(),
-                    message_id=f"m{message.seq}", dequeue_count=message.dequeue_count,
-                    job=Job.DRILL, handlers=self.handlers[message.queue],
-                )  # fmt: skip
+                    self.rt,
+                    queue=message.queue,
+                    body=message.text.encode(),
+                    message_id=f"m{message.seq}",
+                    dequeue_count=message.dequeue_count,
+                    job=Job.DRILL,
+                    handlers=self.handlers[message.queue],
+                )
             except (InjectedError, ThrottledError, RefusedError, RuntimeError):
                 self.failures += 1
                 if message.dequeue_count >= self.rt.settings.max_dequeue_count:

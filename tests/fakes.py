@@ -131,12 +131,18 @@ class FakeCompute:
             return
         disk = self.disks[request.source_disk_id.lower()]
         self.snapshots[sid.lower()] = Snapshot(
-            id=sid, name=request.name, subscription_id=request.subscription_id,
-            resource_group=request.resource_group, location=request.location,
-            time_created=self.clock.now(), source_resource_id=disk.id,
-            source_unique_id=disk.unique_id, incremental=True,
-            provisioning_state=self.state, tags=dict(request.tags),
-        )  # fmt: skip
+            id=sid,
+            name=request.name,
+            subscription_id=request.subscription_id,
+            resource_group=request.resource_group,
+            location=request.location,
+            time_created=self.clock.now(),
+            source_resource_id=disk.id,
+            source_unique_id=disk.unique_id,
+            incremental=True,
+            provisioning_state=self.state,
+            tags=dict(request.tags),
+        )
 
     def begin_delete_snapshot(self, snapshot_id: str) -> None:
         self._write("delete", snapshot_id)

@@ -20,8 +20,13 @@ ROOT = Path(__file__).resolve().parent.parent
 ALERTS = ROOT / "infra" / "alerts"
 OUTCOMES = ROOT / "tests" / "data" / "outcomes"
 COLUMNS = json.loads((ROOT / "infra" / "app" / "outcome-columns.json").read_text())
-_SQL = {"datetime": "TIMESTAMPTZ", "string": "VARCHAR", "long": "BIGINT", "boolean": "BOOLEAN",
-        "dynamic": "JSON"}  # fmt: skip
+_SQL = {
+    "datetime": "TIMESTAMPTZ",
+    "string": "VARCHAR",
+    "long": "BIGINT",
+    "boolean": "BOOLEAN",
+    "dynamic": "JSON",
+}
 RULES = sorted(p.stem for p in ALERTS.glob("*.kql"))
 
 
@@ -49,13 +54,14 @@ def run_query(
     con.execute(f"CREATE TABLE LifeboatOutcomes_CL ({columns})")
     rows = [
         [
-            json.dumps(r[c["name"]]) if c["type"] == "dynamic" and r[c["name"]] is not None
+            json.dumps(r[c["name"]])
+            if c["type"] == "dynamic" and r[c["name"]] is not None
             else r[c["name"]]
             for c in COLUMNS
         ]
         for r in records
         if when(r) <= now  # what Azure Monitor holds at `now`: nothing from later
-    ]  # fmt: skip
+    ]
     if rows:
         marks = ", ".join("?" for _ in COLUMNS)
         con.executemany(f"INSERT INTO LifeboatOutcomes_CL VALUES ({marks})", rows)
@@ -83,9 +89,13 @@ def nights(records: list[dict[str, Any]]) -> list[datetime]:
 
 def test_the_rules_are_the_six_the_ops_team_gets() -> None:
     assert RULES == [
-        "drill-failed", "heartbeat-missing", "poison-messages", "rpo-breached", "run-failures",
+        "drill-failed",
+        "heartbeat-missing",
+        "poison-messages",
+        "rpo-breached",
+        "run-failures",
         "snapshot-missing",
-    ]  # fmt: skip
+    ]
 
 
 @pytest.mark.parametrize("rule", RULES)
@@ -101,8 +111,11 @@ def test_on_an_empty_table_only_the_dead_mans_switch_fires(rule: str) -> None:
 def test_heartbeat_is_quiet_after_a_night_and_fires_26_hours_after_the_last(
     demo: list[dict[str, Any]],
 ) -> None:
-    last = max(when(r) for r in demo if r["Operation"] in ("run-start", "run-end")
-               and r["Job"] == "rotation")  # fmt: skip
+    last = max(
+        when(r)
+        for r in demo
+        if r["Operation"] in ("run-start", "run-end") and r["Job"] == "rotation"
+    )
     assert run("heartbeat-missing", demo, last + timedelta(hours=1)) == []
     assert run("heartbeat-missing", demo, last + timedelta(hours=25)) == []
     fired = run("heartbeat-missing", demo, last + timedelta(hours=26, minutes=5))
@@ -156,15 +169,20 @@ def test_snapshot_missing_fires_26_hours_after_a_vms_last_complete_set(
     first, second = nights(demo)[:2]
     # vm-web-01's snapshots of the second night never came.
     lost = [
-        r for r in demo if r["VmName"] != "vm-db-02"
-        and not (r["VmName"] == "vm-web-01" and r["Operation"] == "snapshot-create"
-                 and when(r) >= second)
-    ]  # fmt: skip
+        r
+        for r in demo
+        if r["VmName"] != "vm-db-02"
+        and not (
+            r["VmName"] == "vm-web-01" and r["Operation"] == "snapshot-create" and when(r) >= second
+        )
+    ]
     last_set = max(
-        when(r) for r in lost
-        if r["VmName"] == "vm-web-01" and r["Operation"] == "snapshot-create"
+        when(r)
+        for r in lost
+        if r["VmName"] == "vm-web-01"
+        and r["Operation"] == "snapshot-create"
         and r["Status"] == "succeeded"
-    )  # fmt: skip
+    )
     assert first <= last_set < second
     assert run("snapshot-missing", lost, last_set + timedelta(hours=25)) == []
     fired = run("snapshot-missing", lost, last_set + timedelta(hours=26, minutes=5))
@@ -178,8 +196,14 @@ def test_poison_messages_fire_while_fresh_and_then_go_quiet(demo: list[dict[str,
     assert [r["Queue"] for r in fired] == ["onboarding"]
     assert fired[0]["Drained"] == 2
     assert run("poison-messages", demo, max(poisoned) + timedelta(hours=2)) == []
-    assert run("poison-messages", [r for r in demo if r["Operation"] != "poison"],
-               max(poisoned) + timedelta(minutes=10)) == []  # fmt: skip
+    assert (
+        run(
+            "poison-messages",
+            [r for r in demo if r["Operation"] != "poison"],
+            max(poisoned) + timedelta(minutes=10),
+        )
+        == []
+    )
 
 
 VERIFY_AND_DRILL_NOW = datetime.fromisoformat("2026-11-29T07:00:00+00:00")
@@ -207,13 +231,19 @@ def test_drill_rule_fires_for_a_failed_or_slow_drill_and_not_for_good_or_dry_run
     assert len(fired) == 1
     row = fired[0]
     assert (row["RunId"], row["Drills"], row["FailedDrills"], row["OverRtoDrills"]) == (
-        "drill-202611290300", 2, 2, 1,
-    )  # fmt: skip
+        "drill-202611290300",
+        2,
+        2,
+        1,
+    )
     assert row["WorstRtoSeconds"] == 5400
     good = [r for r in records if r["Status"] == "succeeded" or r["DryRun"]]
     assert run("drill-failed", good, VERIFY_AND_DRILL_NOW) == []
-    slow = [{**r, "Status": "succeeded"} for r in records if r["VmName"] == "vm-app-01"
-            and r["Operation"] == "drill"]  # fmt: skip
+    slow = [
+        {**r, "Status": "succeeded"}
+        for r in records
+        if r["VmName"] == "vm-app-01" and r["Operation"] == "drill"
+    ]
     assert [r["OverRtoDrills"] for r in run("drill-failed", slow, VERIFY_AND_DRILL_NOW)] == [1]
     assert run("drill-failed", records, VERIFY_AND_DRILL_NOW + timedelta(hours=27)) == []
 

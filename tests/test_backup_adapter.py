@@ -68,10 +68,14 @@ class Replay(HttpTransport):  # type: ignore[type-arg]
         for suffix, body in self.routes:
             if path.endswith(suffix):
                 response = HttpResponseImpl(
-                    request=request, internal_response=None, status_code=200, reason="OK",
-                    content_type="application/json", headers={"content-type": "application/json"},
+                    request=request,
+                    internal_response=None,
+                    status_code=200,
+                    reason="OK",
+                    content_type="application/json",
+                    headers={"content-type": "application/json"},
                     stream_download_generator=None,
-                )  # fmt: skip
+                )
                 response._content = json.dumps(body).encode()
                 response._is_closed = True
                 return response
@@ -81,9 +85,11 @@ class Replay(HttpTransport):  # type: ignore[type-arg]
 def adapter(routes: list[tuple[str, Any]]) -> tuple[AzureBackup, Replay]:
     transport = Replay(routes)
     backup = AzureBackup(
-        Credential(), arm_endpoint="https://management.azure.com",
-        arm_audience="https://management.azure.com/.default", transport=transport,
-    )  # fmt: skip
+        Credential(),
+        arm_endpoint="https://management.azure.com",
+        arm_audience="https://management.azure.com/.default",
+        transport=transport,
+    )
     return backup, transport
 
 
@@ -122,11 +128,16 @@ def test_recorded_jobs_and_recovery_points_are_read() -> None:
     since = datetime(2017, 10, 18, tzinfo=UTC)
     jobs = backup.list_jobs(vault(), since, datetime(2017, 10, 19, 13, tzinfo=UTC))
     assert [(j.operation, j.status) for j in jobs] == [
-        ("Backup", "InProgress"), ("ConfigureBackup", "Completed"),
-    ]  # fmt: skip
+        ("Backup", "InProgress"),
+        ("ConfigureBackup", "Completed"),
+    ]
     assert jobs[0].entity_name == "swaggersdktest"
-    backup, transport = adapter([("/backupProtectedItems", rec[18]["ResponseBody"]),
-                                 ("/recoveryPoints", rec[59]["ResponseBody"])])  # fmt: skip
+    backup, transport = adapter(
+        [
+            ("/backupProtectedItems", rec[18]["ResponseBody"]),
+            ("/recoveryPoints", rec[59]["ResponseBody"]),
+        ]
+    )
     (item,) = backup.list_protected_items(vault())
     (point,) = backup.list_recovery_points(item)
     assert point.consistency == "AppConsistent"
@@ -149,16 +160,25 @@ def run_vault(routes: list[tuple[str, Any]], now: datetime) -> dict[str, Any]:
     backup, _ = adapter(routes)
     reporter = MemoryReporter()
     rt = Runtime(
-        Settings.from_env(base_settings(TARGET_SUBSCRIPTIONS=SUB)), FixedClock(now), reporter,
-        MemoryQueues(), policies=parse_policies({"version": 1, "policies": {}}), backup=backup,
-    )  # fmt: skip
+        Settings.from_env(base_settings(TARGET_SUBSCRIPTIONS=SUB)),
+        FixedClock(now),
+        reporter,
+        MemoryQueues(),
+        policies=parse_policies({"version": 1, "policies": {}}),
+        backup=backup,
+    )
     request = VerificationVaultRequest(
-        subscriptionId=SUB, vaultId=VAULT_ID, vaultName="PySDKBackupTestRsVault",
-        resourceGroup="PythonSDKBackupTestRg", location="westeurope", slot="201710190600",
+        subscriptionId=SUB,
+        vaultId=VAULT_ID,
+        vaultName="PySDKBackupTestRsVault",
+        resourceGroup="PythonSDKBackupTestRg",
+        location="westeurope",
+        slot="201710190600",
         vms={"daily|26": {"swaggersdktestrg": ["swaggersdktest"]}},
-    )  # fmt: skip
-    envelope = messages.make_envelope("verification-vault", request, run_id="r",
-                                      idempotency_key="k", created=now)  # fmt: skip
+    )
+    envelope = messages.make_envelope(
+        "verification-vault", request, run_id="r", idempotency_key="k", created=now
+    )
     verification.verify_vault(rt, envelope, request)
     (row,) = [o for o in reporter.outcomes if o.operation == "verify-vm"]
     return {"finding": row.finding, "rpo": row.rpo_seconds, "details": row.details}
@@ -185,10 +205,16 @@ def test_recorded_payloads_give_the_right_findings() -> None:
     # ...and failing when the recorded backup job ends Failed.
     failed_jobs = copy.deepcopy(rec[23]["ResponseBody"])
     failed_jobs["value"][0]["properties"].update(
-        status="Failed", endTime="2017-10-19T07:40:00Z",
-        errorDetails=[{"errorCode": 400018, "errorString": "CloudDosAbsoluteLimitReached",
-                       "errorTitle": "Backup limit reached"}],
-    )  # fmt: skip
+        status="Failed",
+        endTime="2017-10-19T07:40:00Z",
+        errorDetails=[
+            {
+                "errorCode": 400018,
+                "errorString": "CloudDosAbsoluteLimitReached",
+                "errorTitle": "Backup limit reached",
+            }
+        ],
+    )
     failing = run_vault(
         [items, ("/backupJobs", failed_jobs), points], datetime(2017, 10, 19, 8, tzinfo=UTC)
     )

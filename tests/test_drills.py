@@ -26,12 +26,16 @@ POLICIES = parse_policies(
         "version": 1,
         "policies": {"daily": {"retention": {"daily": 7}, "drillPlan": "nightly"}},
         "drillPlans": {
-            "nightly": {"everyDays": 1, "rtoTargetMinutes": 30, "maxLifetimeHours": 4,
-                        "bootTimeoutMinutes": 10},
+            "nightly": {
+                "everyDays": 1,
+                "rtoTargetMinutes": 30,
+                "maxLifetimeHours": 4,
+                "bootTimeoutMinutes": 10,
+            },
             "slow": {"everyDays": 1, "rtoTargetMinutes": 1, "maxLifetimeHours": 4},
         },
     }
-)  # fmt: skip
+)
 HANDLERS = {"drill-step": {"drill-plan": drills.plan_drills, "drill-step": drills.drill_step}}
 
 
@@ -47,9 +51,14 @@ class World:
         self.cloud.groups[SUB] = ["rg-app", "rg-lifeboat-snapshots", DRILL_GROUP]
         values = base_settings(DRILL_POLL_SECONDS="15", ARM_WRITES_PER_SECOND="4", **settings)
         self.rt = Runtime(
-            Settings.from_env(values), self.clock, self.reporter, self.queues,
-            compute=self.compute, policies=POLICIES, drills=self.cloud,
-        )  # fmt: skip
+            Settings.from_env(values),
+            self.clock,
+            self.reporter,
+            self.queues,
+            compute=self.compute,
+            policies=POLICIES,
+            drills=self.cloud,
+        )
         for i in range(vms):
             self.add_vm(f"vm{i:02d}", data=i % 2 == 0)
         self.host = SimHost(self.rt, self.queues, HANDLERS)
@@ -172,9 +181,14 @@ def _world_with_network(network: DrillNetwork) -> World:
     )
     world = World(vms=1)
     world.rt = Runtime(
-        world.rt.settings, world.clock, world.reporter, world.queues,
-        compute=world.compute, policies=policies, drills=world.cloud,
-    )  # fmt: skip
+        world.rt.settings,
+        world.clock,
+        world.reporter,
+        world.queues,
+        compute=world.compute,
+        policies=policies,
+        drills=world.cloud,
+    )
     world.host = SimHost(world.rt, world.queues, HANDLERS)
     world.cloud.networks[network.subnet_id.lower()] = network
     return world
@@ -192,11 +206,26 @@ def test_an_isolated_operator_network_is_used_and_never_deleted() -> None:
 @pytest.mark.parametrize(
     ("changes", "expected"),
     [
-        ({"peerings": ("/subscriptions/p/resourceGroups/rg-app/providers/Microsoft.Network/"
-                       "virtualNetworks/vnet-prod",)}, "the VNet is peered"),
-        ({"security_rules": (SecurityRule("web-out", 200, "Outbound", "Allow", "Tcp", ("*",),
-                                          ("Internet",), ("443",)), *DEFAULT_RULES)},
-         "allows outbound Internet traffic (rule 'web-out'"),
+        (
+            {
+                "peerings": (
+                    "/subscriptions/p/resourceGroups/rg-app/providers/Microsoft.Network/"
+                    "virtualNetworks/vnet-prod",
+                )
+            },
+            "the VNet is peered",
+        ),
+        (
+            {
+                "security_rules": (
+                    SecurityRule(
+                        "web-out", 200, "Outbound", "Allow", "Tcp", ("*",), ("Internet",), ("443",)
+                    ),
+                    *DEFAULT_RULES,
+                )
+            },
+            "allows outbound Internet traffic (rule 'web-out'",
+        ),
         ({"security_rules": DEFAULT_RULES}, "allows outbound Internet traffic"),
         ({"default_outbound_access": None}, "default outbound access"),
         ({"nat_gateway_id": "/subscriptions/x/natGateways/nat"}, "NAT gateway"),
@@ -205,7 +234,7 @@ def test_an_isolated_operator_network_is_used_and_never_deleted() -> None:
         ({"private_endpoints": ("/subscriptions/x/privateEndpoints/pe",)}, "private endpoint"),
         ({"nsg_id": None}, "no network security group"),
     ],
-)  # fmt: skip
+)
 def test_the_pre_flight_blocks_a_network_that_is_not_isolated(
     changes: dict[str, Any], expected: str
 ) -> None:
@@ -240,14 +269,21 @@ def test_drill_groups_are_never_planned_and_teardown_refuses_other_groups() -> N
     world.night()
     assert world.outcomes() == []
     state = DrillState(
-        drillId="lbd-aaaaaaaaaa", step="teardown", startedAt=world.clock.now(),
-        expiresAt=world.clock.now(), drillSubscription=SUB, drillGroup="rg-app",
-        location="westeurope", swept=True,
-    )  # fmt: skip
+        drillId="lbd-aaaaaaaaaa",
+        step="teardown",
+        startedAt=world.clock.now(),
+        expiresAt=world.clock.now(),
+        drillSubscription=SUB,
+        drillGroup="rg-app",
+        location="westeurope",
+        swept=True,
+    )
     world.cloud._add(  # a resource in a production group that carries the drill's tags
         f"/subscriptions/{SUB}/resourceGroups/rg-app/providers/Microsoft.Compute/disks/x",
-        "disks", "westeurope", {"lifeboat:drill": "lbd-aaaaaaaaaa", "lifeboat:managed": "true"},
-    )  # fmt: skip
+        "disks",
+        "westeurope",
+        {"lifeboat:drill": "lbd-aaaaaaaaaa", "lifeboat:managed": "true"},
+    )
     drills._send(world.rt, state, delay=0, key="test")
     world.host.drain()
     (outcome,) = world.outcomes("sweep")
@@ -341,9 +377,10 @@ def test_fifty_drills_under_failures_crashes_and_poison_leave_nothing_and_all_re
         fail(op)
         target = world.cloud.calls[-1][1]
         if op == "get_vm_status" and any(
-            drills.drill_id_of(v.id, "202611270400") in target for v in world.compute.vms
+            drills.drill_id_of(v.id, "202611270400") in target
+            for v in world.compute.vms
             if v.name in doomed
-        ):  # fmt: skip
+        ):
             raise InjectedError("this drill's wait-ready always fails")
 
     world.cloud.fail = poisoned
@@ -493,22 +530,53 @@ def test_the_restored_vm_keeps_the_sources_security_generation_and_plan_and_noth
     ("rules", "expected"),
     [
         # a Deny for one source only closes nothing: the default rules let the rest out
-        ((SecurityRule("deny-one", 100, "Outbound", "Deny", "*", ("10.0.0.4/32",)),),
-         "allows outbound Internet traffic (rule 'AllowInternetOutBound'"),
-        ((SecurityRule("deny-one", 100, "Outbound", "Deny", "*", ("*",), ("*",), ("*",),
-                       ("1024",)),), "allows outbound Internet traffic"),
+        (
+            (SecurityRule("deny-one", 100, "Outbound", "Deny", "*", ("10.0.0.4/32",)),),
+            "allows outbound Internet traffic (rule 'AllowInternetOutBound'",
+        ),
+        (
+            (
+                SecurityRule(
+                    "deny-one", 100, "Outbound", "Deny", "*", ("*",), ("*",), ("*",), ("1024",)
+                ),
+            ),
+            "allows outbound Internet traffic",
+        ),
         # an Allow to one public address, or to another service tag, reaches the Internet
-        ((SecurityRule("dns", 90, "Outbound", "Allow", "Udp", ("*",), ("8.8.8.8",), ("53",)),
-          SecurityRule("deny-out", 100, "Outbound", "Deny")), "(rule 'dns'"),
-        ((SecurityRule("blob", 90, "Outbound", "Allow", "Tcp", ("*",), ("Storage",), ("443",)),
-          SecurityRule("deny-out", 100, "Outbound", "Deny")), "(rule 'blob'"),
-        ((SecurityRule("rdp", 90, "Inbound", "Allow", "Tcp", ("203.0.113.0/24",), ("*",),
-                       ("3389",)),
-          SecurityRule("deny-in", 100, "Inbound", "Deny")), "allows inbound Internet traffic"),
-        ((SecurityRule("prod", 90, "Outbound", "Allow", "*", ("*",), ("10.1.0.0/16",)),
-          SecurityRule("deny-out", 100, "Outbound", "Deny")), "allows outbound VirtualNetwork"),
+        (
+            (
+                SecurityRule("dns", 90, "Outbound", "Allow", "Udp", ("*",), ("8.8.8.8",), ("53",)),
+                SecurityRule("deny-out", 100, "Outbound", "Deny"),
+            ),
+            "(rule 'dns'",
+        ),
+        (
+            (
+                SecurityRule(
+                    "blob", 90, "Outbound", "Allow", "Tcp", ("*",), ("Storage",), ("443",)
+                ),
+                SecurityRule("deny-out", 100, "Outbound", "Deny"),
+            ),
+            "(rule 'blob'",
+        ),
+        (
+            (
+                SecurityRule(
+                    "rdp", 90, "Inbound", "Allow", "Tcp", ("203.0.113.0/24",), ("*",), ("3389",)
+                ),
+                SecurityRule("deny-in", 100, "Inbound", "Deny"),
+            ),
+            "allows inbound Internet traffic",
+        ),
+        (
+            (
+                SecurityRule("prod", 90, "Outbound", "Allow", "*", ("*",), ("10.1.0.0/16",)),
+                SecurityRule("deny-out", 100, "Outbound", "Deny"),
+            ),
+            "allows outbound VirtualNetwork",
+        ),
     ],
-)  # fmt: skip
+)
 def test_the_pre_flight_sees_narrow_denies_and_allows_to_addresses(
     rules: tuple[SecurityRule, ...], expected: str
 ) -> None:
@@ -529,9 +597,11 @@ def test_the_pre_flight_accepts_a_full_deny_written_as_a_port_range() -> None:
         SecurityRule("subnet", 90, "Outbound", "Allow", "*", ("*",), ("192.0.2.0/24",)),
     )
     problems = isolation_problems(_operator_network(security_rules=(*rules, *DEFAULT_RULES)))
-    assert problems == ["NSG /subscriptions/x/resourceGroups/y/providers/Microsoft.Network/"
-                        "networkSecurityGroups/nsg allows outbound Internet traffic "
-                        "(rule 'subnet', priority 90)"]  # fmt: skip
+    assert problems == [
+        "NSG /subscriptions/x/resourceGroups/y/providers/Microsoft.Network/"
+        "networkSecurityGroups/nsg allows outbound Internet traffic "
+        "(rule 'subnet', priority 90)"
+    ]
 
 
 def test_nsg_rules_are_read_with_their_application_security_groups_and_source_ports() -> None:
@@ -541,18 +611,36 @@ def test_nsg_rules_are_read_with_their_application_security_groups_and_source_po
     asg = (
         "/subscriptions/x/resourceGroups/y/providers/Microsoft.Network/applicationSecurityGroups/db"
     )
-    deny_to_asg = _rule({
-        "name": "deny-db", "properties": {
-            "priority": 100, "direction": "Outbound", "access": "Deny", "protocol": "*",
-            "sourceAddressPrefix": "*", "sourcePortRange": "*", "destinationPortRange": "*",
-            "destinationApplicationSecurityGroups": [{"id": asg}],
-        },
-    })  # fmt: skip
+    deny_to_asg = _rule(
+        {
+            "name": "deny-db",
+            "properties": {
+                "priority": 100,
+                "direction": "Outbound",
+                "access": "Deny",
+                "protocol": "*",
+                "sourceAddressPrefix": "*",
+                "sourcePortRange": "*",
+                "destinationPortRange": "*",
+                "destinationApplicationSecurityGroups": [{"id": asg}],
+            },
+        }
+    )
     assert deny_to_asg.destinations == (asg,)
     allow_out = SecurityRule("out", 200, "Outbound", "Allow", "*", ("*",), ("Internet",))
     assert first_allow([deny_to_asg, allow_out], "Outbound", "Internet") == allow_out
-    ports = _rule({"name": "p", "properties": {"priority": 100, "direction": "Inbound",
-                   "access": "Deny", "protocol": "*", "sourcePortRanges": ["1-1023"]}})  # fmt: skip
+    ports = _rule(
+        {
+            "name": "p",
+            "properties": {
+                "priority": 100,
+                "direction": "Inbound",
+                "access": "Deny",
+                "protocol": "*",
+                "sourcePortRanges": ["1-1023"],
+            },
+        }
+    )
     assert ports.source_ports == ("1-1023",)
 
 
@@ -561,10 +649,16 @@ def test_a_garbled_drill_tag_is_blocked_and_the_sweeper_goes_on() -> None:
     base = f"/subscriptions/{SUB}/resourceGroups/{DRILL_GROUP}/providers/Microsoft.Compute/disks"
     expired = "2026-11-27T00:00:00Z"
     for name, drill_id in (("bad", "lbd-0189abcdef"), ("good", "lbd-aaaaaaaaaa")):
-        world.cloud._add(f"{base}/{name}", "disks", "westeurope", {
-            "lifeboat:drill": drill_id, "lifeboat:managed": "true",
-            "lifeboat:expires": expired,
-        })  # fmt: skip
+        world.cloud._add(
+            f"{base}/{name}",
+            "disks",
+            "westeurope",
+            {
+                "lifeboat:drill": drill_id,
+                "lifeboat:managed": "true",
+                "lifeboat:expires": expired,
+            },
+        )
     assert drills.sweep(world.rt) == 2
     world.host.drain()
     assert [r.rsplit("/", 1)[1] for r in world.cloud.remaining()] == ["bad"]
@@ -575,10 +669,16 @@ def test_a_garbled_drill_tag_is_blocked_and_the_sweeper_goes_on() -> None:
 def test_the_sweeper_tears_down_what_it_found_whatever_the_tag_value_s_spacing() -> None:
     world = World(vms=0)
     base = f"/subscriptions/{SUB}/resourceGroups/{DRILL_GROUP}/providers/Microsoft.Compute/disks"
-    world.cloud._add(f"{base}/d", "disks", "westeurope", {
-        "lifeboat:drill": " LBD-AAAAAAAAAA ", "lifeboat:managed": "true",
-        "lifeboat:expires": "2026-11-27T00:00:00Z",
-    })  # fmt: skip
+    world.cloud._add(
+        f"{base}/d",
+        "disks",
+        "westeurope",
+        {
+            "lifeboat:drill": " LBD-AAAAAAAAAA ",
+            "lifeboat:managed": "true",
+            "lifeboat:expires": "2026-11-27T00:00:00Z",
+        },
+    )
     assert drills.sweep(world.rt) == 1
     world.host.drain()
     assert world.cloud.remaining() == []
@@ -587,11 +687,14 @@ def test_the_sweeper_tears_down_what_it_found_whatever_the_tag_value_s_spacing()
 def test_a_vm_with_64_data_disks_and_long_names_is_drilled() -> None:
     world = World(vms=0)
     many = [  # a landing zone: many long-named assignments inherited from management groups
-        PolicyAssignment(f"a{i:032d}", "Deploy Microsoft Defender for Endpoint agent on Linux "
-                         f"virtual machines ({i})", "/providers/Microsoft.Management/"
-                         "managementGroups/contoso-landingzones-corp", "Default")
+        PolicyAssignment(
+            f"a{i:032d}",
+            f"Deploy Microsoft Defender for Endpoint agent on Linux virtual machines ({i})",
+            "/providers/Microsoft.Management/managementGroups/contoso-landingzones-corp",
+            "Default",
+        )
         for i in range(200)
-    ]  # fmt: skip
+    ]
     world.cloud.list_policy_assignments = lambda _s, _g: many  # type: ignore[method-assign]
     group = "rg-" + "p" * 87  # resource group names go up to 90 characters
     long = "d" * 70
@@ -602,10 +705,13 @@ def test_a_vm_with_64_data_disks_and_long_names_is_drilled() -> None:
         s = snapshot_of(d, night(26))
         world.compute.snapshots[s.id.lower()] = s
     big = vm("big", None, group=group)
-    world.compute.vms.append(dataclasses.replace(
-        big, os_disk=DiskAttachment(None, disk(f"{long}-os", group=group).id),
-        data_disks=tuple(DiskAttachment(lun, disk(name, group=group).id) for lun, name in data),
-    ))  # fmt: skip
+    world.compute.vms.append(
+        dataclasses.replace(
+            big,
+            os_disk=DiskAttachment(None, disk(f"{long}-os", group=group).id),
+            data_disks=tuple(DiskAttachment(lun, disk(name, group=group).id) for lun, name in data),
+        )
+    )
     world.night()
     (outcome,) = world.outcomes()
     assert outcome.status == "succeeded", outcome.reason
@@ -643,13 +749,20 @@ def test_teardown_never_deletes_in_a_subscription_lifeboat_does_not_serve() -> N
     world.cloud.groups[other] = [DRILL_GROUP]
     world.cloud._add(  # drill-tagged, in a group of the right name, in somebody else's subscription
         f"/subscriptions/{other}/resourceGroups/{DRILL_GROUP}/providers/Microsoft.Compute/disks/x",
-        "disks", "westeurope", {"lifeboat:drill": "lbd-aaaaaaaaaa", "lifeboat:managed": "true"},
-    )  # fmt: skip
+        "disks",
+        "westeurope",
+        {"lifeboat:drill": "lbd-aaaaaaaaaa", "lifeboat:managed": "true"},
+    )
     state = DrillState(
-        drillId="lbd-aaaaaaaaaa", step="teardown", startedAt=world.clock.now(),
-        expiresAt=world.clock.now(), drillSubscription=other, drillGroup=DRILL_GROUP,
-        location="westeurope", swept=True,
-    )  # fmt: skip
+        drillId="lbd-aaaaaaaaaa",
+        step="teardown",
+        startedAt=world.clock.now(),
+        expiresAt=world.clock.now(),
+        drillSubscription=other,
+        drillGroup=DRILL_GROUP,
+        location="westeurope",
+        swept=True,
+    )
     drills._send(world.rt, state, delay=0, key="test")
     world.host.drain()
     (outcome,) = world.outcomes("sweep")
@@ -695,9 +808,15 @@ def test_drill_status_shows_a_drill_whose_expiry_tag_has_no_timezone_as_expired(
 
     world = World(vms=0)
     base = f"/subscriptions/{SUB}/resourceGroups/{DRILL_GROUP}/providers/Microsoft.Compute/disks"
-    world.cloud._add(f"{base}/d", "disks", "westeurope", {
-        "lifeboat:drill": "lbd-aaaaaaaaaa", "lifeboat:managed": "true",
-        "lifeboat:expires": "2026-11-28T00:00:00",
-    })  # fmt: skip
+    world.cloud._add(
+        f"{base}/d",
+        "disks",
+        "westeurope",
+        {
+            "lifeboat:drill": "lbd-aaaaaaaaaa",
+            "lifeboat:managed": "true",
+            "lifeboat:expires": "2026-11-28T00:00:00",
+        },
+    )
     (running,) = running_drills(world.rt)
     assert running["expired"] is True  # as the sweeper reads it: no readable expiry

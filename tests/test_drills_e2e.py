@@ -82,9 +82,16 @@ drillPlans:
 def drill_night(azurite: Azurite, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     tmp = tmp_path_factory.mktemp("drills")
     reporter = MemoryReporter()
-    stand_in = ("--operation-seconds", "0.2", "--hydration-seconds", "0.5",
-                "--retry-after-scale", "0.1",
-                "--clock-start", START.strftime("%Y-%m-%dT%H:%M:%SZ"))  # fmt: skip
+    stand_in = (
+        "--operation-seconds",
+        "0.2",
+        "--hydration-seconds",
+        "0.5",
+        "--retry-after-scale",
+        "0.1",
+        "--clock-start",
+        START.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    )
     with running_emulator(DEMO_ESTATE, *stand_in) as ep, patched_environ(ep.environment()):
         (tmp / "policies.yaml").write_text(POLICIES)
         environ = {
@@ -120,9 +127,16 @@ def drill_night(azurite: Azurite, tmp_path_factory: pytest.TempPathFactory) -> I
         for kind in ("/disks/", "/networkInterfaces/", "/virtualMachines/"):
             admin.post(
                 "/faults",
-                json={"action": "status", "method": "PUT", "path": kind, "status": 429,
-                      "code": "TooManyRequests", "retryAfter": 0, "count": 2},
-            ).raise_for_status()  # fmt: skip
+                json={
+                    "action": "status",
+                    "method": "PUT",
+                    "path": kind,
+                    "status": 429,
+                    "code": "TooManyRequests",
+                    "retryAfter": 0,
+                    "count": 2,
+                },
+            ).raise_for_status()
         compute = ComputeManagementClient(credential, SUB, **options)
         network = NetworkManagementClient(credential, SUB, **options)
         try:
@@ -142,8 +156,11 @@ def drill_night(azurite: Azurite, tmp_path_factory: pytest.TempPathFactory) -> I
                 _set_clock(admin, START.replace(hour=4))
                 for name, plan in BLOCKED.items():
                     drills.start_drill_now(rt, _vm_id(name), plan)
-                _wait(lambda: len(_drills(reporter)) >= len(DRILLED) + len(BLOCKED),
-                      "every drill to report", timeout=150)  # fmt: skip
+                _wait(
+                    lambda: len(_drills(reporter)) >= len(DRILLED) + len(BLOCKED),
+                    "every drill to report",
+                    timeout=150,
+                )
                 host.wait_idle(timeout=60)
                 left = {
                     "vms": [v.name for v in compute.virtual_machines.list(DRILL_GROUP)],
@@ -200,8 +217,10 @@ def test_drills_restore_boot_measure_and_report_rto_and_rpo(drill_night: Any) ->
         assert 2 * 3600 - 60 <= outcome.rpo_seconds <= 2 * 3600 + 60, outcome.rpo_seconds
         assert outcome.details["setSlot"] == "202611270200"
         assert outcome.details["checks"] == {
-            "running": True, "agentReady": True, "dataDisksAttached": True,
-        }  # fmt: skip
+            "running": True,
+            "agentReady": True,
+            "dataDisksAttached": True,
+        }
         assert outcome.details["steps"]["wait-ready"] > 0
         # steps are timed end to end from the drill's start, so they add up to the RTO
         to_ready = ("prepare", "create-disks", "create-vm", "wait-ready")
@@ -244,9 +263,10 @@ def test_nothing_a_drill_made_is_left_and_drill_groups_stay_out_of_planning(
     assert [n for n in left["nsgs"] if n.startswith("lbd-")] == []
     # drill VMs were never planned for rotation nor onboarded
     assert not [
-        o for o in reporter.outcomes
+        o
+        for o in reporter.outcomes
         if o.resource_group == DRILL_GROUP and o.job in ("rotation", "onboarding")
-    ]  # fmt: skip
+    ]
     # no snapshot beginGetAccess was ever asked for
     actions = requests.get("byAction", {})
     assert not [a for a in actions if "snapshots/begingetaccess" in a.lower()]

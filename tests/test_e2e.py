@@ -33,15 +33,22 @@ def test_event_to_onboarding_outcome_and_poison_through_drain(
 ) -> None:
     write_endpoints(azurite, tmp_path / "azurite.json")
     settings = write_json(tmp_path / "local.settings.json", {"Values": base_settings()})
-    with running_emulator(DEMO_ESTATE) as stand_in, running_host(
-        [
-            "--settings", str(settings),
-            "--storage-endpoints", str(tmp_path / "azurite.json"),
-            "--emulator-endpoints", stand_in.path,
-            "--host-overrides", str(write_json(tmp_path / "o.json", FAST)),
-            "--no-timers",
-        ]
-    ) as host:  # fmt: skip
+    with (
+        running_emulator(DEMO_ESTATE) as stand_in,
+        running_host(
+            [
+                "--settings",
+                str(settings),
+                "--storage-endpoints",
+                str(tmp_path / "azurite.json"),
+                "--emulator-endpoints",
+                stand_in.path,
+                "--host-overrides",
+                str(write_json(tmp_path / "o.json", FAST)),
+                "--no-timers",
+            ]
+        ) as host,
+    ):
         created = vm_write_event(SUBSCRIPTION, "rg-app", "vm-web-01", event_id="evt-1")
         foreign = vm_write_event(OTHER_SUBSCRIPTION, "rg-x", "vm-x", event_id="evt-2")
         assert post_events(host.eventgrid_url, [created, foreign])[0] == 202
@@ -61,9 +68,11 @@ def test_event_to_onboarding_outcome_and_poison_through_drain(
 
         key = host.eventgrid_url.rsplit("code=", 1)[1]
         request = urllib.request.Request(
-            f"{host.base_url}/admin/functions/poison_drain", data=b"{}", method="POST",
+            f"{host.base_url}/admin/functions/poison_drain",
+            data=b"{}",
+            method="POST",
             headers={"x-functions-key": key},
-        )  # fmt: skip
+        )
         with urllib.request.urlopen(request, timeout=10) as response:
             assert response.status == 202
         rows = host.wait_for(
@@ -83,8 +92,13 @@ def test_host_refuses_to_start_when_a_schedule_setting_is_missing(tmp_path: Path
     env = {k: v for k, v in os.environ.items() if k != "POISON_SCHEDULE"}
     result = subprocess.run(
         [sys.executable, "-m", "cli.main", "host", "--settings", str(settings)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 2
     assert "'%POISON_SCHEDULE%' does not resolve" in result.stderr
 
@@ -97,9 +111,15 @@ def test_demo_json_is_the_last_thing_on_stdout_and_nothing_is_left_behind(
     assert result.returncode == 0, result.stderr[-3000:]
     document = demo_run.document
     assert set(document) == {
-        "estate", "nights", "snapshots", "skipped", "outcomes", "verification", "drills",
+        "estate",
+        "nights",
+        "snapshots",
+        "skipped",
+        "outcomes",
+        "verification",
+        "drills",
         "requests",
-    }  # fmt: skip
+    }
     assert document["nights"] == 2
     assert document["snapshots"], "in-scope disks have snapshots"
     assert all(len(times) >= 2 for times in document["snapshots"].values())
@@ -115,8 +135,15 @@ def test_demo_json_is_the_last_thing_on_stdout_and_nothing_is_left_behind(
     assert len(drills) == 6
     assert {d["status"] for d in drills} == {"succeeded", "failed"}
     for drill in drills:
-        assert set(drill) >= {"drillId", "vmId", "source", "status", "rtoSeconds", "rpoSeconds",
-                              "rtoTargetSeconds"}  # fmt: skip
+        assert set(drill) >= {
+            "drillId",
+            "vmId",
+            "source",
+            "status",
+            "rtoSeconds",
+            "rpoSeconds",
+            "rtoTargetSeconds",
+        }
         assert isinstance(drill["rpoSeconds"], int)
         if drill["status"] == "succeeded":
             assert 0 < drill["rtoSeconds"] <= drill["rtoTargetSeconds"]

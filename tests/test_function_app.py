@@ -153,7 +153,17 @@ def test_imports_flow_one_way() -> None:
 def test_funcignore_keeps_tooling_out_of_the_package() -> None:
     lines = set((ROOT / ".funcignore").read_text().split())
     for entry in (
-        "tests", "cli", "emulator", "bench", "infra", ".ci", "Makefile", "package.json",
-        "package-lock.json", "node_modules", ".venv*", "local.settings.json",
-    ):  # fmt: skip
+        "tests",
+        "cli",
+        "emulator",
+        "bench",
+        "infra",
+        ".ci",
+        "Makefile",
+        "package.json",
+        "package-lock.json",
+        "node_modules",
+        ".venv*",
+        "local.settings.json",
+    ):
         assert entry in lines, entry

@@ -15,14 +15,21 @@ from shared.settings import MAX_DEQUEUE_OVERRIDE, Settings
 from tests.test_infra_bicep import BICEP_FILES, INFRA, ROOT, Bicep
 
 QUEUES = {
-    "rotation-plan", "rotation-vm", "rotation-prune", "verification-vault", "onboarding",
-    "drill-step", "outcomes-retry",
-}  # fmt: skip
+    "rotation-plan",
+    "rotation-vm",
+    "rotation-prune",
+    "verification-vault",
+    "onboarding",
+    "drill-step",
+    "outcomes-retry",
+}
 HOST_STORAGE = {
-    "AzureWebJobsStorage__credential", "AzureWebJobsStorage__clientId",
-    "AzureWebJobsStorage__blobServiceUri", "AzureWebJobsStorage__queueServiceUri",
+    "AzureWebJobsStorage__credential",
+    "AzureWebJobsStorage__clientId",
+    "AzureWebJobsStorage__blobServiceUri",
+    "AzureWebJobsStorage__queueServiceUri",
     "AzureWebJobsStorage__tableServiceUri",
-}  # fmt: skip
+}
 TELEMETRY = {"APPLICATIONINSIGHTS_CONNECTION_STRING", "APPLICATIONINSIGHTS_AUTHENTICATION_STRING"}
 LOCAL_ONLY = {"FUNCTIONS_WORKER_RUNTIME", "AzureWebJobsStorage"}
 FLEX_REJECTS = re.compile(

@@ -123,9 +123,12 @@ def test_bad_messages_are_poisoned_with_reasons_while_good_ones_flow(
     ]
     assert all(p["originalQueue"] == "onboarding" and p["dequeueCount"] == 1 for p in poisoned)
     assert sorted(reporter.operations()) == [
-        ("poison", "failed"), ("poison", "failed"), ("poison", "failed"), ("poison", "failed"),
+        ("poison", "failed"),
+        ("poison", "failed"),
+        ("poison", "failed"),
+        ("poison", "failed"),
         ("vm-seen", "succeeded"),
-    ]  # fmt: skip
+    ]
     assert host.stats["onboarding"].failed == 0  # poisoned by the worker, completed normally
 
 
@@ -226,8 +229,9 @@ def test_webhook_answers_as_the_functions_host_does(make_host: MakeHost) -> None
     ]
     status, body = post_events(url, handshake, kind="SubscriptionValidation")
     assert (status, json.loads(body)) == (
-        200, {"validationResponse": "512d38b6-c7b8-40c8-89fe-f46f9e9622b6"}
-    )  # fmt: skip
+        200,
+        {"validationResponse": "512d38b6-c7b8-40c8-89fe-f46f9e9622b6"},
+    )
 
     good = [vm_write_event(SUBSCRIPTION, "rg", f"vm{i}") for i in range(3)]
     started = time.monotonic()
@@ -287,9 +291,10 @@ def test_host_json_values_and_overrides(tmp_path: Path) -> None:
     override = tmp_path / "o.json"
     override.write_text(json.dumps({"extensions": {"queues": {"visibilityTimeout": "00:00:02.5"}}}))
     _, options = load_host_config(
-        root / "host.json", override,
+        root / "host.json",
+        override,
         environ={"AzureFunctionsJobHost__extensions__queues__batchSize": "4"},
-    )  # fmt: skip
+    )
     assert (options.visibility_timeout, options.batch_size) == (2.5, 4)
 
 

@@ -121,15 +121,20 @@ def _post_rows(
         f"{ep.raw['ingestionEndpoint']}/dataCollectionRules/{dcr or ep.raw['dcrImmutableId']}"
         f"/streams/{stream or ep.raw['stream']}"
     )
-    headers = {"Authorization": f"Bearer {_token(ep, resource)}",
-               "Content-Type": "application/json"}  # fmt: skip
+    headers = {
+        "Authorization": f"Bearer {_token(ep, resource)}",
+        "Content-Type": "application/json",
+    }
     if gzip_it:
         body = gzip.compress(body)
         headers["Content-Encoding"] = "gzip"
     return httpx.post(
-        url, params={"api-version": "2023-01-01"}, content=body, headers=headers,
+        url,
+        params={"api-version": "2023-01-01"},
+        content=body,
+        headers=headers,
         verify=ssl.create_default_context(cafile=ep.ca_bundle),
-    )  # fmt: skip
+    )
 
 
 def test_outcomes_go_in_with_the_ingestion_sdk_and_come_back_with_the_query_sdk(
@@ -148,8 +153,15 @@ def test_outcomes_go_in_with_the_ingestion_sdk_and_come_back_with_the_query_sdk(
     )
     assert result.status == LogsQueryStatus.SUCCESS
     table = result.tables[0]
-    assert table.columns == ["TimeGenerated", "VmName", "Status", "Details", "Count", "DryRun",
-                             "Age"]  # fmt: skip
+    assert table.columns == [
+        "TimeGenerated",
+        "VmName",
+        "Status",
+        "Details",
+        "Count",
+        "DryRun",
+        "Age",
+    ]
     assert len(table.rows) == 1
     row = table.rows[0]
     assert row["VmName"] == "vm-web-01"
@@ -254,16 +266,24 @@ def test_an_ingestion_outage_parks_outcomes_and_the_retry_worker_sends_them_late
     reporter = TeeReporter(_reporter(stand_in, queues, max_retry_seconds=1.0), echo)
     admin.post(
         "/faults",
-        json={"action": "status", "method": "POST", "path": "/dataCollectionRules/",
-              "status": 503, "code": "ServiceUnavailable"},
-    ).raise_for_status()  # fmt: skip
+        json={
+            "action": "status",
+            "method": "POST",
+            "path": "/dataCollectionRules/",
+            "status": 503,
+            "code": "ServiceUnavailable",
+        },
+    ).raise_for_status()
     rt = _runtime(queues, reporter)
     with heartbeat(rt, Job.MAINTENANCE, "run-1") as totals:
         reporter.report([_outcome(1), _outcome(2)])
         totals["count"] = 2
     assert [o.operation for o in echo.outcomes] == [
-        "run-start", "snapshot-create", "snapshot-create", "run-end",
-    ]  # fmt: skip
+        "run-start",
+        "snapshot-create",
+        "snapshot-create",
+        "run-end",
+    ]
     parked = queues.sent[RETRY_QUEUE]
     assert sum(len(json.loads(m)["payload"]["records"]) for m in parked) == 4
     assert admin.get("/monitor").json()["rows"] == {"LifeboatOutcomes_CL": 0}
@@ -285,8 +305,10 @@ def test_an_ingestion_outage_parks_outcomes_and_the_retry_worker_sends_them_late
         timespan=None,
     )
     assert [tuple(r) for r in result.tables[0].rows] == [
-        ("run-end", 1), ("run-start", 1), ("snapshot-create", 2),
-    ]  # fmt: skip
+        ("run-end", 1),
+        ("run-start", 1),
+        ("snapshot-create", 2),
+    ]
 
 
 def test_services_choose_azure_monitor_only_when_it_is_configured() -> None:
@@ -306,8 +328,7 @@ def test_services_choose_azure_monitor_only_when_it_is_configured() -> None:
         )
     )
     memory = MemoryReporter()
-    override_services(settings=monitored, queues=MemoryQueues(), reporter=memory,
-                      compute=object())  # type: ignore[arg-type]  # fmt: skip
+    override_services(settings=monitored, queues=MemoryQueues(), reporter=memory, compute=object())  # type: ignore[arg-type]
     reporter = services().reporter
     assert isinstance(reporter, TeeReporter)
     assert reporter.also is memory

@@ -36,9 +36,17 @@ ROOT = Path(__file__).resolve().parent.parent
 SUB = "6f1c3a52-7d2e-4b8a-9c41-3e5d2a7b9f10"
 NIGHT = datetime.fromisoformat("2026-11-27T02:00:00+00:00")
 STAND_IN = (
-    "--clock-start", "2026-11-27T01:00:00Z", "--operation-seconds", "0.1",
-    "--hydration-seconds", "0.5", "--retry-after-scale", "0.1", "--seed", "7",
-)  # fmt: skip
+    "--clock-start",
+    "2026-11-27T01:00:00Z",
+    "--operation-seconds",
+    "0.1",
+    "--hydration-seconds",
+    "0.5",
+    "--retry-after-scale",
+    "0.1",
+    "--seed",
+    "7",
+)
 FAST_HOST = {
     "extensions": {
         "queues": {"maxPollingInterval": "00:00:00.200", "visibilityTimeout": "00:00:00"}
@@ -80,16 +88,23 @@ def _environment(azurite: Azurite, ep: Endpoints) -> dict[str, str]:
 def _wait_for(reporter: MemoryReporter, operation: str, slot: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if any(o.operation == operation and o.details.get("slot") == slot
-               for o in list(reporter.outcomes)):  # fmt: skip
+        if any(
+            o.operation == operation and o.details.get("slot") == slot
+            for o in list(reporter.outcomes)
+        ):
             return
         time.sleep(0.05)
     raise TimeoutError(f"no {operation} for slot {slot}")
 
 
 def _key(record: dict[str, Any]) -> tuple[Any, ...]:
-    return (record["TimeGenerated"], record["RunId"], record["Operation"], record["Status"],
-            record["ResourceId"])  # fmt: skip
+    return (
+        record["TimeGenerated"],
+        record["RunId"],
+        record["Operation"],
+        record["Status"],
+        record["ResourceId"],
+    )
 
 
 def _monitor_rows(ep: Endpoints) -> list[dict[str, Any]]:
@@ -99,8 +114,9 @@ def _monitor_rows(ep: Endpoints) -> list[dict[str, Any]]:
 
     client = LogsQueryClient(
         ManagedIdentityCredential(client_id=ep.client_id),
-        endpoint=ep.raw["logAnalyticsEndpoint"], audience=ep.raw["logAnalyticsAudience"],
-    )  # fmt: skip
+        endpoint=ep.raw["logAnalyticsEndpoint"],
+        audience=ep.raw["logAnalyticsAudience"],
+    )
     result = client.query_workspace(
         ep.raw["workspaceId"],
         "LifeboatOutcomes_CL | project TimeGenerated, RunId, Operation, Status, ResourceId",
@@ -140,8 +156,9 @@ def _night_host(
             base_url=ep.admin, verify=ssl.create_default_context(cafile=ep.ca_bundle), timeout=30
         )
         try:
-            with LocalHost(function_app.app, overrides=overrides, environ=environ,
-                           clock=clock) as host:  # fmt: skip
+            with LocalHost(
+                function_app.app, overrides=overrides, environ=environ, clock=clock
+            ) as host:
                 yield ep, host, reporter, admin
         finally:
             admin.close()
@@ -164,8 +181,9 @@ def test_nights_reach_azure_monitor_and_status_reads_them_back(
             host.wait_idle(timeout=60)
         admin.post("/clock", json={"advanceSeconds": 3600}).raise_for_status()
         assert Counter(_key(r) for r in _monitor_rows(ep)) == _expected(reporter)
-        ends = [o for o in reporter.outcomes if o.job.value == "rotation"
-                and o.operation == "run-end"]  # fmt: skip
+        ends = [
+            o for o in reporter.outcomes if o.job.value == "rotation" and o.operation == "run-end"
+        ]
         assert len(ends) == 2, "one run-end per subscription and night"
         totals = ends[-1].details["totals"]
         assert totals["vms"] == 8
@@ -174,8 +192,12 @@ def test_nights_reach_azure_monitor_and_status_reads_them_back(
         assert ends[-1].status.value == "failed"
         status = subprocess.run(
             [sys.executable, "-m", "cli.main", "status", "--json", "--emulator-endpoints", ep.path],
-            cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
-        )  # fmt: skip
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
     assert status.returncode == 0, status.stderr
     report = json.loads(status.stdout)
     vms = {vm["vm"]: vm for vm in report["vms"]}
@@ -197,9 +219,15 @@ def test_an_ingestion_outage_loses_no_outcome_and_repeats_no_work(
     with _night_host(azurite, tmp_path) as (ep, host, reporter, admin):
         admin.post(
             "/faults",
-            json={"action": "status", "method": "POST", "path": "/dataCollectionRules/",
-                  "status": 503, "code": "ServiceUnavailable", "retryAfter": 1},
-        ).raise_for_status()  # fmt: skip
+            json={
+                "action": "status",
+                "method": "POST",
+                "path": "/dataCollectionRules/",
+                "status": 503,
+                "code": "ServiceUnavailable",
+                "retryAfter": 1,
+            },
+        ).raise_for_status()
         _run_night(admin, reporter, NIGHT)
         time.sleep(1.0)  # the prunes of the night, still during the outage
         assert _monitor_rows(ep) == []
@@ -221,7 +249,8 @@ def test_an_ingestion_outage_loses_no_outcome_and_repeats_no_work(
     assert puts
     assert max(puts.values()) == 1, "no snapshot was written twice"
     creates = [
-        o for o in reporter.outcomes
+        o
+        for o in reporter.outcomes
         if o.operation == "snapshot-create" and o.status.value in ("succeeded", "blocked")
-    ]  # fmt: skip
+    ]
     assert len(puts) == len(creates)

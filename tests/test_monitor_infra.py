@@ -53,9 +53,12 @@ def test_records_carry_exactly_the_columns() -> None:
     from datetime import UTC, datetime
 
     record = Outcome(
-        time=datetime(2026, 11, 27, tzinfo=UTC), run_id="r", job=Job.ROTATION,
-        operation="run-start", status=Status.SUCCEEDED,
-    ).to_record()  # fmt: skip
+        time=datetime(2026, 11, 27, tzinfo=UTC),
+        run_id="r",
+        job=Job.ROTATION,
+        operation="run-start",
+        status=Status.SUCCEEDED,
+    ).to_record()
     assert list(record) == [name for name, _ in OUTCOME_COLUMNS]
 
 

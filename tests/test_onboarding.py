@@ -29,9 +29,13 @@ def world(**settings: str) -> tuple[Runtime, FakeCompute, MemoryQueues, MemoryRe
     clock = FixedClock(night(27, hour=14))
     queues, reporter, compute = MemoryQueues(), MemoryReporter(), FakeCompute(clock)
     rt = Runtime(
-        Settings.from_env(base_settings(TARGET_SUBSCRIPTIONS=SUB, **settings)), clock, reporter,
-        queues, compute=compute, policies=POLICIES,
-    )  # fmt: skip
+        Settings.from_env(base_settings(TARGET_SUBSCRIPTIONS=SUB, **settings)),
+        clock,
+        reporter,
+        queues,
+        compute=compute,
+        policies=POLICIES,
+    )
     for d in (disk("new-os"), disk("new-data")):
         compute.disks[d.id.lower()] = d
     return rt, compute, queues, reporter
@@ -39,13 +43,19 @@ def world(**settings: str) -> tuple[Runtime, FakeCompute, MemoryQueues, MemoryRe
 
 def event_for(target: object, event_id: str = "e1") -> tuple[messages.Envelope, OnboardingRequest]:
     request = OnboardingRequest(
-        resourceId=target.id, subscriptionId=SUB, resourceGroup=target.resource_group,  # type: ignore[attr-defined]
-        vmName=target.name, eventId=event_id,  # type: ignore[attr-defined]
-    )  # fmt: skip
+        resourceId=target.id,
+        subscriptionId=SUB,
+        resourceGroup=target.resource_group,  # type: ignore[attr-defined]
+        vmName=target.name,
+        eventId=event_id,  # type: ignore[attr-defined]
+    )
     envelope = make_envelope(
-        "onboarding", request, run_id=f"event-{event_id}", idempotency_key="k",
+        "onboarding",
+        request,
+        run_id=f"event-{event_id}",
+        idempotency_key="k",
         created=night(27, hour=14),
-    )  # fmt: skip
+    )
     return envelope, request
 
 

@@ -73,8 +73,12 @@ def test_disks_that_cannot_be_snapshotted_are_skipped_with_reasons() -> None:
             vm("cvm", "cvm-os", (0, "cvm-data"), security_type="ConfidentialVM"),
             vm("lost", "missing-os"),
         ],
-        d, [], policies(), CONFIG, night(27),
-    )  # fmt: skip
+        d,
+        [],
+        policies(),
+        CONFIG,
+        night(27),
+    )
     reasons = {s.reason for p in plan.vms for s in p.skips}
     assert reasons == {
         "ephemeral OS disk: cannot be snapshotted",
@@ -101,8 +105,12 @@ def test_vm_selection_by_tag_nights_and_drill_groups() -> None:
             vm("d", "d-os", tags={"lifeboat:policy": "weekend"}),
             vm("e", "e-os", group="rg-drill-westeurope"),
         ],
-        d, [], policies(nights=["fri"]), CONFIG, night(27),  # 2026-11-27 is a Friday
-    )  # fmt: skip
+        d,
+        [],
+        policies(nights=["fri"]),
+        CONFIG,
+        night(27),  # 2026-11-27 is a Friday
+    )
     assert [p.vm.name for p in plan.vms] == ["a"]
     assert sorted(s.reason for s in plan.skipped_vms) == [
         "in a drill resource group",
@@ -119,8 +127,12 @@ def test_a_shared_disk_is_snapshotted_once_per_night() -> None:
     d = index(disk("n1-os"), disk("n2-os"), disk("shared", max_shares=2))
     plan = plan_night(
         [vm("n2", "n2-os", (0, "shared")), vm("n1", "n1-os", (0, "shared"))],
-        d, [], policies(), CONFIG, night(27),
-    )  # fmt: skip
+        d,
+        [],
+        policies(),
+        CONFIG,
+        night(27),
+    )
     shared = [a for p in plan.vms for a in p.creates if a.disk_name == "shared"]
     assert len(shared) == 1
     [skip] = [s for p in plan.vms for s in p.skips]
@@ -131,8 +143,12 @@ def test_policy_disk_selection() -> None:
     d = index(disk("v-os"), disk("v-data"))
     plan = plan_night(
         [vm("v", "v-os", (1, "v-data"), tags={"lifeboat:policy": "os-only"})],
-        d, [], policies(), CONFIG, night(27),
-    )  # fmt: skip
+        d,
+        [],
+        policies(),
+        CONFIG,
+        night(27),
+    )
     assert [a.disk_name for a in plan.vms[0].creates] == ["v-os"]
     assert plan.vms[0].skips[0].reason == "data disk at LUN 1 not selected by policy 'os-only'"
 
@@ -235,9 +251,13 @@ def test_estate_cap_refuses_the_whole_run() -> None:
     snaps = [s for d in disks for s in history(d, range(24, 28))]
     config = RotationConfig(snapshot_group=GROUP, max_estate_delete_fraction=0.2)
     plan = plan_prunes(
-        [PlannedDisk(d, ps.policies["daily"]) for d in disks], index(*disks), snaps, ps, config,
+        [PlannedDisk(d, ps.policies["daily"]) for d in disks],
+        index(*disks),
+        snaps,
+        ps,
+        config,
         "202611270200",
-    )  # fmt: skip
+    )
     assert plan.refused is not None
     assert "more than the estate cap 20%" in plan.refused
     assert plan.deletes == 0

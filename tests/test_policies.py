@@ -114,11 +114,13 @@ def test_a_vm_is_in_a_drill_plan_by_tag_or_by_its_policy() -> None:
     assert plan is not None
     assert (plan.name, plan.rto_target_seconds) == ("nightly", 900)
     assert policies.drill_plan_for({"lifeboat:drill": "none"}) == (
-        None, "opted out of drills (lifeboat:drill=none)"
-    )  # fmt: skip
+        None,
+        "opted out of drills (lifeboat:drill=none)",
+    )
     assert policies.drill_plan_for({"lifeboat:drill": "hourly"})[1] == (
         "lifeboat:drill names unknown drill plan 'hourly'"
     )
     assert policies.drill_plan_for({"lifeboat:policy": "plain"}) == (
-        None, "policy 'plain' has no drill plan"
-    )  # fmt: skip
+        None,
+        "policy 'plain' has no drill plan",
+    )

@@ -35,9 +35,13 @@ class World:
         self.compute = FakeCompute(self.clock)
         values = base_settings(TARGET_SUBSCRIPTIONS=SUB, **settings)
         self.rt = Runtime(
-            Settings.from_env(values), self.clock, self.reporter, self.queues,
-            compute=self.compute, policies=POLICIES,
-        )  # fmt: skip
+            Settings.from_env(values),
+            self.clock,
+            self.reporter,
+            self.queues,
+            compute=self.compute,
+            policies=POLICIES,
+        )
         self.disks = [disk("web-os"), disk("web-data"), disk("db-os")]
         for d in self.disks:
             self.compute.disks[d.id.lower()] = d
@@ -74,9 +78,10 @@ class World:
 
     def ops(self, operation: str, status: str | None = None) -> list:  # type: ignore[type-arg]
         return [
-            o for o in self.reporter.outcomes
+            o
+            for o in self.reporter.outcomes
             if o.operation == operation and (status is None or o.status.value == status)
-        ]  # fmt: skip
+        ]
 
     def names(self) -> set[str]:
         return {s.name for s in self.compute.snapshots.values()}
@@ -215,9 +220,14 @@ def test_work_a_redelivery_puts_back_is_still_read_before_it_is_written() -> Non
     world.queues.sent["rotation-vm"] = []
     world.compute.throttle = 1
     worker.process_queue_message(  # the host delivers it again after a crash
-        world.rt, queue="rotation-vm", body=web.encode(), message_id="m", dequeue_count=2,
-        job=Job.ROTATION, handlers=HANDLERS,
-    )  # fmt: skip
+        world.rt,
+        queue="rotation-vm",
+        body=web.encode(),
+        message_id="m",
+        dequeue_count=2,
+        job=Job.ROTATION,
+        handlers=HANDLERS,
+    )
     [back] = world.queues.sent["rotation-vm"]
     put_back = messages.decode(back)[1]
     assert isinstance(put_back, messages.RotationVmRequest)

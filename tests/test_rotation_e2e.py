@@ -42,10 +42,21 @@ SUB = "6f1c3a52-7d2e-4b8a-9c41-3e5d2a7b9f10"
 GROUP = "rg-lifeboat-snapshots"
 START = datetime.fromisoformat("2026-11-27T01:00:00+00:00")
 STAND_IN = (
-    "--clock-start", "2026-11-27T01:00:00Z", "--operation-seconds", "0.1",
-    "--hydration-seconds", "0.5", "--retry-after-scale", "0.1", "--page-size", "20",
-    "--seed", "11", "--throttle-scale", "10",
-)  # fmt: skip
+    "--clock-start",
+    "2026-11-27T01:00:00Z",
+    "--operation-seconds",
+    "0.1",
+    "--hydration-seconds",
+    "0.5",
+    "--retry-after-scale",
+    "0.1",
+    "--page-size",
+    "20",
+    "--seed",
+    "11",
+    "--throttle-scale",
+    "10",
+)
 FAST_HOST = {
     "extensions": {
         "queues": {"maxPollingInterval": "00:00:00.200", "visibilityTimeout": "00:00:00"}
@@ -101,18 +112,29 @@ def run_nights(azurite: Azurite, tmp_path: Path, nights: int, *, faults: bool) -
             for method in ("PUT", "DELETE"):
                 admin.post(
                     "/faults",
-                    json={"action": "status", "method": method, "path": "/snapshots/",
-                          "status": 429, "code": "TooManyRequests", "retryAfter": 0,
-                          "probability": 0.3},
-                ).raise_for_status()  # fmt: skip
+                    json={
+                        "action": "status",
+                        "method": method,
+                        "path": "/snapshots/",
+                        "status": 429,
+                        "code": "TooManyRequests",
+                        "retryAfter": 0,
+                        "probability": 0.3,
+                    },
+                ).raise_for_status()
         compute = ComputeManagementClient(
-            ManagedIdentityCredential(client_id=ep.client_id), SUB, base_url=ep.arm,
+            ManagedIdentityCredential(client_id=ep.client_id),
+            SUB,
+            base_url=ep.arm,
             credential_scopes=[ep.arm_audience + ".default"],
-        )  # fmt: skip
+        )
         host = LocalHost(
-            function_app.app, overrides=overrides, environ=environ, clock=clock,
+            function_app.app,
+            overrides=overrides,
+            environ=environ,
+            clock=clock,
             faults=Faults(duplicate_deliveries=faults),
-        )  # fmt: skip
+        )
         with host:
             for night in range(nights):
                 occurrence = START.replace(hour=2) + timedelta(days=night)
@@ -158,9 +180,10 @@ def _check_mornings(result: Night) -> None:
         cutoff = START + timedelta(days=index, hours=1, minutes=30)
         for source, names in morning.items():
             history = {
-                n: t for n, t in result.seen_times[source].items()
+                n: t
+                for n, t in result.seen_times[source].items()
                 if n.startswith("lb-") and n not in held and t <= cutoff
-            }  # fmt: skip
+            }
             ordered = sorted(history)
             keep = plan_retention([history[n] for n in ordered], policy).keep if ordered else ()
             expected = {ordered[k.index] for k in keep}
@@ -179,9 +202,13 @@ def faulty_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[A
     out = tmp_path_factory.mktemp("faulty") / "night.json"
     command = [sys.executable, "-m", "tests.test_rotation_e2e", str(FAULTY_NIGHTS), str(out)]
     proc = subprocess.Popen(
-        command, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-        stderr=(out.parent / "log.txt").open("w"), start_new_session=True,
-    )  # fmt: skip
+        command,
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=(out.parent / "log.txt").open("w"),
+        start_new_session=True,
+    )
     try:
         yield proc, out
     finally:
@@ -235,9 +262,10 @@ def test_throttled_and_duplicated_nights_end_where_the_clean_run_does(
     assert faulty.mornings[-1] == clean_run.mornings[FAULTY_NIGHTS - 1]
     _check_mornings(faulty)
     clean_failures = {
-        key for key in _failure_keys(clean_run.reporter.outcomes)
+        key
+        for key in _failure_keys(clean_run.reporter.outcomes)
         if key[2] < (START + timedelta(days=FAULTY_NIGHTS)).strftime("%Y%m%d%H%M")
-    }  # fmt: skip
+    }
     # Duplicates may report a failure twice; throttled retries may finish after the create
     # window (reported as not found then). Every clean failure is there, and every extra one
     # is a late snapshot that the next morning has: late, never lost.
@@ -273,10 +301,11 @@ def _dump(night: Night) -> dict[str, Any]:
         "poisoned": night.poisoned,
         "failures": sorted(_failure_keys(outcomes)),
         "retried": sum(
-            1 for o in outcomes
+            1
+            for o in outcomes
             if o.operation == "snapshot-create" and o.details.get("attempt", 1) > 1
         ),
-    }  # fmt: skip
+    }
 
 
 def _load(document: dict[str, Any]) -> Night:

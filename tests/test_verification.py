@@ -205,18 +205,24 @@ class FakeBackup:
 
     def ensure_protection(self, vault: Vault, vm: Vm, policy_name: str) -> ProtectedItem | None:
         self.calls.append("protect")
-        new = item(vm.name, protection_state="IRPending", last_backup_time=None,
-                   last_recovery_point=None)  # fmt: skip
+        new = item(
+            vm.name, protection_state="IRPending", last_backup_time=None, last_recovery_point=None
+        )
         self.items.append(new)
         return new
 
 
 def make_vm(name: str, **tags: str) -> Vm:
     return Vm(
-        id=vm_id(name), name=name, subscription_id=SUB, resource_group="rg-app",
-        location="westeurope", tags={"lifeboat:policy": "daily", **tags},
-        os_disk=DiskAttachment(lun=None, disk_id=None), time_created=NOW - timedelta(days=30),
-    )  # fmt: skip
+        id=vm_id(name),
+        name=name,
+        subscription_id=SUB,
+        resource_group="rg-app",
+        location="westeurope",
+        tags={"lifeboat:policy": "daily", **tags},
+        os_disk=DiskAttachment(lun=None, disk_id=None),
+        time_created=NOW - timedelta(days=30),
+    )
 
 
 class World:
@@ -227,10 +233,14 @@ class World:
         self.compute = FakeCompute(self.clock)  # type: ignore[arg-type]
         self.backup = FakeBackup()
         self.rt = Runtime(
-            Settings.from_env(base_settings(TARGET_SUBSCRIPTIONS=SUB, **settings)), self.clock,
-            self.reporter, self.queues, compute=self.compute, policies=POLICIES,
+            Settings.from_env(base_settings(TARGET_SUBSCRIPTIONS=SUB, **settings)),
+            self.clock,
+            self.reporter,
+            self.queues,
+            compute=self.compute,
+            policies=POLICIES,
             backup=self.backup,
-        )  # fmt: skip
+        )
 
     def run(self) -> None:
         verification.start_verification(self.rt, NOW)
@@ -281,10 +291,14 @@ def test_a_run_reports_one_finding_per_in_scope_vm() -> None:
     w = estate()
     w.run()
     assert w.findings() == {
-        "ok": COMPLIANT, "late": RPO_BREACHED, "failing": BACKUP_FAILING,
-        "never": NEVER_BACKED_UP, "stopped": PROTECTION_STOPPED, "soft": SOFT_DELETED,
+        "ok": COMPLIANT,
+        "late": RPO_BREACHED,
+        "failing": BACKUP_FAILING,
+        "never": NEVER_BACKED_UP,
+        "stopped": PROTECTION_STOPPED,
+        "soft": SOFT_DELETED,
         "naked": UNPROTECTED,
-    }  # fmt: skip
+    }
     rows = {o.vm_name: o for o in w.reporter.outcomes if o.operation == "verify-vm"}
     assert rows["ok"].status.value == "succeeded"
     assert rows["late"].status.value == "failed"
@@ -301,9 +315,14 @@ def test_a_run_reports_one_finding_per_in_scope_vm() -> None:
     vault_end = next(o for o in w.reporter.outcomes if o.operation == "run-end")
     assert vault_end.details["scope"] == "vault"
     assert vault_end.details["totals"] == {
-        COMPLIANT: 1, RPO_BREACHED: 1, BACKUP_FAILING: 1, NEVER_BACKED_UP: 1,
-        PROTECTION_STOPPED: 1, SOFT_DELETED: 1, UNPROTECTED: 1,
-    }  # fmt: skip
+        COMPLIANT: 1,
+        RPO_BREACHED: 1,
+        BACKUP_FAILING: 1,
+        NEVER_BACKED_UP: 1,
+        PROTECTION_STOPPED: 1,
+        SOFT_DELETED: 1,
+        UNPROTECTED: 1,
+    }
 
 
 def test_a_vm_protected_by_a_vault_elsewhere_is_not_unprotected() -> None:
@@ -321,8 +340,12 @@ def test_a_vm_protected_by_a_vault_elsewhere_is_not_unprotected() -> None:
 
 def test_on_demand_backup_when_rpo_breached_is_off_by_default_and_capped() -> None:
     w = estate()
-    w.rt = dataclasses.replace(w.rt, settings=Settings.from_env(
-        base_settings(TARGET_SUBSCRIPTIONS=SUB, ON_DEMAND_BACKUP="true")))  # fmt: skip
+    w.rt = dataclasses.replace(
+        w.rt,
+        settings=Settings.from_env(
+            base_settings(TARGET_SUBSCRIPTIONS=SUB, ON_DEMAND_BACKUP="true")
+        ),
+    )
     w.run()
     assert w.backup.calls.count("trigger") == 1
     ok = [o for o in w.reporter.outcomes if o.operation == "on-demand-backup"]
@@ -339,8 +362,12 @@ def test_on_demand_backup_when_rpo_breached_is_off_by_default_and_capped() -> No
 
 def test_on_demand_refusal_is_reported_failed_and_never_retried() -> None:
     w = estate()
-    w.rt = dataclasses.replace(w.rt, settings=Settings.from_env(
-        base_settings(TARGET_SUBSCRIPTIONS=SUB, ON_DEMAND_BACKUP="true")))  # fmt: skip
+    w.rt = dataclasses.replace(
+        w.rt,
+        settings=Settings.from_env(
+            base_settings(TARGET_SUBSCRIPTIONS=SUB, ON_DEMAND_BACKUP="true")
+        ),
+    )
     w.backup.refuse_trigger = "CloudDosAbsoluteLimitReached"
     w.run()  # no exception: the message completes, the POST is not repeated
     failed = [o for o in w.reporter.outcomes if o.operation == "on-demand-backup"]
@@ -351,9 +378,17 @@ def test_on_demand_refusal_is_reported_failed_and_never_retried() -> None:
 
 def test_dry_run_plans_remediation_without_writing() -> None:
     w = estate()
-    w.rt = dataclasses.replace(w.rt, settings=Settings.from_env(base_settings(
-        TARGET_SUBSCRIPTIONS=SUB, ON_DEMAND_BACKUP="true", ENABLE_BACKUP_PROTECTION="true",
-        DRY_RUN="true")))  # fmt: skip
+    w.rt = dataclasses.replace(
+        w.rt,
+        settings=Settings.from_env(
+            base_settings(
+                TARGET_SUBSCRIPTIONS=SUB,
+                ON_DEMAND_BACKUP="true",
+                ENABLE_BACKUP_PROTECTION="true",
+                DRY_RUN="true",
+            )
+        ),
+    )
     w.run()
     assert "trigger" not in w.backup.calls
     assert "protect" not in w.backup.calls
@@ -377,11 +412,15 @@ def test_new_vm_unprotected_is_reported_at_once_and_protected_when_enabled() -> 
     new = dataclasses.replace(make_vm("fresh"), time_created=NOW - timedelta(minutes=3))
     w.compute.vms = [new]
     request = OnboardingRequest(
-        resourceId=new.id, subscriptionId=SUB, resourceGroup="rg-app", vmName="fresh",
+        resourceId=new.id,
+        subscriptionId=SUB,
+        resourceGroup="rg-app",
+        vmName="fresh",
         eventId="e1",
-    )  # fmt: skip
-    envelope = messages.make_envelope("onboarding", request, run_id="r", idempotency_key="k",
-                                      created=NOW)  # fmt: skip
+    )
+    envelope = messages.make_envelope(
+        "onboarding", request, run_id="r", idempotency_key="k", created=NOW
+    )
     onboard_vm(w.rt, envelope, request)
     assert w.findings() == {"fresh": UNPROTECTED}
     assert w.backup.calls.count("protect") == 1
@@ -414,12 +453,18 @@ def test_a_region_of_4000_vms_fits_one_vault_message() -> None:
         for i in range(4000)
     ]
     request = messages.VerificationVaultRequest(
-        subscriptionId=SUB, vaultId=VAULT_ID, vaultName="rsv", resourceGroup="rg-backup",
-        location="westeurope", slot="202611270600", designated=True,
+        subscriptionId=SUB,
+        vaultId=VAULT_ID,
+        vaultName="rsv",
+        resourceGroup="rg-backup",
+        location="westeurope",
+        slot="202611270600",
+        designated=True,
         vms=verification.pack_vms(entries),
-    )  # fmt: skip
-    envelope = messages.make_envelope("verification-vault", request, run_id="r",
-                                      idempotency_key="k", created=NOW)  # fmt: skip
+    )
+    envelope = messages.make_envelope(
+        "verification-vault", request, run_id="r", idempotency_key="k", created=NOW
+    )
     assert messages.encoded_size(messages.encode(envelope)) < messages.MAX_ENCODED_BYTES
     unpacked = verification.unpack_vms(request.vms)
     assert len(unpacked) == 4000
@@ -434,9 +479,15 @@ def test_the_triggers_run_the_use_cases() -> None:
     from triggers import verification as trigger
 
     w = estate()
-    override_services(settings=w.rt.settings, clock=w.clock, reporter=w.reporter,
-                      queues=w.queues, compute=w.compute, policies=POLICIES,
-                      backup=w.backup)  # type: ignore[arg-type]  # fmt: skip
+    override_services(
+        settings=w.rt.settings,
+        clock=w.clock,
+        reporter=w.reporter,
+        queues=w.queues,
+        compute=w.compute,
+        policies=POLICIES,
+        backup=w.backup,
+    )  # type: ignore[arg-type]
     from azure.functions.timer import TimerRequest
 
     trigger.verification_timer(TimerRequest(past_due=False))

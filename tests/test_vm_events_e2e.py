@@ -85,9 +85,12 @@ def test_a_new_vm_is_onboarded_once_through_event_grid(
         )
         try:
             with LocalHost(
-                function_app.app, overrides=overrides, environ=environ, clock=clock,
+                function_app.app,
+                overrides=overrides,
+                environ=environ,
+                clock=clock,
                 run_timers=False,
-            ) as host:  # fmt: skip
+            ) as host:
                 webhook = (
                     f"{host.base_url}/runtime/webhooks/eventgrid?functionName=vm_events"
                     f"&code={host.key}"
@@ -108,15 +111,18 @@ def test_a_new_vm_is_onboarded_once_through_event_grid(
                     "no event loop"
                 )
             compute = ComputeManagementClient(
-                ManagedIdentityCredential(client_id=ep.client_id), SUB, base_url=ep.arm,
+                ManagedIdentityCredential(client_id=ep.client_id),
+                SUB,
+                base_url=ep.arm,
                 credential_scopes=[ep.arm_audience + ".default"],
-            )  # fmt: skip
+            )
             vm = compute.virtual_machines.get("rg-app", "vm-new-01").as_dict()
             listed = compute.snapshots.list_by_resource_group("rg-lifeboat-snapshots")
             snapshots = [
-                s.as_dict() for s in listed
+                s.as_dict()
+                for s in listed
                 if "vm-new-01" in s.as_dict()["properties"]["creationData"]["sourceResourceId"]
-            ]  # fmt: skip
+            ]
         finally:
             admin.close()
             reset_services()

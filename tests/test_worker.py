@@ -74,9 +74,14 @@ def test_poison_goes_to_the_poison_queue_with_reason_and_is_reported(
 def test_a_type_that_does_not_belong_on_the_queue_is_poisoned() -> None:
     rt, queues, _ = runtime()
     process_queue_message(
-        rt, queue="drill-step", body=envelope_text().encode(), message_id="m", dequeue_count=1,
-        job=Job.DRILL, handlers={},
-    )  # fmt: skip
+        rt,
+        queue="drill-step",
+        body=envelope_text().encode(),
+        message_id="m",
+        dequeue_count=1,
+        job=Job.DRILL,
+        handlers={},
+    )
     assert "does not belong on queue 'drill-step'" in queues.sent["drill-step-poison"][0]
 
 
@@ -108,9 +113,12 @@ def test_a_reporting_failure_never_hides_the_work_error() -> None:
 def test_producer_refuses_and_reports_an_oversized_message() -> None:
     rt, queues, reporter = runtime()
     big = make_envelope(
-        "onboarding", onboarding_request(correlationId="x" * 60_000), run_id="r",
-        idempotency_key="k", created=NOW,
-    )  # fmt: skip
+        "onboarding",
+        onboarding_request(correlationId="x" * 60_000),
+        run_id="r",
+        idempotency_key="k",
+        created=NOW,
+    )
     with pytest.raises(messages.MessageTooLargeError):
         enqueue(rt, "onboarding", big, job=Job.ONBOARDING)
     assert queues.sent == {}

@@ -24,8 +24,9 @@ def drill_timer(timer: func.TimerRequest) -> None:
     rt = services()
     occurrence = latest_occurrence(rt.settings.drill_schedule, rt.clock.now())
     count = drills.start_drills(rt, occurrence)
-    log.info("drills %s: %d subscription(s) to plan (past due: %s)", occurrence, count,
-             timer.past_due)  # fmt: skip
+    log.info(
+        "drills %s: %d subscription(s) to plan (past due: %s)", occurrence, count, timer.past_due
+    )
 
 
 @bp.function_name("sweeper")

@@ -24,8 +24,9 @@ def rotation_timer(timer: func.TimerRequest) -> None:
     rt = services()
     occurrence = latest_occurrence(rt.settings.rotation_schedule, rt.clock.now())
     count = rotation.start_night(rt, occurrence)
-    log.info("rotation %s: %d subscription(s) to plan (past due: %s)", occurrence, count,
-             timer.past_due)  # fmt: skip
+    log.info(
+        "rotation %s: %d subscription(s) to plan (past due: %s)", occurrence, count, timer.past_due
+    )
 
 
 def _process(msg: func.QueueMessage, queue: str, handlers: dict[str, rotation.Handler]) -> None:

@@ -24,8 +24,12 @@ def verification_timer(timer: func.TimerRequest) -> None:
     rt = services()
     occurrence = latest_occurrence(rt.settings.verification_schedule, rt.clock.now())
     count = verification.start_verification(rt, occurrence)
-    log.info("verification %s: %d subscription(s) to verify (past due: %s)", occurrence, count,
-             timer.past_due)  # fmt: skip
+    log.info(
+        "verification %s: %d subscription(s) to verify (past due: %s)",
+        occurrence,
+        count,
+        timer.past_due,
+    )
 
 
 @bp.function_name("verification_vault")

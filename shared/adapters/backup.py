@@ -161,10 +161,15 @@ class AzureBackup:
         )
         headers: dict[str, str] = _call(
             lambda: client.backups.trigger(
-                vault_name, group, FABRIC, item.container_name, item.name, body,
+                vault_name,
+                group,
+                FABRIC,
+                item.container_name,
+                item.name,
+                body,
                 cls=lambda response, _body, hdrs: dict(response.http_response.headers),
             )
-        )  # fmt: skip
+        )
         status_url = headers.get("Azure-AsyncOperation") or headers.get("azure-asyncoperation")
         if not status_url:
             return None
@@ -194,11 +199,13 @@ class AzureBackup:
                 return str(job) if job else None
             if state in ("failed", "canceled"):
                 error = status.get("error") or {}
-                raise RefusedError(str(error.get("code") or "BackupFailed"),
-                                   str(error.get("message") or state))  # fmt: skip
+                raise RefusedError(
+                    str(error.get("code") or "BackupFailed"), str(error.get("message") or state)
+                )
             wait = 1.0
-        log.warning("backup of %s: operation %s still running; job id unknown", item.id,
-                    operation_id)  # fmt: skip
+        log.warning(
+            "backup of %s: operation %s still running; job id unknown", item.id, operation_id
+        )
         return None
 
     def ensure_protection(self, vault: Vault, vm: Vm, policy_name: str) -> ProtectedItem | None:
@@ -219,10 +226,15 @@ class AzureBackup:
         client = self._client("backup", vault.subscription_id, writer=True)
         _call(
             lambda: client.protected_items.begin_create_or_update(
-                vault.name, vault.resource_group, FABRIC, container, item_name, body,
+                vault.name,
+                vault.resource_group,
+                FABRIC,
+                container,
+                item_name,
+                body,
                 polling=False,
             )
-        )  # fmt: skip
+        )
         reader = self._client("backup", vault.subscription_id)
         try:
             found = _call(

@@ -181,8 +181,9 @@ class AzureCompute:
         try:
             return _call(lambda: [snapshot_from_rest(s.as_dict()) for s in pages])
         except ResourceNotFoundError:
-            log.warning("snapshot resource group %s does not exist in %s", resource_group,
-                        subscription_id)  # fmt: skip
+            log.warning(
+                "snapshot resource group %s does not exist in %s", resource_group, subscription_id
+            )
             return []
 
     def get_vm(self, vm_id: str) -> Vm | None:
@@ -348,10 +349,13 @@ def vm_from_rest(body: dict[str, Any]) -> Vm:
     security = (security_profile or {}).get("securityType")
     statuses = ((props.get("instanceView") or {}).get("statuses")) or []
     power = next(
-        (s.get("code", "").split("/", 1)[1] for s in statuses
-         if str(s.get("code", "")).startswith("PowerState/")),
+        (
+            s.get("code", "").split("/", 1)[1]
+            for s in statuses
+            if str(s.get("code", "")).startswith("PowerState/")
+        ),
         None,
-    )  # fmt: skip
+    )
     return Vm(
         id=vm_id,
         name=str(body["name"]),

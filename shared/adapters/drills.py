@@ -125,8 +125,9 @@ class AzureDrills:
             return None
         props = vnet.get("properties") or {}
         subnets = props.get("subnets") or []
-        subnet = next((s for s in subnets if str(s.get("name", "")).lower() == subnet_name.lower()),
-                      None)  # fmt: skip
+        subnet = next(
+            (s for s in subnets if str(s.get("name", "")).lower() == subnet_name.lower()), None
+        )
         if subnet is None:
             return None
         sprops = subnet.get("properties") or {}
@@ -188,9 +189,12 @@ class AzureDrills:
 
     def _public_ips(self, configurations: Iterable[str]) -> tuple[str, ...]:
         nics = sorted(
-            {c.lower().split("/ipconfigurations/")[0] for c in configurations
-             if "/networkinterfaces/" in c.lower()}
-        )  # fmt: skip
+            {
+                c.lower().split("/ipconfigurations/")[0]
+                for c in configurations
+                if "/networkinterfaces/" in c.lower()
+            }
+        )
         found = []
         for nic_id in nics[:MAX_NIC_READS]:
             nic = self._get_by_id(nic_id) or {}
@@ -271,10 +275,16 @@ class AzureDrills:
         client = self.network(sub)
         nsg = self._get_by_id(request.nsg_id)
         if nsg is None:
-            body = {"location": request.location, "tags": request.tags,
-                    "properties": {"securityRules": DENY_ALL}}  # fmt: skip
-            _call(lambda: client.network_security_groups.begin_create_or_update(
-                group, nsg_name, body, polling=False))  # fmt: skip
+            body = {
+                "location": request.location,
+                "tags": request.tags,
+                "properties": {"securityRules": DENY_ALL},
+            }
+            _call(
+                lambda: client.network_security_groups.begin_create_or_update(
+                    group, nsg_name, body, polling=False
+                )
+            )
             return
         if ((nsg.get("properties") or {}).get("provisioningState") or "").lower() != "succeeded":
             return
@@ -298,8 +308,11 @@ class AzureDrills:
                 ],
             },
         }
-        _call(lambda: client.virtual_networks.begin_create_or_update(
-            vnet_group, vnet_name, body, polling=False))  # fmt: skip
+        _call(
+            lambda: client.virtual_networks.begin_create_or_update(
+                vnet_group, vnet_name, body, polling=False
+            )
+        )
 
     def begin_create_disk(self, request: DrillDiskRequest) -> None:
         sub, group, _, name = _parse(request.id)
@@ -317,8 +330,11 @@ class AzureDrills:
             properties["hyperVGeneration"] = request.hyper_v_generation
         if request.security_type == "TrustedLaunch":
             properties["securityProfile"] = {"securityType": "TrustedLaunch"}
-        body: dict[str, Any] = {"location": request.location, "tags": request.tags,
-                                "properties": properties}  # fmt: skip
+        body: dict[str, Any] = {
+            "location": request.location,
+            "tags": request.tags,
+            "properties": properties,
+        }
         if request.sku:
             body["sku"] = {"name": request.sku}
         client: Any = self._compute.client(sub)  # REST JSON bodies, as the compute adapter sends
@@ -344,8 +360,11 @@ class AzureDrills:
             },
         }
         client = self.network(sub)
-        _call(lambda: client.network_interfaces.begin_create_or_update(
-            group, name, body, polling=False))  # fmt: skip
+        _call(
+            lambda: client.network_interfaces.begin_create_or_update(
+                group, name, body, polling=False
+            )
+        )
 
     def begin_create_vm(self, request: DrillVmRequest) -> None:
         sub, group, _, name = _parse(request.id)
@@ -369,13 +388,17 @@ class AzureDrills:
         }
         if request.security_profile:
             properties["securityProfile"] = request.security_profile
-        body: dict[str, Any] = {"location": request.location, "tags": request.tags,
-                                "properties": properties}  # fmt: skip
+        body: dict[str, Any] = {
+            "location": request.location,
+            "tags": request.tags,
+            "properties": properties,
+        }
         if request.plan:
             body["plan"] = request.plan
         client: Any = self._compute.client(sub)
-        _call(lambda: client.virtual_machines.begin_create_or_update(
-            group, name, body, polling=False))  # fmt: skip
+        _call(
+            lambda: client.virtual_machines.begin_create_or_update(group, name, body, polling=False)
+        )
 
     def begin_delete(self, resource_id: str) -> None:
         sub, group, kind, name = _parse(resource_id)

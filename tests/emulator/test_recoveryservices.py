@@ -49,9 +49,11 @@ def vm(group: str, name: str, sub: str = SUB) -> str:
 
 def make_backup(ep: Endpoints, credential: Any) -> AzureBackup:
     return AzureBackup(
-        credential, arm_endpoint=ep.arm, arm_audience=ep.arm_audience + ".default",
+        credential,
+        arm_endpoint=ep.arm,
+        arm_audience=ep.arm_audience + ".default",
         connection_verify=ep.ca_bundle,
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture
@@ -69,8 +71,13 @@ def test_vaults_and_protected_items_with_their_quirks(backup: AzureBackup) -> No
     assert found.location == "westeurope"
     items = {i.vm_id.rsplit("/", 1)[-1]: i for i in backup.list_protected_items(demo_vault())}
     assert set(items) == {
-        "vm-web-01", "vm-web-02", "vm-api-01", "vm-db-01", "vm-cluster-01", "vm-cluster-02",
-    }  # fmt: skip
+        "vm-web-01",
+        "vm-web-02",
+        "vm-api-01",
+        "vm-db-01",
+        "vm-cluster-01",
+        "vm-cluster-02",
+    }
     web = items["vm-web-01"]
     assert web.id.startswith("/Subscriptions/")
     assert web.container_name == "IaasVMContainer;iaasvmcontainerv2;rg-app;vm-web-01"
@@ -126,9 +133,12 @@ def test_on_demand_backup_job_id_and_the_daily_cap(backup: AzureBackup) -> None:
 def test_configure_protection_then_status_says_protected(
     backup: AzureBackup, sdk_env: Endpoints
 ) -> None:
-    compute = AzureCompute(ManagedIdentityCredential(client_id=sdk_env.client_id),
-                           arm_endpoint=sdk_env.arm, arm_audience=sdk_env.arm_audience + ".default",
-                           connection_verify=sdk_env.ca_bundle)  # fmt: skip
+    compute = AzureCompute(
+        ManagedIdentityCredential(client_id=sdk_env.client_id),
+        arm_endpoint=sdk_env.arm,
+        arm_audience=sdk_env.arm_audience + ".default",
+        connection_verify=sdk_env.ca_bundle,
+    )
     target = compute.get_vm(vm("rg-data", "vm-db-02"))
     assert target is not None
     item = backup.ensure_protection(demo_vault(), target, "DefaultPolicy")
@@ -143,8 +153,16 @@ def test_configure_protection_then_status_says_protected(
 # ------------------------------------------------------------------ big estates, own stand-in
 
 
-def big_estate(path: Path, *, vaults: int, per_vault: int, regions: int, unprotected: int,
-               page_size: int, throttle: dict[str, float] | None = None) -> Path:  # fmt: skip
+def big_estate(
+    path: Path,
+    *,
+    vaults: int,
+    per_vault: int,
+    regions: int,
+    unprotected: int,
+    page_size: int,
+    throttle: dict[str, float] | None = None,
+) -> Path:
     sub = SUB
     names = [f"region{r}" for r in range(regions)]
     groups = [{"name": "rg-app", "location": names[0]}, {"name": "rg-backup", "location": names[0]}]
@@ -154,27 +172,54 @@ def big_estate(path: Path, *, vaults: int, per_vault: int, regions: int, unprote
         items = []
         for n in range(per_vault):
             name = f"vm-{v:02d}-{n:03d}"
-            vms.append({"name": name, "resourceGroup": "rg-app", "location": region,
-                        "tags": {"lifeboat:policy": "daily"}})  # fmt: skip
+            vms.append(
+                {
+                    "name": name,
+                    "resourceGroup": "rg-app",
+                    "location": region,
+                    "tags": {"lifeboat:policy": "daily"},
+                }
+            )
             late = n % 25 == 0  # 4 per vault: rpo-breached
-            items.append({"vm": f"rg-app/{name}", "lastBackup": "40h" if late else "5h",
-                          "outcome": "none" if late else "complete"})  # fmt: skip
-        vault_list.append({"name": f"rsv-{v:02d}", "resourceGroup": "rg-backup",
-                           "location": region, "items": items})  # fmt: skip
+            items.append(
+                {
+                    "vm": f"rg-app/{name}",
+                    "lastBackup": "40h" if late else "5h",
+                    "outcome": "none" if late else "complete",
+                }
+            )
+        vault_list.append(
+            {
+                "name": f"rsv-{v:02d}",
+                "resourceGroup": "rg-backup",
+                "location": region,
+                "items": items,
+            }
+        )
     for n in range(unprotected):
         vms.append(
-            {"name": f"vm-naked-{n:02d}", "resourceGroup": "rg-app",
-             "location": names[n % regions], "tags": {"lifeboat:policy": "daily"}}
-        )  # fmt: skip
+            {
+                "name": f"vm-naked-{n:02d}",
+                "resourceGroup": "rg-app",
+                "location": names[n % regions],
+                "tags": {"lifeboat:policy": "daily"},
+            }
+        )
     estate = {
         "version": 1,
-        "identities": [{"name": "id", "clientId": "11111111-1111-4111-8111-111111111111",
-                        "objectId": "22222222-2222-4222-8222-222222222222"}],
-        "subscriptions": [{"id": sub, "name": "big", "location": names[0],
-                           "resourceGroups": groups, "vms": vms}],
+        "identities": [
+            {
+                "name": "id",
+                "clientId": "11111111-1111-4111-8111-111111111111",
+                "objectId": "22222222-2222-4222-8222-222222222222",
+            }
+        ],
+        "subscriptions": [
+            {"id": sub, "name": "big", "location": names[0], "resourceGroups": groups, "vms": vms}
+        ],
         "vaults": vault_list,
         "recoveryServices": {"pageSize": page_size, **({"throttle": throttle} if throttle else {})},
-    }  # fmt: skip
+    }
     path.write_text(json.dumps(estate))
     return path
 
@@ -187,12 +232,17 @@ class Run:
         self.rt = Runtime(
             Settings.from_env(base_settings(TARGET_SUBSCRIPTIONS=SUB)),
             RemoteClock(ep.clock, ca_bundle=ep.ca_bundle),
-            self.reporter, self.queues,
-            compute=AzureCompute(credential, arm_endpoint=ep.arm,
-                                 arm_audience=ep.arm_audience + ".default",
-                                 connection_verify=ep.ca_bundle),
-            policies=POLICIES, backup=make_backup(ep, credential),
-        )  # fmt: skip
+            self.reporter,
+            self.queues,
+            compute=AzureCompute(
+                credential,
+                arm_endpoint=ep.arm,
+                arm_audience=ep.arm_audience + ".default",
+                connection_verify=ep.ca_bundle,
+            ),
+            policies=POLICIES,
+            backup=make_backup(ep, credential),
+        )
 
     def verify(self) -> None:
         verification.start_verification(self.rt, self.rt.clock.now())
@@ -204,18 +254,34 @@ class Run:
                 verification.HANDLERS[envelope.type](self.rt, envelope, payload)
 
     def findings(self) -> dict[str, str]:
-        return {o.vm_name or "": o.finding or "" for o in self.reporter.outcomes
-                if o.operation == "verify-vm" and o.finding}  # fmt: skip
+        return {
+            o.vm_name or "": o.finding or ""
+            for o in self.reporter.outcomes
+            if o.operation == "verify-vm" and o.finding
+        }
 
 
 def test_twenty_vaults_of_a_hundred_vms_stay_within_the_read_budget(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     vaults, per_vault, unprotected, page = 20, 100, 10, 100
-    estate = big_estate(tmp_path / "big.json", vaults=vaults, per_vault=per_vault, regions=4,
-                        unprotected=unprotected, page_size=page)  # fmt: skip
-    args = ("--page-size", "1000", "--clock-start", CLOCK_START, "--clock-rate", "0",
-            "--no-throttle")  # fmt: skip
+    estate = big_estate(
+        tmp_path / "big.json",
+        vaults=vaults,
+        per_vault=per_vault,
+        regions=4,
+        unprotected=unprotected,
+        page_size=page,
+    )
+    args = (
+        "--page-size",
+        "1000",
+        "--clock-start",
+        CLOCK_START,
+        "--clock-rate",
+        "0",
+        "--no-throttle",
+    )
     with running_emulator(estate, *args, timeout=30) as ep:
         for name, value in ep.environment().items():
             monkeypatch.setenv(name, value)
@@ -242,8 +308,15 @@ def test_twenty_vaults_of_a_hundred_vms_stay_within_the_read_budget(
 def test_paging_across_vaults_and_throttling(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    estate = big_estate(tmp_path / "paged.json", vaults=3, per_vault=25, regions=1, unprotected=2,
-                        page_size=10, throttle={"capacity": 4, "perSecond": 1000})  # fmt: skip
+    estate = big_estate(
+        tmp_path / "paged.json",
+        vaults=3,
+        per_vault=25,
+        regions=1,
+        unprotected=2,
+        page_size=10,
+        throttle={"capacity": 4, "perSecond": 1000},
+    )
     args = ("--clock-start", CLOCK_START, "--clock-rate", "0", "--retry-after-scale", "0")
     with running_emulator(estate, *args, timeout=30) as ep:
         for name, value in ep.environment().items():
@@ -254,9 +327,15 @@ def test_paging_across_vaults_and_throttling(
         assert sum(len(backup.list_protected_items(v)) for v in vaults) == 75  # 3 pages each
         run.verify()
         assert len(run.findings()) == 77
-        estate2 = big_estate(tmp_path / "slow.json", vaults=1, per_vault=3, regions=1,
-                             unprotected=0, page_size=10,
-                             throttle={"capacity": 2, "perSecond": 0.01})  # fmt: skip
+        estate2 = big_estate(
+            tmp_path / "slow.json",
+            vaults=1,
+            per_vault=3,
+            regions=1,
+            unprotected=0,
+            page_size=10,
+            throttle={"capacity": 2, "perSecond": 0.01},
+        )
     with running_emulator(estate2, *args, timeout=30) as ep2:
         for name, value in ep2.environment().items():
             monkeypatch.setenv(name, value)
@@ -295,19 +374,34 @@ def test_lifeboat_verify_json_and_fail_on(stand_in: Endpoints, tmp_path: Path) -
 
     settings = tmp_path / "local.settings.json"
     settings.write_text(json.dumps({"Values": base_settings(TARGET_SUBSCRIPTIONS=SUB)}))
-    command = [sys.executable, "-m", "cli.main", "verify", "--settings", str(settings),
-               "--emulator-endpoints", stand_in.path]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "cli.main",
+        "verify",
+        "--settings",
+        str(settings),
+        "--emulator-endpoints",
+        stand_in.path,
+    ]
     root = Path(__file__).resolve().parents[2]
-    done = subprocess.run([*command, "--json"], cwd=root, capture_output=True, text=True,
-                          timeout=120, check=False)  # fmt: skip
+    done = subprocess.run(
+        [*command, "--json"], cwd=root, capture_output=True, text=True, timeout=120, check=False
+    )
     assert done.returncode == 0, done.stderr
     document = json.loads(done.stdout)
     assert len(set(document["totals"])) >= 3
     web = document["vms"][vm("rg-app", "vm-web-01")]
     assert web["finding"] == "compliant"
     assert web["rpoSeconds"] > 0
-    failing = subprocess.run([*command, "--json", "--fail-on", "unprotected"], cwd=root,
-                             capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    failing = subprocess.run(
+        [*command, "--json", "--fail-on", "unprotected"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert failing.returncode == 1
 
 
@@ -329,9 +423,11 @@ def test_flow_matches_the_recording(arm: httpx.Client) -> None:
         for e in json.loads((DATA / "recording_backup_flow.json").read_text())["Entries"]
     }
     lro = {"azure-asyncoperation", "location", "retry-after"}
-    item = (f"{VAULT_ID}/backupFabrics/Azure/protectionContainers/"
-            "iaasvmcontainer%3Biaasvmcontainerv2%3Brg-app%3Bvm-web-01/protectedItems/"
-            "vm%3Biaasvmcontainerv2%3Brg-app%3Bvm-web-01")  # fmt: skip
+    item = (
+        f"{VAULT_ID}/backupFabrics/Azure/protectionContainers/"
+        "iaasvmcontainer%3Biaasvmcontainerv2%3Brg-app%3Bvm-web-01/protectedItems/"
+        "vm%3Biaasvmcontainerv2%3Brg-app%3Bvm-web-01"
+    )
     trigger = arm.post(f"{item}/backup", params=API, json=recorded[19]["RequestBody"])
     assert trigger.status_code == recorded[19]["StatusCode"] == 202
     assert lro <= {k.lower() for k in trigger.headers}
@@ -364,8 +460,11 @@ def test_bodies_carry_every_key_of_the_spec_examples(arm: httpx.Client) -> None:
     assert _keys(listed[0]) >= _keys(spec_jobs["value"][0])
     spec_rp = json.loads((DATA / "spec_backup_recovery_points_list.json").read_text())["value"][0]
     container = web["id"].split("/protectionContainers/")[1].split("/")[0]
-    points = arm.get(f"{VAULT_ID}/backupFabrics/Azure/protectionContainers/{container}/"
-                     f"protectedItems/{web['name']}/recoveryPoints", params=API).json()  # fmt: skip
+    points = arm.get(
+        f"{VAULT_ID}/backupFabrics/Azure/protectionContainers/{container}/"
+        f"protectedItems/{web['name']}/recoveryPoints",
+        params=API,
+    ).json()
     assert _keys(points["value"][0]) >= _keys(spec_rp)
     spec_status = json.loads((DATA / "spec_backup_status.json").read_text())
     where = f"/subscriptions/{SUB}/providers/Microsoft.RecoveryServices/locations/westeurope"
@@ -381,16 +480,21 @@ def test_new_vm_is_protected_backed_up_and_checked(
     backup triggered, and the delayed check finds its first recovery point."""
     import dataclasses
 
-    estate = big_estate(tmp_path / "one.json", vaults=1, per_vault=1, regions=1, unprotected=0,
-                        page_size=50)  # fmt: skip
+    estate = big_estate(
+        tmp_path / "one.json", vaults=1, per_vault=1, regions=1, unprotected=0, page_size=50
+    )
     args = ("--clock-start", CLOCK_START, "--clock-rate", "0", "--retry-after-scale", "0")
     with running_emulator(estate, *args, timeout=30) as ep:
         for name, value in ep.environment().items():
             monkeypatch.setenv(name, value)
         tls = ssl.create_default_context(cafile=ep.ca_bundle)
         admin = httpx.Client(base_url=ep.admin, verify=tls, timeout=30)
-        new = {"name": "vm-fresh", "resourceGroup": "rg-app", "location": "region0",
-               "tags": {"lifeboat:policy": "daily"}}  # fmt: skip
+        new = {
+            "name": "vm-fresh",
+            "resourceGroup": "rg-app",
+            "location": "region0",
+            "tags": {"lifeboat:policy": "daily"},
+        }
         assert admin.post("/vms", json={"subscriptionId": SUB, "vm": new}).status_code == 201
         run = Run(ep)
         settings = Settings.from_env(
@@ -402,8 +506,10 @@ def test_new_vm_is_protected_backed_up_and_checked(
         envelope = messages.make_envelope(
             "verification-plan",
             messages.VerificationPlanRequest(subscriptionId=SUB, slot="202611270100"),
-            run_id="onboarding-test", idempotency_key="k", created=run.rt.clock.now(),
-        )  # fmt: skip
+            run_id="onboarding-test",
+            idempotency_key="k",
+            created=run.rt.clock.now(),
+        )
         verification.check_new_vm(run.rt, envelope, fresh)
         verification.check_new_vm(run.rt, envelope, fresh)  # the second event: nothing new
         assert run.findings() == {"vm-fresh": "unprotected"}
