@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 import math
 import uuid
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from datetime import datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from shared.names import MessageType
 
 # Storage queues limit a message to 64 KiB of encoded text; Lifeboat's messages are base64.
 MAX_ENCODED_BYTES = 64 * 1024
@@ -44,16 +46,26 @@ class Envelope(BaseModel):
     idempotency_key: str = Field(alias="idempotencyKey", min_length=1, max_length=512)
     created: datetime
     payload: dict[str, Any]
+    # How many times dispatch has put this work back on its queue (throttling, headroom).
+    put_backs: int = Field(default=0, alias="putBacks", ge=0, le=1_000_000)
 
 
 class Payload(BaseModel):
-    """Base for payload schemas: camelCase on the wire, frozen, no unknown fields."""
+    """Base for payload schemas: camelCase on the wire, frozen, no unknown fields.
+
+    Each schema names its message `TYPE` and `VERSION`; a change to a schema bumps its version,
+    and `UPGRADES` turns messages of the previous version still in flight into the new one.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    TYPE: ClassVar[MessageType]
+    VERSION: ClassVar[int] = 1
 
 
 class OnboardingRequest(Payload):
     """A VM was written (created or updated): look at it and onboard it if it is new to Lifeboat."""
+
+    TYPE = MessageType.ONBOARDING
 
     resource_id: str = Field(alias="resourceId", min_length=1, max_length=1024)
     subscription_id: str = Field(alias="subscriptionId")
@@ -67,12 +79,16 @@ class OnboardingRequest(Payload):
 class RotationPlanRequest(Payload):
     """Plan tonight's rotation for one subscription (one message per subscription per slot)."""
 
+    TYPE = MessageType.ROTATION_PLAN
+
     subscription_id: str = Field(alias="subscriptionId")
     slot: str = Field(pattern=r"^\d{12}$")
 
 
 class RotationConfirmRequest(Payload):
     """After the create window: confirm tonight's snapshots and enqueue the prunes."""
+
+    TYPE = MessageType.ROTATION_CONFIRM
 
     subscription_id: str = Field(alias="subscriptionId")
     slot: str = Field(pattern=r"^\d{12}$")
@@ -89,6 +105,9 @@ class DiskSnapshot(Payload):
 class RotationVmRequest(Payload):
     """Snapshot one VM's disks, back to back, under one slot and one set."""
 
+    TYPE = MessageType.ROTATION_VM
+    VERSION = 2
+
     subscription_id: str = Field(alias="subscriptionId")
     vm_id: str = Field(alias="vmId")
     vm_name: str = Field(alias="vmName")
@@ -97,15 +116,16 @@ class RotationVmRequest(Payload):
     slot: str = Field(pattern=r"^\d{12}$")
     set_id: str = Field(alias="setId")
     disks: list[DiskSnapshot] = Field(min_length=1, max_length=64)
-    attempt: int = Field(default=1, ge=1)
     onboarding: bool = False
     # Whether an earlier delivery may have created some of these already (read each first).
-    # None in messages from before the field: then any attempt after the first reads.
-    recheck: bool | None = None
+    recheck: bool = False
 
 
 class RotationPruneRequest(Payload):
     """Delete what retention removed from one disk (or one orphaned source)."""
+
+    TYPE = MessageType.ROTATION_PRUNE
+    VERSION = 2
 
     subscription_id: str = Field(alias="subscriptionId")
     source_id: str = Field(alias="sourceId")
@@ -113,25 +133,27 @@ class RotationPruneRequest(Payload):
     slot: str = Field(pattern=r"^\d{12}$")
     snapshot_ids: list[str] = Field(alias="snapshotIds", min_length=1, max_length=100)
     orphan: bool = False
-    attempt: int = Field(default=1, ge=1)
     # Whether an earlier delivery may have deleted some of these already (read each first).
-    # None in messages from before the field: then any attempt after the first reads.
-    recheck: bool | None = None
+    recheck: bool = False
 
 
 class OutcomesRetryRequest(Payload):
     """Outcome records Azure Monitor did not take: send them again (the ledger loses nothing)."""
 
+    TYPE = MessageType.OUTCOMES_RETRY
+    VERSION = 2
+
     records: list[dict[str, Any]] = Field(min_length=1, max_length=5000)
-    attempt: int = Field(default=1, ge=1)
 
 
 class VerificationPlanRequest(Payload):
     """Verify one subscription's Azure Backup: find its vaults and in-scope VMs, fan out."""
 
+    TYPE = MessageType.VERIFICATION_PLAN
+    VERSION = 2
+
     subscription_id: str = Field(alias="subscriptionId")
     slot: str = Field(pattern=r"^\d{12}$")
-    attempt: int = Field(default=1, ge=1)
 
 
 class VerificationVaultRequest(Payload):
@@ -143,6 +165,9 @@ class VerificationVaultRequest(Payload):
     region's unprotected VMs.
     """
 
+    TYPE = MessageType.VERIFICATION_VAULT
+    VERSION = 2
+
     subscription_id: str = Field(alias="subscriptionId")
     vault_id: str = Field(alias="vaultId", min_length=1, max_length=1024)
     vault_name: str = Field(alias="vaultName")
@@ -152,11 +177,12 @@ class VerificationVaultRequest(Payload):
     designated: bool = False
     peers: list[str] = Field(default_factory=list, max_length=500)
     vms: dict[str, dict[str, list[str]]] = Field(default_factory=dict)
-    attempt: int = Field(default=1, ge=1)
 
 
 class FirstBackupCheckRequest(Payload):
     """N hours after protection was enabled for a new VM: does its first recovery point exist?"""
+
+    TYPE = MessageType.VERIFICATION_FIRST_BACKUP
 
     subscription_id: str = Field(alias="subscriptionId")
     vm_id: str = Field(alias="vmId", min_length=1, max_length=1024)
@@ -182,6 +208,8 @@ DrillStep = Literal[
 class DrillPlanRequest(Payload):
     """Start the drills due in one subscription (one message per subscription per slot)."""
 
+    TYPE = MessageType.DRILL_PLAN
+
     subscription_id: str = Field(alias="subscriptionId")
     slot: str = Field(pattern=r"^\d{12}$")
 
@@ -198,6 +226,8 @@ class DrillSnapshot(Payload):
 
 class DrillState(Payload):
     """A drill in flight: every step's message carries all of it (functions are stateless)."""
+
+    TYPE = MessageType.DRILL_STEP
 
     drill_id: str = Field(alias="drillId", pattern=r"^lbd-[a-z2-7]{10}$")
     step: DrillStep
@@ -245,43 +275,86 @@ class DrillState(Payload):
     swept: bool = False
 
 
-# (type, version) -> schema. The only way a message string selects code.
-PAYLOAD_SCHEMAS: dict[tuple[str, int], type[Payload]] = {
-    ("onboarding", 1): OnboardingRequest,
-    ("rotation-plan", 1): RotationPlanRequest,
-    ("rotation-confirm", 1): RotationConfirmRequest,
-    ("rotation-vm", 1): RotationVmRequest,
-    ("rotation-prune", 1): RotationPruneRequest,
-    ("outcomes-retry", 1): OutcomesRetryRequest,
-    ("verification-plan", 1): VerificationPlanRequest,
-    ("verification-vault", 1): VerificationVaultRequest,
-    ("verification-first-backup", 1): FirstBackupCheckRequest,
-    ("drill-plan", 1): DrillPlanRequest,
-    ("drill-step", 1): DrillState,
-}
+class RotationConfirmVmRequest(Payload):
+    """After the create window: confirm one VM's snapshot set (an onboarding set), one GET each."""
 
-P = TypeVar("P", bound=Payload)
+    TYPE = MessageType.ROTATION_CONFIRM_VM
+
+    subscription_id: str = Field(alias="subscriptionId")
+    vm_id: str = Field(alias="vmId", min_length=1, max_length=1024)
+    vm_name: str = Field(alias="vmName")
+    resource_group: str = Field(alias="resourceGroup")
+    policy: str
+    slot: str = Field(pattern=r"^\d{12}$")
+    set_id: str = Field(alias="setId")
+    disks: list[DiskSnapshot] = Field(min_length=1, max_length=65)
+    onboarding: bool = True
+
+
+PAYLOADS: tuple[type[Payload], ...] = (
+    OnboardingRequest,
+    RotationPlanRequest,
+    RotationConfirmRequest,
+    RotationConfirmVmRequest,
+    RotationVmRequest,
+    RotationPruneRequest,
+    OutcomesRetryRequest,
+    VerificationPlanRequest,
+    VerificationVaultRequest,
+    FirstBackupCheckRequest,
+    DrillPlanRequest,
+    DrillState,
+)
+
+# (type, version) -> schema: derived from the classes. The only way a message string selects code.
+PAYLOAD_SCHEMAS: dict[tuple[str, int], type[Payload]] = {(p.TYPE, p.VERSION): p for p in PAYLOADS}
+
+
+def _v1_attempt(payload: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """Version 1 counted put-backs in the payload's `attempt`; version 2 in the envelope."""
+    upgraded = dict(payload)
+    attempt = upgraded.pop("attempt", 1)
+    return upgraded, (attempt - 1 if isinstance(attempt, int) and attempt > 1 else 0)
+
+
+def _v1_rotation(payload: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """As `_v1_attempt`; a v1 message without `recheck` read first on any later attempt."""
+    upgraded, put_backs = _v1_attempt(payload)
+    if upgraded.get("recheck") is None:
+        upgraded["recheck"] = put_backs > 0
+    return upgraded, put_backs
+
+
+Upgrade = Callable[[dict[str, Any]], tuple[dict[str, Any], int]]
+
+# (type, old version) -> how a message of that version becomes the current one (payload, and
+# put-backs to add to the envelope's count). Messages in flight across a deployment still decode.
+UPGRADES: dict[tuple[str, int], Upgrade] = {
+    (MessageType.ROTATION_VM, 1): _v1_rotation,
+    (MessageType.ROTATION_PRUNE, 1): _v1_rotation,
+    (MessageType.OUTCOMES_RETRY, 1): _v1_attempt,
+    (MessageType.VERIFICATION_PLAN, 1): _v1_attempt,
+    (MessageType.VERIFICATION_VAULT, 1): _v1_attempt,
+}
 
 
 def make_envelope(
-    message_type: str,
     payload: Payload,
     *,
     run_id: str,
     idempotency_key: str,
     created: datetime,
-    version: int = 1,
+    put_backs: int = 0,
 ) -> Envelope:
-    if PAYLOAD_SCHEMAS.get((message_type, version)) is not type(payload):
-        raise TypeError(f"{type(payload).__name__} is not the schema of {message_type} v{version}")
     return Envelope(
-        type=message_type,
-        version=version,
+        type=payload.TYPE.value,
+        version=payload.VERSION,
         id=str(uuid.uuid4()),
         runId=run_id,
         idempotencyKey=idempotency_key,
         created=created,
         payload=payload.model_dump(mode="json", by_alias=True, exclude_none=True),
+        putBacks=put_backs,
     )
 
 
@@ -327,6 +400,17 @@ def decode(
             f"message type {envelope.type!r} does not belong on queue {queue!r}",
             message_type=envelope.type,
         )
+    upgrade = UPGRADES.get((envelope.type, envelope.version))
+    if upgrade is not None:
+        body, more = upgrade(envelope.payload)
+        current = next(p for p in PAYLOADS if envelope.type == p.TYPE)
+        envelope = envelope.model_copy(
+            update={
+                "version": current.VERSION,
+                "payload": body,
+                "put_backs": envelope.put_backs + more,
+            }
+        )
     schema = PAYLOAD_SCHEMAS.get((envelope.type, envelope.version))
     if schema is None:
         known = sorted({t for t, _ in PAYLOAD_SCHEMAS})
@@ -343,12 +427,6 @@ def decode(
             message_type=envelope.type,
         ) from None
     return envelope, payload
-
-
-def expect(payload: Payload, schema: type[P]) -> P:
-    if not isinstance(payload, schema):
-        raise PoisonMessageError(f"expected a {schema.__name__}, got {type(payload).__name__}")
-    return payload
 
 
 def _summarise(error: ValidationError) -> str:

@@ -12,22 +12,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-
-class Job(enum.StrEnum):
-    ROTATION = "rotation"
-    VERIFICATION = "verification"
-    DRILL = "drill"
-    ONBOARDING = "onboarding"
-    MAINTENANCE = "maintenance"
-
-
-class Status(enum.StrEnum):
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    SKIPPED = "skipped"
-    BLOCKED = "blocked"
-    PLANNED = "planned"
-
+from shared.names import Job as Job
+from shared.names import Status as Status
 
 # Column name -> Log Analytics column type, in table order. The encoding of each column is the
 # field of `Outcome` named in `_FIELD_OF_COLUMN`.
@@ -51,6 +37,7 @@ OUTCOME_COLUMNS: tuple[tuple[str, str], ...] = (
     ("RtoSeconds", "long"),
     ("Count", "long"),
     ("DryRun", "boolean"),
+    ("OutcomeId", "string"),
 )
 
 
@@ -77,6 +64,8 @@ class Outcome:
     rto_seconds: int | None = None
     count: int | None = None
     dry_run: bool = False
+    # Deterministic per piece of work and row (shared/outcomes.py): a repeat is the same row.
+    id: str | None = None
 
     def __post_init__(self) -> None:
         if self.time.tzinfo is None:
@@ -117,6 +106,7 @@ _FIELD_OF_COLUMN: dict[str, str] = {
     "RtoSeconds": "rto_seconds",
     "Count": "count",
     "DryRun": "dry_run",
+    "OutcomeId": "id",
 }
 
 

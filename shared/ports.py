@@ -63,36 +63,20 @@ class Queues(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Runtime:
-    """The ports and settings one worker process runs with; built once by `services()`."""
+    """The ports and settings one worker process runs with; built once by `services()`.
+
+    Every port is always there: a feature whose settings are absent is off (and says so in its
+    timer's `run-start` row), never a port that is silently missing.
+    """
 
     settings: Settings
     clock: Clock
     reporter: Reporter
     queues: Queues
-    compute: Compute | None = None
-    policies: PolicySet | None = None
-    backup: Backup | None = None
-    drills: DrillCloud | None = None
-
-    def need_drills(self) -> DrillCloud:
-        if self.drills is None:
-            raise RuntimeError("this runtime has no drill (network and VM) adapter")
-        return self.drills
-
-    def need_compute(self) -> Compute:
-        if self.compute is None:
-            raise RuntimeError("this runtime has no Compute adapter")
-        return self.compute
-
-    def need_backup(self) -> Backup:
-        if self.backup is None:
-            raise RuntimeError("this runtime has no Backup adapter")
-        return self.backup
-
-    def need_policies(self) -> PolicySet:
-        if self.policies is None:
-            raise RuntimeError("this runtime has no policies loaded")
-        return self.policies
+    compute: Compute
+    policies: PolicySet
+    backup: Backup
+    drills: DrillCloud
 
 
 class ThrottledError(Exception):

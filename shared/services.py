@@ -4,7 +4,8 @@ The Azure SDK adapters are imported when first built, not when the app is indexe
 management SDKs are large, and a cold start should not pay for them before the first invocation.
 
 Triggers call `services()`. Tests and the local host replace parts through `override_services()`
-(this is the only seam); nothing else in product code knows whether it runs in Azure.
+(this is the only seam); the CLI builds its own runtime with `build_runtime()`. Nothing else in
+product code knows whether it runs in Azure.
 """
 
 from __future__ import annotations
@@ -73,23 +74,46 @@ def reset_services() -> None:
 
 
 def _build() -> Runtime:
+    settings: Settings = _overrides.get("settings") or Settings.from_env()
+    return build_runtime(settings, **{k: v for k, v in _overrides.items() if k != "settings"})
+
+
+def build_runtime(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    reporter: Reporter | None = None,
+    queues: Queues | None = None,
+    compute: Compute | None = None,
+    policies: PolicySet | None = None,
+    backup: Backup | None = None,
+    drills: DrillCloud | None = None,
+) -> Runtime:
+    """Every port for these settings; what is given is used instead of the Azure adapter.
+
+    Building does no I/O: SDK clients connect on first use. The CLI, the local host and
+    `services()` all build their runtime here.
+    """
     # Azure SDK loggers at WARNING: their per-request INFO lines would drown the one INFO line
     # per invocation (App Insights samples traces; audit records go to the outcomes table).
     for name in ("azure", "azure.core.pipeline.policies.http_logging_policy", "azure.identity"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    settings: Settings = _overrides.get("settings") or Settings.from_env()
-    queues = _overrides.get("queues") or _build_queues(settings)
-    compute = _overrides.get("compute") or build_compute(settings)
-    return Runtime(
+    queues = queues or build_queues(settings)
+    compute = compute or build_compute(settings)
+    clock = clock or SystemClock()
+    runtime: list[Runtime] = []
+    built = Runtime(
         settings=settings,
-        clock=_overrides.get("clock") or SystemClock(),
-        reporter=_build_reporter(settings, queues, _overrides.get("reporter")),
+        clock=clock,
+        reporter=_build_reporter(settings, reporter, runtime),
         queues=queues,
         compute=compute,
-        policies=_overrides.get("policies") or load_policies(settings.policies_path),
-        backup=_overrides.get("backup") or build_backup(settings),
-        drills=_overrides.get("drills") or build_drills(settings, compute),
+        policies=policies or load_policies(settings.policies_path),
+        backup=backup or build_backup(settings),
+        drills=drills or build_drills(settings, compute),
     )
+    runtime.append(built)
+    return built
 
 
 def build_compute(settings: Settings) -> Compute:
@@ -114,28 +138,39 @@ def build_drills(settings: Settings, compute: Compute | None = None) -> DrillClo
     return AzureDrills(compute)
 
 
-def _build_reporter(settings: Settings, queues: Queues, override: Reporter | None) -> Reporter:
+def _build_reporter(
+    settings: Settings, override: Reporter | None, runtime: list[Runtime]
+) -> Reporter:
     """Azure Monitor when configured; an override (the local host's JSON lines, a test's memory)
-    is reported to as well, never instead. Without Monitor: the override, else JSON lines."""
+    is reported to as well, never instead. Without Monitor: the override, else JSON lines.
+
+    Records Azure Monitor does not take wait on the outcomes-retry queue; dispatch sends them
+    there (`runtime` holds the runtime once it is built)."""
     from shared.adapters.monitor import MonitorReporter, TeeReporter
 
     if not settings.monitor_configured:
         return override or JsonLinesReporter()
     assert settings.monitor_ingestion_endpoint is not None
     assert settings.monitor_dcr_immutable_id is not None
+
+    def park(records: list[dict[str, Any]]) -> None:
+        from shared.dispatch import park_outcomes
+
+        park_outcomes(runtime[0], records)
+
     monitor = MonitorReporter.build(
         _credential(settings),
         endpoint=settings.monitor_ingestion_endpoint,
         rule_id=settings.monitor_dcr_immutable_id,
         stream=settings.monitor_stream,
         audience=settings.monitor_audience,
-        queues=queues,
+        park=park,
         max_retry_seconds=settings.monitor_max_retry_seconds,
     )
     return TeeReporter(monitor, override) if override is not None else monitor
 
 
-def _build_queues(settings: Settings) -> Queues:
+def build_queues(settings: Settings) -> Queues:
     from shared.adapters.queues import StorageQueues
 
     if settings.storage_queue_uri:

@@ -179,3 +179,46 @@ def patched_environ(values: dict[str, str]) -> Iterator[None]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+class Unused:
+    """A port this test does not expect to be used: any use fails the test, naming the port."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attribute: str) -> object:
+        raise AssertionError(f"this test did not expect {self._name}.{attribute} to be used")
+
+
+def runtime(settings, clock, reporter, queues, **ports):  # type: ignore[no-untyped-def]
+    """A Runtime whose ports not given are `Unused` (every port is required in product code)."""
+    from shared.ports import Runtime
+
+    for name in ("compute", "policies", "backup", "drills"):
+        ports.setdefault(name, Unused(name))
+    return Runtime(settings, clock, reporter, queues, **ports)
+
+
+def deliver(rt, text: str, *, dequeue_count: int = 1):  # type: ignore[no-untyped-def]
+    """Run one message through the real dispatch, on the queue its type travels on."""
+    from shared import dispatch, messages
+    from shared.names import QUEUE_OF, MessageType
+
+    envelope, _ = messages.decode(text)
+    queue = QUEUE_OF[MessageType(envelope.type)]
+    return dispatch.deliver(rt, queue, text, message_id="m", dequeue_count=dequeue_count)
+
+
+def drain(rt, queues: MemoryQueues, names: Iterable[str], *, twice: bool = False) -> int:  # type: ignore[no-untyped-def]
+    """Deliver everything on these queues (ignoring visibility delays) until they are empty."""
+    handled = 0
+    names = list(names)
+    while any(queues.sent.get(q) for q in names):
+        for queue in names:
+            pending, queues.sent[queue] = queues.sent.get(queue, []), []
+            for text in pending:
+                for _ in range(2 if twice else 1):
+                    deliver(rt, text)
+                handled += 1
+    return handled

@@ -1,37 +1,28 @@
 """Azure Monitor: outcome records to the `LifeboatOutcomes_CL` table through the Logs Ingestion API.
 
-Reports are batched per invocation (`batch()`, entered by the queue worker for each message;
-outside one, each `report()` call is a batch): azure-monitor-ingestion splits a batch into gzip
-chunks of at most 1 MiB. 429 and 5xx are retried inside the call with bounded backoff
+Dispatch reports a delivery's rows in one `report()` call: azure-monitor-ingestion splits them
+into gzip chunks of at most 1 MiB. 429 and 5xx are retried inside the call with bounded backoff
 (Retry-After honoured only when short, total sleep bounded). A chunk that still fails never
-fails the work it reports on: its records go to the `outcomes-retry` queue and the retry worker
-sends them later. If even the queue refuses, the records are logged at ERROR in full, so nothing
-is lost silently.
+fails the work it reports on: its records are handed to `park` (dispatch puts them on the
+`outcomes-retry` queue and the retry worker sends them later). If even that fails, the records
+are logged at ERROR in full, so nothing is lost silently.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from azure.core.pipeline import PipelineResponse
 from azure.core.pipeline.policies import RetryPolicy
 from azure.monitor.ingestion import LogsIngestionClient, LogsUploadError
 
-from shared import messages
 from shared.model import Outcome
-from shared.ports import Queues
 
 log = logging.getLogger(__name__)
 
-RETRY_QUEUE = "outcomes-retry"
-# Leave room for the envelope inside a queue message's ~48 KiB of payload.
-_MAX_RETRY_PAYLOAD_BYTES = 40 * 1024
 _MAX_RETRY_AFTER_SECONDS = 10.0
 
 
@@ -75,22 +66,17 @@ class MonitorRetryPolicy(RetryPolicy):  # type: ignore[type-arg]
         super().sleep(settings, transport, response)
 
 
-class MonitorReporter:
-    """The `Reporter` port on the Logs Ingestion API, with the retry queue as its safety net."""
+Park = Callable[[list[dict[str, Any]]], None]
 
-    def __init__(
-        self,
-        client: Any,
-        *,
-        rule_id: str,
-        stream: str,
-        queues: Queues | None,
-    ) -> None:
+
+class MonitorReporter:
+    """The `Reporter` port on the Logs Ingestion API; what it cannot send goes to `park`."""
+
+    def __init__(self, client: Any, *, rule_id: str, stream: str, park: Park | None) -> None:
         self._client = client
         self._rule_id = rule_id
         self._stream = stream
-        self._queues = queues
-        self._local = threading.local()
+        self._park = park
 
     @classmethod
     def build(
@@ -101,7 +87,7 @@ class MonitorReporter:
         rule_id: str,
         stream: str,
         audience: str,
-        queues: Queues | None,
+        park: Park | None,
         max_retry_seconds: float = 30.0,
     ) -> MonitorReporter:
         client = LogsIngestionClient(
@@ -110,30 +96,25 @@ class MonitorReporter:
             credential_scopes=[audience],
             retry_policy=MonitorRetryPolicy(max_retry_seconds),
         )
-        return cls(client, rule_id=rule_id, stream=stream, queues=queues)
+        return cls(client, rule_id=rule_id, stream=stream, park=park)
 
     def report(self, outcomes: Iterable[Outcome]) -> None:
         records = [o.to_record() for o in outcomes]
-        buffer: list[dict[str, Any]] | None = getattr(self._local, "buffer", None)
-        if buffer is not None:
-            buffer.extend(records)
-        elif records:
-            self._send_or_keep(records)
-
-    @contextlib.contextmanager
-    def batch(self) -> Iterator[None]:
-        """Hold this thread's reports until the invocation ends, then send them in one upload
-        (chunked under 1 MB), whether the invocation succeeded or raised."""
-        if getattr(self._local, "buffer", None) is not None:
-            yield  # already batching (nested)
+        if not records:
             return
-        self._local.buffer = []
+        failed = self.send(records)
+        if not failed:
+            return
         try:
-            yield
-        finally:
-            records, self._local.buffer = self._local.buffer, None
-            if records:
-                self._send_or_keep(records)
+            if self._park is None:
+                raise RuntimeError("nowhere to park outcome records")
+            self._park(failed)
+        except Exception:
+            for record in failed:
+                log.exception(
+                    "outcome record LOST from Azure Monitor, kept only here: %s",
+                    json.dumps(record, separators=(",", ":")),
+                )
 
     def send(self, records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """Upload records; return those Azure Monitor did not take (never raises for them)."""
@@ -163,55 +144,6 @@ class MonitorReporter:
             )
         return failed
 
-    def _send_or_keep(self, records: list[dict[str, Any]]) -> None:
-        failed = self.send(records)
-        if failed:
-            park(self._queues, failed, attempt=1)
-
-
-def park(
-    queues: Queues | None,
-    records: Sequence[Mapping[str, Any]],
-    *,
-    attempt: int,
-    visibility_timeout: int = 0,
-) -> None:
-    """Put records on the outcomes-retry queue; log what cannot be queued, in full."""
-    for chunk in _chunks([dict(r) for r in records]):
-        try:
-            if queues is None:
-                raise RuntimeError("no queue to park outcome records on")
-            envelope = messages.make_envelope(
-                "outcomes-retry",
-                messages.OutcomesRetryRequest(records=chunk, attempt=attempt),
-                run_id=str(chunk[0].get("RunId") or "outcomes")[:128],
-                idempotency_key=f"outcomes-retry:{chunk[0].get('RunId')}:{len(chunk)}"[:512],
-                created=datetime.now(UTC),
-            )
-            queues.send(
-                RETRY_QUEUE, messages.encode(envelope), visibility_timeout=visibility_timeout
-            )
-        except Exception:
-            for record in chunk:
-                log.exception(
-                    "outcome record LOST from Azure Monitor, kept only here: %s",
-                    json.dumps(record, separators=(",", ":")),
-                )
-
-
-def _chunks(records: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
-    chunk: list[dict[str, Any]] = []
-    size = 0
-    for record in records:
-        record_size = len(json.dumps(record, separators=(",", ":")).encode("utf-8")) + 1
-        if chunk and size + record_size > _MAX_RETRY_PAYLOAD_BYTES:
-            yield chunk
-            chunk, size = [], 0
-        chunk.append(record)
-        size += record_size
-    if chunk:
-        yield chunk
-
 
 class TeeReporter:
     """Azure Monitor plus another reporter (the local host's JSON lines, a test's memory)."""
@@ -227,6 +159,3 @@ class TeeReporter:
 
     def send(self, records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         return self.monitor.send(records)
-
-    def batch(self) -> contextlib.AbstractContextManager[None]:
-        return self.monitor.batch()
