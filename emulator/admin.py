@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, fields
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -15,12 +15,10 @@ from starlette.routing import Route
 
 from emulator.clock import format_instant, parse_instant
 from emulator.estate import EstateError, add_vm
-from emulator.model import new_uuid
-from emulator.network import STORES
+from emulator.ids import new_uuid
+from emulator.network_state import STORES
+from emulator.stand_in import StandIn
 from emulator.throttling import ArmLimits, ComputeLimits
-
-if TYPE_CHECKING:
-    from emulator.app import StandIn
 
 ADMIN_OBJECT_ID = "00000000-0000-0000-0000-00000000ad01"
 

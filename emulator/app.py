@@ -1,4 +1,5 @@
-"""The ASGI application: managed-identity endpoint, ARM, admin API, faults and the request log."""
+"""The ASGI application: managed-identity endpoint, the ARM front (identity, throttling, faults,
+the request log) over the providers' routes, Azure Monitor and the admin API."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import json
 import socket
 import struct
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,79 +18,17 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from emulator import admin, monitor, provisioning
-from emulator.arm import Arm, ArmRequest, Reply, family_of
-from emulator.clock import Clock, format_instant
-from emulator.config import Behaviour
+from emulator import admin, monitor
+from emulator.arm_core import family_of
+from emulator.clock import format_instant
 from emulator.errors import ArmError
-from emulator.eventgrid import EventGrid
-from emulator.faults import Faults, RequestLog
-from emulator.identity import ARM_AUDIENCES, TokenAuthority
-from emulator.model import Cloud, new_uuid
-from emulator.network import NetworkRP
-from emulator.policy import PolicyRP
-from emulator.recoveryservices import RecoveryServices
-from emulator.throttling import Throttler
+from emulator.identity import ARM_AUDIENCES
+from emulator.ids import new_uuid, subscription_of
+from emulator.replies import error_response, json_response
+from emulator.routing import ArmRequest, Reply, operation_name
+from emulator.stand_in import StandIn
 
 ALL_METHODS = ["GET", "PUT", "PATCH", "POST", "DELETE", "HEAD"]
-
-
-@dataclass
-class StandIn:
-    """Everything the handlers share."""
-
-    cloud: Cloud
-    clock: Clock
-    behaviour: Behaviour
-    throttler: Throttler
-    events: EventGrid
-    faults: Faults
-    log: RequestLog
-    authority: TokenAuthority
-    arm: Arm
-    backup: RecoveryServices | None = None
-    network: NetworkRP | None = None
-    policy: PolicyRP | None = None
-
-
-def build_stand_in(
-    cloud: Cloud,
-    clock: Clock,
-    behaviour: Behaviour,
-    throttler: Throttler,
-    events: EventGrid,
-    seed: int | None = None,
-) -> StandIn:
-    arm = Arm(cloud, clock, behaviour, throttler, events)
-    return StandIn(
-        cloud=cloud,
-        clock=clock,
-        behaviour=behaviour,
-        throttler=throttler,
-        events=events,
-        faults=Faults(seed),
-        log=RequestLog(),
-        authority=TokenAuthority(cloud.tenant_id),
-        arm=arm,
-        backup=RecoveryServices(cloud, clock, behaviour),
-        network=NetworkRP(arm),
-        policy=PolicyRP(arm),
-    )
-
-
-def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
-    if body is None:
-        return Response(b"" if status != 204 else None, status_code=status, headers=headers)
-    payload = json.dumps(body, separators=(",", ":")).encode()
-    return Response(
-        payload, status_code=status, headers=headers, media_type="application/json; charset=utf-8"
-    )
-
-
-def error_response(error: ArmError, extra: dict[str, str] | None = None) -> Response:
-    headers = dict(extra or {})
-    headers.update(error.headers)
-    return json_response(error.status, error.body(), headers)
 
 
 def _stamp() -> str:
@@ -239,18 +177,10 @@ def create_app(stand_in: StandIn) -> ASGIApp:
             return faulted
         req: ArmRequest | None = None
         try:
-            resolved = stand_in.arm.resolve(method, path) or provisioning.resolve(method, path)
-            for provider in (stand_in.backup, stand_in.network, stand_in.policy):
-                if resolved is None and provider is not None:
-                    resolved = provider.resolve(method, path)
+            resolved = stand_in.router.resolve(method, path)
             if resolved is not None:
-                route, args = resolved
-                operation = route.operation
-                if "{kind}" in operation:
-                    operation = operation.replace(
-                        "{kind}",
-                        "diskOperations" if args[2].lower() == "diskoperations" else "operations",
-                    )
+                found, args, handler = resolved
+                operation = operation_name(found, args)
             caller = stand_in.authority.verify(request.headers.get("authorization"), ARM_AUDIENCES)
             principal = caller.object_id
             if not request.query_params.get("api-version"):
@@ -259,7 +189,7 @@ def create_app(stand_in: StandIn) -> ASGIApp:
                     "MissingApiVersionParameter",
                     "The api-version query parameter (?api-version=) is required for all requests.",
                 )
-            subscription = stand_in.arm.subscription_of(path)
+            subscription = subscription_of(path)
             if resolved is None or subscription is None:
                 raise ArmError(
                     404,
@@ -294,7 +224,7 @@ def create_app(stand_in: StandIn) -> ASGIApp:
                 throttle_headers=throttle_headers,
                 stuck=getattr(request.state, "stuck", False),
             )
-            reply: Reply = route.handler(stand_in.arm, req, args)
+            reply: Reply = handler(req, args)
             headers = {**base, **req.throttle_headers, **reply.headers}
             actions = req.actions
             record(request, operation, reply.status, principal, actions, None)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,8 @@ from typing import Any
 import yaml
 
 from emulator.clock import parse_instant
+from emulator.errors import ArmError
+from emulator.ids import compute_id, group_id, key, network_id, stable_uuid
 from emulator.model import (
     Cloud,
     DataDisk,
@@ -29,9 +30,6 @@ from emulator.model import (
     Snapshot,
     Subscription,
     VirtualMachine,
-    compute_id,
-    group_id,
-    key,
 )
 
 SUPPORTED_VERSIONS = {1}
@@ -42,13 +40,6 @@ _AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 class EstateError(ValueError):
     """The estate file is invalid; the message lists every problem."""
-
-
-def stable_uuid(*parts: str) -> str:
-    """Deterministic ids, so one estate gives the same uniqueIds (and snapshot names) each run."""
-    return str(
-        uuid.uuid5(uuid.NAMESPACE_URL, "lifeboat-stand-in:" + "|".join(p.lower() for p in parts))
-    )
 
 
 def load_estate_file(path: str | Path, now: datetime) -> Cloud:
@@ -410,8 +401,7 @@ def build_networks(
 ) -> None:
     """Existing networks of a subscription: public IPs, NAT gateways, NSGs, route tables, then
     virtual networks (subnets reference the others by name, `group/name` or id) and peerings."""
-    from emulator.errors import ArmError
-    from emulator.network import (
+    from emulator.network_state import (
         NatGateway,
         Peering,
         PublicIp,
@@ -419,7 +409,6 @@ def build_networks(
         SecurityGroup,
         Subnet,
         VirtualNetwork,
-        network_id,
         parse_routes,
         parse_rules,
     )

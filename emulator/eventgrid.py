@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from emulator.clock import Clock, format_instant
-from emulator.model import new_uuid
+from emulator.ids import new_uuid
 
 log = logging.getLogger(__name__)
 

@@ -7,12 +7,13 @@ casing it was created with for answers. JSON renderers follow the REST-spec exam
 from __future__ import annotations
 
 import threading
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from emulator.clock import format_instant
+from emulator.ids import compute_id, group_id, key
+from emulator.network_state import NetworkState
 
 PREMIUM_V2_SKUS = {"premiumv2_lrs", "ultrassd_lrs"}
 SKU_TIERS = {
@@ -25,18 +26,6 @@ SKU_TIERS = {
     "ultrassd_lrs": "Ultra",
     "standard_zrs": "Standard",
 }
-
-
-def group_id(subscription: str, group: str) -> str:
-    return f"/subscriptions/{subscription}/resourceGroups/{group}"
-
-
-def compute_id(subscription: str, group: str, kind: str, name: str) -> str:
-    return f"{group_id(subscription, group)}/providers/Microsoft.Compute/{kind}/{name}"
-
-
-def key(resource_id: str) -> str:
-    return resource_id.rstrip("/").lower()
 
 
 @dataclass
@@ -487,7 +476,7 @@ class Cloud:
     pending_deletes: dict[str, datetime] = field(default_factory=dict)
     # Scripted boot failures (POST /admin/boot-failures): {"vmNamePattern"} or {"sourceVmId"}.
     boot_failure_rules: list[dict[str, str]] = field(default_factory=list)
-    network: Any = field(default_factory=lambda: _network_state())
+    network: NetworkState = field(default_factory=NetworkState)
 
     def identity_by_client(self, client_id: str | None) -> Identity | None:
         if not self.identities:
@@ -710,13 +699,3 @@ class Cloud:
                 "extensionHandlers": [],
             }
         return body
-
-
-def _network_state() -> Any:
-    from emulator.network import NetworkState  # network.py builds on this module
-
-    return NetworkState()
-
-
-def new_uuid() -> str:
-    return str(uuid.uuid4())

@@ -15,273 +15,36 @@ interfaces are ready at once, as recorded. Refusals as Azure words them:
 
 from __future__ import annotations
 
-import ipaddress
-import re
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from emulator.arm import ArmRequest, Reply, Route, check_name, check_tags
+from emulator.arm_core import Arm, check_name, check_tags
 from emulator.errors import ArmError, resource_not_found
-from emulator.model import Operation, group_id, key, new_uuid
+from emulator.ids import key, network_id, new_uuid
+from emulator.model import Operation
+from emulator.network_state import (
+    DEFAULT_RULES,
+    NET,
+    STORE_KINDS,
+    IpConfiguration,
+    NatGateway,
+    NetResource,
+    NetworkInterface,
+    NetworkState,
+    Peering,
+    PublicIp,
+    RouteTable,
+    SecurityGroup,
+    Subnet,
+    VirtualNetwork,
+    new_etag,
+    parse_routes,
+    parse_rules,
+    ref_id,
+)
+from emulator.routing import GROUP, SUBSCRIPTION, ArmRequest, Reply, Route, route
 
-if TYPE_CHECKING:
-    from emulator.arm import Arm
-
-NET = "Microsoft.Network"
-_SUB = r"^/subscriptions/([^/]+)"
-_RG = _SUB + r"/resourcegroups/([^/]+)"
 _NP = r"/providers/microsoft\.network"
-
-DEFAULT_RULES: list[tuple[str, str, str, str, str, int, str]] = [
-    # name, description, source, destination, access, priority, direction (REST spec example)
-    (
-        "AllowVnetInBound",
-        "Allow inbound traffic from all VMs in VNET",
-        "VirtualNetwork",
-        "VirtualNetwork",
-        "Allow",
-        65000,
-        "Inbound",
-    ),
-    (
-        "AllowAzureLoadBalancerInBound",
-        "Allow inbound traffic from azure load balancer",
-        "AzureLoadBalancer",
-        "*",
-        "Allow",
-        65001,
-        "Inbound",
-    ),
-    ("DenyAllInBound", "Deny all inbound traffic", "*", "*", "Deny", 65500, "Inbound"),
-    (
-        "AllowVnetOutBound",
-        "Allow outbound traffic from all VMs to all VMs in VNET",
-        "VirtualNetwork",
-        "VirtualNetwork",
-        "Allow",
-        65000,
-        "Outbound",
-    ),
-    (
-        "AllowInternetOutBound",
-        "Allow outbound traffic from all VMs to Internet",
-        "*",
-        "Internet",
-        "Allow",
-        65001,
-        "Outbound",
-    ),
-    ("DenyAllOutBound", "Deny all outbound traffic", "*", "*", "Deny", 65500, "Outbound"),
-]
-
-
-def network_id(subscription: str, group: str, kind: str, name: str) -> str:
-    return f"{group_id(subscription, group)}/providers/{NET}/{kind}/{name}"
-
-
-def _etag() -> str:
-    return f'W/"{new_uuid()}"'
-
-
-def _ref(value: Any) -> str | None:
-    """`{"id": ...}` (or a bare id) -> the id, else None."""
-    if isinstance(value, dict):
-        value = value.get("id")
-    return str(value) if value else None
-
-
-@dataclass
-class NetResource:
-    """What every network resource has; `ready_at`/`deleting_at` run on the stand-in clock."""
-
-    subscription: str
-    group: str
-    name: str
-    location: str
-    kind: str  # virtualNetworks, networkSecurityGroups, routeTables, ...
-    tags: dict[str, str] = field(default_factory=dict)
-    resource_guid: str = field(default_factory=new_uuid)
-    etag: str = field(default_factory=_etag)
-    ready_at: datetime | None = None  # None: ready
-    deleting_at: datetime | None = None
-
-    @property
-    def id(self) -> str:
-        return network_id(self.subscription, self.group, self.kind, self.name)
-
-    @property
-    def type(self) -> str:
-        return f"{NET}/{self.kind}"
-
-    def state(self, now: datetime) -> str:
-        if self.deleting_at is not None:
-            return "Deleting"
-        if self.ready_at is not None and now < self.ready_at:
-            return "Updating"
-        return "Succeeded"
-
-    def head(self, now: datetime) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "name": self.name,
-            "id": self.id,
-            "etag": self.etag,
-            "type": self.type,
-            "location": self.location,
-        }
-        if self.tags:
-            body["tags"] = dict(self.tags)
-        return body
-
-
-@dataclass
-class Subnet:
-    name: str
-    address_prefix: str
-    nsg_id: str | None = None
-    route_table_id: str | None = None
-    nat_gateway_id: str | None = None
-    private_endpoints: list[str] = field(default_factory=list)
-    default_outbound_access: bool | None = None
-
-
-@dataclass
-class Peering:
-    name: str
-    remote_id: str
-    allow_virtual_network_access: bool = True
-    allow_forwarded_traffic: bool = False
-    allow_gateway_transit: bool = False
-    use_remote_gateways: bool = False
-
-
-@dataclass
-class VirtualNetwork(NetResource):
-    address_prefixes: list[str] = field(default_factory=list)
-    subnets: dict[str, Subnet] = field(default_factory=dict)  # lower name -> subnet
-    peerings: list[Peering] = field(default_factory=list)
-
-
-@dataclass
-class SecurityGroup(NetResource):
-    rules: list[dict[str, Any]] = field(default_factory=list)  # {name, properties}
-
-
-@dataclass
-class RouteTable(NetResource):
-    routes: list[dict[str, Any]] = field(default_factory=list)  # {name, properties}
-    disable_bgp_route_propagation: bool = False
-
-
-@dataclass
-class NatGateway(NetResource):
-    public_ip_ids: list[str] = field(default_factory=list)
-
-
-@dataclass
-class PublicIp(NetResource):
-    ip_address: str = "20.0.0.4"
-
-
-@dataclass
-class IpConfiguration:
-    name: str
-    subnet_id: str
-    private_ip: str
-    public_ip_id: str | None = None
-    primary: bool = True
-
-
-@dataclass
-class NetworkInterface(NetResource):
-    ip_configurations: list[IpConfiguration] = field(default_factory=list)
-    nsg_id: str | None = None
-
-
-STORES = {
-    "virtualnetworks": "vnets",
-    "networksecuritygroups": "nsgs",
-    "routetables": "route_tables",
-    "natgateways": "nat_gateways",
-    "publicipaddresses": "public_ips",
-    "networkinterfaces": "nics",
-}
-
-
-@dataclass
-class NetworkState:
-    vnets: dict[str, VirtualNetwork] = field(default_factory=dict)
-    nsgs: dict[str, SecurityGroup] = field(default_factory=dict)
-    route_tables: dict[str, RouteTable] = field(default_factory=dict)
-    nat_gateways: dict[str, NatGateway] = field(default_factory=dict)
-    public_ips: dict[str, PublicIp] = field(default_factory=dict)
-    nics: dict[str, NetworkInterface] = field(default_factory=dict)
-
-    def store(self, kind: str) -> dict[str, Any]:
-        found: dict[str, Any] = getattr(self, STORES[kind.lower()])
-        return found
-
-    def add(self, resource: NetResource) -> None:
-        self.store(resource.kind)[key(resource.id)] = resource
-
-    def purge(self, now: datetime) -> None:
-        for kind in STORES:
-            store = self.store(kind)
-            for k in [k for k, r in store.items() if r.deleting_at and now >= r.deleting_at]:
-                del store[k]
-
-    def find(self, resource_id: str | None) -> Any:
-        """The live resource an id names (a subnet id gives (vnet, subnet)), else None."""
-        if not resource_id:
-            return None
-        parts = key(resource_id).split("/")
-        # /subscriptions/s/resourcegroups/g/providers/microsoft.network/{kind}/{name}[/subnets/x]
-        if len(parts) < 9 or parts[6] != "microsoft.network" or parts[7] not in STORES:
-            return None
-        base = "/".join(parts[:9])
-        found = self.store(parts[7]).get(base)
-        if found is None or found.deleting_at is not None:
-            return None
-        if len(parts) == 11 and parts[9] == "subnets" and isinstance(found, VirtualNetwork):
-            subnet = found.subnets.get(parts[10])
-            return (found, subnet) if subnet is not None else None
-        return found if len(parts) == 9 else None
-
-    def subnet_id(self, vnet: VirtualNetwork, subnet: Subnet) -> str:
-        return f"{vnet.id}/subnets/{subnet.name}"
-
-    def nics_in_subnet(self, subnet_id: str) -> list[tuple[NetworkInterface, IpConfiguration]]:
-        k = key(subnet_id)
-        return [
-            (nic, ipc)
-            for nic in self.nics.values()
-            if nic.deleting_at is None
-            for ipc in nic.ip_configurations
-            if key(ipc.subnet_id) == k
-        ]
-
-    def subnets_using(self, attr: str, resource_id: str) -> list[str]:
-        k = key(resource_id)
-        return [
-            self.subnet_id(vnet, subnet)
-            for vnet in self.vnets.values()
-            if vnet.deleting_at is None
-            for subnet in vnet.subnets.values()
-            if getattr(subnet, attr) and key(getattr(subnet, attr)) == k
-        ]
-
-    def next_private_ip(self, subnet: Subnet, subnet_id: str) -> str:
-        used = {ipc.private_ip for _, ipc in self.nics_in_subnet(subnet_id)}
-        net = ipaddress.ip_network(subnet.address_prefix, strict=False)
-        for offset, host in enumerate(net.hosts()):
-            if offset >= 3 and str(host) not in used:  # Azure keeps .1-.3 for itself
-                return str(host)
-        raise ArmError(
-            400,
-            "SubnetIsFull",
-            f"Subnet {subnet.name} with address prefix {subnet.address_prefix} does not have "
-            "enough capacity for 1 IP addresses.",
-        )
 
 
 class NetworkRP:
@@ -292,21 +55,11 @@ class NetworkRP:
         self.cloud = arm.cloud
         self.clock = arm.clock
         self.behaviour = arm.behaviour
-        self.routes = self._routes()
 
     @property
     def state(self) -> NetworkState:
         state: NetworkState = self.cloud.network
         return state
-
-    def resolve(self, method: str, path: str) -> tuple[Route, tuple[str, ...]] | None:
-        for route in self.routes:
-            if route.method != method:
-                continue
-            match = route.pattern.match(path.rstrip("/"))
-            if match:
-                return route, match.groups()
-        return None
 
     # ---- rendering ---------------------------------------------------------------------------
     def render(self, resource: NetResource, now: datetime) -> dict[str, Any]:
@@ -679,7 +432,7 @@ class NetworkRP:
     ) -> Reply:
         end = now if instant and not req.stuck else self.finish_at(req, now)
         resource.ready_at = end if end is not None else datetime.max.replace(tzinfo=now.tzinfo)
-        resource.etag = _etag()
+        resource.etag = new_etag()
         headers = self.operation(req, resource, "PUT", now, end)
         return Reply(201 if created else 200, self.render(resource, now), headers)
 
@@ -699,32 +452,18 @@ class NetworkRP:
         return found
 
     # ---- generic reads -----------------------------------------------------------------------
-    def getter(self, kind: str) -> Any:
-        def get(req: ArmRequest, args: tuple[str, ...]) -> Reply:
-            with self.cloud.lock:
-                now = self.begin(req)
-                return Reply(200, self.render(self.lookup(args, kind), now))
+    def get_resource(self, req: ArmRequest, args: tuple[str, ...], kind: str) -> Reply:
+        with self.cloud.lock:
+            now = self.begin(req)
+            return Reply(200, self.render(self.lookup(args, kind), now))
 
-        return get
-
-    def lister(self, kind: str) -> Any:
-        def list_(req: ArmRequest, args: tuple[str, ...]) -> Reply:
-            with self.cloud.lock:
-                now = self.begin(req)
-                sub = args[0].lower()
-                group = args[1].lower() if len(args) > 1 else None
-                if group is not None:
-                    self.arm.need_group(sub, group)
-                items = [
-                    r
-                    for r in self.state.store(kind).values()
-                    if r.deleting_at is None
-                    and r.subscription.lower() == sub
-                    and (group is None or r.group.lower() == group)
-                ]
-                return self.arm.page(req, items, lambda r: self.render(r, now))
-
-        return list_
+    def list_resources(self, req: ArmRequest, args: tuple[str, ...], kind: str) -> Reply:
+        with self.cloud.lock:
+            now = self.begin(req)
+            items = [
+                r for r in self.arm.members(self.state.store(kind), args) if r.deleting_at is None
+            ]
+            return self.arm.page(req, items, lambda r: self.render(r, now))
 
     # ---- virtual networks --------------------------------------------------------------------
     def parse_subnets(
@@ -744,9 +483,9 @@ class NetworkRP:
             subnet = Subnet(
                 name=name,
                 address_prefix=str(prefix),
-                nsg_id=_ref(props.get("networkSecurityGroup")),
-                route_table_id=_ref(props.get("routeTable")),
-                nat_gateway_id=_ref(props.get("natGateway")),
+                nsg_id=ref_id(props.get("networkSecurityGroup")),
+                route_table_id=ref_id(props.get("routeTable")),
+                nat_gateway_id=ref_id(props.get("natGateway")),
                 default_outbound_access=props.get("defaultOutboundAccess"),
             )
             subnet_id = f"{vnet_id}/subnets/{name}"
@@ -938,7 +677,7 @@ class NetworkRP:
                     "NetworkInterfaceMustHaveAtLeastOneIpConfiguration",
                     f"Network interface {nic_id} must have at least one IP configuration.",
                 )
-            nsg_id = _ref(props.get("networkSecurityGroup"))
+            nsg_id = ref_id(props.get("networkSecurityGroup"))
             if nsg_id:
                 nsg = self.must_exist(nsg_id, nic_id, "networkSecurityGroups")
                 self.linked(req, f"{NET}/networkSecurityGroups/join/action", nsg.id, nic_id)
@@ -947,7 +686,7 @@ class NetworkRP:
             for i, raw in enumerate(raw_configs):
                 name = str(raw.get("name") or f"ipconfig{i + 1}")
                 cprops = raw.get("properties") or {}
-                subnet_id = _ref(cprops.get("subnet"))
+                subnet_id = ref_id(cprops.get("subnet"))
                 found = self.must_exist(subnet_id, f"{nic_id}/ipConfigurations/{name}", "")
                 if not isinstance(found, tuple):
                     raise ArmError(
@@ -966,7 +705,7 @@ class NetworkRP:
                     )
                 canonical = self.state.subnet_id(vnet, subnet)
                 self.linked(req, f"{NET}/virtualNetworks/subnets/join/action", canonical, nic_id)
-                pip_id = _ref(cprops.get("publicIPAddress"))
+                pip_id = ref_id(cprops.get("publicIPAddress"))
                 if pip_id:
                     pip = self.must_exist(pip_id, nic_id, "publicIPAddresses")
                     self.linked(req, f"{NET}/publicIPAddresses/join/action", pip.id, nic_id)
@@ -1062,106 +801,47 @@ class NetworkRP:
             return Reply(200, self.render(found, now)) if found is not None else Reply(204)
 
     # ---- routes --------------------------------------------------------------------------------
-    def _routes(self) -> list[Route]:
-        def route(method: str, pattern: str, operation: str, handler: Any) -> Route:
-            return Route(
-                method,
-                re.compile(pattern + "$", re.IGNORECASE),
-                operation,
-                lambda _arm, req, args: handler(req, args),
-            )
+    def routes(self) -> list[Route]:
+        return ROUTES
 
-        out: list[Route] = []
-        writable = {
-            "virtualNetworks": (self.put_vnet, self.delete_vnet),
-            "networkSecurityGroups": (self.put_nsg, self.delete_nsg),
-            "routeTables": (self.put_route_table, self.delete_route_table),
-            "networkInterfaces": (self.put_nic, self.delete_nic),
-        }
-        for kind in (
-            "virtualNetworks",
-            "networkSecurityGroups",
-            "routeTables",
-            "natGateways",
-            "publicIPAddresses",
-            "networkInterfaces",
-        ):
-            one = _RG + _NP + f"/{kind.lower()}/([^/]+)"
-            out.append(
-                route(
-                    "GET", _RG + _NP + f"/{kind.lower()}", f"{NET}/{kind}/read", self.lister(kind)
-                )
-            )
-            out.append(
-                route(
-                    "GET", _SUB + _NP + f"/{kind.lower()}", f"{NET}/{kind}/read", self.lister(kind)
-                )
-            )
-            out.append(route("GET", one, f"{NET}/{kind}/read", self.getter(kind)))
-            if kind in writable:
-                put, delete = writable[kind]
-                out.append(route("PUT", one, f"{NET}/{kind}/write", put))
-                out.append(route("DELETE", one, f"{NET}/{kind}/delete", delete))
-        vnet = _RG + _NP + "/virtualnetworks/([^/]+)"
+
+def _routes() -> list[Route]:
+    out: list[Route] = []
+    writable = {
+        "virtualNetworks": ("put_vnet", "delete_vnet"),
+        "networkSecurityGroups": ("put_nsg", "delete_nsg"),
+        "routeTables": ("put_route_table", "delete_route_table"),
+        "networkInterfaces": ("put_nic", "delete_nic"),
+    }
+    for kind in STORE_KINDS:
+        one = GROUP + _NP + f"/{kind.lower()}/([^/]+)"
+        read = f"{NET}/{kind}/read"
+        out.append(route("GET", GROUP + _NP + f"/{kind.lower()}", read, "list_resources", kind))
         out.append(
-            route(
-                "GET", vnet + "/subnets", f"{NET}/virtualNetworks/subnets/read", self.list_subnets
-            )
+            route("GET", SUBSCRIPTION + _NP + f"/{kind.lower()}", read, "list_resources", kind)
         )
-        out.append(
-            route(
-                "GET",
-                vnet + "/subnets/([^/]+)",
-                f"{NET}/virtualNetworks/subnets/read",
-                self.get_subnet,
-            )
-        )
-        ops = _SUB + _NP + "/locations/([^/]+)"
-        out.append(
-            route(
-                "GET",
-                ops + "/operations/([^/]+)",
-                f"{NET}/locations/operations/read",
-                self.get_operation,
-            )
-        )
-        out.append(
-            route(
-                "GET",
-                ops + "/operationresults/([^/]+)",
-                f"{NET}/locations/operationResults/read",
-                self.get_operation_result,
-            )
-        )
-        return out
-
-
-def parse_rules(raw: Any) -> list[dict[str, Any]]:
-    """Security rules as sent (ARM shape); priorities 100-4096 as Azure requires."""
-    rules = []
-    for item in raw or []:
-        name = str(item.get("name", ""))
-        props = dict(item.get("properties") or {})
-        priority = props.get("priority")
-        if not name or not isinstance(priority, int) or not 100 <= priority <= 4096:
-            raise ArmError(
-                400,
-                "SecurityRuleInvalidPriority",
-                f"Security rule {name} has invalid Priority {priority}. Value provided: "
-                f"{priority} Allowed range 100-4096.",
-            )
-        for field_name in ("protocol", "sourcePortRange", "destinationPortRange"):
-            props.setdefault(field_name, "*")
-        if "sourceAddressPrefixes" not in props:
-            props.setdefault("sourceAddressPrefix", "*")
-        if "destinationAddressPrefixes" not in props:
-            props.setdefault("destinationAddressPrefix", "*")
-        rules.append({"name": name, "properties": props})
-    return rules
-
-
-def parse_routes(raw: Any) -> list[dict[str, Any]]:
+        out.append(route("GET", one, read, "get_resource", kind))
+        if kind in writable:
+            put, delete = writable[kind]
+            out.append(route("PUT", one, f"{NET}/{kind}/write", put))
+            out.append(route("DELETE", one, f"{NET}/{kind}/delete", delete))
+    vnet = GROUP + _NP + "/virtualnetworks/([^/]+)"
+    subnets = f"{NET}/virtualNetworks/subnets/read"
+    ops = SUBSCRIPTION + _NP + "/locations/([^/]+)"
     return [
-        {"name": str(item.get("name", "")), "properties": dict(item.get("properties") or {})}
-        for item in raw or []
+        *out,
+        route("GET", vnet + "/subnets", subnets, "list_subnets"),
+        route("GET", vnet + "/subnets/([^/]+)", subnets, "get_subnet"),
+        route(
+            "GET", ops + "/operations/([^/]+)", f"{NET}/locations/operations/read", "get_operation"
+        ),
+        route(
+            "GET",
+            ops + "/operationresults/([^/]+)",
+            f"{NET}/locations/operationResults/read",
+            "get_operation_result",
+        ),
     ]
+
+
+ROUTES = _routes()

@@ -11,16 +11,14 @@ scope itself; `policyDefinitionId eq '{id}'` filters by definition. The estate's
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from emulator.arm import ArmRequest, Reply, Route, in_scope
+from emulator.arm_core import Arm
 from emulator.errors import ArmError
-from emulator.model import PolicyAssignment, key
+from emulator.ids import in_scope, key
+from emulator.model import PolicyAssignment
+from emulator.routing import GROUP, SUBSCRIPTION, ArmRequest, Reply, Route, route
 
-if TYPE_CHECKING:
-    from emulator.arm import Arm
-
-_SUB = r"^/subscriptions/([^/]+)"
 _PA = r"/providers/microsoft\.authorization/policyassignments"
 _DEFINITION = re.compile(r"^policyDefinitionId\s+eq\s+'([^']+)'$", re.IGNORECASE)
 
@@ -29,28 +27,9 @@ class PolicyRP:
     def __init__(self, arm: Arm) -> None:
         self.arm = arm
         self.cloud = arm.cloud
-        self.routes = [
-            Route(
-                "GET",
-                re.compile(_SUB + r"/resourcegroups/([^/]+)" + _PA + "$", re.IGNORECASE),
-                "Microsoft.Authorization/policyAssignments/read",
-                lambda _arm, req, args: self.list_assignments(req, args),
-            ),
-            Route(
-                "GET",
-                re.compile(_SUB + _PA + "$", re.IGNORECASE),
-                "Microsoft.Authorization/policyAssignments/read",
-                lambda _arm, req, args: self.list_assignments(req, args),
-            ),
-        ]
 
-    def resolve(self, method: str, path: str) -> tuple[Route, tuple[str, ...]] | None:
-        for route in self.routes:
-            if route.method == method:
-                match = route.pattern.match(path.rstrip("/"))
-                if match:
-                    return route, match.groups()
-        return None
+    def routes(self) -> list[Route]:
+        return ROUTES
 
     def assignments(self) -> list[PolicyAssignment]:
         """Declared assignments, then the estate's deny/modify rules as assignments."""
@@ -100,3 +79,10 @@ class PolicyRP:
 def _render(assignment: Any) -> dict[str, Any]:
     body: dict[str, Any] = assignment.to_json()
     return body
+
+
+_READ = "Microsoft.Authorization/policyAssignments/read"
+ROUTES: list[Route] = [
+    route("GET", GROUP + _PA, _READ, "list_assignments"),
+    route("GET", SUBSCRIPTION + _PA, _READ, "list_assignments"),
+]

@@ -13,23 +13,15 @@ with both headers and `Retry-After`; when it ends, disks lose `managedBy` and NI
 from __future__ import annotations
 
 import fnmatch
-import re
 from datetime import datetime, timedelta
 from typing import Any
 
-from emulator.arm import (
-    Arm,
-    ArmRequest,
-    Reply,
-    Route,
-    check_name,
-    check_tags,
-    merge_tag,
-)
+from emulator.arm_core import Arm, check_name, check_tags, merge_tag
 from emulator.errors import ArmError
-from emulator.model import DataDisk, Disk, VirtualMachine, compute_id, key, new_uuid
+from emulator.ids import compute_id, key, new_uuid
+from emulator.model import DataDisk, Disk, VirtualMachine
+from emulator.routing import GROUP, ArmRequest, Reply, Route, route
 
-_RG = r"^/subscriptions/([^/]+)/resourcegroups/([^/]+)/providers/microsoft\.compute"
 DISK_SKUS = {
     "standard_lrs",
     "premium_lrs",
@@ -484,32 +476,42 @@ def delete_vm(arm: Arm, req: ArmRequest, args: tuple[str, ...]) -> Reply:
         return Reply(202, None, headers)
 
 
-def _route(method: str, pattern: str, operation: str, handler: Any) -> Route:
-    return Route(method, re.compile(pattern + "$", re.IGNORECASE), operation, handler)
+class Provisioning:
+    """The Compute writes drills make, served through the ARM core."""
+
+    def __init__(self, arm: Arm) -> None:
+        self.arm = arm
+
+    def routes(self) -> list[Route]:
+        return ROUTES
+
+    def put_disk(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
+        return put_disk(self.arm, req, args)
+
+    def delete_disk(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
+        return delete_disk(self.arm, req, args)
+
+    def put_vm(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
+        return put_vm(self.arm, req, args)
+
+    def delete_vm(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
+        return delete_vm(self.arm, req, args)
 
 
+_CP = GROUP + r"/providers/microsoft\.compute"
 ROUTES: list[Route] = [
-    _route("PUT", _RG + r"/disks/([^/]+)", "Microsoft.Compute/disks/write", put_disk),
-    _route("DELETE", _RG + r"/disks/([^/]+)", "Microsoft.Compute/disks/delete", delete_disk),
-    _route(
+    route("PUT", _CP + r"/disks/([^/]+)", "Microsoft.Compute/disks/write", "put_disk"),
+    route("DELETE", _CP + r"/disks/([^/]+)", "Microsoft.Compute/disks/delete", "delete_disk"),
+    route(
         "PUT",
-        _RG + r"/virtualmachines/([^/]+)",
+        _CP + r"/virtualmachines/([^/]+)",
         "Microsoft.Compute/virtualMachines/write",
-        put_vm,
+        "put_vm",
     ),
-    _route(
+    route(
         "DELETE",
-        _RG + r"/virtualmachines/([^/]+)",
+        _CP + r"/virtualmachines/([^/]+)",
         "Microsoft.Compute/virtualMachines/delete",
-        delete_vm,
+        "delete_vm",
     ),
 ]
-
-
-def resolve(method: str, path: str) -> tuple[Route, tuple[str, ...]] | None:
-    for route in ROUTES:
-        if route.method == method:
-            match = route.pattern.match(path.rstrip("/"))
-            if match:
-                return route, match.groups()
-    return None

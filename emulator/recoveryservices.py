@@ -22,11 +22,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
-from emulator.arm import ArmRequest, Reply, Route
 from emulator.clock import Clock, parse_instant
 from emulator.config import Behaviour
 from emulator.errors import ArmError
-from emulator.model import Cloud, compute_id, key
+from emulator.estate import EstateError
+from emulator.ids import compute_id, key
+from emulator.model import Cloud
+from emulator.routing import GROUP, SUBSCRIPTION, ArmRequest, Reply, Route, route
 
 SENTINEL = "2001-01-01T00:00:00Z"
 MAX_ON_DEMAND_PER_DAY = 3
@@ -35,8 +37,7 @@ DEFAULT_PAGE_SIZE = 50
 _AGE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _RS = r"/providers/microsoft\.recoveryservices"
-_SUB = r"^/subscriptions/([^/]+)"
-_VAULT = _SUB + r"/resourcegroups/([^/]+)" + _RS + r"/vaults/([^/]+)"
+_VAULT = GROUP + _RS + r"/vaults/([^/]+)"
 _ITEM = _VAULT + r"/backupfabrics/azure/protectioncontainers/([^/]+)/protecteditems/([^/]+)"
 
 
@@ -241,87 +242,13 @@ class RecoveryServices:
             if throttle
             else None
         )
-        self.routes = self._routes()
         load_vaults(self, cloud.extra.get("vaults") or [], clock.now())
 
     # ---- routing ------------------------------------------------------------------------
-    def resolve(self, method: str, path: str) -> tuple[Route, tuple[str, ...]] | None:
-        for route in self.routes:
-            if route.method != method:
-                continue
-            match = route.pattern.match(path.rstrip("/"))
-            if match:
-                return route, match.groups()
-        return None
+    def routes(self) -> list[Route]:
+        return ROUTES
 
-    def _routes(self) -> list[Route]:
-        def route(method: str, pattern: str, operation: str, handler: Any) -> Route:
-            return Route(
-                method,
-                re.compile(pattern + "$", re.IGNORECASE),
-                operation,
-                lambda _arm, req, args: handler(req, args),
-            )
-
-        v = "Microsoft.RecoveryServices/vaults"
-        items = f"{v}/backupFabrics/protectionContainers/protectedItems"
-        return [
-            route("GET", _SUB + _RS + r"/vaults", f"{v}/read", self.list_vaults),
-            route(
-                "GET",
-                _SUB + r"/resourcegroups/([^/]+)" + _RS + r"/vaults",
-                f"{v}/read",
-                self.list_vaults,
-            ),
-            route("GET", _VAULT, f"{v}/read", self.get_vault),
-            route(
-                "GET", _VAULT + r"/backuppolicies", f"{v}/backupPolicies/read", self.list_policies
-            ),
-            route(
-                "GET",
-                _VAULT + r"/backuppolicies/([^/]+)",
-                f"{v}/backupPolicies/read",
-                self.get_policy,
-            ),
-            route(
-                "GET",
-                _VAULT + r"/backupprotectableitems",
-                f"{v}/backupProtectableItems/read",
-                self.list_protectable,
-            ),
-            route(
-                "GET",
-                _VAULT + r"/backupprotecteditems",
-                f"{v}/backupProtectedItems/read",
-                self.list_items,
-            ),
-            route("GET", _ITEM, f"{items}/read", self.get_item),
-            route("PUT", _ITEM, f"{items}/write", self.put_item),
-            route("POST", _ITEM + r"/backup", f"{items}/backup/action", self.trigger),
-            route(
-                "GET",
-                _ITEM + r"/operationresults/([^/]+)",
-                f"{items}/operationResults/read",
-                self.operation_result,
-            ),
-            route(
-                "GET",
-                _ITEM + r"/operationsstatus/([^/]+)",
-                f"{items}/operationsStatus/read",
-                self.operation_status,
-            ),
-            route(
-                "GET", _ITEM + r"/recoverypoints", f"{items}/recoveryPoints/read", self.list_points
-            ),
-            route("GET", _VAULT + r"/backupjobs", f"{v}/backupJobs/read", self.list_jobs),
-            route("GET", _VAULT + r"/backupjobs/([^/]+)", f"{v}/backupJobs/read", self.get_job),
-            route(
-                "POST",
-                _SUB + _RS + r"/locations/([^/]+)/backupstatus",
-                "Microsoft.RecoveryServices/locations/backupStatus/action",
-                self.backup_status,
-            ),
-        ]
+    _routes = routes  # tests/test_infra_roles.py reads the served operations through this name
 
     # ---- shared -------------------------------------------------------------------------
     def throttle(self, req: ArmRequest, subscription: str) -> None:
@@ -873,7 +800,6 @@ def vault_defaults(cloud: Cloud) -> dict[str, Any]:
 
 def load_vaults(rs: RecoveryServices, raw_vaults: list[Any], now: datetime) -> None:
     """Estate `vaults:` (README, Estate format): vaults, their policies and protected VMs."""
-    from emulator.estate import EstateError
 
     problems: list[str] = []
     subs = list(rs.cloud.subscriptions)
@@ -937,3 +863,60 @@ def load_vaults(rs: RecoveryServices, raw_vaults: list[Any], now: datetime) -> N
         rs.vaults[f"{sub}/{group.name}/{vault.name}".lower()] = vault
     if problems:
         raise EstateError("invalid estate:\n  " + "\n  ".join(problems))
+
+
+_V = "Microsoft.RecoveryServices/vaults"
+_ITEMS = f"{_V}/backupFabrics/protectionContainers/protectedItems"
+ROUTES: list[Route] = [
+    route("GET", SUBSCRIPTION + _RS + r"/vaults", f"{_V}/read", "list_vaults"),
+    route(
+        "GET",
+        GROUP + _RS + r"/vaults",
+        f"{_V}/read",
+        "list_vaults",
+    ),
+    route("GET", _VAULT, f"{_V}/read", "get_vault"),
+    route("GET", _VAULT + r"/backuppolicies", f"{_V}/backupPolicies/read", "list_policies"),
+    route(
+        "GET",
+        _VAULT + r"/backuppolicies/([^/]+)",
+        f"{_V}/backupPolicies/read",
+        "get_policy",
+    ),
+    route(
+        "GET",
+        _VAULT + r"/backupprotectableitems",
+        f"{_V}/backupProtectableItems/read",
+        "list_protectable",
+    ),
+    route(
+        "GET",
+        _VAULT + r"/backupprotecteditems",
+        f"{_V}/backupProtectedItems/read",
+        "list_items",
+    ),
+    route("GET", _ITEM, f"{_ITEMS}/read", "get_item"),
+    route("PUT", _ITEM, f"{_ITEMS}/write", "put_item"),
+    route("POST", _ITEM + r"/backup", f"{_ITEMS}/backup/action", "trigger"),
+    route(
+        "GET",
+        _ITEM + r"/operationresults/([^/]+)",
+        f"{_ITEMS}/operationResults/read",
+        "operation_result",
+    ),
+    route(
+        "GET",
+        _ITEM + r"/operationsstatus/([^/]+)",
+        f"{_ITEMS}/operationsStatus/read",
+        "operation_status",
+    ),
+    route("GET", _ITEM + r"/recoverypoints", f"{_ITEMS}/recoveryPoints/read", "list_points"),
+    route("GET", _VAULT + r"/backupjobs", f"{_V}/backupJobs/read", "list_jobs"),
+    route("GET", _VAULT + r"/backupjobs/([^/]+)", f"{_V}/backupJobs/read", "get_job"),
+    route(
+        "POST",
+        SUBSCRIPTION + _RS + r"/locations/([^/]+)/backupstatus",
+        "Microsoft.RecoveryServices/locations/backupStatus/action",
+        "backup_status",
+    ),
+]

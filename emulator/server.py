@@ -17,12 +17,13 @@ from typing import Any
 import trustme
 import uvicorn
 
-from emulator.app import build_stand_in, create_app
+from emulator.app import create_app
 from emulator.clock import Clock, parse_instant
 from emulator.config import Behaviour
 from emulator.estate import EstateError, load_estate_file
 from emulator.eventgrid import DeliveryOptions, EventGrid
 from emulator.monitor import endpoint_entries
+from emulator.stand_in import build_stand_in
 from emulator.throttling import ArmLimits, ComputeLimits, Throttler
 
 log = logging.getLogger("emulator")

@@ -1,0 +1,514 @@
+"""Microsoft.Compute reads and snapshots: VMs and their instance views, disks, snapshots and the
+status of Compute's long-running operations. Disk and VM writes for drills are `provisioning.py`.
+
+Platform rules on snapshot creates (the incremental limit, the burst window, pending background
+copies of Premium SSD v2 / Ultra disks) are enforced here; state is `model.Cloud`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from emulator.arm_core import Arm, check_name, check_tags, merge_tag, query_string
+from emulator.clock import format_instant
+from emulator.errors import ArmError, resource_not_found
+from emulator.ids import compute_id, key, new_uuid, stable_uuid
+from emulator.model import Snapshot, VirtualMachine
+from emulator.routing import GROUP, SUBSCRIPTION, ArmRequest, Reply, Route, route
+
+_CP = r"/providers/microsoft\.compute"
+
+
+class Compute:
+    def __init__(self, arm: Arm) -> None:
+        self.arm = arm
+        self.cloud = arm.cloud
+        self.clock = arm.clock
+        self.behaviour = arm.behaviour
+        self.throttler = arm.throttler
+        self.events = arm.events
+        self.creations: dict[str, list[datetime]] = {}  # incremental creates per disk (burst rule)
+
+    def routes(self) -> list[Route]:
+        return ROUTES
+
+    # ---- virtual machines ----------------------------------------------------------------
+    def list_vms(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
+        sub = args[0].lower()
+        group = args[1].lower() if len(args) > 1 else None
+        if group is not None:
+            self.arm.need_group(sub, group)
+        with self.cloud.lock:
+            now = self.clock.now()
+            self.cloud.purge_deleted(now)
+            vms = [
+                vm
+                for vm in self.cloud.vms.values()
+                if vm.subscription == sub and (group is None or vm.group.lower() == group)
+            ]
+            if req.query.get("statusOnly", "").lower() == "true":
+
+                def with_status(vm: VirtualMachine) -> dict[str, Any]:
+                    body = self.cloud.vm_json(vm, now)
+                    body["properties"]["instanceView"] = self.cloud.instance_view_json(vm, now)
+                    return body
+
+                return self.arm.page(req, vms, with_status)
+            return self.arm.page(req, vms, lambda vm: self.cloud.vm_json(vm, now))
+
+    def find_vm(self, args: tuple[str, ...]) -> VirtualMachine:
+        self.arm.need_group(args[0], args[1])
+        self.cloud.purge_deleted(self.clock.now())
+        vm = self.cloud.vms.get(key(compute_id(args[0], args[1], "virtualMachines", args[2])))
+        if vm is None:
+            raise resource_not_found("Microsoft.Compute/virtualMachines", args[2], args[1])
+        return vm
+
+    def get_vm(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
+        with self.cloud.lock:
+            vm = self.find_vm(args)
+            req.throttle_headers.update(
+                self.throttler.compute_check(vm.subscription, vm.location, "vm-reads")
+            )
+            now = self.clock.now()
+            body = self.cloud.vm_json(vm, now)
+            if "instanceview" in req.query.get("$expand", "").lower():
+                body["properties"]["instanceView"] = self.cloud.instance_view_json(vm, now)
+            return Reply(200, body)
+
+    def vm_instance_view(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
+        with self.cloud.lock:
+            vm = self.find_vm(args)
+            req.throttle_headers.update(
+                self.throttler.compute_check(vm.subscription, vm.location, "vm-reads")
+            )
+            return Reply(200, self.cloud.instance_view_json(vm, self.clock.now()))
+
+    def patch_vm(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
+        """VM update (tags only): synchronous 200 as recorded; Event Grid sees a VM write."""
+        body = req.body if isinstance(req.body, dict) else {}
+        unsupported = set(body) - {"tags"}
+        if unsupported:
+            raise ArmError(
+                400,
+                "InvalidParameter",
+                f"The stand-in updates only tags on VMs, not {sorted(unsupported)}.",
+            )
+        with self.cloud.lock:
+            vm = self.find_vm(args)
+            self.arm.authorize(req, "Microsoft.Compute/virtualMachines/write", vm.id)
+            self.arm.check_locks(vm.id, "write")
+            tags = body.get("tags")
+            if tags is not None:
+                check_tags(tags)
+                vm.tags = {}
+                for k, v in tags.items():
+                    merge_tag(vm.tags, str(k), str(v))
+            req.throttle_headers.update(
+                self.throttler.compute_check(vm.subscription, vm.location, "vm-writes")
+            )
+            self.events.resource_write(
+                vm.id,
+                "Microsoft.Compute/virtualMachines/write",
+                req.caller.object_id,
+                req.correlation_id,
+                http_method="PATCH",
+                url=f"{req.base_url}{req.path}",
+            )
+            return Reply(200, self.cloud.vm_json(vm, self.clock.now()))
+
+    # ---- disks ---------------------------------------------------------------------------
+    def list_disks(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
+        sub = args[0].lower()
+        group = args[1].lower() if len(args) > 1 else None
+        if group is not None:
+            self.arm.need_group(sub, group)
+        with self.cloud.lock:
+            now = self.clock.now()
+            self.cloud.purge_deleted(now)
+            disks = [
+                d
+                for d in self.cloud.disks.values()
+                if d.subscription == sub and (group is None or d.group.lower() == group)
+            ]
+            return self.arm.page(req, disks, lambda d: d.to_json(now))
+
+    def get_disk(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
+        self.arm.need_group(args[0], args[1])
+        now = self.clock.now()
+        with self.cloud.lock:
+            self.cloud.purge_deleted(now)
+            disk = self.cloud.disks.get(key(compute_id(args[0], args[1], "disks", args[2])))
+            if disk is None:
+                raise resource_not_found("Microsoft.Compute/disks", args[2], args[1])
+            req.throttle_headers.update(
+                self.throttler.compute_check(disk.subscription, disk.location, "disk-reads")
+            )
+            return Reply(200, disk.to_json(now))
+
+    # ---- snapshots -----------------------------------------------------------------------
+    def list_snapshots(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
+        sub = args[0].lower()
+        group = args[1].lower() if len(args) > 1 else None
+        if group is not None:
+            self.arm.need_group(sub, group)
+        now = self.clock.now()
+        with self.cloud.lock:
+            self.cloud.purge(now)
+            snaps = [
+                s
+                for s in self.cloud.snapshots.values()
+                if s.subscription == sub and (group is None or s.group.lower() == group)
+            ]
+            return self.arm.page(req, snaps, lambda s: s.to_json(now))
+
+    def get_snapshot(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
+        self.arm.need_group(args[0], args[1])
+        now = self.clock.now()
+        snap = self.cloud.live_snapshot(
+            key(compute_id(args[0], args[1], "snapshots", args[2])), now
+        )
+        if snap is None:
+            raise resource_not_found("Microsoft.Compute/snapshots", args[2], args[1])
+        req.throttle_headers.update(
+            self.throttler.compute_check(snap.subscription, snap.location, "disk-reads")
+        )
+        return Reply(200, snap.to_json(now))
+
+    def put_snapshot(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
+        sub_id, group_name, name = args
+        check_name(name, "snapshots")
+        group = self.arm.need_group(sub_id, group_name)
+        body = req.body if isinstance(req.body, dict) else {}
+        props = body.get("properties") or {}
+        creation = props.get("creationData") or {}
+        location = str(body.get("location", "")).lower().replace(" ", "")
+        if not location:
+            raise ArmError(
+                400, "LocationRequired", "The location property is required for this definition."
+            )
+        option = str(creation.get("createOption", ""))
+        if option.lower() != "copy":
+            raise ArmError(
+                400,
+                "InvalidParameter",
+                f"Create option '{option}' is not supported by the stand-in for snapshots; "
+                "use Copy.",
+                target="creationData.createOption",
+            )
+        source = creation.get("sourceResourceId") or creation.get("sourceUri")
+        if not source:
+            raise ArmError(
+                400,
+                "InvalidParameter",
+                "Required parameter 'sourceResourceId' is missing (null).",
+                target="sourceResourceId",
+            )
+        tags = body.get("tags") or {}
+        check_tags(tags)
+        snap_id = compute_id(sub_id, group.name, "snapshots", name)
+        now = self.clock.now()
+        with self.cloud.lock:
+            disk = self.cloud.disks.get(key(str(source)))
+            if disk is None:
+                raise ArmError(
+                    404,
+                    "NotFound",
+                    f"Resource {source} is not found.",
+                )
+            self.arm.authorize(req, "Microsoft.Compute/snapshots/write", snap_id)
+            self.arm.check_locks(snap_id, "write")
+            self.arm.check_policies(
+                req, "Microsoft.Compute/snapshots", snap_id, location, body, tags
+            )
+            linked = "Microsoft.Compute/disks/beginGetAccess/action"
+            self.arm.linked_check(
+                req, linked, disk.id, "Microsoft.Compute/snapshots/write", snap_id
+            )
+            if disk.disk_encryption_set_id:
+                req.actions.append("Microsoft.Compute/diskEncryptionSets/read")
+            existing = self.cloud.live_snapshot(key(snap_id), now)
+            incremental = bool(props.get("incremental", False))
+            if existing is not None:
+                if key(existing.source_id) != key(disk.id) or existing.incremental != incremental:
+                    changed = (
+                        "sourceResourceId"
+                        if key(existing.source_id) != key(disk.id)
+                        else "incremental"
+                    )
+                    raise ArmError(
+                        409,
+                        "PropertyChangeNotAllowed",
+                        f"Changing property '{changed}' is not allowed.",
+                        target=changed,
+                    )
+                # PUT replaces tags; Azure Policy modify rules add theirs again.
+                for rule in self.arm.matching_policies(
+                    "Microsoft.Compute/snapshots", snap_id, "modify"
+                ):
+                    for k, v in rule.add_tags.items():
+                        merge_tag(tags, k, v)
+                existing.tags = dict(tags)
+                op = self.arm.new_operation(
+                    sub_id, existing.location, "DiskOperations", now, snap_id, "PUT"
+                )
+                # Still copying: the repeated PUT finishes when the first one does.
+                op.end = (
+                    existing.ready_at if existing.ready_at is None else max(now, existing.ready_at)
+                )
+                reply_body = existing.to_json(now, in_flight=True)
+                return Reply(202, reply_body, self.arm.lro_headers(req, op, retry_after=True))
+            if location != disk.location.lower().replace(" ", ""):
+                raise ArmError(
+                    400,
+                    "InvalidParameter",
+                    f"The snapshot location '{location}' must match the source disk's location "
+                    f"'{disk.location}'.",
+                    target="location",
+                )
+            if disk.ephemeral:
+                raise ArmError(
+                    409,
+                    "OperationNotAllowed",
+                    f"Snapshots of ephemeral OS disk '{disk.name}' are not supported.",
+                )
+            if not disk.instant_access and not incremental:
+                raise ArmError(
+                    400,
+                    "BadRequest",
+                    f"Only incremental snapshots are supported for disks of SKU {disk.sku}.",
+                )
+            family = [
+                s
+                for s in self.cloud.snapshots_of(disk.id)
+                if s.incremental and s.deleting_at is None
+            ]
+            if incremental and len(family) >= self.behaviour.incremental_limit:
+                raise ArmError(
+                    409,
+                    "SnapshotsLimitReached",
+                    "The maximum number of incremental snapshots "
+                    f"({self.behaviour.incremental_limit}) for disk '{disk.id}' has been reached. "
+                    "Delete older snapshots and try again.",
+                )
+            window = timedelta(seconds=self.behaviour.burst_window_seconds)
+            recent = [t for t in self.creations.get(key(disk.id), []) if now - t < window]
+            if incremental and len(recent) >= self.behaviour.burst_limit:
+                raise ArmError(
+                    409,
+                    "OperationNotAllowed",
+                    f"At most {self.behaviour.burst_limit} incremental snapshots of a disk can be "
+                    f"created every {int(self.behaviour.burst_window_seconds / 60)} minutes; "
+                    f"disk '{disk.id}' reached that limit. Retry later.",
+                )
+            if not disk.instant_access:
+                pending = [s for s in family if s.completion_percent(now) < 100]
+                if len(pending) >= self.behaviour.pending_limit:
+                    raise ArmError(
+                        409,
+                        "OperationNotAllowed",
+                        f"At most {self.behaviour.pending_limit} snapshots of disk '{disk.id}' "
+                        "can be pending background copy at a time.",
+                    )
+            req.throttle_headers.update(
+                self.throttler.compute_check(sub_id, disk.location, "writes")
+            )
+            stuck = req.stuck
+            ready_at = None if stuck else now + timedelta(seconds=self.behaviour.operation_seconds)
+            hydrated = (
+                None
+                if ready_at is None
+                else ready_at
+                + timedelta(seconds=0 if disk.instant_access else self.behaviour.hydration_seconds)
+            )
+            for rule in self.arm.matching_policies(
+                "Microsoft.Compute/snapshots", snap_id, "modify"
+            ):
+                for k, v in rule.add_tags.items():
+                    merge_tag(tags, k, v)
+            snap = Snapshot(
+                subscription=sub_id.lower(),
+                group=group.name,
+                name=name,
+                location=disk.location,
+                sku=str(
+                    (body.get("sku") or {}).get(
+                        "name", "Standard_ZRS" if incremental else "Standard_LRS"
+                    )
+                ),
+                size_gb=disk.size_gb,
+                incremental=incremental,
+                source_id=disk.id,
+                source_unique_id=disk.unique_id,
+                unique_id=new_uuid(),
+                time_created=now,
+                ready_at=ready_at,
+                create_option="Copy",
+                source_uri=creation.get("sourceUri"),
+                family_id=stable_family(disk.id) if incremental else None,
+                os_type=disk.os_type,
+                hyper_v_generation=disk.hyper_v_generation,
+                encryption_type=disk.encryption_type,
+                network_access_policy=str(props.get("networkAccessPolicy", "AllowAll")),
+                public_network_access=str(props.get("publicNetworkAccess", "Enabled")),
+                tags=dict(tags),
+                instant_access=disk.instant_access,
+                hydrated_at=hydrated,
+                security_type=disk.security_type,
+                plan=disk.plan,
+            )
+            self.cloud.add_snapshot(key(snap_id), snap)
+            self.creations.setdefault(key(disk.id), []).append(now)
+            self.creations[key(disk.id)] = [
+                t for t in self.creations[key(disk.id)] if now - t < window
+            ]
+            op = self.arm.new_operation(
+                sub_id, disk.location, "DiskOperations", now, snap_id, "PUT"
+            )
+            op.end = ready_at
+            return Reply(
+                202,
+                snap.to_json(now, in_flight=True),
+                self.arm.lro_headers(req, op, retry_after=True),
+            )
+
+    def patch_snapshot(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
+        sub_id, group_name, name = args
+        self.arm.need_group(sub_id, group_name)
+        snap_id = compute_id(sub_id, group_name, "snapshots", name)
+        now = self.clock.now()
+        with self.cloud.lock:
+            snap = self.cloud.live_snapshot(key(snap_id), now)
+            if snap is None:
+                raise resource_not_found("Microsoft.Compute/snapshots", name, group_name)
+            self.arm.authorize(req, "Microsoft.Compute/snapshots/write", snap.id)
+            self.arm.check_locks(snap.id, "write")
+            body = req.body if isinstance(req.body, dict) else {}
+            if "tags" in body:
+                check_tags(body["tags"] or {})
+                snap.tags = dict(body["tags"] or {})
+            props = body.get("properties") or {}
+            if "networkAccessPolicy" in props:
+                snap.network_access_policy = str(props["networkAccessPolicy"])
+            if "publicNetworkAccess" in props:
+                snap.public_network_access = str(props["publicNetworkAccess"])
+            op = self.arm.new_operation(
+                sub_id, snap.location, "DiskOperations", now, snap.id, "PATCH"
+            )
+            op.end = now
+            return Reply(202, snap.to_json(now), self.arm.lro_headers(req, op, retry_after=True))
+
+    def delete_snapshot(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
+        sub_id, group_name, name = args
+        self.arm.need_group(sub_id, group_name)
+        snap_id = compute_id(sub_id, group_name, "snapshots", name)
+        now = self.clock.now()
+        with self.cloud.lock:
+            snap = self.cloud.live_snapshot(key(snap_id), now)
+            if snap is None:
+                return Reply(204)
+            self.arm.authorize(req, "Microsoft.Compute/snapshots/delete", snap.id)
+            self.arm.check_locks(snap.id, "delete")
+            req.throttle_headers.update(
+                self.throttler.compute_check(sub_id, snap.location, "deletes")
+            )
+            stuck = req.stuck
+            end = None if stuck else now + timedelta(seconds=self.behaviour.operation_seconds)
+            if snap.deleting_at is None:
+                snap.deleting_at = end or datetime.max.replace(tzinfo=now.tzinfo)
+            op = self.arm.new_operation(
+                sub_id, snap.location, "DiskOperations", now, snap.id, "DELETE"
+            )
+            op.end = end
+            return Reply(202, None, self.arm.lro_headers(req, op, retry_after=False))
+
+    def get_operation(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
+        sub_id, location, kind, op_id = args
+        op = self.cloud.operations.get(op_id.lower()) or self.cloud.operations.get(op_id)
+        if op is None or op.subscription != sub_id.lower() or op.kind.lower() != kind.lower():
+            raise ArmError(404, "NotFound", f"The operation '{op_id}' was not found.")
+        policy = "disk-operations" if op.kind == "DiskOperations" else "vm-operations"
+        req.throttle_headers.update(self.throttler.compute_check(op.subscription, location, policy))
+        now = self.clock.now()
+        monitor = req.query.get("monitor", "").lower() == "true"
+        start = format_instant(op.start)
+        # As recorded: polls of a create carry Retry-After; polls of a delete do not.
+        wait: dict[str, str] = {}
+        if op.method != "DELETE" or op.kind == "operations":
+            wait["Retry-After"] = self.behaviour.scaled(self.behaviour.lro_poll_retry_after)
+        if not op.finished(now):
+            if monitor:
+                location = f"{req.base_url}{req.path}?" + query_string(req.query)
+                return Reply(202, None, {"Location": location, **wait})
+            return Reply(200, {"startTime": start, "status": "InProgress", "name": op.id}, wait)
+        assert op.end is not None
+        output = None
+        if op.method in ("PUT", "PATCH") and op.resource_key and op.kind == "DiskOperations":
+            snap = self.cloud.snapshots.get(op.resource_key)
+            disk = self.cloud.disks.get(op.resource_key)
+            if snap is not None:
+                output = snap.to_json(max(now, op.end))
+            elif disk is not None:
+                output = disk.to_json(max(now, op.end))
+        if monitor:
+            return Reply(200, output)  # as recorded: 200, and no body when there is no output
+        body: dict[str, Any] = {
+            "startTime": start,
+            "endTime": format_instant(op.end),
+            "status": "Succeeded",
+        }
+        if output is not None:
+            body["properties"] = {"output": output}
+        body["name"] = op.id
+        return Reply(200, body)
+
+
+def stable_family(disk_id: str) -> str:
+    return stable_uuid("family", disk_id)
+
+
+_SNAP = GROUP + _CP + r"/snapshots/([^/]+)"
+_VM = GROUP + _CP + r"/virtualmachines/([^/]+)"
+ROUTES: list[Route] = [
+    route(
+        "GET",
+        SUBSCRIPTION + _CP + r"/virtualmachines",
+        "Microsoft.Compute/virtualMachines/read",
+        "list_vms",
+    ),
+    route(
+        "GET",
+        GROUP + _CP + r"/virtualmachines",
+        "Microsoft.Compute/virtualMachines/read",
+        "list_vms",
+    ),
+    route("GET", _VM, "Microsoft.Compute/virtualMachines/read", "get_vm"),
+    route(
+        "GET",
+        _VM + r"/instanceview",
+        "Microsoft.Compute/virtualMachines/instanceView/read",
+        "vm_instance_view",
+    ),
+    route("PATCH", _VM, "Microsoft.Compute/virtualMachines/write", "patch_vm"),
+    route("GET", SUBSCRIPTION + _CP + r"/disks", "Microsoft.Compute/disks/read", "list_disks"),
+    route("GET", GROUP + _CP + r"/disks", "Microsoft.Compute/disks/read", "list_disks"),
+    route("GET", GROUP + _CP + r"/disks/([^/]+)", "Microsoft.Compute/disks/read", "get_disk"),
+    route(
+        "GET",
+        SUBSCRIPTION + _CP + r"/snapshots",
+        "Microsoft.Compute/snapshots/read",
+        "list_snapshots",
+    ),
+    route("GET", GROUP + _CP + r"/snapshots", "Microsoft.Compute/snapshots/read", "list_snapshots"),
+    route("GET", _SNAP, "Microsoft.Compute/snapshots/read", "get_snapshot"),
+    route("PUT", _SNAP, "Microsoft.Compute/snapshots/write", "put_snapshot"),
+    route("PATCH", _SNAP, "Microsoft.Compute/snapshots/write", "patch_snapshot"),
+    route("DELETE", _SNAP, "Microsoft.Compute/snapshots/delete", "delete_snapshot"),
+    route(
+        "GET",
+        SUBSCRIPTION + _CP + r"/locations/([^/]+)/(diskoperations|operations)/([^/]+)",
+        "Microsoft.Compute/locations/{kind}/read",
+        "get_operation",
+    ),
+]

@@ -1,0 +1,80 @@
+"""One stand-in's state and providers, as plain objects: what the HTTP side serves and what
+tests reach directly (`build_stand_in(...)`, then `.cloud`, `.network`, `.backup`, `.monitor`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from emulator.arm_core import Arm
+from emulator.clock import Clock
+from emulator.compute import Compute
+from emulator.config import Behaviour
+from emulator.eventgrid import EventGrid
+from emulator.faults import Faults, RequestLog
+from emulator.identity import TokenAuthority
+from emulator.model import Cloud
+from emulator.monitor_state import Monitor, MonitorConfig
+from emulator.network import NetworkRP
+from emulator.policy import PolicyRP
+from emulator.provisioning import Provisioning
+from emulator.recoveryservices import RecoveryServices
+from emulator.routing import Provider, Router
+from emulator.throttling import Throttler
+
+
+@dataclass
+class StandIn:
+    """Everything the handlers share."""
+
+    cloud: Cloud
+    clock: Clock
+    behaviour: Behaviour
+    throttler: Throttler
+    events: EventGrid
+    faults: Faults
+    log: RequestLog
+    authority: TokenAuthority
+    arm: Arm
+    compute: Compute
+    provisioning: Provisioning
+    network: NetworkRP
+    backup: RecoveryServices
+    policy: PolicyRP
+    monitor: Monitor
+    router: Router = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.router = Router(self.providers())
+
+    def providers(self) -> list[Provider]:
+        """The ARM resource providers, in the order their routes are tried: the one list."""
+        return [self.arm, self.compute, self.provisioning, self.backup, self.network, self.policy]
+
+
+def build_stand_in(
+    cloud: Cloud,
+    clock: Clock,
+    behaviour: Behaviour,
+    throttler: Throttler,
+    events: EventGrid,
+    seed: int | None = None,
+) -> StandIn:
+    arm = Arm(cloud, clock, behaviour, throttler, events)
+    return StandIn(
+        cloud=cloud,
+        clock=clock,
+        behaviour=behaviour,
+        throttler=throttler,
+        events=events,
+        faults=Faults(seed),
+        log=RequestLog(),
+        authority=TokenAuthority(cloud.tenant_id),
+        arm=arm,
+        compute=Compute(arm),
+        provisioning=Provisioning(arm),
+        network=NetworkRP(arm),
+        backup=RecoveryServices(cloud, clock, behaviour),
+        policy=PolicyRP(arm),
+        monitor=Monitor(MonitorConfig.from_estate(cloud.extra, cloud.tenant_id)),
+    )
