@@ -37,8 +37,7 @@ StorageOption = Annotated[
 
 def _runtime(settings: Path | None, emulator: Path | None, storage: Path | None) -> Any:
     from shared.policies import load_policies
-    from shared.ports import Runtime
-    from shared.services import _build_queues, build_compute, build_drills
+    from shared.services import build_runtime
     from shared.settings import Settings, SettingsError
 
     try:
@@ -58,16 +57,7 @@ def _runtime(settings: Path | None, emulator: Path | None, storage: Path | None)
             json.loads(emulator.read_text())["clock"],
             ca_bundle=os.environ.get("REQUESTS_CA_BUNDLE"),
         )
-    compute = build_compute(config)
-    return Runtime(
-        config,
-        clock,
-        _Silent(),
-        _build_queues(config),
-        compute=compute,
-        policies=policies,
-        drills=build_drills(config, compute),
-    )
+    return build_runtime(config, clock=clock, reporter=_Silent(), policies=policies)
 
 
 class _SystemClock:

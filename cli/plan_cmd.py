@@ -46,9 +46,8 @@ def plan_command(
     """Print tonight's plan — creates, prunes with reasons, skips, blocks, warnings. No writes."""
     from shared import rotation
     from shared.policies import load_policies
-    from shared.ports import Runtime
     from shared.schedules import latest_occurrence, next_occurrence
-    from shared.services import build_compute
+    from shared.services import build_runtime
     from shared.settings import Settings, SettingsError
 
     try:
@@ -66,7 +65,9 @@ def plan_command(
         if at
         else next_occurrence(config.rotation_schedule, now)
     )
-    rt = Runtime(config, _Fixed(now), _NoReports(), _NoQueues(), build_compute(config), policies)
+    rt = build_runtime(
+        config, clock=_Fixed(now), reporter=_NoReports(), queues=_NoQueues(), policies=policies
+    )
     document: dict[str, Any] = {"slot": occurrence.strftime("%Y%m%d%H%M"), "subscriptions": {}}
     for subscription in sorted(config.subscriptions):
         night, prunes = rotation.preview_night(rt, subscription, occurrence)
