@@ -9,7 +9,6 @@ import json
 import socket
 import struct
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Any
 
 from starlette.applications import Starlette
@@ -20,7 +19,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from emulator import admin, monitor
 from emulator.arm_core import family_of
-from emulator.clock import format_instant
 from emulator.errors import ArmError
 from emulator.identity import ARM_AUDIENCES
 from emulator.ids import new_uuid, subscription_of
@@ -29,10 +27,6 @@ from emulator.routing import ArmRequest, Reply, operation_name
 from emulator.stand_in import StandIn
 
 ALL_METHODS = ["GET", "PUT", "PATCH", "POST", "DELETE", "HEAD"]
-
-
-def _stamp() -> str:
-    return format_instant(datetime.now(UTC))
 
 
 class ResetFaults:
@@ -46,16 +40,8 @@ class ResetFaults:
         if scope["type"] == "http":
             rule = self.stand_in.faults.match(scope["method"], scope["path"], ("reset",))
             if rule is not None:
-                self.stand_in.log.add(
-                    time=_stamp(),
-                    clock=format_instant(self.stand_in.clock.now()),
-                    method=scope["method"],
-                    path=scope["path"],
-                    operation="fault/reset",
-                    status=0,
-                    principal=None,
-                    actions=[],
-                    fault=rule.id,
+                self.stand_in.record(
+                    scope["method"], scope["path"], "fault/reset", 0, fault=rule.id
                 )
                 transport = getattr(getattr(send, "__self__", None), "transport", None)
                 if transport is not None:
@@ -96,16 +82,8 @@ def create_app(stand_in: StandIn) -> ASGIApp:
         actions: list[str],
         fault: int | None,
     ) -> None:
-        stand_in.log.add(
-            time=_stamp(),
-            clock=format_instant(stand_in.clock.now()),
-            method=request.method,
-            path=request.url.path,
-            operation=operation,
-            status=status,
-            principal=principal,
-            actions=actions,
-            fault=fault,
+        stand_in.record(
+            request.method, request.url.path, operation, status, principal, actions, fault
         )
 
     async def msi_token(request: Request) -> Response:

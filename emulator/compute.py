@@ -35,18 +35,10 @@ class Compute:
 
     # ---- virtual machines ----------------------------------------------------------------
     def list_vms(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
-        sub = args[0].lower()
-        group = args[1].lower() if len(args) > 1 else None
-        if group is not None:
-            self.arm.need_group(sub, group)
         with self.cloud.lock:
             now = self.clock.now()
             self.cloud.purge_deleted(now)
-            vms = [
-                vm
-                for vm in self.cloud.vms.values()
-                if vm.subscription == sub and (group is None or vm.group.lower() == group)
-            ]
+            vms = self.arm.members(self.cloud.vms, args)
             if req.query.get("statusOnly", "").lower() == "true":
 
                 def with_status(vm: VirtualMachine) -> dict[str, Any]:
@@ -120,18 +112,10 @@ class Compute:
 
     # ---- disks ---------------------------------------------------------------------------
     def list_disks(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
-        sub = args[0].lower()
-        group = args[1].lower() if len(args) > 1 else None
-        if group is not None:
-            self.arm.need_group(sub, group)
         with self.cloud.lock:
             now = self.clock.now()
             self.cloud.purge_deleted(now)
-            disks = [
-                d
-                for d in self.cloud.disks.values()
-                if d.subscription == sub and (group is None or d.group.lower() == group)
-            ]
+            disks = self.arm.members(self.cloud.disks, args)
             return self.arm.page(req, disks, lambda d: d.to_json(now))
 
     def get_disk(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
@@ -149,18 +133,10 @@ class Compute:
 
     # ---- snapshots -----------------------------------------------------------------------
     def list_snapshots(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
-        sub = args[0].lower()
-        group = args[1].lower() if len(args) > 1 else None
-        if group is not None:
-            self.arm.need_group(sub, group)
         now = self.clock.now()
         with self.cloud.lock:
             self.cloud.purge(now)
-            snaps = [
-                s
-                for s in self.cloud.snapshots.values()
-                if s.subscription == sub and (group is None or s.group.lower() == group)
-            ]
+            snaps = self.arm.members(self.cloud.snapshots, args)
             return self.arm.page(req, snaps, lambda s: s.to_json(now))
 
     def get_snapshot(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:

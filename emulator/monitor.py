@@ -15,14 +15,12 @@ import gzip
 import json
 import uuid
 import zlib
-from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from emulator.clock import format_instant
 from emulator.errors import ArmError
 from emulator.monitor_state import (
     INGESTION_API_VERSION,
@@ -62,17 +60,7 @@ def routes(stand_in: StandIn) -> list[Route]:
     def record(
         request: Request, operation: str, status: int, principal: str | None, fault: int | None
     ) -> None:
-        stand_in.log.add(
-            time=format_instant(datetime.now(UTC)),
-            clock=format_instant(stand_in.clock.now()),
-            method=request.method,
-            path=request.url.path,
-            operation=operation,
-            status=status,
-            principal=principal,
-            actions=[],
-            fault=fault,
-        )
+        stand_in.record(request.method, request.url.path, operation, status, principal, [], fault)
 
     def faulted(request: Request) -> tuple[Response | None, int | None]:
         rule = stand_in.faults.match(request.method, request.url.path, ("status",))

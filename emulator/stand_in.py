@@ -5,9 +5,10 @@ tests reach directly (`build_stand_in(...)`, then `.cloud`, `.network`, `.backup
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from emulator.arm_core import Arm
-from emulator.clock import Clock
+from emulator.clock import Clock, format_instant
 from emulator.compute import Compute
 from emulator.config import Behaviour
 from emulator.eventgrid import EventGrid
@@ -46,6 +47,29 @@ class StandIn:
 
     def __post_init__(self) -> None:
         self.router = Router(self.providers())
+
+    def record(
+        self,
+        method: str,
+        path: str,
+        operation: str,
+        status: int,
+        principal: str | None = None,
+        actions: list[str] | None = None,
+        fault: int | None = None,
+    ) -> None:
+        """One request log entry, stamped with real time and the stand-in clock."""
+        self.log.add(
+            time=format_instant(datetime.now(UTC)),
+            clock=format_instant(self.clock.now()),
+            method=method,
+            path=path,
+            operation=operation,
+            status=status,
+            principal=principal,
+            actions=list(actions or []),
+            fault=fault,
+        )
 
     def providers(self) -> list[Provider]:
         """The ARM resource providers, in the order their routes are tried: the one list."""
