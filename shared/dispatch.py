@@ -168,6 +168,10 @@ class Context:
     def now(self) -> datetime:
         return self.rt.clock.now()
 
+    def flush(self) -> None:
+        """Report what has been recorded so far (before an irreversible step such as a delete)."""
+        flush(self.rt, self.outcomes)
+
     @property
     def redelivered(self) -> bool:
         """The host delivered this message before: an earlier delivery may have done part of it."""
@@ -378,7 +382,8 @@ def start(
         submit(rt, job, run_id, result, key=key)
         return result
     except Exception as e:
-        ctx.out.failed("run-start", f"{type(e).__name__}: {e}"[:2000])
+        # The run broke: its run-end says so (the heartbeat alert and `lifeboat status` read it).
+        ctx.out.failed("run-end", f"{type(e).__name__}: {e}"[:2000])
         raise
     finally:
         flush(rt, ctx.outcomes)

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import datetime
 from typing import Any
 
-from shared.model import Job, Outcome, Status
-from shared.ports import ReceivedMessage, Runtime
-from shared.worker import POISON_SUFFIX
+from shared.dispatch import Context, Done, Result
+from shared.names import POISON_SUFFIX, Status, Timer
+from shared.outcomes import Outcomes
+from shared.ports import ReceivedMessage
 
 log = logging.getLogger(__name__)
 
@@ -24,32 +26,41 @@ _MAX_KEPT_MESSAGE_CHARS = 32_000
 DEFAULT_DRAIN_LIMIT = 5_000
 
 
-def drain_poison_queues(rt: Runtime, *, run_id: str, limit: int = DEFAULT_DRAIN_LIMIT) -> int:
+def drain_poison(ctx: Context, occurrence: datetime, *, limit: int = DEFAULT_DRAIN_LIMIT) -> Result:
+    """The poison timer: `run-start`, a row per drained message, `run-end` with the count."""
+    ctx.out.succeeded("run-start", details={"function": "poison_drain"})
+    drained = drain_poison_queues(ctx, limit=limit)  # if it raises, dispatch reports run-end
+    ctx.out.succeeded(
+        "run-end",
+        count=drained,
+        details={"function": "poison_drain", "totals": {"count": drained, "drained": drained}},
+    )
+    log.info("poison drain %s: %d message(s) reported and deleted", ctx.run_id, drained)
+    return Done(f"{drained} drained")
+
+
+def drain_poison_queues(ctx: Context, *, limit: int = DEFAULT_DRAIN_LIMIT) -> int:
+    """Report each poisoned message (the row is sent before the message is deleted)."""
+    queues = ctx.rt.queues
     drained = 0
-    for poison_queue in rt.queues.list_queues(suffix=POISON_SUFFIX):
+    for poison_queue in queues.list_queues(suffix=POISON_SUFFIX):
         while drained < limit:
-            batch = list(rt.queues.receive(poison_queue, max_messages=min(32, limit - drained)))
+            batch = list(queues.receive(poison_queue, max_messages=min(32, limit - drained)))
             if not batch:
                 break
             for message in batch:
-                outcome = describe_poisoned(rt, poison_queue, message, run_id)
-                rt.reporter.report([outcome])
-                rt.queues.delete(poison_queue, message)
+                describe_poisoned(ctx.out, ctx.settings.max_dequeue_count, poison_queue, message)
+                ctx.flush()
+                queues.delete(poison_queue, message)
                 drained += 1
-                log.warning(
-                    "drained poison message %s from %s: %s",
-                    message.id,
-                    poison_queue,
-                    outcome.reason,
-                )
     if drained >= limit:
         log.warning("poison drain stopped at its limit of %d; the next run continues", limit)
     return drained
 
 
 def describe_poisoned(
-    rt: Runtime, poison_queue: str, message: ReceivedMessage, run_id: str
-) -> Outcome:
+    out: Outcomes, max_dequeue_count: int, poison_queue: str, message: ReceivedMessage
+) -> None:
     original_queue = poison_queue.removesuffix(POISON_SUFFIX)
     wrapper = _wrapper(message.text)
     if wrapper is not None:
@@ -65,17 +76,16 @@ def describe_poisoned(
         content = message.text
         reason = (
             f"failed on every delivery: the host moved it to {poison_queue} after "
-            f"{rt.settings.max_dequeue_count} attempts"
+            f"{max_dequeue_count} attempts"
         )
-        dequeue_count = rt.settings.max_dequeue_count
+        dequeue_count = max_dequeue_count
     truncated = len(content) > _MAX_KEPT_MESSAGE_CHARS
-    return Outcome(
-        time=rt.clock.now(),
-        run_id=run_id,
-        job=Job.MAINTENANCE,
-        operation="poison",
-        status=Status.FAILED,
-        reason=reason,
+    log.warning("drained poison message %s from %s: %s", message.id, poison_queue, reason)
+    out.row(
+        "poison",
+        Status.FAILED,
+        reason,
+        distinct=message.id,
         details={
             "queue": original_queue,
             "poisonQueue": poison_queue,
@@ -114,3 +124,6 @@ def _json_object(text: str | None) -> dict[str, Any] | None:
 
 def _int(value: Any) -> int | None:
     return value if isinstance(value, int) else None
+
+
+TIMERS = {Timer.POISON: drain_poison}

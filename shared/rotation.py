@@ -1,70 +1,52 @@
-"""Snapshot rotation, applied: the night's workers, each one unit of work, each safe to run twice.
+"""Snapshot rotation, applied: the night's handlers, each one unit of work, each safe to run twice.
 
 timer -> `start_night`: one rotation-plan message per target subscription
-rotation-plan -> `plan_subscription`: list inventory, report the plan, enqueue paced rotation-vm
+rotation-plan -> `plan_subscription`: list inventory, report the plan, paced rotation-vm
                  messages and one rotation-confirm message after the create window
 rotation-vm -> `snapshot_vm`: one VM's snapshot PUTs back to back, no polling
 rotation-plan (confirm) -> `confirm_night`: one snapshot list confirms what is good; prunes go
                  to rotation-prune for disks whose snapshot tonight is good
+rotation-plan (confirm-vm) -> `confirm_vm`: one VM's set (taken at onboarding), one GET each
 rotation-prune -> `prune_snapshots`: delete what retention removed
+
+Handlers decide and return; `shared/dispatch.py` sends, puts back and reports.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import random
 from datetime import datetime, timedelta
-from typing import Any
 
-from shared import messages
+from shared.dispatch import Context, Done, HandlerTable, Outgoing, PutBack, Result, Send
 from shared.messages import (
     DiskSnapshot,
-    Envelope,
-    Payload,
     RotationConfirmRequest,
+    RotationConfirmVmRequest,
     RotationPlanRequest,
     RotationPruneRequest,
     RotationVmRequest,
-    expect,
 )
-from shared.model import Disk, Job, Outcome, Snapshot, Status, Vm, format_time
+from shared.model import Disk, Snapshot, Vm, format_time
+from shared.names import Job, Status, Tag, Timer
+from shared.outcomes import Outcomes
 from shared.planning import (
     Block,
     NightPlan,
     PlannedDisk,
     PrunePlan,
     RotationConfig,
-    Skip,
     VmPlan,
     plan_night,
     plan_prunes,
 )
 from shared.ports import Compute, RefusedError, Runtime, SnapshotRequest, ThrottledError
-from shared.snapshots import (
-    MANAGED_TAG,
-    POLICY_TAG,
-    RUN_TAG,
-    SET_TAG,
-    SLOT_TAG,
-    parse_slot,
-    slot_of,
-)
-from shared.worker import Handler, delivery_count, enqueue
+from shared.snapshots import parse_slot, slot_of
 
 log = logging.getLogger(__name__)
 
-PLAN_QUEUE = "rotation-plan"
-VM_QUEUE = "rotation-vm"
-PRUNE_QUEUE = "rotation-prune"
-MAX_VISIBILITY_SECONDS = 7 * 24 * 3600 - 60
 PRUNE_CHUNK = 100
-
-__all__ = ["Handler"]
-
-
-def run_id_of(slot: str) -> str:
-    return f"rotation-{slot}"
+# A headroom reading under the minimum puts the work back for this long (ARM refills 10/s).
+HEADROOM_WAIT_SECONDS = 10.0
 
 
 def rotation_config(rt: Runtime, subscription_id: str) -> RotationConfig:
@@ -79,80 +61,51 @@ def rotation_config(rt: Runtime, subscription_id: str) -> RotationConfig:
     )
 
 
+def snapshot_id_of(subscription: str, group: str, name: str) -> str:
+    return (
+        f"/subscriptions/{subscription}/resourceGroups/{group}"
+        f"/providers/Microsoft.Compute/snapshots/{name}"
+    )
+
+
 # -------------------------------------------------------------------------------- the timer
 
 
-def start_night(rt: Runtime, occurrence: datetime) -> int:
+def start_night(ctx: Context, occurrence: datetime) -> Result:
     """One rotation-plan message per target subscription, keyed by the scheduled occurrence."""
-    slot = slot_of(occurrence.replace(second=0, microsecond=0))
-    run_id = run_id_of(slot)
-    subscriptions = sorted(rt.settings.subscriptions)
-    for subscription in subscriptions:
-        request = RotationPlanRequest(subscriptionId=subscription, slot=slot)
-        _send(
-            rt, PLAN_QUEUE, "rotation-plan", request, run_id, f"rotation-plan:{subscription}:{slot}"
-        )
-    _report(
-        rt,
-        _outcome(
-            rt,
-            run_id,
-            "run-start",
-            Status.SUCCEEDED,
-            count=len(subscriptions),
-            details={"slot": slot, "subscriptions": subscriptions},
-        ),
+    slot = slot_of(occurrence)
+    subscriptions = sorted(ctx.settings.subscriptions)
+    ctx.out.succeeded(
+        "run-start",
+        count=len(subscriptions),
+        details={"slot": slot, "subscriptions": subscriptions},
     )
-    return len(subscriptions)
+    return Send(
+        *(
+            Outgoing(
+                RotationPlanRequest(subscriptionId=s, slot=slot), key=f"rotation-plan:{s}:{slot}"
+            )
+            for s in subscriptions
+        )
+    )
 
 
 # --------------------------------------------------------------------------------- planning
 
 
-def plan_subscription(rt: Runtime, envelope: Envelope, payload: Payload) -> None:
-    request = expect(payload, RotationPlanRequest)
-    if _stale(rt, envelope, request.slot, "rotation-plan"):
-        return
-    compute = rt.need_compute()
+def plan_subscription(request: RotationPlanRequest, ctx: Context) -> Result:
+    if _stale(ctx, request.slot, "rotation-plan"):
+        return Done("stale")
     subscription = request.subscription_id
-    config = rotation_config(rt, subscription)
-    try:
-        vms, disks, snapshots = _inventory(compute, subscription, config.snapshot_group)
-    except ThrottledError as e:
-        _retry_later(rt, PLAN_QUEUE, envelope, request, e.retry_after)
-        return
-    plan = plan_night(vms, disks, snapshots, rt.need_policies(), config, parse_slot(request.slot))
-    dry_run = rt.settings.dry_run
-    _report(rt, *_plan_outcomes(rt, envelope.run_id, plan, subscription, dry_run))
-    if dry_run:
-        prunes = _expected_prunes(rt, plan, disks, snapshots, config, subscription)
-        _report(rt, *_prune_outcomes(rt, envelope.run_id, prunes, subscription, dry_run=True))
-        return
-    paced_from = rt.clock.now()
-    for vm_plan in plan.vms:
-        if vm_plan.creates:
-            _send(
-                rt,
-                VM_QUEUE,
-                "rotation-vm",
-                _vm_request(vm_plan, subscription, plan.slot),
-                envelope.run_id,
-                f"rotation-vm:{vm_plan.vm.id.lower()}:{plan.slot}",
-                delay=vm_plan.delay_seconds - _seconds_since(rt, paced_from),
-                early=True,
-            )
-    confirm = RotationConfirmRequest(subscriptionId=subscription, slot=plan.slot)
-    _send(
-        rt,
-        PLAN_QUEUE,
-        "rotation-confirm",
-        confirm,
-        envelope.run_id,
-        f"rotation-confirm:{subscription}:{plan.slot}",
-        delay=plan.window_seconds
-        + rt.settings.confirm_delay_seconds
-        - _seconds_since(rt, paced_from),
-    )
+    config = rotation_config(ctx.rt, subscription)
+    vms, disks, snapshots = _inventory(ctx.compute, subscription, config.snapshot_group)
+    plan = plan_night(vms, disks, snapshots, ctx.policies, config, parse_slot(request.slot))
+    out = ctx.out.bind(subscription_id=subscription)
+    _record_plan(out, plan, subscription)
+    if ctx.settings.dry_run:
+        prunes = _expected_prunes(ctx.rt, plan, disks, snapshots, config, subscription)
+        _record_prunes(out, prunes, dry_run=True)
+        return Done("dry run")
     log.info(
         "rotation plan %s %s: %d VM(s), %d snapshot(s) over %.0f s",
         subscription,
@@ -161,6 +114,24 @@ def plan_subscription(rt: Runtime, envelope: Envelope, payload: Payload) -> None
         plan.creates,
         plan.window_seconds,
     )
+    confirm = RotationConfirmRequest(subscriptionId=subscription, slot=plan.slot)
+    return Send(
+        *(
+            Outgoing(
+                vm_request(vm_plan, subscription, plan.slot),
+                key=f"rotation-vm:{vm_plan.vm.id.lower()}:{plan.slot}",
+                delay=vm_plan.delay_seconds,
+                early=True,
+            )
+            for vm_plan in plan.vms
+            if vm_plan.creates
+        ),
+        Outgoing(
+            confirm,
+            key=f"rotation-confirm:{subscription}:{plan.slot}",
+            delay=plan.window_seconds + ctx.settings.confirm_delay_seconds,
+        ),
+    )
 
 
 def preview_night(
@@ -168,8 +139,8 @@ def preview_night(
 ) -> tuple[NightPlan, PrunePlan]:
     """The night's plan and the prunes it would lead to if every snapshot succeeded. No writes."""
     config = rotation_config(rt, subscription)
-    vms, disks, snapshots = _inventory(rt.need_compute(), subscription, config.snapshot_group)
-    plan = plan_night(vms, disks, snapshots, rt.need_policies(), config, occurrence)
+    vms, disks, snapshots = _inventory(rt.compute, subscription, config.snapshot_group)
+    plan = plan_night(vms, disks, snapshots, rt.policies, config, occurrence)
     return plan, _expected_prunes(rt, plan, disks, snapshots, config, subscription)
 
 
@@ -181,13 +152,14 @@ def _expected_prunes(
     config: RotationConfig,
     subscription: str,
 ) -> PrunePlan:
+    policies = rt.policies
     due = [
-        PlannedDisk(disks[a.disk_id.lower()], _policy(rt, p.policy))
+        PlannedDisk(disks[a.disk_id.lower()], policies.policies[p.policy])
         for p in plan.vms
         for a in p.creates
     ]
     tonight = _imagined_tonight(plan, config, subscription)
-    return plan_prunes(due, disks, [*snapshots, *tonight], rt.need_policies(), config, plan.slot)
+    return plan_prunes(due, disks, [*snapshots, *tonight], policies, config, plan.slot)
 
 
 def _inventory(
@@ -199,7 +171,10 @@ def _inventory(
     return vms, disks, snapshots
 
 
-def _vm_request(vm_plan: VmPlan, subscription: str, slot: str) -> RotationVmRequest:
+def vm_request(
+    vm_plan: VmPlan, subscription: str, slot: str, *, onboarding: bool = False
+) -> RotationVmRequest:
+    """One VM's snapshot set as a message (the night's and onboarding's alike)."""
     return RotationVmRequest(
         subscriptionId=subscription,
         vmId=vm_plan.vm.id,
@@ -218,93 +193,37 @@ def _vm_request(vm_plan: VmPlan, subscription: str, slot: str) -> RotationVmRequ
             )
             for a in vm_plan.creates
         ],
+        onboarding=onboarding,
     )
 
 
-def _plan_outcomes(
-    rt: Runtime, run_id: str, plan: NightPlan, subscription: str, dry_run: bool
-) -> list[Outcome]:
-    outcomes: list[Outcome] = []
+def _record_plan(out: Outcomes, plan: NightPlan, subscription: str) -> None:
     for vm_plan in plan.vms:
-        vm = vm_plan.vm
-        outcomes.append(
-            _vm_outcome(
-                rt,
-                run_id,
-                "plan-vm",
-                Status.PLANNED,
-                vm,
-                policy=vm_plan.policy,
-                count=len(vm_plan.creates),
-                dry_run=dry_run,
-                details={
-                    "slot": plan.slot,
-                    "setId": vm_plan.set_id,
-                    "delaySeconds": vm_plan.delay_seconds,
-                    "disks": [a.disk_id for a in vm_plan.creates],
-                },
-            )
+        vm_out = out.bind(vm=vm_plan.vm, policy=vm_plan.policy)
+        vm_out.planned(
+            "plan-vm",
+            count=len(vm_plan.creates),
+            details={
+                "slot": plan.slot,
+                "setId": vm_plan.set_id,
+                "delaySeconds": vm_plan.delay_seconds,
+                "disks": [a.disk_id for a in vm_plan.creates],
+            },
         )
         for skip in vm_plan.skips:
-            outcomes.append(_skip_outcome(rt, run_id, skip, vm, vm_plan.policy, dry_run))
-        if dry_run:
+            row = vm_out.blocked if skip.blocked else vm_out.skipped
+            row("snapshot-create", skip.reason, resource_id=skip.resource_id)
+        if out.dry_run:
             for action in vm_plan.creates:
-                outcomes.append(
-                    _vm_outcome(
-                        rt,
-                        run_id,
-                        "snapshot-create",
-                        Status.PLANNED,
-                        vm,
-                        policy=vm_plan.policy,
-                        resource_id=action.disk_id,
-                        dry_run=True,
-                        details={"snapshotName": action.snapshot_name},
-                    )
+                vm_out.planned(
+                    "snapshot-create",
+                    resource_id=action.disk_id,
+                    details={"snapshotName": action.snapshot_name},
                 )
-    for skip in plan.skipped_vms:
-        outcomes.append(
-            _outcome(
-                rt,
-                run_id,
-                "plan-vm",
-                Status.SKIPPED,
-                subscription=subscription,
-                resource_id=skip.resource_id,
-                reason=skip.reason,
-                dry_run=dry_run,
-            )
-        )
+    for skipped in plan.skipped_vms:
+        out.skipped("plan-vm", skipped.reason, resource_id=skipped.resource_id)
     for warning in plan.warnings:
-        outcomes.append(
-            _outcome(
-                rt,
-                run_id,
-                "quota-warning",
-                Status.PLANNED,
-                subscription=subscription,
-                reason=warning,
-                severity="warning",
-                dry_run=dry_run,
-            )
-        )
-    return outcomes
-
-
-def _skip_outcome(
-    rt: Runtime, run_id: str, skip: Skip, vm: Vm, policy: str, dry_run: bool
-) -> Outcome:
-    return _vm_outcome(
-        rt,
-        run_id,
-        "snapshot-create",
-        Status.BLOCKED if skip.blocked else Status.SKIPPED,
-        vm,
-        policy=policy,
-        resource_id=skip.resource_id,
-        reason=skip.reason,
-        dry_run=dry_run,
-    )
+        out.planned("quota-warning", warning, severity="warning", distinct=warning)
 
 
 def _imagined_tonight(plan: NightPlan, config: RotationConfig, subscription: str) -> list[Snapshot]:
@@ -312,8 +231,7 @@ def _imagined_tonight(plan: NightPlan, config: RotationConfig, subscription: str
     taken = parse_slot(plan.slot)
     return [
         Snapshot(
-            id=f"/subscriptions/{subscription}/resourceGroups/{config.snapshot_group}"
-            f"/providers/Microsoft.Compute/snapshots/{a.snapshot_name}",
+            id=snapshot_id_of(subscription, config.snapshot_group, a.snapshot_name),
             name=a.snapshot_name,
             subscription_id=subscription,
             resource_group=config.snapshot_group,
@@ -323,7 +241,7 @@ def _imagined_tonight(plan: NightPlan, config: RotationConfig, subscription: str
             source_unique_id=a.unique_id,
             incremental=True,
             provisioning_state="Succeeded",
-            tags={POLICY_TAG: p.policy},
+            tags={Tag.POLICY: p.policy},
         )
         for p in plan.vms
         for a in p.creates
@@ -333,31 +251,34 @@ def _imagined_tonight(plan: NightPlan, config: RotationConfig, subscription: str
 # ---------------------------------------------------------------------------------- one VM
 
 
-def snapshot_vm(rt: Runtime, envelope: Envelope, payload: Payload) -> None:
-    request = expect(payload, RotationVmRequest)
-    job = Job.ONBOARDING if request.onboarding else Job.ROTATION
-    if _stale(rt, envelope, request.slot, "rotation-vm", job=job, resource_id=request.vm_id):
-        return
-    compute = rt.need_compute()
-    group = rt.settings.snapshot_group(request.subscription_id)
-    tags = {
-        MANAGED_TAG: "true",
-        POLICY_TAG: request.policy,
-        SLOT_TAG: request.slot,
-        SET_TAG: request.set_id,
-        RUN_TAG: envelope.run_id[:256],
+def snapshot_vm(request: RotationVmRequest, ctx: Context) -> Result:
+    out = _vm_out(ctx, request)
+    if _stale(ctx, request.slot, "rotation-vm", out=out.bind(resource_id=request.vm_id)):
+        return Done("stale")
+    compute = ctx.compute
+    group = ctx.settings.snapshot_group(request.subscription_id)
+    tags: dict[str, str] = {
+        Tag.MANAGED: "true",
+        Tag.POLICY: request.policy,
+        Tag.SLOT: request.slot,
+        Tag.SET: request.set_id,
+        Tag.RUN: ctx.run_id[:256],
     }
-    recheck = _reads_first(request)
+    recheck = ctx.redelivered or request.recheck
     for index, disk in enumerate(request.disks):
-        if recheck and _snapshot_exists(compute, request.subscription_id, group, disk):
-            _report(rt, _disk_outcome(rt, envelope, request, disk, Status.SUCCEEDED, job, None))
+        disk_out = out.bind(
+            region=disk.location,
+            resource_id=disk.disk_id,
+            details={"snapshotName": disk.snapshot_name, "lun": disk.lun},
+        )
+        snapshot_id = snapshot_id_of(request.subscription_id, group, disk.snapshot_name)
+        if recheck and _exists(compute, snapshot_id):
+            _accepted(disk_out, request)
             continue
+        rest = request.model_copy(update={"disks": request.disks[index:], "recheck": recheck})
         headroom = compute.write_headroom(request.subscription_id)
-        if headroom is not None and headroom < rt.settings.min_write_headroom:
-            log.info("write headroom %d is low; deferring %s", headroom, request.vm_name)
-            rest = request.model_copy(update={"disks": request.disks[index:], "recheck": recheck})
-            _retry_later(rt, VM_QUEUE, envelope, rest, 10.0)
-            return
+        if headroom is not None and headroom < ctx.settings.min_write_headroom:
+            return PutBack(HEADROOM_WAIT_SECONDS, f"write headroom {headroom} is low", rest)
         try:
             compute.begin_create_snapshot(
                 SnapshotRequest(
@@ -370,31 +291,52 @@ def snapshot_vm(rt: Runtime, envelope: Envelope, payload: Payload) -> None:
                 )
             )
         except ThrottledError as e:
-            rest = request.model_copy(update={"disks": request.disks[index:], "recheck": recheck})
-            _retry_later(rt, VM_QUEUE, envelope, rest, e.retry_after)
-            return
+            return PutBack(e.retry_after, f"throttled by Azure: {e}", rest)
         except RefusedError as e:
-            _report(rt, _disk_outcome(rt, envelope, request, disk, Status.BLOCKED, job, str(e)))
+            disk_out.blocked("snapshot-create", str(e))
             continue
-        _report(rt, _disk_outcome(rt, envelope, request, disk, Status.SUCCEEDED, job, None))
+        _accepted(disk_out, request)
+    if request.onboarding:  # confirmed by its own step after the create window
+        confirm = RotationConfirmVmRequest(
+            subscriptionId=request.subscription_id,
+            vmId=request.vm_id,
+            vmName=request.vm_name,
+            resourceGroup=request.resource_group,
+            policy=request.policy,
+            slot=request.slot,
+            setId=request.set_id,
+            disks=request.disks,
+        )
+        return Send(
+            Outgoing(
+                confirm,
+                key=f"rotation-confirm-vm:{request.vm_id.lower()}:{request.slot}",
+                delay=ctx.settings.confirm_delay_seconds,
+            )
+        )
+    return Done()
 
 
-def _reads_first(request: RotationVmRequest | RotationPruneRequest) -> bool:
-    """Whether earlier work may already be done, so each item is read before it is written.
-
-    A redelivery may follow a crash part way, and so may what it puts back. Work put back for
-    throttling or headroom was never attempted: it carries `recheck` and needs no reads. Messages
-    from before that field read on any attempt after the first.
-    """
-    earlier = request.recheck if request.recheck is not None else request.attempt > 1
-    return delivery_count() > 1 or earlier
-
-
-def _snapshot_exists(compute: Compute, subscription: str, group: str, disk: DiskSnapshot) -> bool:
-    snapshot_id = (
-        f"/subscriptions/{subscription}/resourceGroups/{group}"
-        f"/providers/Microsoft.Compute/snapshots/{disk.snapshot_name}"
+def _vm_out(ctx: Context, request: RotationVmRequest | RotationConfirmVmRequest) -> Outcomes:
+    return ctx.out.bind(
+        job=Job.ONBOARDING if request.onboarding else Job.ROTATION,
+        subscription_id=request.subscription_id,
+        resource_group=request.resource_group,
+        vm_name=request.vm_name,
+        policy=request.policy,
+        details={"slot": request.slot, "setId": request.set_id, "vmId": request.vm_id},
     )
+
+
+def _accepted(disk_out: Outcomes, request: RotationVmRequest) -> None:
+    """Azure took the PUT (or the snapshot exists): the night's row; onboarding's waits."""
+    if request.onboarding:
+        disk_out.row("snapshot-create", Status.UNCONFIRMED, "accepted; confirmed after the window")
+    else:
+        disk_out.succeeded("snapshot-create")
+
+
+def _exists(compute: Compute, snapshot_id: str) -> bool:
     try:
         return compute.get_snapshot(snapshot_id) is not None
     except ThrottledError:
@@ -409,204 +351,145 @@ def _gone(compute: Compute, snapshot_id: str) -> bool:
     return existing is None or (existing.provisioning_state or "").lower() == "deleting"
 
 
-def _disk_outcome(
-    rt: Runtime,
-    envelope: Envelope,
-    request: RotationVmRequest,
-    disk: DiskSnapshot,
-    status: Status,
-    job: Job,
-    reason: str | None,
-) -> Outcome:
-    return Outcome(
-        time=rt.clock.now(),
-        run_id=envelope.run_id,
-        job=job,
-        operation="snapshot-create",
-        status=status,
-        subscription_id=request.subscription_id,
-        region=disk.location,
-        resource_group=request.resource_group,
-        resource_id=disk.disk_id,
-        vm_name=request.vm_name,
-        policy=request.policy,
-        reason=reason,
-        details={
-            "snapshotName": disk.snapshot_name,
-            "slot": request.slot,
-            "setId": request.set_id,
-            "vmId": request.vm_id,
-            "lun": disk.lun,
-            "attempt": request.attempt,
-        },
-    )
-
-
 # --------------------------------------------------------------------------------- confirm
 
 
-def confirm_night(rt: Runtime, envelope: Envelope, payload: Payload) -> None:
-    request = expect(payload, RotationConfirmRequest)
-    compute = rt.need_compute()
+def confirm_night(request: RotationConfirmRequest, ctx: Context) -> Result:
     subscription = request.subscription_id
-    config = rotation_config(rt, subscription)
-    policies = rt.need_policies()
-    try:
-        vms, disks, snapshots = _inventory(compute, subscription, config.snapshot_group)
-    except ThrottledError as e:
-        _retry_later(rt, PLAN_QUEUE, envelope, request, e.retry_after)
-        return
+    config = rotation_config(ctx.rt, subscription)
+    policies = ctx.policies
+    vms, disks, snapshots = _inventory(ctx.compute, subscription, config.snapshot_group)
     plan = plan_night(vms, disks, snapshots, policies, config, parse_slot(request.slot))
     by_name = {s.name.lower(): s for s in snapshots}
+    out = ctx.out.bind(subscription_id=subscription)
     due: list[PlannedDisk] = []
-    failed: list[Outcome] = []
+    failed = 0
     for vm_plan in plan.vms:
         for action in vm_plan.creates:
-            due.append(PlannedDisk(disks[action.disk_id.lower()], _policy(rt, vm_plan.policy)))
-            tonight = by_name.get(action.snapshot_name)
-            if tonight is None or not tonight.good:
-                reason = (
-                    "not found after the create window"
-                    if tonight is None
-                    else f"not good after the create window (provisioningState "
-                    f"{tonight.provisioning_state}, completion {tonight.completion_percent})"
-                )
-                failed.append(
-                    _vm_outcome(
-                        rt,
-                        envelope.run_id,
-                        "snapshot-create",
-                        Status.FAILED,
-                        vm_plan.vm,
-                        policy=vm_plan.policy,
-                        resource_id=action.disk_id,
-                        reason=reason,
-                        details={"snapshotName": action.snapshot_name, "slot": request.slot},
-                    )
+            due.append(
+                PlannedDisk(disks[action.disk_id.lower()], policies.policies[vm_plan.policy])
+            )
+            problem = _not_good(by_name.get(action.snapshot_name))
+            if problem is not None:
+                failed += 1
+                out.bind(vm=vm_plan.vm, policy=vm_plan.policy).failed(
+                    "snapshot-create",
+                    problem,
+                    resource_id=action.disk_id,
+                    details={"snapshotName": action.snapshot_name, "slot": request.slot},
                 )
     prunes = plan_prunes(due, disks, snapshots, policies, config, request.slot)
     planned = sum(len(p.creates) for p in plan.vms)
-    totals = {
-        "vms": len(plan.vms),
-        "snapshotsPlanned": planned,
-        "snapshotsGood": planned - len(failed),
-        "snapshotsFailed": len(failed),
-        "prunesDue": sum(len(p.delete) for p in prunes.disks),
-        "pruneRefused": bool(prunes.refused),
-    }
-    run_end = _outcome(
-        rt,
-        envelope.run_id,
+    _record_prunes(out, prunes, dry_run=False)
+    out.row(
         "run-end",
         Status.FAILED if failed or prunes.refused else Status.SUCCEEDED,
-        subscription=subscription,
-        count=planned - len(failed),
-        details={"slot": request.slot, "totals": totals},
-    )
-    _report(
-        rt, *failed, *_prune_outcomes(rt, envelope.run_id, prunes, subscription, False), run_end
+        count=planned - failed,
+        details={
+            "slot": request.slot,
+            "totals": {
+                "vms": len(plan.vms),
+                "snapshotsPlanned": planned,
+                "snapshotsGood": planned - failed,
+                "snapshotsFailed": failed,
+                "prunesDue": sum(len(p.delete) for p in prunes.disks),
+                "pruneRefused": bool(prunes.refused),
+            },
+        },
     )
     if prunes.refused:
-        return
+        return Done("prunes refused")
     # Deletes have their own ARM bucket; pace them like the creates.
+    outgoing: list[Outgoing] = []
     cursor = 0.0
-    paced_from = rt.clock.now()
     for prune in prunes.disks:
         ids = [r.snapshot.id for r in prune.delete]
         for start in range(0, len(ids), PRUNE_CHUNK):
             chunk = ids[start : start + PRUNE_CHUNK]
-            _send(
-                rt,
-                PRUNE_QUEUE,
-                "rotation-prune",
-                RotationPruneRequest(
-                    subscriptionId=subscription,
-                    sourceId=prune.source_id,
-                    policy=prune.policy,
-                    slot=request.slot,
-                    snapshotIds=chunk,
-                    orphan=prune.orphan,
-                ),
-                envelope.run_id,
-                f"rotation-prune:{prune.source_id.lower()}:{request.slot}:{start}",
-                delay=cursor - _seconds_since(rt, paced_from),
-                early=True,
+            outgoing.append(
+                Outgoing(
+                    RotationPruneRequest(
+                        subscriptionId=subscription,
+                        sourceId=prune.source_id,
+                        policy=prune.policy,
+                        slot=request.slot,
+                        snapshotIds=chunk,
+                        orphan=prune.orphan,
+                    ),
+                    key=f"rotation-prune:{prune.source_id.lower()}:{request.slot}:{start}",
+                    delay=cursor,
+                    early=True,
+                )
             )
-            cursor += len(chunk) / rt.settings.arm_writes_per_second
+            cursor += len(chunk) / ctx.settings.arm_writes_per_second
+    return Send(*outgoing)
 
 
-def _prune_outcomes(
-    rt: Runtime, run_id: str, prunes: PrunePlan, subscription: str, dry_run: bool
-) -> list[Outcome]:
-    outcomes: list[Outcome] = []
+def _not_good(tonight: Snapshot | None) -> str | None:
+    """Why a snapshot that should exist after the create window is not good (None: it is)."""
+    if tonight is None:
+        return "not found after the create window"
+    if tonight.good:
+        return None
+    return (
+        f"not good after the create window (provisioningState {tonight.provisioning_state}, "
+        f"completion {tonight.completion_percent})"
+    )
+
+
+def confirm_vm(request: RotationConfirmVmRequest, ctx: Context) -> Result:
+    """One VM's set after its create window: one GET per snapshot, a row per disk.
+
+    For sets taken outside the night (onboarding): no list of the subscription, no run-end, no
+    prunes; the night's confirm does those.
+    """
+    out = _vm_out(ctx, request)
+    group = ctx.settings.snapshot_group(request.subscription_id)
+    for disk in request.disks:
+        snapshot_id = snapshot_id_of(request.subscription_id, group, disk.snapshot_name)
+        problem = _not_good(ctx.compute.get_snapshot(snapshot_id))
+        disk_out = out.bind(
+            region=disk.location,
+            resource_id=disk.disk_id,
+            details={"snapshotName": disk.snapshot_name, "lun": disk.lun, "confirmed": True},
+        )
+        if problem is None:
+            disk_out.succeeded("snapshot-create")
+        else:
+            disk_out.failed("snapshot-create", problem)
+    return Done()
+
+
+def _record_prunes(out: Outcomes, prunes: PrunePlan, *, dry_run: bool) -> None:
     blocks: list[tuple[Block, str | None]] = [(b, None) for b in prunes.suspicious]
     for prune in prunes.disks:
         blocks += [(b, prune.policy) for b in prune.blocked]
         if dry_run and not prunes.refused:
             for removal in prune.delete:
-                outcomes.append(
-                    _snapshot_outcome(
-                        rt,
-                        run_id,
-                        Status.PLANNED,
-                        removal.snapshot,
-                        prune.policy,
-                        removal.reason,
-                        dry_run=True,
-                    )
+                _snapshot_out(out, removal.snapshot, prune.policy).planned(
+                    "snapshot-delete", removal.reason, dry_run=True
                 )
     for block, policy in blocks:
-        outcomes.append(
-            _snapshot_outcome(
-                rt, run_id, Status.BLOCKED, block.snapshot, policy, block.reason, dry_run=dry_run
-            )
-        )
+        _snapshot_out(out, block.snapshot, policy).blocked("snapshot-delete", block.reason)
     if prunes.refused:
-        outcomes.append(
-            _outcome(
-                rt,
-                run_id,
-                "snapshot-delete",
-                Status.BLOCKED,
-                subscription=subscription,
-                reason=f"run refused: {prunes.refused}",
-                count=sum(len(p.delete) for p in prunes.disks),
-                dry_run=dry_run,
-            )
+        out.blocked(
+            "snapshot-delete",
+            f"run refused: {prunes.refused}",
+            count=sum(len(p.delete) for p in prunes.disks),
         )
-    return outcomes
 
 
-def _snapshot_outcome(
-    rt: Runtime,
-    run_id: str,
-    status: Status,
-    snapshot: Snapshot,
-    policy: str | None,
-    reason: str | None,
-    *,
-    dry_run: bool = False,
-    job: Job = Job.ROTATION,
-    details: dict[str, Any] | None = None,
-) -> Outcome:
-    return Outcome(
-        time=rt.clock.now(),
-        run_id=run_id,
-        job=job,
-        operation="snapshot-delete",
-        status=status,
+def _snapshot_out(out: Outcomes, snapshot: Snapshot, policy: str | None) -> Outcomes:
+    return out.bind(
         subscription_id=snapshot.subscription_id,
         region=snapshot.location,
         resource_group=snapshot.resource_group,
         resource_id=snapshot.id,
         policy=policy,
-        reason=reason,
-        dry_run=dry_run,
         details={
             "snapshotName": snapshot.name,
             "sourceId": snapshot.source_resource_id,
             "timeCreated": format_time(snapshot.time_created) if snapshot.time_created else None,
-            **(details or {}),
         },
     )
 
@@ -614,217 +497,60 @@ def _snapshot_outcome(
 # ----------------------------------------------------------------------------------- prune
 
 
-def prune_snapshots(rt: Runtime, envelope: Envelope, payload: Payload) -> None:
-    request = expect(payload, RotationPruneRequest)
-    compute = rt.need_compute()
-    recheck = _reads_first(request)
+def prune_snapshots(request: RotationPruneRequest, ctx: Context) -> Result:
+    compute = ctx.compute
+    out = ctx.out.bind(
+        subscription_id=request.subscription_id,
+        policy=request.policy,
+        details={"sourceId": request.source_id, "slot": request.slot, "orphan": request.orphan},
+    )
+    why = "orphan retention" if request.orphan else "removed by retention"
+    recheck = ctx.redelivered or request.recheck
     for index, snapshot_id in enumerate(request.snapshot_ids):
+        parts = snapshot_id.split("/")
+        row = out.bind(resource_id=snapshot_id, resource_group=parts[4] if len(parts) > 4 else None)
         if recheck and _gone(compute, snapshot_id):
             # An earlier delivery deleted it; report again rather than risk never reporting.
-            _report(rt, _delete_outcome(rt, envelope, request, snapshot_id, Status.SUCCEEDED, None))
+            row.succeeded("snapshot-delete", why)
             continue
+        rest = request.model_copy(
+            update={"snapshot_ids": request.snapshot_ids[index:], "recheck": recheck}
+        )
         headroom = compute.delete_headroom(request.subscription_id)
-        if headroom is not None and headroom < rt.settings.min_write_headroom:
+        if headroom is not None and headroom < ctx.settings.min_write_headroom:
             # A backlog of prunes must not empty the delete bucket and meet 429s: wait a little.
-            log.info(
-                "delete headroom %d is low; deferring prunes of %s", headroom, request.source_id
-            )
-            rest = request.model_copy(
-                update={"snapshot_ids": request.snapshot_ids[index:], "recheck": recheck}
-            )
-            _retry_later(rt, PRUNE_QUEUE, envelope, rest, 10.0)
-            return
+            return PutBack(HEADROOM_WAIT_SECONDS, f"delete headroom {headroom} is low", rest)
         try:
             compute.begin_delete_snapshot(snapshot_id)
         except ThrottledError as e:
-            rest = request.model_copy(
-                update={"snapshot_ids": request.snapshot_ids[index:], "recheck": recheck}
-            )
-            _retry_later(rt, PRUNE_QUEUE, envelope, rest, e.retry_after)
-            return
+            return PutBack(e.retry_after, f"throttled by Azure: {e}", rest)
         except RefusedError as e:
-            _report(rt, _delete_outcome(rt, envelope, request, snapshot_id, Status.BLOCKED, str(e)))
+            row.blocked("snapshot-delete", str(e))
             continue
-        _report(rt, _delete_outcome(rt, envelope, request, snapshot_id, Status.SUCCEEDED, None))
-
-
-def _delete_outcome(
-    rt: Runtime,
-    envelope: Envelope,
-    request: RotationPruneRequest,
-    snapshot_id: str,
-    status: Status,
-    reason: str | None,
-) -> Outcome:
-    parts = snapshot_id.split("/")
-    return Outcome(
-        time=rt.clock.now(),
-        run_id=envelope.run_id,
-        job=Job.ROTATION,
-        operation="snapshot-delete",
-        status=status,
-        subscription_id=request.subscription_id,
-        resource_group=parts[4] if len(parts) > 4 else None,
-        resource_id=snapshot_id,
-        policy=request.policy,
-        reason=reason or ("orphan retention" if request.orphan else "removed by retention"),
-        details={"sourceId": request.source_id, "slot": request.slot, "orphan": request.orphan},
-    )
+        row.succeeded("snapshot-delete", why)
+    return Done()
 
 
 # ---------------------------------------------------------------------------------- helpers
 
 
-def _policy(rt: Runtime, name: str) -> Any:
-    return rt.need_policies().policies[name]
-
-
-def _stale(
-    rt: Runtime,
-    envelope: Envelope,
-    slot: str,
-    operation: str,
-    *,
-    job: Job = Job.ROTATION,
-    resource_id: str | None = None,
-) -> bool:
+def _stale(ctx: Context, slot: str, operation: str, *, out: Outcomes | None = None) -> bool:
     """A message for a slot long past never writes: its snapshot may already be pruned."""
-    age = rt.clock.now() - parse_slot(slot)
-    if age <= timedelta(hours=rt.settings.stale_slot_hours):
+    age = ctx.now() - parse_slot(slot)
+    if age <= timedelta(hours=ctx.settings.stale_slot_hours):
         return False
-    _report(
-        rt,
-        _outcome(
-            rt,
-            envelope.run_id,
-            operation,
-            Status.SKIPPED,
-            job=job,
-            resource_id=resource_id,
-            reason=f"slot {slot} is {age.total_seconds() / 3600:.0f} h old: too late to act",
-        ),
+    (out or ctx.out).skipped(
+        operation, f"slot {slot} is {age.total_seconds() / 3600:.0f} h old: too late to act"
     )
     return True
 
 
-def _retry_later(
-    rt: Runtime, queue: str, envelope: Envelope, payload: Payload, retry_after: float
-) -> None:
-    """Throttled: put the (remaining) work back with Retry-After plus jitter, and complete."""
-    attempt = getattr(payload, "attempt", 0) + 1
-    if hasattr(payload, "attempt"):
-        payload = payload.model_copy(update={"attempt": attempt})
-    # Retry-After is honoured in full; the jitter spreads a herd over whole seconds.
-    delay = math.ceil(retry_after) + math.floor(random.uniform(0, max(0.2 * retry_after, 1.0)))
-    again = messages.make_envelope(
-        envelope.type,
-        payload,
-        run_id=envelope.run_id,
-        idempotency_key=envelope.idempotency_key,
-        created=rt.clock.now(),
-        version=envelope.version,
-    )
-    enqueue(rt, queue, again, job=Job.ROTATION, visibility_timeout=_visibility(delay))
-    log.info(
-        "%s throttled: back on %s in %.1f s (attempt %d)", envelope.type, queue, delay, attempt
-    )
+HANDLERS: HandlerTable = {
+    RotationPlanRequest: plan_subscription,
+    RotationConfirmRequest: confirm_night,
+    RotationConfirmVmRequest: confirm_vm,
+    RotationVmRequest: snapshot_vm,
+    RotationPruneRequest: prune_snapshots,
+}
 
-
-def _send(
-    rt: Runtime,
-    queue: str,
-    message_type: str,
-    payload: Payload,
-    run_id: str,
-    key: str,
-    *,
-    delay: float = 0.0,
-    early: bool = False,
-) -> None:
-    envelope = messages.make_envelope(
-        message_type, payload, run_id=run_id, idempotency_key=key, created=rt.clock.now()
-    )
-    visibility = _visibility(delay, early=early)
-    enqueue(rt, queue, envelope, job=Job.ROTATION, visibility_timeout=visibility)
-
-
-def _seconds_since(rt: Runtime, start: datetime) -> float:
-    """Paced delays count from when sending began: each message's delay is shortened by the time
-    spent sending the ones before it, so enqueueing thousands does not stretch the window."""
-    return (rt.clock.now() - start).total_seconds()
-
-
-def _visibility(delay: float, *, early: bool = False) -> int:
-    """Queues hide messages in whole seconds. Paced work rounds down (`early`), waits round up,
-    so a confirm always comes at least the create window after the last VM's snapshots."""
-    seconds = math.floor(delay) if early else math.ceil(delay)
-    return min(MAX_VISIBILITY_SECONDS, max(0, seconds))
-
-
-def _report(rt: Runtime, *outcomes: Outcome) -> None:
-    if outcomes:
-        rt.reporter.report(outcomes)
-
-
-def _outcome(
-    rt: Runtime,
-    run_id: str,
-    operation: str,
-    status: Status,
-    *,
-    job: Job = Job.ROTATION,
-    subscription: str | None = None,
-    resource_id: str | None = None,
-    reason: str | None = None,
-    severity: str | None = None,
-    count: int | None = None,
-    dry_run: bool = False,
-    details: dict[str, Any] | None = None,
-) -> Outcome:
-    return Outcome(
-        time=rt.clock.now(),
-        run_id=run_id,
-        job=job,
-        operation=operation,
-        status=status,
-        subscription_id=subscription,
-        resource_id=resource_id,
-        reason=reason,
-        severity=severity,
-        count=count,
-        dry_run=dry_run or rt.settings.dry_run,
-        details=details or {},
-    )
-
-
-def _vm_outcome(
-    rt: Runtime,
-    run_id: str,
-    operation: str,
-    status: Status,
-    vm: Vm,
-    *,
-    policy: str | None = None,
-    resource_id: str | None = None,
-    reason: str | None = None,
-    count: int | None = None,
-    dry_run: bool = False,
-    details: dict[str, Any] | None = None,
-) -> Outcome:
-    return Outcome(
-        time=rt.clock.now(),
-        run_id=run_id,
-        job=Job.ROTATION,
-        operation=operation,
-        status=status,
-        subscription_id=vm.subscription_id,
-        region=vm.location,
-        resource_group=vm.resource_group,
-        resource_id=resource_id or vm.id,
-        vm_name=vm.name,
-        policy=policy,
-        reason=reason,
-        count=count,
-        dry_run=dry_run or rt.settings.dry_run,
-        details=details or {},
-    )
+TIMERS = {Timer.ROTATION: start_night}

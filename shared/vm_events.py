@@ -12,17 +12,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from shared import messages
+from shared import dispatch
+from shared.dispatch import Context, Done, Outgoing, Result, Send
 from shared.messages import OnboardingRequest
-from shared.model import Job, Outcome, Status, VmRef, parse_vm_id
+from shared.model import VmRef, parse_vm_id
+from shared.names import Job
 from shared.ports import Runtime
-from shared.worker import enqueue
 
 log = logging.getLogger(__name__)
 
 WRITE_SUCCESS = "Microsoft.Resources.ResourceWriteSuccess"
 VM_WRITE = "Microsoft.Compute/virtualMachines/write"
-ONBOARDING_QUEUE = "onboarding"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,11 +73,21 @@ def decide(event: VmEvent, subscriptions: frozenset[str]) -> Decision:
 
 
 def receive_vm_event(rt: Runtime, event: VmEvent) -> Decision:
-    """Decide; enqueue an onboarding message for an accepted VM. Enqueue errors propagate."""
+    """Decide; an accepted VM becomes an onboarding message. Send errors propagate."""
     decision = decide(event, rt.settings.subscriptions)
-    run_id = f"event-{event.id}"
-    if decision.accepted and decision.vm is not None:
-        vm = decision.vm
+    dispatch.start(
+        rt,
+        Job.ONBOARDING,
+        f"event-{event.id}",
+        f"vm-event:{event.id}",
+        lambda ctx: _apply(ctx, event, decision),
+    )
+    return decision
+
+
+def _apply(ctx: Context, event: VmEvent, decision: Decision) -> Result:
+    vm = decision.vm
+    if decision.accepted and vm is not None:
         request = OnboardingRequest(
             resourceId=vm.id,
             subscriptionId=vm.subscription_id,
@@ -87,34 +97,22 @@ def receive_vm_event(rt: Runtime, event: VmEvent) -> Decision:
             eventTime=event.event_time,
             correlationId=_text(event.data.get("correlationId")),
         )
-        envelope = messages.make_envelope(
-            "onboarding",
-            request,
-            run_id=run_id,
-            idempotency_key=f"onboarding:{vm.id.lower()}:{event.id}",
-            created=rt.clock.now(),
+        return Send(Outgoing(request, key=f"onboarding:{vm.id.lower()}:{event.id}"))
+    if decision.report:
+        out = ctx.out.bind(resource_id=event.subject or None)
+        if vm is not None:
+            out = out.bind(
+                subscription_id=vm.subscription_id,
+                resource_group=vm.resource_group,
+                resource_id=vm.id,
+                vm_name=vm.name,
+            )
+        out.skipped(
+            "vm-event",
+            decision.reason,
+            details={"eventId": event.id, "eventType": event.event_type},
         )
-        enqueue(rt, ONBOARDING_QUEUE, envelope, job=Job.ONBOARDING)
-    elif decision.report:
-        dropped = decision.vm
-        rt.reporter.report(
-            [
-                Outcome(
-                    time=rt.clock.now(),
-                    run_id=run_id,
-                    job=Job.ONBOARDING,
-                    operation="vm-event",
-                    status=Status.SKIPPED,
-                    reason=decision.reason,
-                    subscription_id=dropped.subscription_id if dropped else None,
-                    resource_group=dropped.resource_group if dropped else None,
-                    resource_id=dropped.id if dropped else event.subject or None,
-                    vm_name=dropped.name if dropped else None,
-                    details={"eventId": event.id, "eventType": event.event_type},
-                )
-            ]
-        )
-    return decision
+    return Done(decision.reason)
 
 
 def _text(value: Any) -> str | None:

@@ -52,9 +52,11 @@ class FixedClock:
 class MemoryQueues:
     def __init__(self) -> None:
         self.sent: dict[str, list[str]] = {}
+        self.visibility: dict[str, list[int]] = {}  # the visibility timeout of every send
 
     def send(self, queue: str, text: str, *, visibility_timeout: int = 0) -> None:
         self.sent.setdefault(queue, []).append(text)
+        self.visibility.setdefault(queue, []).append(visibility_timeout)
 
     def list_queues(self, *, suffix: str = "") -> list[str]:
         return sorted(q for q in self.sent if q.endswith(suffix))

@@ -22,14 +22,16 @@ from azure.identity import ManagedIdentityCredential
 from azure.monitor.query import LogsQueryClient, LogsQueryPartialResult, LogsQueryStatus
 
 from emulator.process import DEMO_ESTATE, Endpoints, running_emulator
-from shared import messages
-from shared.adapters.monitor import MonitorReporter, TeeReporter
+from shared import dispatch
+from shared.adapters.monitor import MonitorReporter, Park, TeeReporter
 from shared.model import Job, Outcome, Status
+from shared.names import Queue
 from shared.ports import Runtime
-from shared.reporting import RETRY_QUEUE, heartbeat, resend_outcomes
 from shared.settings import Settings
 from tests.conftest import base_settings
-from tests.fakes import FixedClock, MemoryQueues, MemoryReporter, patched_environ
+from tests.fakes import FixedClock, MemoryQueues, MemoryReporter, deliver, patched_environ, runtime
+
+RETRY_QUEUE = Queue.OUTCOMES_RETRY
 
 CLOCK_START = "2026-11-27T03:00:00Z"
 NOW = datetime(2026, 11, 27, 3, 0, tzinfo=UTC)
@@ -62,14 +64,14 @@ def _credential(ep: Endpoints) -> ManagedIdentityCredential:
     return ManagedIdentityCredential(client_id=ep.client_id)
 
 
-def _reporter(ep: Endpoints, queues: MemoryQueues | None = None, **kw: Any) -> MonitorReporter:
+def _reporter(ep: Endpoints, park: Park | None = None, **kw: Any) -> MonitorReporter:
     return MonitorReporter.build(
         _credential(ep),
         endpoint=ep.raw["ingestionEndpoint"],
         rule_id=ep.raw["dcrImmutableId"],
         stream=ep.raw["stream"],
         audience=ep.raw["monitorAudience"] + "/.default",
-        queues=queues,
+        park=park,
         **kw,
     )
 
@@ -250,12 +252,7 @@ def test_a_large_batch_is_sent_in_chunks_under_one_megabyte(
 
 
 def _runtime(queues: MemoryQueues, reporter: Any) -> Runtime:
-    return Runtime(
-        settings=Settings.from_env(base_settings()),
-        clock=FixedClock(NOW),
-        reporter=reporter,
-        queues=queues,
-    )
+    return runtime(Settings.from_env(base_settings()), FixedClock(NOW), reporter, queues)
 
 
 def test_an_ingestion_outage_parks_outcomes_and_the_retry_worker_sends_them_later(
@@ -263,7 +260,13 @@ def test_an_ingestion_outage_parks_outcomes_and_the_retry_worker_sends_them_late
 ) -> None:
     queues = MemoryQueues()
     echo = MemoryReporter()
-    reporter = TeeReporter(_reporter(stand_in, queues, max_retry_seconds=1.0), echo)
+    parked_at: list[Runtime] = []
+    monitor = _reporter(
+        stand_in, park=lambda r: dispatch.park_outcomes(parked_at[0], r), max_retry_seconds=1.0
+    )
+    reporter = TeeReporter(monitor, echo)
+    rt = _runtime(queues, reporter)
+    parked_at.append(rt)
     admin.post(
         "/faults",
         json={
@@ -274,34 +277,39 @@ def test_an_ingestion_outage_parks_outcomes_and_the_retry_worker_sends_them_late
             "code": "ServiceUnavailable",
         },
     ).raise_for_status()
-    rt = _runtime(queues, reporter)
-    with heartbeat(rt, Job.MAINTENANCE, "run-1") as totals:
+
+    def night(ctx: dispatch.Context) -> dispatch.Result:
+        ctx.out.succeeded("run-start")
         reporter.report([_outcome(1), _outcome(2)])
-        totals["count"] = 2
+        ctx.out.succeeded("run-end", count=2)
+        return dispatch.Done()
+
+    dispatch.start(rt, Job.MAINTENANCE, "run-1", "run-1", night)
     assert [o.operation for o in echo.outcomes] == [
+        "snapshot-create",
+        "snapshot-create",
         "run-start",
-        "snapshot-create",
-        "snapshot-create",
         "run-end",
     ]
     parked = queues.sent[RETRY_QUEUE]
     assert sum(len(json.loads(m)["payload"]["records"]) for m in parked) == 4
     assert admin.get("/monitor").json()["rows"] == {"LifeboatOutcomes_CL": 0}
 
-    # Still down: the worker puts them back (later), loses none.
-    first = parked.pop(0)
-    envelope, payload = messages.decode(first, queue=RETRY_QUEUE)
-    resend_outcomes(rt, envelope, payload)
-    again = json.loads(queues.sent[RETRY_QUEUE][-1])
-    assert again["payload"]["attempt"] == 2
+    # Still down: the worker puts them back (later, through dispatch), loses none.
+    before = len(queues.sent[RETRY_QUEUE])
+    deliver(rt, parked.pop(0))
+    sent = [json.loads(m) for m in queues.sent[RETRY_QUEUE][before - 1 :]]
+    [again] = [m for m in sent if m["putBacks"] == 1]
+    delay = queues.visibility[RETRY_QUEUE][before + sent.index(again)]
+    assert delay >= rt.settings.monitor_retry_delay_seconds
 
     admin.delete("/faults").raise_for_status()
     while queues.sent[RETRY_QUEUE]:
-        envelope, payload = messages.decode(queues.sent[RETRY_QUEUE].pop(0), queue=RETRY_QUEUE)
-        resend_outcomes(rt, envelope, payload)
+        deliver(rt, queues.sent[RETRY_QUEUE].pop(0))
     result = _query_client(stand_in).query_workspace(
         stand_in.raw["workspaceId"],
-        "LifeboatOutcomes_CL | summarize n = count() by Operation | order by Operation asc",
+        "LifeboatOutcomes_CL | where Status != 'waiting' "
+        "| summarize n = count() by Operation | order by Operation asc",
         timespan=None,
     )
     assert [tuple(r) for r in result.tables[0].rows] == [
@@ -317,7 +325,7 @@ def test_services_choose_azure_monitor_only_when_it_is_configured() -> None:
 
     client = "11111111-2222-3333-4444-555555555555"  # a managed identity: never DefaultAzure...
     plain = Settings.from_env(base_settings(AZURE_CLIENT_ID=client))
-    override_services(settings=plain, queues=MemoryQueues(), compute=object())  # type: ignore[arg-type]
+    override_services(settings=plain, queues=MemoryQueues(), compute=object(), policies=object())  # type: ignore[arg-type]
     assert isinstance(services().reporter, JsonLinesReporter)
     reset_services()
     monitored = Settings.from_env(
@@ -328,41 +336,52 @@ def test_services_choose_azure_monitor_only_when_it_is_configured() -> None:
         )
     )
     memory = MemoryReporter()
-    override_services(settings=monitored, queues=MemoryQueues(), reporter=memory, compute=object())  # type: ignore[arg-type]
+    override_services(
+        settings=monitored,
+        queues=MemoryQueues(),
+        reporter=memory,
+        compute=object(),  # type: ignore[arg-type]
+        policies=object(),  # type: ignore[arg-type]
+    )
     reporter = services().reporter
     assert isinstance(reporter, TeeReporter)
     assert reporter.also is memory
     reset_services()
-    override_services(settings=monitored, queues=MemoryQueues(), compute=object())  # type: ignore[arg-type]
+    override_services(
+        settings=monitored, queues=MemoryQueues(), compute=object(), policies=object()
+    )  # type: ignore[arg-type]
     assert isinstance(services().reporter, MonitorReporter)
 
 
-def test_a_run_that_raises_reports_a_failed_run_end_and_still_raises() -> None:
-    memory = MemoryReporter()
-    rt = _runtime(MemoryQueues(), memory)
+def test_a_timer_run_that_raises_reports_a_failed_run_end_and_still_raises() -> None:
+    from shared.names import Timer
 
-    def drain() -> None:
-        with heartbeat(rt, Job.MAINTENANCE, "run-2", {"function": "poison_drain"}) as totals:
-            totals["count"] = 3
+    class Broken(MemoryQueues):
+        def list_queues(self, *, suffix: str = "") -> list[str]:
             raise RuntimeError("boom")
 
+    memory = MemoryReporter()
+    rt = _runtime(Broken(), memory)
     with pytest.raises(RuntimeError, match="boom"):
-        drain()
-    start, end = memory.outcomes
+        dispatch.fire(rt, Timer.POISON)
+    start, end = [o for o in memory.outcomes if o.operation.startswith("run-")]
     assert (start.operation, start.status) == ("run-start", Status.SUCCEEDED)
-    assert (end.operation, end.status, end.count) == ("run-end", Status.FAILED, 3)
-    assert end.details == {"function": "poison_drain", "totals": {"count": 3}}
+    assert (end.operation, end.status) == ("run-end", Status.FAILED)
     assert end.reason == "RuntimeError: boom"
 
 
-def test_the_reports_of_one_invocation_go_in_one_upload(
+def test_the_rows_of_one_invocation_go_in_one_upload(
     stand_in: Endpoints, admin: httpx.Client
 ) -> None:
-    reporter = _reporter(stand_in)
-    with reporter.batch():
+    rt = _runtime(MemoryQueues(), _reporter(stand_in))
+
+    def five_rows(ctx: dispatch.Context) -> dispatch.Result:
         for minutes in range(5):
-            reporter.report([_outcome(minutes)])
+            ctx.out.succeeded("snapshot-create", resource_id=f"disk-{minutes}")
         assert admin.get("/monitor").json()["rows"] == {"LifeboatOutcomes_CL": 0}
+        return dispatch.Done()
+
+    dispatch.start(rt, Job.ROTATION, "run-3", "run-3", five_rows)
     state = admin.get("/monitor").json()
     assert state["rows"] == {"LifeboatOutcomes_CL": 5}
     assert state["ingestCalls"] == 1

@@ -6,15 +6,14 @@ import dataclasses
 from datetime import timedelta
 
 from shared import messages
-from shared.messages import OnboardingRequest, RotationVmRequest, make_envelope
-from shared.onboarding import onboard_vm
+from shared.messages import OnboardingRequest, RotationConfirmVmRequest, RotationVmRequest
+from shared.model import BackupStatus
 from shared.policies import parse_policies
 from shared.ports import Runtime
-from shared.rotation import snapshot_vm
 from shared.settings import Settings
 from tests.builders import SUB, disk, night, vm
 from tests.conftest import base_settings
-from tests.fakes import FakeCompute, FixedClock, MemoryQueues, MemoryReporter
+from tests.fakes import FakeCompute, FixedClock, MemoryQueues, MemoryReporter, deliver, runtime
 
 POLICIES = parse_policies(
     {
@@ -25,38 +24,43 @@ POLICIES = parse_policies(
 )
 
 
+class ProtectedEverywhere:
+    """Azure Backup as onboarding sees it here: every VM is already protected."""
+
+    def get_backup_status(self, vm_id: str, location: str) -> BackupStatus:
+        return BackupStatus(protected=True, vault_id=f"/subscriptions/{SUB}/resourceGroups/b")
+
+
 def world(**settings: str) -> tuple[Runtime, FakeCompute, MemoryQueues, MemoryReporter]:
     clock = FixedClock(night(27, hour=14))
     queues, reporter, compute = MemoryQueues(), MemoryReporter(), FakeCompute(clock)
-    rt = Runtime(
+    rt = runtime(
         Settings.from_env(base_settings(TARGET_SUBSCRIPTIONS=SUB, **settings)),
         clock,
         reporter,
         queues,
         compute=compute,
         policies=POLICIES,
+        backup=ProtectedEverywhere(),
     )
     for d in (disk("new-os"), disk("new-data")):
         compute.disks[d.id.lower()] = d
     return rt, compute, queues, reporter
 
 
-def event_for(target: object, event_id: str = "e1") -> tuple[messages.Envelope, OnboardingRequest]:
+def onboard(rt: Runtime, target: object, event_id: str = "e1") -> None:
+    """An onboarding message for a VM write event, through the real dispatch."""
     request = OnboardingRequest(
-        resourceId=target.id,
+        resourceId=target.id,  # type: ignore[attr-defined]
         subscriptionId=SUB,
         resourceGroup=target.resource_group,  # type: ignore[attr-defined]
-        vmName=target.name,
-        eventId=event_id,  # type: ignore[attr-defined]
+        vmName=target.name,  # type: ignore[attr-defined]
+        eventId=event_id,
     )
-    envelope = make_envelope(
-        "onboarding",
-        request,
-        run_id=f"event-{event_id}",
-        idempotency_key="k",
-        created=night(27, hour=14),
+    envelope = messages.make_envelope(
+        request, run_id=f"event-{event_id}", idempotency_key="k", created=night(27, hour=14)
     )
-    return envelope, request
+    deliver(rt, messages.encode(envelope))
 
 
 def created(minutes_ago: int, **kwargs: object) -> object:
@@ -71,24 +75,52 @@ def test_a_new_vm_gets_one_first_snapshot_set_however_many_events() -> None:
     new = created(3)
     compute.vms = [new]  # type: ignore[list-item]
     for event_id in ("create-1", "create-2", "update-1"):
-        onboard_vm(rt, *event_for(new, event_id))
-    sent = [messages.decode(t) for t in queues.sent["rotation-vm"]]
-    slots = {p.slot for _, p in sent}  # type: ignore[attr-defined]
+        onboard(rt, new, event_id)
+    sent = queues.sent.pop("rotation-vm")
+    slots = {messages.decode(t)[1].slot for t in sent}  # type: ignore[attr-defined]
     assert slots == {"202611271357"}, "every event names the same creation slot"
-    for envelope, payload in sent:
+    for text in sent:
+        payload = messages.decode(text)[1]
         assert isinstance(payload, RotationVmRequest)
         assert payload.onboarding
-        snapshot_vm(rt, envelope, payload)
+        deliver(rt, text)
     assert len(compute.snapshots) == 2, "two disks, one snapshot each, whatever the events"
-    jobs = {o.job.value for o in reporter.outcomes if o.operation == "snapshot-create"}
-    assert jobs == {"onboarding"}
+    creates = [o for o in reporter.outcomes if o.operation == "snapshot-create"]
+    assert {(o.job.value, o.status.value) for o in creates} == {("onboarding", "unconfirmed")}
+    # After the create window, the set is confirmed: one GET per snapshot, a row per disk.
+    confirms = queues.sent.pop("rotation-plan")
+    assert {type(messages.decode(t)[1]) for t in confirms} == {RotationConfirmVmRequest}
+    assert queues.visibility["rotation-plan"][0] == rt.settings.confirm_delay_seconds
+    reporter.outcomes.clear()
+    reads = len(compute.reads)
+    deliver(rt, confirms[0])
+    assert len(compute.reads) == reads + 2
+    confirmed = [(o.job.value, o.operation, o.status.value) for o in reporter.outcomes]
+    assert confirmed == [("onboarding", "snapshot-create", "succeeded")] * 2
+    assert not queues.sent.get("rotation-prune"), "the night's confirm prunes, not this one"
+
+
+def test_an_onboarding_set_that_never_appears_is_reported_failed_by_its_confirm() -> None:
+    rt, compute, queues, reporter = world()
+    new = created(3)
+    compute.vms = [new]  # type: ignore[list-item]
+    onboard(rt, new)
+    for text in queues.sent.pop("rotation-vm"):
+        deliver(rt, text)
+    compute.snapshots.clear()  # accepted, then gone (a failed copy, someone's delete)
+    reporter.outcomes.clear()
+    deliver(rt, queues.sent.pop("rotation-plan")[0])
+    assert [(o.operation, o.status.value, o.reason) for o in reporter.outcomes] == [
+        ("snapshot-create", "failed", "not found after the create window")
+    ] * 2
+    assert [o.operation for o in reporter.outcomes if o.operation == "run-end"] == []
 
 
 def test_an_old_vm_update_changes_nothing() -> None:
     rt, compute, queues, reporter = world()
     old = created(60 * 24 * 30)
     compute.vms = [old]  # type: ignore[list-item]
-    onboard_vm(rt, *event_for(old))
+    onboard(rt, old)
     assert "rotation-vm" not in queues.sent
     assert compute.writes == []
     assert [o.operation for o in reporter.outcomes] == ["vm-seen"]
@@ -98,8 +130,8 @@ def test_default_policy_tag_is_written_once_through_the_tags_api() -> None:
     rt, compute, _queues, reporter = world(TAG_DEFAULT_POLICY="true")
     new = created(2, tags={})
     compute.vms = [new]  # type: ignore[list-item]
-    onboard_vm(rt, *event_for(new, "create-1"))
-    onboard_vm(rt, *event_for(new, "tags-1"))  # the tag write's own event, if it came back
+    onboard(rt, new, "create-1")
+    onboard(rt, new, "tags-1")  # the tag write's own event, if it came back
     assert [w for w in compute.writes if w[0] == "tags"] == [("tags", new.id)]  # type: ignore[attr-defined]
     assert compute.vms[0].tags["lifeboat:policy"] == "daily"
     assert len([o for o in reporter.outcomes if o.operation == "tag-default-policy"]) == 1
@@ -109,7 +141,7 @@ def test_untagged_vm_is_left_alone_without_the_setting() -> None:
     rt, compute, queues, _reporter = world()
     new = created(2, tags={"lifeboat:policy": "none"})
     compute.vms = [new]  # type: ignore[list-item]
-    onboard_vm(rt, *event_for(new))
+    onboard(rt, new)
     assert compute.writes == []
     assert "rotation-vm" not in queues.sent
 
@@ -118,9 +150,9 @@ def test_drill_vms_and_vanished_vms_are_skipped() -> None:
     rt, compute, _queues, reporter = world(DRILL_RESOURCE_GROUPS="rg-drill")
     drill = created(1, group="rg-drill")
     compute.vms = [drill]  # type: ignore[list-item]
-    onboard_vm(rt, *event_for(drill))
+    onboard(rt, drill)
     gone = created(1)
-    onboard_vm(rt, *event_for(dataclasses.replace(gone, id=gone.id + "x", name="newx")))  # type: ignore[attr-defined]
+    onboard(rt, dataclasses.replace(gone, id=gone.id + "x", name="newx"))  # type: ignore[attr-defined]
     assert [(o.status.value, o.reason) for o in reporter.outcomes] == [
         ("skipped", "in a drill resource group"),
         ("skipped", "the VM no longer exists"),

@@ -6,24 +6,25 @@ from datetime import timedelta
 
 import pytest
 
-from shared import messages, rotation, worker
-from shared.messages import Envelope, Payload
-from shared.model import Job
+from shared import dispatch, messages, rotation
+from shared.names import Queue, Timer
 from shared.planning import RotationConfig
 from shared.policies import parse_policies
-from shared.ports import Runtime
 from shared.settings import Settings
 from shared.snapshots import snapshot_name
 from tests.builders import SUB, disk, night, snapshot_of, vm
 from tests.conftest import base_settings
-from tests.fakes import FakeCompute, FixedClock, MemoryQueues, MemoryReporter
+from tests.fakes import (
+    FakeCompute,
+    FixedClock,
+    MemoryQueues,
+    MemoryReporter,
+    deliver,
+    drain,
+    runtime,
+)
 
-HANDLERS = {
-    "rotation-plan": rotation.plan_subscription,
-    "rotation-confirm": rotation.confirm_night,
-    "rotation-vm": rotation.snapshot_vm,
-    "rotation-prune": rotation.prune_snapshots,
-}
+QUEUES = (Queue.ROTATION_PLAN, Queue.ROTATION_VM, Queue.ROTATION_PRUNE)
 POLICIES = parse_policies({"version": 1, "policies": {"daily": {"retention": {"daily": 3}}}})
 
 
@@ -34,7 +35,7 @@ class World:
         self.reporter = MemoryReporter()
         self.compute = FakeCompute(self.clock)
         values = base_settings(TARGET_SUBSCRIPTIONS=SUB, **settings)
-        self.rt = Runtime(
+        self.rt = runtime(
             Settings.from_env(values),
             self.clock,
             self.reporter,
@@ -49,30 +50,22 @@ class World:
 
     def drain(self, *, twice: bool = False) -> int:
         """Run every queued message (ignoring visibility delays) until the queues are empty."""
-        handled = 0
-        while any(
-            self.queues.sent.get(q) for q in ("rotation-plan", "rotation-vm", "rotation-prune")
-        ):
-            for queue in ("rotation-plan", "rotation-vm", "rotation-prune"):
-                pending, self.queues.sent[queue] = self.queues.sent.get(queue, []), []
-                for text in pending:
-                    envelope, payload = messages.decode(text)
-                    for _ in range(2 if twice else 1):
-                        HANDLERS[envelope.type](self.rt, envelope, payload)
-                    handled += 1
-        return handled
+        return drain(self.rt, self.queues, QUEUES, twice=twice)
 
     def drain_queue(self, queue: str) -> int:
         """Handle what is on one queue now, once (what it sends on waits); how many there were."""
         pending, self.queues.sent[queue] = self.queues.sent.get(queue, []), []
         for text in pending:
-            envelope, payload = messages.decode(text)
-            HANDLERS[envelope.type](self.rt, envelope, payload)
+            deliver(self.rt, text)
         return len(pending)
 
-    def night(self, day: int, *, twice: bool = False) -> None:
+    def start(self, day: int) -> None:
+        """The rotation timer fires for the night of `day`."""
         self.clock.current = night(day)
-        rotation.start_night(self.rt, night(day))
+        dispatch.fire(self.rt, Timer.ROTATION)
+
+    def night(self, day: int, *, twice: bool = False) -> None:
+        self.start(day)
         self.clock.advance(minutes=1)
         self.drain(twice=twice)
 
@@ -107,10 +100,9 @@ def test_a_night_snapshots_every_disk_once_and_reports_the_plan() -> None:
 
 def test_vm_messages_are_paced_and_confirm_comes_after_the_window() -> None:
     world = World(SNAPSHOT_WRITES_PER_SECOND="1", CONFIRM_DELAY_SECONDS="600")
-    rotation.start_night(world.rt, night(27))
+    world.start(27)
     [plan_text] = world.queues.sent["rotation-plan"]
     world.queues.sent["rotation-plan"] = []
-    envelope, payload = messages.decode(plan_text)
     # Record visibility delays by wrapping the fake.
     delays: list[tuple[str, int]] = []
     send = world.queues.send
@@ -120,16 +112,15 @@ def test_vm_messages_are_paced_and_confirm_comes_after_the_window() -> None:
         send(queue, text, visibility_timeout=visibility_timeout)
 
     world.queues.send = recording_send  # type: ignore[method-assign]
-    rotation.plan_subscription(world.rt, envelope, payload)
+    deliver(world.rt, plan_text)
     assert delays == [("rotation-vm", 0), ("rotation-vm", 1), ("rotation-confirm", 603)]
 
 
 def test_pacing_counts_from_when_sending_began_not_from_each_send() -> None:
     world = World(SNAPSHOT_WRITES_PER_SECOND="1", CONFIRM_DELAY_SECONDS="600")
-    rotation.start_night(world.rt, night(27))
+    world.start(27)
     [plan_text] = world.queues.sent["rotation-plan"]
     world.queues.sent["rotation-plan"] = []
-    envelope, payload = messages.decode(plan_text)
     delays: list[tuple[str, int]] = []
     send = world.queues.send
 
@@ -139,7 +130,7 @@ def test_pacing_counts_from_when_sending_began_not_from_each_send() -> None:
         world.clock.advance(seconds=0.6)  # each enqueue takes time
 
     world.queues.send = slow_send  # type: ignore[method-assign]
-    rotation.plan_subscription(world.rt, envelope, payload)
+    deliver(world.rt, plan_text)
     # Planned at 0 s and 1 s: the second is sent 0.6 s later, so it waits 0.4 s (whole: 0); the
     # confirm still comes after the window (3 s) plus 600 s from when sending began.
     assert delays == [("rotation-vm", 0), ("rotation-vm", 0), ("rotation-confirm", 602)]
@@ -177,7 +168,9 @@ def test_throttling_requeues_only_the_remaining_disks() -> None:
     assert len(world.names()) == 3
     creates = [o for o in world.ops("snapshot-create", "succeeded")]
     assert len(creates) == 3
-    assert max(o.details["attempt"] for o in creates) == 2
+    [waited] = world.ops("rotation-vm", "waiting")
+    assert waited.details["putBacks"] == 1
+    assert waited.details["visibilitySeconds"] >= 2
 
 
 def test_low_write_and_delete_headroom_defer_the_work_instead_of_meeting_429s() -> None:
@@ -186,8 +179,7 @@ def test_low_write_and_delete_headroom_defer_the_work_instead_of_meeting_429s() 
         world.night(day)
     before = len(world.compute.writes)
 
-    world.clock.current = night(27)
-    rotation.start_night(world.rt, night(27))
+    world.start(27)
     world.drain_queue("rotation-plan")
     world.compute.headroom = 5  # under MIN_WRITE_HEADROOM (20): the VMs' snapshots wait
     assert world.drain_queue("rotation-vm") == 2
@@ -214,25 +206,17 @@ def test_low_write_and_delete_headroom_defer_the_work_instead_of_meeting_429s() 
 
 def test_work_a_redelivery_puts_back_is_still_read_before_it_is_written() -> None:
     world = World()
-    rotation.start_night(world.rt, night(27))
+    world.start(27)
     world.drain_queue("rotation-plan")
     [web] = [t for t in world.queues.sent["rotation-vm"] if "web-os" in t]
     world.queues.sent["rotation-vm"] = []
     world.compute.throttle = 1
-    worker.process_queue_message(  # the host delivers it again after a crash
-        world.rt,
-        queue="rotation-vm",
-        body=web.encode(),
-        message_id="m",
-        dequeue_count=2,
-        job=Job.ROTATION,
-        handlers=HANDLERS,
-    )
+    deliver(world.rt, web, dequeue_count=2)  # the host delivers it again after a crash
     [back] = world.queues.sent["rotation-vm"]
-    put_back = messages.decode(back)[1]
+    envelope, put_back = messages.decode(back)
     assert isinstance(put_back, messages.RotationVmRequest)
     assert put_back.recheck is True
-    assert put_back.attempt == 2
+    assert envelope.put_backs == 1
     reads = len(world.compute.reads)
     world.drain()
     assert len(world.compute.reads) == reads + 2, "both disks read before their PUTs"
@@ -283,7 +267,7 @@ def test_dry_run_plans_and_reports_without_writing() -> None:
 
 def test_a_stale_message_never_writes() -> None:
     world = World()
-    rotation.start_night(world.rt, night(27))
+    world.start(27)
     world.clock.advance(days=2)
     world.drain()
     assert world.compute.writes == []
@@ -322,10 +306,6 @@ def test_config_comes_from_settings() -> None:
         arm_writes_per_second=5.0,
         snapshot_writes_per_second=3.0,
     )
-
-
-def _unused(envelope: Envelope, payload: Payload) -> None:  # keeps imports honest for mypy
-    del envelope, payload
 
 
 _ = (timedelta, pytest)

@@ -11,6 +11,7 @@ from shared.messages import OnboardingRequest
 from shared.ports import Runtime
 from shared.settings import Settings
 from shared.vm_events import VmEvent, decide, receive_vm_event
+from tests import fakes
 from tests.conftest import OTHER_SUBSCRIPTION, SUBSCRIPTION, base_settings
 from tests.fakes import FixedClock, MemoryQueues, MemoryReporter
 
@@ -30,7 +31,7 @@ def as_event(raw: dict[str, object]) -> VmEvent:
 
 def runtime() -> tuple[Runtime, MemoryQueues, MemoryReporter]:
     queues, reporter = MemoryQueues(), MemoryReporter()
-    rt = Runtime(Settings.from_env(base_settings()), FixedClock(), reporter, queues)
+    rt = fakes.runtime(Settings.from_env(base_settings()), FixedClock(), reporter, queues)
     return rt, queues, reporter
 
 

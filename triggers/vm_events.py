@@ -6,9 +6,6 @@ import logging
 
 import azure.functions as func
 
-from shared.services import services
-from shared.vm_events import VmEvent, receive_vm_event
-
 log = logging.getLogger(__name__)
 
 bp = func.Blueprint()
@@ -17,6 +14,9 @@ bp = func.Blueprint()
 @bp.function_name("vm_events")
 @bp.event_grid_trigger(arg_name="event")
 def vm_events(event: func.EventGridEvent) -> None:
+    from shared.services import services
+    from shared.vm_events import VmEvent, receive_vm_event
+
     if not isinstance(event, func.EventGridEvent):
         # The subscription is made with the Event Grid schema; CloudEvents are a misconfiguration.
         log.error("vm event dropped: expected the Event Grid schema, got %s", type(event).__name__)
@@ -32,10 +32,5 @@ def vm_events(event: func.EventGridEvent) -> None:
             data=data if isinstance(data, dict) else {},
         ),
     )
-    log.info(
-        "vm event %s %s: %s (%s)",
-        event.id,
-        "accepted" if decision.accepted else "dropped",
-        event.subject,
-        decision.reason,
-    )
+    verdict = "accepted" if decision.accepted else "dropped"
+    log.info("vm event %s %s: %s (%s)", event.id, verdict, event.subject, decision.reason)

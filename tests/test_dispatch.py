@@ -1,0 +1,415 @@
+"""The one path through every worker: decode, handle, apply; poison, put back, report.
+
+The throttling matrix runs every (type, handler) of every HANDLERS table through the real
+dispatch with ports that answer 429 to everything: each must put back exactly one message.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared import dispatch, messages
+from shared.dispatch import Context, Done, Outgoing, PutBack, Refuse, Send
+from shared.messages import (
+    DiskSnapshot,
+    DrillPlanRequest,
+    DrillState,
+    FirstBackupCheckRequest,
+    OnboardingRequest,
+    OutcomesRetryRequest,
+    Payload,
+    RotationConfirmRequest,
+    RotationConfirmVmRequest,
+    RotationPlanRequest,
+    RotationPruneRequest,
+    RotationVmRequest,
+    VerificationPlanRequest,
+    VerificationVaultRequest,
+)
+from shared.names import HANDLERS_OF, QUEUE_OF, Job, MessageType, Queue
+from shared.policies import parse_policies
+from shared.ports import ThrottledError
+from shared.settings import Settings
+from tests.conftest import SUBSCRIPTION, base_settings
+from tests.fakes import FailingReporter, FixedClock, MemoryQueues, MemoryReporter, runtime
+
+ROOT = Path(__file__).resolve().parent.parent
+NOW = datetime(2026, 11, 27, 2, 5, tzinfo=UTC)
+SLOT = "202611270200"
+ARM = f"/subscriptions/{SUBSCRIPTION}/resourceGroups"
+VM_ID = f"{ARM}/rg-app/providers/Microsoft.Compute/virtualMachines/web"
+DISK_ID = f"{ARM}/rg-app/providers/Microsoft.Compute/disks/web-os"
+VAULT_ID = f"{ARM}/rg-backup/providers/Microsoft.RecoveryServices/vaults/v1"
+POLICIES = parse_policies(
+    {
+        "version": 1,
+        "defaultPolicy": "daily",
+        "policies": {"daily": {"retention": {"daily": 3}, "snapshotOnCreate": True}},
+    }
+)
+DISK = DiskSnapshot(
+    diskId=DISK_ID,
+    uniqueId="u1",
+    location="westeurope",
+    snapshotName="lb-abcdefghijklmnop-202611270200",
+    lun=None,
+)
+VM_FIELDS: dict[str, Any] = {
+    "subscriptionId": SUBSCRIPTION,
+    "vmId": VM_ID,
+    "vmName": "web",
+    "resourceGroup": "rg-app",
+    "policy": "daily",
+    "slot": SLOT,
+    "setId": "s1",
+    "disks": [DISK],
+}
+
+# One valid message of every type (a new payload type must add its own).
+SAMPLES: dict[type[Payload], Payload] = {
+    OnboardingRequest: OnboardingRequest(
+        resourceId=VM_ID,
+        subscriptionId=SUBSCRIPTION,
+        resourceGroup="rg-app",
+        vmName="web",
+        eventId="e1",
+    ),
+    RotationPlanRequest: RotationPlanRequest(subscriptionId=SUBSCRIPTION, slot=SLOT),
+    RotationConfirmRequest: RotationConfirmRequest(subscriptionId=SUBSCRIPTION, slot=SLOT),
+    RotationConfirmVmRequest: RotationConfirmVmRequest(**VM_FIELDS),
+    RotationVmRequest: RotationVmRequest(**VM_FIELDS),
+    RotationPruneRequest: RotationPruneRequest(
+        subscriptionId=SUBSCRIPTION,
+        sourceId=DISK_ID,
+        slot=SLOT,
+        snapshotIds=[
+            f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-lifeboat-snapshots/providers/Microsoft.Compute/snapshots/lb-abcdefghijklmnop-202611200200"
+        ],
+    ),
+    OutcomesRetryRequest: OutcomesRetryRequest(records=[{"RunId": "r", "Operation": "x"}]),
+    VerificationPlanRequest: VerificationPlanRequest(subscriptionId=SUBSCRIPTION, slot=SLOT),
+    VerificationVaultRequest: VerificationVaultRequest(
+        subscriptionId=SUBSCRIPTION,
+        vaultId=VAULT_ID,
+        vaultName="v1",
+        resourceGroup="rg-backup",
+        location="westeurope",
+        slot=SLOT,
+        designated=True,
+        vms={"daily|24": {"rg-app": ["web"]}},
+    ),
+    FirstBackupCheckRequest: FirstBackupCheckRequest(
+        subscriptionId=SUBSCRIPTION,
+        vmId=VM_ID,
+        vaultId=VAULT_ID,
+        location="westeurope",
+        policy="daily",
+        rpoHours=24,
+        enabledAt=NOW,
+    ),
+    DrillPlanRequest: DrillPlanRequest(subscriptionId=SUBSCRIPTION, slot=SLOT),
+    DrillState: DrillState(
+        drillId="lbd-abcdefghij",
+        step="prepare",
+        startedAt=NOW,
+        expiresAt=NOW.replace(hour=8),
+        drillSubscription=SUBSCRIPTION,
+        drillGroup="rg-lifeboat-drill-westeurope",
+        location="westeurope",
+        vmId=VM_ID,
+        vmName="web",
+        subscriptionId=SUBSCRIPTION,
+        plan="weekly",
+        runId="drill-202611270200",
+    ),
+}
+
+
+class Throttled:
+    """A port that answers every call with Azure's 429 and a Retry-After."""
+
+    def __init__(self, retry_after: float) -> None:
+        self.retry_after = retry_after
+
+    def __getattr__(self, name: str) -> Any:
+        def throttled(*args: object, **kwargs: object) -> Any:
+            raise ThrottledError(self.retry_after)
+
+        return throttled
+
+
+class ThrottledReporter(MemoryReporter):
+    """Reports rows, but Azure Monitor answers 429 to resends."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__()
+        self.retry_after = retry_after
+
+    def send(self, records: object) -> list[dict[str, Any]]:
+        raise ThrottledError(self.retry_after)
+
+
+def every_handler() -> list[tuple[Queue, type[Payload]]]:
+    pairs = []
+    for queue in Queue:
+        for type_name in dispatch.handlers_for(queue):
+            schema = next(p for p in messages.PAYLOADS if type_name == p.TYPE)
+            pairs.append((queue, schema))
+    return pairs
+
+
+def text_of(payload: Payload, *, put_backs: int = 0) -> str:
+    envelope = messages.make_envelope(
+        payload, run_id="run-1", idempotency_key="key-1", created=NOW, put_backs=put_backs
+    )
+    return messages.encode(envelope)
+
+
+def test_every_payload_type_has_a_handler_on_its_queue_and_a_sample() -> None:
+    handled = {schema for _, schema in every_handler()}
+    assert handled == set(messages.PAYLOADS)
+    assert set(SAMPLES) == set(messages.PAYLOADS)
+    for queue, schema in every_handler():
+        assert QUEUE_OF[schema.TYPE] == queue
+
+
+@pytest.mark.parametrize("retry_after", [0.5, 1, 37, 1200])
+@pytest.mark.parametrize(
+    ("queue", "schema"), every_handler(), ids=lambda v: getattr(v, "__name__", str(v))
+)
+def test_a_throttled_handler_puts_back_exactly_one_message(
+    queue: Queue, schema: type[Payload], retry_after: float
+) -> None:
+    queues = MemoryQueues()
+    port = Throttled(retry_after)
+    reporter = ThrottledReporter(retry_after)
+    rt = runtime(
+        Settings.from_env(base_settings()),
+        FixedClock(NOW),
+        reporter,
+        queues,
+        compute=port,
+        backup=port,
+        drills=port,
+        policies=POLICIES,
+    )
+    result = dispatch.deliver(rt, queue, text_of(SAMPLES[schema]), message_id="m")
+    assert isinstance(result, PutBack), result
+    assert list(queues.sent) == [queue], "exactly one message, on its own queue"
+    [visibility] = queues.visibility[queue]
+    assert math.ceil(retry_after) <= visibility <= dispatch.MAX_VISIBILITY_SECONDS
+    envelope, _ = messages.decode(queues.sent[queue][0])
+    assert envelope.put_backs == 1
+    assert envelope.idempotency_key == "key-1"
+    [waiting] = [o for o in reporter.outcomes if o.status == "waiting"]
+    assert waiting.details["visibilitySeconds"] == visibility
+
+
+def test_a_put_back_never_comes_earlier_than_retry_after_and_stays_under_the_maximum() -> None:
+    for after in (0.0, 0.2, 0.5, 1.0, 9.99, 37.0, 1200.0, 1235.0, 10 * 24 * 3600.0):
+        for _ in range(20):
+            queues = MemoryQueues()
+            rt = runtime(
+                Settings.from_env(base_settings()), FixedClock(NOW), MemoryReporter(), queues
+            )
+            ctx = Context(rt, job=Job.ROTATION, run_id="r", key="k")
+            envelope, payload = messages.decode(text_of(SAMPLES[RotationPlanRequest]))
+            dispatch._apply(
+                ctx, Queue.ROTATION_PLAN, envelope, payload, PutBack(after, "x"), "", "m"
+            )
+            [visibility] = queues.visibility[Queue.ROTATION_PLAN]
+            assert min(math.ceil(after), dispatch.MAX_VISIBILITY_SECONDS) <= visibility
+            assert visibility <= dispatch.MAX_VISIBILITY_SECONDS
+
+
+def world(reporter: object | None = None) -> tuple[Any, MemoryQueues, MemoryReporter]:
+    queues, memory = MemoryQueues(), MemoryReporter()
+    rt = runtime(Settings.from_env(base_settings()), FixedClock(NOW), reporter or memory, queues)
+    return rt, queues, memory
+
+
+def with_handler(monkeypatch: pytest.MonkeyPatch, handler: Any) -> None:
+    """Serve the onboarding queue with `handler` (the table dispatch reads is the seam)."""
+    monkeypatch.setattr("shared.onboarding.HANDLERS", {OnboardingRequest: handler})
+
+
+def never_called(payload: Payload, ctx: Context) -> Done:
+    raise AssertionError("handler must not run")
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"\xff\xfe", "not UTF-8"),
+        (b"{", "not JSON"),
+        (text_of(SAMPLES[DrillPlanRequest]).encode(), "'drill-plan' does not belong on queue"),
+        (
+            json.dumps({**json.loads(text_of(SAMPLES[OnboardingRequest])), "payload": {}}).encode(),
+            "payload schema",
+        ),
+    ],
+)
+def test_a_message_that_can_never_succeed_is_refused_with_its_reason(
+    monkeypatch: pytest.MonkeyPatch, body: bytes, reason: str
+) -> None:
+    with_handler(monkeypatch, never_called)
+    rt, queues, reporter = world()
+    result = dispatch.deliver(rt, Queue.ONBOARDING, body, message_id="m-1", dequeue_count=2)
+    assert isinstance(result, Refuse)
+    [wrapped] = queues.sent["onboarding-poison"]
+    document = json.loads(wrapped)
+    assert set(document) == {"reason", "originalQueue", "dequeueCount", "message"}
+    assert reason in document["reason"]
+    assert (document["originalQueue"], document["dequeueCount"]) == ("onboarding", 2)
+    [outcome] = reporter.outcomes
+    assert (outcome.job, outcome.operation, outcome.status) == (
+        Job.MAINTENANCE,
+        "poison",
+        "refused",
+    )
+    assert outcome.details["queue"] == "onboarding"
+
+
+def test_a_handler_that_refuses_poisons_on_the_first_delivery(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with_handler(monkeypatch, lambda p, ctx: Refuse("the VM id names no subscription"))
+    rt, queues, reporter = world()
+    dispatch.deliver(rt, Queue.ONBOARDING, text_of(SAMPLES[OnboardingRequest]), message_id="m")
+    assert "names no subscription" in json.loads(queues.sent["onboarding-poison"][0])["reason"]
+    assert [o.status for o in reporter.outcomes] == ["refused"]
+
+
+def test_a_transient_failure_raises_and_is_reported_only_on_the_last_delivery(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def flaky(payload: Payload, ctx: Context) -> Done:
+        ctx.out.succeeded("vm-seen")  # recorded before the failure: still reported
+        raise TimeoutError("ARM did not answer")
+
+    with_handler(monkeypatch, flaky)
+    rt, _, reporter = world()
+    text = text_of(SAMPLES[OnboardingRequest])
+    for delivery in range(1, rt.settings.max_dequeue_count + 1):
+        with pytest.raises(TimeoutError):
+            dispatch.deliver(rt, Queue.ONBOARDING, text, dequeue_count=delivery)
+    assert [o.operation for o in reporter.outcomes].count("vm-seen") == 5
+    [failed] = [o for o in reporter.outcomes if o.status == "failed"]
+    assert "failed on delivery 5 of 5" in (failed.reason or "")
+    assert "onboarding-poison" in (failed.reason or "")
+
+
+def test_a_reporting_failure_never_hides_the_work_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def flaky(payload: Payload, ctx: Context) -> Done:
+        raise TimeoutError("ARM did not answer")
+
+    with_handler(monkeypatch, flaky)
+    rt, _, _ = world(FailingReporter())
+    with pytest.raises(TimeoutError):
+        dispatch.deliver(rt, Queue.ONBOARDING, text_of(SAMPLES[OnboardingRequest]), dequeue_count=5)
+
+
+def test_a_follow_up_too_large_for_a_queue_refuses_the_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    big = SAMPLES[OnboardingRequest].model_copy(update={"correlation_id": "x" * 60_000})
+    with_handler(monkeypatch, lambda p, ctx: Send(Outgoing(big, key="k")))
+    rt, queues, reporter = world()
+    dispatch.deliver(rt, Queue.ONBOARDING, text_of(SAMPLES[OnboardingRequest]), message_id="m")
+    assert list(queues.sent) == ["onboarding-poison"]
+    assert "at most 65536" in json.loads(queues.sent["onboarding-poison"][0])["reason"]
+    assert [o.status for o in reporter.outcomes] == ["refused"]
+
+
+def test_a_redelivered_message_reports_the_same_rows_with_the_same_ids(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def seen(payload: Payload, ctx: Context) -> Done:
+        ctx.out.succeeded("vm-seen", resource_id=VM_ID)
+        ctx.out.skipped("tag-default-policy", "no default", resource_id=VM_ID)
+        return Done()
+
+    with_handler(monkeypatch, seen)
+    rt, _, reporter = world()
+    text = text_of(SAMPLES[OnboardingRequest])
+    dispatch.deliver(rt, Queue.ONBOARDING, text, dequeue_count=1)
+    dispatch.deliver(rt, Queue.ONBOARDING, text, dequeue_count=2)
+    ids = [o.id for o in reporter.outcomes]
+    assert len(ids) == 4
+    assert ids[:2] == ids[2:]
+    assert ids[0] != ids[1]
+
+
+def test_a_message_of_the_previous_version_still_decodes() -> None:
+    v1 = {
+        "type": "rotation-vm",
+        "version": 1,
+        "id": "m1",
+        "runId": "rotation-202611270200",
+        "idempotencyKey": "k",
+        "created": "2026-11-27T02:00:00Z",
+        "payload": {
+            **json.loads(SAMPLES[RotationVmRequest].model_dump_json(by_alias=True)),
+            "attempt": 3,
+        },
+    }
+    del v1["payload"]["recheck"]
+    envelope, payload = messages.decode(json.dumps(v1))
+    assert (envelope.version, envelope.put_backs) == (2, 2)
+    assert isinstance(payload, RotationVmRequest)
+    assert payload.recheck is True
+
+
+# ------------------------------------------------------------------------------ the code itself
+
+
+def python_files(*folders: str) -> list[Path]:
+    return [p for folder in folders for p in sorted((ROOT / folder).rglob("*.py"))]
+
+
+def test_only_dispatch_sends_to_a_queue() -> None:
+    """Product code sends through `shared/dispatch.py`; the queue adapter is the port itself."""
+    allowed = {ROOT / "shared/dispatch.py", ROOT / "shared/adapters/queues.py"}
+    senders = []
+    for path in python_files("shared", "triggers"):
+        if path in allowed:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr in ("send", "send_message"):
+                owner = ast.unparse(node.value)
+                if "queue" in owner.lower():
+                    senders.append(f"{path.relative_to(ROOT)}:{node.lineno} {owner}.{node.attr}")
+    assert senders == []
+
+
+def test_no_module_imports_a_private_name_of_another() -> None:
+    found = []
+    for path in [*python_files("shared", "triggers", "cli", "bench"), ROOT / "function_app.py"]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                if node.module.split(".")[0] not in {
+                    "shared",
+                    "triggers",
+                    "cli",
+                    "emulator",
+                    "bench",
+                }:
+                    continue
+                for alias in node.names:
+                    if alias.name.startswith("_"):
+                        found.append(
+                            f"{path.relative_to(ROOT)}:{node.lineno} {node.module}.{alias.name}"
+                        )
+    assert found == []
+
+
+def test_each_queue_names_a_handlers_module_and_messages_name_their_queue() -> None:
+    assert set(HANDLERS_OF) == set(Queue)
+    assert set(QUEUE_OF) == set(MessageType)
