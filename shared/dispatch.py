@@ -42,10 +42,9 @@ from shared.model import Outcome
 from shared.names import (
     HANDLERS_OF,
     JOB_OF,
-    JOB_OF_TIMER,
+    POISON_SUFFIX,
     QUEUE_OF,
-    SCHEDULE_OF,
-    TIMERS_OF,
+    TIMER_SPECS,
     Job,
     MessageType,
     Queue,
@@ -199,8 +198,12 @@ def deliver(
     *,
     message_id: str = "",
     dequeue_count: int = 1,
+    handlers: Mapping[str, Handler] | None = None,
 ) -> Result:
-    """Handle one queue message as the host delivered it, and apply the decision."""
+    """Handle one queue message as the host delivered it, and apply the decision.
+
+    `handlers` replaces the queue's HANDLERS table (a test app's own queue functions).
+    """
     if isinstance(body, bytes):
         try:
             text = body.decode("utf-8")
@@ -216,14 +219,14 @@ def deliver(
             )
     else:
         text = body
-    handlers = handlers_for(queue)
+    handlers = handlers if handlers is not None else handlers_for(queue)
     try:
         envelope, payload = messages.decode(text, queue=queue, allowed=handlers.keys())
     except PoisonMessageError as e:
         return _refuse_undecodable(rt, queue, text, message_id, dequeue_count, e)
     ctx = Context(
         rt,
-        job=JOB_OF[queue],
+        job=JOB_OF.get(queue, Job.MAINTENANCE),
         run_id=envelope.run_id,
         key=envelope.idempotency_key,
         delivery=dequeue_count,
@@ -239,7 +242,7 @@ def deliver(
             ctx.out.failed(
                 envelope.type,
                 f"failed on delivery {dequeue_count} of {rt.settings.max_dequeue_count}; the "
-                f"host moves it to {queue.poison}: {type(e).__name__}: {e}"[:2000],
+                f"host moves it to {queue}{POISON_SUFFIX}: {type(e).__name__}: {e}"[:2000],
                 details=_message_details(queue, envelope, message_id, dequeue_count),
             )
         raise
@@ -394,13 +397,14 @@ def fire(rt: Runtime, timer: Timer) -> Result:
     from shared.schedules import latest_occurrence
     from shared.snapshots import slot_of
 
-    decide = importlib.import_module(TIMERS_OF[timer]).TIMERS[timer]
-    schedule = getattr(rt.settings, SCHEDULE_OF[timer].lower())
+    setting, module, job = TIMER_SPECS[timer]
+    decide = importlib.import_module(module).TIMERS[timer]
+    schedule = getattr(rt.settings, setting.lower())
     occurrence = latest_occurrence(schedule, rt.clock.now()).replace(second=0, microsecond=0)
     slot = slot_of(occurrence)
     return start(
         rt,
-        JOB_OF_TIMER[timer],
+        job,
         f"{timer}-{slot}",
         f"{timer}:{slot}",
         lambda c: decide(c, occurrence),
@@ -470,7 +474,7 @@ def _poison(
         raise RuntimeError(
             f"cannot poison message {message_id} from {queue} with reason: too large"
         )
-    rt.queues.send(queue.poison, wrapped)
+    rt.queues.send(queue + POISON_SUFFIX, wrapped)
     log.warning("poisoned message %s from %s: %s", message_id, queue, reason)
     Outcomes(
         sink=outcomes.append,

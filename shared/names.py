@@ -71,27 +71,19 @@ class Job(enum.StrEnum):
     MAINTENANCE = "maintenance"
 
 
-# The use case module whose HANDLERS table serves each queue; dispatch imports it on the
-# queue's first message, so a cold start pays for none of them.
-HANDLERS_OF: dict[Queue, str] = {
-    Queue.ROTATION_PLAN: "shared.rotation",
-    Queue.ROTATION_VM: "shared.rotation",
-    Queue.ROTATION_PRUNE: "shared.rotation",
-    Queue.VERIFICATION: "shared.verification",
-    Queue.ONBOARDING: "shared.onboarding",
-    Queue.DRILL: "shared.drills",
-    Queue.OUTCOMES_RETRY: "shared.reporting",
+# The use case module whose HANDLERS table serves each queue (dispatch imports it on the queue's
+# first message, so a cold start pays for none of them), and the job its rows belong to.
+SERVED_BY: dict[Queue, tuple[str, Job]] = {
+    Queue.ROTATION_PLAN: ("shared.rotation", Job.ROTATION),
+    Queue.ROTATION_VM: ("shared.rotation", Job.ROTATION),
+    Queue.ROTATION_PRUNE: ("shared.rotation", Job.ROTATION),
+    Queue.VERIFICATION: ("shared.verification", Job.VERIFICATION),
+    Queue.ONBOARDING: ("shared.onboarding", Job.ONBOARDING),
+    Queue.DRILL: ("shared.drills", Job.DRILL),
+    Queue.OUTCOMES_RETRY: ("shared.reporting", Job.MAINTENANCE),
 }
-
-JOB_OF: dict[Queue, Job] = {
-    Queue.ROTATION_PLAN: Job.ROTATION,
-    Queue.ROTATION_VM: Job.ROTATION,
-    Queue.ROTATION_PRUNE: Job.ROTATION,
-    Queue.VERIFICATION: Job.VERIFICATION,
-    Queue.ONBOARDING: Job.ONBOARDING,
-    Queue.DRILL: Job.DRILL,
-    Queue.OUTCOMES_RETRY: Job.MAINTENANCE,
-}
+HANDLERS_OF = {queue: module for queue, (module, _) in SERVED_BY.items()}
+JOB_OF = {queue: job for queue, (_, job) in SERVED_BY.items()}
 
 
 class Timer(enum.StrEnum):
@@ -104,30 +96,14 @@ class Timer(enum.StrEnum):
     POISON = "poison"
 
 
-# The app setting holding each timer's NCRONTAB schedule (triggers bind it as `%SETTING%`).
-SCHEDULE_OF: dict[Timer, str] = {
-    Timer.ROTATION: "ROTATION_SCHEDULE",
-    Timer.VERIFICATION: "VERIFICATION_SCHEDULE",
-    Timer.DRILL: "DRILL_SCHEDULE",
-    Timer.SWEEPER: "SWEEPER_SCHEDULE",
-    Timer.POISON: "POISON_SCHEDULE",
-}
-
-# The use case module whose TIMERS table starts each timer's run, and the run's job.
-TIMERS_OF: dict[Timer, str] = {
-    Timer.ROTATION: "shared.rotation",
-    Timer.VERIFICATION: "shared.verification",
-    Timer.DRILL: "shared.drills",
-    Timer.SWEEPER: "shared.drills",
-    Timer.POISON: "shared.poison",
-}
-
-JOB_OF_TIMER: dict[Timer, Job] = {
-    Timer.ROTATION: Job.ROTATION,
-    Timer.VERIFICATION: Job.VERIFICATION,
-    Timer.DRILL: Job.DRILL,
-    Timer.SWEEPER: Job.DRILL,
-    Timer.POISON: Job.MAINTENANCE,
+# Each timer: the app setting holding its NCRONTAB schedule (triggers bind it as `%SETTING%`),
+# the use case module whose TIMERS table starts its run, and the run's job.
+TIMER_SPECS: dict[Timer, tuple[str, str, Job]] = {
+    Timer.ROTATION: ("ROTATION_SCHEDULE", "shared.rotation", Job.ROTATION),
+    Timer.VERIFICATION: ("VERIFICATION_SCHEDULE", "shared.verification", Job.VERIFICATION),
+    Timer.DRILL: ("DRILL_SCHEDULE", "shared.drills", Job.DRILL),
+    Timer.SWEEPER: ("SWEEPER_SCHEDULE", "shared.drills", Job.DRILL),
+    Timer.POISON: ("POISON_SCHEDULE", "shared.poison", Job.MAINTENANCE),
 }
 
 

@@ -10,6 +10,7 @@ product code knows whether it runs in Azure.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 from typing import Any
@@ -36,32 +37,20 @@ def services() -> Runtime:
         return _runtime
 
 
-def override_services(
-    *,
-    settings: Settings | None = None,
-    clock: Clock | None = None,
-    reporter: Reporter | None = None,
-    queues: Queues | None = None,
-    compute: Compute | None = None,
-    policies: PolicySet | None = None,
-    backup: Backup | None = None,
-    drills: DrillCloud | None = None,
-) -> None:
-    """Bind some ports to something else (the local host's clock, a test's fakes)."""
+def override_services(*, settings: Settings | None = None, **ports: Any) -> None:
+    """Bind some ports to something else (the local host's clock, a test's fakes).
+
+    Takes the keywords of `build_runtime` (clock, reporter, queues, compute, policies, backup,
+    drills); None leaves a port as it is.
+    """
     global _runtime
+    unknown = set(ports) - set(inspect.signature(build_runtime).parameters)
+    if unknown:
+        raise TypeError(f"no such port: {', '.join(sorted(unknown))}")
     with _lock:
-        for name, value in (
-            ("settings", settings),
-            ("clock", clock),
-            ("reporter", reporter),
-            ("queues", queues),
-            ("compute", compute),
-            ("policies", policies),
-            ("backup", backup),
-            ("drills", drills),
-        ):
-            if value is not None:
-                _overrides[name] = value
+        if settings is not None:
+            _overrides["settings"] = settings
+        _overrides.update({name: port for name, port in ports.items() if port is not None})
         _runtime = None
 
 

@@ -413,3 +413,31 @@ def test_no_module_imports_a_private_name_of_another() -> None:
 def test_each_queue_names_a_handlers_module_and_messages_name_their_queue() -> None:
     assert set(HANDLERS_OF) == set(Queue)
     assert set(QUEUE_OF) == set(MessageType)
+
+
+def test_the_readme_maps_every_queue_type_handler_port_and_adapter() -> None:
+    rows = [
+        [cell.strip().strip("`") for cell in line.strip().strip("|").split("|")]
+        for line in (ROOT / "README.md").read_text().splitlines()
+        if line.startswith("| `")
+    ]
+    table = {(r[0], r[1]): r for r in rows if len(r) == 5}
+    expected = {
+        (queue.value, type_name): f"{handler.__module__}.{handler.__name__}"
+        for queue in Queue
+        for type_name, handler in dispatch.handlers_for(queue).items()
+    }
+    assert {key: row[2] for key, row in table.items()} == expected
+    adapters = "".join(p.read_text() for p in (ROOT / "shared/adapters").glob("*.py"))
+    for (_, _), (_, _, handler, ports, named) in table.items():
+        module = handler.rsplit(".", 1)[0]
+        folder = ROOT / module.rsplit(".", 1)[0].replace(".", "/")
+        package = folder if (folder / "__init__.py").exists() and module.count(".") > 1 else None
+        files = (
+            sorted(package.glob("*.py")) if package else [ROOT / (module.replace(".", "/") + ".py")]
+        )
+        source = "".join(f.read_text() for f in files)
+        for port in (p.strip() for p in ports.split(",")):
+            assert f".{port}" in source, f"{handler} is said to use the {port} port"
+        for adapter in (a.strip().strip("`") for a in named.split(",")):
+            assert f"class {adapter}" in adapters, adapter

@@ -18,7 +18,8 @@ import function_app
 from cli.azurite import Azurite
 from cli.events import post_events, vm_write_event
 from cli.localhost import Faults, HostError, LocalHost, load_host_config
-from shared import poison
+from shared import dispatch, poison
+from shared.names import Job
 from shared.services import override_services, services
 from shared.settings import Settings
 from tests.apps import bad_queue_name, hostcheck
@@ -149,7 +150,9 @@ def test_transient_failures_are_retried_to_max_dequeue_then_reported_and_poisone
     assert peek_all(azurite, "flaky-work") == []
 
     # The poison drain then reports the host's copy, content and all, and empties the queue.
-    drained = poison.drain_poison_queues(services(), run_id="drain-1")
+    drained = poison.drain_poison_queues(
+        dispatch.Context(services(), job=Job.MAINTENANCE, run_id="drain-1", key="drain-1")
+    )
     assert drained == 1
     report = reporter.outcomes[-1]
     assert report.details["message"] == sent

@@ -7,9 +7,11 @@ API, whose own event is a tags write that changes nothing: no loop, nothing twic
 
 from __future__ import annotations
 
+import contextlib
 import json
 import ssl
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,10 +50,11 @@ def _new_vm(name: str) -> dict[str, Any]:
     }
 
 
-def test_a_new_vm_is_onboarded_once_through_event_grid(
-    azurite: Azurite, queue_service: Any, tmp_path: Path
-) -> None:
-    reporter = MemoryReporter()
+@contextlib.contextmanager
+def onboarding_world(
+    tmp_path: Path, azurite: Azurite, reporter: MemoryReporter, **settings: str
+) -> Iterator[tuple[Any, httpx.Client, LocalHost]]:
+    """The stand-in, the local host and Event Grid delivering every event twice."""
     with (
         running_emulator(DEMO_ESTATE, "--operation-seconds", "0.1") as ep,
         patched_environ(ep.environment()),
@@ -68,6 +71,8 @@ def test_a_new_vm_is_onboarded_once_through_event_grid(
             "ARM_AUDIENCE": ep.arm_audience + ".default",
             "AZURE_CLIENT_ID": ep.client_id,
             "TAG_DEFAULT_POLICY": "true",
+            "CONFIRM_DELAY_SECONDS": "1",
+            **settings,
         }
         policies = tmp_path / "policies.yaml"
         policies.write_text(
@@ -98,34 +103,52 @@ def test_a_new_vm_is_onboarded_once_through_event_grid(
                 admin.post(
                     "/eventgrid", json={"webhook": webhook, "duplicateProbability": 1.0}
                 ).raise_for_status()
-                created = admin.post(
-                    "/vms", json={"subscriptionId": SUB, "vm": _new_vm("vm-new-01")}
-                )
-                created.raise_for_status()
-                vm_id = created.json()["id"]
-                _settle(admin, host)
-                delivered_after_onboarding = admin.get("/eventgrid").json()["delivered"]
-                time.sleep(2)
-                host.wait_idle(timeout=30)
-                assert admin.get("/eventgrid").json()["delivered"] == delivered_after_onboarding, (
-                    "no event loop"
-                )
-            compute = ComputeManagementClient(
-                ManagedIdentityCredential(client_id=ep.client_id),
-                SUB,
-                base_url=ep.arm,
-                credential_scopes=[ep.arm_audience + ".default"],
-            )
-            vm = compute.virtual_machines.get("rg-app", "vm-new-01").as_dict()
-            listed = compute.snapshots.list_by_resource_group("rg-lifeboat-snapshots")
-            snapshots = [
-                s.as_dict()
-                for s in listed
-                if "vm-new-01" in s.as_dict()["properties"]["creationData"]["sourceResourceId"]
-            ]
+                yield ep, admin, host
         finally:
             admin.close()
             reset_services()
+
+
+def _confirmed(reporter: MemoryReporter, count: int, timeout: float = 30) -> list[Any]:
+    """The onboarding set's confirm rows, once the confirm step has reported every disk."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = [o for o in reporter.outcomes if o.details.get("confirmed")]
+        if len(rows) >= count:
+            return rows
+        time.sleep(0.2)
+    raise TimeoutError(f"the onboarding set was not confirmed: {reporter.operations()}")
+
+
+def test_a_new_vm_is_onboarded_once_through_event_grid(
+    azurite: Azurite, queue_service: Any, tmp_path: Path
+) -> None:
+    reporter = MemoryReporter()
+    with onboarding_world(tmp_path, azurite, reporter) as (ep, admin, host):
+        created = admin.post("/vms", json={"subscriptionId": SUB, "vm": _new_vm("vm-new-01")})
+        created.raise_for_status()
+        vm_id = created.json()["id"]
+        _settle(admin, host)
+        delivered_after_onboarding = admin.get("/eventgrid").json()["delivered"]
+        confirmed = _confirmed(reporter, 2)
+        time.sleep(2)
+        host.wait_idle(timeout=30)
+        assert admin.get("/eventgrid").json()["delivered"] == delivered_after_onboarding, (
+            "no event loop"
+        )
+        compute = ComputeManagementClient(
+            ManagedIdentityCredential(client_id=ep.client_id),
+            SUB,
+            base_url=ep.arm,
+            credential_scopes=[ep.arm_audience + ".default"],
+        )
+        vm = compute.virtual_machines.get("rg-app", "vm-new-01").as_dict()
+        listed = compute.snapshots.list_by_resource_group("rg-lifeboat-snapshots")
+        snapshots = [
+            s.as_dict()
+            for s in listed
+            if "vm-new-01" in s.as_dict()["properties"]["creationData"]["sourceResourceId"]
+        ]
     assert vm["tags"]["lifeboat:policy"] == "daily"
     assert len(snapshots) == 2, "one first snapshot per disk, however many events"
     assert {s["tags"]["lifeboat:slot"] for s in snapshots} == {
@@ -135,14 +158,44 @@ def test_a_new_vm_is_onboarded_once_through_event_grid(
     assert len(seen) >= 4, "two writes, each delivered twice"
     assert all(o.resource_id and o.resource_id.lower() == vm_id.lower() for o in seen)
     creates = [o for o in reporter.outcomes if o.operation == "snapshot-create"]
-    assert creates
     assert {o.job.value for o in creates} == {"onboarding"}
+    assert {o.status.value for o in creates} == {"unconfirmed", "succeeded"}
+    # Confirmed after the create window, one row per disk (rows of a repeat share their ids).
+    assert len({o.id for o in confirmed}) == 2
+    assert {(o.operation, o.status.value) for o in confirmed} == {("snapshot-create", "succeeded")}
     # Backup verification: the new VM is in scope and no vault protects it (found in minutes).
     findings = {o.finding for o in reporter.outcomes if o.operation == "verify-vm"}
     assert findings == {"unprotected"}
     assert not [
         o for o in reporter.outcomes if o.status.value == "failed" and o.operation != "verify-vm"
     ]
+
+
+def test_an_onboarding_set_that_never_completes_is_reported_failed_by_its_confirm(
+    azurite: Azurite, queue_service: Any, tmp_path: Path
+) -> None:
+    reporter = MemoryReporter()
+    with onboarding_world(tmp_path, azurite, reporter) as (_ep, admin, host):
+        # Azure accepts the snapshot PUTs, and the copies never finish.
+        admin.post(
+            "/faults", json={"action": "stuck", "method": "PUT", "path": "/snapshots/"}
+        ).raise_for_status()
+        admin.post(
+            "/vms", json={"subscriptionId": SUB, "vm": _new_vm("vm-new-02")}
+        ).raise_for_status()
+        _settle(admin, host)
+        confirmed = _confirmed(reporter, 2)
+    assert len({o.id for o in confirmed}) == 2
+    assert {(o.operation, o.status.value) for o in confirmed} == {("snapshot-create", "failed")}
+    assert all((o.reason or "").startswith("not good after the create window") for o in confirmed)
+    accepted = [
+        o
+        for o in reporter.outcomes
+        if o.operation == "snapshot-create" and not o.details.get("confirmed")
+    ]
+    assert accepted
+    assert {o.status.value for o in accepted} == {"unconfirmed"}
+    assert not [o for o in reporter.outcomes if o.operation in ("run-end", "snapshot-delete")]
 
 
 def _settle(admin: httpx.Client, host: LocalHost, timeout: float = 60) -> None:

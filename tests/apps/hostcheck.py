@@ -1,7 +1,7 @@
 """A function app for checking the local host's semantics, beside the real one.
 
-Its queue function `flaky` goes through Lifeboat's real worker (`process_queue_message`), so the
-poison and last-delivery reporting it shows are the product's.
+Its queue functions go through Lifeboat's real dispatch (`dispatch.deliver`), so the poison and
+last-delivery reporting they show are the product's.
 """
 
 from __future__ import annotations
@@ -12,11 +12,10 @@ from collections import Counter
 
 import azure.functions as func
 
-from shared.messages import Envelope, Payload
-from shared.model import Job
-from shared.ports import Runtime
+from shared import dispatch
+from shared.messages import Payload
+from shared.names import Queue
 from shared.services import services
-from shared.worker import process_queue_message
 
 app = func.FunctionApp()
 
@@ -37,42 +36,37 @@ def reset() -> None:
         seen.clear()
 
 
-def _always_fails(rt: Runtime, envelope: Envelope, payload: Payload) -> None:
+def _always_fails(payload: Payload, ctx: dispatch.Context) -> dispatch.Result:
     raise ConnectionResetError("the service went away")
 
 
-def _succeeds(rt: Runtime, envelope: Envelope, payload: Payload) -> None:
-    pass
+def _succeeds(payload: Payload, ctx: dispatch.Context) -> dispatch.Result:
+    return dispatch.Done()
+
+
+def _deliver(queue: str, msg: func.QueueMessage, handler: dispatch.Handler) -> None:
+    dispatch.deliver(
+        services(),
+        queue,  # type: ignore[arg-type]
+        msg.get_body(),
+        message_id=msg.id or "",
+        dequeue_count=msg.dequeue_count or 1,
+        handlers={Queue.ONBOARDING.value: handler},
+    )
 
 
 @app.function_name("flaky")
 @app.queue_trigger(arg_name="msg", queue_name="flaky-work", connection="AzureWebJobsStorage")
 def flaky(msg: func.QueueMessage) -> None:
     record("flaky", msg.id or "", msg.dequeue_count or 0)
-    process_queue_message(
-        services(),
-        queue="flaky-work",
-        body=msg.get_body(),
-        message_id=msg.id or "",
-        dequeue_count=msg.dequeue_count or 1,
-        job=Job.ONBOARDING,
-        handlers={"onboarding": _always_fails},
-    )
+    _deliver("flaky-work", msg, _always_fails)
 
 
 @app.function_name("steady")
 @app.queue_trigger(arg_name="msg", queue_name="steady-work", connection="AzureWebJobsStorage")
 def steady(msg: func.QueueMessage) -> None:
     record("steady", msg.id or "", msg.dequeue_count or 0)
-    process_queue_message(
-        services(),
-        queue="steady-work",
-        body=msg.get_body(),
-        message_id=msg.id or "",
-        dequeue_count=msg.dequeue_count or 1,
-        job=Job.ONBOARDING,
-        handlers={"onboarding": _succeeds},
-    )
+    _deliver("steady-work", msg, _succeeds)
 
 
 @app.function_name("slow")
