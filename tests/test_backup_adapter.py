@@ -8,10 +8,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from azure.core.credentials import AccessToken, AccessTokenInfo
-from azure.core.pipeline.transport import HttpTransport
-from azure.core.rest._http_response_impl import HttpResponseImpl
-
 from shared import messages, verification
 from shared.adapters.backup import AzureBackup, job_filter
 from shared.messages import VerificationVaultRequest
@@ -21,6 +17,7 @@ from shared.ports import Runtime
 from shared.settings import Settings
 from tests.conftest import base_settings
 from tests.fakes import FixedClock, MemoryQueues, MemoryReporter
+from tests.replay import Credential, Routes
 
 DATA = Path(__file__).parent / "data" / "recording_backup_flow.json"
 SUB = "00000000-0000-0000-0000-000000000000"
@@ -35,55 +32,8 @@ def recorded() -> dict[int, dict[str, Any]]:
     return {e["Index"]: e for e in json.loads(DATA.read_text())["Entries"]}
 
 
-class Credential:
-    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
-        return AccessToken("token", 2**31)
-
-    def get_token_info(self, *scopes: str, **kwargs: Any) -> AccessTokenInfo:
-        return AccessTokenInfo("token", 2**31)
-
-
-class Replay(HttpTransport):  # type: ignore[type-arg]
-    """Answers each request with the recorded body whose path ends like the request's."""
-
-    def __init__(self, routes: list[tuple[str, Any]]) -> None:
-        self.routes = routes
-        self.urls: list[str] = []
-
-    def __enter__(self) -> Replay:
-        return self
-
-    def __exit__(self, *args: object) -> None:
-        pass
-
-    def open(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def send(self, request: Any, **kwargs: Any) -> Any:
-        self.urls.append(request.url)
-        path = request.url.split("?", 1)[0]
-        for suffix, body in self.routes:
-            if path.endswith(suffix):
-                response = HttpResponseImpl(
-                    request=request,
-                    internal_response=None,
-                    status_code=200,
-                    reason="OK",
-                    content_type="application/json",
-                    headers={"content-type": "application/json"},
-                    stream_download_generator=None,
-                )
-                response._content = json.dumps(body).encode()
-                response._is_closed = True
-                return response
-        raise AssertionError(f"no recording for {request.url}")
-
-
-def adapter(routes: list[tuple[str, Any]]) -> tuple[AzureBackup, Replay]:
-    transport = Replay(routes)
+def adapter(routes: list[tuple[str, Any]]) -> tuple[AzureBackup, Routes]:
+    transport = Routes(routes)
     backup = AzureBackup(
         Credential(),
         arm_endpoint="https://management.azure.com",
