@@ -137,10 +137,10 @@ def status_command(
 
 def running_drills(rt: Any) -> list[dict[str, Any]]:
     """Drill resources grouped by their `lifeboat:drill` tag, in every drill resource group."""
-    from shared.drills import EXPIRES_TAG
-    from shared.policies import DRILL_TAG, tag_value
+    from shared.names import Tag
+    from shared.policies import tag_value
 
-    cloud = rt.need_drills()
+    cloud = rt.drills
     now = rt.clock.now()
     subscriptions = set(rt.settings.subscriptions)
     if rt.settings.drill_subscription is not None:
@@ -152,7 +152,7 @@ def running_drills(rt: Any) -> list[dict[str, Any]]:
                 continue
             by_drill: dict[str, dict[str, Any]] = {}
             for resource in cloud.list_drill_resources(subscription, group):
-                drill_id = tag_value(resource.tags, DRILL_TAG)
+                drill_id = tag_value(resource.tags, Tag.DRILL)
                 if not drill_id:
                     continue
                 entry = by_drill.setdefault(
@@ -161,7 +161,7 @@ def running_drills(rt: Any) -> list[dict[str, Any]]:
                         "drillId": drill_id,
                         "subscription": subscription,
                         "resourceGroup": group,
-                        "expiresAt": tag_value(resource.tags, EXPIRES_TAG),
+                        "expiresAt": tag_value(resource.tags, Tag.EXPIRES),
                         "resources": defaultdict(list),
                     },
                 )
@@ -187,14 +187,14 @@ def _peek_steps(rt: Any) -> dict[str, dict[str, str]]:
     from azure.storage.queue import QueueClient, TextBase64DecodePolicy
 
     from shared import messages
-    from shared.drills import DRILL_QUEUE
     from shared.messages import DrillState
+    from shared.names import Queue
 
     connection = rt.settings.storage_connection
     if not connection:
         return {}
     client = QueueClient.from_connection_string(
-        connection, DRILL_QUEUE, message_decode_policy=TextBase64DecodePolicy()
+        connection, Queue.DRILL, message_decode_policy=TextBase64DecodePolicy()
     )
     steps: dict[str, dict[str, str]] = {}
     try:

@@ -2,8 +2,9 @@
 
 `FakeDrillCloud` keeps drill resources with provisioning that takes time on the test clock, VMs
 that boot (or never get a ready agent), and refusals for deletes out of dependency order.
-`SimHost` delivers queue messages as the Functions host does: at their visible time, with
-dequeue counts, retries after a failure, poison after the last, and optional lost completions.
+`SimHost` delivers queue messages through the real `dispatch.deliver` as the Functions host
+does: at their visible time, with dequeue counts, retries after a failure, poison after the
+last, and optional lost completions.
 """
 
 from __future__ import annotations
@@ -15,14 +16,15 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+from shared import dispatch
 from shared.model import (
     DrillNetwork,
     DrillResource,
-    Job,
     PolicyAssignment,
     SecurityRule,
     VmStatus,
 )
+from shared.names import Queue
 from shared.ports import (
     DrillDiskRequest,
     DrillNetworkRequest,
@@ -30,9 +32,7 @@ from shared.ports import (
     ReceivedMessage,
     RefusedError,
     Runtime,
-    ThrottledError,
 )
-from shared.worker import Handler, process_queue_message
 from tests.fakes import FixedClock
 
 DEFAULT_RULES = (
@@ -328,20 +328,19 @@ class SimQueues:
 
 
 class SimHost:
-    """Deliver until idle: failures are retried 1 s later, poisoned after `max_dequeue`."""
+    """Deliver through the real dispatch until idle: failures are retried 1 s later, poisoned
+    after `max_dequeue`; dispatch itself puts throttled work back and poisons refusals."""
 
     def __init__(
         self,
         rt: Runtime,
         queues: SimQueues,
-        handlers: Mapping[str, Mapping[str, Handler]],
         *,
         rng: random.Random | None = None,
         lose_completion: float = 0.0,
     ) -> None:
         self.rt = rt
         self.queues = queues
-        self.handlers = handlers
         self.rng = rng or random.Random(0)
         self.lose_completion = lose_completion
         self.delivered = 0
@@ -360,16 +359,14 @@ class SimHost:
             message = replace(message, dequeue_count=message.dequeue_count + 1)
             self.delivered += 1
             try:
-                process_queue_message(
+                dispatch.deliver(
                     self.rt,
-                    queue=message.queue,
-                    body=message.text.encode(),
+                    Queue(message.queue),
+                    message.text.encode(),
                     message_id=f"m{message.seq}",
                     dequeue_count=message.dequeue_count,
-                    job=Job.DRILL,
-                    handlers=self.handlers[message.queue],
                 )
-            except (InjectedError, ThrottledError, RefusedError, RuntimeError):
+            except RuntimeError:  # InjectedError among them: the host delivers it again
                 self.failures += 1
                 if message.dequeue_count >= self.rt.settings.max_dequeue_count:
                     self.queues.poison.setdefault(message.queue + "-poison", []).append(

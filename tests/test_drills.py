@@ -9,16 +9,19 @@ from typing import Any
 
 import pytest
 
-from shared import drills
+from shared import dispatch, drills
+from shared.dispatch import Send
 from shared.messages import DrillState, decode
 from shared.model import DiskAttachment, DrillNetwork, Outcome, PolicyAssignment, SecurityRule
+from shared.names import Job, Timer
 from shared.policies import parse_policies
-from shared.ports import Runtime, ThrottledError
+from shared.ports import ThrottledError
 from shared.settings import Settings
+from shared.snapshots import slot_of
 from tests.builders import SUB, disk, night, snapshot_of, vm
 from tests.conftest import base_settings
 from tests.drill_fakes import DEFAULT_RULES, FakeDrillCloud, InjectedError, SimHost, SimQueues
-from tests.fakes import FakeCompute, FixedClock, MemoryReporter
+from tests.fakes import FakeCompute, FixedClock, MemoryReporter, runtime
 
 DRILL_GROUP = "rg-lifeboat-drill-westeurope"
 POLICIES = parse_policies(
@@ -36,7 +39,6 @@ POLICIES = parse_policies(
         },
     }
 )
-HANDLERS = {"drill-step": {"drill-plan": drills.plan_drills, "drill-step": drills.drill_step}}
 
 
 class World:
@@ -50,7 +52,7 @@ class World:
         self.cloud = FakeDrillCloud(self.clock)
         self.cloud.groups[SUB] = ["rg-app", "rg-lifeboat-snapshots", DRILL_GROUP]
         values = base_settings(DRILL_POLL_SECONDS="15", ARM_WRITES_PER_SECOND="4", **settings)
-        self.rt = Runtime(
+        self.rt = runtime(
             Settings.from_env(values),
             self.clock,
             self.reporter,
@@ -61,7 +63,7 @@ class World:
         )
         for i in range(vms):
             self.add_vm(f"vm{i:02d}", data=i % 2 == 0)
-        self.host = SimHost(self.rt, self.queues, HANDLERS)
+        self.host = SimHost(self.rt, self.queues)
 
     def add_vm(self, name: str, *, data: bool = True, **extra: Any) -> None:
         os_disk, data_disk = disk(f"{name}-os"), disk(f"{name}-data")
@@ -75,11 +77,35 @@ class World:
                 self.compute.snapshots[s.id.lower()] = s
 
     def night(self) -> None:
-        drills.start_drills(self.rt, self.clock.now())
+        self.fire_drills()
         self.host.drain()
 
+    def fire_drills(self) -> None:
+        """The drill timer, as its trigger fires it (DRILL_SCHEDULE is 04:00)."""
+        dispatch.fire(self.rt, Timer.DRILL)
+
+    def sweep(self) -> int:
+        """The sweeper timer; how many expired drills it found (to tear down or blocked)."""
+        before = len(self.reporter.outcomes)
+        dispatch.fire(self.rt, Timer.SWEEPER)
+        return sum(
+            1
+            for o in self.reporter.outcomes[before:]
+            if o.operation == "sweep" and o.status in ("planned", "blocked")
+        )
+
+    def send(self, state: DrillState) -> None:
+        """A drill message from outside a delivery (as the sweeper or the CLI sends one)."""
+        dispatch.submit(self.rt, Job.DRILL, "test", Send(drills.step_message(state, key="test")))
+
     def outcomes(self, operation: str = "drill") -> list[Outcome]:
-        return [o for o in self.reporter.outcomes if o.operation == operation]
+        """The rows as the outcomes table counts them: each row id once (a repeat is one row)."""
+        rows: dict[str, Outcome] = {}
+        for o in self.reporter.outcomes:
+            if o.operation == operation:
+                assert o.id, o
+                rows.setdefault(o.id, o)
+        return list(rows.values())
 
 
 def test_a_night_of_drills_restores_boots_measures_and_leaves_nothing() -> None:
@@ -180,7 +206,7 @@ def _world_with_network(network: DrillNetwork) -> World:
         }
     )
     world = World(vms=1)
-    world.rt = Runtime(
+    world.rt = runtime(
         world.rt.settings,
         world.clock,
         world.reporter,
@@ -189,7 +215,7 @@ def _world_with_network(network: DrillNetwork) -> World:
         policies=policies,
         drills=world.cloud,
     )
-    world.host = SimHost(world.rt, world.queues, HANDLERS)
+    world.host = SimHost(world.rt, world.queues)
     world.cloud.networks[network.subnet_id.lower()] = network
     return world
 
@@ -284,7 +310,7 @@ def test_drill_groups_are_never_planned_and_teardown_refuses_other_groups() -> N
         "westeurope",
         {"lifeboat:drill": "lbd-aaaaaaaaaa", "lifeboat:managed": "true"},
     )
-    drills._send(world.rt, state, delay=0, key="test")
+    world.send(state)
     world.host.drain()
     (outcome,) = world.outcomes("sweep")
     assert outcome.status == "failed"
@@ -307,6 +333,9 @@ def test_throttling_re_enqueues_the_step_after_retry_after() -> None:
     assert outcome.status == "succeeded", outcome.reason
     assert throttled["n"] == 2
     assert world.host.failures == 0  # throttling is not a failure: the step waits its turn
+    waits = [o for o in world.reporter.outcomes if o.status == "waiting"]
+    assert [o.operation for o in waits] == ["drill-step", "drill-step"]
+    assert all(o.details["visibilitySeconds"] >= 40 for o in waits), "never before Retry-After"
 
 
 def test_the_boot_timeout_counts_from_when_azure_accepted_the_vm_not_from_our_retries() -> None:
@@ -339,9 +368,9 @@ def test_the_sweeper_removes_what_a_poisoned_drill_left_behind() -> None:
     assert len(world.queues.poison["drill-step-poison"]) == 1
     assert world.cloud.remaining()  # the drill's VM, NIC, disks and network are still there
     world.cloud.fail = lambda _op: None
-    assert drills.sweep(world.rt) == 0  # nothing has expired yet
+    assert world.sweep() == 0  # nothing has expired yet
     world.clock.advance(hours=4)
-    assert drills.sweep(world.rt) == 1
+    assert world.sweep() == 1
     world.host.drain()
     assert world.cloud.remaining() == []
     swept = [o for o in world.outcomes("sweep") if o.status == "succeeded"]
@@ -352,10 +381,15 @@ def test_the_sweeper_removes_what_a_poisoned_drill_left_behind() -> None:
 
 def test_a_duplicated_plan_message_starts_each_drill_once() -> None:
     world = World(vms=2)
-    drills.start_drills(world.rt, world.clock.now())
-    drills.start_drills(world.rt, world.clock.now())
+    world.fire_drills()
+    world.fire_drills()
     world.host.drain()
     assert sorted(o.vm_name or "" for o in world.outcomes()) == ["vm00", "vm01"]
+    # however often a drill's report ran, its rows are one row (one id) per drill
+    reports = {
+        o.details["drillId"]: o.id for o in world.reporter.outcomes if o.operation == "drill"
+    }
+    assert len({o.id for o in world.reporter.outcomes if o.operation == "drill"}) == len(reports)
     assert world.cloud.remaining() == []
 
 
@@ -363,7 +397,7 @@ def test_fifty_drills_under_failures_crashes_and_poison_leave_nothing_and_all_re
     """Random step failures, crashes before and after a step hands on, poisoned messages."""
     rng = random.Random(20261128)
     world = World(vms=50)
-    world.host = SimHost(world.rt, world.queues, HANDLERS, rng=rng, lose_completion=0.05)
+    world.host = SimHost(world.rt, world.queues, rng=rng, lose_completion=0.05)
     doomed = {f"vm{i:02d}" for i in (3, 17, 41)}  # their drills are poisoned at wait-ready
 
     def fail(op: str) -> None:
@@ -402,7 +436,7 @@ def test_fifty_drills_under_failures_crashes_and_poison_leave_nothing_and_all_re
     world.queues.crash_before_send = lambda _text: False
     world.clock.advance(hours=5)
     for _ in range(3):
-        drills.sweep(world.rt)
+        world.sweep()
         world.host.drain()
         world.clock.advance(hours=1)
     assert world.cloud.remaining() == []
@@ -458,7 +492,7 @@ def test_drill_status_lists_running_drills_by_tag_with_their_expiry() -> None:
     from cli.drill_cmd import running_drills
 
     world = World(vms=1)
-    drills.start_drills(world.rt, world.clock.now())
+    world.fire_drills()
     world.host.drain(until=night(27, 4) + timedelta(minutes=2))
     (running,) = running_drills(world.rt)
     assert running["drillId"] == drills.drill_id_of(world.compute.vms[0].id, "202611270400")
@@ -659,7 +693,7 @@ def test_a_garbled_drill_tag_is_blocked_and_the_sweeper_goes_on() -> None:
                 "lifeboat:expires": expired,
             },
         )
-    assert drills.sweep(world.rt) == 2
+    assert world.sweep() == 2
     world.host.drain()
     assert [r.rsplit("/", 1)[1] for r in world.cloud.remaining()] == ["bad"]
     sweeps = {o.details["drillId"]: o.status for o in world.outcomes("sweep")}
@@ -679,7 +713,7 @@ def test_the_sweeper_tears_down_what_it_found_whatever_the_tag_value_s_spacing()
             "lifeboat:expires": "2026-11-27T00:00:00Z",
         },
     )
-    assert drills.sweep(world.rt) == 1
+    assert world.sweep() == 1
     world.host.drain()
     assert world.cloud.remaining() == []
 
@@ -736,7 +770,7 @@ def test_a_teardown_that_never_finishes_reports_and_leaves_the_rest_to_the_sweep
         fake.deleting_at = None  # the delete failed on Azure's side; the VM is back
     world.cloud.delete_seconds = 10
     world.clock.advance(hours=4)
-    assert drills.sweep(world.rt) == 1
+    assert world.sweep() == 1
     world.host.drain()
     assert world.cloud.remaining() == []
     swept = [o.status for o in world.outcomes("sweep")]
@@ -763,7 +797,7 @@ def test_teardown_never_deletes_in_a_subscription_lifeboat_does_not_serve() -> N
         location="westeurope",
         swept=True,
     )
-    drills._send(world.rt, state, delay=0, key="test")
+    world.send(state)
     world.host.drain()
     (outcome,) = world.outcomes("sweep")
     assert outcome.status == "failed"
@@ -774,7 +808,7 @@ def test_teardown_never_deletes_in_a_subscription_lifeboat_does_not_serve() -> N
 def test_a_manual_drill_in_a_planned_drills_minute_is_a_drill_of_its_own() -> None:
     world = World(vms=1)
     machine = world.compute.vms[0]
-    drills.start_drills(world.rt, world.clock.now())  # the 04:00 plan
+    world.fire_drills()  # the 04:00 plan
     manual = drills.start_drill_now(world.rt, machine.id, "nightly")  # and a manual one at 04:00
     again = drills.start_drill_now(world.rt, machine.id, "nightly")  # the CLI run twice
     assert again.drill_id == manual.drill_id
@@ -799,7 +833,7 @@ def test_the_rpo_is_the_sets_age_when_it_was_chosen_never_negative() -> None:
     world.host.drain()
     (outcome,) = world.outcomes()
     assert outcome.status == "succeeded", outcome.reason
-    assert outcome.details["setSlot"] == drills.slot_of(state.started_at)
+    assert outcome.details["setSlot"] == slot_of(state.started_at)
     assert outcome.rpo_seconds == 27
 
 

@@ -1,0 +1,188 @@
+"""Which drills start, and when: the drill timer, the per-subscription plan, a manual start.
+
+timer -> `start_drills`: one drill-plan message per target subscription
+drill-plan -> `plan_drills`: the VMs whose drill plan is due tonight, one `prepare` each, spread
+              out to stay inside the ARM write budget
+`lifeboat drill start` -> `start_drill_now`: one drill of one VM, now, through the same queue
+
+Drill ids and due days are derived from the VM and the slot, never stored: a duplicated plan
+message starts the same drills, and every VM of a plan comes round on a day of its own.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import math
+from datetime import datetime, timedelta
+
+from shared import dispatch
+from shared.dispatch import Context, Outgoing, Result, Send
+from shared.messages import DrillPlanRequest, DrillState
+from shared.model import Vm
+from shared.names import Job
+from shared.policies import DrillPlan
+from shared.ports import Runtime
+from shared.settings import Settings
+from shared.snapshots import parse_slot, slot_of
+
+log = logging.getLogger(__name__)
+
+DRILL_ID_PREFIX = "lbd-"
+# Network (2), disks (~2), NIC, VM; the deletes are paced by the polls.
+WRITES_PER_DRILL = 8
+
+
+def run_id_of(slot: str) -> str:
+    return f"drill-{slot}"
+
+
+def drill_id_of(vm_id: str, slot: str, *, manual: bool = False) -> str:
+    """Deterministic per VM and slot, so a duplicated plan message starts the same drill.
+
+    Manual drills have ids of their own: one started in the minute of a planned drill is a
+    second drill, not a duplicate of the planned one; two manual starts in one minute are one.
+    """
+    seed = f"{vm_id.lower()}|{slot}" + ("|manual" if manual else "")
+    digest = hashlib.sha256(seed.encode()).digest()
+    return DRILL_ID_PREFIX + base64.b32encode(digest).decode("ascii")[:10].lower()
+
+
+def is_due(vm_id: str, every_days: int, slot: str) -> bool:
+    """Each VM of a plan comes round every `every_days` days, on a day of its own (no state)."""
+    day = (parse_slot(slot).date() - datetime(1970, 1, 1).date()).days
+    offset = int(hashlib.sha256(vm_id.lower().encode()).hexdigest()[:8], 16)
+    return (day + offset) % every_days == 0
+
+
+def start_message(state: DrillState, delay: float = 0.0) -> Outgoing:
+    """The first message of a drill; its key is the drill's, so a repeated start is one drill."""
+    return Outgoing(state, key=f"drill:{state.drill_id}:start", delay=delay, run_id=state.run_id)
+
+
+# ---------------------------------------------------------------------------------- the timer
+
+
+def start_drills(ctx: Context, occurrence: datetime) -> Result:
+    """One drill-plan message per target subscription, keyed by the scheduled occurrence."""
+    slot = slot_of(occurrence.replace(second=0, microsecond=0))
+    subscriptions = sorted(ctx.settings.subscriptions)
+    ctx.out.succeeded(
+        "run-start",
+        count=len(subscriptions),
+        details={"slot": slot, "subscriptions": subscriptions},
+    )
+    return Send(
+        *(
+            Outgoing(
+                DrillPlanRequest(subscriptionId=subscription, slot=slot),
+                key=f"drill-plan:{subscription}:{slot}",
+                run_id=run_id_of(slot),
+            )
+            for subscription in subscriptions
+        )
+    )
+
+
+# ----------------------------------------------------------------------------------- the plan
+
+
+def plan_drills(request: DrillPlanRequest, ctx: Context) -> Result:
+    """Start tonight's drills of one subscription, spread out to stay inside the write budget."""
+    groups = ctx.settings.drill_groups
+    vms = ctx.compute.list_vms(request.subscription_id)
+    start = max(ctx.now(), parse_slot(request.slot))
+    spacing = math.ceil(WRITES_PER_DRILL / ctx.settings.arm_writes_per_second)
+    starts: list[Outgoing] = []
+    started: list[str] = []
+    for vm in sorted(vms, key=lambda v: v.id.lower()):
+        if vm.resource_group in groups:
+            continue
+        plan, _why = ctx.policies.drill_plan_for(vm.tags)
+        if plan is None or not is_due(vm.id, plan.every_days, request.slot):
+            continue
+        delay = len(starts) * spacing
+        state = new_drill(ctx.settings, vm, plan, request.slot, start + timedelta(seconds=delay))
+        starts.append(start_message(state, delay))
+        started.append(state.drill_id)
+        ctx.out.bind(vm=vm, policy=plan.name).planned(
+            "plan-drill",
+            details={
+                "drillId": state.drill_id,
+                "drillGroup": state.drill_group,
+                "rtoTargetSeconds": plan.rto_target_seconds,
+                "startsInSeconds": delay,
+            },
+        )
+    ctx.out.succeeded(
+        "plan",
+        subscription_id=request.subscription_id,
+        count=len(started),
+        details={"vms": len(vms), "drills": started[:200]},
+    )
+    log.info("drills %s: %d started in %s", request.slot, len(started), request.subscription_id)
+    return Send(*starts)
+
+
+def new_drill(
+    settings: Settings,
+    vm: Vm,
+    plan: DrillPlan,
+    slot: str,
+    start: datetime,
+    *,
+    manual: bool = False,
+) -> DrillState:
+    """A drill of `vm` under `plan`, at its first step: what every later message carries."""
+    return DrillState(
+        drillId=drill_id_of(vm.id, slot, manual=manual),
+        step="prepare",
+        runId=run_id_of(slot),
+        startedAt=start,
+        expiresAt=start + timedelta(seconds=plan.max_lifetime_seconds),
+        drillSubscription=str(settings.drill_subscription or vm.subscription_id).lower(),
+        drillGroup=settings.drill_groups.for_region(vm.location),
+        location=vm.location.lower(),
+        vmId=vm.id,
+        vmName=vm.name,
+        subscriptionId=vm.subscription_id,
+        plan=plan.name,
+        rtoTargetSeconds=plan.rto_target_seconds,
+        bootTimeoutSeconds=plan.boot_timeout_seconds,
+        vmSize=plan.vm_size,
+        subnetId=plan.subnet_id,
+        manual=manual,
+    )
+
+
+# ------------------------------------------------------------------------------ a manual start
+
+
+def start_drill_now(rt: Runtime, vm_id: str, plan_name: str | None = None) -> DrillState:
+    """`lifeboat drill start --vm ID`: one drill of one VM, now, through the queue.
+
+    Raises ValueError, naming the reason, when the VM cannot be drilled; nothing is sent then.
+    """
+    vm = rt.compute.get_vm(vm_id)
+    if vm is None:
+        raise ValueError(f"VM {vm_id} does not exist (or this identity cannot read it)")
+    if vm.resource_group in rt.settings.drill_groups:
+        raise ValueError(f"VM {vm_id} is in a drill resource group: drills never drill drills")
+    policies = rt.policies
+    if plan_name is not None:
+        plan = policies.drill_plans.get(plan_name)
+        if plan is None:
+            known = ", ".join(sorted(policies.drill_plans)) or "none defined"
+            raise ValueError(f"no drill plan {plan_name!r} (known: {known})")
+    else:
+        found, why = policies.drill_plan_for(vm.tags)
+        if found is None:
+            raise ValueError(f"VM {vm.name} has no drill plan ({why}): pass --plan")
+        plan = found
+    now = rt.clock.now()
+    slot = slot_of(now.replace(second=0, microsecond=0))
+    state = new_drill(rt.settings, vm, plan, slot, now, manual=True)
+    first = start_message(state)
+    dispatch.submit(rt, Job.DRILL, run_id_of(slot), Send(first), key=first.key)
+    return state

@@ -1,0 +1,127 @@
+"""What a drill restores from: a restore point of the source VM, and each of its disks.
+
+The steps ask a `DrillSource` for the restore point of a VM and get back, for the OS disk and
+every data disk, what to create the drill's disk from. Today that is Lifeboat's own snapshot
+sets (`SnapshotSets`); Azure Backup recovery points and Site Recovery plug in here later, and
+`lifeboat recover` reuses the steps with the source it is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal, Protocol
+
+from shared.messages import DrillSnapshot
+from shared.model import Snapshot, Vm
+from shared.ports import Compute
+from shared.snapshots import is_owned, slot_of_name
+
+
+@dataclass(frozen=True, slots=True)
+class RestorePoint:
+    """A point to restore a VM to: its slot, each disk's source, and what the OS disk is."""
+
+    slot: str
+    disks: tuple[DrillSnapshot, ...]  # the OS disk first, then data disks by LUN
+    missing_disks: tuple[str, ...]  # disks of the VM the point has no copy of
+    os_type: str | None
+    hyper_v_generation: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class NoRestorePoint:
+    """Nothing to restore: `skipped` when the VM cannot have one, `failed` when it should."""
+
+    outcome: Literal["failed", "skipped"]
+    reason: str
+
+
+class DrillSource(Protocol):
+    """Where a drill's disks come from."""
+
+    # The outcome row's `Details.source`.
+    kind: str
+
+    def choose(self, vm: Vm, now: datetime) -> RestorePoint | NoRestorePoint:
+        """The restore point a drill of `vm` uses, read now (a few GETs and lists)."""
+        ...
+
+
+class SnapshotSets:
+    """Lifeboat's snapshot sets in the subscription's snapshot resource group."""
+
+    kind = "snapshots"
+
+    def __init__(self, compute: Compute, subscription_id: str, snapshot_group: str) -> None:
+        self.compute = compute
+        self.subscription_id = subscription_id
+        self.group = snapshot_group
+
+    def choose(self, vm: Vm, now: datetime) -> RestorePoint | NoRestorePoint:
+        """The newest complete set of the VM's disks (else the newest with its OS disk)."""
+        if vm.os_disk.disk_id is None:
+            kind = "ephemeral" if vm.os_disk.ephemeral else "unmanaged"
+            return NoRestorePoint(
+                "skipped", f"the OS disk is {kind}: Lifeboat has no snapshot of it to restore"
+            )
+        snapshots = self.compute.list_snapshots(self.subscription_id, self.group)
+        choice = choose_snapshot_set(vm, snapshots, self.group)
+        if choice is None:
+            return NoRestorePoint(
+                "failed", f"no good snapshot of the OS disk in {self.group}: nothing to restore"
+            )
+        slot, chosen, missing = choice
+        os_disk = self.compute.get_disk(vm.os_disk.disk_id)
+        disks = []
+        for snapshot, lun, source in chosen:
+            disk = os_disk if lun is None else self.compute.get_disk(source)
+            disks.append(
+                DrillSnapshot(
+                    diskId=source,
+                    snapshotId=snapshot.id,
+                    lun=lun,
+                    timeCreated=snapshot.time_created or now,
+                    sku=disk.sku if disk else None,
+                )
+            )
+        return RestorePoint(
+            slot=slot,
+            disks=tuple(disks),
+            missing_disks=tuple(missing),
+            os_type=os_disk.os_type if os_disk else None,
+            hyper_v_generation=os_disk.hyper_v_generation if os_disk else None,
+        )
+
+
+def choose_snapshot_set(
+    vm: Vm, snapshots: Iterable[Snapshot], group: str
+) -> tuple[str, list[tuple[Snapshot, int | None, str]], list[str]] | None:
+    """The newest slot with a good snapshot of every disk that has any; else of the OS disk.
+
+    Returns (slot, [(snapshot, lun, source disk id)], disks left out), or None when the OS disk
+    has no good snapshot at all. Only Lifeboat's own snapshots count (group, name, source).
+    """
+    luns = {a.disk_id.lower(): (a.lun, a.disk_id) for a in vm.attachments if a.disk_id}
+    by_slot: dict[str, dict[str, Snapshot]] = {}
+    for snapshot in snapshots:
+        source = (snapshot.source_resource_id or "").lower()
+        slot = slot_of_name(snapshot.name)
+        if source not in luns or slot is None or not snapshot.good:
+            continue
+        if not is_owned(snapshot, group):
+            continue
+        by_slot.setdefault(slot, {})[source] = snapshot
+    os_key = (vm.os_disk.disk_id or "").lower()
+    covered = {disk for taken in by_slot.values() for disk in taken}
+    candidates = [s for s in sorted(by_slot, reverse=True) if os_key in by_slot[s]]
+    if not candidates:
+        return None
+    complete = [s for s in candidates if covered <= by_slot[s].keys()]
+    slot = complete[0] if complete else candidates[0]
+    taken = by_slot[slot]
+    chosen = [(taken[key], luns[key][0], luns[key][1]) for key in sorted(taken)]
+    chosen.sort(key=lambda item: -1 if item[1] is None else item[1])
+    missing = sorted(luns[key][1] for key in covered - taken.keys())
+    return slot, chosen, missing
