@@ -1,4 +1,8 @@
-"""`make bench`: runs every bench/bench_*.py module's `main()` in turn, or the ones named."""
+"""`make bench`: runs every bench/bench_*.py module's `main()` in turn, or the ones named.
+
+A name matches part of a module's name, with hyphens read as underscores
+(`python -m bench cold-start` runs bench_cold_start).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from pathlib import Path
 def main(argv: list[str]) -> int:
     here = Path(__file__).parent
     names = sorted(m.name for m in pkgutil.iter_modules([str(here)]) if m.name.startswith("bench_"))
-    wanted = [n for n in names if not argv or any(a in n for a in argv)]
+    wanted = [n for n in names if not argv or any(a.replace("-", "_") in n for a in argv)]
     if not wanted:
         print(f"no benchmark matches {argv}; there are: {', '.join(names)}", file=sys.stderr)
         return 2
