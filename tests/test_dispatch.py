@@ -33,7 +33,7 @@ from shared.messages import (
     VerificationPlanRequest,
     VerificationVaultRequest,
 )
-from shared.names import HANDLERS_OF, QUEUE_OF, Job, MessageType, Queue
+from shared.names import HANDLERS_OF, QUEUE_OF, SERVED_BY, Job, MessageType, Queue
 from shared.policies import parse_policies
 from shared.ports import ThrottledError
 from shared.settings import Settings
@@ -430,14 +430,30 @@ def test_the_readme_maps_every_queue_type_handler_port_and_adapter() -> None:
     assert {key: row[2] for key, row in table.items()} == expected
     adapters = "".join(p.read_text() for p in (ROOT / "shared/adapters").glob("*.py"))
     for (_, _), (_, _, handler, ports, named) in table.items():
-        module = handler.rsplit(".", 1)[0]
-        folder = ROOT / module.rsplit(".", 1)[0].replace(".", "/")
-        package = folder if (folder / "__init__.py").exists() and module.count(".") > 1 else None
-        files = (
-            sorted(package.glob("*.py")) if package else [ROOT / (module.replace(".", "/") + ".py")]
-        )
-        source = "".join(f.read_text() for f in files)
+        source = _source_with_use_cases(handler.rsplit(".", 1)[0])
         for port in (p.strip() for p in ports.split(",")):
             assert f".{port}" in source, f"{handler} is said to use the {port} port"
         for adapter in (a.strip().strip("`") for a in named.split(",")):
             assert f"class {adapter}" in adapters, adapter
+
+
+def _source_with_use_cases(module: str) -> str:
+    """A handler's module (its whole package) and the use cases it calls into."""
+
+    def files(name: str) -> list[Path]:
+        path = ROOT / name.replace(".", "/")
+        if (path / "__init__.py").exists():
+            return sorted(path.glob("*.py"))
+        return [path.with_suffix(".py")] if path.with_suffix(".py").exists() else []
+
+    package = module.rsplit(".", 1)[0] if module.count(".") > 1 else module
+    own = files(package)
+    called: set[str] = set()
+    for path in own:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "shared":
+                called |= {f"shared.{a.name}" for a in node.names}
+    use_cases = {name for name, _ in SERVED_BY.values()}
+    return "".join(
+        f.read_text() for name in [package, *sorted(called & use_cases)] for f in files(name)
+    )

@@ -89,7 +89,7 @@ def test_size_limit_counts_the_base64_text() -> None:
 
 
 def test_the_schema_table_is_derived_from_the_payload_classes() -> None:
-    assert messages.PAYLOAD_SCHEMAS == {(p.TYPE, p.VERSION): p for p in messages.PAYLOADS}
+    assert {(p.TYPE, p.VERSION): p for p in messages.PAYLOADS} == messages.PAYLOAD_SCHEMAS
     assert len({p.TYPE for p in messages.PAYLOADS}) == len(messages.PAYLOADS)
     envelope = make_envelope(onboarding_request(), run_id="r", idempotency_key="k", created=NOW)
     assert (envelope.type, envelope.version) == ("onboarding", 1)

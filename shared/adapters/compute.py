@@ -170,16 +170,16 @@ class AzureCompute:
 
     def list_vms(self, subscription_id: str) -> list[Vm]:
         pages = self.client(subscription_id).virtual_machines.list_all()
-        return _call(lambda: [vm_from_rest(v.as_dict()) for v in pages])
+        return call_arm(lambda: [vm_from_rest(v.as_dict()) for v in pages])
 
     def list_disks(self, subscription_id: str) -> list[Disk]:
         pages = self.client(subscription_id).disks.list()
-        return _call(lambda: [disk_from_rest(d.as_dict()) for d in pages])
+        return call_arm(lambda: [disk_from_rest(d.as_dict()) for d in pages])
 
     def list_snapshots(self, subscription_id: str, resource_group: str) -> list[Snapshot]:
         pages = self.client(subscription_id).snapshots.list_by_resource_group(resource_group)
         try:
-            return _call(lambda: [snapshot_from_rest(s.as_dict()) for s in pages])
+            return call_arm(lambda: [snapshot_from_rest(s.as_dict()) for s in pages])
         except ResourceNotFoundError:
             log.warning(
                 "snapshot resource group %s does not exist in %s", resource_group, subscription_id
@@ -190,7 +190,7 @@ class AzureCompute:
         sub, group, name = _split(vm_id, "virtualMachines")
         try:
             return vm_from_rest(
-                _call(lambda: self.client(sub).virtual_machines.get(group, name)).as_dict()
+                call_arm(lambda: self.client(sub).virtual_machines.get(group, name)).as_dict()
             )
         except ResourceNotFoundError:
             return None
@@ -198,14 +198,16 @@ class AzureCompute:
     def get_disk(self, disk_id: str) -> Disk | None:
         sub, group, name = _split(disk_id, "disks")
         try:
-            return disk_from_rest(_call(lambda: self.client(sub).disks.get(group, name)).as_dict())
+            return disk_from_rest(
+                call_arm(lambda: self.client(sub).disks.get(group, name)).as_dict()
+            )
         except ResourceNotFoundError:
             return None
 
     def get_snapshot(self, snapshot_id: str) -> Snapshot | None:
         sub, group, name = _split(snapshot_id, "snapshots")
         try:
-            found = _call(lambda: self.client(sub).snapshots.get(group, name))
+            found = call_arm(lambda: self.client(sub).snapshots.get(group, name))
         except ResourceNotFoundError:
             return None
         return snapshot_from_rest(found.as_dict())
@@ -227,7 +229,7 @@ class AzureCompute:
             },
         }
         client = self.client(request.subscription_id)
-        _call(
+        call_arm(
             lambda: client.snapshots.begin_create_or_update(  # type: ignore[call-overload]
                 request.resource_group, request.name, body, polling=False
             )
@@ -237,7 +239,7 @@ class AzureCompute:
         sub, group, name = _split(snapshot_id, "snapshots")
         client = self.client(sub)
         try:
-            _call(lambda: client.snapshots.begin_delete(group, name, polling=False))
+            call_arm(lambda: client.snapshots.begin_delete(group, name, polling=False))
         except ResourceNotFoundError:
             log.info("snapshot %s was already gone", snapshot_id)
 
@@ -255,7 +257,7 @@ class AzureCompute:
             if response.status_code >= 400:
                 raise HttpResponseError(response=response)
 
-        _call(send)
+        call_arm(send)
 
     def write_headroom(self, subscription_id: str) -> int | None:
         return self.headroom.estimate("writes", subscription_id)
@@ -267,7 +269,8 @@ class AzureCompute:
 # ------------------------------------------------------------------------------ translation
 
 
-def _call(action: Callable[[], T]) -> T:
+def call_arm(action: Callable[[], T]) -> T:
+    """Run one SDK call; Azure's errors leave as Lifeboat's (404 stays the SDK's "not found")."""
     try:
         return action()
     except ResourceNotFoundError:

@@ -15,7 +15,7 @@ from typing import Any
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.core.rest import HttpRequest
 
-from shared.adapters.compute import AzureCompute, _call
+from shared.adapters.compute import AzureCompute, call_arm
 from shared.adapters.retry import LifeboatRetryPolicy
 from shared.model import (
     DrillNetwork,
@@ -102,7 +102,7 @@ class AzureDrills:
         )
         names: list[str] = []
         while url:
-            body = _call(lambda u=url: self._get_json(u))  # type: ignore[misc]
+            body = call_arm(lambda u=url: self._get_json(u))  # type: ignore[misc]
             names.extend(str(g["name"]) for g in body.get("value", []))
             url = body.get("nextLink")
         return names
@@ -211,7 +211,7 @@ class AzureDrills:
             resource_group
         )
         try:
-            items = _call(lambda: [p.as_dict() for p in pages])
+            items = call_arm(lambda: [p.as_dict() for p in pages])
         except ResourceNotFoundError:
             return []
         return [
@@ -263,7 +263,7 @@ class AzureDrills:
         found: list[DrillResource] = []
         for pages in lists:
             try:
-                found.extend(_call(lambda p=pages: [_resource(x.as_dict()) for x in p()]))  # type: ignore[misc]
+                found.extend(call_arm(lambda p=pages: [_resource(x.as_dict()) for x in p()]))  # type: ignore[misc]
             except ResourceNotFoundError:
                 return []
         return found
@@ -280,7 +280,7 @@ class AzureDrills:
                 "tags": request.tags,
                 "properties": {"securityRules": DENY_ALL},
             }
-            _call(
+            call_arm(
                 lambda: client.network_security_groups.begin_create_or_update(
                     group, nsg_name, body, polling=False
                 )
@@ -308,7 +308,7 @@ class AzureDrills:
                 ],
             },
         }
-        _call(
+        call_arm(
             lambda: client.virtual_networks.begin_create_or_update(
                 vnet_group, vnet_name, body, polling=False
             )
@@ -338,7 +338,7 @@ class AzureDrills:
         if request.sku:
             body["sku"] = {"name": request.sku}
         client: Any = self._compute.client(sub)  # REST JSON bodies, as the compute adapter sends
-        _call(lambda: client.disks.begin_create_or_update(group, name, body, polling=False))
+        call_arm(lambda: client.disks.begin_create_or_update(group, name, body, polling=False))
 
     def begin_create_nic(
         self, nic_id: str, location: str, subnet_id: str, tags: dict[str, str]
@@ -360,7 +360,7 @@ class AzureDrills:
             },
         }
         client = self.network(sub)
-        _call(
+        call_arm(
             lambda: client.network_interfaces.begin_create_or_update(
                 group, name, body, polling=False
             )
@@ -396,7 +396,7 @@ class AzureDrills:
         if request.plan:
             body["plan"] = request.plan
         client: Any = self._compute.client(sub)
-        _call(
+        call_arm(
             lambda: client.virtual_machines.begin_create_or_update(group, name, body, polling=False)
         )
 
@@ -409,13 +409,13 @@ class AzureDrills:
             network = self.network(sub)
             operations = getattr(network, _NETWORK_OPERATIONS[kind])
         with contextlib.suppress(ResourceNotFoundError):
-            _call(lambda: operations.begin_delete(group, name, polling=False))
+            call_arm(lambda: operations.begin_delete(group, name, polling=False))
 
     # --- plumbing
 
     def _get(self, read: Callable[[], Any]) -> dict[str, Any] | None:
         try:
-            result: dict[str, Any] = _call(read).as_dict()
+            result: dict[str, Any] = call_arm(read).as_dict()
         except ResourceNotFoundError:
             return None
         return result
