@@ -53,6 +53,8 @@ from azure.functions.timer import TimerRequestConverter
 from azure.storage.queue import QueueClient, QueueMessage, QueueServiceClient
 from croniter import croniter
 
+from shared.schedules import schedule_problem
+
 log = logging.getLogger("lifeboat.host")
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -225,12 +227,9 @@ def load_functions(app: Any, environ: Mapping[str, str]) -> list[FunctionSpec]:
             spec.queue_name = queue
         elif kind == "timerTrigger":
             schedule = resolve_setting_refs(binding["schedule"], environ, where=f"function {name}")
-            if len(schedule.split()) != 6 or not croniter.is_valid(
-                schedule, second_at_beginning=True
-            ):
-                raise HostError(
-                    f"function {name}: schedule {schedule!r} is not a 6-field NCRONTAB expression"
-                )
+            problem = schedule_problem(schedule)
+            if problem is not None:
+                raise HostError(f"function {name}: schedule {schedule!r}: {problem}")
             spec.schedule = schedule
         specs.append(spec)
     return specs
