@@ -13,6 +13,7 @@ from cli.emulator_cmd import emulator_command
 from cli.host_cmd import host_command
 from cli.plan_cmd import plan_command, run_command
 from cli.retention import retention_command
+from cli.settings_cmd import settings_app
 from cli.status_cmd import status_command
 from cli.verify_cmd import verify_command
 
@@ -32,6 +33,7 @@ app.command("run")(run_command)
 app.command("status")(status_command)
 app.command("verify")(verify_command)
 app.add_typer(drill_app, name="drill")
+app.add_typer(settings_app, name="settings")
 
 
 def _configure_logging(verbose: bool) -> None:

@@ -1,7 +1,11 @@
 """App settings: read once, validated, frozen. Every problem is reported in one error.
 
-Settings come from the environment (app settings in Azure, `local.settings.json` Values locally).
-Nothing is read at import: `Settings.from_env()` runs on first use, through `services()`.
+Settings come from the environment (app settings in Azure, `local.settings.json` Values locally),
+read by pydantic-settings' environment source. Nothing is read at import: `Settings.from_env()`
+runs on first use, through `services()`, and pydantic-settings is imported only then.
+
+A setting name that is not Lifeboat's but is within two edits of one (`DRY_RUNN`) is an error: a
+misspelt setting would otherwise be ignored while the real one keeps its default.
 """
 
 from __future__ import annotations
@@ -10,11 +14,13 @@ import json
 import os
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -23,12 +29,12 @@ from pydantic import (
     field_validator,
 )
 
+from shared.schedules import check_schedule
+
 HOST_JSON = Path(__file__).resolve().parent.parent / "host.json"
 # The Functions host lets app settings override host.json; Lifeboat reads the same override.
 MAX_DEQUEUE_OVERRIDE = "AzureFunctionsJobHost__extensions__queues__maxDequeueCount"
 STORAGE_QUEUE_URI = "AzureWebJobsStorage__queueServiceUri"
-
-_NCRONTAB_FIELD = re.compile(r"^[0-9A-Za-z*/,\-]+$")
 
 
 class SettingsError(ValueError):
@@ -61,17 +67,8 @@ def _split_pairs(value: Any) -> Any:
     return pairs
 
 
-def _check_ncrontab(value: str) -> str:
-    fields = value.split()
-    if len(fields) != 6 or not all(_NCRONTAB_FIELD.match(f) for f in fields):
-        raise ValueError(
-            "must be a 6-field NCRONTAB expression '{second} {minute} {hour} {day} {month} "
-            f"{{day-of-week}}' in UTC, got {value!r}"
-        )
-    return value
-
-
-Schedule = Annotated[str, BeforeValidator(lambda v: v), Field(min_length=1)]
+# The Functions host's six-field NCRONTAB, ranges checked by croniter (shared/schedules.py).
+Schedule = Annotated[str, Field(min_length=1), AfterValidator(check_schedule)]
 
 _REGION = re.compile(r"^[a-z0-9]+$")
 
@@ -216,17 +213,6 @@ class Settings(BaseModel):
     def _valid_drill_groups(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return _check_drill_entries(value)
 
-    @field_validator(
-        "poison_schedule",
-        "rotation_schedule",
-        "verification_schedule",
-        "drill_schedule",
-        "sweeper_schedule",
-    )
-    @classmethod
-    def _valid_schedule(cls, value: str) -> str:
-        return _check_ncrontab(value)
-
     @field_validator("arm_endpoint", "storage_queue_uri", "monitor_ingestion_endpoint")
     @classmethod
     def _https_url(cls, value: str | None) -> str | None:
@@ -259,23 +245,205 @@ class Settings(BaseModel):
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        env = dict(os.environ if environ is None else environ)
-        if MAX_DEQUEUE_OVERRIDE not in env:
-            env[MAX_DEQUEUE_OVERRIDE] = str(host_max_dequeue_count())
-        values = {k: v for k, v in env.items() if v != ""}
-        problems = []
-        if "AzureWebJobsStorage" not in values and STORAGE_QUEUE_URI not in values:
-            problems.append(
-                "AzureWebJobsStorage: missing (required): set a connection string (local) or "
-                f"{STORAGE_QUEUE_URI} (identity-based, in Azure)"
+        """The settings in `environ` (default: the process environment), or one SettingsError."""
+        return _load(os.environ if environ is None else environ)[0]
+
+
+def setting_names() -> tuple[str, ...]:
+    """Every app setting name Lifeboat reads, as spelt in Azure."""
+    return tuple(field.alias or name for name, field in Settings.model_fields.items())
+
+
+def _read_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Lifeboat's settings in `environ`, by app setting name, through pydantic-settings.
+
+    Names are case-sensitive as on Linux (Flex Consumption); empty values count as unset, so a
+    setting left `""` in local.settings.json takes its default or is reported missing. List
+    settings are comma-separated, not JSON: they are passed on as text for `Settings` to split.
+    """
+    from pydantic.fields import FieldInfo
+    from pydantic_settings import EnvSettingsSource
+    from pydantic_settings.sources.utils import parse_env_vars
+
+    class MappingSource(EnvSettingsSource):
+        def _load_env_vars(self) -> Mapping[str, str | None]:
+            return parse_env_vars(dict(environ), self.case_sensitive, self.env_ignore_empty, None)
+
+        def decode_complex_value(self, field_name: str, field: FieldInfo, value: Any) -> Any:
+            return value
+
+    # `Settings` is a plain pydantic model (importing it must not import pydantic-settings); the
+    # environment source reads only its fields, aliases and config.
+    source = MappingSource(
+        cast(Any, Settings), case_sensitive=_case_sensitive(environ), env_ignore_empty=True
+    )
+    return source()
+
+
+def _case_sensitive(environ: Mapping[str, str]) -> bool:
+    # os.environ on Windows is case-insensitive (names upper-cased), as pydantic-settings knows.
+    return not (os.name == "nt" and environ is os.environ)
+
+
+def _load(environ: Mapping[str, str]) -> tuple[Settings, dict[str, str]]:
+    """The settings and, per app setting name, where its value came from."""
+    values = _read_environment(environ)
+    origins = {name: "environment" for name in values}
+    if MAX_DEQUEUE_OVERRIDE not in values:
+        values[MAX_DEQUEUE_OVERRIDE] = host_max_dequeue_count()
+        origins[MAX_DEQUEUE_OVERRIDE] = "host.json"
+    problems = lookalike_setting_problems(environ, case_sensitive=_case_sensitive(environ))
+    if "AzureWebJobsStorage" not in values and STORAGE_QUEUE_URI not in values:
+        problems.append(
+            "AzureWebJobsStorage: missing (required): set a connection string (local) or "
+            f"{STORAGE_QUEUE_URI} (identity-based, in Azure)"
+        )
+    try:
+        settings = Settings.model_validate(values)
+    except ValidationError as e:
+        raise SettingsError(problems + _describe(e)) from None
+    if problems:
+        raise SettingsError(problems)
+    return settings, origins
+
+
+# Names the Functions host, App Service, Azure SDKs and tools set or read: never Lifeboat typos.
+# (Shell variables are short or far from every Lifeboat name; the tests keep it so.)
+_FOREIGN_PREFIXES = (
+    "azurewebjobs",
+    "azurefunctionsjobhost",
+    "functions_",
+    "function_",
+    "website_",
+    "websites_",
+    "identity_",
+    "msi_",
+    "appsetting_",
+    "azure_",
+    "applicationinsights_",
+    "appinsights_",
+    "scm_",
+    "container_",
+    "dotnet_",
+    "aspnetcore_",
+    "oryx_",
+    "enable_oryx",
+    "python",
+    "pip_",
+    "requests_",
+    "ssl_",
+    "curl_",
+    "lc_",
+    "xdg_",
+    "ssh_",
+    "git_",
+    "github_",
+    "runner_",
+    "npm_",
+    "node_",
+    "pytest_",
+    "kubernetes_",
+    "conda_",
+    "virtual_env",
+    "vscode_",
+)
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+def lookalike_setting_problems(names: Iterable[str], *, case_sensitive: bool = True) -> list[str]:
+    """One problem per name that is not a Lifeboat setting but is within two edits of one."""
+    known = setting_names()
+    known_lower = {name.lower() for name in known}
+    problems = []
+    for name in sorted(set(names)):
+        if name in known or (not case_sensitive and name.lower() in known_lower):
+            continue
+        lower = name.lower()
+        if not _NAME.match(name) or lower.startswith(_FOREIGN_PREFIXES):
+            continue
+        distances = {candidate: _edit_distance(lower, candidate.lower(), 2) for candidate in known}
+        best = min(distances.values())
+        if best > 2:
+            continue
+        nearest = sorted(c for c, d in distances.items() if d == best)
+        casing = " (names are case-sensitive)" if best == 0 else ""
+        problems.append(
+            f"{name}: not a Lifeboat setting{casing}; did you mean {' or '.join(nearest)}?"
+        )
+    return problems
+
+
+def _edit_distance(a: str, b: str, limit: int) -> int:
+    """Levenshtein distance of `a` and `b`, or `limit + 1` once it is certainly above `limit`."""
+    if abs(len(a) - len(b)) > limit:
+        return limit + 1
+    previous = list(range(len(b) + 1))
+    for i, char_a in enumerate(a, start=1):
+        current = [i]
+        for j, char_b in enumerate(b, start=1):
+            current.append(
+                min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (char_a != char_b))
             )
-        try:
-            settings = cls.model_validate(values)
-        except ValidationError as e:
-            raise SettingsError(problems + _describe(e)) from None
-        if problems:
-            raise SettingsError(problems)
-        return settings
+        if min(current) > limit:
+            return limit + 1
+        previous = current
+    return min(previous[-1], limit + 1)
+
+
+@dataclass(frozen=True)
+class EffectiveSetting:
+    """One setting as Lifeboat will use it: its name, its value for people, and its source."""
+
+    name: str
+    value: str
+    source: str
+
+
+def effective_settings(
+    environ: Mapping[str, str] | None = None, sources: Mapping[str, str] | None = None
+) -> list[EffectiveSetting]:
+    """Every setting with its effective value (secrets masked) and where that value came from.
+
+    A value read from `environ` is labelled by `sources` (name -> label, e.g. a settings file),
+    else "environment"; the rest are "default" (maxDequeueCount: "host.json"). Raises
+    SettingsError as `Settings.from_env` does.
+    """
+    settings, origins = _load(os.environ if environ is None else environ)
+    labels = dict(sources or {})
+    rows = []
+    for name, field in Settings.model_fields.items():
+        alias = field.alias or name
+        origin = origins.get(alias, "default")
+        if origin == "environment":
+            origin = labels.get(alias, origin)
+        rows.append(EffectiveSetting(alias, _shown(alias, getattr(settings, name)), origin))
+    return rows
+
+
+_SECRET_NAME = re.compile(r"KEY|SECRET|PASSWORD|TOKEN|CONNECTION_STRING", re.IGNORECASE)
+_SECRET_PART = re.compile(
+    r"((?:AccountKey|SharedAccessKey|SharedAccessSignature|sig)=)[^;&]+", re.IGNORECASE
+)
+
+
+def _shown(name: str, value: Any) -> str:
+    if value is None:
+        return "(not set)"
+    if isinstance(value, tuple | dict) and not value:
+        return "(none)"
+    if isinstance(value, bool):
+        text = str(value).lower()
+    elif isinstance(value, float):
+        text = f"{value:g}"
+    elif isinstance(value, tuple):
+        text = ",".join(str(item) for item in value)
+    elif isinstance(value, dict):
+        text = ",".join(f"{key}={item}" for key, item in value.items())
+    else:
+        text = str(value)
+    if _SECRET_NAME.search(name):
+        return "****"
+    return _SECRET_PART.sub(r"\1****", text)
 
 
 def host_max_dequeue_count(path: Path = HOST_JSON) -> int:
