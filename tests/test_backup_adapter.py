@@ -8,15 +8,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from shared import messages, verification
+from shared import messages
 from shared.adapters.backup import AzureBackup, job_filter
 from shared.messages import VerificationVaultRequest
 from shared.model import Vault
 from shared.policies import parse_policies
-from shared.ports import Runtime
 from shared.settings import Settings
 from tests.conftest import base_settings
-from tests.fakes import FixedClock, MemoryQueues, MemoryReporter
+from tests.fakes import FixedClock, MemoryQueues, MemoryReporter, deliver, runtime
 from tests.replay import Credential, Routes
 
 DATA = Path(__file__).parent / "data" / "recording_backup_flow.json"
@@ -109,7 +108,7 @@ def test_job_filter_uses_the_12_hour_format_azure_expects() -> None:
 def run_vault(routes: list[tuple[str, Any]], now: datetime) -> dict[str, Any]:
     backup, _ = adapter(routes)
     reporter = MemoryReporter()
-    rt = Runtime(
+    rt = runtime(
         Settings.from_env(base_settings(TARGET_SUBSCRIPTIONS=SUB)),
         FixedClock(now),
         reporter,
@@ -126,10 +125,8 @@ def run_vault(routes: list[tuple[str, Any]], now: datetime) -> dict[str, Any]:
         slot="201710190600",
         vms={"daily|26": {"swaggersdktestrg": ["swaggersdktest"]}},
     )
-    envelope = messages.make_envelope(
-        "verification-vault", request, run_id="r", idempotency_key="k", created=now
-    )
-    verification.verify_vault(rt, envelope, request)
+    envelope = messages.make_envelope(request, run_id="r", idempotency_key="k", created=now)
+    deliver(rt, messages.encode(envelope))
     (row,) = [o for o in reporter.outcomes if o.operation == "verify-vm"]
     return {"finding": row.finding, "rpo": row.rpo_seconds, "details": row.details}
 

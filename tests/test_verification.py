@@ -1,39 +1,52 @@
-"""Backup verification: the pure finding logic with literals, and the workers with fakes."""
+"""Backup verification's handlers with fakes of the ports, through the real dispatch: the timer
+fires through its TIMERS entry, every message goes through `dispatch.deliver`.
+
+The pure assessment (findings, precedence, RPO arithmetic) is tested in test_assessment.py.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
-from shared import messages, verification
+from shared import dispatch, verification
+from shared.dispatch import Send
+from shared.messages import FirstBackupCheckRequest, OnboardingRequest
 from shared.model import (
     BackupJob,
     BackupStatus,
     DiskAttachment,
+    Outcome,
     ProtectedItem,
     RecoveryPoint,
     Vault,
     Vm,
 )
+from shared.names import Job, MessageType, Queue, Status, Timer
 from shared.policies import parse_policies
-from shared.ports import RefusedError, Runtime, ThrottledError
+from shared.ports import RefusedError, ThrottledError
 from shared.settings import Settings
-from shared.verification import (
-    BACKUP_FAILING,
-    COMPLIANT,
-    NEVER_BACKED_UP,
-    PROTECTION_STOPPED,
-    RPO_BREACHED,
-    SOFT_DELETED,
-    UNPROTECTED,
-    assess,
-    on_demand_decision,
-    rpo_target_seconds,
-)
+from shared.verification import Finding
 from tests.conftest import base_settings
-from tests.fakes import FakeCompute, FixedClock, MemoryQueues, MemoryReporter
+from tests.fakes import (
+    FakeCompute,
+    FixedClock,
+    MemoryQueues,
+    MemoryReporter,
+    deliver,
+    drain,
+    runtime,
+)
+
+COMPLIANT = Finding.COMPLIANT
+RPO_BREACHED = Finding.RPO_BREACHED
+BACKUP_FAILING = Finding.BACKUP_FAILING
+NEVER_BACKED_UP = Finding.NEVER_BACKED_UP
+PROTECTION_STOPPED = Finding.PROTECTION_STOPPED
+SOFT_DELETED = Finding.SOFT_DELETED
+UNPROTECTED = Finding.UNPROTECTED
+WRITER = "33333333-3333-4333-8333-333333333333"  # the separate identity that enables protection
 
 SUB = "6f1c3a52-7d2e-4b8a-9c41-3e5d2a7b9f10"
 NOW = datetime(2026, 11, 27, 6, 0, tzinfo=UTC)
@@ -91,71 +104,6 @@ def point(hours_ago: float, kind: str = "CrashConsistent") -> RecoveryPoint:
     )
 
 
-# ------------------------------------------------------------------------------- pure core
-
-
-def test_each_finding_and_its_reason() -> None:
-    assert assess(None, [], None, DAY, NOW).finding == UNPROTECTED
-    assert assess(item(soft_deleted=True), [], None, DAY, NOW).finding == SOFT_DELETED
-    stopped = item(protection_state="ProtectionStopped")
-    assert assess(stopped, [], None, DAY, NOW).finding == PROTECTION_STOPPED
-    never = item(protection_state="IRPending", last_backup_time=None, last_recovery_point=None)
-    assert assess(never, [], [], DAY, NOW).finding == NEVER_BACKED_UP
-    failing = assess(
-        item(), [job("web", "Failed", 2, "CloudDosAbsoluteLimitReached")], None, DAY, NOW
-    )
-    assert failing.finding == BACKUP_FAILING
-    assert "CloudDosAbsoluteLimitReached" in failing.reason
-    late = assess(item(), [], [point(30, "AppConsistent")], DAY, NOW)
-    assert late.finding == RPO_BREACHED
-    assert late.rpo_seconds == 30 * 3600
-    assert late.consistency == "AppConsistent"
-    ok = assess(item(), [job("web", "Completed", 5)], None, DAY, NOW)
-    assert ok.finding == COMPLIANT
-    assert ok.rpo_seconds == 5 * 3600
-
-
-def test_precedence_the_most_severe_finding_wins() -> None:
-    failing = [job("web", "Failed", 1, "UserErrorVmNotFound")]
-    soft = item(soft_deleted=True, protection_state="ProtectionStopped", last_recovery_point=None)
-    assert assess(soft, failing, [], DAY, NOW).finding == SOFT_DELETED
-    stopped = item(protection_state="ProtectionStopped", last_recovery_point=None)
-    assert assess(stopped, failing, [], DAY, NOW).finding == PROTECTION_STOPPED
-    assert assess(item(), failing, [], DAY, NOW).finding == NEVER_BACKED_UP
-    assert assess(item(), failing, [point(40)], DAY, NOW).finding == BACKUP_FAILING
-    # A later success clears an earlier failure.
-    healed = [job("web", "Failed", 20, "X"), job("web", "Completed", 3)]
-    assert assess(item(), healed, [point(40)], DAY, NOW).finding == RPO_BREACHED
-
-
-def test_rpo_comes_from_the_latest_recovery_point_not_last_backup_time() -> None:
-    stale_points = item(last_backup_time=NOW - timedelta(hours=1))
-    result = assess(stale_points, [], [point(50), point(30)], DAY, NOW)
-    assert result.finding == RPO_BREACHED
-    assert result.rpo_seconds == 30 * 3600
-
-
-def test_rpo_target_from_the_tag_or_the_policy() -> None:
-    assert rpo_target_seconds({}, 26) == 26 * 3600
-    assert rpo_target_seconds({"Lifeboat:RPO-Hours": "4"}, 26) == 4 * 3600
-    assert rpo_target_seconds({"lifeboat:rpo-hours": "soon"}, 26) == 26 * 3600
-
-
-def test_on_demand_cap_and_non_retryable_errors() -> None:
-    assert on_demand_decision(item(), [], NOW)[0]
-    three = [job("web", "Completed", h, user_triggered=True) for h in (1, 2, 3)]
-    allowed, why = on_demand_decision(item(), three, NOW)
-    assert not allowed
-    assert "at most 3" in why
-    yesterday = [job("web", "Completed", h, user_triggered=True) for h in (7, 8, 9)]
-    assert on_demand_decision(item(), yesterday, NOW)[0]
-    dos = [job("web", "Failed", 1, "CloudDosAbsoluteLimitReached")]
-    allowed, why = on_demand_decision(item(), dos, NOW)
-    assert not allowed
-    assert "CloudDosAbsoluteLimitReached" in why
-    assert not on_demand_decision(item(), [job("web", "InProgress", 0.5)], NOW)[0]
-
-
 # ---------------------------------------------------------------------------- the workers
 
 
@@ -169,6 +117,8 @@ class FakeBackup:
         self.calls: list[str] = []
         self.refuse_trigger: str | None = None
         self.throttle_items = 0
+        self.throttle_points: set[str] = set()  # vm ids (lower) whose next points list is 429
+        self.retry_after = 5.0
 
     def list_vaults(self, subscription_id: str) -> list[Vault]:
         self.calls.append("vaults")
@@ -178,7 +128,7 @@ class FakeBackup:
         self.calls.append("items")
         if self.throttle_items:
             self.throttle_items -= 1
-            raise ThrottledError(5, "ResourceRequestsThrottled")
+            raise ThrottledError(self.retry_after, "ResourceRequestsThrottled")
         return [i for i in self.items if i.vault_id == vault.id]
 
     def list_jobs(self, vault: Vault, since: datetime, until: datetime) -> list[BackupJob]:
@@ -187,6 +137,9 @@ class FakeBackup:
 
     def list_recovery_points(self, item: ProtectedItem) -> list[RecoveryPoint]:
         self.calls.append("points")
+        if item.vm_id.lower() in self.throttle_points:
+            self.throttle_points.discard(item.vm_id.lower())
+            raise ThrottledError(self.retry_after, "ResourceRequestsThrottled")
         return list(self.points.get(item.vm_id.lower(), []))
 
     def get_backup_status(self, vm_id: str, location: str) -> BackupStatus:
@@ -230,9 +183,9 @@ class World:
         self.clock = FixedClock(NOW)
         self.queues = MemoryQueues()
         self.reporter = MemoryReporter()
-        self.compute = FakeCompute(self.clock)  # type: ignore[arg-type]
+        self.compute = FakeCompute(self.clock)
         self.backup = FakeBackup()
-        self.rt = Runtime(
+        self.rt = runtime(
             Settings.from_env(base_settings(TARGET_SUBSCRIPTIONS=SUB, **settings)),
             self.clock,
             self.reporter,
@@ -242,13 +195,11 @@ class World:
             backup=self.backup,
         )
 
-    def run(self) -> None:
-        verification.start_verification(self.rt, NOW)
-        while self.queues.sent.get(verification.QUEUE):
-            pending, self.queues.sent[verification.QUEUE] = self.queues.sent[verification.QUEUE], []
-            for text in pending:
-                envelope, payload = messages.decode(text)
-                verification.HANDLERS[envelope.type](self.rt, envelope, payload)
+    def run(self, *, twice: bool = False) -> None:
+        """The verification timer fires (VERIFICATION_SCHEDULE is 06:00), then every message
+        on the queue goes through the real dispatch until none is left."""
+        dispatch.fire(self.rt, Timer.VERIFICATION)
+        drain(self.rt, self.queues, [Queue.VERIFICATION], twice=twice)
 
     def findings(self) -> dict[str, str]:
         return {
@@ -257,9 +208,12 @@ class World:
             if o.operation == "verify-vm" and o.finding
         }
 
+    def rows(self, operation: str) -> list[Outcome]:
+        return [o for o in self.reporter.outcomes if o.operation == operation]
 
-def estate() -> World:
-    w = World()
+
+def estate(**settings: str) -> World:
+    w = World(**settings)
     names = ["ok", "late", "failing", "never", "stopped", "soft", "naked", "optout"]
     w.compute.vms = [make_vm(n) for n in names[:-1]] + [
         make_vm("optout", **{"lifeboat:policy": "none"})
@@ -287,42 +241,58 @@ def estate() -> World:
     return w
 
 
+ALL_FINDINGS = {
+    "ok": COMPLIANT,
+    "late": RPO_BREACHED,
+    "failing": BACKUP_FAILING,
+    "never": NEVER_BACKED_UP,
+    "stopped": PROTECTION_STOPPED,
+    "soft": SOFT_DELETED,
+    "naked": UNPROTECTED,
+}
+
+
 def test_a_run_reports_one_finding_per_in_scope_vm() -> None:
     w = estate()
     w.run()
-    assert w.findings() == {
-        "ok": COMPLIANT,
-        "late": RPO_BREACHED,
-        "failing": BACKUP_FAILING,
-        "never": NEVER_BACKED_UP,
-        "stopped": PROTECTION_STOPPED,
-        "soft": SOFT_DELETED,
-        "naked": UNPROTECTED,
-    }
-    rows = {o.vm_name: o for o in w.reporter.outcomes if o.operation == "verify-vm"}
-    assert rows["ok"].status.value == "succeeded"
-    assert rows["late"].status.value == "failed"
+    assert w.findings() == ALL_FINDINGS
+    rows = {o.vm_name: o for o in w.rows("verify-vm")}
+    assert rows["ok"].status == Status.SUCCEEDED
+    assert rows["late"].status == Status.FAILED
+    assert rows["late"].job == Job.VERIFICATION
+    assert rows["late"].run_id == "verification-202611270600"
     assert rows["late"].rpo_seconds == 40 * 3600
+    assert rows["late"].severity == "medium"
     assert rows["late"].details["consistency"] == "CrashConsistent"
     assert rows["naked"].rpo_seconds is None
+    assert rows["naked"].severity == "high"
     # One items list and one job list for the vault; recovery points only for candidates.
     assert w.backup.calls.count("items") == 1
     assert w.backup.calls.count("jobs") == 1
     assert w.backup.calls.count("points") == 5  # late, failing, never, stopped, soft
     assert w.backup.calls.count("status") == 1  # only the unprotected candidate
     assert "trigger" not in w.backup.calls  # remediation is off by default
-    assert [o.operation for o in w.reporter.outcomes].count("run-start") == 1
-    vault_end = next(o for o in w.reporter.outcomes if o.operation == "run-end")
-    assert vault_end.details["scope"] == "vault"
-    assert vault_end.details["totals"] == {
-        COMPLIANT: 1,
-        RPO_BREACHED: 1,
-        BACKUP_FAILING: 1,
-        NEVER_BACKED_UP: 1,
-        PROTECTION_STOPPED: 1,
-        SOFT_DELETED: 1,
-        UNPROTECTED: 1,
+    (start,) = w.rows("run-start")
+    assert start.count == 1
+    assert start.details["slot"] == "202611270600"
+    assert start.details["remediations"] == {
+        "on-demand-backup": "off (ON_DEMAND_BACKUP)",
+        "enable-protection": "off (ENABLE_BACKUP_PROTECTION)",
     }
+    assert not [o for o in w.reporter.outcomes if o.status == Status.FEATURE_OFF]
+    (vault_end,) = w.rows("run-end")
+    assert vault_end.details["scope"] == "vault"
+    assert vault_end.count == 7
+    assert vault_end.details["totals"] == {f: 1 for f in ALL_FINDINGS.values()}
+
+
+def test_a_message_delivered_twice_reports_the_same_rows() -> None:
+    w = estate()
+    w.run(twice=True)
+    rows = w.rows("verify-vm")
+    assert len(rows) == 4 * 7  # the plan twice sends the vault message twice; each runs twice
+    assert len({o.id for o in rows}) == 7
+    assert len({o.id for o in w.rows("run-end")}) == 1
 
 
 def test_a_vm_protected_by_a_vault_elsewhere_is_not_unprotected() -> None:
@@ -333,147 +303,194 @@ def test_a_vm_protected_by_a_vault_elsewhere_is_not_unprotected() -> None:
     )
     w.run()
     assert "naked" not in w.findings()
-    skipped = [o for o in w.reporter.outcomes if o.status.value == "skipped"]
-    assert skipped
-    assert "outside the target subscriptions" in (skipped[0].reason or "")
+    (skipped,) = [o for o in w.reporter.outcomes if o.status == Status.SKIPPED]
+    assert skipped.vm_name == "naked"
+    assert "outside the target subscriptions" in (skipped.reason or "")
 
 
 def test_on_demand_backup_when_rpo_breached_is_off_by_default_and_capped() -> None:
-    w = estate()
-    w.rt = dataclasses.replace(
-        w.rt,
-        settings=Settings.from_env(
-            base_settings(TARGET_SUBSCRIPTIONS=SUB, ON_DEMAND_BACKUP="true")
-        ),
-    )
+    w = estate(ON_DEMAND_BACKUP="true")
     w.run()
     assert w.backup.calls.count("trigger") == 1
-    ok = [o for o in w.reporter.outcomes if o.operation == "on-demand-backup"]
-    assert [(o.vm_name, o.status.value) for o in ok] == [("late", "succeeded")]
+    ok = w.rows("on-demand-backup")
+    assert [(o.vm_name, o.status) for o in ok] == [("late", Status.SUCCEEDED)]
+    assert ok[0].details["jobId"] == "job-1"
     # Three on-demand jobs today: the next run is blocked, not triggered.
     w.backup.jobs += [job("late", "Completed", h, user_triggered=True) for h in (1, 2, 3)]
     w.reporter.outcomes.clear()
     w.run()
     assert w.backup.calls.count("trigger") == 1
-    blocked = [o for o in w.reporter.outcomes if o.operation == "on-demand-backup"]
-    assert blocked[0].status.value == "blocked"
+    blocked = w.rows("on-demand-backup")
+    assert blocked[0].status == Status.BLOCKED
     assert "at most 3" in (blocked[0].reason or "")
 
 
 def test_on_demand_refusal_is_reported_failed_and_never_retried() -> None:
-    w = estate()
-    w.rt = dataclasses.replace(
-        w.rt,
-        settings=Settings.from_env(
-            base_settings(TARGET_SUBSCRIPTIONS=SUB, ON_DEMAND_BACKUP="true")
-        ),
-    )
+    w = estate(ON_DEMAND_BACKUP="true")
     w.backup.refuse_trigger = "CloudDosAbsoluteLimitReached"
-    w.run()  # no exception: the message completes, the POST is not repeated
-    failed = [o for o in w.reporter.outcomes if o.operation == "on-demand-backup"]
-    assert failed[0].status.value == "failed"
+    w.run()  # the message completes: the POST is not repeated
+    failed = w.rows("on-demand-backup")
+    assert failed[0].status == Status.FAILED
     assert "CloudDosAbsoluteLimitReached" in (failed[0].reason or "")
     assert w.backup.calls.count("trigger") == 1
+    assert not w.queues.sent.get(Queue.VERIFICATION.poison)
 
 
 def test_dry_run_plans_remediation_without_writing() -> None:
-    w = estate()
-    w.rt = dataclasses.replace(
-        w.rt,
-        settings=Settings.from_env(
-            base_settings(
-                TARGET_SUBSCRIPTIONS=SUB,
-                ON_DEMAND_BACKUP="true",
-                ENABLE_BACKUP_PROTECTION="true",
-                DRY_RUN="true",
-            )
-        ),
+    w = estate(
+        ON_DEMAND_BACKUP="true",
+        ENABLE_BACKUP_PROTECTION="true",
+        BACKUP_WRITER_CLIENT_ID=WRITER,
+        DRY_RUN="true",
     )
     w.run()
     assert "trigger" not in w.backup.calls
     assert "protect" not in w.backup.calls
-    planned = {o.operation for o in w.reporter.outcomes if o.status.value == "planned"}
+    planned = {o.operation for o in w.reporter.outcomes if o.status == Status.PLANNED}
     assert planned == {"on-demand-backup", "enable-protection"}
+    assert all(o.dry_run for o in w.reporter.outcomes)
 
 
-def test_throttled_vault_goes_back_on_the_queue() -> None:
+def test_an_unprotected_vm_is_protected_and_its_first_backup_checked_later() -> None:
+    w = estate(ENABLE_BACKUP_PROTECTION="true", BACKUP_WRITER_CLIENT_ID=WRITER)
+    dispatch.fire(w.rt, Timer.VERIFICATION)
+    drain(w.rt, w.queues, [Queue.VERIFICATION])  # the check too: delays are ignored here
+    assert w.backup.calls.count("protect") == 1
+    (enabled,) = w.rows("enable-protection")
+    assert (enabled.vm_name, enabled.status) == ("naked", Status.SUCCEEDED)
+    assert enabled.job == Job.VERIFICATION
+    assert enabled.details == {"vaultId": VAULT_ID, "firstBackupJobId": "job-1"}
+    # The check went on the queue 24 h (FIRST_BACKUP_CHECK_HOURS) out, then found no point yet.
+    assert 24 * 3600 in w.queues.visibility[Queue.VERIFICATION]
+    check = [o for o in w.rows("verify-vm") if o.vm_name == "naked"][-1]
+    assert check.finding == NEVER_BACKED_UP
+    assert "after protection was enabled" in (check.reason or "")
+
+
+def test_enable_protection_without_its_identity_is_off_and_the_run_start_says_so() -> None:
+    w = estate(ENABLE_BACKUP_PROTECTION="true")  # no BACKUP_WRITER_CLIENT_ID
+    w.run()
+    assert "protect" not in w.backup.calls
+    assert w.findings()["naked"] == UNPROTECTED
+    assert [o.status for o in w.rows("enable-protection")] == [Status.FEATURE_OFF]
+    (off,) = [o for o in w.reporter.outcomes if o.status == Status.FEATURE_OFF]
+    assert off.operation == "enable-protection"
+    assert off.run_id == "verification-202611270600"
+    assert off.details == {
+        "feature": "enable-protection",
+        "setting": "ENABLE_BACKUP_PROTECTION",
+        "missingSetting": "BACKUP_WRITER_CLIENT_ID",
+    }
+    assert "BACKUP_WRITER_CLIENT_ID" in (off.reason or "")
+    (start,) = w.rows("run-start")
+    assert start.details["remediations"]["enable-protection"] == (
+        "off (BACKUP_WRITER_CLIENT_ID missing)"
+    )
+
+
+def test_throttled_vault_goes_back_on_the_queue_after_retry_after() -> None:
     w = estate()
     w.backup.throttle_items = 1
-    w.run()
+    dispatch.fire(w.rt, Timer.VERIFICATION)
+    (plan,) = w.queues.sent.pop(Queue.VERIFICATION)
+    deliver(w.rt, plan)
+    (vault_message,) = w.queues.sent.pop(Queue.VERIFICATION)
+    deliver(w.rt, vault_message)  # throttled: Retry-After 5 s
+    (again,) = w.queues.sent[Queue.VERIFICATION]
+    assert json.loads(again)["putBacks"] == 1
+    assert w.queues.visibility[Queue.VERIFICATION][-1] >= 5
+    assert [o.status for o in w.rows(MessageType.VERIFICATION_VAULT)] == [Status.WAITING]
+    drain(w.rt, w.queues, [Queue.VERIFICATION])
     assert w.backup.calls.count("items") == 2
-    assert w.findings()["ok"] == COMPLIANT
+    assert w.findings() == ALL_FINDINGS
 
 
-def test_new_vm_unprotected_is_reported_at_once_and_protected_when_enabled() -> None:
-    from shared.messages import OnboardingRequest
-    from shared.onboarding import onboard_vm
+def test_throttled_after_some_findings_the_vault_is_verified_again_with_the_same_rows() -> None:
+    w = estate()
+    w.backup.throttle_points = {vm_id("stopped").lower()}  # after ok, late, failing, never
+    w.run()
+    assert w.findings() == ALL_FINDINGS
+    rows = w.rows("verify-vm")
+    assert len(rows) > 7  # what was recorded before the throttle, then the whole vault again
+    assert len({o.id for o in rows}) == 7
+    assert [o.status for o in w.rows("run-end")] == [Status.SUCCEEDED]
 
-    w = World(ENABLE_BACKUP_PROTECTION="true")
+
+def test_a_fractional_retry_after_is_never_cut_short() -> None:
+    w = estate()
+    w.backup.throttle_items = 1
+    w.backup.retry_after = 0.5
+    dispatch.fire(w.rt, Timer.VERIFICATION)
+    deliver(w.rt, w.queues.sent.pop(Queue.VERIFICATION)[0])
+    deliver(w.rt, w.queues.sent.pop(Queue.VERIFICATION)[0])
+    # At least ceil(0.5) = 1 s, never int(0.5) = 0; the jitter adds at most a second.
+    assert w.queues.visibility[Queue.VERIFICATION][-1] in (1, 2)
+
+
+def test_a_new_vm_unprotected_is_reported_at_once_through_onboarding() -> None:
+    from shared import messages
+
+    w = World(ENABLE_BACKUP_PROTECTION="true", BACKUP_WRITER_CLIENT_ID=WRITER)
     new = dataclasses.replace(make_vm("fresh"), time_created=NOW - timedelta(minutes=3))
     w.compute.vms = [new]
     request = OnboardingRequest(
-        resourceId=new.id,
-        subscriptionId=SUB,
-        resourceGroup="rg-app",
-        vmName="fresh",
-        eventId="e1",
+        resourceId=new.id, subscriptionId=SUB, resourceGroup="rg-app", vmName="fresh", eventId="e1"
     )
-    envelope = messages.make_envelope(
-        "onboarding", request, run_id="r", idempotency_key="k", created=NOW
+    text = messages.encode(
+        messages.make_envelope(request, run_id="onboarding-e1", idempotency_key="k", created=NOW)
     )
-    onboard_vm(w.rt, envelope, request)
+    deliver(w.rt, text)
     assert w.findings() == {"fresh": UNPROTECTED}
+    (finding,) = w.rows("verify-vm")
+    assert (finding.job, finding.run_id) == (Job.VERIFICATION, "onboarding-e1")
     assert w.backup.calls.count("protect") == 1
     assert w.backup.calls.count("trigger") == 1
-    checks = w.queues.sent[verification.QUEUE]
-    assert len(checks) == 1
-    assert "verification-first-backup" in checks[0]
     # The same event again: protection holds now, nothing is repeated.
-    onboard_vm(w.rt, envelope, request)
+    deliver(w.rt, text)
     assert w.backup.calls.count("protect") == 1
     assert w.backup.calls.count("trigger") == 1
-    # N hours later, still no recovery point: never-backed-up.
+
+
+def test_check_new_vm_returns_the_first_backup_check_and_the_check_finds_the_point() -> None:
+    w = World(ENABLE_BACKUP_PROTECTION="true", BACKUP_WRITER_CLIENT_ID=WRITER)
+    new = dataclasses.replace(make_vm("fresh"), time_created=NOW - timedelta(minutes=3))
+    checks: list[dispatch.Outgoing] = []
+
+    def onboarding(ctx: dispatch.Context) -> Send:
+        checks.extend(verification.check_new_vm(ctx, new))
+        return Send(*checks)
+
+    dispatch.start(w.rt, Job.ONBOARDING, "onboarding-e1", "onboarding:e1", onboarding)
+    (check,) = checks
+    assert isinstance(check.payload, FirstBackupCheckRequest)
+    assert check.delay == 24 * 3600
+    assert w.queues.visibility[Queue.VERIFICATION] == [24 * 3600]
+    (text,) = w.queues.sent.pop(Queue.VERIFICATION)
+    # Hours later, still no recovery point: never-backed-up; then the first point is there.
     w.reporter.outcomes.clear()
-    env, payload = messages.decode(checks[0])
-    verification.check_first_backup(w.rt, env, payload)
+    w.clock.advance(hours=24)
+    deliver(w.rt, text)
     assert w.findings() == {"fresh": NEVER_BACKED_UP}
-    w.backup.points[new.id.lower()] = [point(1)]
-    verification.check_first_backup(w.rt, env, payload)
+    w.backup.points[new.id.lower()] = [point(-23)]
+    deliver(w.rt, text)
     assert w.findings() == {"fresh": COMPLIANT}
 
 
-@pytest.mark.parametrize("finding", verification.FINDINGS)
-def test_every_finding_has_a_severity(finding: str) -> None:
-    assert verification.SEVERITY[finding]
+def test_the_handler_and_timer_tables() -> None:
+    from shared.messages import VerificationPlanRequest, VerificationVaultRequest
 
-
-def test_a_region_of_4000_vms_fits_one_vault_message() -> None:
-    entries = [
-        verification.InScope(make_vm(f"vm-{i:05d}"), "daily", 26.0 if i % 7 else 4.0)
-        for i in range(4000)
-    ]
-    request = messages.VerificationVaultRequest(
-        subscriptionId=SUB,
-        vaultId=VAULT_ID,
-        vaultName="rsv",
-        resourceGroup="rg-backup",
-        location="westeurope",
-        slot="202611270600",
-        designated=True,
-        vms=verification.pack_vms(entries),
-    )
-    envelope = messages.make_envelope(
-        "verification-vault", request, run_id="r", idempotency_key="k", created=NOW
-    )
-    assert messages.encoded_size(messages.encode(envelope)) < messages.MAX_ENCODED_BYTES
-    unpacked = verification.unpack_vms(request.vms)
-    assert len(unpacked) == 4000
-    assert unpacked["rg-app/vm-00007"] == ("daily", 4.0)
+    assert {
+        VerificationPlanRequest: verification.plan_subscription,
+        VerificationVaultRequest: verification.verify_vault,
+        FirstBackupCheckRequest: verification.check_first_backup,
+    } == verification.HANDLERS
+    assert {Timer.VERIFICATION: verification.start_verification} == verification.TIMERS
 
 
 def test_the_triggers_run_the_use_cases() -> None:
     """The timer enqueues plan messages; the queue function handles them like the host would."""
     import azure.functions as func
+    from azure.functions.timer import TimerRequest
 
     from shared.services import override_services
     from triggers import verification as trigger
@@ -487,16 +504,13 @@ def test_the_triggers_run_the_use_cases() -> None:
         compute=w.compute,
         policies=POLICIES,
         backup=w.backup,
-    )  # type: ignore[arg-type]
-    from azure.functions.timer import TimerRequest
-
+    )
     trigger.verification_timer(TimerRequest(past_due=False))
-    while w.queues.sent.get(verification.QUEUE):
-        pending, w.queues.sent[verification.QUEUE] = w.queues.sent[verification.QUEUE], []
+    while w.queues.sent.get(Queue.VERIFICATION):
+        pending, w.queues.sent[Queue.VERIFICATION] = w.queues.sent[Queue.VERIFICATION], []
         for text in pending:
             trigger.verification_vault(func.QueueMessage(id="m1", body=text.encode()))
-    assert w.findings()["late"] == RPO_BREACHED
-    assert len(w.findings()) == 7
+    assert w.findings() == ALL_FINDINGS
 
 
 def test_vms_of_a_region_without_a_vault_are_confirmed_and_reported() -> None:
@@ -505,7 +519,8 @@ def test_vms_of_a_region_without_a_vault_are_confirmed_and_reported() -> None:
     w.compute.vms.append(far)
     w.run()
     assert w.findings()["far"] == UNPROTECTED
-    ends = [o for o in w.reporter.outcomes if o.operation == "run-end"]
+    ends = w.rows("run-end")
     assert {o.details["scope"] for o in ends} == {"vault", "regions-without-vault"}
     lonely = next(o for o in ends if o.details["scope"] == "regions-without-vault")
     assert lonely.details["totals"] == {UNPROTECTED: 1}
+    assert lonely.count == 1

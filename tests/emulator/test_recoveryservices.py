@@ -20,16 +20,18 @@ from azure.identity import ManagedIdentityCredential
 
 from cli.clock import RemoteClock
 from emulator.process import Endpoints, running_emulator
-from shared import messages, verification
+from shared import dispatch, verification
 from shared.adapters.backup import AzureBackup, job_filter
 from shared.adapters.compute import AzureCompute
+from shared.dispatch import Send
 from shared.model import Vault
+from shared.names import Job, Queue, Timer
 from shared.policies import parse_policies
-from shared.ports import RefusedError, Runtime, ThrottledError
+from shared.ports import RefusedError, ThrottledError
 from shared.settings import Settings
 from tests.conftest import base_settings
 from tests.emulator.conftest import CLOCK_START, SUB
-from tests.fakes import MemoryQueues, MemoryReporter
+from tests.fakes import MemoryQueues, MemoryReporter, deliver, drain, runtime
 
 VAULT_ID = (
     f"/subscriptions/{SUB}/resourceGroups/rg-app/providers/Microsoft.RecoveryServices/"
@@ -225,12 +227,12 @@ def big_estate(
 
 
 class Run:
-    def __init__(self, ep: Endpoints) -> None:
+    def __init__(self, ep: Endpoints, **settings: str) -> None:
         credential = ManagedIdentityCredential(client_id=ep.client_id)
         self.reporter = MemoryReporter()
         self.queues = MemoryQueues()
-        self.rt = Runtime(
-            Settings.from_env(base_settings(TARGET_SUBSCRIPTIONS=SUB)),
+        self.rt = runtime(
+            Settings.from_env(base_settings(TARGET_SUBSCRIPTIONS=SUB, **settings)),
             RemoteClock(ep.clock, ca_bundle=ep.ca_bundle),
             self.reporter,
             self.queues,
@@ -245,13 +247,9 @@ class Run:
         )
 
     def verify(self) -> None:
-        verification.start_verification(self.rt, self.rt.clock.now())
-        while self.queues.sent.get(verification.QUEUE):
-            pending = self.queues.sent[verification.QUEUE]
-            self.queues.sent[verification.QUEUE] = []
-            for text in pending:
-                envelope, payload = messages.decode(text)
-                verification.HANDLERS[envelope.type](self.rt, envelope, payload)
+        """The verification timer fires; every message goes through the real dispatch."""
+        dispatch.fire(self.rt, Timer.VERIFICATION)
+        drain(self.rt, self.queues, [Queue.VERIFICATION])
 
     def findings(self) -> dict[str, str]:
         return {
@@ -322,7 +320,7 @@ def test_paging_across_vaults_and_throttling(
         for name, value in ep.environment().items():
             monkeypatch.setenv(name, value)
         run = Run(ep)
-        backup = run.rt.need_backup()
+        backup = run.rt.backup
         vaults = backup.list_vaults(SUB)
         assert sum(len(backup.list_protected_items(v)) for v in vaults) == 75  # 3 pages each
         run.verify()
@@ -345,14 +343,13 @@ def test_paging_across_vaults_and_throttling(
         with pytest.raises(ThrottledError):
             slow.list_vaults(SUB)
         run = Run(ep2)
-        run.rt.need_backup()
-        start = verification.start_verification(run.rt, run.rt.clock.now())
-        assert start == 1
-        envelope, payload = messages.decode(run.queues.sent[verification.QUEUE].pop())
-        verification.HANDLERS[envelope.type](run.rt, envelope, payload)
-        again = json.loads(run.queues.sent[verification.QUEUE][0])
+        start = dispatch.fire(run.rt, Timer.VERIFICATION)
+        assert isinstance(start, Send)
+        assert len(start.messages) == 1
+        deliver(run.rt, run.queues.sent[Queue.VERIFICATION].pop())
+        again = json.loads(run.queues.sent[Queue.VERIFICATION][0])
         assert again["type"] == "verification-plan"
-        assert again["payload"]["attempt"] == 2  # back on the queue, not slept through
+        assert again["putBacks"] == 1  # back on the queue, not slept through
 
 
 def test_every_finding_on_the_demo_vault(sdk_env: Endpoints) -> None:
@@ -478,7 +475,6 @@ def test_new_vm_is_protected_backed_up_and_checked(
 ) -> None:
     """Onboarding with ENABLE_BACKUP_PROTECTION: unprotected at once, then protected, first
     backup triggered, and the delayed check finds its first recovery point."""
-    import dataclasses
 
     estate = big_estate(
         tmp_path / "one.json", vaults=1, per_vault=1, regions=1, unprotected=0, page_size=50
@@ -496,30 +492,23 @@ def test_new_vm_is_protected_backed_up_and_checked(
             "tags": {"lifeboat:policy": "daily"},
         }
         assert admin.post("/vms", json={"subscriptionId": SUB, "vm": new}).status_code == 201
-        run = Run(ep)
-        settings = Settings.from_env(
-            base_settings(TARGET_SUBSCRIPTIONS=SUB, ENABLE_BACKUP_PROTECTION="true")
-        )
-        run.rt = dataclasses.replace(run.rt, settings=settings)
-        fresh = run.rt.need_compute().get_vm(vm("rg-app", "vm-fresh"))
+        run = Run(ep, ENABLE_BACKUP_PROTECTION="true", BACKUP_WRITER_CLIENT_ID=ep.client_id)
+        fresh = run.rt.compute.get_vm(vm("rg-app", "vm-fresh"))
         assert fresh is not None
-        envelope = messages.make_envelope(
-            "verification-plan",
-            messages.VerificationPlanRequest(subscriptionId=SUB, slot="202611270100"),
-            run_id="onboarding-test",
-            idempotency_key="k",
-            created=run.rt.clock.now(),
-        )
-        verification.check_new_vm(run.rt, envelope, fresh)
-        verification.check_new_vm(run.rt, envelope, fresh)  # the second event: nothing new
+
+        def onboarding(ctx: dispatch.Context) -> Send:
+            return Send(*verification.check_new_vm(ctx, fresh))
+
+        dispatch.start(run.rt, Job.ONBOARDING, "onboarding-test", "onboarding:e1", onboarding)
+        # The second event: protection is on now, nothing is repeated.
+        dispatch.start(run.rt, Job.ONBOARDING, "onboarding-test", "onboarding:e2", onboarding)
         assert run.findings() == {"vm-fresh": "unprotected"}
         enabled = [o for o in run.reporter.outcomes if o.operation == "enable-protection"]
         assert [o.status.value for o in enabled] == ["succeeded"]
         assert enabled[0].details["firstBackupJobId"]
-        (check,) = run.queues.sent[verification.QUEUE]
+        (check,) = run.queues.sent[Queue.VERIFICATION]
         admin.post("/clock", json={"advanceSeconds": 3600}).raise_for_status()
         admin.close()
-        envelope, payload = messages.decode(check)
         run.reporter.outcomes.clear()
-        verification.check_first_backup(run.rt, envelope, payload)
+        deliver(run.rt, check)
         assert run.findings() == {"vm-fresh": "compliant"}
