@@ -221,7 +221,7 @@ def deliver(
         text = body
     handlers = handlers if handlers is not None else handlers_for(queue)
     try:
-        envelope, payload = messages.decode(text, queue=queue, allowed=handlers.keys())
+        envelope, payload = messages.decode(text, queue=str(queue), allowed=handlers.keys())
     except PoisonMessageError as e:
         return _refuse_undecodable(rt, queue, text, message_id, dequeue_count, e)
     ctx = Context(
@@ -319,7 +319,7 @@ def _put_back(
         result.reason,
         distinct=put_backs,
         details={
-            "queue": queue.value,
+            "queue": str(queue),
             "afterSeconds": after,
             "visibilitySeconds": visibility,
             "putBacks": put_backs,
@@ -464,7 +464,7 @@ def _poison(
     wrapped = json.dumps(
         {
             "reason": reason,
-            "originalQueue": queue.value,
+            "originalQueue": str(queue),
             "dequeueCount": dequeue_count,
             "message": text,
         }
@@ -481,13 +481,13 @@ def _poison(
         clock=rt.clock,
         job=Job.MAINTENANCE,
         run_id=message_id or "poison",
-        key=f"poison:{queue.value}:{message_id}",
+        key=f"poison:{str(queue)}:{message_id}",
         dry_run=rt.settings.dry_run,
     ).refused(
         "poison",
         reason,
         details={
-            "queue": queue.value,
+            "queue": str(queue),
             "type": message_type,
             "dequeueCount": dequeue_count,
             "messageId": message_id,
@@ -500,7 +500,7 @@ def _message_details(
     queue: Queue, envelope: Envelope, message_id: str, dequeue_count: int
 ) -> dict[str, Any]:
     return {
-        "queue": queue.value,
+        "queue": str(queue),
         "type": envelope.type,
         "dequeueCount": dequeue_count,
         "messageId": message_id,

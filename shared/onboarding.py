@@ -62,20 +62,20 @@ def onboard_vm(request: OnboardingRequest, ctx: Context) -> Result:
             compute.merge_tags(vm.id, {Tag.POLICY: policies.default})
         vm = dataclasses.replace(vm, tags={**vm.tags, Tag.POLICY: policies.default})
         out.succeeded("tag-default-policy", policy=policies.default)
-    if _is_new(ctx, vm):
-        # Azure Backup (verification): a new in-scope VM's protection is checked at once.
-        verification.check_new_vm(ctx, vm)
+    # Azure Backup (verification): a new in-scope VM's protection is checked at once; enabling
+    # it comes with a later check of the first recovery point.
+    backup_checks = verification.check_new_vm(ctx, vm) if _is_new(ctx, vm) else []
     policy, why = policies.for_tags(vm.tags)
     if policy is None or not policy.snapshot_on_create or not _is_new(ctx, vm):
         reason = why if policy is None else "not new, or the policy does not ask"
         log.info("onboarding %s: no snapshot on create (%s)", vm.id, reason)
-        return Done(reason)
+        return Send(*backup_checks) if backup_checks else Done(reason)
     assert vm.time_created is not None
     slot = slot_of(vm.time_created.replace(second=0, microsecond=0))
-    return _first_snapshot_set(ctx, vm, config, slot)
+    return Send(*_first_snapshot_set(ctx, vm, config, slot), *backup_checks)
 
 
-def _first_snapshot_set(ctx: Context, vm: Vm, config: RotationConfig, slot: str) -> Result:
+def _first_snapshot_set(ctx: Context, vm: Vm, config: RotationConfig, slot: str) -> list[Outgoing]:
     """The night planner decides what can be snapshotted, exactly as it does every night."""
     disks: dict[str, Disk] = {}
     for attachment in vm.attachments:
@@ -86,16 +86,14 @@ def _first_snapshot_set(ctx: Context, vm: Vm, config: RotationConfig, slot: str)
     occurrence = vm.time_created or ctx.now()
     plan = plan_night([vm], disks, [], ctx.policies, config, occurrence)
     log.info("onboarding %s: first snapshot set %s", vm.id, slot)
-    return Send(
-        *(
-            Outgoing(
-                vm_request(vm_plan, vm.subscription_id, slot, onboarding=True),
-                key=f"onboarding-snapshot:{vm.id.lower()}:{slot}",
-            )
-            for vm_plan in plan.vms
-            if vm_plan.creates
+    return [
+        Outgoing(
+            vm_request(vm_plan, vm.subscription_id, slot, onboarding=True),
+            key=f"onboarding-snapshot:{vm.id.lower()}:{slot}",
         )
-    )
+        for vm_plan in plan.vms
+        if vm_plan.creates
+    ]
 
 
 def _is_new(ctx: Context, vm: Vm) -> bool:

@@ -124,10 +124,10 @@ def test_bad_messages_are_poisoned_with_reasons_while_good_ones_flow(
     ]
     assert all(p["originalQueue"] == "onboarding" and p["dequeueCount"] == 1 for p in poisoned)
     assert sorted(reporter.operations()) == [
-        ("poison", "failed"),
-        ("poison", "failed"),
-        ("poison", "failed"),
-        ("poison", "failed"),
+        ("poison", "refused"),
+        ("poison", "refused"),
+        ("poison", "refused"),
+        ("poison", "refused"),
         ("vm-seen", "succeeded"),
     ]
     assert host.stats["onboarding"].failed == 0  # poisoned by the worker, completed normally

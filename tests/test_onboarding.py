@@ -158,3 +158,52 @@ def test_drill_vms_and_vanished_vms_are_skipped() -> None:
         ("skipped", "the VM no longer exists"),
     ]
     assert compute.writes == []
+
+
+class UnprotectedEverywhere:
+    """Azure Backup with one vault in the VMs' region and nothing protected yet."""
+
+    def __init__(self) -> None:
+        from shared.model import Vault
+
+        self.vault = Vault(
+            f"/subscriptions/{SUB}/resourceGroups/rg-backup/providers/"
+            "Microsoft.RecoveryServices/vaults/v1",
+            "v1",
+            SUB,
+            "rg-backup",
+            "westeurope",
+        )
+        self.protected: list[str] = []
+
+    def get_backup_status(self, vm_id: str, location: str) -> BackupStatus:
+        return BackupStatus(protected=vm_id in self.protected)
+
+    def list_vaults(self, subscription_id: str) -> list[object]:
+        return [self.vault]
+
+    def ensure_protection(self, vault: object, vm: object, policy_name: str) -> object:
+        self.protected.append(vm.id)  # type: ignore[attr-defined]
+        return object()
+
+    def trigger_backup(self, item: object, keep_until: object) -> str:
+        return "job-1"
+
+
+def test_a_new_unprotected_vm_is_protected_and_its_first_backup_checked_later() -> None:
+    rt, compute, queues, reporter = world(
+        ENABLE_BACKUP_PROTECTION="true", BACKUP_WRITER_CLIENT_ID="writer"
+    )
+    rt = dataclasses.replace(rt, backup=UnprotectedEverywhere())
+    new = created(3)
+    compute.vms = [new]  # type: ignore[list-item]
+    onboard(rt, new)
+    onboard(rt, new, "create-2")  # the second write of the same creation: protected already
+    checks = queues.sent.get("verification-vault", [])
+    assert len(checks) == 1, "one first-backup check, however many events"
+    assert messages.decode(checks[0])[0].type == "verification-first-backup"
+    assert queues.visibility["verification-vault"] == [24 * 3600]
+    assert len(queues.sent["rotation-vm"]) == 2, "the first snapshot set too, once per event"
+    assert [o.status.value for o in reporter.outcomes if o.operation == "enable-protection"] == [
+        "succeeded"
+    ]
