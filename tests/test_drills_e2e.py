@@ -35,18 +35,13 @@ from shared import drills
 from shared.model import Outcome
 from shared.services import override_services, reset_services, services
 from shared.settings import Settings
+from tests.e2e_env import FAST_HOST, SUB, app_settings
 from tests.fakes import MemoryReporter, patched_environ
 
 pytestmark = pytest.mark.e2e
 
-SUB = "6f1c3a52-7d2e-4b8a-9c41-3e5d2a7b9f10"
 DRILL_GROUP = "rg-lifeboat-drill-westeurope"
 START = datetime(2026, 11, 27, 1, 0, tzinfo=UTC)
-FAST_HOST = {
-    "extensions": {
-        "queues": {"maxPollingInterval": "00:00:00.200", "visibilityTimeout": "00:00:00"}
-    }
-}
 CLOCK_RATE = 30  # stand-in seconds per real second while the drills run
 DRILLED = ("vm-web-01", "vm-db-01", "vm-report-01")  # vm-report-01 never boots
 BLOCKED = {"vm-cluster-01": "peered", "vm-api-01": "open"}
@@ -94,23 +89,16 @@ def drill_night(azurite: Azurite, tmp_path_factory: pytest.TempPathFactory) -> I
     )
     with running_emulator(DEMO_ESTATE, *stand_in) as ep, patched_environ(ep.environment()):
         (tmp / "policies.yaml").write_text(POLICIES)
-        environ = {
-            "AzureWebJobsStorage": azurite.connection_string,
-            "TARGET_SUBSCRIPTIONS": SUB,
-            "POISON_SCHEDULE": "0 0 0 1 6 *",
-            "ROTATION_SCHEDULE": "0 0 2 * * *",
-            "VERIFICATION_SCHEDULE": "0 0 0 1 6 *",
-            "DRILL_SCHEDULE": "0 0 4 * * *",
-            "SWEEPER_SCHEDULE": "0 0 0 1 6 *",
-            "ARM_ENDPOINT": ep.arm,
-            "ARM_AUDIENCE": ep.arm_audience + ".default",
-            "AZURE_CLIENT_ID": ep.client_id,
-            "ARM_WRITES_PER_SECOND": "100",
-            "SNAPSHOT_WRITES_PER_SECOND": "100",
-            "CONFIRM_DELAY_SECONDS": "1",
-            "DRILL_POLL_SECONDS": "1",
-            "POLICIES_FILE": str(tmp / "policies.yaml"),
-        }
+        environ = app_settings(
+            azurite,
+            ep,
+            DRILL_SCHEDULE="0 0 4 * * *",
+            ARM_WRITES_PER_SECOND="100",
+            SNAPSHOT_WRITES_PER_SECOND="100",
+            CONFIRM_DELAY_SECONDS="1",
+            DRILL_POLL_SECONDS="1",
+            POLICIES_FILE=str(tmp / "policies.yaml"),
+        )
         overrides = tmp / "host.json"
         overrides.write_text(json.dumps(FAST_HOST))
         clock = RemoteClock(ep.clock, ca_bundle=ep.ca_bundle)

@@ -28,12 +28,12 @@ from cli.localhost import LocalHost
 from emulator.process import DEMO_ESTATE, Endpoints, running_emulator
 from shared.services import override_services, reset_services
 from shared.settings import Settings
+from tests.e2e_env import FAST_HOST, app_settings
 from tests.fakes import MemoryReporter, patched_environ
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parent.parent
-SUB = "6f1c3a52-7d2e-4b8a-9c41-3e5d2a7b9f10"
 NIGHT = datetime.fromisoformat("2026-11-27T02:00:00+00:00")
 STAND_IN = (
     "--clock-start",
@@ -47,11 +47,6 @@ STAND_IN = (
     "--seed",
     "7",
 )
-FAST_HOST = {
-    "extensions": {
-        "queues": {"maxPollingInterval": "00:00:00.200", "visibilityTimeout": "00:00:00"}
-    }
-}
 
 
 def _empty_queues(azurite: Azurite) -> None:
@@ -63,26 +58,18 @@ def _empty_queues(azurite: Azurite) -> None:
 
 
 def _environment(azurite: Azurite, ep: Endpoints) -> dict[str, str]:
-    return {
-        "AzureWebJobsStorage": azurite.connection_string,
-        "TARGET_SUBSCRIPTIONS": SUB,
-        "POISON_SCHEDULE": "0 0 0 1 1 *",
-        "ROTATION_SCHEDULE": "0 0 2 * * *",
-        "VERIFICATION_SCHEDULE": "0 0 0 1 1 *",
-        "DRILL_SCHEDULE": "0 0 0 1 6 *",  # drills have their own tests
-        "SWEEPER_SCHEDULE": "0 0 0 1 6 *",
-        "ARM_ENDPOINT": ep.arm,
-        "ARM_AUDIENCE": ep.arm_audience + ".default",
-        "AZURE_CLIENT_ID": ep.client_id,
-        "ARM_WRITES_PER_SECOND": "200",
-        "SNAPSHOT_WRITES_PER_SECOND": "200",
-        "CONFIRM_DELAY_SECONDS": "0.5",
-        "MONITOR_INGESTION_ENDPOINT": ep.raw["ingestionEndpoint"],
-        "MONITOR_DCR_IMMUTABLE_ID": ep.raw["dcrImmutableId"],
-        "MONITOR_STREAM": ep.raw["stream"],
-        "MONITOR_MAX_RETRY_SECONDS": "0.5",
-        "MONITOR_RETRY_DELAY_SECONDS": "0.5",
-    }
+    return app_settings(
+        azurite,
+        ep,
+        ARM_WRITES_PER_SECOND="200",
+        SNAPSHOT_WRITES_PER_SECOND="200",
+        CONFIRM_DELAY_SECONDS="0.5",
+        MONITOR_INGESTION_ENDPOINT=ep.raw["ingestionEndpoint"],
+        MONITOR_DCR_IMMUTABLE_ID=ep.raw["dcrImmutableId"],
+        MONITOR_STREAM=ep.raw["stream"],
+        MONITOR_MAX_RETRY_SECONDS="0.5",
+        MONITOR_RETRY_DELAY_SECONDS="0.5",
+    )
 
 
 def _wait_for(reporter: MemoryReporter, operation: str, slot: str, timeout: float = 30) -> None:

@@ -27,16 +27,10 @@ from cli.localhost import LocalHost
 from emulator.process import DEMO_ESTATE, running_emulator
 from shared.services import override_services, reset_services
 from shared.settings import Settings
+from tests.e2e_env import FAST_HOST, SUB, app_settings
 from tests.fakes import MemoryReporter, patched_environ
 
 pytestmark = pytest.mark.e2e
-
-SUB = "6f1c3a52-7d2e-4b8a-9c41-3e5d2a7b9f10"
-FAST_HOST = {
-    "extensions": {
-        "queues": {"maxPollingInterval": "00:00:00.200", "visibilityTimeout": "00:00:00"}
-    }
-}
 
 
 def _new_vm(name: str) -> dict[str, Any]:
@@ -59,21 +53,14 @@ def onboarding_world(
         running_emulator(DEMO_ESTATE, "--operation-seconds", "0.1") as ep,
         patched_environ(ep.environment()),
     ):
-        environ = {
-            "AzureWebJobsStorage": azurite.connection_string,
-            "TARGET_SUBSCRIPTIONS": SUB,
-            "POISON_SCHEDULE": "0 0 0 1 1 *",
-            "ROTATION_SCHEDULE": "0 0 2 * * *",
-            "VERIFICATION_SCHEDULE": "0 0 6 * * *",
-            "DRILL_SCHEDULE": "0 0 0 1 6 *",  # drills have their own tests
-            "SWEEPER_SCHEDULE": "0 0 0 1 6 *",
-            "ARM_ENDPOINT": ep.arm,
-            "ARM_AUDIENCE": ep.arm_audience + ".default",
-            "AZURE_CLIENT_ID": ep.client_id,
-            "TAG_DEFAULT_POLICY": "true",
-            "CONFIRM_DELAY_SECONDS": "1",
+        environ = app_settings(
+            azurite,
+            ep,
+            VERIFICATION_SCHEDULE="0 0 6 * * *",
+            TAG_DEFAULT_POLICY="true",
+            CONFIRM_DELAY_SECONDS="1",
             **settings,
-        }
+        )
         policies = tmp_path / "policies.yaml"
         policies.write_text(
             "version: 1\ndefaultPolicy: daily\npolicies:\n"
