@@ -18,7 +18,7 @@ from emulator.estate import EstateError, add_vm
 from emulator.ids import new_uuid
 from emulator.network_state import STORES
 from emulator.stand_in import StandIn
-from emulator.throttling import ArmLimits, ComputeLimits
+from emulator.throttling import ARM_SHAPES, SNAPSHOT_FAMILIES, ArmLimits, ComputeLimits
 
 ADMIN_OBJECT_ID = "00000000-0000-0000-0000-00000000ad01"
 
@@ -146,14 +146,28 @@ def routes(stand_in: StandIn) -> list[Route]:
                 body = await _body(request)
                 arm = body.get("arm") or {}
                 compute = body.get("compute") or {}
+                hourly = arm.get("hourly") or {}
+                shape = str(arm.get("shape", t.arm.shape))
+                if shape not in ARM_SHAPES:
+                    raise ValueError(f"arm.shape must be one of {ARM_SHAPES}")
                 arm_limits = ArmLimits(
                     reads=tuple(arm.get("reads", t.arm.reads)),
                     writes=tuple(arm.get("writes", t.arm.writes)),
                     deletes=tuple(arm.get("deletes", t.arm.deletes)),
                     global_factor=float(arm.get("globalFactor", t.arm.global_factor)),
+                    shape=shape,
+                    hourly_reads=float(hourly.get("reads", t.arm.hourly_reads)),
+                    hourly_writes=float(hourly.get("writes", t.arm.hourly_writes)),
+                    hourly_deletes=float(hourly.get("deletes", t.arm.hourly_deletes)),
                 )
                 current = asdict(t.compute)
-                current.update({k: float(v) for k, v in compute.items() if k in current})
+                for k, v in compute.items():
+                    if k in current:
+                        current[k] = type(current[k])(v)
+                if current["incremental_family"] not in SNAPSHOT_FAMILIES:
+                    raise ValueError(
+                        f"compute.incremental_family must be one of {SNAPSHOT_FAMILIES}"
+                    )
                 t.configure(arm_limits, ComputeLimits(**current))
                 if "retryAfterScale" in body:
                     t.retry_after_scale = float(body["retryAfterScale"])
@@ -170,6 +184,12 @@ def routes(stand_in: StandIn) -> list[Route]:
                     "writes": list(t.arm.writes),
                     "deletes": list(t.arm.deletes),
                     "globalFactor": t.arm.global_factor,
+                    "shape": t.arm.shape,
+                    "hourly": {
+                        "reads": t.arm.hourly_reads,
+                        "writes": t.arm.hourly_writes,
+                        "deletes": t.arm.hourly_deletes,
+                    },
                 },
                 "compute": asdict(t.compute),
             }

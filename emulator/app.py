@@ -9,6 +9,7 @@ import json
 import socket
 import struct
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 from starlette.applications import Starlette
@@ -19,12 +20,15 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from emulator import admin, monitor
 from emulator.arm_core import family_of
+from emulator.clock import format_instant
 from emulator.errors import ArmError
+from emulator.faults import FaultRule
 from emulator.identity import ARM_AUDIENCES
 from emulator.ids import new_uuid, subscription_of
 from emulator.replies import error_response, json_response
 from emulator.routing import ArmRequest, Reply, operation_name
 from emulator.stand_in import StandIn
+from emulator.throttling import compute_throttled, policy_for
 
 ALL_METHODS = ["GET", "PUT", "PATCH", "POST", "DELETE", "HEAD"]
 
@@ -58,12 +62,33 @@ class ResetFaults:
 
 
 def create_app(stand_in: StandIn) -> ASGIApp:
+    def throttled(rule: FaultRule, method: str, path: str) -> ArmError:
+        """An injected Compute 429: unwrapped body, one header per window, Retry-After or none."""
+        now = stand_in.clock.now()
+        policy = rule.policy or policy_for(method, path)
+        end = rule.hold_until or now
+        error = compute_throttled(
+            [(f"{policy}3Min", 0), (f"{policy}30Min", 0)],
+            f"{policy}30Min",
+            stand_in.throttler.allowed_30min(policy),
+            rule.retry_after_now(now),
+            start=format_instant(end - timedelta(minutes=30)),
+            end=format_instant(end),
+        )
+        error.code, error.message = rule.code, rule.message
+        return error
+
     async def apply_faults(request: Request) -> tuple[Response | None, int | None]:
         rule = stand_in.faults.match(
-            request.method, request.url.path, ("status", "latency", "stuck")
+            request.method,
+            request.url.path,
+            ("status", "latency", "stuck", "throttle"),
+            now=stand_in.clock.now(),
         )
         if rule is None:
             return None, None
+        if rule.action == "throttle":
+            return error_response(throttled(rule, request.method, request.url.path)), rule.id
         if rule.action == "latency":
             await asyncio.sleep(rule.latency_ms / 1000)
             return None, rule.id

@@ -14,8 +14,9 @@ from emulator.arm_core import Arm, check_name, check_tags, merge_tag, query_stri
 from emulator.clock import format_instant
 from emulator.errors import ArmError, resource_not_found
 from emulator.ids import compute_id, key, new_uuid, stable_uuid
-from emulator.model import Snapshot, VirtualMachine
+from emulator.model import Snapshot, VirtualMachine, snapshot_quota_key
 from emulator.routing import GROUP, SUBSCRIPTION, ArmRequest, Reply, Route, route
+from emulator.untidy import untidy
 
 _CP = r"/providers/microsoft\.compute"
 
@@ -33,6 +34,12 @@ class Compute:
     def routes(self) -> list[Route]:
         return ROUTES
 
+    def shaped(self, reply: Reply) -> Reply:
+        """List and GET bodies in the untidy forms Azure writes, when the setting asks for them."""
+        if self.behaviour.untidy_shapes:
+            reply.body = untidy(reply.body)
+        return reply
+
     # ---- virtual machines ----------------------------------------------------------------
     def list_vms(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
         with self.cloud.lock:
@@ -46,8 +53,8 @@ class Compute:
                     body["properties"]["instanceView"] = self.cloud.instance_view_json(vm, now)
                     return body
 
-                return self.arm.page(req, vms, with_status)
-            return self.arm.page(req, vms, lambda vm: self.cloud.vm_json(vm, now))
+                return self.shaped(self.arm.page(req, vms, with_status))
+            return self.shaped(self.arm.page(req, vms, lambda vm: self.cloud.vm_json(vm, now)))
 
     def find_vm(self, args: tuple[str, ...]) -> VirtualMachine:
         self.arm.need_group(args[0], args[1])
@@ -67,7 +74,7 @@ class Compute:
             body = self.cloud.vm_json(vm, now)
             if "instanceview" in req.query.get("$expand", "").lower():
                 body["properties"]["instanceView"] = self.cloud.instance_view_json(vm, now)
-            return Reply(200, body)
+            return self.shaped(Reply(200, body))
 
     def vm_instance_view(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
         with self.cloud.lock:
@@ -75,7 +82,7 @@ class Compute:
             req.throttle_headers.update(
                 self.throttler.compute_check(vm.subscription, vm.location, "vm-reads")
             )
-            return Reply(200, self.cloud.instance_view_json(vm, self.clock.now()))
+            return self.shaped(Reply(200, self.cloud.instance_view_json(vm, self.clock.now())))
 
     def patch_vm(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
         """VM update (tags only): synchronous 200 as recorded; Event Grid sees a VM write."""
@@ -116,7 +123,7 @@ class Compute:
             now = self.clock.now()
             self.cloud.purge_deleted(now)
             disks = self.arm.members(self.cloud.disks, args)
-            return self.arm.page(req, disks, lambda d: d.to_json(now))
+            return self.shaped(self.arm.page(req, disks, lambda d: d.to_json(now)))
 
     def get_disk(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
         self.arm.need_group(args[0], args[1])
@@ -129,7 +136,7 @@ class Compute:
             req.throttle_headers.update(
                 self.throttler.compute_check(disk.subscription, disk.location, "disk-reads")
             )
-            return Reply(200, disk.to_json(now))
+            return self.shaped(Reply(200, disk.to_json(now)))
 
     # ---- snapshots -----------------------------------------------------------------------
     def list_snapshots(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
@@ -137,7 +144,7 @@ class Compute:
         with self.cloud.lock:
             self.cloud.purge(now)
             snaps = self.arm.members(self.cloud.snapshots, args)
-            return self.arm.page(req, snaps, lambda s: s.to_json(now))
+            return self.shaped(self.arm.page(req, snaps, lambda s: s.to_json(now)))
 
     def get_snapshot(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
         self.arm.need_group(args[0], args[1])
@@ -150,7 +157,7 @@ class Compute:
         req.throttle_headers.update(
             self.throttler.compute_check(snap.subscription, snap.location, "disk-reads")
         )
-        return Reply(200, snap.to_json(now))
+        return self.shaped(Reply(200, snap.to_json(now)))
 
     def put_snapshot(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
         sub_id, group_name, name = args
@@ -261,20 +268,22 @@ class Compute:
                 if s.incremental and s.deleting_at is None
             ]
             if incremental and len(family) >= self.behaviour.incremental_limit:
+                # The code is REFERENCE.md's; no published message text was found (README).
                 raise ArmError(
                     409,
                     "SnapshotsLimitReached",
-                    "The maximum number of incremental snapshots "
-                    f"({self.behaviour.incremental_limit}) for disk '{disk.id}' has been reached. "
-                    "Delete older snapshots and try again.",
+                    f"Disk '{disk.id}' already has {len(family)} incremental snapshots: a total "
+                    f"of {self.behaviour.incremental_limit} incremental snapshots can be created "
+                    "for a single disk. Delete older snapshots and try again.",
                 )
             window = timedelta(seconds=self.behaviour.burst_window_seconds)
             recent = [t for t in self.creations.get(key(disk.id), []) if now - t < window]
             if incremental and len(recent) >= self.behaviour.burst_limit:
+                # No code is published for this rule: OperationNotAllowed is our reading.
                 raise ArmError(
                     409,
                     "OperationNotAllowed",
-                    f"At most {self.behaviour.burst_limit} incremental snapshots of a disk can be "
+                    f"Up to {self.behaviour.burst_limit} incremental snapshots per disk can be "
                     f"created every {int(self.behaviour.burst_window_seconds / 60)} minutes; "
                     f"disk '{disk.id}' reached that limit. Retry later.",
                 )
@@ -287,8 +296,16 @@ class Compute:
                         f"At most {self.behaviour.pending_limit} snapshots of disk '{disk.id}' "
                         "can be pending background copy at a time.",
                     )
+            sku = str(
+                (body.get("sku") or {}).get(
+                    "name", "Standard_ZRS" if incremental else "Standard_LRS"
+                )
+            )
+            self.check_region_limit(sub_id, disk.location, sku, now)
             req.throttle_headers.update(
-                self.throttler.compute_check(sub_id, disk.location, "writes")
+                self.throttler.compute_check(
+                    sub_id, disk.location, self.throttler.snapshot_family(incremental)
+                )
             )
             stuck = req.stuck
             ready_at = None if stuck else now + timedelta(seconds=self.behaviour.operation_seconds)
@@ -308,11 +325,7 @@ class Compute:
                 group=group.name,
                 name=name,
                 location=disk.location,
-                sku=str(
-                    (body.get("sku") or {}).get(
-                        "name", "Standard_ZRS" if incremental else "Standard_LRS"
-                    )
-                ),
+                sku=sku,
                 size_gb=disk.size_gb,
                 incremental=incremental,
                 source_id=disk.id,
@@ -348,6 +361,26 @@ class Compute:
                 snap.to_json(now, in_flight=True),
                 self.arm.lro_headers(req, op, retry_after=True),
             )
+
+    def check_region_limit(self, subscription: str, region: str, sku: str, now: datetime) -> None:
+        """75,000 snapshots per subscription and region, ZRS and LRS counted apart."""
+        limit = self.behaviour.region_snapshot_limit
+        bucket = snapshot_quota_key(subscription, region, sku)
+        if self.cloud.snapshot_counts[bucket] < limit:
+            return
+        self.cloud.purge(now)  # finished deletes free their place
+        count = self.cloud.snapshot_counts[bucket]
+        if count < limit:
+            return
+        # No code is published for this limit: OperationNotAllowed is what Compute answers for
+        # its other regional quotas (README, "Limits").
+        raise ArmError(
+            409,
+            "OperationNotAllowed",
+            f"Operation could not be completed as it results in exceeding approved "
+            f"{bucket[2]} snapshots quota. Additional details - Location: {region}, "
+            f"Current Limit: {limit}, Current Usage: {count}, Additional Required: 1.",
+        )
 
     def patch_snapshot(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
         sub_id, group_name, name = args

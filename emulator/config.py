@@ -20,9 +20,16 @@ class Behaviour:
     lro_poll_retry_after: float = 10.0
     """Retry-After on an InProgress operation status (10 in the recordings)."""
     incremental_limit: int = 500
+    """Incremental snapshots per disk (`SnapshotsLimitReached` beyond)."""
     burst_limit: int = 7
     burst_window_seconds: float = 300.0
+    """At most `burst_limit` incremental snapshots of a disk in this many stand-in seconds."""
     pending_limit: int = 3
+    region_snapshot_limit: int = 75000
+    """Snapshots per subscription and region, Standard_ZRS and LRS counted apart."""
+    untidy_shapes: bool = False
+    """Compute list and GET bodies as Azure writes them: `creationData.sourceResourceId` without
+    its leading slash, seven fractional digits and `+00:00`, ids in mixed case (`untidy.py`)."""
     vm_create_seconds: float = 60.0
     """Stand-in seconds a VM created through ARM stays ProvisioningState/creating."""
     boot_seconds: float = 45.0

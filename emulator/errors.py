@@ -1,4 +1,5 @@
-"""ARM error answers: `{"error": {"code", "message", ...}}` with the real status codes."""
+"""ARM error answers: `{"error": {"code", "message", ...}}` with the real status codes (Compute's
+throttling answers come unwrapped, `{"code", "message", ...}`)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ class ArmError(Exception):
         details: list[dict[str, Any]] | None = None,
         additional_info: list[dict[str, Any]] | None = None,
         headers: dict[str, str] | None = None,
+        repeated_headers: list[tuple[str, str]] | None = None,
+        unwrapped: bool = False,
+        inner_error: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(f"{status} {code}: {message}")
         self.status = status
@@ -27,6 +31,10 @@ class ArmError(Exception):
         self.details = details
         self.additional_info = additional_info
         self.headers = headers or {}
+        self.repeated_headers = repeated_headers or []
+        """Headers sent once per value (Compute sends each throttling policy in its own)."""
+        self.unwrapped = unwrapped
+        self.inner_error = inner_error
 
     def body(self) -> dict[str, Any]:
         error: dict[str, Any] = {"code": self.code, "message": self.message}
@@ -36,7 +44,9 @@ class ArmError(Exception):
             error["details"] = self.details
         if self.additional_info is not None:
             error["additionalInfo"] = self.additional_info
-        return {"error": error}
+        if self.inner_error is not None:
+            error["innererror"] = self.inner_error
+        return error if self.unwrapped else {"error": error}
 
 
 def resource_not_found(resource_type: str, name: str, group: str) -> ArmError:

@@ -7,6 +7,7 @@ casing it was created with for answers. JSON renderers follow the REST-spec exam
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -465,6 +466,8 @@ class Cloud:
     snapshots: dict[str, Snapshot] = field(default_factory=dict)
     # source disk key -> keys of its snapshots, so per-disk rules do not scan every snapshot
     snapshots_by_source: dict[str, set[str]] = field(default_factory=dict)
+    # (subscription, region, ZRS|LRS) -> snapshots there, for the 75,000 limit
+    snapshot_counts: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     operations: dict[str, Operation] = field(default_factory=dict)
     locks: list[Lock] = field(default_factory=list)
     policies: list[PolicyRule] = field(default_factory=list)
@@ -493,8 +496,12 @@ class Cloud:
         return sub.groups.get(name.lower()) if sub else None
 
     def add_snapshot(self, snapshot_key: str, snapshot: Snapshot) -> None:
+        replaced = self.snapshots.get(snapshot_key)
+        if replaced is not None:
+            self.snapshot_counts[snapshot_quota_key_of(replaced)] -= 1
         self.snapshots[snapshot_key] = snapshot
         self.snapshots_by_source.setdefault(key(snapshot.source_id), set()).add(snapshot_key)
+        self.snapshot_counts[snapshot_quota_key_of(snapshot)] += 1
 
     def snapshots_of(self, source_id: str) -> list[Snapshot]:
         keys = self.snapshots_by_source.get(key(source_id), ())
@@ -506,6 +513,7 @@ class Cloud:
         for k in gone:
             snapshot = self.snapshots.pop(k)
             self.snapshots_by_source.get(key(snapshot.source_id), set()).discard(k)
+            self.snapshot_counts[snapshot_quota_key_of(snapshot)] -= 1
 
     def purge_deleted(self, now: datetime) -> None:
         """Finish VM and disk deletes that have ended on the clock; a gone VM frees its disks."""
@@ -699,3 +707,13 @@ class Cloud:
                 "extensionHandlers": [],
             }
         return body
+
+
+def snapshot_quota_key(subscription: str, region: str, sku: str) -> tuple[str, str, str]:
+    """Where a snapshot counts for the per-subscription-and-region limit: ZRS and LRS apart."""
+    redundancy = "Standard_ZRS" if sku.upper().endswith("_ZRS") else "Standard_LRS"
+    return subscription.lower(), region.lower().replace(" ", ""), redundancy
+
+
+def snapshot_quota_key_of(snapshot: Snapshot) -> tuple[str, str, str]:
+    return snapshot_quota_key(snapshot.subscription, snapshot.location, snapshot.sku)

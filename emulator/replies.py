@@ -23,4 +23,7 @@ def json_response(status: int, body: Any, headers: dict[str, str] | None = None)
 def error_response(error: ArmError, extra: dict[str, str] | None = None) -> Response:
     headers = dict(extra or {})
     headers.update(error.headers)
-    return json_response(error.status, error.body(), headers)
+    response = json_response(error.status, error.body(), headers)
+    for name, value in error.repeated_headers:
+        response.raw_headers.append((name.lower().encode("latin-1"), value.encode("latin-1")))
+    return response

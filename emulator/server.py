@@ -24,7 +24,14 @@ from emulator.estate import EstateError, load_estate_file
 from emulator.eventgrid import DeliveryOptions, EventGrid
 from emulator.monitor import endpoint_entries
 from emulator.stand_in import build_stand_in
-from emulator.throttling import ArmLimits, ComputeLimits, Throttler
+from emulator.throttling import (
+    ARM_SHAPES,
+    CREATE_UPDATE,
+    SNAPSHOT_FAMILIES,
+    ArmLimits,
+    ComputeLimits,
+    Throttler,
+)
 
 log = logging.getLogger("emulator")
 ARM_AUDIENCE = "https://management.azure.com/"
@@ -111,6 +118,32 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--arm-deletes", type=_pair, help="CAPACITY:REFILL_PER_S for ARM deletes (default 200:10)"
     )
+    p.add_argument(
+        "--arm-header-shape",
+        choices=ARM_SHAPES,
+        default="token-bucket",
+        help="ARM's remaining-request headers: token buckets with -global- twins (199/199/249) "
+        "or the older hourly counters (1199/14999/11999)",
+    )
+    p.add_argument(
+        "--incremental-snapshot-family",
+        choices=SNAPSHOT_FAMILIES,
+        default=CREATE_UPDATE,
+        help="the Compute family incremental snapshot creates count against (full creates: "
+        "HighCostSnapshotCreateHydrate)",
+    )
+    p.add_argument(
+        "--region-snapshot-limit",
+        type=int,
+        default=75000,
+        help="snapshots per subscription and region (ZRS and LRS apart)",
+    )
+    p.add_argument(
+        "--untidy-shapes",
+        action="store_true",
+        help="Compute list and GET bodies as Azure writes them (no leading slash in "
+        "sourceResourceId, seven-digit +00:00 times, mixed-case ids)",
+    )
     p.add_argument("--no-throttle", action="store_true", help="turn throttling off")
     p.add_argument("--seed", type=int, help="seed for faults, duplicates and reordering")
     p.add_argument("--log-level", default="warning")
@@ -142,6 +175,10 @@ def scaled_limits(args: argparse.Namespace) -> tuple[ArmLimits, ComputeLimits]:
         reads=pick(args.arm_reads, base.reads),
         writes=pick(args.arm_writes, base.writes),
         deletes=pick(args.arm_deletes, base.deletes),
+        shape=args.arm_header_shape,
+        hourly_reads=max(1.0, base.hourly_reads * s),
+        hourly_writes=max(1.0, base.hourly_writes * s),
+        hourly_deletes=max(1.0, base.hourly_deletes * s),
     )
     c = ComputeLimits()
     compute = ComputeLimits(
@@ -149,6 +186,9 @@ def scaled_limits(args: argparse.Namespace) -> tuple[ArmLimits, ComputeLimits]:
         writes_30min=max(1.0, c.writes_30min * s),
         deletes_3min=max(1.0, c.deletes_3min * s),
         deletes_30min=max(1.0, c.deletes_30min * s),
+        hydrate_3min=max(1.0, c.hydrate_3min * s),
+        hydrate_30min=max(1.0, c.hydrate_30min * s),
+        incremental_family=args.incremental_snapshot_family,
         others_scale=s,
     )
     return arm, compute
@@ -174,6 +214,8 @@ async def serve(args: argparse.Namespace) -> int:
         boot_seconds=args.boot_seconds,
         agent_seconds=args.agent_seconds,
         vm_delete_seconds=args.vm_delete_seconds,
+        region_snapshot_limit=args.region_snapshot_limit,
+        untidy_shapes=args.untidy_shapes,
     )
     arm_limits, compute_limits = scaled_limits(args)
     throttler = Throttler(

@@ -1,9 +1,10 @@
 """Throttling as ARM and Compute do it: token buckets with remaining-count headers and 429s.
 
 ARM: per subscription (and principal) buckets for reads, writes and deletes, plus a
-subscription-wide global bucket (15x). Compute: per subscription and region policies for
-snapshot/disk writes and deletes, in a 3-minute and a 30-minute window. Buckets refill in real
-time (throttling protects the service, not the stand-in's clock).
+subscription-wide global bucket (15x), or the older hourly counters (`ArmLimits.shape`).
+Compute: per subscription and region policies (snapshot creates that copy data, disk writes,
+deletes, reads, operation polls, VM writes), each in a 3-minute and a 30-minute window. Buckets
+refill in real time (throttling protects the service, not the stand-in's clock).
 """
 
 from __future__ import annotations
@@ -56,6 +57,15 @@ class ArmLimits:
     writes: tuple[float, float] = (200, 10)
     deletes: tuple[float, float] = (200, 10)
     global_factor: float = 15.0
+    shape: str = "token-bucket"
+    """`token-bucket` (2026 responses: writes 199 with a `-global-` twin) or `hourly` (the older
+    per-hour counters of the 2024 snapshot recording: writes 1199, deletes 14999, reads 11999)."""
+    hourly_reads: float = 12000
+    hourly_writes: float = 1200
+    hourly_deletes: float = 15000
+
+
+ARM_SHAPES = ("token-bucket", "hourly")
 
 
 @dataclass(frozen=True)
@@ -66,8 +76,24 @@ class ComputeLimits:
     writes_30min: float = 25000
     deletes_3min: float = 3000
     deletes_30min: float = 24000
+    hydrate_3min: float = 1000
+    """`HighCostSnapshotCreateHydrate3Min`: the 2024 recording's first create reports 999 left."""
+    hydrate_30min: float = 8000
+    incremental_family: str = "CreateUpdateDisks"
+    """The family an incremental snapshot create counts against: no recording shows it, so it
+    is a setting (`CreateUpdateDisks` or `HighCostSnapshotCreateHydrate`). Full creates always
+    count against `HighCostSnapshotCreateHydrate`, as recorded."""
     others_scale: float = 1.0
     """Scales the read, operation-status and VM-update policies below (OTHER_POLICIES)."""
+
+
+HYDRATE = "HighCostSnapshotCreateHydrate"
+CREATE_UPDATE = "CreateUpdateDisks"
+SNAPSHOT_FAMILIES = (CREATE_UPDATE, HYDRATE)
+THROTTLED_MESSAGE = (
+    "The server rejected the request because too many requests have been received for this "
+    "subscription."
+)
 
 
 # Policies seen in recorded responses (x-ms-ratelimit-remaining-resource), per region. Disk RP:
@@ -119,6 +145,8 @@ class Throttler:
         """Take one ARM token or raise 429. `family` is reads, writes or deletes."""
         if not self.enabled:
             return {}
+        if self.arm.shape == "hourly":
+            return self._arm_hourly(subscription, principal, family)
         capacity, rate = getattr(self.arm, family)
         factor = self.arm.global_factor
         now = time.monotonic()
@@ -154,18 +182,67 @@ class Throttler:
                 ),
             }
 
+    def _arm_hourly(self, subscription: str, principal: str, family: str) -> dict[str, str]:
+        """The older model: a count per hour, subscription and principal, no global twin."""
+        capacity = float(getattr(self.arm, f"hourly_{family}"))
+        now = time.monotonic()
+        with self._lock:
+            bucket = self._bucket(
+                ("arm-hourly", subscription, principal, family), capacity, capacity / 3600
+            )
+            wait = bucket.wait_seconds(now)
+            if wait > 0:
+                after = self.retry_after(wait)
+                # As answered under the hourly model (kubernetes-sigs/azuredisk-csi-driver#773).
+                raise ArmError(
+                    429,
+                    "SubscriptionRequestsThrottled",
+                    f"Number of {family[:-1]} requests for subscription '{subscription}' exceeded "
+                    f"the limit of '{int(capacity)}' for time interval '01:00:00'. Please try "
+                    f"again after '{after}' seconds.",
+                    headers={
+                        "Retry-After": after,
+                        f"x-ms-ratelimit-remaining-subscription-{family}": "0",
+                    },
+                )
+            bucket.take(now)
+            return {f"x-ms-ratelimit-remaining-subscription-{family}": str(int(bucket.peek(now)))}
+
+    def allowed_30min(self, policy: str) -> int:
+        """The 30-minute capacity of a Compute family, for throttling details (0: unknown)."""
+        known = {
+            HYDRATE: self.compute.hydrate_30min,
+            CREATE_UPDATE: self.compute.writes_30min,
+            "DeleteDisks": self.compute.deletes_30min,
+        }
+        if policy in known:
+            return int(known[policy])
+        for names, caps in OTHER_POLICIES.values():
+            if names[1] == f"{policy}30Min":
+                return int(caps[1] * self.compute.others_scale)
+        return 0
+
+    def snapshot_family(self, incremental: bool) -> str:
+        """The Compute family a snapshot create counts against."""
+        return self.compute.incremental_family if incremental else HYDRATE
+
     def compute_check(self, subscription: str, region: str, kind: str) -> dict[str, str]:
         """Take one Compute policy token or raise 429.
 
-        `kind`: writes or deletes (snapshots and disks), or one of OTHER_POLICIES.
+        `kind`: writes (disk and snapshot creates and updates: `CreateUpdateDisks`), hydrate
+        (snapshot creates that copy data: `HighCostSnapshotCreateHydrate`), deletes, or one of
+        OTHER_POLICIES.
         """
         if not self.enabled:
             return {}
         names: tuple[str, ...]
         caps: tuple[float, ...]
-        if kind == "writes":
+        if kind in ("writes", CREATE_UPDATE):
             names = ("CreateUpdateDisks3Min", "CreateUpdateDisks30Min")
             caps = (self.compute.writes_3min, self.compute.writes_30min)
+        elif kind in ("hydrate", HYDRATE):
+            names = (f"{HYDRATE}3Min", f"{HYDRATE}30Min")
+            caps = (self.compute.hydrate_3min, self.compute.hydrate_30min)
         elif kind == "deletes":
             names = ("DeleteDisks3Min", "DeleteDisks30Min")
             caps = (self.compute.deletes_3min, self.compute.deletes_30min)
@@ -185,35 +262,11 @@ class Throttler:
             for name, bucket in zip(names, buckets, strict=True):
                 wait = bucket.wait_seconds(now)
                 if wait > 0:
-                    after = self.retry_after(wait)
-                    remaining = ",".join(
-                        f"Microsoft.Compute/{n};{int(b.peek(now))}"
-                        for n, b in zip(names, buckets, strict=True)
-                    )
-                    raise ArmError(
-                        429,
-                        "OperationNotAllowed",
-                        "The server rejected the request because too many requests have been "
-                        "received for this subscription.",
-                        details=[
-                            {
-                                "code": "TooManyRequests",
-                                "target": name,
-                                "message": json.dumps(
-                                    {
-                                        "operationGroup": name,
-                                        "startTime": "",
-                                        "endTime": "",
-                                        "allowedRequestCount": int(bucket.capacity),
-                                        "measuredRequestCount": int(bucket.capacity) + 1,
-                                    }
-                                ),
-                            }
-                        ],
-                        headers={
-                            "Retry-After": after,
-                            "x-ms-ratelimit-remaining-resource": remaining,
-                        },
+                    raise compute_throttled(
+                        [(n, int(b.peek(now))) for n, b in zip(names, buckets, strict=True)],
+                        name,
+                        int(bucket.capacity),
+                        self.retry_after(wait),
                     )
             for bucket in buckets:
                 bucket.take(now)
@@ -222,3 +275,60 @@ class Throttler:
                 for n, b in zip(names, buckets, strict=True)
             )
             return {"x-ms-ratelimit-remaining-resource": remaining}
+
+
+def compute_throttled(
+    remaining: list[tuple[str, int]],
+    target: str,
+    allowed: int,
+    retry_after: str | None,
+    start: str = "",
+    end: str = "",
+) -> ArmError:
+    """Compute's own 429, as the Learn page "Troubleshooting API throttling errors" shows it: the
+    body is not wrapped in `error`, each policy comes in its own `x-ms-ratelimit-remaining-resource`
+    header, and `Retry-After` may be absent (`retry_after=None`)."""
+    return ArmError(
+        429,
+        "OperationNotAllowed",
+        THROTTLED_MESSAGE,
+        details=[
+            {
+                "code": "TooManyRequests",
+                "target": target,
+                "message": json.dumps(
+                    {
+                        "operationGroup": target,
+                        "startTime": start,
+                        "endTime": end,
+                        "allowedRequestCount": allowed,
+                        "measuredRequestCount": allowed + 1,
+                    }
+                ),
+            }
+        ],
+        inner_error={"internalErrorCode": "TooManyRequestsReceived"},
+        headers={} if retry_after is None else {"Retry-After": retry_after},
+        repeated_headers=[
+            ("x-ms-ratelimit-remaining-resource", f"Microsoft.Compute/{name};{left}")
+            for name, left in remaining
+        ],
+        unwrapped=True,
+    )
+
+
+def policy_for(method: str, path: str) -> str:
+    """The Compute policy family a request counts against (for injected throttling)."""
+    p = path.lower()
+    method = method.upper()
+    if "/operations/" in p or "/diskoperations/" in p:
+        return "GetOperation"
+    if "/virtualmachines/" in p:
+        return {"PUT": "PutVM", "DELETE": "DeleteVM", "GET": "LowCostGet"}.get(method, "UpdateVM")
+    if method == "DELETE":
+        return "DeleteDisks"
+    if method in ("PUT", "PATCH"):
+        return HYDRATE if method == "PUT" and "/snapshots/" in p else CREATE_UPDATE
+    last = p.rstrip("/").rsplit("/", 2)
+    listing = len(last) >= 2 and last[-2] == "microsoft.compute"
+    return "HighCostGet" if listing else "LowCostGet"

@@ -69,8 +69,12 @@ def test_compute_snapshot_write_policy(arm: httpx.Client) -> None:
     third = arm.put(url % 2, json=snapshot_body(source))
     assert third.status_code == 429
     assert "Retry-After" in third.headers
-    assert "CreateUpdateDisks3Min;0" in third.headers["x-ms-ratelimit-remaining-resource"]
-    assert third.json()["error"]["details"][0]["target"] == "CreateUpdateDisks3Min"
+    # Compute's own 429: one header per policy, and a body without the `error` wrapper.
+    policies = third.headers.get_list("x-ms-ratelimit-remaining-resource")
+    assert policies[0] == "Microsoft.Compute/CreateUpdateDisks3Min;0"
+    assert policies[1].startswith("Microsoft.Compute/CreateUpdateDisks30Min;")
+    assert third.json()["code"] == "OperationNotAllowed"
+    assert third.json()["details"][0]["target"] == "CreateUpdateDisks3Min"
 
 
 @pytest.mark.usefixtures("small_buckets")
