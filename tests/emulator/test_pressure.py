@@ -108,18 +108,37 @@ def test_a_full_create_counts_against_the_hydrate_family_as_recorded(
         SNAP_RG, "t-press-full-0", body, polling=False, raw_response_hook=seen
     )
     assert seen.last[RESOURCE] == RECORDED_HYDRATE
-    compute.snapshots.begin_create_or_update(
-        SNAP_RG, "t-press-full-1", body, polling=False, raw_response_hook=seen
-    )
-    assert "HighCostSnapshotCreateHydrate3Min;998," in seen.last[RESOURCE]
     # An incremental create counts against CreateUpdateDisks unless told otherwise.
     incremental = sdk_body(disk_id("rg-app", "vm-web-01-data-01"))
     compute.snapshots.begin_create_or_update(
         SNAP_RG, "t-press-inc-0", incremental, polling=False, raw_response_hook=seen
     )
     assert seen.last[RESOURCE].startswith("Microsoft.Compute/CreateUpdateDisks3Min;2999,")
-    for name in ("t-press-full-0", "t-press-full-1", "t-press-inc-0"):
+    for name in ("t-press-full-0", "t-press-inc-0"):
         compute.snapshots.begin_delete(SNAP_RG, name, polling=False)
+
+
+def test_full_creates_run_out_of_the_hydrate_family(
+    no_retry: ComputeManagementClient, throttle: Callable[..., None]
+) -> None:
+    throttle(compute={"hydrate_3min": 2})  # refills 2 per 180 s: counts are exact
+    seen = Headers()
+    body = sdk_body(disk_id("rg-app", "vm-web-01-data-01"), incremental=False)
+    for name in ("t-press-out-0", "t-press-out-1"):
+        no_retry.snapshots.begin_create_or_update(
+            SNAP_RG, name, body, polling=False, raw_response_hook=seen
+        )
+    assert [h[RESOURCE].split(",")[0] for h in seen.seen] == [
+        "Microsoft.Compute/HighCostSnapshotCreateHydrate3Min;1",
+        "Microsoft.Compute/HighCostSnapshotCreateHydrate3Min;0",
+    ]
+    e = refusal(lambda: no_retry.snapshots.begin_create_or_update(SNAP_RG, "t-press-out-2", body))
+    assert e.status_code == 429
+    assert json.loads(e.response.text() if e.response else "{}")["details"][0]["target"] == (
+        "HighCostSnapshotCreateHydrate3Min"
+    )
+    for name in ("t-press-out-0", "t-press-out-1"):
+        no_retry.snapshots.begin_delete(SNAP_RG, name, polling=False)
 
 
 def test_the_incremental_family_is_a_setting(
@@ -156,10 +175,12 @@ def test_deletes_reads_and_polls_count_against_their_own_families(
     assert polls[0].startswith("Microsoft.Compute/GetOperation3Min;49999,")
     assert "Microsoft.Compute/GetOperation30Min;399999" in polls[0]
     compute.snapshots.get(SNAP_RG, "t-press-families", raw_response_hook=seen)
-    assert seen.last[RESOURCE].startswith("Microsoft.Compute/LowCostGet3Min;1499")
-    compute.snapshots.get(SNAP_RG, "t-press-families", raw_response_hook=seen)
-    first_read = int(seen.seen[-2][RESOURCE].split(";")[1].split(",")[0])
-    assert int(seen.last[RESOURCE].split(";")[1].split(",")[0]) == first_read - 1
+    # The poller's final GET and this one: both reads, refilling fast (15,000 per 180 s).
+    three, thirty = seen.last[RESOURCE].split(",")
+    assert three.startswith("Microsoft.Compute/LowCostGet3Min;")
+    assert 14990 <= int(three.split(";")[1]) <= 14998
+    assert thirty.startswith("Microsoft.Compute/LowCostGet30Min;")
+    assert 119990 <= int(thirty.split(";")[1]) <= 119998
     compute.snapshots.begin_delete(
         SNAP_RG, "t-press-families", polling=False, raw_response_hook=seen
     )
@@ -557,7 +578,8 @@ def test_the_hydrate_family_is_per_region(
 ) -> None:
     compute, admin = limited
     original = admin.get("/throttle").json()
-    admin.post("/throttle", json=original).raise_for_status()  # full buckets
+    # Full buckets; the 3-minute hydrate window holds 2 and refills 2 per 180 s: exact counts.
+    admin.post("/throttle", json={"compute": {"hydrate_3min": 2}}).raise_for_status()
     seen = Headers()
     west = _body(_source("rg-app", "vm-quota-osdisk"), incremental=False)
     north = _body(_source("rg-north", "vm-north-osdisk"), incremental=False)
@@ -565,10 +587,12 @@ def test_the_hydrate_family_is_per_region(
         compute.snapshots.begin_create_or_update(
             "rg-lifeboat-snapshots", name, body, polling=False, raw_response_hook=seen
         )
-    hydrate = [h[RESOURCE] for h in seen.seen]
-    assert hydrate[0] == RECORDED_HYDRATE
-    assert hydrate[1].startswith("Microsoft.Compute/HighCostSnapshotCreateHydrate3Min;998,")
-    assert hydrate[2] == RECORDED_HYDRATE  # northeurope counts apart
+    admin.post("/throttle", json=original).raise_for_status()
+    assert [h[RESOURCE].split(",")[0] for h in seen.seen] == [
+        "Microsoft.Compute/HighCostSnapshotCreateHydrate3Min;1",
+        "Microsoft.Compute/HighCostSnapshotCreateHydrate3Min;0",
+        "Microsoft.Compute/HighCostSnapshotCreateHydrate3Min;1",  # northeurope counts apart
+    ]
     # Hourly ARM shape from the command line: writes 1199 first, no global twin.
     assert seen.seen[0]["x-ms-ratelimit-remaining-subscription-writes"] == "1199"
     assert "x-ms-ratelimit-remaining-subscription-global-writes" not in seen.seen[0]
