@@ -411,6 +411,30 @@ def fire(rt: Runtime, timer: Timer) -> Result:
     )
 
 
+def per_subscription(
+    ctx: Context,
+    occurrence: datetime,
+    request: Callable[[str, str], Payload],
+    **details: Any,
+) -> Send:
+    """A timer's start: `run-start`, and one plan message per target subscription and slot.
+
+    `request(subscription, slot)` makes each message; its idempotency key names the message
+    type, the subscription and the slot, so a timer fired twice plans each subscription once.
+    """
+    from shared.snapshots import slot_of
+
+    slot = slot_of(occurrence.replace(second=0, microsecond=0))
+    subscriptions = sorted(ctx.settings.subscriptions)
+    ctx.out.succeeded(
+        "run-start",
+        count=len(subscriptions),
+        details={"slot": slot, "subscriptions": subscriptions, **details},
+    )
+    planned = [(s, request(s, slot)) for s in subscriptions]
+    return Send(*(Outgoing(m, key=f"{m.TYPE}:{s}:{slot}") for s, m in planned))
+
+
 def park_outcomes(
     rt: Runtime, records: Sequence[Mapping[str, Any]], *, put_backs: int = 0, delay: int = 0
 ) -> None:
@@ -481,7 +505,7 @@ def _poison(
         clock=rt.clock,
         job=Job.MAINTENANCE,
         run_id=message_id or "poison",
-        key=f"poison:{str(queue)}:{message_id}",
+        key=f"poison:{queue!s}:{message_id}",
         dry_run=rt.settings.dry_run,
     ).refused(
         "poison",

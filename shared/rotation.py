@@ -17,7 +17,16 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from shared.dispatch import Context, Done, HandlerTable, Outgoing, PutBack, Result, Send
+from shared.dispatch import (
+    Context,
+    Done,
+    HandlerTable,
+    Outgoing,
+    PutBack,
+    Result,
+    Send,
+    per_subscription,
+)
 from shared.messages import (
     DiskSnapshot,
     RotationConfirmRequest,
@@ -40,7 +49,7 @@ from shared.planning import (
     plan_prunes,
 )
 from shared.ports import Compute, RefusedError, Runtime, SnapshotRequest, ThrottledError
-from shared.snapshots import parse_slot, slot_of
+from shared.snapshots import parse_slot
 
 log = logging.getLogger(__name__)
 
@@ -73,20 +82,8 @@ def snapshot_id_of(subscription: str, group: str, name: str) -> str:
 
 def start_night(ctx: Context, occurrence: datetime) -> Result:
     """One rotation-plan message per target subscription, keyed by the scheduled occurrence."""
-    slot = slot_of(occurrence)
-    subscriptions = sorted(ctx.settings.subscriptions)
-    ctx.out.succeeded(
-        "run-start",
-        count=len(subscriptions),
-        details={"slot": slot, "subscriptions": subscriptions},
-    )
-    return Send(
-        *(
-            Outgoing(
-                RotationPlanRequest(subscriptionId=s, slot=slot), key=f"rotation-plan:{s}:{slot}"
-            )
-            for s in subscriptions
-        )
+    return per_subscription(
+        ctx, occurrence, lambda s, slot: RotationPlanRequest(subscriptionId=s, slot=slot)
     )
 
 

@@ -18,7 +18,7 @@ import math
 from datetime import datetime, timedelta
 
 from shared import dispatch
-from shared.dispatch import Context, Outgoing, Result, Send
+from shared.dispatch import Context, Outgoing, Result, Send, per_subscription
 from shared.messages import DrillPlanRequest, DrillState
 from shared.model import Vm
 from shared.names import Job
@@ -66,22 +66,8 @@ def start_message(state: DrillState, delay: float = 0.0) -> Outgoing:
 
 def start_drills(ctx: Context, occurrence: datetime) -> Result:
     """One drill-plan message per target subscription, keyed by the scheduled occurrence."""
-    slot = slot_of(occurrence.replace(second=0, microsecond=0))
-    subscriptions = sorted(ctx.settings.subscriptions)
-    ctx.out.succeeded(
-        "run-start",
-        count=len(subscriptions),
-        details={"slot": slot, "subscriptions": subscriptions},
-    )
-    return Send(
-        *(
-            Outgoing(
-                DrillPlanRequest(subscriptionId=subscription, slot=slot),
-                key=f"drill-plan:{subscription}:{slot}",
-                run_id=run_id_of(slot),
-            )
-            for subscription in subscriptions
-        )
+    return per_subscription(
+        ctx, occurrence, lambda s, slot: DrillPlanRequest(subscriptionId=s, slot=slot)
     )
 
 

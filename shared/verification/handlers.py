@@ -30,7 +30,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from shared.dispatch import Context, Done, Outgoing, Result, Send
+from shared.dispatch import Context, Done, Outgoing, Result, Send, per_subscription
 from shared.messages import (
     FirstBackupCheckRequest,
     VerificationPlanRequest,
@@ -41,7 +41,6 @@ from shared.names import Job, Status
 from shared.outcomes import Outcomes
 from shared.ports import RefusedError, ThrottledError
 from shared.settings import Settings
-from shared.snapshots import slot_of
 from shared.verification.assessment import (
     SEVERITY,
     Assessment,
@@ -108,13 +107,12 @@ def run_id_of(slot: str) -> str:
 
 def start_verification(ctx: Context, occurrence: datetime) -> Result:
     """One verification-plan message per target subscription, keyed by the occurrence."""
-    slot = slot_of(occurrence.replace(second=0, microsecond=0))
-    subscriptions = sorted(ctx.settings.subscriptions)
     features = remediations(ctx.settings)
-    ctx.out.succeeded(
-        "run-start",
-        count=len(subscriptions),
-        details={"slot": slot, "subscriptions": subscriptions, "remediations": features.state},
+    started = per_subscription(
+        ctx,
+        occurrence,
+        lambda s, slot: VerificationPlanRequest(subscriptionId=s, slot=slot),
+        remediations=features.state,
     )
     for feature, (setting, absent) in features.missing.items():
         ctx.out.feature_off(
@@ -122,15 +120,7 @@ def start_verification(ctx: Context, occurrence: datetime) -> Result:
             f"{setting} is true but {absent} is not set: {feature} is off",
             details={"feature": feature, "setting": setting, "missingSetting": absent},
         )
-    return Send(
-        *(
-            Outgoing(
-                VerificationPlanRequest(subscriptionId=s, slot=slot),
-                key=f"verification-plan:{s}:{slot}",
-            )
-            for s in subscriptions
-        )
-    )
+    return started
 
 
 # --------------------------------------------------------------------- plan: one subscription
