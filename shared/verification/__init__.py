@@ -29,6 +29,7 @@ from shared.verification.assessment import (
     on_demand_decision,
     pack_vms,
     precedence,
+    remediations,
     rpo_target_seconds,
     unpack_vms,
 )
@@ -37,7 +38,6 @@ from shared.verification.handlers import (
     check_new_vm,
     enable_protection,
     plan_subscription,
-    remediations,
     run_id_of,
     start_verification,
     verify_vault,

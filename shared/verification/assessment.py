@@ -15,6 +15,7 @@ from datetime import datetime
 from shared.model import BackupJob, ProtectedItem, RecoveryPoint, Vault, Vm
 from shared.names import Tag
 from shared.policies import tag_value
+from shared.settings import Settings
 
 MAX_ON_DEMAND_PER_DAY = 3
 
@@ -253,3 +254,41 @@ def unpack_vms(packed: dict[str, dict[str, list[str]]]) -> dict[str, tuple[str, 
             for name in names:
                 vms[f"{group}/{name}".lower()] = (policy, float(hours))
     return vms
+
+
+# ------------------------------------------------------------------------------ remediations
+
+ON_DEMAND_BACKUP = "on-demand-backup"
+ENABLE_PROTECTION = "enable-protection"
+
+
+@dataclass(frozen=True, slots=True)
+class Remediations:
+    """Which remediations run, and why the others do not (for the run-start row)."""
+
+    on_demand_backup: bool
+    enable_protection: bool
+    # feature -> (the setting that turns it on, the setting it needs that is absent)
+    missing: dict[str, tuple[str, str]]
+    state: dict[str, str]
+
+
+def remediations(settings: Settings) -> Remediations:
+    """On when asked for and every setting it needs is there; off otherwise, with the reason.
+
+    Enabling protection needs VM write, which Lifeboat's own identity never has: it runs only
+    with its own identity (`BACKUP_WRITER_CLIENT_ID`), and is off without one.
+    """
+    missing: dict[str, tuple[str, str]] = {}
+    state = {
+        ON_DEMAND_BACKUP: "on" if settings.on_demand_backup else "off (ON_DEMAND_BACKUP)",
+        ENABLE_PROTECTION: "on"
+        if settings.enable_backup_protection
+        else "off (ENABLE_BACKUP_PROTECTION)",
+    }
+    enable = settings.enable_backup_protection
+    if enable and not settings.backup_writer_client_id:
+        enable = False
+        missing[ENABLE_PROTECTION] = ("ENABLE_BACKUP_PROTECTION", "BACKUP_WRITER_CLIENT_ID")
+        state[ENABLE_PROTECTION] = "off (BACKUP_WRITER_CLIENT_ID missing)"
+    return Remediations(settings.on_demand_backup, enable, missing, state)

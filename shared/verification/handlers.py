@@ -27,7 +27,6 @@ import dataclasses
 import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from shared.dispatch import Context, Done, Outgoing, Result, Send, per_subscription
@@ -40,8 +39,9 @@ from shared.model import BackupJob, DiskAttachment, ProtectedItem, Vault, Vm, fo
 from shared.names import Job, Status
 from shared.outcomes import Outcomes
 from shared.ports import RefusedError, ThrottledError
-from shared.settings import Settings
 from shared.verification.assessment import (
+    ENABLE_PROTECTION,
+    ON_DEMAND_BACKUP,
     SEVERITY,
     Assessment,
     Finding,
@@ -50,6 +50,7 @@ from shared.verification.assessment import (
     on_demand_decision,
     pack_vms,
     region_of,
+    remediations,
     rpo_target_seconds,
     unpack_vms,
     vault_of,
@@ -58,44 +59,6 @@ from shared.verification.assessment import (
 )
 
 log = logging.getLogger(__name__)
-
-ON_DEMAND_BACKUP = "on-demand-backup"
-ENABLE_PROTECTION = "enable-protection"
-
-
-# ------------------------------------------------------------------------------ remediations
-
-
-@dataclass(frozen=True, slots=True)
-class Remediations:
-    """Which remediations run, and why the others do not (for the run-start row)."""
-
-    on_demand_backup: bool
-    enable_protection: bool
-    # feature -> (the setting that turns it on, the setting it needs that is absent)
-    missing: dict[str, tuple[str, str]]
-    state: dict[str, str]
-
-
-def remediations(settings: Settings) -> Remediations:
-    """On when asked for and every setting it needs is there; off otherwise, with the reason.
-
-    Enabling protection needs VM write, which Lifeboat's own identity never has: it runs only
-    with its own identity (`BACKUP_WRITER_CLIENT_ID`), and is off without one.
-    """
-    missing: dict[str, tuple[str, str]] = {}
-    state = {
-        ON_DEMAND_BACKUP: "on" if settings.on_demand_backup else "off (ON_DEMAND_BACKUP)",
-        ENABLE_PROTECTION: "on"
-        if settings.enable_backup_protection
-        else "off (ENABLE_BACKUP_PROTECTION)",
-    }
-    enable = settings.enable_backup_protection
-    if enable and not settings.backup_writer_client_id:
-        enable = False
-        missing[ENABLE_PROTECTION] = ("ENABLE_BACKUP_PROTECTION", "BACKUP_WRITER_CLIENT_ID")
-        state[ENABLE_PROTECTION] = "off (BACKUP_WRITER_CLIENT_ID missing)"
-    return Remediations(settings.on_demand_backup, enable, missing, state)
 
 
 # -------------------------------------------------------------------------------- the timer
