@@ -102,11 +102,8 @@ class DiskSnapshot(Payload):
     lun: int | None = None
 
 
-class RotationVmRequest(Payload):
-    """Snapshot one VM's disks, back to back, under one slot and one set."""
-
-    TYPE = MessageType.ROTATION_VM
-    VERSION = 2
+class VmSnapshotSet(Payload):
+    """One VM's snapshot set: what the messages that take it and confirm it both carry."""
 
     subscription_id: str = Field(alias="subscriptionId")
     vm_id: str = Field(alias="vmId")
@@ -117,6 +114,14 @@ class RotationVmRequest(Payload):
     set_id: str = Field(alias="setId")
     disks: list[DiskSnapshot] = Field(min_length=1, max_length=64)
     onboarding: bool = False
+
+
+class RotationVmRequest(VmSnapshotSet):
+    """Snapshot one VM's disks, back to back, under one slot and one set."""
+
+    TYPE = MessageType.ROTATION_VM
+    VERSION = 2
+
     # Whether an earlier delivery may have created some of these already (read each first).
     recheck: bool = False
 
@@ -275,20 +280,10 @@ class DrillState(Payload):
     swept: bool = False
 
 
-class RotationConfirmVmRequest(Payload):
+class RotationConfirmVmRequest(VmSnapshotSet):
     """After the create window: confirm one VM's snapshot set (an onboarding set), one GET each."""
 
     TYPE = MessageType.ROTATION_CONFIRM_VM
-
-    subscription_id: str = Field(alias="subscriptionId")
-    vm_id: str = Field(alias="vmId", min_length=1, max_length=1024)
-    vm_name: str = Field(alias="vmName")
-    resource_group: str = Field(alias="resourceGroup")
-    policy: str
-    slot: str = Field(pattern=r"^\d{12}$")
-    set_id: str = Field(alias="setId")
-    disks: list[DiskSnapshot] = Field(min_length=1, max_length=65)
-    onboarding: bool = True
 
 
 PAYLOADS: tuple[type[Payload], ...] = (

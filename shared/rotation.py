@@ -294,15 +294,8 @@ def snapshot_vm(request: RotationVmRequest, ctx: Context) -> Result:
             continue
         _accepted(disk_out, request)
     if request.onboarding:  # confirmed by its own step after the create window
-        confirm = RotationConfirmVmRequest(
-            subscriptionId=request.subscription_id,
-            vmId=request.vm_id,
-            vmName=request.vm_name,
-            resourceGroup=request.resource_group,
-            policy=request.policy,
-            slot=request.slot,
-            setId=request.set_id,
-            disks=request.disks,
+        confirm = RotationConfirmVmRequest.model_validate(
+            request.model_dump(exclude={"recheck"}, by_alias=True)
         )
         return Send(
             Outgoing(

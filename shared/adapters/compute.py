@@ -188,29 +188,18 @@ class AzureCompute:
 
     def get_vm(self, vm_id: str) -> Vm | None:
         sub, group, name = _split(vm_id, "virtualMachines")
-        try:
-            return vm_from_rest(
-                call_arm(lambda: self.client(sub).virtual_machines.get(group, name)).as_dict()
-            )
-        except ResourceNotFoundError:
-            return None
+        found = _found(lambda: self.client(sub).virtual_machines.get(group, name))
+        return None if found is None else vm_from_rest(found)
 
     def get_disk(self, disk_id: str) -> Disk | None:
         sub, group, name = _split(disk_id, "disks")
-        try:
-            return disk_from_rest(
-                call_arm(lambda: self.client(sub).disks.get(group, name)).as_dict()
-            )
-        except ResourceNotFoundError:
-            return None
+        found = _found(lambda: self.client(sub).disks.get(group, name))
+        return None if found is None else disk_from_rest(found)
 
     def get_snapshot(self, snapshot_id: str) -> Snapshot | None:
         sub, group, name = _split(snapshot_id, "snapshots")
-        try:
-            found = call_arm(lambda: self.client(sub).snapshots.get(group, name))
-        except ResourceNotFoundError:
-            return None
-        return snapshot_from_rest(found.as_dict())
+        found = _found(lambda: self.client(sub).snapshots.get(group, name))
+        return None if found is None else snapshot_from_rest(found)
 
     # --- writes
 
@@ -277,6 +266,15 @@ def call_arm(action: Callable[[], T]) -> T:
         raise
     except HttpResponseError as e:
         raise translate(e) from e
+
+
+def _found(get: Callable[[], Any]) -> dict[str, Any] | None:
+    """One GET as the REST body (a dict), or None when Azure says it does not exist."""
+    try:
+        body: dict[str, Any] = call_arm(get).as_dict()
+    except ResourceNotFoundError:
+        return None
+    return body
 
 
 def translate(error: HttpResponseError) -> Exception:

@@ -16,9 +16,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from azure.core.pipeline import PipelineResponse
-from azure.core.pipeline.policies import RetryPolicy
 from azure.monitor.ingestion import LogsIngestionClient, LogsUploadError
 
+from shared.adapters.retry import BoundedRetryPolicy
 from shared.model import Outcome
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 _MAX_RETRY_AFTER_SECONDS = 10.0
 
 
-class MonitorRetryPolicy(RetryPolicy):  # type: ignore[type-arg]
+class MonitorRetryPolicy(BoundedRetryPolicy):
     """Retry 408, 429 and 5xx (ingestion POSTs are safe to resend) with bounded total sleep.
 
     azure-core's default would sleep any Retry-After in full, without a cap, and retry ten times.
@@ -37,8 +37,9 @@ class MonitorRetryPolicy(RetryPolicy):  # type: ignore[type-arg]
         kwargs.setdefault("retry_backoff_factor", 0.5)
         kwargs.setdefault("retry_backoff_max", 8)
         kwargs.setdefault("retry_on_status_codes", [408, 429, 500, 502, 503, 504])
-        super().__init__(**kwargs)
-        self.max_sleep_seconds = max_sleep_seconds
+        super().__init__(
+            max_retry_after=_MAX_RETRY_AFTER_SECONDS, max_total_sleep=max_sleep_seconds, **kwargs
+        )
 
     def _is_method_retryable(self, settings: Any, request: Any, response: Any = None) -> bool:
         return True
@@ -47,23 +48,7 @@ class MonitorRetryPolicy(RetryPolicy):  # type: ignore[type-arg]
         status = response.http_response.status_code
         if status not in (408, 429) and status < 500:
             return False
-        retry_after = self.get_retry_after(response)
-        if retry_after is not None and retry_after > _MAX_RETRY_AFTER_SECONDS:
-            return False
-        wait = retry_after if retry_after is not None else self.get_backoff_time(settings)
-        slept = float(settings.get("lifeboat_slept", 0.0))
-        return slept + wait <= self.max_sleep_seconds
-
-    def sleep(
-        self,
-        settings: dict[str, Any],
-        transport: Any,
-        response: PipelineResponse[Any, Any] | None = None,
-    ) -> None:
-        retry_after = self.get_retry_after(response) if response is not None else None
-        wait = retry_after if retry_after is not None else self.get_backoff_time(settings)
-        settings["lifeboat_slept"] = float(settings.get("lifeboat_slept", 0.0)) + wait
-        super().sleep(settings, transport, response)
+        return self.within_bounds(settings, response)
 
 
 Park = Callable[[list[dict[str, Any]]], None]

@@ -19,28 +19,20 @@ MAX_RETRY_AFTER_SECONDS = 10.0
 MAX_TOTAL_SLEEP_SECONDS = 30.0
 
 
-class LifeboatRetryPolicy(RetryPolicy):  # type: ignore[type-arg]
-    def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("retry_total", 3)
-        kwargs.setdefault("retry_backoff_factor", 0.8)
-        kwargs.setdefault("retry_backoff_max", 10)
-        kwargs.setdefault("retry_on_status_codes", [408, 500, 502, 503, 504])
-        super().__init__(**kwargs)
+class BoundedRetryPolicy(RetryPolicy):  # type: ignore[type-arg]
+    """Retries only when Retry-After (if any) is short, with one call's total sleep bounded."""
 
-    def is_retry(self, settings: dict[str, Any], response: PipelineResponse[Any, Any]) -> bool:
-        status = response.http_response.status_code
-        if status == 429:
-            return False
-        method = response.http_request.method.upper()
-        if method not in IDEMPOTENT:
-            return False
-        if status != 408 and status < 500:
-            return False
+    def __init__(self, *, max_retry_after: float, max_total_sleep: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.max_retry_after = max_retry_after
+        self.max_total_sleep = max_total_sleep
+
+    def within_bounds(self, settings: dict[str, Any], response: PipelineResponse[Any, Any]) -> bool:
         retry_after = self.get_retry_after(response)
-        if retry_after is not None and retry_after > MAX_RETRY_AFTER_SECONDS:
+        if retry_after is not None and retry_after > self.max_retry_after:
             return False
         slept = float(settings.get("lifeboat_slept", 0.0))
-        return slept + (retry_after or self.get_backoff_time(settings)) <= MAX_TOTAL_SLEEP_SECONDS
+        return slept + self._wait(settings, response) <= self.max_total_sleep
 
     def sleep(
         self,
@@ -48,12 +40,36 @@ class LifeboatRetryPolicy(RetryPolicy):  # type: ignore[type-arg]
         transport: Any,
         response: PipelineResponse[Any, Any] | None = None,
     ) -> None:
-        before = settings.get("lifeboat_slept", 0.0)
-        wait = (self.get_retry_after(response) if response else None) or self.get_backoff_time(
-            settings
-        )
-        settings["lifeboat_slept"] = before + wait
+        wait = self._wait(settings, response)
+        settings["lifeboat_slept"] = float(settings.get("lifeboat_slept", 0.0)) + wait
         super().sleep(settings, transport, response)
+
+    def _wait(self, settings: dict[str, Any], response: PipelineResponse[Any, Any] | None) -> float:
+        retry_after = self.get_retry_after(response) if response is not None else None
+        return retry_after if retry_after is not None else float(self.get_backoff_time(settings))
+
+
+class LifeboatRetryPolicy(BoundedRetryPolicy):
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("retry_total", 3)
+        kwargs.setdefault("retry_backoff_factor", 0.8)
+        kwargs.setdefault("retry_backoff_max", 10)
+        kwargs.setdefault("retry_on_status_codes", [408, 500, 502, 503, 504])
+        super().__init__(
+            max_retry_after=MAX_RETRY_AFTER_SECONDS,
+            max_total_sleep=MAX_TOTAL_SLEEP_SECONDS,
+            **kwargs,
+        )
+
+    def is_retry(self, settings: dict[str, Any], response: PipelineResponse[Any, Any]) -> bool:
+        status = response.http_response.status_code
+        if status == 429:
+            return False
+        if response.http_request.method.upper() not in IDEMPOTENT:
+            return False
+        if status != 408 and status < 500:
+            return False
+        return self.within_bounds(settings, response)
 
     def _is_method_retryable(
         self, settings: dict[str, Any], request: PipelineRequest[Any] | Any, response: Any = None
