@@ -176,6 +176,7 @@ var appSettings = {
   SNAPSHOT_WRITES_PER_SECOND: '3'
   CONFIRM_DELAY_SECONDS: '900'
   STALE_SLOT_HOURS: '20'
+  MESSAGE_FRESHNESS_MINUTES: '30'
   MIN_WRITE_HEADROOM: '20'
   TAG_DEFAULT_POLICY: tagDefaultPolicy ? 'true' : 'false'
   POLICIES_FILE: 'policies.yaml'

@@ -88,7 +88,8 @@ def _first_snapshot_set(ctx: Context, vm: Vm, config: RotationConfig, slot: str)
     log.info("onboarding %s: first snapshot set %s", vm.id, slot)
     return [
         Outgoing(
-            vm_request(vm_plan, vm.subscription_id, slot, onboarding=True),
+            # Every event about a creation asks for the same set: read before any PUT.
+            vm_request(vm_plan, vm.subscription_id, slot, onboarding=True, recheck=True),
             key=f"onboarding-snapshot:{vm.id.lower()}:{slot}",
         )
         for vm_plan in plan.vms

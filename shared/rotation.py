@@ -23,6 +23,7 @@ from shared.dispatch import (
     HandlerTable,
     Outgoing,
     PutBack,
+    Refuse,
     Result,
     Send,
     per_subscription,
@@ -49,7 +50,8 @@ from shared.planning import (
     plan_prunes,
 )
 from shared.ports import Compute, RefusedError, Runtime, SnapshotRequest, ThrottledError
-from shared.snapshots import parse_slot
+from shared.rules import may_delete, where_lifeboat_deletes
+from shared.snapshots import parse_slot, snapshot_name
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +117,7 @@ def plan_subscription(request: RotationPlanRequest, ctx: Context) -> Result:
     return Send(
         *(
             Outgoing(
-                vm_request(vm_plan, subscription, plan.slot),
+                vm_request(vm_plan, subscription, plan.slot, recheck=ctx.redelivered),
                 key=f"rotation-vm:{vm_plan.vm.id.lower()}:{plan.slot}",
                 delay=vm_plan.delay_seconds,
                 early=True,
@@ -169,9 +171,18 @@ def _inventory(
 
 
 def vm_request(
-    vm_plan: VmPlan, subscription: str, slot: str, *, onboarding: bool = False
+    vm_plan: VmPlan,
+    subscription: str,
+    slot: str,
+    *,
+    onboarding: bool = False,
+    recheck: bool = False,
 ) -> RotationVmRequest:
-    """One VM's snapshot set as a message (the night's and onboarding's alike)."""
+    """One VM's snapshot set as a message (the night's and onboarding's alike).
+
+    `recheck`: the set may have been asked for before (a redelivered plan, another event about
+    the same creation), so each snapshot is read by name before any PUT.
+    """
     return RotationVmRequest(
         subscriptionId=subscription,
         vmId=vm_plan.vm.id,
@@ -191,6 +202,7 @@ def vm_request(
             for a in vm_plan.creates
         ],
         onboarding=onboarding,
+        recheck=recheck,
     )
 
 
@@ -252,8 +264,22 @@ def snapshot_vm(request: RotationVmRequest, ctx: Context) -> Result:
     out = _vm_out(ctx, request)
     if _stale(ctx, request.slot, "rotation-vm", out=out.bind(resource_id=request.vm_id)):
         return Done("stale")
+    wrong = _outside_service(ctx, request)
+    if wrong is not None:
+        return Refuse(f"rotation-vm asks for what Lifeboat never does: {wrong}")
     compute = ctx.compute
     group = ctx.settings.snapshot_group(request.subscription_id)
+    recheck = ctx.redelivered or request.recheck
+    if _older_than_fresh(ctx):
+        # The plan may be out of date: is the VM still there, and still in scope?
+        try:
+            gone = _out_of_scope(ctx, request)
+        except ThrottledError as e:
+            return PutBack(e.retry_after, f"throttled by Azure: {e}", request)
+        if gone is not None:
+            out.bind(resource_id=request.vm_id).skipped("snapshot-create", gone)
+            return Done(gone)
+        recheck = True
     tags: dict[str, str] = {
         Tag.MANAGED: "true",
         Tag.POLICY: request.policy,
@@ -261,7 +287,6 @@ def snapshot_vm(request: RotationVmRequest, ctx: Context) -> Result:
         Tag.SET: request.set_id,
         Tag.RUN: ctx.run_id[:256],
     }
-    recheck = ctx.redelivered or request.recheck
     for index, disk in enumerate(request.disks):
         disk_out = out.bind(
             region=disk.location,
@@ -269,10 +294,14 @@ def snapshot_vm(request: RotationVmRequest, ctx: Context) -> Result:
             details={"snapshotName": disk.snapshot_name, "lun": disk.lun},
         )
         snapshot_id = snapshot_id_of(request.subscription_id, group, disk.snapshot_name)
-        if recheck and _exists(compute, snapshot_id):
-            _accepted(disk_out, request)
-            continue
         rest = request.model_copy(update={"disks": request.disks[index:], "recheck": recheck})
+        # Never PUT what may exist: a PUT replaces every tag, a user's hold included.
+        try:
+            if recheck and compute.get_snapshot(snapshot_id) is not None:
+                _accepted(disk_out, request)
+                continue
+        except ThrottledError as e:
+            return PutBack(e.retry_after, f"throttled by Azure: {e}", rest)
         headroom = compute.write_headroom(request.subscription_id)
         if headroom is not None and headroom < ctx.settings.min_write_headroom:
             return PutBack(HEADROOM_WAIT_SECONDS, f"write headroom {headroom} is low", rest)
@@ -326,19 +355,40 @@ def _accepted(disk_out: Outcomes, request: RotationVmRequest) -> None:
         disk_out.succeeded("snapshot-create")
 
 
-def _exists(compute: Compute, snapshot_id: str) -> bool:
-    try:
-        return compute.get_snapshot(snapshot_id) is not None
-    except ThrottledError:
-        return False  # unknown: the PUT decides (and is a no-op if it exists)
+def _outside_service(ctx: Context, request: RotationVmRequest) -> str | None:
+    """Before any read: the subscription is served and every disk is in it."""
+    subscription = request.subscription_id.lower()
+    if subscription not in ctx.settings.subscriptions:
+        return f"subscription {subscription} is not one Lifeboat serves"
+    for disk in request.disks:
+        parts = disk.disk_id.strip("/").split("/")
+        if len(parts) != 8 or parts[1].lower() != subscription or parts[6].lower() != "disks":
+            return f"{disk.disk_id!r} is not a disk of subscription {subscription}"
+        if parts[3].lower() in ctx.settings.drill_groups:
+            return f"{disk.disk_id} is in a drill resource group"
+    return None
 
 
-def _gone(compute: Compute, snapshot_id: str) -> bool:
-    try:
-        existing = compute.get_snapshot(snapshot_id)
-    except ThrottledError:
+def _older_than_fresh(ctx: Context) -> bool:
+    if ctx.created is None:
         return False
-    return existing is None or (existing.provisioning_state or "").lower() == "deleting"
+    age = (ctx.now() - ctx.created).total_seconds()
+    return age > float(ctx.settings.message_freshness_minutes) * 60
+
+
+def _out_of_scope(ctx: Context, request: RotationVmRequest) -> str | None:
+    """Why a VM planned a while ago is no longer to be snapshotted now (one GET of the VM)."""
+    vm = ctx.compute.get_vm(request.vm_id)
+    if vm is None:
+        return "the VM no longer exists"
+    policy, why = ctx.policies.for_tags(vm.tags)
+    if policy is None or policy.name != request.policy:
+        return f"no longer in scope of policy {request.policy}: {why or policy}"
+    attached = {a.disk_id.lower() for a in vm.attachments if a.disk_id}
+    detached = [d.disk_id for d in request.disks if d.disk_id.lower() not in attached]
+    if detached:
+        return f"disk(s) no longer attached: {', '.join(detached)}"
+    return None
 
 
 # --------------------------------------------------------------------------------- confirm
@@ -488,7 +538,22 @@ def _snapshot_out(out: Outcomes, snapshot: Snapshot, policy: str | None) -> Outc
 
 
 def prune_snapshots(request: RotationPruneRequest, ctx: Context) -> Result:
+    """Delete what retention removed, each only after Azure shows that the rules still allow it.
+
+    Before any read, every id must name a snapshot in a served subscription's Lifeboat group;
+    then, per victim, a GET of the victim and (once per message) of the disk's snapshot of the
+    night: ownership from creationData, no hold tag, tonight's snapshot good and not the victim.
+    A message asking for what the planner never would is refused whole.
+    """
+    if _stale(ctx, request.slot, "rotation-prune"):
+        return Done("stale")
     compute = ctx.compute
+    group = ctx.settings.snapshot_group(request.subscription_id)
+    served = ctx.settings.subscriptions
+    for snapshot_id in request.snapshot_ids:
+        wrong = where_lifeboat_deletes(snapshot_id, subscriptions=served, snapshot_group=group)
+        if wrong is not None:
+            return Refuse(f"rotation-prune names what Lifeboat never deletes: {wrong.reason}")
     out = ctx.out.bind(
         subscription_id=request.subscription_id,
         policy=request.policy,
@@ -496,26 +561,52 @@ def prune_snapshots(request: RotationPruneRequest, ctx: Context) -> Result:
     )
     why = "orphan retention" if request.orphan else "removed by retention"
     recheck = ctx.redelivered or request.recheck
+    tonight: dict[str, Snapshot | None] = {}
     for index, snapshot_id in enumerate(request.snapshot_ids):
-        parts = snapshot_id.split("/")
-        row = out.bind(resource_id=snapshot_id, resource_group=parts[4] if len(parts) > 4 else None)
-        if recheck and _gone(compute, snapshot_id):
-            # An earlier delivery deleted it; report again rather than risk never reporting.
-            row.succeeded("snapshot-delete", why)
-            continue
+        row = out.bind(resource_id=snapshot_id, resource_group=group)
         rest = request.model_copy(
             update={"snapshot_ids": request.snapshot_ids[index:], "recheck": recheck}
         )
         headroom = compute.delete_headroom(request.subscription_id)
         if headroom is not None and headroom < ctx.settings.min_write_headroom:
-            # A backlog of prunes must not empty the delete bucket and meet 429s: wait a little.
+            # A backlog of prunes must not empty the delete bucket and meet 429s: wait a little
+            # (before reading: the reads are for the delete, and would be stale by then).
             return PutBack(HEADROOM_WAIT_SECONDS, f"delete headroom {headroom} is low", rest)
+        try:
+            victim = compute.get_snapshot(snapshot_id)
+            if victim is not None and not request.orphan and victim.source_unique_id:
+                name = snapshot_name(request.source_id, victim.source_unique_id, request.slot)
+                if name not in tonight:
+                    tonight[name] = compute.get_snapshot(
+                        snapshot_id_of(request.subscription_id, group, name)
+                    )
+        except ThrottledError as e:
+            return PutBack(e.retry_after, f"throttled by Azure: {e}", rest)
+        if victim is None or (victim.provisioning_state or "").lower() == "deleting":
+            # An earlier delivery deleted it (report it again), or someone else did.
+            if recheck:
+                row.succeeded("snapshot-delete", why)
+            else:
+                row.row("snapshot-delete", Status.ALREADY_TAKEN, "already gone")
+            continue
+        name = snapshot_name(request.source_id, victim.source_unique_id or "", request.slot)
+        verdict = may_delete(
+            victim, source_id=request.source_id, tonight=tonight.get(name), orphan=request.orphan
+        )
+        if verdict is not None and verdict.forged:
+            return Refuse(f"rotation-prune asks for what the rules forbid: {verdict.reason}")
+        if verdict is not None:
+            row.row("snapshot-delete", verdict.status, verdict.reason)
+            continue
         try:
             compute.begin_delete_snapshot(snapshot_id)
         except ThrottledError as e:
             return PutBack(e.retry_after, f"throttled by Azure: {e}", rest)
         except RefusedError as e:
-            row.blocked("snapshot-delete", str(e))
+            if e.code.lower() == "scopelocked":
+                row.row("snapshot-delete", Status.HELD, f"held (lock): {e}")
+            else:
+                row.blocked("snapshot-delete", str(e))
             continue
         row.succeeded("snapshot-delete", why)
     return Done()

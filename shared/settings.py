@@ -171,6 +171,11 @@ class Settings(BaseModel):
     snapshot_writes_per_second: float = Field(default=3.0, gt=0, alias="SNAPSHOT_WRITES_PER_SECOND")
     confirm_delay_seconds: float = Field(default=900, ge=0, alias="CONFIRM_DELAY_SECONDS")
     stale_slot_hours: float = Field(default=20, gt=0, alias="STALE_SLOT_HOURS")
+    # A rotation-vm message older than this re-reads its VM before it writes (the plan may be
+    # out of date: VM deleted, untagged, a disk detached).
+    message_freshness_minutes: float = Field(
+        default=30, gt=0, le=24 * 60, alias="MESSAGE_FRESHNESS_MINUTES"
+    )
     min_write_headroom: int = Field(default=20, ge=0, alias="MIN_WRITE_HEADROOM")
     tag_default_policy: bool = Field(default=False, alias="TAG_DEFAULT_POLICY")
     # Azure Backup verification (issue 6). Remediations are off unless set.

@@ -56,7 +56,8 @@ def name_matches_source(snapshot: Snapshot) -> bool:
     match = NAME_PATTERN.match(snapshot.name.lower())
     if not match or not snapshot.source_resource_id or not snapshot.source_unique_id:
         return False
-    return match.group(1) == disk_hash(snapshot.source_resource_id, snapshot.source_unique_id)
+    source = "/" + snapshot.source_resource_id.strip("/")  # Azure's lists may drop the slash
+    return match.group(1) == disk_hash(source, snapshot.source_unique_id)
 
 
 def slot_of_name(name: str) -> str | None:
@@ -73,9 +74,10 @@ def is_owned(snapshot: Snapshot, snapshot_group: str) -> bool:
 
 def taken_from(snapshot: Snapshot, disk: Disk) -> bool:
     """creationData names this very disk: same id (any casing) and the same uniqueId."""
-    return (snapshot.source_resource_id or "").lower() == disk.id.lower() and (
-        snapshot.source_unique_id or ""
-    ) == disk.unique_id
+    source = (snapshot.source_resource_id or "").strip("/").lower()
+    return (
+        source == disk.id.strip("/").lower() and (snapshot.source_unique_id or "") == disk.unique_id
+    )
 
 
 def is_held(snapshot: Snapshot) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 import pytest
@@ -199,8 +200,13 @@ def test_low_write_and_delete_headroom_defer_the_work_instead_of_meeting_429s() 
     world.compute.deletes_left = 150
     reads = len(world.compute.reads)
     world.drain()
-    assert world.ops("snapshot-delete", "succeeded")
-    assert len(world.compute.reads) == reads, "work put back was never attempted: no re-reads"
+    tonight = [
+        o for o in world.ops("snapshot-delete", "succeeded") if o.details["slot"] == "202611270200"
+    ]
+    assert len(tonight) == prunes
+    # Each delete reads its victim and its disk's snapshot of the night, once: the deferred
+    # attempts read nothing (they stopped at the headroom reading).
+    assert len(world.compute.reads) == reads + 2 * prunes
     assert not [w for w in world.compute.writes[before + 3 :] if w[0] != "delete"]
 
 
@@ -309,3 +315,141 @@ def test_config_comes_from_settings() -> None:
 
 
 _ = (timedelta, pytest)
+
+
+# ------------------------------------------------------- authority at the point of action
+
+
+def confirmed_night(world: World, day: int = 27) -> list[str]:
+    """Nights up to `day`, stopped with tonight's prunes queued (planned, not yet acted on)."""
+    for earlier in range(20, day):
+        world.night(earlier)
+    world.start(day)
+    world.drain_queue("rotation-plan")
+    world.drain_queue("rotation-vm")
+    world.drain_queue("rotation-plan")  # the confirm
+    return list(world.queues.sent["rotation-prune"])
+
+
+def prune_message(
+    world: World, source: object, *snapshot_ids: str, slot: str = "202611270200"
+) -> str:
+    request = messages.RotationPruneRequest(
+        subscriptionId=SUB,
+        sourceId=source.id,
+        slot=slot,
+        snapshotIds=list(snapshot_ids),  # type: ignore[attr-defined]
+    )
+    envelope = messages.make_envelope(request, run_id="r", idempotency_key="k", created=night(27))
+    return messages.encode(envelope)
+
+
+def test_a_hold_put_on_after_the_confirm_is_honoured_by_the_prune() -> None:
+    world = World()
+    prunes = confirmed_night(world)
+    victims = [messages.decode(t)[1].snapshot_ids[0] for t in prunes]  # type: ignore[attr-defined]
+    held = world.compute.snapshots[victims[0].lower()]
+    world.compute.snapshots[victims[0].lower()] = dataclasses.replace(
+        held, tags={**held.tags, "LifeBoat:Hold": "case-7"}
+    )
+    world.drain()
+    assert victims[0].lower() in world.compute.snapshots, "the held snapshot survives"
+    [kept] = world.ops("snapshot-delete", "held")
+    assert kept.resource_id == victims[0]
+    assert {w[1] for w in world.compute.writes if w[0] == "delete"} >= set(victims[1:])
+
+
+def test_a_lock_is_reported_held() -> None:
+    world = World()
+    prunes = confirmed_night(world)
+    victim = messages.decode(prunes[0])[1].snapshot_ids[0]  # type: ignore[attr-defined]
+    world.compute.refuse[victim.lower()] = "ScopeLocked"
+    world.drain()
+    [held] = world.ops("snapshot-delete", "held")
+    assert (held.reason or "").startswith("held (lock)")
+
+
+@pytest.mark.parametrize(
+    "forge",
+    ["tonight", "another disk's", "outside the group", "unserved subscription", "not a snapshot"],
+)
+def test_a_prune_asking_for_what_the_planner_never_would_is_refused_and_deletes_nothing(
+    forge: str,
+) -> None:
+    world = World()
+    confirmed_night(world)
+    world.queues.sent["rotation-prune"] = []
+    web_os, web_data = world.disks[0], world.disks[1]
+    tonight = snapshot_of(web_os, night(27)).id
+    other = "/subscriptions/9d9d9d9d-0000-4000-8000-000000000009"
+    victim = {
+        "tonight": tonight,
+        "another disk's": snapshot_of(web_data, night(26)).id,
+        "outside the group": snapshot_of(web_os, night(26), group="rg-app").id,
+        "unserved subscription": other + tonight[tonight.index("/resourceGroups") :],
+        "not a snapshot": web_os.id,
+    }[forge]
+    reads, writes = len(world.compute.reads), len(world.compute.writes)
+    result = deliver(world.rt, prune_message(world, web_os, victim))
+    assert isinstance(result, dispatch.Refuse), result
+    assert len(world.compute.writes) == writes, "nothing deleted"
+    if forge in ("outside the group", "unserved subscription", "not a snapshot"):
+        assert len(world.compute.reads) == reads, "refused before any read"
+    assert world.queues.sent["rotation-prune-poison"]
+    [refused] = [o for o in world.reporter.outcomes if o.status == "refused"]
+    assert refused.details["type"] == "rotation-prune"
+
+
+def test_a_stale_prune_acts_on_nothing() -> None:
+    world = World()
+    prunes = confirmed_night(world)
+    world.clock.advance(days=2)
+    writes = len(world.compute.writes)
+    for text in prunes:
+        deliver(world.rt, text)
+    assert len(world.compute.writes) == writes
+    assert world.ops("rotation-prune", "skipped")
+
+
+def test_a_rotation_vm_for_a_subscription_lifeboat_does_not_serve_is_refused() -> None:
+    world = World()
+    world.start(27)
+    world.drain_queue("rotation-plan")
+    text = world.queues.sent["rotation-vm"][0].replace(SUB, "9d9d9d9d-0000-4000-8000-000000000009")
+    world.queues.sent["rotation-vm"] = []
+    result = deliver(world.rt, text)
+    assert isinstance(result, dispatch.Refuse)
+    assert world.compute.writes == []
+    assert world.compute.reads == []
+
+
+def test_an_old_rotation_vm_reads_its_vm_again_and_skips_it_when_out_of_scope() -> None:
+    world = World()
+    world.start(27)
+    world.drain_queue("rotation-plan")
+    world.clock.advance(minutes=45)  # older than MESSAGE_FRESHNESS_MINUTES
+    web = next(v for v in world.compute.vms if v.name == "web")
+    world.compute.vms = [
+        dataclasses.replace(web, tags={}) if v is web else v for v in world.compute.vms
+    ]
+    world.drain_queue("rotation-vm")
+    created = {w[1] for w in world.compute.writes if w[0] == "create"}
+    assert created == {world.disks[2].id}, "only db's disk: web was untagged after the plan"
+    [skipped] = [o for o in world.ops("snapshot-create", "skipped") if o.vm_name == "web"]
+    assert "no longer in scope" in (skipped.reason or "")
+
+
+def test_a_hold_on_a_snapshot_survives_a_duplicate_rotation_vm() -> None:
+    world = World()
+    world.start(27)
+    world.drain_queue("rotation-plan")
+    [web] = [t for t in world.queues.sent["rotation-vm"] if "web-os" in t]
+    world.queues.sent["rotation-vm"] = []
+    deliver(world.rt, web)
+    taken = snapshot_of(world.disks[0], night(27)).id.lower()
+    held = world.compute.snapshots[taken]
+    world.compute.snapshots[taken] = dataclasses.replace(held, tags={"lifeboat:hold": "x"})
+    writes = len(world.compute.writes)
+    deliver(world.rt, web, dequeue_count=2)  # the host delivers it again
+    assert len(world.compute.writes) == writes, "no PUT over what exists"
+    assert world.compute.snapshots[taken].tags == {"lifeboat:hold": "x"}

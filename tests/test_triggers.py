@@ -261,6 +261,9 @@ class World:
         self.compute.vms = [self.vm]
         self.old = snapshot_of(self.disks[0], night(20))
         self.compute.snapshots[self.old.id.lower()] = self.old
+        # The disk's good snapshot of the night: a prune re-reads it before deleting.
+        tonight = snapshot_of(self.disks[0], night(27))
+        self.compute.snapshots[tonight.id.lower()] = tonight
         self.settings = Settings.from_env(base_settings(TARGET_SUBSCRIPTIONS=SUB))
         override_services(
             settings=self.settings,

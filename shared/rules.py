@@ -1,0 +1,103 @@
+"""The rules no write may break, in one place: the planner decides with them, and every worker
+applies them again to what it reads from Azure just before it writes.
+
+A queue message is a request, never authority: anyone with queue data rights could have
+written it, and a plan goes stale while it waits. So a prune re-reads its victim and the disk's
+snapshot of the night, and a snapshot create reads by name before it PUTs (an ARM PUT replaces
+every tag, a user's `lifeboat:hold` included).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+
+from shared.model import Snapshot
+from shared.names import Status
+from shared.snapshots import is_held, name_matches_source
+
+
+def same_id(a: str | None, b: str | None) -> bool:
+    """ARM ids compared as Azure does: any casing, with or without the leading slash."""
+    if not a or not b:
+        return False
+    return a.strip("/").lower() == b.strip("/").lower()
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotId:
+    """The parts of a snapshot's ARM id (`parse_snapshot_id` gives None for any other id)."""
+
+    subscription_id: str
+    resource_group: str
+    name: str
+
+
+def parse_snapshot_id(resource_id: str) -> SnapshotId | None:
+    parts = resource_id.strip("/").split("/")
+    if len(parts) != 8:
+        return None
+    subs, sub, groups, group, providers, namespace, kind, name = parts
+    fixed = tuple(p.lower() for p in (subs, groups, providers, namespace, kind))
+    if fixed != ("subscriptions", "resourcegroups", "providers", "microsoft.compute", "snapshots"):
+        return None
+    if not (sub and group and name):
+        return None
+    return SnapshotId(sub.lower(), group, name)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """Why a write must not happen: `status` is the row's (held, blocked), `forged` when only
+    a message that Lifeboat's planner would never write could ask for it."""
+
+    status: Status
+    reason: str
+    forged: bool = False
+
+
+def where_lifeboat_deletes(
+    snapshot_id: str, *, subscriptions: Collection[str], snapshot_group: str
+) -> Verdict | None:
+    """Before any read: a prune may only name a snapshot in a served subscription's group."""
+    parsed = parse_snapshot_id(snapshot_id)
+    if parsed is None:
+        return Verdict(Status.REFUSED, f"{snapshot_id!r} is not a snapshot id", forged=True)
+    if parsed.subscription_id not in subscriptions:
+        reason = f"subscription {parsed.subscription_id} is not one Lifeboat serves"
+        return Verdict(Status.REFUSED, reason, forged=True)
+    if parsed.resource_group.lower() != snapshot_group.lower():
+        reason = f"{parsed.name} is in {parsed.resource_group}, not Lifeboat's {snapshot_group}"
+        return Verdict(Status.REFUSED, reason, forged=True)
+    return None
+
+
+def may_delete(
+    victim: Snapshot,
+    *,
+    source_id: str,
+    tonight: Snapshot | None,
+    orphan: bool,
+) -> Verdict | None:
+    """None when the victim, as Azure shows it now, may be deleted; else why not.
+
+    Ownership is platform-written (`creationData` matches the name's hash and the disk the
+    message names), never a tag; a hold tag keeps it; the disk's snapshot of the night must be
+    good and must not be the victim (so the newest good snapshot is never the one deleted).
+    """
+    if not name_matches_source(victim):
+        reason = f"{victim.name} is not Lifeboat's: its name does not match its creationData"
+        return Verdict(Status.REFUSED, reason, forged=True)
+    if not same_id(victim.source_resource_id, source_id):
+        reason = f"{victim.name} was taken from {victim.source_resource_id}, not {source_id}"
+        return Verdict(Status.REFUSED, reason, forged=True)
+    if is_held(victim):
+        return Verdict(Status.HELD, "held: the snapshot carries lifeboat:hold")
+    if orphan:
+        return None  # the disk is gone: no snapshot of the night to keep
+    if tonight is not None and same_id(tonight.id, victim.id):
+        reason = f"{victim.name} is the disk's snapshot of the night, its newest"
+        return Verdict(Status.REFUSED, reason, forged=True)
+    if tonight is None or not tonight.good:
+        return Verdict(Status.BLOCKED, "tonight's snapshot is not confirmed good")
+    return None
