@@ -19,8 +19,10 @@ VMs in the same stand-in, and its per-disk costs are shown beside Lifeboat's.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import secrets
 import ssl
 import subprocess
 import sys
@@ -181,6 +183,8 @@ def _lifeboat_night(
     environ = {
         "AzureWebJobsStorage": azurite.connection_string,
         "TARGET_SUBSCRIPTIONS": ep.subscriptions[0],
+        "MESSAGE_SIGNING_KEYS": "bench="
+        + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
         # Only the rotation timer fires: the others (new year's day) would share the buckets.
         "POISON_SCHEDULE": "0 0 0 1 1 *",
         "ROTATION_SCHEDULE": "0 0 2 * * *",

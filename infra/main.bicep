@@ -62,6 +62,10 @@ param drillSchedule string = '0 0 4 * * *'
 param sweeperSchedule string = '0 30 * * * *'
 param poisonSchedule string = '0 */15 * * * *'
 
+@secure()
+@description('MESSAGE_SIGNING_KEYS, kept in Key Vault: the preprovision hook generates one per environment.')
+param messageSigningKeys string
+
 var tags = {
   'azd-env-name': environmentName
   app: 'lifeboat'
@@ -117,6 +121,18 @@ module storage 'app/storage.bicep' = {
     queueNames: queueNames
     deploymentContainerName: deploymentContainerName
     deadLetterContainerName: deadLetterContainerName
+  }
+}
+
+module keyVault 'app/keyvault.bicep' = {
+  name: 'keyvault'
+  scope: group
+  params: {
+    name: 'kv-lb-${resourceToken}'
+    location: location
+    tags: tags
+    identityPrincipalId: identity.outputs.principalId
+    messageSigningKeys: messageSigningKeys
   }
 }
 
@@ -177,6 +193,7 @@ var appSettings = {
   CONFIRM_DELAY_SECONDS: '900'
   STALE_SLOT_HOURS: '20'
   MESSAGE_FRESHNESS_MINUTES: '30'
+  MESSAGE_SIGNING_KEYS: '@Microsoft.KeyVault(SecretUri=${keyVault.outputs.SECRET_URI})'
   MIN_WRITE_HEADROOM: '20'
   TAG_DEFAULT_POLICY: tagDefaultPolicy ? 'true' : 'false'
   POLICIES_FILE: 'policies.yaml'

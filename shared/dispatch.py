@@ -221,7 +221,9 @@ def deliver(
         text = body
     handlers = handlers if handlers is not None else handlers_for(queue)
     try:
-        envelope, payload = messages.decode(text, queue=str(queue), allowed=handlers.keys())
+        envelope, payload = messages.decode(
+            text, queue=str(queue), allowed=handlers.keys(), keys=rt.settings.signing_keys
+        )
     except PoisonMessageError as e:
         return _refuse_undecodable(rt, queue, text, message_id, dequeue_count, e)
     ctx = Context(
@@ -313,7 +315,9 @@ def _put_back(
         created=envelope.created,
         put_backs=put_backs,
     )
-    ctx.rt.queues.send(queue, messages.encode(again), visibility_timeout=visibility)
+    ctx.rt.queues.send(
+        queue, messages.encode(again, ctx.settings.signing_keys), visibility_timeout=visibility
+    )
     ctx.out.waiting(
         envelope.type,
         result.reason,
@@ -355,7 +359,7 @@ def send_all(rt: Runtime, outgoing: Sequence[Outgoing], *, run_id: str) -> None:
             idempotency_key=item.key,
             created=rt.clock.now(),
         )
-        text = messages.encode(envelope)
+        text = messages.encode(envelope, rt.settings.signing_keys)
         spent = (rt.clock.now() - began).total_seconds()
         queue = QUEUE_OF[item.payload.TYPE]
         rt.queues.send(
@@ -450,7 +454,11 @@ def park_outcomes(
             created=rt.clock.now(),
             put_backs=put_backs,
         )
-        rt.queues.send(Queue.OUTCOMES_RETRY, messages.encode(envelope), visibility_timeout=delay)
+        rt.queues.send(
+            Queue.OUTCOMES_RETRY,
+            messages.encode(envelope, rt.settings.signing_keys),
+            visibility_timeout=delay,
+        )
 
 
 # Leave room for the envelope inside a queue message's ~48 KiB of payload.

@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.names import MessageType
+from shared.signing import SignatureError, SigningKeys
 
 # Storage queues limit a message to 64 KiB of encoded text; Lifeboat's messages are base64.
 MAX_ENCODED_BYTES = 64 * 1024
@@ -48,6 +49,8 @@ class Envelope(BaseModel):
     payload: dict[str, Any]
     # How many times dispatch has put this work back on its queue (throttling, headroom).
     put_backs: int = Field(default=0, alias="putBacks", ge=0, le=1_000_000)
+    # HMAC over the rest (shared/signing.py); checked before the envelope is even parsed.
+    signature: str | None = Field(default=None, alias="sig", max_length=200)
 
 
 class Payload(BaseModel):
@@ -358,9 +361,12 @@ def encoded_size(text: str) -> int:
     return 4 * math.ceil(len(text.encode("utf-8")) / 3)
 
 
-def encode(envelope: Envelope) -> str:
-    """The envelope as JSON text; raises MessageTooLargeError past the queue's limit."""
-    text = envelope.model_dump_json(by_alias=True)
+def encode(envelope: Envelope, keys: SigningKeys | None = None) -> str:
+    """The envelope as JSON text, signed with `keys` when given; raises MessageTooLargeError
+    past the queue's limit."""
+    text = envelope.model_dump_json(by_alias=True, exclude={"signature"})
+    if keys is not None:
+        text = keys.sign(text)
     size = encoded_size(text)
     if size > MAX_ENCODED_BYTES:
         raise MessageTooLargeError(
@@ -371,11 +377,16 @@ def encode(envelope: Envelope) -> str:
 
 
 def decode(
-    text: str, *, queue: str | None = None, allowed: Collection[str] | None = None
+    text: str,
+    *,
+    queue: str | None = None,
+    allowed: Collection[str] | None = None,
+    keys: SigningKeys | None = None,
 ) -> tuple[Envelope, Payload]:
     """Parse and validate a message; raises PoisonMessageError with the reason if it never can.
 
-    With `allowed`, a message of another type is refused before its payload is looked at.
+    With `keys`, a message not signed with one of them is refused before anything else is
+    looked at; with `allowed`, a message of another type before its payload is.
     """
     try:
         raw = json.loads(text)
@@ -384,6 +395,11 @@ def decode(
     if not isinstance(raw, dict):
         raise PoisonMessageError(f"not a message envelope: a JSON {type(raw).__name__}")
     message_type = raw.get("type") if isinstance(raw.get("type"), str) else None
+    if keys is not None:
+        try:
+            keys.verify(raw)
+        except SignatureError as e:
+            raise PoisonMessageError(str(e), message_type=message_type) from None
     try:
         envelope = Envelope.model_validate(raw)
     except ValidationError as e:

@@ -10,6 +10,7 @@ misspelt setting would otherwise be ignored while the real one keeps its default
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -30,6 +31,13 @@ from pydantic import (
 )
 
 from shared.schedules import check_schedule
+from shared.signing import SigningKeys
+
+
+@functools.lru_cache(maxsize=8)
+def signing_keys(text: str) -> SigningKeys:
+    return SigningKeys.parse(text)
+
 
 HOST_JSON = Path(__file__).resolve().parent.parent / "host.json"
 # The Functions host lets app settings override host.json; Lifeboat reads the same override.
@@ -170,6 +178,8 @@ class Settings(BaseModel):
     arm_writes_per_second: float = Field(default=5.0, gt=0, alias="ARM_WRITES_PER_SECOND")
     snapshot_writes_per_second: float = Field(default=3.0, gt=0, alias="SNAPSHOT_WRITES_PER_SECOND")
     confirm_delay_seconds: float = Field(default=900, ge=0, alias="CONFIRM_DELAY_SECONDS")
+    # Keys that sign and verify queue messages: id=base64secret[,id=...], the first signs.
+    message_signing_keys: str = Field(alias="MESSAGE_SIGNING_KEYS", min_length=1, repr=False)
     stale_slot_hours: float = Field(default=20, gt=0, alias="STALE_SLOT_HOURS")
     # A rotation-vm message older than this re-reads its VM before it writes (the plan may be
     # out of date: VM deleted, untagged, a disk detached).
@@ -224,6 +234,16 @@ class Settings(BaseModel):
         if value is not None and not re.match(r"^https?://[^/\s]+", value):
             raise ValueError(f"must be an http(s) URL, got {value!r}")
         return value
+
+    @field_validator("message_signing_keys")
+    @classmethod
+    def _valid_signing_keys(cls, value: str) -> str:
+        signing_keys(value)  # raises ValueError naming the problem (never the secret)
+        return value
+
+    @property
+    def signing_keys(self) -> SigningKeys:
+        return signing_keys(self.message_signing_keys)
 
     @property
     def monitor_configured(self) -> bool:
@@ -472,7 +492,8 @@ def _describe(error: ValidationError) -> list[str]:
         elif key == "settings" or not loc:
             problems.append(message)
         else:
-            if "got " not in message:
+            secret = any(word in key.upper() for word in ("KEY", "SECRET", "TOKEN"))
+            if "got " not in message and not secret:  # a secret is never echoed
                 message = f"{message} (got {item.get('input')!r})"
             problems.append(f"{key}: {message}")
     return problems

@@ -16,12 +16,14 @@ from shared.services import reset_services
 
 SUBSCRIPTION = "6f1c3a52-7d2e-4b8a-9c41-3e5d2a7b9f10"  # the demo estate's
 OTHER_SUBSCRIPTION = "9d9d9d9d-0000-4000-8000-000000000009"
+TEST_SIGNING_KEYS = "test=xB1zVZRLIKLPq3lsmof2kRzc3_YnUKXpkpEYUjEKwBM"
 
 
 def base_settings(**extra: str) -> dict[str, str]:
     values = {
         "AzureWebJobsStorage": "UseDevelopmentStorage=true",
         "TARGET_SUBSCRIPTIONS": SUBSCRIPTION,
+        "MESSAGE_SIGNING_KEYS": TEST_SIGNING_KEYS,
         "POISON_SCHEDULE": "0 */15 * * * *",
         "ROTATION_SCHEDULE": "0 0 2 * * *",
         "VERIFICATION_SCHEDULE": "0 0 6 * * *",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from cli.azurite import Azurite
+from tests.conftest import TEST_SIGNING_KEYS
 
 SUB = "6f1c3a52-7d2e-4b8a-9c41-3e5d2a7b9f10"  # the demo estate's subscription
 NEVER = "0 0 0 1 6 *"  # a schedule that does not come round during a test
@@ -23,6 +24,7 @@ def app_settings(azurite: Azurite, ep: Any, **settings: str) -> dict[str, str]:
     return {
         "AzureWebJobsStorage": azurite.connection_string,
         "TARGET_SUBSCRIPTIONS": SUB,
+        "MESSAGE_SIGNING_KEYS": TEST_SIGNING_KEYS,
         "POISON_SCHEDULE": NEVER,
         "ROTATION_SCHEDULE": "0 0 2 * * *",
         "VERIFICATION_SCHEDULE": NEVER,

@@ -37,7 +37,8 @@ from shared.names import HANDLERS_OF, QUEUE_OF, SERVED_BY, Job, MessageType, Que
 from shared.policies import parse_policies
 from shared.ports import ThrottledError
 from shared.settings import Settings
-from tests.conftest import SUBSCRIPTION, base_settings
+from shared.signing import SigningKeys
+from tests.conftest import SUBSCRIPTION, TEST_SIGNING_KEYS, base_settings
 from tests.fakes import FailingReporter, FixedClock, MemoryQueues, MemoryReporter, runtime
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -165,11 +166,14 @@ def every_handler() -> list[tuple[Queue, type[Payload]]]:
     return pairs
 
 
-def text_of(payload: Payload, *, put_backs: int = 0) -> str:
+KEYS = SigningKeys.parse(TEST_SIGNING_KEYS)
+
+
+def text_of(payload: Payload, *, put_backs: int = 0, keys: SigningKeys | None = KEYS) -> str:
     envelope = messages.make_envelope(
         payload, run_id="run-1", idempotency_key="key-1", created=NOW, put_backs=put_backs
     )
-    return messages.encode(envelope)
+    return messages.encode(envelope, keys)
 
 
 def test_every_payload_type_has_a_handler_on_its_queue_and_a_sample() -> None:
@@ -251,7 +255,9 @@ def never_called(payload: Payload, ctx: Context) -> Done:
         (b"{", "not JSON"),
         (text_of(SAMPLES[DrillPlanRequest]).encode(), "'drill-plan' does not belong on queue"),
         (
-            json.dumps({**json.loads(text_of(SAMPLES[OnboardingRequest])), "payload": {}}).encode(),
+            KEYS.sign(
+                json.dumps({**json.loads(text_of(SAMPLES[OnboardingRequest])), "payload": {}})
+            ).encode(),
             "payload schema",
         ),
     ],
@@ -457,3 +463,51 @@ def _source_with_use_cases(module: str) -> str:
     return "".join(
         f.read_text() for name in [package, *sorted(called & use_cases)] for f in files(name)
     )
+
+
+OTHER_KEYS = SigningKeys.parse("other=" + "A" * 43)
+
+
+def _tampered(text: str) -> str:
+    raw = json.loads(text)
+    raw["payload"]["subscriptionId"] = "9d9d9d9d-0000-4000-8000-000000000009"
+    return json.dumps(raw)
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (lambda: text_of(SAMPLES[RotationPruneRequest], keys=None), "unsigned"),
+        (lambda: text_of(SAMPLES[RotationPruneRequest], keys=OTHER_KEYS), "does not hold"),
+        (lambda: _tampered(text_of(SAMPLES[RotationPruneRequest])), "altered or forged"),
+    ],
+    ids=["unsigned", "unknown key", "tampered"],
+)
+def test_a_message_lifeboat_did_not_sign_is_refused_before_any_read(make: Any, reason: str) -> None:
+    queues, reporter = MemoryQueues(), MemoryReporter()
+    rt = runtime(
+        Settings.from_env(base_settings()),
+        FixedClock(NOW),
+        reporter,
+        queues,
+        compute=Throttled(1),
+        policies=POLICIES,
+    )
+    result = dispatch.deliver(rt, Queue.ROTATION_PRUNE, make(), message_id="m")
+    assert isinstance(result, Refuse)
+    assert reason in result.reason
+    assert list(queues.sent) == ["rotation-prune-poison"]
+    assert [(o.operation, o.status) for o in reporter.outcomes] == [("poison", "refused")]
+
+
+def test_every_message_dispatch_sends_is_signed_and_a_second_key_verifies_while_rotating() -> None:
+    queues = MemoryQueues()
+    rotating = base_settings(MESSAGE_SIGNING_KEYS=f"new={'B' * 43},{TEST_SIGNING_KEYS}")
+    rt = runtime(Settings.from_env(rotating), FixedClock(NOW), MemoryReporter(), queues)
+    dispatch.submit(rt, Job.ROTATION, "r", Send(Outgoing(SAMPLES[RotationPlanRequest], key="k")))
+    [sent] = queues.sent["rotation-plan"]
+    assert json.loads(sent)["sig"].startswith("new:")
+    old_rt = runtime(Settings.from_env(base_settings()), FixedClock(NOW), MemoryReporter(), queues)
+    with pytest.raises(messages.PoisonMessageError, match="does not hold"):
+        messages.decode(sent, keys=old_rt.settings.signing_keys)
+    messages.decode(text_of(SAMPLES[RotationPlanRequest]), keys=rt.settings.signing_keys)

@@ -12,6 +12,7 @@ from typing import Any
 import function_app
 from cli.localhost import index_app
 from shared.settings import MAX_DEQUEUE_OVERRIDE, Settings
+from tests.conftest import TEST_SIGNING_KEYS
 from tests.test_infra_bicep import BICEP_FILES, INFRA, ROOT, Bicep
 
 QUEUES = {
@@ -128,6 +129,10 @@ def test_literal_settings_validate_like_the_app_would_read_them() -> None:
         if isinstance(value, str) and "${" not in value and value not in main.tree["variables"]:
             env[key] = value
     env["TARGET_SUBSCRIPTIONS"] = "6f1c3a52-7d2e-4b8a-9c41-3e5d2a7b9f10"
+    # A Key Vault reference: the platform puts the secret's value in its place.
+    reference = _main_settings()["MESSAGE_SIGNING_KEYS"]
+    assert "@Microsoft.KeyVault(SecretUri=" in json.dumps(reference)
+    env["MESSAGE_SIGNING_KEYS"] = TEST_SIGNING_KEYS
     settings = Settings.from_env(env)
     assert settings.dry_run is True, "a new deployment starts in dry-run"
     assert settings.tag_default_policy is False

@@ -12,7 +12,8 @@ from shared.messages import (
     PoisonMessageError,
     make_envelope,
 )
-from tests.conftest import SUBSCRIPTION
+from shared.signing import SigningKeys
+from tests.conftest import SUBSCRIPTION, TEST_SIGNING_KEYS
 
 NOW = datetime(2026, 11, 27, 1, 0, tzinfo=UTC)
 
@@ -34,7 +35,8 @@ def envelope_text(**overrides: object) -> str:
     envelope = make_envelope(onboarding_request(), run_id="run-1", idempotency_key="k", created=NOW)
     raw = json.loads(messages.encode(envelope))
     raw.update(overrides)
-    return json.dumps(raw)
+    # Signed as Lifeboat signs: what it says is wrong, never who wrote it.
+    return SigningKeys.parse(TEST_SIGNING_KEYS).sign(json.dumps(raw))
 
 
 def test_envelope_round_trips_with_every_field() -> None:
@@ -49,6 +51,7 @@ def test_envelope_round_trips_with_every_field() -> None:
         "created",
         "payload",
         "putBacks",
+        "sig",
     }
     envelope, payload = messages.decode(text)
     assert (envelope.type, envelope.version, envelope.run_id) == ("onboarding", 1, "run-1")

@@ -26,8 +26,9 @@ def test_missing_settings_are_all_named_in_one_error() -> None:
     with pytest.raises(SettingsError) as caught:
         Settings.from_env({})
     message = str(caught.value)
-    assert "7 problem(s)" in message
+    assert "8 problem(s)" in message
     for key in (
+        "MESSAGE_SIGNING_KEYS",
         "AzureWebJobsStorage",
         "TARGET_SUBSCRIPTIONS",
         "POISON_SCHEDULE",
@@ -431,3 +432,18 @@ def test_settings_check_exits_2_for_an_unreadable_file(
     result = _check("--settings", str(tmp_path / "missing.json"))
     assert result.exit_code == 2
     assert "cannot read settings file" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("keys", "problem"),
+    [
+        ("short=" + "A" * 20, "at least 32 bytes"),
+        ("noequals", "id=base64secret"),
+        ("a=" + "A" * 43 + ",a=" + "B" * 43, "given twice"),
+    ],
+)
+def test_signing_keys_are_checked_and_never_echoed(keys: str, problem: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(base_settings(MESSAGE_SIGNING_KEYS=keys))
+    assert problem in str(caught.value)
+    assert "A" * 20 not in str(caught.value)

@@ -51,9 +51,10 @@ from shared.policies import parse_policies
 from shared.schedules import latest_occurrence
 from shared.services import override_services
 from shared.settings import Settings
+from shared.signing import SigningKeys
 from shared.snapshots import slot_of
 from tests.builders import SUB, disk, night, snapshot_of, vm
-from tests.conftest import base_settings
+from tests.conftest import TEST_SIGNING_KEYS, base_settings
 from tests.drill_fakes import FakeDrillCloud
 from tests.fakes import FakeCompute, FixedClock, MemoryQueues, MemoryReporter
 
@@ -202,7 +203,7 @@ def envelope_text(payload: Payload, *, key: str = "test") -> str:
     envelope = messages.make_envelope(
         payload, run_id="test-run", idempotency_key=key, created=night(27)
     )
-    return messages.encode(envelope)
+    return messages.encode(envelope, SigningKeys.parse(TEST_SIGNING_KEYS))
 
 
 # ------------------------------------------------------------------------------- the ports

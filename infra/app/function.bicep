@@ -75,6 +75,8 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
   // checkov:skip=CKV_AZURE_213: No HTTP endpoint to probe: Lifeboat's functions are timers, queues and the Event Grid webhook; failures surface as outcomes and alerts (heartbeat-missing).
   properties: {
     serverFarmId: plan.id
+    // Key Vault references (MESSAGE_SIGNING_KEYS) resolve with Lifeboat's identity.
+    keyVaultReferenceIdentity: identityId
     httpsOnly: true
     clientCertEnabled: false
     publicNetworkAccess: 'Enabled'

@@ -10,3 +10,11 @@ for subscription in $(printf '%s' "$LIFEBOAT_TARGET_SUBSCRIPTIONS" | tr ',' ' ')
     az provider register --namespace "$namespace" --subscription "$subscription" --wait
   done
 done
+
+# The keys that sign queue messages: one per environment, generated once and kept in azd's env
+# (infra stores it in Key Vault). Rotate: azd env set LIFEBOAT_MESSAGE_SIGNING_KEYS "new=...,old=..."
+if [ -z "$(azd env get-value LIFEBOAT_MESSAGE_SIGNING_KEYS 2>/dev/null || true)" ]; then
+  key="k$(date +%Y%m%d)=$(openssl rand -base64 32 | tr '+/' '-_' | tr -d '=')"
+  azd env set LIFEBOAT_MESSAGE_SIGNING_KEYS "$key"
+  echo "generated a message signing key for this environment"
+fi
