@@ -329,12 +329,24 @@ def _time(value: Any) -> datetime | None:
     return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
 
 
+def _resource_fields(body: dict[str, Any], kind: str) -> dict[str, Any]:
+    """What every ARM resource body says the same way: id, name, where it is, its tags."""
+    resource_id = str(body["id"])
+    subscription, group, _ = _split(resource_id, kind)
+    return {
+        "id": resource_id,
+        "name": str(body["name"]),
+        "subscription_id": subscription,
+        "resource_group": group,
+        "location": str(body.get("location", "")),
+        "tags": dict(body.get("tags") or {}),
+    }
+
+
 def vm_from_rest(body: dict[str, Any]) -> Vm:
     props = body.get("properties") or {}
     storage = props.get("storageProfile") or {}
     os_disk = storage.get("osDisk") or {}
-    vm_id = str(body["id"])
-    sub, group, _ = _split(vm_id, "virtualMachines")
 
     def attachment(disk: dict[str, Any], lun: int | None) -> DiskAttachment:
         managed = (disk.get("managedDisk") or {}).get("id")
@@ -358,12 +370,7 @@ def vm_from_rest(body: dict[str, Any]) -> Vm:
         None,
     )
     return Vm(
-        id=vm_id,
-        name=str(body["name"]),
-        subscription_id=sub,
-        resource_group=group,
-        location=str(body.get("location", "")),
-        tags=dict(body.get("tags") or {}),
+        **_resource_fields(body, "virtualMachines"),
         os_disk=attachment(os_disk, None),
         data_disks=tuple(
             attachment(d, int(d["lun"])) for d in storage.get("dataDisks") or [] if "lun" in d
@@ -382,14 +389,8 @@ def vm_from_rest(body: dict[str, Any]) -> Vm:
 def disk_from_rest(body: dict[str, Any]) -> Disk:
     props = body.get("properties") or {}
     encryption = props.get("encryption") or {}
-    disk_id = str(body["id"])
-    sub, group, _ = _split(disk_id, "disks")
     return Disk(
-        id=disk_id,
-        name=str(body["name"]),
-        subscription_id=sub,
-        resource_group=group,
-        location=str(body.get("location", "")),
+        **_resource_fields(body, "disks"),
         unique_id=str(props.get("uniqueId") or ""),
         sku=(body.get("sku") or {}).get("name"),
         encryption_type=encryption.get("type"),
@@ -399,7 +400,6 @@ def disk_from_rest(body: dict[str, Any]) -> Disk:
         ),
         size_gb=props.get("diskSizeGB"),
         max_shares=props.get("maxShares"),
-        tags=dict(body.get("tags") or {}),
         hyper_v_generation=props.get("hyperVGeneration"),
         os_type=props.get("osType"),
     )
@@ -408,19 +408,12 @@ def disk_from_rest(body: dict[str, Any]) -> Disk:
 def snapshot_from_rest(body: dict[str, Any]) -> Snapshot:
     props = body.get("properties") or {}
     creation = props.get("creationData") or {}
-    snapshot_id = str(body["id"])
-    sub, group, _ = _split(snapshot_id, "snapshots")
     return Snapshot(
-        id=snapshot_id,
-        name=str(body["name"]),
-        subscription_id=sub,
-        resource_group=group,
-        location=str(body.get("location", "")),
+        **_resource_fields(body, "snapshots"),
         time_created=_time(props.get("timeCreated")),
         source_resource_id=creation.get("sourceResourceId"),
         source_unique_id=creation.get("sourceUniqueId"),
         incremental=bool(props.get("incremental")),
         provisioning_state=props.get("provisioningState"),
         completion_percent=props.get("completionPercent"),
-        tags=dict(body.get("tags") or {}),
     )

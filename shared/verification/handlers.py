@@ -161,13 +161,7 @@ def plan_subscription(request: VerificationPlanRequest, ctx: Context) -> Result:
 def verify_vault(request: VerificationVaultRequest, ctx: Context) -> Result:
     backup = ctx.backup
     now = ctx.now()
-    vault = Vault(
-        id=request.vault_id,
-        name=request.vault_name,
-        subscription_id=request.subscription_id,
-        resource_group=request.resource_group,
-        location=request.location,
-    )
+    vault = vault_of(request.vault_id, request.location)
     since = min(
         now - timedelta(hours=ctx.settings.verification_window_hours),
         now.replace(hour=0, minute=0, second=0, microsecond=0),
