@@ -20,7 +20,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cli.host_cmd import default_settings_file, endpoint_settings, load_local_settings
+from cli.host_cmd import read_app_settings
 
 drill_app = typer.Typer(
     help="DR drills: start one now, or list the running ones.", no_args_is_help=True
@@ -36,19 +36,9 @@ StorageOption = Annotated[
 
 
 def _runtime(settings: Path | None, emulator: Path | None, storage: Path | None) -> Any:
-    from shared.policies import load_policies
     from shared.services import build_runtime
-    from shared.settings import Settings, SettingsError
 
-    try:
-        for name, value in load_local_settings(settings or default_settings_file()).items():
-            os.environ.setdefault(name, value)
-        os.environ.update(endpoint_settings(storage, emulator))
-        config = Settings.from_env()
-        policies = load_policies(config.policies_path)
-    except (SettingsError, ValueError, OSError) as e:
-        print(f"lifeboat drill: {e}", file=sys.stderr)
-        raise typer.Exit(2) from None
+    config, policies = read_app_settings("drill", settings, emulator=emulator, storage=storage)
     clock: Any = _SystemClock()
     if emulator is not None:
         from cli.clock import RemoteClock

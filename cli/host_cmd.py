@@ -10,7 +10,7 @@ import sys
 import threading
 from collections import Counter
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -60,6 +60,30 @@ def endpoint_settings(storage: Path | None, emulator: Path | None) -> dict[str, 
 def default_settings_file() -> Path:
     local = ROOT / "local.settings.json"
     return local if local.exists() else ROOT / "local.settings.sample.json"
+
+
+def read_app_settings(
+    command: str,
+    settings: Path | None,
+    *,
+    emulator: Path | None = None,
+    storage: Path | None = None,
+) -> tuple[Any, Any]:
+    """The app's settings and policies as a CLI command reads them: the environment first, then
+    the local.settings.json file, then the endpoints of a local Azurite or stand-in. A problem
+    ends the command with exit code 2 and one message naming it."""
+    from shared.policies import load_policies
+    from shared.settings import Settings, SettingsError
+
+    try:
+        for name, value in load_local_settings(settings or default_settings_file()).items():
+            os.environ.setdefault(name, value)
+        os.environ.update(endpoint_settings(storage, emulator))
+        config = Settings.from_env()
+        return config, load_policies(config.policies_path)
+    except (SettingsError, ValueError, OSError) as e:
+        print(f"lifeboat {command}: {e}", file=sys.stderr)
+        raise typer.Exit(2) from None
 
 
 def host_command(

@@ -8,7 +8,6 @@ DefaultAzureCredential (or the managed identity named by AZURE_CLIENT_ID).
 from __future__ import annotations
 
 import json
-import os
 import sys
 import tempfile
 import time
@@ -21,16 +20,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cli.host_cmd import default_settings_file, endpoint_settings, load_local_settings
+from cli.host_cmd import read_app_settings
 from cli.hostprocess import running_host, write_json
 
 FAST_HOST = {"extensions": {"queues": {"maxPollingInterval": "00:00:01"}}}
-
-
-def _environment(settings: Path | None, emulator_endpoints: Path | None) -> None:
-    for name, value in load_local_settings(settings or default_settings_file()).items():
-        os.environ.setdefault(name, value)
-    os.environ.update(endpoint_settings(None, emulator_endpoints))
 
 
 def plan_command(
@@ -45,18 +38,10 @@ def plan_command(
 ) -> None:
     """Print tonight's plan — creates, prunes with reasons, skips, blocks, warnings. No writes."""
     from shared import rotation
-    from shared.policies import load_policies
     from shared.schedules import latest_occurrence, next_occurrence
     from shared.services import build_runtime
-    from shared.settings import Settings, SettingsError
 
-    try:
-        _environment(settings, emulator_endpoints)
-        config = Settings.from_env()
-        policies = load_policies(config.policies_path)
-    except (SettingsError, ValueError, OSError) as e:
-        print(f"lifeboat plan: {e}", file=sys.stderr)
-        raise typer.Exit(2) from None
+    config, policies = read_app_settings("plan", settings, emulator=emulator_endpoints)
     now = datetime.now().astimezone()
     occurrence = (
         latest_occurrence(

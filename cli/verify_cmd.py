@@ -23,7 +23,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cli.host_cmd import default_settings_file, endpoint_settings, load_local_settings
+from cli.host_cmd import read_app_settings
 
 
 class _Collect:
@@ -105,9 +105,7 @@ def verify_command(
     """Verify Azure Backup now: one finding per in-scope VM, by precedence, with its RPO."""
     from shared import dispatch, verification
     from shared.names import Job
-    from shared.policies import load_policies
     from shared.services import build_runtime
-    from shared.settings import Settings, SettingsError
 
     unknown = sorted(set(fail_on or []) - set(verification.FINDINGS))
     if unknown:
@@ -117,15 +115,7 @@ def verify_command(
             file=sys.stderr,
         )
         raise typer.Exit(2)
-    try:
-        for name, value in load_local_settings(settings or default_settings_file()).items():
-            os.environ.setdefault(name, value)
-        os.environ.update(endpoint_settings(None, emulator_endpoints))
-        config = Settings.from_env()
-        policies = load_policies(config.policies_path)
-    except (SettingsError, ValueError, OSError) as e:
-        print(f"lifeboat verify: {e}", file=sys.stderr)
-        raise typer.Exit(2) from None
+    config, policies = read_app_settings("verify", settings, emulator=emulator_endpoints)
     clock_url = None
     if emulator_endpoints is not None:
         clock_url = json.loads(emulator_endpoints.read_text())["clock"]
