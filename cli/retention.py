@@ -12,7 +12,7 @@ import logging
 import re
 import sys
 from datetime import UTC, datetime
-from typing import Annotated, TextIO
+from typing import Annotated, Any, TextIO
 
 import typer
 
@@ -97,67 +97,22 @@ _COUNT_HELP = "keep the last N {} (-1 or 'unlimited' keeps all)"
 _WITHIN_HELP = "keep {} newer than DURATION (e.g. 1y5m7d2h) before the newest snapshot"
 
 
+def _count_option(long: str, short: str, what: str) -> Any:
+    """A `--keep-*` count, as restic spells it."""
+    return typer.Option(
+        long, short, parser=_parse_count, metavar="N", help=_COUNT_HELP.format(what)
+    )
+
+
 def retention_command(
-    keep_last: Annotated[
-        int,
-        typer.Option(
-            "--keep-last",
-            "-l",
-            parser=_parse_count,
-            metavar="N",
-            help=_COUNT_HELP.format("snapshots"),
-        ),
-    ] = 0,
-    keep_hourly: Annotated[
-        int,
-        typer.Option(
-            "--keep-hourly",
-            "-H",
-            parser=_parse_count,
-            metavar="N",
-            help=_COUNT_HELP.format("hourly snapshots"),
-        ),
-    ] = 0,
-    keep_daily: Annotated[
-        int,
-        typer.Option(
-            "--keep-daily",
-            "-d",
-            parser=_parse_count,
-            metavar="N",
-            help=_COUNT_HELP.format("daily snapshots"),
-        ),
-    ] = 0,
+    keep_last: Annotated[int, _count_option("--keep-last", "-l", "snapshots")] = 0,
+    keep_hourly: Annotated[int, _count_option("--keep-hourly", "-H", "hourly snapshots")] = 0,
+    keep_daily: Annotated[int, _count_option("--keep-daily", "-d", "daily snapshots")] = 0,
     keep_weekly: Annotated[
-        int,
-        typer.Option(
-            "--keep-weekly",
-            "-w",
-            parser=_parse_count,
-            metavar="N",
-            help=_COUNT_HELP.format("weekly (ISO 8601 week) snapshots"),
-        ),
+        int, _count_option("--keep-weekly", "-w", "weekly (ISO 8601 week) snapshots")
     ] = 0,
-    keep_monthly: Annotated[
-        int,
-        typer.Option(
-            "--keep-monthly",
-            "-m",
-            parser=_parse_count,
-            metavar="N",
-            help=_COUNT_HELP.format("monthly snapshots"),
-        ),
-    ] = 0,
-    keep_yearly: Annotated[
-        int,
-        typer.Option(
-            "--keep-yearly",
-            "-y",
-            parser=_parse_count,
-            metavar="N",
-            help=_COUNT_HELP.format("yearly snapshots"),
-        ),
-    ] = 0,
+    keep_monthly: Annotated[int, _count_option("--keep-monthly", "-m", "monthly snapshots")] = 0,
+    keep_yearly: Annotated[int, _count_option("--keep-yearly", "-y", "yearly snapshots")] = 0,
     keep_within: Annotated[
         Duration | None,
         typer.Option(
