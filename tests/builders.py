@@ -1,10 +1,19 @@
-"""Literal domain objects for planner tests."""
+"""Literal domain objects for planner and backup verification tests."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
-from shared.model import Disk, DiskAttachment, Snapshot, Vm
+from shared.model import (
+    BackupJob,
+    Disk,
+    DiskAttachment,
+    ProtectedItem,
+    RecoveryPoint,
+    Snapshot,
+    Vm,
+)
 from shared.snapshots import slot_of, snapshot_name
 
 SUB = "6f1c3a52-7d2e-4b8a-9c41-3e5d2a7b9f10"
@@ -80,4 +89,58 @@ def snapshot_of(
         incremental=True,
         provisioning_state=state,
         tags={"lifeboat:policy": "daily"} if tags is None else tags,
+    )
+
+
+# ---------------------------------------------------------------- backup verification literals
+
+VERIFY_NOW = datetime(2026, 11, 27, 6, 0, tzinfo=UTC)
+VAULT_ID = (
+    f"/subscriptions/{SUB}/resourceGroups/rg-backup/providers/Microsoft.RecoveryServices/vaults/rsv"
+)
+
+
+def vm_id(name: str, group: str = "rg-app") -> str:
+    return (
+        f"/subscriptions/{SUB}/resourceGroups/{group}/providers/Microsoft.Compute/"
+        f"virtualMachines/{name}"
+    )
+
+
+def protected_item(name: str = "web", **changes: object) -> ProtectedItem:
+    """VM `name` in vault rsv, protected, its last backup and recovery point 5 hours old."""
+    base = ProtectedItem(
+        id=f"/Subscriptions/{SUB}/resourceGroups/rg-backup/providers/Microsoft.RecoveryServices/"
+        f"vaults/rsv/backupFabrics/Azure/protectionContainers/IaasVMContainer;iaasvmcontainerv2;"
+        f"rg-app;{name}/protectedItems/VM;iaasvmcontainerv2;rg-app;{name}",
+        vault_id=VAULT_ID,
+        vm_id=vm_id(name),
+        container_name=f"IaasVMContainer;iaasvmcontainerv2;rg-app;{name}",
+        name=f"VM;iaasvmcontainerv2;rg-app;{name}",
+        protection_state="Protected",
+        last_backup_time=VERIFY_NOW - timedelta(hours=5),
+        last_recovery_point=VERIFY_NOW - timedelta(hours=5),
+    )
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+def backup_job(
+    name: str, status: str, hours_ago: float, code: str | None = None, **kw: object
+) -> BackupJob:
+    return BackupJob(
+        id=f"{VAULT_ID}/backupJobs/{name}-{status}-{hours_ago}",
+        vault_id=VAULT_ID,
+        entity_name=name,
+        container_name=None,
+        operation="Backup",
+        status=status,
+        start_time=VERIFY_NOW - timedelta(hours=hours_ago),
+        error_code=code,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def recovery_point(hours_ago: float, kind: str = "CrashConsistent") -> RecoveryPoint:
+    return RecoveryPoint(
+        id=f"rp-{hours_ago}", time=VERIFY_NOW - timedelta(hours=hours_ago), consistency=kind
     )

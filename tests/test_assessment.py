@@ -4,7 +4,7 @@ the on-demand rules and the packing of a region's VMs. Literals and properties, 
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -26,58 +26,18 @@ from shared.verification.assessment import (
     rpo_target_seconds,
     unpack_vms,
 )
-
-SUB = "6f1c3a52-7d2e-4b8a-9c41-3e5d2a7b9f10"
-NOW = datetime(2026, 11, 27, 6, 0, tzinfo=UTC)
-DAY = 26 * 3600
-VAULT_ID = (
-    f"/subscriptions/{SUB}/resourceGroups/rg-backup/providers/Microsoft.RecoveryServices/vaults/rsv"
+from tests.builders import (
+    SUB,
+    VAULT_ID,
+    VERIFY_NOW,
+    vm_id,
 )
+from tests.builders import backup_job as job
+from tests.builders import protected_item as item
+from tests.builders import recovery_point as point
 
-
-def vm_id(name: str, group: str = "rg-app") -> str:
-    return (
-        f"/subscriptions/{SUB}/resourceGroups/{group}/providers/Microsoft.Compute/"
-        f"virtualMachines/{name}"
-    )
-
-
-def item(name: str = "web", **changes: object) -> ProtectedItem:
-    base = ProtectedItem(
-        id=f"/Subscriptions/{SUB}/resourceGroups/rg-backup/providers/Microsoft.RecoveryServices/"
-        f"vaults/rsv/backupFabrics/Azure/protectionContainers/IaasVMContainer;iaasvmcontainerv2;"
-        f"rg-app;{name}/protectedItems/VM;iaasvmcontainerv2;rg-app;{name}",
-        vault_id=VAULT_ID,
-        vm_id=vm_id(name),
-        container_name=f"IaasVMContainer;iaasvmcontainerv2;rg-app;{name}",
-        name=f"VM;iaasvmcontainerv2;rg-app;{name}",
-        protection_state="Protected",
-        last_backup_time=NOW - timedelta(hours=5),
-        last_recovery_point=NOW - timedelta(hours=5),
-    )
-    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
-
-
-def job(
-    name: str, status: str, hours_ago: float, code: str | None = None, **kw: object
-) -> BackupJob:
-    return BackupJob(
-        id=f"{VAULT_ID}/backupJobs/{name}-{status}-{hours_ago}",
-        vault_id=VAULT_ID,
-        entity_name=name,
-        container_name=None,
-        operation="Backup",
-        status=status,
-        start_time=NOW - timedelta(hours=hours_ago),
-        error_code=code,
-        **kw,  # type: ignore[arg-type]
-    )
-
-
-def point(hours_ago: float, kind: str = "CrashConsistent") -> RecoveryPoint:
-    return RecoveryPoint(
-        id=f"rp-{hours_ago}", time=NOW - timedelta(hours=hours_ago), consistency=kind
-    )
+NOW = VERIFY_NOW
+DAY = 26 * 3600
 
 
 # ---------------------------------------------------------------------------------- findings

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from shared import dispatch, verification
 from shared.dispatch import Send
@@ -28,6 +28,15 @@ from shared.policies import parse_policies
 from shared.ports import RefusedError, ThrottledError
 from shared.settings import Settings
 from shared.verification import Finding
+from tests.builders import (
+    SUB,
+    VAULT_ID,
+    VERIFY_NOW,
+    vm_id,
+)
+from tests.builders import backup_job as job
+from tests.builders import protected_item as item
+from tests.builders import recovery_point as point
 from tests.conftest import base_settings
 from tests.fakes import (
     FakeCompute,
@@ -48,60 +57,11 @@ SOFT_DELETED = Finding.SOFT_DELETED
 UNPROTECTED = Finding.UNPROTECTED
 WRITER = "33333333-3333-4333-8333-333333333333"  # the separate identity that enables protection
 
-SUB = "6f1c3a52-7d2e-4b8a-9c41-3e5d2a7b9f10"
-NOW = datetime(2026, 11, 27, 6, 0, tzinfo=UTC)
+NOW = VERIFY_NOW
 DAY = 26 * 3600
-VAULT_ID = (
-    f"/subscriptions/{SUB}/resourceGroups/rg-backup/providers/Microsoft.RecoveryServices/vaults/rsv"
-)
 POLICIES = parse_policies(
     {"version": 1, "policies": {"daily": {"retention": {"daily": 3}, "rpoHours": 26}}}
 )
-
-
-def vm_id(name: str, group: str = "rg-app") -> str:
-    return (
-        f"/subscriptions/{SUB}/resourceGroups/{group}/providers/Microsoft.Compute/"
-        f"virtualMachines/{name}"
-    )
-
-
-def item(name: str = "web", **changes: object) -> ProtectedItem:
-    base = ProtectedItem(
-        id=f"/Subscriptions/{SUB}/resourceGroups/rg-backup/providers/Microsoft.RecoveryServices/"
-        f"vaults/rsv/backupFabrics/Azure/protectionContainers/IaasVMContainer;iaasvmcontainerv2;"
-        f"rg-app;{name}/protectedItems/VM;iaasvmcontainerv2;rg-app;{name}",
-        vault_id=VAULT_ID,
-        vm_id=vm_id(name),
-        container_name=f"IaasVMContainer;iaasvmcontainerv2;rg-app;{name}",
-        name=f"VM;iaasvmcontainerv2;rg-app;{name}",
-        protection_state="Protected",
-        last_backup_time=NOW - timedelta(hours=5),
-        last_recovery_point=NOW - timedelta(hours=5),
-    )
-    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
-
-
-def job(
-    name: str, status: str, hours_ago: float, code: str | None = None, **kw: object
-) -> BackupJob:
-    return BackupJob(
-        id=f"{VAULT_ID}/backupJobs/{name}-{status}-{hours_ago}",
-        vault_id=VAULT_ID,
-        entity_name=name,
-        container_name=None,
-        operation="Backup",
-        status=status,
-        start_time=NOW - timedelta(hours=hours_ago),
-        error_code=code,
-        **kw,  # type: ignore[arg-type]
-    )
-
-
-def point(hours_ago: float, kind: str = "CrashConsistent") -> RecoveryPoint:
-    return RecoveryPoint(
-        id=f"rp-{hours_ago}", time=NOW - timedelta(hours=hours_ago), consistency=kind
-    )
 
 
 # ---------------------------------------------------------------------------- the workers
