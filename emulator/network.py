@@ -15,6 +15,7 @@ interfaces are ready at once, as recorded. Refusals as Azure words them:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -137,16 +138,13 @@ class NetworkRP:
         }
 
     def vnet_json(self, vnet: VirtualNetwork, now: datetime) -> dict[str, Any]:
-        body = vnet.head(now)
-        body["properties"] = {
-            "provisioningState": vnet.state(now),
-            "resourceGuid": vnet.resource_guid,
+        props = {
             "addressSpace": {"addressPrefixes": list(vnet.address_prefixes)},
             "subnets": [self.subnet_json(vnet, s, now) for s in vnet.subnets.values()],
             "virtualNetworkPeerings": [self.peering_json(vnet, p, now) for p in vnet.peerings],
             "enableDdosProtection": False,
         }
-        return body
+        return self.described(vnet, now, props)
 
     def rule_json(
         self, owner: NetResource, kind: str, rule: dict[str, Any], now: datetime
@@ -160,7 +158,6 @@ class NetworkRP:
         }
 
     def nsg_json(self, nsg: SecurityGroup, now: datetime) -> dict[str, Any]:
-        body = nsg.head(now)
         defaults = [
             {
                 "name": name,
@@ -178,62 +175,66 @@ class NetworkRP:
             }
             for name, description, source, destination, access, priority, direction in DEFAULT_RULES
         ]
-        props: dict[str, Any] = {
-            "provisioningState": nsg.state(now),
-            "resourceGuid": nsg.resource_guid,
+        props = {
             "securityRules": [self.rule_json(nsg, "securityRules", r, now) for r in nsg.rules],
             "defaultSecurityRules": [
                 self.rule_json(nsg, "defaultSecurityRules", r, now) for r in defaults
             ],
         }
-        subnets = self.state.subnets_using("nsg_id", nsg.id)
-        if subnets:
-            props["subnets"] = [{"id": s} for s in subnets]
-        nics = [
+        body = self.described(nsg, now, props, subnets_by="nsg_id")
+        nics = self.nics_using_nsg(nsg)
+        if nics:
+            body["properties"]["networkInterfaces"] = [{"id": n} for n in nics]
+        return body
+
+    def nics_using_nsg(self, nsg: SecurityGroup) -> list[str]:
+        return [
             n.id
             for n in self.state.nics.values()
             if n.deleting_at is None and n.nsg_id and key(n.nsg_id) == key(nsg.id)
         ]
-        if nics:
-            props["networkInterfaces"] = [{"id": n} for n in nics]
-        body["properties"] = props
+
+    def described(
+        self,
+        resource: NetResource,
+        now: datetime,
+        props: dict[str, Any],
+        *,
+        subnets_by: str = "",
+        top: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """A resource's body: its head, `top` fields, then properties led by the two every
+        network resource has and closed by the subnets that use it (by `subnets_by`)."""
+        body = resource.head(now)
+        body.update(top or {})
+        full: dict[str, Any] = {
+            "provisioningState": resource.state(now),
+            "resourceGuid": resource.resource_guid,
+            **props,
+        }
+        subnets = self.state.subnets_using(subnets_by, resource.id) if subnets_by else []
+        if subnets:
+            full["subnets"] = [{"id": s} for s in subnets]
+        body["properties"] = full
         return body
 
     def route_table_json(self, table: RouteTable, now: datetime) -> dict[str, Any]:
-        body = table.head(now)
-        props: dict[str, Any] = {
-            "provisioningState": table.state(now),
-            "resourceGuid": table.resource_guid,
+        props = {
             "disableBgpRoutePropagation": table.disable_bgp_route_propagation,
             "routes": [self.rule_json(table, "routes", r, now) for r in table.routes],
         }
-        subnets = self.state.subnets_using("route_table_id", table.id)
-        if subnets:
-            props["subnets"] = [{"id": s} for s in subnets]
-        body["properties"] = props
-        return body
+        return self.described(table, now, props, subnets_by="route_table_id")
 
     def nat_json(self, nat: NatGateway, now: datetime) -> dict[str, Any]:
-        body = nat.head(now)
-        body["sku"] = {"name": "Standard"}
-        props: dict[str, Any] = {
-            "provisioningState": nat.state(now),
-            "resourceGuid": nat.resource_guid,
+        props = {
             "idleTimeoutInMinutes": 4,
             "publicIpAddresses": [{"id": p} for p in nat.public_ip_ids],
         }
-        subnets = self.state.subnets_using("nat_gateway_id", nat.id)
-        if subnets:
-            props["subnets"] = [{"id": s} for s in subnets]
-        body["properties"] = props
-        return body
+        top = {"sku": {"name": "Standard"}}
+        return self.described(nat, now, props, subnets_by="nat_gateway_id", top=top)
 
     def public_ip_json(self, pip: PublicIp, now: datetime) -> dict[str, Any]:
-        body = pip.head(now)
-        body["sku"] = {"name": "Standard", "tier": "Regional"}
         props: dict[str, Any] = {
-            "provisioningState": pip.state(now),
-            "resourceGuid": pip.resource_guid,
             "ipAddress": pip.ip_address,
             "publicIPAddressVersion": "IPv4",
             "publicIPAllocationMethod": "Static",
@@ -248,8 +249,8 @@ class NetworkRP:
                     and key(ipc.public_ip_id) == key(pip.id)
                 ):
                     props["ipConfiguration"] = {"id": f"{nic.id}/ipConfigurations/{ipc.name}"}
-        body["properties"] = props
-        return body
+        top = {"sku": {"name": "Standard", "tier": "Regional"}}
+        return self.described(pip, now, props, top=top)
 
     def nic_vm(self, nic: NetworkInterface) -> str | None:
         """The VM a NIC is attached to (any VM not yet gone names it)."""
@@ -451,6 +452,45 @@ class NetworkRP:
         self.arm.check_locks(found.id, "delete")
         return found
 
+    def fields(
+        self, args: tuple[str, ...], kind: str, location: str, tags: dict[str, str], existing: Any
+    ) -> dict[str, Any]:
+        """The fields every network resource a PUT writes shares (name and guid kept)."""
+        return {
+            "subscription": args[0].lower(),
+            "group": self.arm.need_group(args[0], args[1]).name,
+            "name": existing.name if existing else args[2],
+            "location": location,
+            "kind": kind,
+            "tags": tags,
+            "resource_guid": existing.resource_guid if existing else new_uuid(),
+        }
+
+    def save_put(
+        self,
+        req: ArmRequest,
+        resource: NetResource,
+        existing: Any,
+        now: datetime,
+        *,
+        instant: bool = False,
+    ) -> Reply:
+        self.state.add(resource)
+        return self.answer_put(req, resource, existing is None, now, instant=instant)
+
+    def delete_checked(
+        self, req: ArmRequest, args: tuple[str, ...], kind: str, refuse: Callable[[Any], None]
+    ) -> Reply:
+        """DELETE of one resource: 204 when absent; `refuse` raises while it is still in use."""
+        with self.cloud.lock:
+            now = self.begin(req)
+            resource = self.lookup_for_delete(req, args, kind)
+            if resource is None:
+                return Reply(204)
+            if resource.deleting_at is None:
+                refuse(resource)
+            return self.start_delete(req, resource, now)
+
     # ---- generic reads -----------------------------------------------------------------------
     def get_resource(self, req: ArmRequest, args: tuple[str, ...], kind: str) -> Reply:
         with self.cloud.lock:
@@ -528,19 +568,12 @@ class NetworkRP:
                         subnets[name].private_endpoints = list(subnet.private_endpoints)
             peerings = existing.peerings if existing is not None else []
             vnet = VirtualNetwork(
-                subscription=args[0].lower(),
-                group=self.arm.need_group(args[0], args[1]).name,
-                name=existing.name if existing else args[2],
-                location=location,
-                kind="virtualNetworks",
-                tags=tags,
-                resource_guid=existing.resource_guid if existing else new_uuid(),
+                **self.fields(args, "virtualNetworks", location, tags, existing),
                 address_prefixes=[str(p) for p in prefixes],
                 subnets=subnets,
                 peerings=peerings,
             )
-            self.state.add(vnet)
-            return self.answer_put(req, vnet, existing is None, now)
+            return self.save_put(req, vnet, existing, now)
 
     def refuse_subnet_in_use(self, subnet_id: str, subnet: Subnet) -> None:
         users = [
@@ -558,15 +591,11 @@ class NetworkRP:
             )
 
     def delete_vnet(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
-        with self.cloud.lock:
-            now = self.begin(req)
-            vnet = self.lookup_for_delete(req, args, "virtualNetworks")
-            if vnet is None:
-                return Reply(204)
-            if vnet.deleting_at is None:
-                for subnet in vnet.subnets.values():
-                    self.refuse_subnet_in_use(self.state.subnet_id(vnet, subnet), subnet)
-            return self.start_delete(req, vnet, now)
+        def refuse(vnet: VirtualNetwork) -> None:
+            for subnet in vnet.subnets.values():
+                self.refuse_subnet_in_use(self.state.subnet_id(vnet, subnet), subnet)
+
+        return self.delete_checked(req, args, "virtualNetworks", refuse)
 
     def get_subnet(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
         with self.cloud.lock:
@@ -594,30 +623,14 @@ class NetworkRP:
             body, location, tags, existing = self.prepare_put(req, args, "networkSecurityGroups")
             rules = parse_rules((body.get("properties") or {}).get("securityRules"))
             nsg = SecurityGroup(
-                subscription=args[0].lower(),
-                group=self.arm.need_group(args[0], args[1]).name,
-                name=existing.name if existing else args[2],
-                location=location,
-                kind="networkSecurityGroups",
-                tags=tags,
-                resource_guid=existing.resource_guid if existing else new_uuid(),
-                rules=rules,
+                **self.fields(args, "networkSecurityGroups", location, tags, existing), rules=rules
             )
-            self.state.add(nsg)
-            return self.answer_put(req, nsg, existing is None, now)
+            return self.save_put(req, nsg, existing, now)
 
     def delete_nsg(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
-        with self.cloud.lock:
-            now = self.begin(req)
-            nsg = self.lookup_for_delete(req, args, "networkSecurityGroups")
-            if nsg is None:
-                return Reply(204)
-            users = self.state.subnets_using("nsg_id", nsg.id) + [
-                n.id
-                for n in self.state.nics.values()
-                if n.deleting_at is None and n.nsg_id and key(n.nsg_id) == key(nsg.id)
-            ]
-            if users and nsg.deleting_at is None:
+        def refuse(nsg: SecurityGroup) -> None:
+            users = self.state.subnets_using("nsg_id", nsg.id) + self.nics_using_nsg(nsg)
+            if users:
                 raise ArmError(
                     400,
                     "InUseNetworkSecurityGroupCannotBeDeleted",
@@ -625,7 +638,8 @@ class NetworkRP:
                     f"the following resources: {', '.join(users)}. In order to delete the Network "
                     "security group, remove the association with the resource(s).",
                 )
-            return self.start_delete(req, nsg, now)
+
+        return self.delete_checked(req, args, "networkSecurityGroups", refuse)
 
     def put_route_table(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
         with self.cloud.lock:
@@ -633,34 +647,24 @@ class NetworkRP:
             body, location, tags, existing = self.prepare_put(req, args, "routeTables")
             props = body.get("properties") or {}
             table = RouteTable(
-                subscription=args[0].lower(),
-                group=self.arm.need_group(args[0], args[1]).name,
-                name=existing.name if existing else args[2],
-                location=location,
-                kind="routeTables",
-                tags=tags,
-                resource_guid=existing.resource_guid if existing else new_uuid(),
+                **self.fields(args, "routeTables", location, tags, existing),
                 routes=parse_routes(props.get("routes")),
                 disable_bgp_route_propagation=bool(props.get("disableBgpRoutePropagation", False)),
             )
-            self.state.add(table)
-            return self.answer_put(req, table, existing is None, now)
+            return self.save_put(req, table, existing, now)
 
     def delete_route_table(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
-        with self.cloud.lock:
-            now = self.begin(req)
-            table = self.lookup_for_delete(req, args, "routeTables")
-            if table is None:
-                return Reply(204)
+        def refuse(table: RouteTable) -> None:
             users = self.state.subnets_using("route_table_id", table.id)
-            if users and table.deleting_at is None:
+            if users:
                 raise ArmError(
                     400,
                     "InUseRouteTableCannotBeDeleted",
                     f"Route table {table.id} is in use and cannot be deleted. It is associated "
                     f"with: {', '.join(users)}.",
                 )
-            return self.start_delete(req, table, now)
+
+        return self.delete_checked(req, args, "routeTables", refuse)
 
     # ---- network interfaces --------------------------------------------------------------------
     def put_nic(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
@@ -739,27 +743,16 @@ class NetworkRP:
                     )
                 )
             nic = NetworkInterface(
-                subscription=args[0].lower(),
-                group=group.name,
-                name=existing.name if existing else args[2],
-                location=location,
-                kind="networkInterfaces",
-                tags=tags,
-                resource_guid=existing.resource_guid if existing else new_uuid(),
+                **self.fields(args, "networkInterfaces", location, tags, existing),
                 ip_configurations=configs,
                 nsg_id=nsg_id,
             )
-            self.state.add(nic)
-            return self.answer_put(req, nic, existing is None, now, instant=True)
+            return self.save_put(req, nic, existing, now, instant=True)
 
     def delete_nic(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
-        with self.cloud.lock:
-            now = self.begin(req)
-            nic = self.lookup_for_delete(req, args, "networkInterfaces")
-            if nic is None:
-                return Reply(204)
+        def refuse(nic: NetworkInterface) -> None:
             vm = self.nic_vm(nic)
-            if vm is not None and nic.deleting_at is None:
+            if vm is not None:
                 raise ArmError(
                     400,
                     "NicInUse",
@@ -767,7 +760,8 @@ class NetworkRP:
                     "delete the network interface, it must be dissociated from the resource. To "
                     "learn more, see aka.ms/deletenic.",
                 )
-            return self.start_delete(req, nic, now)
+
+        return self.delete_checked(req, args, "networkInterfaces", refuse)
 
     # ---- operations ----------------------------------------------------------------------------
     def find_operation(self, args: tuple[str, ...]) -> Operation:
