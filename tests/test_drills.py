@@ -318,16 +318,22 @@ def test_drill_groups_are_never_planned_and_teardown_refuses_other_groups() -> N
     assert len(world.cloud.remaining()) == 1
 
 
-def test_throttling_re_enqueues_the_step_after_retry_after() -> None:
-    world = World(vms=1)
+def throttle(world: World, op: str, times: int, retry_after: int) -> dict[str, int]:
+    """The cloud answers `op` with 429 (Retry-After `retry_after`) `times` times; counts them."""
     throttled = {"n": 0}
 
-    def fail(op: str) -> None:
-        if op == "begin_create_disk" and throttled["n"] < 2:
+    def fail(called: str) -> None:
+        if called == op and throttled["n"] < times:
             throttled["n"] += 1
-            raise ThrottledError(40)
+            raise ThrottledError(retry_after)
 
     world.cloud.fail = fail
+    return throttled
+
+
+def test_throttling_re_enqueues_the_step_after_retry_after() -> None:
+    world = World(vms=1)
+    throttled = throttle(world, "begin_create_disk", times=2, retry_after=40)
     world.night()
     (outcome,) = world.outcomes()
     assert outcome.status == "succeeded", outcome.reason
@@ -340,14 +346,7 @@ def test_throttling_re_enqueues_the_step_after_retry_after() -> None:
 
 def test_the_boot_timeout_counts_from_when_azure_accepted_the_vm_not_from_our_retries() -> None:
     world = World(vms=1)  # boot timeout 600 s; the VM is ready 95 s after its create
-    throttled = {"n": 0}
-
-    def fail(op: str) -> None:
-        if op == "begin_create_vm" and throttled["n"] < 3:
-            throttled["n"] += 1
-            raise ThrottledError(300)
-
-    world.cloud.fail = fail
+    throttled = throttle(world, "begin_create_vm", times=3, retry_after=300)
     world.night()
     (outcome,) = world.outcomes()
     assert throttled["n"] == 3  # 900 s and more spent waiting for our turn to create the VM

@@ -99,7 +99,26 @@ def test_a_night_snapshots_every_disk_once_and_reports_the_plan() -> None:
     assert len(sets) == 1
 
 
-def test_vm_messages_are_paced_and_confirm_comes_after_the_window() -> None:
+@pytest.mark.parametrize(
+    ("seconds_per_send", "expected"),
+    [
+        pytest.param(
+            0.0,
+            [("rotation-vm", 0), ("rotation-vm", 1), ("rotation-confirm", 603)],
+            id="vm-messages-paced-confirm-after-the-window",
+        ),
+        # Planned at 0 s and 1 s: the second is sent 0.6 s later, so it waits 0.4 s (whole: 0);
+        # the confirm still comes after the window (3 s) plus 600 s from when sending began.
+        pytest.param(
+            0.6,
+            [("rotation-vm", 0), ("rotation-vm", 0), ("rotation-confirm", 602)],
+            id="pacing-counts-from-when-sending-began-not-from-each-send",
+        ),
+    ],
+)
+def test_vm_messages_are_paced_and_confirm_comes_after_the_window(
+    seconds_per_send: float, expected: list[tuple[str, int]]
+) -> None:
     world = World(SNAPSHOT_WRITES_PER_SECOND="1", CONFIRM_DELAY_SECONDS="600")
     world.start(27)
     [plan_text] = world.queues.sent["rotation-plan"]
@@ -111,30 +130,12 @@ def test_vm_messages_are_paced_and_confirm_comes_after_the_window() -> None:
     def recording_send(queue: str, text: str, *, visibility_timeout: int = 0) -> None:
         delays.append((messages.decode(text)[0].type, visibility_timeout))
         send(queue, text, visibility_timeout=visibility_timeout)
+        if seconds_per_send:
+            world.clock.advance(seconds=seconds_per_send)  # each enqueue takes time
 
     world.queues.send = recording_send  # type: ignore[method-assign]
     deliver(world.rt, plan_text)
-    assert delays == [("rotation-vm", 0), ("rotation-vm", 1), ("rotation-confirm", 603)]
-
-
-def test_pacing_counts_from_when_sending_began_not_from_each_send() -> None:
-    world = World(SNAPSHOT_WRITES_PER_SECOND="1", CONFIRM_DELAY_SECONDS="600")
-    world.start(27)
-    [plan_text] = world.queues.sent["rotation-plan"]
-    world.queues.sent["rotation-plan"] = []
-    delays: list[tuple[str, int]] = []
-    send = world.queues.send
-
-    def slow_send(queue: str, text: str, *, visibility_timeout: int = 0) -> None:
-        delays.append((messages.decode(text)[0].type, visibility_timeout))
-        send(queue, text, visibility_timeout=visibility_timeout)
-        world.clock.advance(seconds=0.6)  # each enqueue takes time
-
-    world.queues.send = slow_send  # type: ignore[method-assign]
-    deliver(world.rt, plan_text)
-    # Planned at 0 s and 1 s: the second is sent 0.6 s later, so it waits 0.4 s (whole: 0); the
-    # confirm still comes after the window (3 s) plus 600 s from when sending began.
-    assert delays == [("rotation-vm", 0), ("rotation-vm", 0), ("rotation-confirm", 602)]
+    assert delays == expected
 
 
 def test_retention_prunes_each_night_once_tonight_is_good() -> None:
