@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import uuid
 from collections.abc import Callable, Collection
 from datetime import datetime
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from shared.names import MessageType
 from shared.signing import SignatureError, SigningKeys
@@ -37,6 +38,42 @@ class MessageTooLargeError(ValueError):
     """A producer tried to send more than a queue message can hold."""
 
 
+def _real_slot(value: str) -> str:
+    try:
+        datetime.strptime(value, "%Y%m%d%H%M")
+    except ValueError:
+        raise ValueError(f"{value!r} is not a real time (yyyymmddHHMM)") from None
+    return value
+
+
+def _arm_id(value: str) -> str:
+    parts = value.strip("/").split("/")
+    if (
+        not value.startswith("/")
+        or len(parts) < 8
+        or parts[0].lower() != "subscriptions"
+        or parts[2].lower() != "resourcegroups"
+        or parts[4].lower() != "providers"
+        or not all(parts)
+    ):
+        raise ValueError("not an ARM resource id (/subscriptions/…/resourceGroups/…/providers/…)")
+    return value
+
+
+def _subscription(value: str) -> str:
+    if not re.fullmatch(r"[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}", value):
+        raise ValueError("not a subscription id (a GUID)")
+    return value
+
+
+# Bounded field types: a message that breaks them can never succeed and is refused.
+Slot = Annotated[str, Field(pattern=r"^\d{12}$"), AfterValidator(_real_slot)]
+ArmId = Annotated[str, Field(min_length=1, max_length=1024), AfterValidator(_arm_id)]
+SubscriptionId = Annotated[str, AfterValidator(_subscription)]
+Name = Annotated[str, Field(min_length=1, max_length=260)]
+Time = AwareDatetime  # a time without a zone is not a time Lifeboat can compare
+
+
 class Envelope(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
@@ -45,7 +82,7 @@ class Envelope(BaseModel):
     id: str = Field(min_length=1, max_length=64)
     run_id: str = Field(alias="runId", min_length=1, max_length=128)
     idempotency_key: str = Field(alias="idempotencyKey", min_length=1, max_length=512)
-    created: datetime
+    created: Time
     payload: dict[str, Any]
     # How many times dispatch has put this work back on its queue (throttling, headroom).
     put_backs: int = Field(default=0, alias="putBacks", ge=0, le=1_000_000)
@@ -70,12 +107,12 @@ class OnboardingRequest(Payload):
 
     TYPE = MessageType.ONBOARDING
 
-    resource_id: str = Field(alias="resourceId", min_length=1, max_length=1024)
-    subscription_id: str = Field(alias="subscriptionId")
+    resource_id: ArmId = Field(alias="resourceId")
+    subscription_id: SubscriptionId = Field(alias="subscriptionId")
     resource_group: str = Field(alias="resourceGroup")
     vm_name: str = Field(alias="vmName")
     event_id: str = Field(alias="eventId")
-    event_time: datetime | None = Field(default=None, alias="eventTime")
+    event_time: Time | None = Field(default=None, alias="eventTime")
     correlation_id: str | None = Field(default=None, alias="correlationId")
 
 
@@ -84,8 +121,8 @@ class RotationPlanRequest(Payload):
 
     TYPE = MessageType.ROTATION_PLAN
 
-    subscription_id: str = Field(alias="subscriptionId")
-    slot: str = Field(pattern=r"^\d{12}$")
+    subscription_id: SubscriptionId = Field(alias="subscriptionId")
+    slot: Slot
 
 
 class RotationConfirmRequest(Payload):
@@ -93,12 +130,12 @@ class RotationConfirmRequest(Payload):
 
     TYPE = MessageType.ROTATION_CONFIRM
 
-    subscription_id: str = Field(alias="subscriptionId")
-    slot: str = Field(pattern=r"^\d{12}$")
+    subscription_id: SubscriptionId = Field(alias="subscriptionId")
+    slot: Slot
 
 
 class DiskSnapshot(Payload):
-    disk_id: str = Field(alias="diskId")
+    disk_id: ArmId = Field(alias="diskId")
     unique_id: str = Field(alias="uniqueId")
     location: str
     snapshot_name: str = Field(alias="snapshotName", pattern=r"^lb-[a-z2-7]{16}-\d{12}$")
@@ -108,12 +145,12 @@ class DiskSnapshot(Payload):
 class VmSnapshotSet(Payload):
     """One VM's snapshot set: what the messages that take it and confirm it both carry."""
 
-    subscription_id: str = Field(alias="subscriptionId")
-    vm_id: str = Field(alias="vmId")
+    subscription_id: SubscriptionId = Field(alias="subscriptionId")
+    vm_id: ArmId = Field(alias="vmId")
     vm_name: str = Field(alias="vmName")
     resource_group: str = Field(alias="resourceGroup")
     policy: str
-    slot: str = Field(pattern=r"^\d{12}$")
+    slot: Slot
     set_id: str = Field(alias="setId")
     disks: list[DiskSnapshot] = Field(min_length=1, max_length=64)
     onboarding: bool = False
@@ -135,11 +172,11 @@ class RotationPruneRequest(Payload):
     TYPE = MessageType.ROTATION_PRUNE
     VERSION = 2
 
-    subscription_id: str = Field(alias="subscriptionId")
-    source_id: str = Field(alias="sourceId")
+    subscription_id: SubscriptionId = Field(alias="subscriptionId")
+    source_id: ArmId = Field(alias="sourceId")
     policy: str | None = None
-    slot: str = Field(pattern=r"^\d{12}$")
-    snapshot_ids: list[str] = Field(alias="snapshotIds", min_length=1, max_length=100)
+    slot: Slot
+    snapshot_ids: list[ArmId] = Field(alias="snapshotIds", min_length=1, max_length=100)
     orphan: bool = False
     # Whether an earlier delivery may have deleted some of these already (read each first).
     recheck: bool = False
@@ -160,8 +197,8 @@ class VerificationPlanRequest(Payload):
     TYPE = MessageType.VERIFICATION_PLAN
     VERSION = 2
 
-    subscription_id: str = Field(alias="subscriptionId")
-    slot: str = Field(pattern=r"^\d{12}$")
+    subscription_id: SubscriptionId = Field(alias="subscriptionId")
+    slot: Slot
 
 
 class VerificationVaultRequest(Payload):
@@ -176,12 +213,12 @@ class VerificationVaultRequest(Payload):
     TYPE = MessageType.VERIFICATION_VAULT
     VERSION = 2
 
-    subscription_id: str = Field(alias="subscriptionId")
-    vault_id: str = Field(alias="vaultId", min_length=1, max_length=1024)
+    subscription_id: SubscriptionId = Field(alias="subscriptionId")
+    vault_id: ArmId = Field(alias="vaultId")
     vault_name: str = Field(alias="vaultName")
     resource_group: str = Field(alias="resourceGroup")
     location: str
-    slot: str = Field(pattern=r"^\d{12}$")
+    slot: Slot
     designated: bool = False
     peers: list[str] = Field(default_factory=list, max_length=500)
     vms: dict[str, dict[str, list[str]]] = Field(default_factory=dict)
@@ -192,13 +229,13 @@ class FirstBackupCheckRequest(Payload):
 
     TYPE = MessageType.VERIFICATION_FIRST_BACKUP
 
-    subscription_id: str = Field(alias="subscriptionId")
-    vm_id: str = Field(alias="vmId", min_length=1, max_length=1024)
-    vault_id: str = Field(alias="vaultId", min_length=1, max_length=1024)
+    subscription_id: SubscriptionId = Field(alias="subscriptionId")
+    vm_id: ArmId = Field(alias="vmId")
+    vault_id: ArmId = Field(alias="vaultId")
     location: str
     policy: str
-    rpo_hours: float = Field(alias="rpoHours", gt=0)
-    enabled_at: datetime = Field(alias="enabledAt")
+    rpo_hours: float = Field(alias="rpoHours", gt=0, le=24 * 366)
+    enabled_at: Time = Field(alias="enabledAt")
 
 
 DrillStep = Literal[
@@ -218,17 +255,17 @@ class DrillPlanRequest(Payload):
 
     TYPE = MessageType.DRILL_PLAN
 
-    subscription_id: str = Field(alias="subscriptionId")
-    slot: str = Field(pattern=r"^\d{12}$")
+    subscription_id: SubscriptionId = Field(alias="subscriptionId")
+    slot: Slot
 
 
 class DrillSnapshot(Payload):
     """One disk of the snapshot set a drill restores."""
 
-    disk_id: str = Field(alias="diskId", max_length=1024)
-    snapshot_id: str = Field(alias="snapshotId", max_length=1024)
+    disk_id: ArmId = Field(alias="diskId")
+    snapshot_id: ArmId = Field(alias="snapshotId")
     lun: int | None = Field(default=None, ge=0, le=63)
-    time_created: datetime = Field(alias="timeCreated")
+    time_created: Time = Field(alias="timeCreated")
     sku: str | None = None
 
 
@@ -239,13 +276,13 @@ class DrillState(Payload):
 
     drill_id: str = Field(alias="drillId", pattern=r"^lbd-[a-z2-7]{10}$")
     step: DrillStep
-    started_at: datetime = Field(alias="startedAt")
-    expires_at: datetime = Field(alias="expiresAt")
+    started_at: Time = Field(alias="startedAt")
+    expires_at: Time = Field(alias="expiresAt")
     drill_subscription: str = Field(alias="drillSubscription")
     drill_group: str = Field(alias="drillGroup", min_length=1, max_length=90)
     location: str = Field(min_length=1, max_length=64)
     # The source VM and the plan; a drill the sweeper found has only what the tags said.
-    vm_id: str | None = Field(default=None, alias="vmId", max_length=1024)
+    vm_id: ArmId | None = Field(default=None, alias="vmId")
     vm_name: str | None = Field(default=None, alias="vmName")
     subscription_id: str | None = Field(default=None, alias="subscriptionId")
     plan: str | None = None
@@ -258,8 +295,8 @@ class DrillState(Payload):
     marketplace_plan: dict[str, str] | None = Field(default=None, alias="marketplacePlan")
     run_id: str | None = Field(default=None, alias="runId", max_length=64)
     # What the steps found and did.
-    set_slot: str | None = Field(default=None, alias="setSlot", pattern=r"^\d{12}$")
-    chosen_at: datetime | None = Field(default=None, alias="chosenAt")  # when the set was chosen
+    set_slot: Slot | None = Field(default=None, alias="setSlot")
+    chosen_at: Time | None = Field(default=None, alias="chosenAt")  # when the set was chosen
     # The OS disk and up to 64 data disks (the most any VM size attaches).
     snapshots: list[DrillSnapshot] = Field(default_factory=list, max_length=65)
     missing_disks: list[str] = Field(default_factory=list, alias="missingDisks", max_length=64)
@@ -268,8 +305,8 @@ class DrillState(Payload):
     policy_assignments: list[str] = Field(
         default_factory=list, alias="policyAssignments", max_length=200
     )
-    timings: dict[str, list[datetime]] = Field(default_factory=dict, max_length=16)
-    ready_at: datetime | None = Field(default=None, alias="readyAt")
+    timings: dict[str, list[Time]] = Field(default_factory=dict, max_length=16)
+    ready_at: Time | None = Field(default=None, alias="readyAt")
     checks: dict[str, bool] = Field(default_factory=dict, max_length=32)
     outcome: Literal["succeeded", "failed", "skipped"] | None = None
     reason: str | None = Field(default=None, max_length=2000)

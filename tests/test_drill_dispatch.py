@@ -144,8 +144,9 @@ def test_a_throttled_step_is_put_back_once_by_dispatch_after_retry_after(
 def test_a_refused_create_sends_the_drill_to_teardown_with_the_reason() -> None:
     rt, queues, _ = world(drills=RefusingDisks())
     snapshot = {
-        "diskId": "/d/os",
-        "snapshotId": "/s/os",
+        "diskId": f"/subscriptions/{SUB}/resourceGroups/rg-app/providers/Microsoft.Compute/disks/os",
+        "snapshotId": f"/subscriptions/{SUB}/resourceGroups/rg-lifeboat-snapshots/providers/"
+        "Microsoft.Compute/snapshots/os",
         "timeCreated": NOW - timedelta(hours=2),
     }
     creating = state(

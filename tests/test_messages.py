@@ -96,3 +96,86 @@ def test_the_schema_table_is_derived_from_the_payload_classes() -> None:
     assert len({p.TYPE for p in messages.PAYLOADS}) == len(messages.PAYLOADS)
     envelope = make_envelope(onboarding_request(), run_id="r", idempotency_key="k", created=NOW)
     assert (envelope.type, envelope.version) == ("onboarding", 1)
+
+
+GROUP = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg"
+VM = f"{GROUP}/providers/Microsoft.Compute/virtualMachines/vm1"
+VAULT = (
+    f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg/providers/Microsoft.RecoveryServices/vaults/v"
+)
+FIRST_BACKUP = {
+    "subscriptionId": SUBSCRIPTION,
+    "vmId": VM,
+    "vaultId": VAULT,
+    "location": "westeurope",
+    "policy": "daily",
+    "rpoHours": 24,
+    "enabledAt": "2026-11-27T01:00:00Z",
+}
+
+
+def hostile(message_type: str, version: int, payload: dict[str, object], **envelope: object) -> str:
+    raw = {
+        "type": message_type,
+        "version": version,
+        "id": "m",
+        "runId": "r",
+        "idempotencyKey": "k",
+        "created": "2026-11-27T01:00:00Z",
+        "payload": payload,
+        **envelope,
+    }
+    return json.dumps(raw)
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        (hostile("onboarding", 1, {}, created="2026-11-27T01:00:00"), "created"),
+        (
+            hostile("rotation-plan", 1, {"subscriptionId": SUBSCRIPTION, "slot": "202602300200"}),
+            "real time",
+        ),
+        (
+            hostile("rotation-plan", 1, {"subscriptionId": "not-a-guid", "slot": "202611270200"}),
+            "GUID",
+        ),
+        (
+            hostile("verification-first-backup", 1, {**FIRST_BACKUP, "vaultId": "/v"}),
+            "ARM resource id",
+        ),
+        (
+            hostile("verification-first-backup", 1, {**FIRST_BACKUP, "vmId": "vm1"}),
+            "ARM resource id",
+        ),
+        (hostile("verification-first-backup", 1, {**FIRST_BACKUP, "rpoHours": 1e12}), "rpoHours"),
+        (
+            hostile(
+                "verification-first-backup", 1, {**FIRST_BACKUP, "enabledAt": "2026-11-27T01:00:00"}
+            ),
+            "enabledAt",
+        ),
+        (
+            hostile(
+                "verification-first-backup",
+                1,
+                {k: v for k, v in FIRST_BACKUP.items() if k != "vmId"},
+            ),
+            "vmId",
+        ),
+    ],
+    ids=[
+        "naive created",
+        "impossible slot",
+        "subscription",
+        "short vault id",
+        "vm id without /",
+        "huge rpo",
+        "naive time",
+        "missing vmId",
+    ],
+)
+def test_a_message_outside_its_bounds_is_refused_with_the_reason(text: str, reason: str) -> None:
+    with pytest.raises(PoisonMessageError) as caught:
+        messages.decode(text)
+    assert reason in caught.value.reason
