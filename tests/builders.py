@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from shared.model import (
     BackupJob,
@@ -20,20 +21,34 @@ SUB = "6f1c3a52-7d2e-4b8a-9c41-3e5d2a7b9f10"
 GROUP = "rg-lifeboat-snapshots"
 
 
+def placed(resource_id: str, name: str, group: str = "rg-app") -> dict[str, Any]:
+    """The fields every ARM resource here shares: its id and name, in SUB/`group`, westeurope."""
+    return {
+        "id": resource_id,
+        "name": name,
+        "subscription_id": SUB,
+        "resource_group": group,
+        "location": "westeurope",
+    }
+
+
 def disk_id(name: str, group: str = "rg-app") -> str:
     return f"/subscriptions/{SUB}/resourceGroups/{group}/providers/Microsoft.Compute/disks/{name}"
 
 
 def disk(name: str, *, group: str = "rg-app", unique: str | None = None, **extra: object) -> Disk:
     return Disk(
-        id=disk_id(name, group),
-        name=name,
-        subscription_id=SUB,
-        resource_group=group,
-        location="westeurope",
+        **placed(disk_id(name, group), name, group),
         unique_id=unique or f"uid-{name}",
         sku="Premium_LRS",
         **extra,  # type: ignore[arg-type]
+    )
+
+
+def vm_id(name: str, group: str = "rg-app") -> str:
+    return (
+        f"/subscriptions/{SUB}/resourceGroups/{group}/providers/Microsoft.Compute/"
+        f"virtualMachines/{name}"
     )
 
 
@@ -47,11 +62,7 @@ def vm(
     security_type: str | None = None,
 ) -> Vm:
     return Vm(
-        id=f"/subscriptions/{SUB}/resourceGroups/{group}/providers/Microsoft.Compute/virtualMachines/{name}",
-        name=name,
-        subscription_id=SUB,
-        resource_group=group,
-        location="westeurope",
+        **placed(vm_id(name, group), name, group),
         tags={"lifeboat:policy": "daily"} if tags is None else tags,
         os_disk=DiskAttachment(None, disk_id(os_disk) if os_disk else None, ephemeral=ephemeral),
         data_disks=tuple(DiskAttachment(lun, disk_id(d)) for lun, d in data),
@@ -78,11 +89,11 @@ def snapshot_of(
 ) -> Snapshot:
     name = name or snapshot_name(d.id, d.unique_id, slot_of(at))
     return Snapshot(
-        id=f"/subscriptions/{SUB}/resourceGroups/{group}/providers/Microsoft.Compute/snapshots/{name}",
-        name=name,
-        subscription_id=SUB,
-        resource_group=group,
-        location="westeurope",
+        **placed(
+            f"/subscriptions/{SUB}/resourceGroups/{group}/providers/Microsoft.Compute/snapshots/{name}",
+            name,
+            group,
+        ),
         time_created=at + timedelta(seconds=3),
         source_resource_id=source or d.id,
         source_unique_id=d.unique_id,
@@ -98,13 +109,6 @@ VERIFY_NOW = datetime(2026, 11, 27, 6, 0, tzinfo=UTC)
 VAULT_ID = (
     f"/subscriptions/{SUB}/resourceGroups/rg-backup/providers/Microsoft.RecoveryServices/vaults/rsv"
 )
-
-
-def vm_id(name: str, group: str = "rg-app") -> str:
-    return (
-        f"/subscriptions/{SUB}/resourceGroups/{group}/providers/Microsoft.Compute/"
-        f"virtualMachines/{name}"
-    )
 
 
 def protected_item(name: str = "web", **changes: object) -> ProtectedItem:
@@ -143,4 +147,14 @@ def backup_job(
 def recovery_point(hours_ago: float, kind: str = "CrashConsistent") -> RecoveryPoint:
     return RecoveryPoint(
         id=f"rp-{hours_ago}", time=VERIFY_NOW - timedelta(hours=hours_ago), consistency=kind
+    )
+
+
+def unattached_vm(name: str, *, created: datetime | None = None, **tags: str) -> Vm:
+    """VM `name` with policy daily (and `tags`) and no disks: all verification reads of a VM."""
+    return Vm(
+        **placed(vm_id(name), name),
+        tags={"lifeboat:policy": "daily", **tags},
+        os_disk=DiskAttachment(lun=None, disk_id=None),
+        time_created=created,
     )

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared import messages
-from shared.model import BackupJob, DiskAttachment, ProtectedItem, RecoveryPoint, Vm
+from shared.model import BackupJob, ProtectedItem, RecoveryPoint
 from shared.verification.assessment import (
     FINDINGS,
     SEVERITY,
@@ -30,7 +30,7 @@ from tests.builders import (
     SUB,
     VAULT_ID,
     VERIFY_NOW,
-    vm_id,
+    unattached_vm,
 )
 from tests.builders import backup_job as job
 from tests.builders import protected_item as item
@@ -268,21 +268,9 @@ def test_rpo_breached_exactly_when_a_healthy_item_is_older_than_its_target(
 # ------------------------------------------------------------------------------------ packing
 
 
-def make_vm(name: str) -> Vm:
-    return Vm(
-        id=vm_id(name),
-        name=name,
-        subscription_id=SUB,
-        resource_group="rg-app",
-        location="westeurope",
-        tags={"lifeboat:policy": "daily"},
-        os_disk=DiskAttachment(lun=None, disk_id=None),
-    )
-
-
 def test_a_region_of_4000_vms_fits_one_vault_message() -> None:
     entries = [
-        InScope(make_vm(f"vm-{i:05d}"), "daily", 26.0 if i % 7 else 4.0) for i in range(4000)
+        InScope(unattached_vm(f"vm-{i:05d}"), "daily", 26.0 if i % 7 else 4.0) for i in range(4000)
     ]
     request = messages.VerificationVaultRequest(
         subscriptionId=SUB,
@@ -302,7 +290,10 @@ def test_a_region_of_4000_vms_fits_one_vault_message() -> None:
 
 
 def test_packing_keeps_policy_names_with_a_bar_and_fractional_targets() -> None:
-    entries = [InScope(make_vm("a"), "gold|eu", 1.5), InScope(make_vm("b"), "daily", 26.0)]
+    entries = [
+        InScope(unattached_vm("a"), "gold|eu", 1.5),
+        InScope(unattached_vm("b"), "daily", 26.0),
+    ]
     assert unpack_vms(pack_vms(entries)) == {
         "rg-app/a": ("gold|eu", 1.5),
         "rg-app/b": ("daily", 26.0),

@@ -16,7 +16,6 @@ from shared.messages import FirstBackupCheckRequest, OnboardingRequest
 from shared.model import (
     BackupJob,
     BackupStatus,
-    DiskAttachment,
     Outcome,
     ProtectedItem,
     RecoveryPoint,
@@ -32,6 +31,7 @@ from tests.builders import (
     SUB,
     VAULT_ID,
     VERIFY_NOW,
+    unattached_vm,
     vm_id,
 )
 from tests.builders import backup_job as job
@@ -126,16 +126,7 @@ class FakeBackup:
 
 
 def make_vm(name: str, **tags: str) -> Vm:
-    return Vm(
-        id=vm_id(name),
-        name=name,
-        subscription_id=SUB,
-        resource_group="rg-app",
-        location="westeurope",
-        tags={"lifeboat:policy": "daily", **tags},
-        os_disk=DiskAttachment(lun=None, disk_id=None),
-        time_created=NOW - timedelta(days=30),
-    )
+    return unattached_vm(name, created=NOW - timedelta(days=30), **tags)
 
 
 class World:
