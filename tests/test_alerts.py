@@ -87,11 +87,12 @@ def nights(records: list[dict[str, Any]]) -> list[datetime]:
     )
 
 
-def test_the_rules_are_the_six_the_ops_team_gets() -> None:
+def test_the_rules_are_the_seven_the_ops_team_gets() -> None:
     assert RULES == [
         "drill-failed",
         "heartbeat-missing",
         "poison-messages",
+        "refusals",
         "rpo-breached",
         "run-failures",
         "snapshot-missing",
@@ -255,3 +256,32 @@ def test_rotation_rules_stay_quiet_on_verification_and_drill_outcomes() -> None:
     records = load("verification-drills.jsonl")
     assert run("snapshot-missing", records, VERIFY_AND_DRILL_NOW) == []
     assert run("poison-messages", records, VERIFY_AND_DRILL_NOW) == []
+
+
+def test_a_refused_message_fires_the_refusal_rule_and_then_goes_quiet() -> None:
+    """Rows made by the real dispatch: an unsigned prune and an altered one."""
+    from shared import dispatch
+    from shared.names import Queue
+    from shared.settings import Settings
+    from tests.conftest import base_settings
+    from tests.fakes import FixedClock, MemoryQueues, MemoryReporter, runtime
+
+    now = datetime.fromisoformat("2026-11-29T12:00:00+00:00")
+    reporter = MemoryReporter()
+    rt = runtime(Settings.from_env(base_settings()), FixedClock(now), reporter, MemoryQueues())
+    unsigned = json.dumps({"type": "rotation-prune", "version": 2, "payload": {}})
+    for message_id in ("m-1", "m-2"):
+        dispatch.deliver(rt, Queue.ROTATION_PRUNE, unsigned, message_id=message_id)
+    records = [o.to_record() for o in reporter.outcomes]
+    assert [r["Status"] for r in records] == ["refused", "refused"]
+    [fired] = run("refusals", records, now + timedelta(minutes=5))
+    assert (fired["Queue"], fired["Type"], fired["Refusals"]) == (
+        "rotation-prune",
+        "rotation-prune",
+        2,
+    )
+    assert sorted(as_list(fired["MessageIds"])) == ["m-1", "m-2"]
+    assert "unsigned" in as_list(fired["Reasons"])[0]
+    assert run("refusals", records, now + timedelta(hours=2)) == []
+    quiet = [r for r in load("demo-nights.jsonl") if r["Status"] != "refused"]
+    assert run("refusals", quiet, max(when(r) for r in quiet)) == []

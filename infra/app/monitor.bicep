@@ -81,6 +81,14 @@ var alertRules = [
     window: 'P1DT2H'
     query: loadTextContent('../alerts/drill-failed.kql')
   }
+  {
+    name: 'refusals'
+    description: 'Lifeboat refused a queue message or event on its first delivery (unsigned, altered, out of bounds, or asking for what its rules forbid): a bug or a forged message. Check the reasons and message ids in the results, the *-poison queues (lifeboat status lists them), and who holds Storage Queue Data Contributor on the app storage account.'
+    severity: 1
+    frequency: 'PT15M'
+    window: 'PT1H'
+    query: loadTextContent('../alerts/refusals.kql')
+  }
 ]
 
 resource workspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' existing = {
