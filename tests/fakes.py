@@ -202,6 +202,28 @@ def runtime(settings, clock, reporter, queues, **ports):  # type: ignore[no-unty
     return Runtime(settings, clock, reporter, queues, **ports)
 
 
+class FakeWorld:
+    """A Runtime over fakes on `clock`: its queues, a MemoryReporter, a FakeCompute, the settings
+    `values`, `policies` and any other ports given; what a use case's tests set up first."""
+
+    def __init__(self, clock, queues, values: dict[str, str], policies, **ports) -> None:  # type: ignore[no-untyped-def]
+        from shared.settings import Settings
+
+        self.clock = clock
+        self.queues = queues
+        self.reporter = MemoryReporter()
+        self.compute = FakeCompute(clock)
+        self.rt = runtime(
+            Settings.from_env(values),
+            clock,
+            self.reporter,
+            queues,
+            compute=self.compute,
+            policies=policies,
+            **ports,
+        )
+
+
 def deliver(rt, text: str, *, dequeue_count: int = 1):  # type: ignore[no-untyped-def]
     """Run one message through the real dispatch, on the queue its type travels on."""
     from shared import dispatch, messages

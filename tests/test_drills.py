@@ -16,12 +16,11 @@ from shared.model import DiskAttachment, DrillNetwork, Outcome, PolicyAssignment
 from shared.names import Job, Timer
 from shared.policies import parse_policies
 from shared.ports import ThrottledError
-from shared.settings import Settings
 from shared.snapshots import slot_of
 from tests.builders import SUB, disk, night, snapshot_of, vm
 from tests.conftest import base_settings
 from tests.drill_fakes import DEFAULT_RULES, FakeDrillCloud, InjectedError, SimHost, SimQueues
-from tests.fakes import FakeCompute, FixedClock, MemoryReporter, runtime
+from tests.fakes import FakeWorld, FixedClock, runtime
 
 DRILL_GROUP = "rg-lifeboat-drill-westeurope"
 POLICIES = parse_policies(
@@ -41,26 +40,15 @@ POLICIES = parse_policies(
 )
 
 
-class World:
+class World(FakeWorld):
     """VMs with a week of snapshots, a drill group, and a host on the fake clock."""
 
     def __init__(self, vms: int = 3, **settings: str) -> None:
-        self.clock = FixedClock(night(27, 4))
-        self.queues = SimQueues(self.clock)
-        self.reporter = MemoryReporter()
-        self.compute = FakeCompute(self.clock)
-        self.cloud = FakeDrillCloud(self.clock)
+        clock = FixedClock(night(27, 4))
+        self.cloud = FakeDrillCloud(clock)
         self.cloud.groups[SUB] = ["rg-app", "rg-lifeboat-snapshots", DRILL_GROUP]
         values = base_settings(DRILL_POLL_SECONDS="15", ARM_WRITES_PER_SECOND="4", **settings)
-        self.rt = runtime(
-            Settings.from_env(values),
-            self.clock,
-            self.reporter,
-            self.queues,
-            compute=self.compute,
-            policies=POLICIES,
-            drills=self.cloud,
-        )
+        super().__init__(clock, SimQueues(clock), values, POLICIES, drills=self.cloud)
         for i in range(vms):
             self.add_vm(f"vm{i:02d}", data=i % 2 == 0)
         self.host = SimHost(self.rt, self.queues)

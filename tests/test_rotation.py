@@ -11,39 +11,25 @@ from shared import dispatch, messages, rotation
 from shared.names import Queue, Timer
 from shared.planning import RotationConfig
 from shared.policies import parse_policies
-from shared.settings import Settings
 from shared.snapshots import snapshot_name
 from tests.builders import SUB, disk, night, snapshot_of, vm
 from tests.conftest import base_settings
 from tests.fakes import (
-    FakeCompute,
+    FakeWorld,
     FixedClock,
     MemoryQueues,
-    MemoryReporter,
     deliver,
     drain,
-    runtime,
 )
 
 QUEUES = (Queue.ROTATION_PLAN, Queue.ROTATION_VM, Queue.ROTATION_PRUNE)
 POLICIES = parse_policies({"version": 1, "policies": {"daily": {"retention": {"daily": 3}}}})
 
 
-class World:
+class World(FakeWorld):
     def __init__(self, **settings: str) -> None:
-        self.clock = FixedClock(night(27))
-        self.queues = MemoryQueues()
-        self.reporter = MemoryReporter()
-        self.compute = FakeCompute(self.clock)
         values = base_settings(TARGET_SUBSCRIPTIONS=SUB, **settings)
-        self.rt = runtime(
-            Settings.from_env(values),
-            self.clock,
-            self.reporter,
-            self.queues,
-            compute=self.compute,
-            policies=POLICIES,
-        )
+        super().__init__(FixedClock(night(27)), MemoryQueues(), values, POLICIES)
         self.disks = [disk("web-os"), disk("web-data"), disk("db-os")]
         for d in self.disks:
             self.compute.disks[d.id.lower()] = d

@@ -25,7 +25,6 @@ from shared.model import (
 from shared.names import Job, MessageType, Queue, Status, Timer
 from shared.policies import parse_policies
 from shared.ports import RefusedError, ThrottledError
-from shared.settings import Settings
 from shared.verification import Finding
 from tests.builders import (
     SUB,
@@ -39,13 +38,11 @@ from tests.builders import protected_item as item
 from tests.builders import recovery_point as point
 from tests.conftest import base_settings
 from tests.fakes import (
-    FakeCompute,
+    FakeWorld,
     FixedClock,
     MemoryQueues,
-    MemoryReporter,
     deliver,
     drain,
-    runtime,
 )
 
 COMPLIANT = Finding.COMPLIANT
@@ -129,22 +126,11 @@ def make_vm(name: str, **tags: str) -> Vm:
     return unattached_vm(name, created=NOW - timedelta(days=30), **tags)
 
 
-class World:
+class World(FakeWorld):
     def __init__(self, **settings: str) -> None:
-        self.clock = FixedClock(NOW)
-        self.queues = MemoryQueues()
-        self.reporter = MemoryReporter()
-        self.compute = FakeCompute(self.clock)
         self.backup = FakeBackup()
-        self.rt = runtime(
-            Settings.from_env(base_settings(TARGET_SUBSCRIPTIONS=SUB, **settings)),
-            self.clock,
-            self.reporter,
-            self.queues,
-            compute=self.compute,
-            policies=POLICIES,
-            backup=self.backup,
-        )
+        values = base_settings(TARGET_SUBSCRIPTIONS=SUB, **settings)
+        super().__init__(FixedClock(NOW), MemoryQueues(), values, POLICIES, backup=self.backup)
 
     def run(self, *, twice: bool = False) -> None:
         """The verification timer fires (VERIFICATION_SCHEDULE is 06:00), then every message
