@@ -72,6 +72,27 @@ class World(FakeWorld):
         """The drill timer, as its trigger fires it (DRILL_SCHEDULE is 04:00)."""
         dispatch.fire(self.rt, Timer.DRILL)
 
+    def add_drill_disk(
+        self,
+        name: str,
+        drill_id: str,
+        expires: str | None = None,
+        *,
+        subscription: str = SUB,
+        group: str = DRILL_GROUP,
+    ) -> None:
+        """A disk `name` tagged as drill `drill_id`'s (expiring at `expires`, if given)."""
+        tags = {"lifeboat:drill": drill_id, "lifeboat:managed": "true"}
+        if expires is not None:
+            tags["lifeboat:expires"] = expires
+        self.cloud._add(
+            f"/subscriptions/{subscription}/resourceGroups/{group}/providers/Microsoft.Compute/"
+            f"disks/{name}",
+            "disks",
+            "westeurope",
+            tags,
+        )
+
     def sweep(self) -> int:
         """The sweeper timer; how many expired drills it found (to tear down or blocked)."""
         before = len(self.reporter.outcomes)
@@ -292,12 +313,8 @@ def test_drill_groups_are_never_planned_and_teardown_refuses_other_groups() -> N
         location="westeurope",
         swept=True,
     )
-    world.cloud._add(  # a resource in a production group that carries the drill's tags
-        f"/subscriptions/{SUB}/resourceGroups/rg-app/providers/Microsoft.Compute/disks/x",
-        "disks",
-        "westeurope",
-        {"lifeboat:drill": "lbd-aaaaaaaaaa", "lifeboat:managed": "true"},
-    )
+    # a resource in a production group that carries the drill's tags
+    world.add_drill_disk("x", "lbd-aaaaaaaaaa", group="rg-app")
     world.send(state)
     world.host.drain()
     (outcome,) = world.outcomes("sweep")
@@ -667,19 +684,8 @@ def test_nsg_rules_are_read_with_their_application_security_groups_and_source_po
 
 def test_a_garbled_drill_tag_is_blocked_and_the_sweeper_goes_on() -> None:
     world = World(vms=0)
-    base = f"/subscriptions/{SUB}/resourceGroups/{DRILL_GROUP}/providers/Microsoft.Compute/disks"
-    expired = "2026-11-27T00:00:00Z"
     for name, drill_id in (("bad", "lbd-0189abcdef"), ("good", "lbd-aaaaaaaaaa")):
-        world.cloud._add(
-            f"{base}/{name}",
-            "disks",
-            "westeurope",
-            {
-                "lifeboat:drill": drill_id,
-                "lifeboat:managed": "true",
-                "lifeboat:expires": expired,
-            },
-        )
+        world.add_drill_disk(name, drill_id, expires="2026-11-27T00:00:00Z")
     assert world.sweep() == 2
     world.host.drain()
     assert [r.rsplit("/", 1)[1] for r in world.cloud.remaining()] == ["bad"]
@@ -689,17 +695,7 @@ def test_a_garbled_drill_tag_is_blocked_and_the_sweeper_goes_on() -> None:
 
 def test_the_sweeper_tears_down_what_it_found_whatever_the_tag_value_s_spacing() -> None:
     world = World(vms=0)
-    base = f"/subscriptions/{SUB}/resourceGroups/{DRILL_GROUP}/providers/Microsoft.Compute/disks"
-    world.cloud._add(
-        f"{base}/d",
-        "disks",
-        "westeurope",
-        {
-            "lifeboat:drill": " LBD-AAAAAAAAAA ",
-            "lifeboat:managed": "true",
-            "lifeboat:expires": "2026-11-27T00:00:00Z",
-        },
-    )
+    world.add_drill_disk("d", " LBD-AAAAAAAAAA ", expires="2026-11-27T00:00:00Z")
     assert world.sweep() == 1
     world.host.drain()
     assert world.cloud.remaining() == []
@@ -768,12 +764,8 @@ def test_teardown_never_deletes_in_a_subscription_lifeboat_does_not_serve() -> N
     world = World(vms=0)
     other = "00000000-0000-0000-0000-00000000abcd"
     world.cloud.groups[other] = [DRILL_GROUP]
-    world.cloud._add(  # drill-tagged, in a group of the right name, in somebody else's subscription
-        f"/subscriptions/{other}/resourceGroups/{DRILL_GROUP}/providers/Microsoft.Compute/disks/x",
-        "disks",
-        "westeurope",
-        {"lifeboat:drill": "lbd-aaaaaaaaaa", "lifeboat:managed": "true"},
-    )
+    # drill-tagged, in a group of the right name, in somebody else's subscription
+    world.add_drill_disk("x", "lbd-aaaaaaaaaa", subscription=other)
     state = DrillState(
         drillId="lbd-aaaaaaaaaa",
         step="teardown",
@@ -828,16 +820,6 @@ def test_drill_status_shows_a_drill_whose_expiry_tag_has_no_timezone_as_expired(
     from cli.drill_cmd import running_drills
 
     world = World(vms=0)
-    base = f"/subscriptions/{SUB}/resourceGroups/{DRILL_GROUP}/providers/Microsoft.Compute/disks"
-    world.cloud._add(
-        f"{base}/d",
-        "disks",
-        "westeurope",
-        {
-            "lifeboat:drill": "lbd-aaaaaaaaaa",
-            "lifeboat:managed": "true",
-            "lifeboat:expires": "2026-11-28T00:00:00",
-        },
-    )
+    world.add_drill_disk("d", "lbd-aaaaaaaaaa", expires="2026-11-28T00:00:00")
     (running,) = running_drills(world.rt)
     assert running["expired"] is True  # as the sweeper reads it: no readable expiry
