@@ -93,6 +93,23 @@ class World(FakeWorld):
             tags,
         )
 
+    def tear_down(self, subscription: str, group: str) -> Outcome:
+        """A swept drill's teardown step for `group` in `subscription`, run; its sweep outcome."""
+        state = DrillState(
+            drillId="lbd-aaaaaaaaaa",
+            step="teardown",
+            startedAt=self.clock.now(),
+            expiresAt=self.clock.now(),
+            drillSubscription=subscription,
+            drillGroup=group,
+            location="westeurope",
+            swept=True,
+        )
+        self.send(state)
+        self.host.drain()
+        (outcome,) = self.outcomes("sweep")
+        return outcome
+
     def sweep(self) -> int:
         """The sweeper timer; how many expired drills it found (to tear down or blocked)."""
         before = len(self.reporter.outcomes)
@@ -303,21 +320,9 @@ def test_drill_groups_are_never_planned_and_teardown_refuses_other_groups() -> N
     world.add_vm("restored", group=DRILL_GROUP)
     world.night()
     assert world.outcomes() == []
-    state = DrillState(
-        drillId="lbd-aaaaaaaaaa",
-        step="teardown",
-        startedAt=world.clock.now(),
-        expiresAt=world.clock.now(),
-        drillSubscription=SUB,
-        drillGroup="rg-app",
-        location="westeurope",
-        swept=True,
-    )
     # a resource in a production group that carries the drill's tags
     world.add_drill_disk("x", "lbd-aaaaaaaaaa", group="rg-app")
-    world.send(state)
-    world.host.drain()
-    (outcome,) = world.outcomes("sweep")
+    outcome = world.tear_down(SUB, "rg-app")
     assert outcome.status == "failed"
     assert "is not a drill resource group" in (outcome.reason or "")
     assert len(world.cloud.remaining()) == 1
@@ -766,19 +771,7 @@ def test_teardown_never_deletes_in_a_subscription_lifeboat_does_not_serve() -> N
     world.cloud.groups[other] = [DRILL_GROUP]
     # drill-tagged, in a group of the right name, in somebody else's subscription
     world.add_drill_disk("x", "lbd-aaaaaaaaaa", subscription=other)
-    state = DrillState(
-        drillId="lbd-aaaaaaaaaa",
-        step="teardown",
-        startedAt=world.clock.now(),
-        expiresAt=world.clock.now(),
-        drillSubscription=other,
-        drillGroup=DRILL_GROUP,
-        location="westeurope",
-        swept=True,
-    )
-    world.send(state)
-    world.host.drain()
-    (outcome,) = world.outcomes("sweep")
+    outcome = world.tear_down(other, DRILL_GROUP)
     assert outcome.status == "failed"
     assert f"subscription {other} is not one Lifeboat drills in" in (outcome.reason or "")
     assert len(world.cloud.remaining()) == 1
