@@ -219,37 +219,56 @@ class Arm:
             return Reply(200, self.tags_body(target_id, tags))
 
     # ---- rules ---------------------------------------------------------------------------
-    def authorize(self, req: ArmRequest, action: str, scope: str) -> None:
+    def denial(self, req: ArmRequest, action: str, scope: str) -> str | None:
+        """Records the action in the request log; the name of the first deny assignment that
+        refuses it at the scope, if any does."""
         if action not in req.actions:
             req.actions.append(action)
         for deny in self.cloud.deny_assignments:
             if in_scope(scope, deny.scope) and deny.denies(action, req.caller.object_id):
-                raise ArmError(
-                    403,
-                    "AuthorizationFailed",
-                    f"The client '{req.caller.object_id}' with object id "
-                    f"'{req.caller.object_id}' does not have authorization to perform action "
-                    f"'{action}' over scope '{scope}' or the scope is invalid. "
-                    f"(deny assignment '{deny.name}')",
-                )
+                return deny.name
+        return None
+
+    def authorize(self, req: ArmRequest, action: str, scope: str) -> None:
+        deny = self.denial(req, action, scope)
+        if deny is not None:
+            who = req.caller.object_id
+            raise ArmError(
+                403,
+                "AuthorizationFailed",
+                f"The client '{who}' with object id '{who}' does not have authorization to "
+                f"perform action '{action}' over scope '{scope}' or the scope is invalid. "
+                f"(deny assignment '{deny}')",
+            )
 
     def linked_check(
         self, req: ArmRequest, action: str, linked_scope: str, target_action: str, target: str
     ) -> None:
         """A linked access check: recorded in the request log, refused by deny assignments."""
-        if action not in req.actions:
-            req.actions.append(action)
-        for deny in self.cloud.deny_assignments:
-            if in_scope(linked_scope, deny.scope) and deny.denies(action, req.caller.object_id):
-                raise ArmError(
-                    403,
-                    "LinkedAuthorizationFailed",
-                    f"The client '{req.caller.object_id}' with object id "
-                    f"'{req.caller.object_id}' has permission to perform action "
-                    f"'{target_action}' on scope '{target}'; however, it does not have "
-                    f"permission to perform action(s) '{action}' on the linked scope(s) "
-                    f"'{linked_scope}' (respectively) or the linked scope(s) are invalid.",
-                )
+        if self.denial(req, action, linked_scope) is not None:
+            who = req.caller.object_id
+            raise ArmError(
+                403,
+                "LinkedAuthorizationFailed",
+                f"The client '{who}' with object id '{who}' has permission to perform action "
+                f"'{target_action}' on scope '{target}'; however, it does not have permission to "
+                f"perform action(s) '{action}' on the linked scope(s) '{linked_scope}' "
+                "(respectively) or the linked scope(s) are invalid.",
+            )
+
+    def put_basics(
+        self, req: ArmRequest, args: tuple[str, ...], kind: str
+    ) -> tuple[ResourceGroup, dict[str, Any], dict[str, Any], str]:
+        """A PUT's name checked, its group, body, properties and location."""
+        check_name(args[2], kind)
+        group = self.need_group(args[0], args[1])
+        body = req.body if isinstance(req.body, dict) else {}
+        return group, body, body.get("properties") or {}, body_location(body)
+
+    def check_delete(self, req: ArmRequest, resource_type: str, resource_id: str) -> None:
+        """What ARM checks before any DELETE: the caller's right to delete, then locks."""
+        self.authorize(req, f"{resource_type}/delete", resource_id)
+        self.check_locks(resource_id, "delete")
 
     def check_locks(self, resource_id: str, verb: str) -> None:
         locked = [
@@ -277,7 +296,7 @@ class Arm:
             and (rule.resource_type is None or rule.resource_type.lower() == resource_type.lower())
         ]
 
-    def check_policies(
+    def check_write(
         self,
         req: ArmRequest,
         resource_type: str,
@@ -286,6 +305,10 @@ class Arm:
         body: dict[str, Any],
         tags: dict[str, Any],
     ) -> None:
+        """What ARM checks before any PUT: the caller's right to write, locks, then Azure Policy
+        deny rules."""
+        self.authorize(req, f"{resource_type}/write", resource_id)
+        self.check_locks(resource_id, "write")
         for rule in self.matching_policies(resource_type, resource_id, "deny"):
             reasons = []
             lower_tags = {str(k).lower() for k in tags}
@@ -343,6 +366,42 @@ def dig(body: dict[str, Any], path: str) -> Any:
             return None
         value = value.get(part)
     return value
+
+
+def body_location(body: dict[str, Any]) -> str:
+    """A PUT body's location, folded as ARM compares it; refused when missing."""
+    location = str(body.get("location", "")).lower().replace(" ", "")
+    if not location:
+        raise ArmError(
+            400, "LocationRequired", "The location property is required for this definition."
+        )
+    return location
+
+
+def check_same_location(location: str, other: str, message: str, target: str) -> None:
+    if location != other.lower().replace(" ", ""):
+        raise ArmError(400, "InvalidParameter", message, target=target)
+
+
+def copy_source(creation: dict[str, Any], kind: str, advice: str, *, uri_too: bool = False) -> str:
+    """The source a Copy create names (the stand-in creates disks and snapshots by copy only)."""
+    option = str(creation.get("createOption", ""))
+    if option.lower() != "copy":
+        raise ArmError(
+            400,
+            "InvalidParameter",
+            f"Create option '{option}' is not supported by the stand-in for {kind}; {advice}",
+            target="creationData.createOption",
+        )
+    source = creation.get("sourceResourceId") or (creation.get("sourceUri") if uri_too else None)
+    if not source:
+        raise ArmError(
+            400,
+            "InvalidParameter",
+            "Required parameter 'sourceResourceId' is missing (null).",
+            target="sourceResourceId",
+        )
+    return str(source)
 
 
 def check_name(name: str, kind: str) -> None:

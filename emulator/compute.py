@@ -10,7 +10,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from emulator.arm_core import Arm, check_name, check_tags, merge_tag, query_string
+from emulator.arm_core import (
+    Arm,
+    check_same_location,
+    check_tags,
+    copy_source,
+    merge_tag,
+    query_string,
+)
 from emulator.clock import format_instant
 from emulator.errors import ArmError, resource_not_found
 from emulator.ids import compute_id, key, new_uuid, stable_uuid
@@ -160,34 +167,10 @@ class Compute:
         return self.shaped(Reply(200, snap.to_json(now)))
 
     def put_snapshot(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
-        sub_id, group_name, name = args
-        check_name(name, "snapshots")
-        group = self.arm.need_group(sub_id, group_name)
-        body = req.body if isinstance(req.body, dict) else {}
-        props = body.get("properties") or {}
+        sub_id, _, name = args
+        group, body, props, location = self.arm.put_basics(req, args, "snapshots")
         creation = props.get("creationData") or {}
-        location = str(body.get("location", "")).lower().replace(" ", "")
-        if not location:
-            raise ArmError(
-                400, "LocationRequired", "The location property is required for this definition."
-            )
-        option = str(creation.get("createOption", ""))
-        if option.lower() != "copy":
-            raise ArmError(
-                400,
-                "InvalidParameter",
-                f"Create option '{option}' is not supported by the stand-in for snapshots; "
-                "use Copy.",
-                target="creationData.createOption",
-            )
-        source = creation.get("sourceResourceId") or creation.get("sourceUri")
-        if not source:
-            raise ArmError(
-                400,
-                "InvalidParameter",
-                "Required parameter 'sourceResourceId' is missing (null).",
-                target="sourceResourceId",
-            )
+        source = copy_source(creation, "snapshots", "use Copy.", uri_too=True)
         tags = body.get("tags") or {}
         check_tags(tags)
         snap_id = compute_id(sub_id, group.name, "snapshots", name)
@@ -200,11 +183,7 @@ class Compute:
                     "NotFound",
                     f"Resource {source} is not found.",
                 )
-            self.arm.authorize(req, "Microsoft.Compute/snapshots/write", snap_id)
-            self.arm.check_locks(snap_id, "write")
-            self.arm.check_policies(
-                req, "Microsoft.Compute/snapshots", snap_id, location, body, tags
-            )
+            self.arm.check_write(req, "Microsoft.Compute/snapshots", snap_id, location, body, tags)
             linked = "Microsoft.Compute/disks/beginGetAccess/action"
             self.arm.linked_check(
                 req, linked, disk.id, "Microsoft.Compute/snapshots/write", snap_id
@@ -242,14 +221,13 @@ class Compute:
                 )
                 reply_body = existing.to_json(now, in_flight=True)
                 return Reply(202, reply_body, self.arm.lro_headers(req, op, retry_after=True))
-            if location != disk.location.lower().replace(" ", ""):
-                raise ArmError(
-                    400,
-                    "InvalidParameter",
-                    f"The snapshot location '{location}' must match the source disk's location "
-                    f"'{disk.location}'.",
-                    target="location",
-                )
+            check_same_location(
+                location,
+                disk.location,
+                f"The snapshot location '{location}' must match the source disk's location "
+                f"'{disk.location}'.",
+                "location",
+            )
             if disk.ephemeral:
                 raise ArmError(
                     409,
@@ -417,8 +395,7 @@ class Compute:
             snap = self.cloud.live_snapshot(key(snap_id), now)
             if snap is None:
                 return Reply(204)
-            self.arm.authorize(req, "Microsoft.Compute/snapshots/delete", snap.id)
-            self.arm.check_locks(snap.id, "delete")
+            self.arm.check_delete(req, "Microsoft.Compute/snapshots", snap.id)
             req.throttle_headers.update(
                 self.throttler.compute_check(sub_id, snap.location, "deletes")
             )

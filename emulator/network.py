@@ -399,9 +399,7 @@ class NetworkRP:
         tags = body.get("tags") or {}
         check_tags(tags)
         resource_id = network_id(sub_id, group.name, kind, name)
-        self.arm.authorize(req, f"{NET}/{kind}/write", resource_id)
-        self.arm.check_locks(resource_id, "write")
-        self.arm.check_policies(req, f"{NET}/{kind}", resource_id, location, body, tags)
+        self.arm.check_write(req, f"{NET}/{kind}", resource_id, location, body, tags)
         return body, location, {str(k): str(v) for k, v in tags.items()}, existing
 
     def linked(self, req: ArmRequest, action: str, linked_scope: str, target: str) -> None:
@@ -448,8 +446,7 @@ class NetworkRP:
         found = self.state.store(kind).get(key(network_id(args[0], args[1], kind, args[2])))
         if found is None:
             return None
-        self.arm.authorize(req, f"{NET}/{kind}/delete", found.id)
-        self.arm.check_locks(found.id, "delete")
+        self.arm.check_delete(req, f"{NET}/{kind}", found.id)
         return found
 
     def fields(

@@ -13,13 +13,20 @@ with both headers and `Retry-After`; when it ends, disks lose `managedBy` and NI
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from emulator.arm_core import Arm, check_name, check_tags, merge_tag
+from emulator.arm_core import (
+    Arm,
+    check_same_location,
+    check_tags,
+    copy_source,
+    merge_tag,
+)
 from emulator.errors import ArmError
 from emulator.ids import compute_id, key, new_uuid
-from emulator.model import DataDisk, Disk, VirtualMachine
+from emulator.model import DataDisk, Disk, Operation, VirtualMachine
 from emulator.routing import GROUP, ArmRequest, Reply, Route, route
 
 DISK_SKUS = {
@@ -33,45 +40,16 @@ DISK_SKUS = {
 }
 
 
-def _location(body: dict[str, Any]) -> str:
-    location = str(body.get("location", "")).lower().replace(" ", "")
-    if not location:
-        raise ArmError(
-            400, "LocationRequired", "The location property is required for this definition."
-        )
-    return location
-
-
 def _never(now: datetime) -> datetime:
     return datetime.max.replace(tzinfo=now.tzinfo)
 
 
 # ---- disks -------------------------------------------------------------------------------------
 def put_disk(arm: Arm, req: ArmRequest, args: tuple[str, ...]) -> Reply:
-    sub_id, group_name, name = args
-    check_name(name, "disks")
-    group = arm.need_group(sub_id, group_name)
-    body = req.body if isinstance(req.body, dict) else {}
-    props = body.get("properties") or {}
+    sub_id, _, name = args
+    group, body, props, location = arm.put_basics(req, args, "disks")
     creation = props.get("creationData") or {}
-    location = _location(body)
-    option = str(creation.get("createOption", ""))
-    if option.lower() != "copy":
-        raise ArmError(
-            400,
-            "InvalidParameter",
-            f"Create option '{option}' is not supported by the stand-in for disks; use Copy "
-            "from a snapshot.",
-            target="creationData.createOption",
-        )
-    source = creation.get("sourceResourceId")
-    if not source:
-        raise ArmError(
-            400,
-            "InvalidParameter",
-            "Required parameter 'sourceResourceId' is missing (null).",
-            target="sourceResourceId",
-        )
+    source = copy_source(creation, "disks", "use Copy from a snapshot.")
     tags = body.get("tags") or {}
     check_tags(tags)
     disk_id = compute_id(sub_id, group.name, "disks", name)
@@ -81,9 +59,7 @@ def put_disk(arm: Arm, req: ArmRequest, args: tuple[str, ...]) -> Reply:
         snap = arm.cloud.live_snapshot(key(str(source)), now)
         if snap is None:
             raise ArmError(404, "NotFound", f"Resource {source} is not found.")
-        arm.authorize(req, "Microsoft.Compute/disks/write", disk_id)
-        arm.check_locks(disk_id, "write")
-        arm.check_policies(req, "Microsoft.Compute/disks", disk_id, location, body, tags)
+        arm.check_write(req, "Microsoft.Compute/disks", disk_id, location, body, tags)
         # What Azure checks on the source of a disk copy; see README ("linked actions").
         arm.linked_check(
             req,
@@ -116,14 +92,13 @@ def put_disk(arm: Arm, req: ArmRequest, args: tuple[str, ...]) -> Reply:
                 "OperationNotAllowed",
                 f"Disk {name} is being deleted; retry when the delete has finished.",
             )
-        if location != snap.location.lower().replace(" ", ""):
-            raise ArmError(
-                400,
-                "InvalidParameter",
-                f"The source snapshot '{snap.id}' is in location '{snap.location}', which does "
-                f"not match the disk's location '{location}'.",
-                target="sourceResourceId",
-            )
+        check_same_location(
+            location,
+            snap.location,
+            f"The source snapshot '{snap.id}' is in location '{snap.location}', which does "
+            f"not match the disk's location '{location}'.",
+            "sourceResourceId",
+        )
         if snap.completion_percent(now) < 100 or snap.provisioning_state(now) != "Succeeded":
             raise ArmError(
                 409,
@@ -195,31 +170,71 @@ def in_flight(disk: Disk, source: str) -> dict[str, Any]:
     return body
 
 
-def delete_disk(arm: Arm, req: ArmRequest, args: tuple[str, ...]) -> Reply:
+def _notified(arm: Arm, req: ArmRequest, op: Operation, **lro: bool) -> dict[str, str]:
+    """The LRO headers Compute sends for a VM: async notification on, the poll Retry-After."""
+    headers = {"Azure-AsyncNotification": "Enabled"}
+    headers.update(arm.lro_headers(req, op, retry_after=False, **lro))
+    headers["Retry-After"] = arm.behaviour.scaled(arm.behaviour.lro_poll_retry_after)
+    return headers
+
+
+def _start_delete(
+    arm: Arm,
+    req: ArmRequest,
+    args: tuple[str, ...],
+    kind: str,
+    refuse: Callable[[Any], None],
+    bucket: str,
+    seconds: str,
+    op_kind: str,
+) -> Operation | None:
+    """A Compute DELETE: None when absent (204); else the resource is marked deleting
+    `seconds` (a behaviour setting) from now unless `refuse` raises, with its operation."""
     sub_id, group_name, name = args
     arm.need_group(sub_id, group_name)
-    disk_id = compute_id(sub_id, group_name, "disks", name)
+    resource_id = compute_id(sub_id, group_name, kind, name)
     now = arm.clock.now()
+    arm.cloud.purge_deleted(now)
+    store = arm.cloud.disks if kind == "disks" else arm.cloud.vms
+    resource = store.get(key(resource_id))
+    if resource is None:
+        return None
+    arm.check_delete(req, f"Microsoft.Compute/{kind}", resource.id)
+    refuse(resource)
+    req.throttle_headers.update(arm.throttler.compute_check(sub_id, resource.location, bucket))
+    delay = getattr(arm.behaviour, seconds)
+    end = None if req.stuck else now + timedelta(seconds=delay)
+    if resource.deleting_at is None:
+        resource.deleting_at = end or _never(now)
+        arm.cloud.pending_deletes[key(resource.id)] = resource.deleting_at
+    op = arm.new_operation(sub_id, resource.location, op_kind, now, resource.id, "DELETE")
+    op.end = end
+    return op
+
+
+def _refuse_attached(disk: Disk) -> None:
+    if disk.managed_by:
+        raise ArmError(
+            409,
+            "OperationNotAllowed",
+            f"Disk {disk.name} is attached to VM {disk.managed_by[0]}.",
+        )
+
+
+def delete_disk(arm: Arm, req: ArmRequest, args: tuple[str, ...]) -> Reply:
     with arm.cloud.lock:
-        arm.cloud.purge_deleted(now)
-        disk = arm.cloud.disks.get(key(disk_id))
-        if disk is None:
+        op = _start_delete(
+            arm,
+            req,
+            args,
+            "disks",
+            _refuse_attached,
+            "deletes",
+            "operation_seconds",
+            "DiskOperations",
+        )
+        if op is None:
             return Reply(204)
-        arm.authorize(req, "Microsoft.Compute/disks/delete", disk.id)
-        arm.check_locks(disk.id, "delete")
-        if disk.managed_by:
-            raise ArmError(
-                409,
-                "OperationNotAllowed",
-                f"Disk {disk.name} is attached to VM {disk.managed_by[0]}.",
-            )
-        req.throttle_headers.update(arm.throttler.compute_check(sub_id, disk.location, "deletes"))
-        end = None if req.stuck else now + timedelta(seconds=arm.behaviour.operation_seconds)
-        if disk.deleting_at is None:
-            disk.deleting_at = end or _never(now)
-            arm.cloud.pending_deletes[key(disk.id)] = disk.deleting_at
-        op = arm.new_operation(sub_id, disk.location, "DiskOperations", now, disk.id, "DELETE")
-        op.end = end
         return Reply(202, None, arm.lro_headers(req, op, retry_after=False))
 
 
@@ -275,12 +290,8 @@ def boot_fails(arm: Arm, name: str, disks: list[Disk]) -> bool:
 
 
 def put_vm(arm: Arm, req: ArmRequest, args: tuple[str, ...]) -> Reply:
-    sub_id, group_name, name = args
-    check_name(name, "virtualMachines")
-    group = arm.need_group(sub_id, group_name)
-    body = req.body if isinstance(req.body, dict) else {}
-    props = body.get("properties") or {}
-    location = _location(body)
+    sub_id, _, name = args
+    group, body, props, location = arm.put_basics(req, args, "virtualMachines")
     tags = body.get("tags") or {}
     check_tags(tags)
     vm_id = compute_id(sub_id, group.name, "virtualMachines", name)
@@ -288,9 +299,7 @@ def put_vm(arm: Arm, req: ArmRequest, args: tuple[str, ...]) -> Reply:
     with arm.cloud.lock:
         arm.cloud.purge_deleted(now)
         arm.cloud.network.purge(now)
-        arm.authorize(req, "Microsoft.Compute/virtualMachines/write", vm_id)
-        arm.check_locks(vm_id, "write")
-        arm.check_policies(req, "Microsoft.Compute/virtualMachines", vm_id, location, body, tags)
+        arm.check_write(req, "Microsoft.Compute/virtualMachines", vm_id, location, body, tags)
         existing = arm.cloud.vms.get(key(vm_id))
         if existing is not None:
             if existing.deleting_at is not None:
@@ -445,35 +454,24 @@ def put_vm(arm: Arm, req: ArmRequest, args: tuple[str, ...]) -> Reply:
                 req.correlation_id,
                 http_method="PUT-CREATE",
             )
-        headers = {"Azure-AsyncNotification": "Enabled"}
-        headers.update(arm.lro_headers(req, op, retry_after=False, location=False))
-        headers["Retry-After"] = arm.behaviour.scaled(arm.behaviour.lro_poll_retry_after)
-        return Reply(201, arm.cloud.vm_json(vm, now), headers)
+        return Reply(201, arm.cloud.vm_json(vm, now), _notified(arm, req, op, location=False))
 
 
 def delete_vm(arm: Arm, req: ArmRequest, args: tuple[str, ...]) -> Reply:
-    sub_id, group_name, name = args
-    arm.need_group(sub_id, group_name)
-    vm_id = compute_id(sub_id, group_name, "virtualMachines", name)
-    now = arm.clock.now()
     with arm.cloud.lock:
-        arm.cloud.purge_deleted(now)
-        vm = arm.cloud.vms.get(key(vm_id))
-        if vm is None:
+        op = _start_delete(
+            arm,
+            req,
+            args,
+            "virtualMachines",
+            lambda vm: None,
+            "vm-deletes",
+            "vm_delete_seconds",
+            "operations",
+        )
+        if op is None:
             return Reply(204)
-        arm.authorize(req, "Microsoft.Compute/virtualMachines/delete", vm.id)
-        arm.check_locks(vm.id, "delete")
-        req.throttle_headers.update(arm.throttler.compute_check(sub_id, vm.location, "vm-deletes"))
-        end = None if req.stuck else now + timedelta(seconds=arm.behaviour.vm_delete_seconds)
-        if vm.deleting_at is None:
-            vm.deleting_at = end or _never(now)
-            arm.cloud.pending_deletes[key(vm.id)] = vm.deleting_at
-        op = arm.new_operation(sub_id, vm.location, "operations", now, vm.id, "DELETE")
-        op.end = end
-        headers = {"Azure-AsyncNotification": "Enabled"}
-        headers.update(arm.lro_headers(req, op, retry_after=False))
-        headers["Retry-After"] = arm.behaviour.scaled(arm.behaviour.lro_poll_retry_after)
-        return Reply(202, None, headers)
+        return Reply(202, None, _notified(arm, req, op))
 
 
 class Provisioning:
