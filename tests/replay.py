@@ -15,18 +15,21 @@ from __future__ import annotations
 import gzip
 import json
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import pytest
 from azure.core.credentials import AccessToken, AccessTokenInfo
 from azure.core.pipeline.transport import HttpTransport
 from azure.core.rest._http_response_impl import HttpResponseImpl
 from azure.core.utils import CaseInsensitiveDict
 
 from shared.adapters.compute import AzureCompute
+from shared.ports import ThrottledError
 
 DATA = Path(__file__).parent / "data"
 ARM = "https://management.azure.com"
@@ -147,6 +150,29 @@ def compute_throttled(retry_after: str, policy: str = "HighCostGet30Min") -> Ans
 def recording(name: str) -> list[dict[str, Any]]:
     entries: list[dict[str, Any]] = json.loads((DATA / f"{name}.json").read_text())["Entries"]
     return entries
+
+
+def recorded_id(entry: dict[str, Any]) -> str:
+    """The resource id a recorded request was sent to (its path, without the query)."""
+    uri: str = entry["RequestUri"]
+    return uri.split("?")[0].removeprefix(ARM)
+
+
+def throttled(action: Callable[[], object]) -> tuple[ThrottledError, float]:
+    """The ThrottledError `action` raises, and how many seconds it took to raise it."""
+    started = time.monotonic()
+    with pytest.raises(ThrottledError) as caught:
+        action()
+    return caught.value, time.monotonic() - started
+
+
+def assert_put_back_at_once(action: Callable[[], object], transport: Replay) -> None:
+    """A 429 with Retry-After 1200 is raised at once, after one request, with no retry or sleep."""
+    error, elapsed = throttled(action)
+    assert elapsed < 1.0
+    assert error.retry_after == 1200
+    assert len(transport.requests) == 1
+    assert transport.sleeps == []
 
 
 def spec_body(name: str) -> dict[str, Any]:
@@ -294,3 +320,9 @@ class ReplayedCompute(AzureCompute):
 
     def _transport_options(self) -> dict[str, Any]:
         return {"transport": self.replay}
+
+
+def replayed_compute(*answers: Answer) -> tuple[ReplayedCompute, Replay]:
+    """A Compute adapter answered by `answers` in order, and the transport that records it."""
+    transport = Replay(answers)
+    return ReplayedCompute(transport), transport

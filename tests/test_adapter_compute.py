@@ -9,7 +9,6 @@ with a short Retry-After, and no thread sleeps (the transport records what it wa
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import pytest
 from azure.core.exceptions import HttpResponseError
@@ -19,24 +18,20 @@ from tests.replay import (
     ARM,
     SUB,
     Answer,
-    Replay,
-    ReplayedCompute,
     arm_error,
     compute_throttled,
+    recorded_id,
     recording,
     spec_body,
+    throttled,
 )
+from tests.replay import replayed_compute as compute
 
 SNAPSHOTS = recording("recording_snapshot_flow")
 PUT, GET, DELETE = SNAPSHOTS[0], SNAPSHOTS[3], SNAPSHOTS[4]  # the polls in between go unused
-SNAPSHOT_ID = GET["RequestUri"].split("?")[0].removeprefix(ARM)
+SNAPSHOT_ID = recorded_id(GET)
 DISK_ID = f"/subscriptions/{SUB}/resourceGroups/rgname/providers/Microsoft.Compute/disks/disk1"
-VM_ID = recording("recording_vm_get_instance_view")[0]["RequestUri"].split("?")[0].removeprefix(ARM)
-
-
-def compute(*answers: Answer) -> tuple[ReplayedCompute, Replay]:
-    transport = Replay(answers)
-    return ReplayedCompute(transport), transport
+VM_ID = recorded_id(recording("recording_vm_get_instance_view")[0])
 
 
 def snapshot_request(name: str = "snapshotxbc8e2966") -> SnapshotRequest:
@@ -155,13 +150,6 @@ def test_404_reads_are_none_and_a_missing_snapshot_group_lists_empty() -> None:
 # ------------------------------------------------------------------------------ 429
 
 
-def _throttled(action: Any) -> tuple[ThrottledError, float]:
-    started = time.monotonic()
-    with pytest.raises(ThrottledError) as caught:
-        action()
-    return caught.value, time.monotonic() - started
-
-
 @pytest.mark.parametrize("verb", ["GET", "PUT", "DELETE", "PATCH"])
 def test_compute_429_with_retry_after_1200_is_put_back_at_once(verb: str) -> None:
     adapter, transport = compute(compute_throttled("1200"))
@@ -171,7 +159,7 @@ def test_compute_429_with_retry_after_1200_is_put_back_at_once(verb: str) -> Non
         "DELETE": lambda: adapter.begin_delete_snapshot(SNAPSHOT_ID),
         "PATCH": lambda: adapter.merge_tags(VM_ID, {"a": "b"}),
     }[verb]
-    error, elapsed = _throttled(action)
+    error, elapsed = throttled(action)
     assert error.retry_after == 1200
     assert elapsed < 1.0
     assert [r.method for r in transport.settled()] == [verb]  # no retry inside the SDK
@@ -189,7 +177,7 @@ def test_arm_429_in_the_wrapped_shape_carries_its_retry_after() -> None:
             ("x-ms-ratelimit-remaining-subscription-writes", "0"),
         )
     )
-    error, _ = _throttled(lambda: adapter.begin_create_snapshot(snapshot_request()))
+    error, _ = throttled(lambda: adapter.begin_create_snapshot(snapshot_request()))
     assert error.retry_after == 17
     assert "SubscriptionRequestsThrottled" in str(error)
     assert len(transport.requests) == 1
@@ -198,7 +186,7 @@ def test_arm_429_in_the_wrapped_shape_carries_its_retry_after() -> None:
 
 def test_429_without_retry_after_is_put_back_after_the_default() -> None:
     adapter, transport = compute(arm_error(429, "TooManyRequests"))
-    error, _ = _throttled(lambda: adapter.get_disk(DISK_ID))
+    error, _ = throttled(lambda: adapter.get_disk(DISK_ID))
     assert error.retry_after == 30
     assert len(transport.requests) == 1
 
@@ -214,7 +202,7 @@ def test_429_on_a_later_list_page_is_throttled_too() -> None:
         },
     )
     adapter, transport = compute(first, compute_throttled("1200"))
-    error, elapsed = _throttled(lambda: adapter.list_vms(SUB))
+    error, elapsed = throttled(lambda: adapter.list_vms(SUB))
     assert (error.retry_after, len(transport.requests)) == (1200, 2)
     assert elapsed < 1.0
 

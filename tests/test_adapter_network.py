@@ -21,10 +21,12 @@ from tests.replay import (
     SUB,
     Answer,
     Replay,
-    ReplayedCompute,
     arm_error,
+    assert_put_back_at_once,
     compute_throttled,
+    recorded_id,
     recording,
+    replayed_compute,
     spec_body,
 )
 
@@ -33,15 +35,15 @@ VNET_PUT, NIC_PUT, VM_PUT, VM_DELETE = VM_FLOW[0], VM_FLOW[4], VM_FLOW[7], VM_FL
 ROUTE_TABLE_DELETE = recording("recording_network_route_table_flow")[3]
 GROUP = f"/subscriptions/{SUB}/resourceGroups/rgname/providers"
 NSG_ID = f"{GROUP}/Microsoft.Network/networkSecurityGroups/lifeboat-drill-nsg"
-VNET_ID = VNET_PUT["RequestUri"].split("?")[0].removeprefix(ARM)
-NIC_ID = NIC_PUT["RequestUri"].split("?")[0].removeprefix(ARM)
-VM_ID = VM_PUT["RequestUri"].split("?")[0].removeprefix(ARM)
-ROUTE_TABLE_ID = ROUTE_TABLE_DELETE["RequestUri"].split("?")[0].removeprefix(ARM)
+VNET_ID = recorded_id(VNET_PUT)
+NIC_ID = recorded_id(NIC_PUT)
+VM_ID = recorded_id(VM_PUT)
+ROUTE_TABLE_ID = recorded_id(ROUTE_TABLE_DELETE)
 
 
 def drills(*answers: Answer) -> tuple[AzureDrills, Replay]:
-    transport = Replay(answers)
-    return AzureDrills(ReplayedCompute(transport)), transport
+    compute, transport = replayed_compute(*answers)
+    return AzureDrills(compute), transport
 
 
 def network_request() -> DrillNetworkRequest:
@@ -189,13 +191,7 @@ def test_429_with_retry_after_1200_is_put_back_at_once(answer: Answer, call: str
         "groups-list": lambda: adapter.list_resource_groups(SUB),
         "delete": lambda: adapter.begin_delete(NIC_ID),
     }[call]
-    started = time.monotonic()
-    with pytest.raises(ThrottledError) as caught:
-        action()
-    assert time.monotonic() - started < 1.0
-    assert caught.value.retry_after == 1200
-    assert len(transport.requests) == 1
-    assert transport.sleeps == []
+    assert_put_back_at_once(action, transport)
 
 
 # ------------------------------------------------------------------------------ refusals
