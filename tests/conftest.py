@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from shared.services import reset_services
 SUBSCRIPTION = "6f1c3a52-7d2e-4b8a-9c41-3e5d2a7b9f10"  # the demo estate's
 OTHER_SUBSCRIPTION = "9d9d9d9d-0000-4000-8000-000000000009"
 TEST_SIGNING_KEYS = "test=xB1zVZRLIKLPq3lsmof2kRzc3_YnUKXpkpEYUjEKwBM"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def base_settings(**extra: str) -> dict[str, str]:
@@ -32,6 +34,22 @@ def base_settings(**extra: str) -> dict[str, str]:
     }
     values.update(extra)
     return values
+
+
+def run_in_bare_python(code: str) -> str:
+    """Run `code` in a fresh interpreter at the repository root with no app settings at all (only
+    PATH in its environment); it must succeed. Its standard output."""
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={"PATH": os.environ.get("PATH", "")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
 
 
 @pytest.fixture(scope="session")
@@ -75,7 +93,6 @@ class DemoRun:
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
     """The demo as a user runs it (a subprocess); the e2e and least-privilege tests share it."""
     path = tmp_path_factory.mktemp("demo") / "requests.json"
-    root = Path(__file__).resolve().parent.parent
     result = subprocess.run(
         [
             sys.executable,
@@ -88,7 +105,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
             "--requests",
             str(path),
         ],
-        cwd=root,
+        cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=420,

@@ -8,12 +8,8 @@ Azure SDKs and the policy loader are imported on a function's first invocation i
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import run_in_bare_python
 
 # Packages a cold start must not import: exact names, or prefixes ending in "*".
 NOT_AT_COLD_START = (
@@ -32,17 +28,7 @@ SHARED_AT_COLD_START = {"shared", "shared.names"}
 def _modules_after(code: str) -> set[str]:
     """`sys.modules` of a fresh interpreter (no app settings at all) after running `code`."""
     script = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        env={"PATH": os.environ.get("PATH", "")},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return set(json.loads(result.stdout.strip().splitlines()[-1]))
+    return set(json.loads(run_in_bare_python(script).strip().splitlines()[-1]))
 
 
 def _matches(module: str, pattern: str) -> bool:

@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import function_app
 from cli.localhost import index_app
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import ROOT, run_in_bare_python
 
 
 def _bindings() -> dict[str, list[dict[str, object]]]:
@@ -119,17 +114,7 @@ def test_functions_names_triggers_queues_and_schedules_are_pinned() -> None:
 
 def test_app_indexes_in_an_empty_environment() -> None:
     code = "import function_app; print(len(function_app.app.get_functions()))"
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env={"PATH": os.environ.get("PATH", "")},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "13"
+    assert run_in_bare_python(code).strip() == "13"
 
 
 def test_function_app_only_composes() -> None:
