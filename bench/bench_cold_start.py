@@ -14,27 +14,17 @@ from __future__ import annotations
 import os
 import statistics
 import subprocess
-import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
 TARGET_RATIO = 1.2
 SUBJECTS = ("azure.functions", "function_app")
 
 
 def _run(code: str, *flags: str) -> subprocess.CompletedProcess[str]:
     # No app settings, as on a fresh worker: importing the app must not need any.
-    env = {"PATH": os.environ.get("PATH", "")}
-    return subprocess.run(
-        [sys.executable, *flags, "-c", code],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    from tests.fakes import run_python
+
+    return run_python(*flags, "-c", code, check=True)
 
 
 def time_import(module: str) -> float:

@@ -1,12 +1,10 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,11 +12,11 @@ from azure.storage.queue import QueueServiceClient
 
 from cli.azurite import Azurite, running_azurite
 from shared.services import reset_services
+from tests.fakes import ROOT, run_python
 
 SUBSCRIPTION = "6f1c3a52-7d2e-4b8a-9c41-3e5d2a7b9f10"  # the demo estate's
 OTHER_SUBSCRIPTION = "9d9d9d9d-0000-4000-8000-000000000009"
 TEST_SIGNING_KEYS = "test=xB1zVZRLIKLPq3lsmof2kRzc3_YnUKXpkpEYUjEKwBM"
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def base_settings(**extra: str) -> dict[str, str]:
@@ -39,15 +37,7 @@ def base_settings(**extra: str) -> dict[str, str]:
 def run_in_bare_python(code: str) -> str:
     """Run `code` in a fresh interpreter at the repository root with no app settings at all (only
     PATH in its environment); it must succeed. Its standard output."""
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env={"PATH": os.environ.get("PATH", "")},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_python("-c", code)
     assert result.returncode == 0, result.stderr
     return result.stdout
 

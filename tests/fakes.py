@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from shared.model import Outcome
 from shared.ports import ReceivedMessage
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class MemoryReporter:
@@ -181,6 +186,22 @@ def patched_environ(values: dict[str, str]) -> Iterator[None]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def run_python(
+    *args: str, env: dict[str, str] | None = None, check: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """`python *args` at the repository root, its output captured; by default with no app
+    settings at all (only PATH in its environment), as on a fresh worker."""
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=ROOT,
+        env={"PATH": os.environ.get("PATH", "")} if env is None else env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=check,
+    )
 
 
 class Unused:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from cli.events import post_events, vm_write_event
 from cli.hostprocess import running_host, write_json
 from emulator.process import DEMO_ESTATE, running_emulator
 from tests.conftest import OTHER_SUBSCRIPTION, SUBSCRIPTION, DemoRun, base_settings
+from tests.fakes import run_python
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = {
@@ -90,15 +90,7 @@ def test_host_refuses_to_start_when_a_schedule_setting_is_missing(tmp_path: Path
     del values["POISON_SCHEDULE"]
     settings = write_json(tmp_path / "s.json", {"Values": values})
     env = {k: v for k, v in os.environ.items() if k != "POISON_SCHEDULE"}
-    result = subprocess.run(
-        [sys.executable, "-m", "cli.main", "host", "--settings", str(settings)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_python("-m", "cli.main", "host", "--settings", str(settings), env=env)
     assert result.returncode == 2
     assert "'%POISON_SCHEDULE%' does not resolve" in result.stderr
 
