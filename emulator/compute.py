@@ -7,6 +7,7 @@ copies of Premium SSD v2 / Ultra disks) are enforced here; state is `model.Cloud
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -125,12 +126,29 @@ class Compute:
             return Reply(200, self.cloud.vm_json(vm, self.clock.now()))
 
     # ---- disks ---------------------------------------------------------------------------
-    def list_disks(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
+    def list_stored(
+        self, req: ArmRequest, args: tuple[str, ...], kind: str, purge: Callable[[datetime], None]
+    ) -> Reply:
+        """A list of disks or snapshots (`kind`) after `purge` has dropped what is gone."""
         with self.cloud.lock:
             now = self.clock.now()
-            self.cloud.purge_deleted(now)
-            disks = self.arm.members(self.cloud.disks, args)
-            return self.shaped(self.arm.page(req, disks, lambda d: d.to_json(now)))
+            purge(now)
+            items = self.arm.members(getattr(self.cloud, kind), args)
+            return self.shaped(self.arm.page(req, items, lambda r: r.to_json(now)))
+
+    def answer_read(
+        self, req: ArmRequest, args: tuple[str, ...], kind: str, found: Any, now: datetime
+    ) -> Reply:
+        """A disk or snapshot GET: 404 when not `found`, else counted as a disk read."""
+        if found is None:
+            raise resource_not_found(f"Microsoft.Compute/{kind}", args[2], args[1])
+        req.throttle_headers.update(
+            self.throttler.compute_check(found.subscription, found.location, "disk-reads")
+        )
+        return self.shaped(Reply(200, found.to_json(now)))
+
+    def list_disks(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
+        return self.list_stored(req, args, "disks", self.cloud.purge_deleted)
 
     def get_disk(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
         self.arm.need_group(args[0], args[1])
@@ -138,20 +156,11 @@ class Compute:
         with self.cloud.lock:
             self.cloud.purge_deleted(now)
             disk = self.cloud.disks.get(key(compute_id(args[0], args[1], "disks", args[2])))
-            if disk is None:
-                raise resource_not_found("Microsoft.Compute/disks", args[2], args[1])
-            req.throttle_headers.update(
-                self.throttler.compute_check(disk.subscription, disk.location, "disk-reads")
-            )
-            return self.shaped(Reply(200, disk.to_json(now)))
+            return self.answer_read(req, args, "disks", disk, now)
 
     # ---- snapshots -----------------------------------------------------------------------
     def list_snapshots(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
-        now = self.clock.now()
-        with self.cloud.lock:
-            self.cloud.purge(now)
-            snaps = self.arm.members(self.cloud.snapshots, args)
-            return self.shaped(self.arm.page(req, snaps, lambda s: s.to_json(now)))
+        return self.list_stored(req, args, "snapshots", self.cloud.purge)
 
     def get_snapshot(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
         self.arm.need_group(args[0], args[1])
@@ -159,12 +168,7 @@ class Compute:
         snap = self.cloud.live_snapshot(
             key(compute_id(args[0], args[1], "snapshots", args[2])), now
         )
-        if snap is None:
-            raise resource_not_found("Microsoft.Compute/snapshots", args[2], args[1])
-        req.throttle_headers.update(
-            self.throttler.compute_check(snap.subscription, snap.location, "disk-reads")
-        )
-        return self.shaped(Reply(200, snap.to_json(now)))
+        return self.answer_read(req, args, "snapshots", snap, now)
 
     def put_snapshot(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
         sub_id, _, name = args

@@ -42,111 +42,113 @@ def _pair(text: str) -> tuple[float, float]:
     return float(cap), float(rate)
 
 
+def _num(kind: type, default: float | None, text: str) -> dict[str, Any]:
+    return {"type": kind, "default": default, "help": text}
+
+
+def _flag(text: str) -> dict[str, Any]:
+    return {"action": "store_true", "help": text}
+
+
+def _limit(text: str) -> dict[str, Any]:
+    return {"type": _pair, "help": f"CAPACITY:REFILL_PER_S for ARM {text}"}
+
+
+# The process's options in the order --help lists them: (flag, add_argument's keywords).
+_OPTIONS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("--estate", {"required": True, "help": "estate YAML file"}),
+    ("--port", _num(int, 0, "TCP port on 127.0.0.1 (0: pick a free one)")),
+    (
+        "--endpoints",
+        {"help": "where to write the endpoints JSON (default STATE_DIR/endpoints.json)"},
+    ),
+    (
+        "--state-dir",
+        {"help": "directory for the CA, certificate and endpoints (default: a temp dir)"},
+    ),
+    ("--event-grid-webhook", {"help": "URL that receives ResourceWriteSuccess events"}),
+    ("--event-grid-duplicates", _num(float, 0.0, "probability of a duplicate delivery")),
+    ("--event-grid-reorder", _num(float, 0.0, "random delay up to N s per delivery")),
+    ("--event-grid-retry-scale", _num(float, 1.0, "scales Event Grid's retry schedule")),
+    ("--event-grid-no-validate", _flag("skip the validation handshake")),
+    ("--clock-start", {"help": "RFC 3339 instant the clock starts at (default: now)"}),
+    ("--clock-rate", _num(float, 1.0, "stand-in seconds per real second (0: frozen)")),
+    ("--page-size", _num(int, 50, "items per list page before nextLink")),
+    (
+        "--operation-seconds",
+        _num(float, 1.0, "stand-in seconds a disk, snapshot or network operation runs"),
+    ),
+    (
+        "--vm-create-seconds",
+        _num(
+            float,
+            60.0,
+            "stand-in seconds a VM created through ARM stays ProvisioningState/creating",
+        ),
+    ),
+    ("--boot-seconds", _num(float, 45.0, "then seconds until PowerState/running")),
+    ("--agent-seconds", _num(float, 30.0, "then seconds until the VM agent is Ready")),
+    ("--vm-delete-seconds", _num(float, 30.0, "stand-in seconds a VM delete runs")),
+    ("--hydration-seconds", _num(float, 600.0, "Premium SSD v2/Ultra background copy time")),
+    ("--retry-after-scale", _num(float, 1.0, "multiplies every Retry-After sent")),
+    ("--throttle-scale", _num(float, 1.0, "multiplies bucket sizes and refill rates")),
+    ("--arm-reads", _limit("reads (default 250:25)")),
+    ("--arm-writes", _limit("writes (default 200:10)")),
+    ("--arm-deletes", _limit("deletes (default 200:10)")),
+    (
+        "--arm-header-shape",
+        {
+            "choices": ARM_SHAPES,
+            "default": "token-bucket",
+            "help": "ARM's remaining-request headers: token buckets with -global- twins "
+            "(199/199/249) or the older hourly counters (1199/14999/11999)",
+        },
+    ),
+    (
+        "--incremental-snapshot-family",
+        {
+            "choices": SNAPSHOT_FAMILIES,
+            "default": CREATE_UPDATE,
+            "help": "the Compute family incremental snapshot creates count against (full "
+            "creates: HighCostSnapshotCreateHydrate)",
+        },
+    ),
+    (
+        "--region-snapshot-limit",
+        _num(int, 75000, "snapshots per subscription and region (ZRS and LRS apart)"),
+    ),
+    (
+        "--untidy-shapes",
+        _flag(
+            "Compute list and GET bodies as Azure writes them (no leading slash in "
+            "sourceResourceId, seven-digit +00:00 times, mixed-case ids)"
+        ),
+    ),
+    ("--no-throttle", _flag("turn throttling off")),
+    ("--seed", _num(int, None, "seed for faults, duplicates and reordering")),
+    ("--log-level", {"default": "warning"}),
+)
+
+
+# The options that are `Behaviour` settings of the same name.
+_BEHAVIOUR_OPTIONS = (
+    "page_size",
+    "operation_seconds",
+    "hydration_seconds",
+    "retry_after_scale",
+    "vm_create_seconds",
+    "boot_seconds",
+    "agent_seconds",
+    "vm_delete_seconds",
+    "region_snapshot_limit",
+    "untidy_shapes",
+)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m emulator", description="Lifeboat's Azure stand-in.")
-    p.add_argument("--estate", required=True, help="estate YAML file")
-    p.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (0: pick a free one)")
-    p.add_argument(
-        "--endpoints", help="where to write the endpoints JSON (default STATE_DIR/endpoints.json)"
-    )
-    p.add_argument(
-        "--state-dir", help="directory for the CA, certificate and endpoints (default: a temp dir)"
-    )
-    p.add_argument("--event-grid-webhook", help="URL that receives ResourceWriteSuccess events")
-    p.add_argument(
-        "--event-grid-duplicates",
-        type=float,
-        default=0.0,
-        help="probability of a duplicate delivery",
-    )
-    p.add_argument(
-        "--event-grid-reorder", type=float, default=0.0, help="random delay up to N s per delivery"
-    )
-    p.add_argument(
-        "--event-grid-retry-scale",
-        type=float,
-        default=1.0,
-        help="scales Event Grid's retry schedule",
-    )
-    p.add_argument(
-        "--event-grid-no-validate", action="store_true", help="skip the validation handshake"
-    )
-    p.add_argument("--clock-start", help="RFC 3339 instant the clock starts at (default: now)")
-    p.add_argument(
-        "--clock-rate", type=float, default=1.0, help="stand-in seconds per real second (0: frozen)"
-    )
-    p.add_argument("--page-size", type=int, default=50, help="items per list page before nextLink")
-    p.add_argument(
-        "--operation-seconds",
-        type=float,
-        default=1.0,
-        help="stand-in seconds a disk, snapshot or network operation runs",
-    )
-    p.add_argument(
-        "--vm-create-seconds",
-        type=float,
-        default=60.0,
-        help="stand-in seconds a VM created through ARM stays ProvisioningState/creating",
-    )
-    p.add_argument(
-        "--boot-seconds", type=float, default=45.0, help="then seconds until PowerState/running"
-    )
-    p.add_argument(
-        "--agent-seconds", type=float, default=30.0, help="then seconds until the VM agent is Ready"
-    )
-    p.add_argument(
-        "--vm-delete-seconds", type=float, default=30.0, help="stand-in seconds a VM delete runs"
-    )
-    p.add_argument(
-        "--hydration-seconds",
-        type=float,
-        default=600.0,
-        help="Premium SSD v2/Ultra background copy time",
-    )
-    p.add_argument(
-        "--retry-after-scale", type=float, default=1.0, help="multiplies every Retry-After sent"
-    )
-    p.add_argument(
-        "--throttle-scale", type=float, default=1.0, help="multiplies bucket sizes and refill rates"
-    )
-    p.add_argument(
-        "--arm-reads", type=_pair, help="CAPACITY:REFILL_PER_S for ARM reads (default 250:25)"
-    )
-    p.add_argument(
-        "--arm-writes", type=_pair, help="CAPACITY:REFILL_PER_S for ARM writes (default 200:10)"
-    )
-    p.add_argument(
-        "--arm-deletes", type=_pair, help="CAPACITY:REFILL_PER_S for ARM deletes (default 200:10)"
-    )
-    p.add_argument(
-        "--arm-header-shape",
-        choices=ARM_SHAPES,
-        default="token-bucket",
-        help="ARM's remaining-request headers: token buckets with -global- twins (199/199/249) "
-        "or the older hourly counters (1199/14999/11999)",
-    )
-    p.add_argument(
-        "--incremental-snapshot-family",
-        choices=SNAPSHOT_FAMILIES,
-        default=CREATE_UPDATE,
-        help="the Compute family incremental snapshot creates count against (full creates: "
-        "HighCostSnapshotCreateHydrate)",
-    )
-    p.add_argument(
-        "--region-snapshot-limit",
-        type=int,
-        default=75000,
-        help="snapshots per subscription and region (ZRS and LRS apart)",
-    )
-    p.add_argument(
-        "--untidy-shapes",
-        action="store_true",
-        help="Compute list and GET bodies as Azure writes them (no leading slash in "
-        "sourceResourceId, seven-digit +00:00 times, mixed-case ids)",
-    )
-    p.add_argument("--no-throttle", action="store_true", help="turn throttling off")
-    p.add_argument("--seed", type=int, help="seed for faults, duplicates and reordering")
-    p.add_argument("--log-level", default="warning")
+    for flag, options in _OPTIONS:
+        p.add_argument(flag, **options)
     return p
 
 
@@ -205,18 +207,7 @@ async def serve(args: argparse.Namespace) -> int:
     state_dir = Path(args.state_dir or tempfile.mkdtemp(prefix="lifeboat-stand-in-"))
     state_dir.mkdir(parents=True, exist_ok=True)
     ca_path, server_pem = make_tls(state_dir)
-    behaviour = Behaviour(
-        page_size=args.page_size,
-        operation_seconds=args.operation_seconds,
-        hydration_seconds=args.hydration_seconds,
-        retry_after_scale=args.retry_after_scale,
-        vm_create_seconds=args.vm_create_seconds,
-        boot_seconds=args.boot_seconds,
-        agent_seconds=args.agent_seconds,
-        vm_delete_seconds=args.vm_delete_seconds,
-        region_snapshot_limit=args.region_snapshot_limit,
-        untidy_shapes=args.untidy_shapes,
-    )
+    behaviour = Behaviour(**{name: getattr(args, name) for name in _BEHAVIOUR_OPTIONS})
     arm_limits, compute_limits = scaled_limits(args)
     throttler = Throttler(
         arm_limits,
