@@ -6,6 +6,9 @@ import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
+from cli.events import vm_write_event
 from shared.model import (
     BackupJob,
     Disk,
@@ -158,3 +161,32 @@ def unattached_vm(name: str, *, created: datetime | None = None, **tags: str) ->
         os_disk=DiskAttachment(lun=None, disk_id=None),
         time_created=created,
     )
+
+
+# ------------------------------------------------------------------------------- VM events
+
+OTHER_SUB = "9d9d9d9d-0000-4000-8000-000000000009"
+
+# Events Lifeboat drops, the reason it gives, and whether the drop is reported as an outcome.
+DROPPED_VM_EVENTS = [
+    pytest.param(
+        vm_write_event(
+            SUB, "rg-app", "web", event_type="Microsoft.Resources.ResourceDeleteSuccess"
+        ),
+        "is not Microsoft.Resources.ResourceWriteSuccess",
+        False,
+        id="delete-event",
+    ),
+    pytest.param(
+        vm_write_event(SUB, "rg-app", "web", operation="Microsoft.Resources/tags/write"),
+        "is not Microsoft.Compute/virtualMachines/write",
+        False,
+        id="tag-write",
+    ),
+    pytest.param(
+        vm_write_event(OTHER_SUB, "rg-app", "web"),
+        "is not a target subscription",
+        True,
+        id="other-subscription",
+    ),
+]

@@ -53,7 +53,7 @@ from shared.services import override_services
 from shared.settings import Settings
 from shared.signing import SigningKeys
 from shared.snapshots import slot_of
-from tests.builders import SUB, disk, night, snapshot_of, vm
+from tests.builders import DROPPED_VM_EVENTS, SUB, disk, night, snapshot_of, vm
 from tests.conftest import TEST_SIGNING_KEYS, base_settings
 from tests.drill_fakes import FakeDrillCloud
 from tests.fakes import FakeCompute, FixedClock, MemoryQueues, MemoryReporter
@@ -613,29 +613,7 @@ def test_a_cloud_event_is_dropped_with_an_error_line(
     assert "expected the Event Grid schema, got CloudEvent" in line
 
 
-@pytest.mark.parametrize(
-    ("raw", "reason", "reported"),
-    [
-        (
-            vm_write_event(
-                SUB, "rg-app", "web", event_type="Microsoft.Resources.ResourceDeleteSuccess"
-            ),
-            "is not Microsoft.Resources.ResourceWriteSuccess",
-            False,
-        ),
-        (
-            vm_write_event(SUB, "rg-app", "web", operation="Microsoft.Resources/tags/write"),
-            "is not Microsoft.Compute/virtualMachines/write",
-            False,
-        ),
-        (
-            vm_write_event("9d9d9d9d-0000-4000-8000-000000000009", "rg", "web"),
-            "is not a target subscription",
-            True,
-        ),
-    ],
-    ids=["delete-event", "tag-write", "other-subscription"],
-)
+@pytest.mark.parametrize(("raw", "reason", "reported"), DROPPED_VM_EVENTS)
 def test_an_event_of_another_kind_is_dropped_with_a_log_line(
     raw: dict[str, Any],
     reason: str,

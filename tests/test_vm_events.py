@@ -12,6 +12,7 @@ from shared.ports import Runtime
 from shared.settings import Settings
 from shared.vm_events import VmEvent, decide, receive_vm_event
 from tests import fakes
+from tests.builders import DROPPED_VM_EVENTS
 from tests.conftest import OTHER_SUBSCRIPTION, SUBSCRIPTION, base_settings
 from tests.fakes import FixedClock, MemoryQueues, MemoryReporter
 
@@ -42,24 +43,7 @@ def test_a_vm_write_in_a_target_subscription_is_accepted() -> None:
     assert (decision.vm.resource_group, decision.vm.name) == ("RG-App", "vm1")
 
 
-@pytest.mark.parametrize(
-    ("event", "reason", "reported"),
-    [
-        (
-            vm_write_event(
-                SUBSCRIPTION, "rg", "vm1", event_type="Microsoft.Resources.ResourceDeleteSuccess"
-            ),
-            "is not Microsoft.Resources.ResourceWriteSuccess",
-            False,
-        ),
-        (
-            vm_write_event(SUBSCRIPTION, "rg", "vm1", operation="Microsoft.Resources/tags/write"),
-            "is not Microsoft.Compute/virtualMachines/write",
-            False,
-        ),
-        (vm_write_event(OTHER_SUBSCRIPTION, "rg", "vm1"), "is not a target subscription", True),
-    ],
-)
+@pytest.mark.parametrize(("event", "reason", "reported"), DROPPED_VM_EVENTS)
 def test_other_events_are_dropped(event: dict[str, object], reason: str, reported: bool) -> None:
     decision = decide(as_event(event), TARGETS)
     assert not decision.accepted
