@@ -12,7 +12,8 @@ host would reject fails here too, and it honours host.json:
   message that does not base64-decode straight to poison without invoking the function;
 - the Event Grid webhook at `/runtime/webhooks/eventgrid?functionName=NAME&code=KEY` answers the
   validation handshake, runs the events of one POST in parallel and answers 202 when all succeed,
-  500 when any fails, 400 without `aeg-event-type`, 404 for an unknown function.
+  500 when any fails, 400 without `aeg-event-type` or for a body that is not events (JSON error
+  body), 404 for an unknown function; the key is compared in constant time before routing (401).
 
 Inputs are built with the azure.functions converters, exactly as the Python worker builds them.
 """
@@ -24,6 +25,7 @@ import binascii
 import contextlib
 import copy
 import functools
+import hmac
 import importlib
 import inspect
 import json
@@ -502,28 +504,34 @@ class LocalHost:
     def handle_eventgrid(
         self, query: Mapping[str, list[str]], headers: Mapping[str, str], body: bytes
     ) -> tuple[int, dict[str, Any] | None]:
+        """The webhook as the Functions host answers it; an odd body gets a status, never a
+        dropped connection. The key is checked first, in constant time, whatever the function."""
+        given = (query.get("code") or [""])[0]
+        if not hmac.compare_digest(given.encode("utf-8"), self.key.encode("utf-8")):
+            return HTTPStatus.UNAUTHORIZED, None
         name = (query.get("functionName") or [""])[0]
         spec = self.functions.get(name)
         if spec is None or spec.trigger_type != "eventGridTrigger":
-            return HTTPStatus.NOT_FOUND, {"error": f"no Event Grid function named {name!r}"}
-        if (query.get("code") or [""])[0] != self.key:
-            return HTTPStatus.UNAUTHORIZED, None
+            return HTTPStatus.NOT_FOUND, {"error": f"no Event Grid function named {name[:200]!r}"}
         kind = headers.get("aeg-event-type")
         if not kind:
             return HTTPStatus.BAD_REQUEST, {"error": "missing aeg-event-type header"}
         try:
             parsed = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             return HTTPStatus.BAD_REQUEST, {"error": "body is not JSON"}
         events = parsed if isinstance(parsed, list) else [parsed]
+        if not events or not all(isinstance(e, dict) for e in events):
+            return HTTPStatus.BAD_REQUEST, {"error": "body is not an event or an array of events"}
         if kind == "SubscriptionValidation":
             for event in events:
-                code = (event.get("data") or {}).get("validationCode")
-                if code:
+                data = event.get("data")
+                code = data.get("validationCode") if isinstance(data, dict) else None
+                if isinstance(code, str) and code:
                     return HTTPStatus.OK, {"validationResponse": code}
             return HTTPStatus.BAD_REQUEST, {"error": "no validationCode in the handshake"}
         if kind != "Notification":
-            return HTTPStatus.BAD_REQUEST, {"error": f"unknown aeg-event-type {kind!r}"}
+            return HTTPStatus.BAD_REQUEST, {"error": f"unknown aeg-event-type {kind[:200]!r}"}
         with self._stats_lock:
             self._inflight_webhooks += 1
         try:
@@ -751,7 +759,11 @@ def _handler_for(host: LocalHost) -> type[BaseHTTPRequestHandler]:
             body = self._body()
             headers = {k.lower(): v for k, v in self.headers.items()}
             if url.path.rstrip("/") == "/runtime/webhooks/eventgrid":
-                status, reply = host.handle_eventgrid(parse_qs(url.query), headers, body)
+                try:
+                    status, reply = host.handle_eventgrid(parse_qs(url.query), headers, body)
+                except Exception as e:  # the host answers; it never drops the connection
+                    log.exception("eventgrid webhook failed")
+                    status, reply = HTTPStatus.INTERNAL_SERVER_ERROR, {"error": type(e).__name__}
                 self._reply(status, reply)
             elif url.path.startswith("/admin/functions/"):
                 name = url.path.removeprefix("/admin/functions/").strip("/")

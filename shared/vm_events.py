@@ -2,21 +2,30 @@
 
 The event only says "something wrote this VM"; it is never trusted beyond that. Onboarding reads
 the VM's current state itself.
+
+In Azure the Functions host owns the webhook and its status codes: a function that raises makes
+the host answer 500, and Event Grid then redelivers the whole batch for 24 hours. So nothing in an
+event's content makes this module raise. An event that is odd (no id, `data` that is not an
+object, a subject that is not a string or not a VM id, a time without a zone, a CloudEvents
+event) is refused with a `vm-event` row naming the reason, and the function returns. Only a
+failure to send the onboarding message (Storage down) raises: then a redelivery is right.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from shared import dispatch
+from shared import dispatch, messages
 from shared.dispatch import Context, Done, Outgoing, Result, Send
 from shared.messages import OnboardingRequest
 from shared.model import VmRef, parse_vm_id
-from shared.names import Job
+from shared.names import Job, Status
 from shared.ports import Runtime
 
 log = logging.getLogger(__name__)
@@ -24,14 +33,27 @@ log = logging.getLogger(__name__)
 WRITE_SUCCESS = "Microsoft.Resources.ResourceWriteSuccess"
 VM_WRITE = "Microsoft.Compute/virtualMachines/write"
 
+# What a row keeps of an event: an ARM id is at most this long, and so is a kept subject.
+MAX_SUBJECT = 1024
+MAX_REASON = 1000
+# Event Grid's ids are GUIDs; a longer one would not fit the envelope's run id either.
+MAX_EVENT_ID = 100
+# A value quoted inside a reason.
+_QUOTED = 200
+MAX_CORRELATION_ID = 128
+
 
 @dataclass(frozen=True, slots=True)
 class VmEvent:
-    id: str
-    event_type: str
-    subject: str
-    event_time: datetime | None
-    data: Mapping[str, Any]
+    """One event as the host delivered it. Every field is as it came, of whatever type."""
+
+    id: object
+    event_type: object
+    subject: object
+    event_time: object
+    data: object
+    # The worker built a CloudEvent: the subscription delivers the wrong schema.
+    cloud_event: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,81 +61,203 @@ class Decision:
     accepted: bool
     reason: str
     vm: VmRef | None = None
-    # Drops worth an outcome row (forgeries, misconfiguration), not routine noise.
-    report: bool = False
+    # The row a drop is worth: REFUSED for odd content (a bug, a forgery or a misconfigured
+    # subscription), SKIPPED for a VM outside the target subscriptions, None for routine noise.
+    status: Status | None = None
+
+    @property
+    def report(self) -> bool:
+        return self.status is not None
+
+
+def _refused(reason: str, vm: VmRef | None = None) -> Decision:
+    return Decision(False, reason[:MAX_REASON], vm, Status.REFUSED)
+
+
+def _quote(value: object) -> str:
+    """A value for a reason or a log line: repr, bounded."""
+    text = repr(value)
+    return text if len(text) <= _QUOTED else f"{text[:_QUOTED]}… ({len(text)} characters)"
+
+
+def _kind(value: object) -> str:
+    return "null" if value is None else type(value).__name__
 
 
 def decide(event: VmEvent, subscriptions: frozenset[str]) -> Decision:
+    """Accept a VM write in a target subscription; refuse odd content; never raises."""
+    if event.cloud_event:
+        return _refused(
+            "a CloudEvents event: the event subscription must deliver the Event Grid schema"
+        )
+    if not isinstance(event.id, str):
+        return _refused(f"event id is {_kind(event.id)}, not a string")
     if not event.id:
-        return Decision(False, "event has no id", report=True)
+        return _refused("event has no id")
+    if len(event.id) > MAX_EVENT_ID:
+        return _refused(f"event id is {len(event.id)} characters; at most {MAX_EVENT_ID}")
+    if not isinstance(event.event_type, str) or not event.event_type:
+        return _refused(f"eventType is {_quote(event.event_type)}, not an event type")
+    if not isinstance(event.subject, str):
+        return _refused(f"subject is {_kind(event.subject)}, not a string")
+    if len(event.subject) > MAX_SUBJECT:
+        return _refused(
+            f"subject is {len(event.subject)} characters; an ARM id has at most {MAX_SUBJECT}"
+        )
+    if not isinstance(event.data, Mapping):
+        return _refused(f"data is {_kind(event.data)}, not an object")
+    if event.event_time is not None:
+        if not isinstance(event.event_time, datetime):
+            return _refused(f"eventTime is {_quote(event.event_time)}, not a time")
+        if event.event_time.utcoffset() is None:
+            return _refused(f"eventTime {event.event_time.isoformat()} has no time zone")
+    data: Mapping[Any, Any] = event.data
+    operation = data.get("operationName")
+    status = data.get("status")
+    claimed = data.get("subscriptionId")
+    for name, value in (
+        ("operationName", operation),
+        ("status", status),
+        ("subscriptionId", claimed),
+    ):
+        if value is not None and not isinstance(value, str):
+            return _refused(f"data.{name} is {_kind(value)}, not a string")
+
+    # Routine noise the subscription's filter should have kept away: dropped without a row.
     if event.event_type != WRITE_SUCCESS:
-        return Decision(False, f"event type {event.event_type!r} is not {WRITE_SUCCESS}")
-    operation = str(event.data.get("operationName") or "")
-    if operation.lower() != VM_WRITE.lower():
-        return Decision(False, f"operation {operation!r} is not {VM_WRITE}")
-    status = event.data.get("status")
-    if status is not None and str(status).lower() != "succeeded":
-        return Decision(False, f"operation status is {status!r}, not Succeeded")
+        return Decision(False, f"event type {_quote(event.event_type)} is not {WRITE_SUCCESS}")
+    if (operation or "").lower() != VM_WRITE.lower():
+        return Decision(False, f"operation {_quote(operation or '')} is not {VM_WRITE}")
+    if status is not None and status.lower() != "succeeded":
+        return Decision(False, f"operation status is {_quote(status)}, not Succeeded")
+
     vm = parse_vm_id(event.subject)
     if vm is None:
-        return Decision(False, f"subject {event.subject!r} is not a VM id", report=True)
-    claimed = str(event.data.get("subscriptionId") or vm.subscription_id).lower()
-    if claimed != vm.subscription_id:
-        return Decision(
-            False,
-            f"data.subscriptionId {claimed} does not match the subject's {vm.subscription_id}",
-            vm=vm,
-            report=True,
+        return _refused(f"subject {_quote(event.subject)} is not a VM id")
+    said = (claimed or vm.subscription_id).lower()
+    if said != vm.subscription_id:
+        return _refused(
+            f"data.subscriptionId {_quote(said)} does not match the subject's {vm.subscription_id}",
+            vm,
         )
     if vm.subscription_id not in subscriptions:
         return Decision(
-            False, f"subscription {vm.subscription_id} is not a target subscription", vm, True
+            False,
+            f"subscription {_quote(vm.subscription_id)} is not a target subscription",
+            vm,
+            Status.SKIPPED,
         )
     return Decision(True, "VM write in a target subscription", vm)
 
 
 def receive_vm_event(rt: Runtime, event: VmEvent) -> Decision:
-    """Decide; an accepted VM becomes an onboarding message. Send errors propagate."""
+    """Decide; an accepted VM becomes an onboarding message, anything odd a `refused` row.
+
+    Never raises on the event's content; a failure to send the message propagates.
+    """
     decision = decide(event, rt.settings.subscriptions)
+    usable_id = isinstance(event.id, str) and 0 < len(event.id) <= MAX_EVENT_ID
+    name = str(event.id) if usable_id else f"sha256-{_fingerprint(event)}"
+    run_id = f"event-{name}"
+    outgoing: Outgoing | None = None
+    if decision.accepted and decision.vm is not None:
+        outgoing, problem = _onboarding(rt, run_id, name, event, decision.vm)
+        if outgoing is None:
+            decision = _refused(f"the onboarding message cannot be built: {problem}", decision.vm)
+    final = decision
     dispatch.start(
         rt,
         Job.ONBOARDING,
-        f"event-{event.id}",
-        f"vm-event:{event.id}",
-        lambda ctx: _apply(ctx, event, decision),
+        run_id,
+        f"vm-event:{name}",
+        lambda ctx: _apply(ctx, event, final, outgoing),
     )
     return decision
 
 
-def _apply(ctx: Context, event: VmEvent, decision: Decision) -> Result:
-    vm = decision.vm
-    if decision.accepted and vm is not None:
+def _apply(ctx: Context, event: VmEvent, decision: Decision, outgoing: Outgoing | None) -> Result:
+    if outgoing is not None:
+        return Send(outgoing)
+    if decision.status is not None:
+        subject = event.subject if isinstance(event.subject, str) else ""
+        out = ctx.out.bind(resource_id=subject[:MAX_SUBJECT] or None)
+        vm = decision.vm
+        if vm is not None:
+            out = out.bind(
+                subscription_id=vm.subscription_id,
+                resource_group=vm.resource_group[:MAX_SUBJECT],
+                resource_id=vm.id[:MAX_SUBJECT],
+                vm_name=vm.name[:MAX_SUBJECT],
+            )
+        out.row(
+            "vm-event",
+            decision.status,
+            decision.reason[:MAX_REASON],
+            details={"eventId": _kept(event.id), "eventType": _kept(event.event_type)},
+        )
+    return Done(decision.reason)
+
+
+def _onboarding(
+    rt: Runtime, run_id: str, event_id: str, event: VmEvent, vm: VmRef
+) -> tuple[Outgoing | None, str]:
+    """The onboarding message, checked against its schema, envelope and queue before sending."""
+    data = event.data if isinstance(event.data, Mapping) else {}
+    correlation = data.get("correlationId")
+    key = f"onboarding:{vm.id.lower()}:{event_id}"
+    try:
         request = OnboardingRequest(
             resourceId=vm.id,
             subscriptionId=vm.subscription_id,
             resourceGroup=vm.resource_group,
             vmName=vm.name,
-            eventId=event.id,
-            eventTime=event.event_time,
-            correlationId=_text(event.data.get("correlationId")),
+            eventId=event_id,
+            eventTime=event.event_time if isinstance(event.event_time, datetime) else None,
+            # Informational only: kept when it is a plain, short string.
+            correlationId=correlation
+            if isinstance(correlation, str) and 0 < len(correlation) <= MAX_CORRELATION_ID
+            else None,
         )
-        return Send(Outgoing(request, key=f"onboarding:{vm.id.lower()}:{event.id}"))
-    if decision.report:
-        out = ctx.out.bind(resource_id=event.subject or None)
-        if vm is not None:
-            out = out.bind(
-                subscription_id=vm.subscription_id,
-                resource_group=vm.resource_group,
-                resource_id=vm.id,
-                vm_name=vm.name,
-            )
-        out.skipped(
-            "vm-event",
-            decision.reason,
-            details={"eventId": event.id, "eventType": event.event_type},
+        envelope = messages.make_envelope(
+            request, run_id=run_id, idempotency_key=key, created=rt.clock.now()
         )
-    return Done(decision.reason)
+        messages.encode(envelope, rt.settings.signing_keys)
+    except ValueError as e:  # a schema's ValidationError, MessageTooLargeError
+        return None, f"{type(e).__name__}: {e}"[:MAX_REASON]
+    return Outgoing(request, key=key), ""
 
 
-def _text(value: Any) -> str | None:
-    return str(value) if value else None
+def _kept(value: object) -> str | None:
+    """A field of the event for a row's details: a bounded string."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value[:MAX_SUBJECT]
+    return _quote(value)
+
+
+def _fingerprint(event: VmEvent) -> str:
+    """A stable name for an event without a usable id: the same event gives the same rows."""
+    fields = [event.id, event.event_type, event.subject, event.event_time, event.data]
+    try:
+        text = json.dumps(fields, sort_keys=True, default=repr)
+    except (TypeError, ValueError, RecursionError):
+        text = repr(fields)
+    return hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:32]
+
+
+def describe(event: VmEvent, decision: Decision) -> str:
+    """One bounded log line: `vm event ID accepted|dropped|refused: SUBJECT (REASON)`."""
+    verdict = (
+        "accepted"
+        if decision.accepted
+        else "refused"
+        if decision.status == Status.REFUSED
+        else "dropped"
+    )
+    shown_id = event.id if isinstance(event.id, str) else _quote(event.id)
+    subject = event.subject if isinstance(event.subject, str) else _quote(event.subject)
+    return (
+        f"vm event {shown_id[:_QUOTED]} {verdict}: {subject[:_QUOTED]} "
+        f"({decision.reason[:MAX_REASON]})"
+    )

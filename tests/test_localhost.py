@@ -6,12 +6,14 @@ import base64
 import contextlib
 import json
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from azure.core.exceptions import ResourceExistsError
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.queue import QueueClient, QueueServiceClient, TextBase64EncodePolicy
 
 import function_app
@@ -307,3 +309,100 @@ def _wait(condition: Callable[[], bool], timeout: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError("condition not met")
         time.sleep(0.05)
+
+
+# -------------------------------------------------------------- webhook: odd bodies and keys
+
+
+def _post(url: str, body: bytes, kind: str = "Notification") -> tuple[int, bytes]:
+    """POST raw bytes to the webhook; a dropped connection raises here and fails the test."""
+    request = urllib.request.Request(
+        url,
+        data=body,
+        headers={"Content-Type": "application/json", "aeg-event-type": kind},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def _validation(data: object) -> dict[str, object]:
+    return {
+        "id": "v1",
+        "eventType": "Microsoft.EventGrid.SubscriptionValidationEvent",
+        "subject": "",
+        "data": data,
+        "eventTime": "2026-11-27T00:00:00Z",
+        "dataVersion": "1",
+    }
+
+
+def test_a_malformed_validation_gets_400_with_a_json_error(make_host: MakeHost) -> None:
+    host = make_host()
+    url = f"{host.base_url}/runtime/webhooks/eventgrid?functionName=events&code={host.key}"
+    for body in (
+        [_validation(None)],
+        [_validation("512d38b6")],
+        [_validation(["512d38b6"])],
+        [_validation({"validationCode": None})],
+        [None],
+        ["text"],
+        [],
+        "text",
+    ):
+        status, reply = _post(url, json.dumps(body).encode(), kind="SubscriptionValidation")
+        assert status == 400, body
+        assert "error" in json.loads(reply), body
+    assert hostcheck.calls["events"] == 0
+
+
+ODD_NOTIFICATIONS = {
+    "very long subject": {"subject": "/subscriptions/" + SUBSCRIPTION + "/x" * 3000},
+    "long vm name": {"subject": str(vm_write_event(SUBSCRIPTION, "rg", "v" * 2000)["subject"])},
+    "non-string subject": {"subject": 12345},
+    "null data": {"data": None},
+    "time without a zone": {"eventTime": "2026-11-27T01:00:00"},
+    "no id": {"id": None},
+}
+
+
+@pytest.mark.parametrize("change", ODD_NOTIFICATIONS.values(), ids=ODD_NOTIFICATIONS.keys())
+def test_an_odd_notification_reaches_the_function_and_gets_202(
+    change: dict[str, object], make_host: MakeHost, azurite: Azurite, reporter: MemoryReporter
+) -> None:
+    host = make_host(function_app.app)
+    url = f"{host.base_url}/runtime/webhooks/eventgrid?functionName=vm_events&code={host.key}"
+    event = {**vm_write_event(SUBSCRIPTION, "rg", "vm1"), **change}
+    status, _ = _post(url, json.dumps([event]).encode())
+    assert status == 202
+    assert host.stats["vm_events"].failed == 0
+    [row] = reporter.outcomes
+    assert (row.operation, row.status.value) == ("vm-event", "refused")
+    assert row.reason
+    assert len(row.reason) <= 1000
+    assert len(row.resource_id or "") <= 1024
+    sent: list[str] = []
+    with contextlib.suppress(ResourceNotFoundError):  # the queue is made by its first send
+        sent = peek_all(azurite, "onboarding")
+    assert sent == []
+
+
+def test_a_wrong_key_gets_401_before_routing(make_host: MakeHost) -> None:
+    host = make_host()
+    base = f"{host.base_url}/runtime/webhooks/eventgrid"
+    good = json.dumps([vm_write_event(SUBSCRIPTION, "rg", "vm1")]).encode()
+    for query in (
+        "functionName=nope&code=wrong",
+        "functionName=events&code=wrong",
+        f"functionName=nope&code={host.key[:-1]}",
+        f"functionName=events&code={host.key}x",
+        "functionName=nope",
+        "code=%C3%A9",
+    ):
+        assert _post(f"{base}?{query}", good)[0] == 401, query
+        assert _post(f"{base}?{query}", b"{not json", kind="SubscriptionValidation")[0] == 401
+    assert _post(f"{base}?functionName=nope&code={host.key}", good)[0] == 404
+    assert hostcheck.calls["events"] == 0

@@ -1,16 +1,22 @@
 from __future__ import annotations
 
+import dataclasses
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cli.events import vm_write_event
 from shared import messages
 from shared.messages import OnboardingRequest
+from shared.names import Status
 from shared.ports import Runtime
 from shared.settings import Settings
-from shared.vm_events import VmEvent, decide, receive_vm_event
+from shared.vm_events import VM_WRITE as VM_WRITE_OP
+from shared.vm_events import WRITE_SUCCESS, VmEvent, decide, receive_vm_event
 from tests import fakes
 from tests.builders import DROPPED_VM_EVENTS
 from tests.conftest import OTHER_SUBSCRIPTION, SUBSCRIPTION, base_settings
@@ -114,3 +120,234 @@ def test_odd_id_casing_names_the_same_vm() -> None:
         messages.decode(t)[0].idempotency_key.rsplit(":", 1)[0] for t in queues.sent["onboarding"]
     }
     assert len(keys) == 1, "one VM, whatever the casing"
+
+
+# ---------------------------------------------------------- odd content: refused, never raised
+
+LONG_SUBJECT = (
+    f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg/providers/Microsoft.Compute/"
+    f"virtualMachines/{'v' * 5000}"
+)
+
+
+def odd(**changes: object) -> VmEvent:
+    """A good VM write event with some fields replaced by odd content."""
+    raw = vm_write_event(SUBSCRIPTION, "rg", "vm1", event_id="e-odd")
+    fields: dict[str, object] = {
+        "id": raw["id"],
+        "event_type": raw["eventType"],
+        "subject": raw["subject"],
+        "event_time": datetime(2026, 11, 27, tzinfo=UTC),
+        "data": raw["data"],
+    }
+    fields.update(changes)
+    return VmEvent(**fields)  # type: ignore[arg-type]
+
+
+ODD_EVENTS = {
+    "null data": (odd(data=None), "data is null, not an object"),
+    "list data": (odd(data=[1, 2]), "data is list, not an object"),
+    "string data": (odd(data="x"), "data is str, not an object"),
+    "long subject": (odd(subject=LONG_SUBJECT), f"subject is {len(LONG_SUBJECT)} characters"),
+    "number subject": (odd(subject=42), "subject is int, not a string"),
+    "null subject": (odd(subject=None), "subject is null, not a string"),
+    "missing id": (odd(id=None), "event id is null"),
+    "empty id": (odd(id=""), "event has no id"),
+    "long id": (odd(id="i" * 500), "event id is 500 characters"),
+    "not a vm id": (odd(subject="/subscriptions/x/resourceGroups/rg"), "is not a VM id"),
+    "vm id without a slash": (odd(subject="vm1"), "'vm1' is not a VM id"),
+    "naive time": (odd(event_time=datetime(2026, 11, 27)), "has no time zone"),
+    "time not a time": (odd(event_time="yesterday"), "eventTime is 'yesterday', not a time"),
+    "number operation": (odd(data={"operationName": 7}), "data.operationName is int"),
+    "claims disagree": (
+        odd(data={"operationName": VM_WRITE_OP, "subscriptionId": OTHER_SUBSCRIPTION}),
+        "does not match the subject's",
+    ),
+    "cloud event": (
+        VmEvent(
+            id="c-1", event_type="t", subject="s", event_time=None, data=None, cloud_event=True
+        ),
+        "a CloudEvents event",
+    ),
+}
+
+
+@pytest.mark.parametrize(("event", "reason"), ODD_EVENTS.values(), ids=ODD_EVENTS.keys())
+def test_odd_content_is_refused_with_a_reason(event: VmEvent, reason: str) -> None:
+    decision = decide(event, TARGETS)
+    assert not decision.accepted
+    assert decision.status is Status.REFUSED
+    assert reason in decision.reason
+
+
+@pytest.mark.parametrize(("event", "reason"), ODD_EVENTS.values(), ids=ODD_EVENTS.keys())
+def test_odd_content_writes_one_bounded_refused_row_through_dispatch(
+    event: VmEvent, reason: str
+) -> None:
+    rt, queues, reporter = runtime()
+    decision = receive_vm_event(rt, event)
+    assert queues.sent == {}
+    [row] = reporter.outcomes
+    assert (row.operation, row.status) == ("vm-event", Status.REFUSED)
+    assert row.reason == decision.reason
+    assert reason in (row.reason or "")
+    assert len(row.reason or "") <= 1000
+    assert len(row.resource_id or "") <= 1024
+    assert len(row.run_id) <= 128
+    json.dumps(row.to_record())
+
+
+def test_an_event_without_a_usable_id_gets_the_same_row_on_every_delivery() -> None:
+    rt, _, reporter = runtime()
+    event = odd(id=None)
+    receive_vm_event(rt, event)
+    receive_vm_event(rt, event)
+    receive_vm_event(rt, dataclasses.replace(event, subject="vm2"))
+    first, again, other = reporter.outcomes
+    assert first.status is Status.REFUSED
+    assert first.id == again.id
+    assert other.id != first.id
+
+
+def test_a_vm_id_too_long_for_its_message_is_refused_not_raised() -> None:
+    """A subject under the 1,024-character bound whose message would break the envelope."""
+    subject = (
+        f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{'g' * 300}/providers/"
+        f"Microsoft.Compute/virtualMachines/{'n' * 300}"
+    )
+    rt, queues, reporter = runtime()
+    decision = receive_vm_event(rt, odd(subject=subject))
+    assert queues.sent == {}
+    assert decision.status is Status.REFUSED
+    [row] = reporter.outcomes
+    assert (row.operation, row.status) == ("vm-event", Status.REFUSED)
+    assert "the onboarding message cannot be built" in (row.reason or "")
+    assert row.vm_name == "n" * 300
+
+
+class DownQueues(MemoryQueues):
+    def send(self, queue: str, text: str, *, visibility_timeout: int = 0) -> None:
+        raise ConnectionError("storage is down")
+
+
+def test_only_a_failure_to_send_raises() -> None:
+    reporter = MemoryReporter()
+    rt = fakes.runtime(Settings.from_env(base_settings()), FixedClock(), reporter, DownQueues())
+    assert receive_vm_event(rt, odd(subject=42)).status is Status.REFUSED
+    with pytest.raises(ConnectionError):
+        receive_vm_event(rt, odd())
+
+
+def test_a_forged_claim_is_refused() -> None:
+    rt, queues, reporter = runtime()
+    raw = vm_write_event(OTHER_SUBSCRIPTION, "rg", "vm1")
+    raw["data"]["subscriptionId"] = SUBSCRIPTION  # type: ignore[index]
+    receive_vm_event(rt, as_event(raw))
+    assert queues.sent == {}
+    assert reporter.operations() == [("vm-event", "refused")]
+
+
+# ---------------------------------------------------------------------------------- property
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=12), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+def mostly(good: st.SearchStrategy[Any], odd: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """Good content three times in four, so that valid events are drawn as well as odd ones."""
+    return st.integers(0, 3).flatmap(lambda n: odd if n == 0 else good)
+
+
+NAMES = mostly(
+    st.sampled_from(["rg", "RG-App", "vm1", "web-01"]),
+    st.one_of(
+        st.sampled_from(["", "a/b", " "]),
+        st.text(max_size=20),
+        st.integers(0, 1100).map(lambda n: "x" * n),
+    ),
+)
+SUBSCRIPTIONS = mostly(
+    st.sampled_from([SUBSCRIPTION, SUBSCRIPTION.upper()]),
+    st.sampled_from([OTHER_SUBSCRIPTION, "", "x"]),
+)
+VM_IDS = st.builds(
+    lambda sub, rg, name, lead: (
+        f"{lead}subscriptions/{sub}/resourceGroups/{rg}/providers/"
+        f"Microsoft.Compute/virtualMachines/{name}"
+    ),
+    SUBSCRIPTIONS,
+    NAMES,
+    NAMES,
+    st.sampled_from(["/", "/", "", "//"]),
+)
+VM_WRITE_DATA = st.fixed_dictionaries(
+    {"operationName": mostly(st.sampled_from([VM_WRITE_OP, VM_WRITE_OP.upper()]), JSON)},
+    optional={
+        "status": mostly(st.sampled_from(["Succeeded", "succeeded"]), st.just("Failed") | JSON),
+        "subscriptionId": mostly(SUBSCRIPTIONS, JSON),
+        "correlationId": mostly(st.uuids().map(str), st.text(max_size=200) | JSON),
+        "claims": JSON,
+    },
+)
+OFFSETS = st.sampled_from(
+    [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(-timedelta(hours=8))]
+)
+TIMES = mostly(st.none() | st.datetimes(timezones=OFFSETS), st.datetimes() | JSON)
+EVENTS = st.builds(
+    VmEvent,
+    id=mostly(st.uuids().map(str), st.text(max_size=150) | JSON),
+    event_type=mostly(st.just(WRITE_SUCCESS), JSON),
+    subject=mostly(VM_IDS, st.text(max_size=50) | JSON),
+    event_time=TIMES,
+    data=mostly(VM_WRITE_DATA, JSON),
+    cloud_event=st.sampled_from([False] * 9 + [True]),
+)
+
+
+def _routine(event: VmEvent) -> bool:
+    """Well-formed, but not a successful VM write: the only drop that writes no row."""
+    data = event.data
+    if event.cloud_event or not isinstance(data, dict) or not isinstance(event.subject, str):
+        return False
+    operation, status = data.get("operationName"), data.get("status")
+    return isinstance(event.event_type, str) and (
+        event.event_type != WRITE_SUCCESS
+        or not isinstance(operation, str)
+        or operation.lower() != VM_WRITE_OP.lower()
+        or (isinstance(status, str) and status.lower() != "succeeded")
+    )
+
+
+@settings(max_examples=400, deadline=None)
+@given(event=EVENTS)
+def test_no_event_content_makes_receive_raise(event: VmEvent) -> None:
+    rt, queues, reporter = runtime()
+    decision = receive_vm_event(rt, event)
+    rows = [o for o in reporter.outcomes if o.operation == "vm-event"]
+    assert len(reporter.outcomes) == len(rows), "only vm-event rows"
+    sent = queues.sent.get("onboarding", [])
+    assert set(queues.sent) <= {"onboarding"}
+    if decision.accepted:
+        assert len(sent) == 1
+        assert rows == []
+        _, payload = messages.decode(sent[0], keys=rt.settings.signing_keys)
+        assert isinstance(payload, OnboardingRequest)
+        assert payload.subscription_id == SUBSCRIPTION
+        return
+    assert sent == []
+    if decision.status is None:
+        assert rows == []
+        assert _routine(event), decision.reason
+        return
+    [row] = rows
+    assert row.status is decision.status
+    assert row.reason
+    assert len(row.reason) <= 1000
+    assert len(row.resource_id or "") <= 1024
+    assert all(len(v or "") <= 1024 for v in row.details.values())
+    json.dumps(row.to_record())
