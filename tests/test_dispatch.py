@@ -244,6 +244,25 @@ def with_handler(monkeypatch: pytest.MonkeyPatch, handler: Any) -> None:
     monkeypatch.setattr("shared.onboarding.HANDLERS", {OnboardingRequest: handler})
 
 
+def serving(
+    monkeypatch: pytest.MonkeyPatch, handler: Any, reporter: object | None = None
+) -> tuple[Any, MemoryQueues, MemoryReporter]:
+    """`world(reporter)`, its onboarding queue served by `handler`."""
+    with_handler(monkeypatch, handler)
+    return world(reporter)
+
+
+def deliver_sample(
+    monkeypatch: pytest.MonkeyPatch, handler: Any
+) -> tuple[MemoryQueues, MemoryReporter, str]:
+    """The sample onboarding message, delivered once to `handler`: the queues, the reporter and
+    the reason of the first message parked on the poison queue ("" if none was)."""
+    rt, queues, reporter = serving(monkeypatch, handler)
+    dispatch.deliver(rt, Queue.ONBOARDING, text_of(SAMPLES[OnboardingRequest]), message_id="m")
+    parked = queues.sent.get("onboarding-poison", [])
+    return queues, reporter, json.loads(parked[0])["reason"] if parked else ""
+
+
 def never_called(payload: Payload, ctx: Context) -> Done:
     raise AssertionError("handler must not run")
 
@@ -265,8 +284,7 @@ def never_called(payload: Payload, ctx: Context) -> Done:
 def test_a_message_that_can_never_succeed_is_refused_with_its_reason(
     monkeypatch: pytest.MonkeyPatch, body: bytes, reason: str
 ) -> None:
-    with_handler(monkeypatch, never_called)
-    rt, queues, reporter = world()
+    rt, queues, reporter = serving(monkeypatch, never_called)
     result = dispatch.deliver(rt, Queue.ONBOARDING, body, message_id="m-1", dequeue_count=2)
     assert isinstance(result, Refuse)
     [wrapped] = queues.sent["onboarding-poison"]
@@ -283,16 +301,6 @@ def test_a_message_that_can_never_succeed_is_refused_with_its_reason(
     assert outcome.details["queue"] == "onboarding"
 
 
-def test_a_handler_that_refuses_poisons_on_the_first_delivery(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    with_handler(monkeypatch, lambda p, ctx: Refuse("the VM id names no subscription"))
-    rt, queues, reporter = world()
-    dispatch.deliver(rt, Queue.ONBOARDING, text_of(SAMPLES[OnboardingRequest]), message_id="m")
-    assert "names no subscription" in json.loads(queues.sent["onboarding-poison"][0])["reason"]
-    assert [o.status for o in reporter.outcomes] == ["refused"]
-
-
 def test_a_transient_failure_raises_and_is_reported_only_on_the_last_delivery(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -300,8 +308,7 @@ def test_a_transient_failure_raises_and_is_reported_only_on_the_last_delivery(
         ctx.out.succeeded("vm-seen")  # recorded before the failure: still reported
         raise TimeoutError("ARM did not answer")
 
-    with_handler(monkeypatch, flaky)
-    rt, _, reporter = world()
+    rt, _, reporter = serving(monkeypatch, flaky)
     text = text_of(SAMPLES[OnboardingRequest])
     for delivery in range(1, rt.settings.max_dequeue_count + 1):
         with pytest.raises(TimeoutError):
@@ -316,21 +323,35 @@ def test_a_reporting_failure_never_hides_the_work_error(monkeypatch: pytest.Monk
     def flaky(payload: Payload, ctx: Context) -> Done:
         raise TimeoutError("ARM did not answer")
 
-    with_handler(monkeypatch, flaky)
-    rt, _, _ = world(FailingReporter())
+    rt, _, _ = serving(monkeypatch, flaky, FailingReporter())
     with pytest.raises(TimeoutError):
         dispatch.deliver(rt, Queue.ONBOARDING, text_of(SAMPLES[OnboardingRequest]), dequeue_count=5)
 
 
-def test_a_follow_up_too_large_for_a_queue_refuses_the_message(
-    monkeypatch: pytest.MonkeyPatch,
+BIG_SAMPLE = SAMPLES[OnboardingRequest].model_copy(update={"correlation_id": "x" * 60_000})
+
+
+@pytest.mark.parametrize(
+    ("handler", "reason_says"),
+    [
+        pytest.param(
+            lambda p, ctx: Refuse("the VM id names no subscription"),
+            "names no subscription",
+            id="a-handler-that-refuses-poisons-on-the-first-delivery",
+        ),
+        pytest.param(
+            lambda p, ctx: Send(Outgoing(BIG_SAMPLE, key="k")),
+            "at most 65536",
+            id="a-follow-up-too-large-for-a-queue-refuses-the-message",
+        ),
+    ],
+)
+def test_a_refused_message_is_poisoned_on_its_first_delivery(
+    monkeypatch: pytest.MonkeyPatch, handler: Any, reason_says: str
 ) -> None:
-    big = SAMPLES[OnboardingRequest].model_copy(update={"correlation_id": "x" * 60_000})
-    with_handler(monkeypatch, lambda p, ctx: Send(Outgoing(big, key="k")))
-    rt, queues, reporter = world()
-    dispatch.deliver(rt, Queue.ONBOARDING, text_of(SAMPLES[OnboardingRequest]), message_id="m")
+    queues, reporter, reason = deliver_sample(monkeypatch, handler)
     assert list(queues.sent) == ["onboarding-poison"]
-    assert "at most 65536" in json.loads(queues.sent["onboarding-poison"][0])["reason"]
+    assert reason_says in reason
     assert [o.status for o in reporter.outcomes] == ["refused"]
 
 
@@ -342,8 +363,7 @@ def test_a_redelivered_message_reports_the_same_rows_with_the_same_ids(
         ctx.out.skipped("tag-default-policy", "no default", resource_id=VM_ID)
         return Done()
 
-    with_handler(monkeypatch, seen)
-    rt, _, reporter = world()
+    rt, _, reporter = serving(monkeypatch, seen)
     text = text_of(SAMPLES[OnboardingRequest])
     dispatch.deliver(rt, Queue.ONBOARDING, text, dequeue_count=1)
     dispatch.deliver(rt, Queue.ONBOARDING, text, dequeue_count=2)
