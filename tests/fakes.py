@@ -245,6 +245,15 @@ class FakeWorld:
         )
 
 
+def serve_runtime(rt) -> None:  # type: ignore[no-untyped-def]
+    """Make `services()` (what the triggers call) hand out this runtime's settings and ports."""
+    import dataclasses
+
+    from shared.services import override_services
+
+    override_services(**{f.name: getattr(rt, f.name) for f in dataclasses.fields(rt)})
+
+
 def deliver(rt, text: str, *, dequeue_count: int = 1):  # type: ignore[no-untyped-def]
     """Run one message through the real dispatch, on the queue its type travels on."""
     from shared import dispatch, messages

@@ -43,6 +43,7 @@ from tests.fakes import (
     MemoryQueues,
     deliver,
     drain,
+    serve_runtime,
 )
 
 COMPLIANT = Finding.COMPLIANT
@@ -429,19 +430,10 @@ def test_the_triggers_run_the_use_cases() -> None:
     import azure.functions as func
     from azure.functions.timer import TimerRequest
 
-    from shared.services import override_services
     from triggers import verification as trigger
 
     w = estate()
-    override_services(
-        settings=w.rt.settings,
-        clock=w.clock,
-        reporter=w.reporter,
-        queues=w.queues,
-        compute=w.compute,
-        policies=POLICIES,
-        backup=w.backup,
-    )
+    serve_runtime(w.rt)
     trigger.verification_timer(TimerRequest(past_due=False))
     while w.queues.sent.get(Queue.VERIFICATION):
         pending, w.queues.sent[Queue.VERIFICATION] = w.queues.sent[Queue.VERIFICATION], []
