@@ -588,7 +588,7 @@ def test_a_vm_write_event_enqueues_one_onboarding_message(
     assert line.startswith(f"vm event ev-1 accepted: {raw['subject']}")
 
 
-def test_a_cloud_event_is_dropped_with_an_error_line(
+def test_a_cloud_event_is_refused_with_a_row_and_an_error_line(
     world: World, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The subscription is made with the Event Grid schema; the worker builds a CloudEvent."""
@@ -607,7 +607,8 @@ def test_a_cloud_event_is_dropped_with_an_error_line(
     with caplog.at_level(logging.INFO, logger="triggers"):
         FUNCTIONS["vm_events"](event)
     assert world.queues.sent == {}
-    assert world.reporter.outcomes == []
+    rows = [(o.operation, o.status.value) for o in world.reporter.outcomes]
+    assert rows == [("vm-event", "refused")]
     [(level, line)] = _vm_event_lines(caplog)
     assert level == logging.ERROR
     assert "expected the Event Grid schema, got CloudEvent" in line
