@@ -296,6 +296,12 @@ class Arm:
             and (rule.resource_type is None or rule.resource_type.lower() == resource_type.lower())
         ]
 
+    def add_policy_tags(self, resource_type: str, resource_id: str, tags: dict[str, Any]) -> None:
+        """Azure Policy modify rules: the tags they add, merged into `tags`."""
+        for rule in self.matching_policies(resource_type, resource_id, "modify"):
+            for k, v in rule.add_tags.items():
+                merge_tag(tags, k, v)
+
     def check_write(
         self,
         req: ArmRequest,

@@ -163,12 +163,15 @@ class Compute:
         return self.list_stored(req, args, "snapshots", self.cloud.purge)
 
     def get_snapshot(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
-        self.arm.need_group(args[0], args[1])
         now = self.clock.now()
-        snap = self.cloud.live_snapshot(
+        return self.answer_read(req, args, "snapshots", self.snapshot_at(args, now), now)
+
+    def snapshot_at(self, args: tuple[str, ...], now: datetime) -> Snapshot | None:
+        """The snapshot a path names, unless deleted (the group must exist)."""
+        self.arm.need_group(args[0], args[1])
+        return self.cloud.live_snapshot(
             key(compute_id(args[0], args[1], "snapshots", args[2])), now
         )
-        return self.answer_read(req, args, "snapshots", snap, now)
 
     def put_snapshot(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
         sub_id, _, name = args
@@ -210,11 +213,7 @@ class Compute:
                         target=changed,
                     )
                 # PUT replaces tags; Azure Policy modify rules add theirs again.
-                for rule in self.arm.matching_policies(
-                    "Microsoft.Compute/snapshots", snap_id, "modify"
-                ):
-                    for k, v in rule.add_tags.items():
-                        merge_tag(tags, k, v)
+                self.arm.add_policy_tags("Microsoft.Compute/snapshots", snap_id, tags)
                 existing.tags = dict(tags)
                 op = self.arm.new_operation(
                     sub_id, existing.location, "DiskOperations", now, snap_id, "PUT"
@@ -297,11 +296,7 @@ class Compute:
                 else ready_at
                 + timedelta(seconds=0 if disk.instant_access else self.behaviour.hydration_seconds)
             )
-            for rule in self.arm.matching_policies(
-                "Microsoft.Compute/snapshots", snap_id, "modify"
-            ):
-                for k, v in rule.add_tags.items():
-                    merge_tag(tags, k, v)
+            self.arm.add_policy_tags("Microsoft.Compute/snapshots", snap_id, tags)
             snap = Snapshot(
                 subscription=sub_id.lower(),
                 group=group.name,
@@ -366,11 +361,9 @@ class Compute:
 
     def patch_snapshot(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
         sub_id, group_name, name = args
-        self.arm.need_group(sub_id, group_name)
-        snap_id = compute_id(sub_id, group_name, "snapshots", name)
         now = self.clock.now()
         with self.cloud.lock:
-            snap = self.cloud.live_snapshot(key(snap_id), now)
+            snap = self.snapshot_at(args, now)
             if snap is None:
                 raise resource_not_found("Microsoft.Compute/snapshots", name, group_name)
             self.arm.authorize(req, "Microsoft.Compute/snapshots/write", snap.id)
@@ -391,12 +384,10 @@ class Compute:
             return Reply(202, snap.to_json(now), self.arm.lro_headers(req, op, retry_after=True))
 
     def delete_snapshot(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
-        sub_id, group_name, name = args
-        self.arm.need_group(sub_id, group_name)
-        snap_id = compute_id(sub_id, group_name, "snapshots", name)
+        sub_id = args[0]
         now = self.clock.now()
         with self.cloud.lock:
-            snap = self.cloud.live_snapshot(key(snap_id), now)
+            snap = self.snapshot_at(args, now)
             if snap is None:
                 return Reply(204)
             self.arm.check_delete(req, "Microsoft.Compute/snapshots", snap.id)

@@ -15,6 +15,7 @@ import gzip
 import json
 import uuid
 import zlib
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -70,63 +71,62 @@ def routes(stand_in: StandIn) -> list[Route]:
         error = ArmError(rule.status, rule.code, rule.message, headers=headers)
         return json_response(error.status, error.body(), {**error.headers}), rule.id
 
-    async def ingest(request: Request) -> Response:
-        operation = "monitor/ingest"
-        principal = None
-        answer, fault = faulted(request)
-        if answer is not None:
-            record(request, operation, answer.status_code, None, fault)
-            return answer
-        try:
-            caller = stand_in.authority.verify(
-                request.headers.get("authorization"), INGESTION_AUDIENCES
-            )
-            principal = caller.object_id
-            if request.query_params.get("api-version") != INGESTION_API_VERSION:
-                raise ArmError(
-                    400,
-                    "InvalidApiVersion",
-                    f"The api-version must be {INGESTION_API_VERSION}.",
-                )
-            raw = await request.body()
-            encoding = (request.headers.get("content-encoding") or "").lower()
-            if encoding == "gzip":
-                try:
-                    raw = _gunzip(raw)
-                except (OSError, EOFError, zlib.error, ValueError):
-                    raise ArmError(
-                        400, "InvalidContentEncoding", "The body is not valid gzip."
-                    ) from None
-            if len(raw) > MAX_INGESTION_BYTES:
-                raise ArmError(
-                    413,
-                    "ContentLengthLimitExceeded",
-                    f"Maximum allowed content length: {MAX_INGESTION_BYTES} bytes "
-                    f"(1 MB). Provided content length: {len(raw)} bytes.",
-                )
+    def front(
+        operation: str, audiences: tuple[str, ...], handle: Callable[[Request], Awaitable[Response]]
+    ) -> Callable[[Request], Awaitable[Response]]:
+        """A route's front: fault rules, then the caller's token, then `handle`; every answer
+        recorded in the request log, ARM errors answered as ARM writes them."""
+
+        async def endpoint(request: Request) -> Response:
+            principal = None
+            answer, fault = faulted(request)
+            if answer is not None:
+                record(request, operation, answer.status_code, None, fault)
+                return answer
             try:
-                rows = json.loads(raw)
-            except ValueError:
-                raise ArmError(400, "InvalidArgument", "The body is not valid JSON.") from None
-            monitor().ingest(request.path_params["dcr"], request.path_params["stream"], rows)
-        except ArmError as error:
-            record(request, operation, error.status, principal, None)
-            return json_response(error.status, error.body(), error.headers)
-        record(request, operation, 204, principal, None)
+                caller = stand_in.authority.verify(request.headers.get("authorization"), audiences)
+                principal = caller.object_id
+                response = await handle(request)
+            except ArmError as error:
+                record(request, operation, error.status, principal, None)
+                return json_response(error.status, error.body(), error.headers)
+            record(request, operation, response.status_code, principal, None)
+            return response
+
+        return endpoint
+
+    async def ingest(request: Request) -> Response:
+        if request.query_params.get("api-version") != INGESTION_API_VERSION:
+            raise ArmError(
+                400,
+                "InvalidApiVersion",
+                f"The api-version must be {INGESTION_API_VERSION}.",
+            )
+        raw = await request.body()
+        encoding = (request.headers.get("content-encoding") or "").lower()
+        if encoding == "gzip":
+            try:
+                raw = _gunzip(raw)
+            except (OSError, EOFError, zlib.error, ValueError):
+                raise ArmError(
+                    400, "InvalidContentEncoding", "The body is not valid gzip."
+                ) from None
+        if len(raw) > MAX_INGESTION_BYTES:
+            raise ArmError(
+                413,
+                "ContentLengthLimitExceeded",
+                f"Maximum allowed content length: {MAX_INGESTION_BYTES} bytes "
+                f"(1 MB). Provided content length: {len(raw)} bytes.",
+            )
+        try:
+            rows = json.loads(raw)
+        except ValueError:
+            raise ArmError(400, "InvalidArgument", "The body is not valid JSON.") from None
+        monitor().ingest(request.path_params["dcr"], request.path_params["stream"], rows)
         return Response(status_code=204)
 
     async def query(request: Request) -> Response:
-        operation = "monitor/query"
-        principal = None
-        answer, fault = faulted(request)
-        if answer is not None:
-            record(request, operation, answer.status_code, None, fault)
-            return answer
         try:
-            caller = stand_in.authority.verify(
-                request.headers.get("authorization"), QUERY_AUDIENCES
-            )
-            principal = caller.object_id
             try:
                 body = json.loads(await request.body() or b"{}")
             except ValueError:
@@ -143,11 +143,7 @@ def routes(stand_in: StandIn) -> list[Route]:
                 )
             except ValueError as e:
                 raise QueryError("BadArgumentError", f"Invalid timespan: {e}") from None
-        except ArmError as error:
-            record(request, operation, error.status, principal, None)
-            return json_response(error.status, error.body(), error.headers)
         except QueryError as error:
-            record(request, operation, 400, principal, None)
             inner: dict[str, Any] = {"code": error.code, "message": error.message}
             if error.inner:
                 inner["innererror"] = {"code": error.code, "message": error.inner[:2000]}
@@ -162,7 +158,6 @@ def routes(stand_in: StandIn) -> list[Route]:
                     }
                 },
             )
-        record(request, operation, 200, principal, None)
         return json_response(200, result)
 
     async def admin(request: Request) -> Response:
@@ -191,8 +186,16 @@ def routes(stand_in: StandIn) -> list[Route]:
 
     return [
         Route("/admin/monitor", admin, methods=["GET", "POST", "DELETE"]),
-        Route("/dataCollectionRules/{dcr}/streams/{stream}", ingest, methods=["POST"]),
-        Route("/v1/workspaces/{workspace}/query", query, methods=["POST", "GET"]),
+        Route(
+            "/dataCollectionRules/{dcr}/streams/{stream}",
+            front("monitor/ingest", INGESTION_AUDIENCES, ingest),
+            methods=["POST"],
+        ),
+        Route(
+            "/v1/workspaces/{workspace}/query",
+            front("monitor/query", QUERY_AUDIENCES, query),
+            methods=["POST", "GET"],
+        ),
     ]
 
 

@@ -22,7 +22,6 @@ from emulator.arm_core import (
     check_same_location,
     check_tags,
     copy_source,
-    merge_tag,
 )
 from emulator.errors import ArmError
 from emulator.ids import compute_id, key, new_uuid
@@ -77,9 +76,7 @@ def put_disk(arm: Arm, req: ArmRequest, args: tuple[str, ...]) -> Reply:
                     "Changing property 'sourceResourceId' is not allowed.",
                     target="sourceResourceId",
                 )
-            for rule in arm.matching_policies("Microsoft.Compute/disks", disk_id, "modify"):
-                for k, v in rule.add_tags.items():
-                    merge_tag(tags, k, v)
+            arm.add_policy_tags("Microsoft.Compute/disks", disk_id, tags)
             existing.tags = {str(k): str(v) for k, v in tags.items()}
             op = arm.new_operation(sub_id, existing.location, "DiskOperations", now, disk_id, "PUT")
             op.end = existing.ready_at if existing.ready_at is None else max(now, existing.ready_at)
@@ -118,9 +115,7 @@ def put_disk(arm: Arm, req: ArmRequest, args: tuple[str, ...]) -> Reply:
                 target="diskSizeGB",
             )
         req.throttle_headers.update(arm.throttler.compute_check(sub_id, snap.location, "writes"))
-        for rule in arm.matching_policies("Microsoft.Compute/disks", disk_id, "modify"):
-            for k, v in rule.add_tags.items():
-                merge_tag(tags, k, v)
+        arm.add_policy_tags("Microsoft.Compute/disks", disk_id, tags)
         security = props.get("securityProfile") or {}
         ready = None if req.stuck else now + timedelta(seconds=arm.behaviour.operation_seconds)
         disk = Disk(
