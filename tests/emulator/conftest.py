@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
 from azure.core.credentials import AccessToken
+from azure.core.exceptions import HttpResponseError
 from azure.identity import ManagedIdentityCredential
 from azure.mgmt.compute import ComputeManagementClient
 
@@ -37,12 +38,17 @@ def stand_in() -> Iterator[Endpoints]:
         yield endpoints
 
 
+def pointed_at(endpoints: Endpoints, monkeypatch: pytest.MonkeyPatch) -> Endpoints:
+    """The environment Flex gives the app, pointed at a stand-in."""
+    for name, value in endpoints.environment().items():
+        monkeypatch.setenv(name, value)
+    return endpoints
+
+
 @pytest.fixture
 def sdk_env(stand_in: Endpoints, monkeypatch: pytest.MonkeyPatch) -> Endpoints:
     """The environment Flex gives the app, pointed at the stand-in."""
-    for name, value in stand_in.environment().items():
-        monkeypatch.setenv(name, value)
-    return stand_in
+    return pointed_at(stand_in, monkeypatch)
 
 
 @pytest.fixture
@@ -108,3 +114,22 @@ def snapshot_body(disk_id: str, *, incremental: bool = True, **extra: Any) -> di
 
 def disk_id(group: str, name: str) -> str:
     return f"/subscriptions/{SUB}/resourceGroups/{group}/providers/Microsoft.Compute/disks/{name}"
+
+
+def refusal(call: Callable[[], Any]) -> HttpResponseError:
+    with pytest.raises(HttpResponseError) as info:
+        call()
+    return info.value
+
+
+def start_snapshot(compute: ComputeManagementClient, name: str, body: Any) -> None:
+    """A snapshot create in the snapshots group, not waited for."""
+    compute.snapshots.begin_create_or_update(SNAP_RG, name, body, polling=False)
+
+
+def refused_snapshot(
+    compute: ComputeManagementClient, name: str, body: Any
+) -> tuple[Any, Any, str]:
+    """A snapshot create the stand-in refuses: its status, code and message."""
+    e = refusal(lambda: compute.snapshots.begin_create_or_update(SNAP_RG, name, body))
+    return e.status_code, e.error.code if e.error else None, str(e.error.message if e.error else "")

@@ -21,7 +21,15 @@ from azure.mgmt.network import NetworkManagementClient
 from azure.mgmt.resource.policy import PolicyClient
 
 from emulator.process import DEMO_ESTATE, Endpoints, running_emulator
-from tests.emulator.conftest import CLOCK_START, SNAP_RG, SUB, disk_id, make_compute, snapshot_body
+from tests.emulator.conftest import (
+    CLOCK_START,
+    SNAP_RG,
+    SUB,
+    disk_id,
+    make_compute,
+    pointed_at,
+    snapshot_body,
+)
 from tests.emulator.test_fidelity import DATA, Recorder, recorded, template
 
 DRILL_RG = "rg-lifeboat-drill-westeurope"
@@ -37,9 +45,7 @@ def drill_stand_in() -> Iterator[Endpoints]:
 
 @pytest.fixture
 def env(drill_stand_in: Endpoints, monkeypatch: pytest.MonkeyPatch) -> Endpoints:
-    for name, value in drill_stand_in.environment().items():
-        monkeypatch.setenv(name, value)
-    return drill_stand_in
+    return pointed_at(drill_stand_in, monkeypatch)
 
 
 def _kwargs(ep: Endpoints) -> dict[str, Any]:
@@ -361,25 +367,24 @@ def test_vm_from_a_boot_failing_source_never_gets_ready(
     clients: tuple[ComputeManagementClient, NetworkManagementClient], admin: httpx.Client
 ) -> None:
     compute, net = clients
-    nic_id, _ = network(net, "t2", "10.211.0.0")
-    os_disk = restored_disk(compute, disk_id("rg-data", "vm-report-01-osdisk"), "t2-osdisk")
-    poller = compute.virtual_machines.begin_create_or_update(
-        DRILL_RG, "vm-t2", vm_body(os_disk, nic_id)
-    )
-    advance(admin, 600)
-    poller.result()
+
+    def boot(name: str, prefix: str, source: str, disk: str) -> None:
+        """A VM on its own network from a disk restored from `source`, ten minutes on."""
+        nic_id, _ = network(net, name, prefix)
+        restored = restored_disk(compute, source, disk)
+        poller = compute.virtual_machines.begin_create_or_update(
+            DRILL_RG, f"vm-{name}", vm_body(restored, nic_id)
+        )
+        advance(admin, 600)
+        poller.result()
+
+    boot("t2", "10.211.0.0", disk_id("rg-data", "vm-report-01-osdisk"), "t2-osdisk")
     codes, agent = agent_status(compute, "vm-t2")
     assert codes == ["ProvisioningState/succeeded", "PowerState/running"]
     assert (agent.display_status, agent.message) == ("Not Ready", "VM Agent is unresponsive.")
     # Scripted by name as well.
     assert admin.post("/boot-failures", json={"vmNamePattern": "vm-t3*"}).status_code == 201
-    nic3, _ = network(net, "t3", "10.212.0.0")
-    disk3 = restored_disk(compute, disk_id("rg-app", "vm-web-01-data-01"), "t3-disk")
-    poller = compute.virtual_machines.begin_create_or_update(
-        DRILL_RG, "vm-t3", vm_body(disk3, nic3)
-    )
-    advance(admin, 600)
-    poller.result()
+    boot("t3", "10.212.0.0", disk_id("rg-app", "vm-web-01-data-01"), "t3-disk")
     assert agent_status(compute, "vm-t3")[1].display_status == "Not Ready"
     assert admin.delete("/boot-failures").status_code == 204
 

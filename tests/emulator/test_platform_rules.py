@@ -8,23 +8,26 @@ from typing import Any
 
 import httpx
 import pytest
-from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.core.exceptions import ResourceNotFoundError
 from azure.identity import ManagedIdentityCredential
 from azure.mgmt.compute import ComputeManagementClient
 
 from emulator.process import running_emulator
-from tests.emulator.conftest import SNAP_RG, SUB, disk_id, snapshot_body
+from tests.emulator.conftest import (
+    SNAP_RG,
+    SUB,
+    disk_id,
+    pointed_at,
+    refusal,
+    refused_snapshot,
+    snapshot_body,
+    start_snapshot,
+)
 
 VMS = "/providers/Microsoft.Compute/virtualMachines"
 VM_WEB = f"/subscriptions/{SUB}/resourceGroups/rg-app{VMS}/vm-web-01"
 VM_DB = f"/subscriptions/{SUB}/resourceGroups/rg-data{VMS}/vm-db-02"
 TAGS_API = "/providers/Microsoft.Resources/tags/default?api-version=2021-04-01"
-
-
-def refusal(call: Callable[[], Any]) -> HttpResponseError:
-    with pytest.raises(HttpResponseError) as info:
-        call()
-    return info.value
 
 
 def test_ephemeral_os_disk_cannot_be_snapshotted(compute: ComputeManagementClient) -> None:
@@ -114,18 +117,13 @@ def test_incremental_snapshot_limit_per_disk(
     behaviour(incrementalLimit=2)
     source = disk_id("rg-app", "vm-web-02-data-01")
     for i in range(2):
-        compute.snapshots.begin_create_or_update(
-            SNAP_RG, f"t-limit-{i}", snapshot_body(source), polling=False
-        )
-    e = refusal(
-        lambda: compute.snapshots.begin_create_or_update(
-            SNAP_RG, "t-limit-2", snapshot_body(source)
-        )
+        start_snapshot(compute, f"t-limit-{i}", snapshot_body(source))
+    assert refused_snapshot(compute, "t-limit-2", snapshot_body(source))[:2] == (
+        409,
+        "SnapshotsLimitReached",
     )
-    assert (e.status_code, e.error.code) == (409, "SnapshotsLimitReached")
     # A full snapshot does not count against the incremental limit.
-    full = snapshot_body(source, incremental=False)
-    compute.snapshots.begin_create_or_update(SNAP_RG, "t-limit-full", full, polling=False)
+    start_snapshot(compute, "t-limit-full", snapshot_body(source, incremental=False))
 
 
 def test_seven_incremental_snapshots_per_disk_per_five_minutes(
@@ -134,19 +132,13 @@ def test_seven_incremental_snapshots_per_disk_per_five_minutes(
     source = disk_id("rg-app", "vm-cluster-02-osdisk")
     admin.post("/clock", json={"advanceSeconds": 301}).raise_for_status()  # a fresh window
     for i in range(7):
-        compute.snapshots.begin_create_or_update(
-            SNAP_RG, f"t-burst-{i}", snapshot_body(source), polling=False
-        )
-    e = refusal(
-        lambda: compute.snapshots.begin_create_or_update(
-            SNAP_RG, "t-burst-7", snapshot_body(source)
-        )
+        start_snapshot(compute, f"t-burst-{i}", snapshot_body(source))
+    assert refused_snapshot(compute, "t-burst-7", snapshot_body(source))[:2] == (
+        409,
+        "OperationNotAllowed",
     )
-    assert (e.status_code, e.error.code) == (409, "OperationNotAllowed")
     admin.post("/clock", json={"advanceSeconds": 301}).raise_for_status()
-    compute.snapshots.begin_create_or_update(
-        SNAP_RG, "t-burst-7", snapshot_body(source), polling=False
-    )
+    start_snapshot(compute, "t-burst-7", snapshot_body(source))
 
 
 def test_tag_keys_are_case_insensitive_and_keep_the_first_casing(arm: httpx.Client) -> None:
@@ -192,8 +184,7 @@ def test_can_not_delete_lock_refuses_deletes_but_not_creates(
 ) -> None:
     estate = Path(__file__).parent / "estates" / "locked.yaml"
     with running_emulator(estate) as endpoints:
-        for name, value in endpoints.environment().items():
-            monkeypatch.setenv(name, value)
+        pointed_at(endpoints, monkeypatch)
         credential = ManagedIdentityCredential(client_id=endpoints.client_id)
         compute = ComputeManagementClient(
             credential,

@@ -20,7 +20,17 @@ from azure.identity import ManagedIdentityCredential
 from azure.mgmt.compute import ComputeManagementClient
 
 from emulator.process import Endpoints, running_emulator
-from tests.emulator.conftest import SNAP_RG, SUB, disk_id, make_compute, snapshot_body
+from tests.emulator.conftest import (
+    SNAP_RG,
+    SUB,
+    disk_id,
+    make_compute,
+    pointed_at,
+    refusal,
+    refused_snapshot,
+    snapshot_body,
+    start_snapshot,
+)
 
 SNAPS = f"/subscriptions/{SUB}/resourceGroups/{SNAP_RG}/providers/Microsoft.Compute/snapshots"
 GROUPS = f"/subscriptions/{SUB}/resourceGroups?api-version=2021-04-01"
@@ -56,12 +66,6 @@ def sdk_body(source: str, *, incremental: bool = True) -> Any:
 def headers_of(error: HttpResponseError) -> Any:
     assert error.response is not None
     return cast(HttpResponse, error.response).headers
-
-
-def refusal(call: Callable[[], Any]) -> HttpResponseError:
-    with pytest.raises(HttpResponseError) as info:
-        call()
-    return info.value
 
 
 @pytest.fixture
@@ -442,8 +446,7 @@ def limits(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoints]:
 def limited(
     limits: Endpoints, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[ComputeManagementClient, httpx.Client]]:
-    for name, value in limits.environment().items():
-        monkeypatch.setenv(name, value)
+    pointed_at(limits, monkeypatch)
     client = ComputeManagementClient(
         ManagedIdentityCredential(client_id=limits.client_id),
         LIMITS_SUB,
@@ -488,26 +491,24 @@ def test_the_options_reach_the_settings(
     assert all(not s.creation_data.source_resource_id.startswith("/") for s in snaps)
 
 
+def _after_delete(compute: ComputeManagementClient, admin: httpx.Client, name: str) -> None:
+    """A snapshot delete, finished."""
+    compute.snapshots.begin_delete(SNAP_RG, name, polling=False)
+    admin.post("/clock", json={"advanceSeconds": 1}).raise_for_status()
+
+
 def test_500_incremental_snapshots_per_disk(
     limited: tuple[ComputeManagementClient, httpx.Client],
 ) -> None:
     compute, admin = limited
     source = _source("rg-app", FULL)
-    e = refusal(
-        lambda: compute.snapshots.begin_create_or_update(
-            "rg-lifeboat-snapshots", "t-501", _body(source)
-        )
-    )
-    assert (e.status_code, e.error.code if e.error else None) == (409, "SnapshotsLimitReached")
-    assert "500 incremental snapshots" in str(e.error.message if e.error else "")
+    status, code, message = refused_snapshot(compute, "t-501", _body(source))
+    assert (status, code) == (409, "SnapshotsLimitReached")
+    assert "500 incremental snapshots" in message
     # A full snapshot is not incremental; a finished delete frees a place.
-    full = _body(source, incremental=False)
-    compute.snapshots.begin_create_or_update("rg-lifeboat-snapshots", "t-full", full, polling=False)
-    compute.snapshots.begin_delete("rg-lifeboat-snapshots", "seed-000", polling=False)
-    admin.post("/clock", json={"advanceSeconds": 1}).raise_for_status()
-    compute.snapshots.begin_create_or_update(
-        "rg-lifeboat-snapshots", "t-501", _body(source), polling=False
-    )
+    start_snapshot(compute, "t-full", _body(source, incremental=False))
+    _after_delete(compute, admin, "seed-000")
+    start_snapshot(compute, "t-501", _body(source))
 
 
 def test_seven_incremental_snapshots_per_disk_per_five_minutes(
@@ -516,20 +517,12 @@ def test_seven_incremental_snapshots_per_disk_per_five_minutes(
     compute, admin = limited
     source = _source("rg-app", "vm-burst-osdisk")
     for i in range(7):
-        compute.snapshots.begin_create_or_update(
-            "rg-lifeboat-snapshots", f"t-burst-{i}", _body(source), polling=False
-        )
-    e = refusal(
-        lambda: compute.snapshots.begin_create_or_update(
-            "rg-lifeboat-snapshots", "t-burst-7", _body(source)
-        )
-    )
-    assert (e.status_code, e.error.code if e.error else None) == (409, "OperationNotAllowed")
-    assert "every 5 minutes" in str(e.error.message if e.error else "")
+        start_snapshot(compute, f"t-burst-{i}", _body(source))
+    status, code, message = refused_snapshot(compute, "t-burst-7", _body(source))
+    assert (status, code) == (409, "OperationNotAllowed")
+    assert "every 5 minutes" in message
     admin.post("/clock", json={"advanceSeconds": 300}).raise_for_status()
-    compute.snapshots.begin_create_or_update(
-        "rg-lifeboat-snapshots", "t-burst-7", _body(source), polling=False
-    )
+    start_snapshot(compute, "t-burst-7", _body(source))
 
 
 def test_snapshots_per_subscription_and_region(
@@ -544,31 +537,16 @@ def test_snapshots_per_subscription_and_region(
     admin.post("/behaviour", json={"regionSnapshotLimit": zrs + 1}).raise_for_status()
     try:
         source = _source("rg-app", "vm-quota-osdisk")
-        compute.snapshots.begin_create_or_update(
-            "rg-lifeboat-snapshots", "t-quota-0", _body(source), polling=False
-        )
-        e = refusal(
-            lambda: compute.snapshots.begin_create_or_update(
-                "rg-lifeboat-snapshots", "t-quota-1", _body(source)
-            )
-        )
-        assert (e.status_code, e.error.code if e.error else None) == (409, "OperationNotAllowed")
-        assert f"Current Limit: {zrs + 1}" in str(e.error.message if e.error else "")
+        start_snapshot(compute, "t-quota-0", _body(source))
+        status, code, message = refused_snapshot(compute, "t-quota-1", _body(source))
+        assert (status, code) == (409, "OperationNotAllowed")
+        assert f"Current Limit: {zrs + 1}" in message
         # Standard_LRS counts apart, and so does another region.
-        full = _body(source, incremental=False)
-        compute.snapshots.begin_create_or_update(
-            "rg-lifeboat-snapshots", "t-quota-lrs", full, polling=False
-        )
-        north = _body(_source("rg-north", "vm-north-osdisk"))
-        compute.snapshots.begin_create_or_update(
-            "rg-lifeboat-snapshots", "t-quota-north", north, polling=False
-        )
+        start_snapshot(compute, "t-quota-lrs", _body(source, incremental=False))
+        start_snapshot(compute, "t-quota-north", _body(_source("rg-north", "vm-north-osdisk")))
         # A delete frees the place once it has finished.
-        compute.snapshots.begin_delete("rg-lifeboat-snapshots", "t-quota-0", polling=False)
-        admin.post("/clock", json={"advanceSeconds": 1}).raise_for_status()
-        compute.snapshots.begin_create_or_update(
-            "rg-lifeboat-snapshots", "t-quota-1", _body(source), polling=False
-        )
+        _after_delete(compute, admin, "t-quota-0")
+        start_snapshot(compute, "t-quota-1", _body(source))
     finally:
         admin.post("/behaviour", json={"regionSnapshotLimit": 75000}).raise_for_status()
 

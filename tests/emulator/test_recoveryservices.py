@@ -30,7 +30,7 @@ from shared.policies import parse_policies
 from shared.ports import RefusedError, ThrottledError
 from shared.settings import Settings
 from tests.conftest import base_settings
-from tests.emulator.conftest import CLOCK_START, SUB
+from tests.emulator.conftest import CLOCK_START, SUB, pointed_at
 from tests.fakes import MemoryQueues, MemoryReporter, deliver, drain, runtime
 
 VAULT_ID = (
@@ -281,8 +281,7 @@ def test_twenty_vaults_of_a_hundred_vms_stay_within_the_read_budget(
         "--no-throttle",
     )
     with running_emulator(estate, *args, timeout=30) as ep:
-        for name, value in ep.environment().items():
-            monkeypatch.setenv(name, value)
+        pointed_at(ep, monkeypatch)
         run = Run(ep)
         admin = httpx.Client(
             base_url=ep.admin, verify=ssl.create_default_context(cafile=ep.ca_bundle), timeout=30
@@ -306,37 +305,31 @@ def test_twenty_vaults_of_a_hundred_vms_stay_within_the_read_budget(
 def test_paging_across_vaults_and_throttling(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    estate = big_estate(
-        tmp_path / "paged.json",
-        vaults=3,
-        per_vault=25,
-        regions=1,
-        unprotected=2,
-        page_size=10,
-        throttle={"capacity": 4, "perSecond": 1000},
-    )
+    def paged(name: str, vaults: int, per_vault: int, unprotected: int, **bucket: float) -> Path:
+        """One region, pages of ten, ARM reads throttled by `bucket`."""
+        return big_estate(
+            tmp_path / name,
+            vaults=vaults,
+            per_vault=per_vault,
+            regions=1,
+            unprotected=unprotected,
+            page_size=10,
+            throttle=bucket,
+        )
+
+    estate = paged("paged.json", 3, 25, 2, capacity=4, perSecond=1000)
     args = ("--clock-start", CLOCK_START, "--clock-rate", "0", "--retry-after-scale", "0")
     with running_emulator(estate, *args, timeout=30) as ep:
-        for name, value in ep.environment().items():
-            monkeypatch.setenv(name, value)
+        pointed_at(ep, monkeypatch)
         run = Run(ep)
         backup = run.rt.backup
         vaults = backup.list_vaults(SUB)
         assert sum(len(backup.list_protected_items(v)) for v in vaults) == 75  # 3 pages each
         run.verify()
         assert len(run.findings()) == 77
-        estate2 = big_estate(
-            tmp_path / "slow.json",
-            vaults=1,
-            per_vault=3,
-            regions=1,
-            unprotected=0,
-            page_size=10,
-            throttle={"capacity": 2, "perSecond": 0.01},
-        )
+        estate2 = paged("slow.json", 1, 3, 0, capacity=2, perSecond=0.01)
     with running_emulator(estate2, *args, timeout=30) as ep2:
-        for name, value in ep2.environment().items():
-            monkeypatch.setenv(name, value)
+        pointed_at(ep2, monkeypatch)
         slow = make_backup(ep2, ManagedIdentityCredential(client_id=ep2.client_id))
         slow.list_vaults(SUB)
         slow.list_vaults(SUB)
@@ -382,24 +375,20 @@ def test_lifeboat_verify_json_and_fail_on(stand_in: Endpoints, tmp_path: Path) -
         stand_in.path,
     ]
     root = Path(__file__).resolve().parents[2]
-    done = subprocess.run(
-        [*command, "--json"], cwd=root, capture_output=True, text=True, timeout=120, check=False
-    )
+
+    def verify(*flags: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*command, *flags], cwd=root, capture_output=True, text=True, timeout=120, check=False
+        )
+
+    done = verify("--json")
     assert done.returncode == 0, done.stderr
     document = json.loads(done.stdout)
     assert len(set(document["totals"])) >= 3
     web = document["vms"][vm("rg-app", "vm-web-01")]
     assert web["finding"] == "compliant"
     assert web["rpoSeconds"] > 0
-    failing = subprocess.run(
-        [*command, "--json", "--fail-on", "unprotected"],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert failing.returncode == 1
+    assert verify("--json", "--fail-on", "unprotected").returncode == 1
 
 
 # ------------------------------------------------------ fidelity: recording (flow), spec (shape)
@@ -481,8 +470,7 @@ def test_new_vm_is_protected_backed_up_and_checked(
     )
     args = ("--clock-start", CLOCK_START, "--clock-rate", "0", "--retry-after-scale", "0")
     with running_emulator(estate, *args, timeout=30) as ep:
-        for name, value in ep.environment().items():
-            monkeypatch.setenv(name, value)
+        pointed_at(ep, monkeypatch)
         tls = ssl.create_default_context(cafile=ep.ca_bundle)
         admin = httpx.Client(base_url=ep.admin, verify=tls, timeout=30)
         new = {
