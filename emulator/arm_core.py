@@ -431,6 +431,13 @@ def merge_tag(tags: dict[str, Any], name: str, value: Any) -> None:
     tags[name] = value
 
 
+def body_tags(body: dict[str, Any]) -> dict[str, Any]:
+    """A PUT body's tags, checked against ARM's tag rules."""
+    tags = body.get("tags") or {}
+    check_tags(tags)
+    return tags
+
+
 def check_tags(tags: dict[str, Any]) -> None:
     if not isinstance(tags, dict):
         raise ArmError(400, "InvalidRequestContent", "Tags must be an object of string values.")

@@ -13,6 +13,7 @@ from typing import Any
 
 from emulator.arm_core import (
     Arm,
+    body_tags,
     check_same_location,
     check_tags,
     copy_source,
@@ -27,6 +28,12 @@ from emulator.routing import GROUP, SUBSCRIPTION, ArmRequest, Reply, Route, rout
 from emulator.untidy import untidy
 
 _CP = r"/providers/microsoft\.compute"
+
+
+def refuse_over(count: int, limit: int, code: str, message: str) -> None:
+    """Compute's 409 once `count` has reached `limit`."""
+    if count >= limit:
+        raise ArmError(409, code, message)
 
 
 class Compute:
@@ -178,8 +185,7 @@ class Compute:
         group, body, props, location = self.arm.put_basics(req, args, "snapshots")
         creation = props.get("creationData") or {}
         source = copy_source(creation, "snapshots", "use Copy.", uri_too=True)
-        tags = body.get("tags") or {}
-        check_tags(tags)
+        tags = body_tags(body)
         snap_id = compute_id(sub_id, group.name, "snapshots", name)
         now = self.clock.now()
         with self.cloud.lock:
@@ -248,35 +254,36 @@ class Compute:
                 for s in self.cloud.snapshots_of(disk.id)
                 if s.incremental and s.deleting_at is None
             ]
-            if incremental and len(family) >= self.behaviour.incremental_limit:
+            rules = self.behaviour
+            window = timedelta(seconds=rules.burst_window_seconds)
+            recent = [t for t in self.creations.get(key(disk.id), []) if now - t < window]
+            if incremental:
                 # The code is REFERENCE.md's; no published message text was found (README).
-                raise ArmError(
-                    409,
+                refuse_over(
+                    len(family),
+                    rules.incremental_limit,
                     "SnapshotsLimitReached",
                     f"Disk '{disk.id}' already has {len(family)} incremental snapshots: a total "
-                    f"of {self.behaviour.incremental_limit} incremental snapshots can be created "
-                    "for a single disk. Delete older snapshots and try again.",
+                    f"of {rules.incremental_limit} incremental snapshots can be created for a "
+                    "single disk. Delete older snapshots and try again.",
                 )
-            window = timedelta(seconds=self.behaviour.burst_window_seconds)
-            recent = [t for t in self.creations.get(key(disk.id), []) if now - t < window]
-            if incremental and len(recent) >= self.behaviour.burst_limit:
                 # No code is published for this rule: OperationNotAllowed is our reading.
-                raise ArmError(
-                    409,
+                refuse_over(
+                    len(recent),
+                    rules.burst_limit,
                     "OperationNotAllowed",
-                    f"Up to {self.behaviour.burst_limit} incremental snapshots per disk can be "
-                    f"created every {int(self.behaviour.burst_window_seconds / 60)} minutes; "
-                    f"disk '{disk.id}' reached that limit. Retry later.",
+                    f"Up to {rules.burst_limit} incremental snapshots per disk can be created "
+                    f"every {int(rules.burst_window_seconds / 60)} minutes; disk '{disk.id}' "
+                    "reached that limit. Retry later.",
                 )
             if not disk.instant_access:
-                pending = [s for s in family if s.completion_percent(now) < 100]
-                if len(pending) >= self.behaviour.pending_limit:
-                    raise ArmError(
-                        409,
-                        "OperationNotAllowed",
-                        f"At most {self.behaviour.pending_limit} snapshots of disk '{disk.id}' "
-                        "can be pending background copy at a time.",
-                    )
+                refuse_over(
+                    len([s for s in family if s.completion_percent(now) < 100]),
+                    rules.pending_limit,
+                    "OperationNotAllowed",
+                    f"At most {rules.pending_limit} snapshots of disk '{disk.id}' can be pending "
+                    "background copy at a time.",
+                )
             sku = str(
                 (body.get("sku") or {}).get(
                     "name", "Standard_ZRS" if incremental else "Standard_LRS"

@@ -401,17 +401,7 @@ def build_networks(
 ) -> None:
     """Existing networks of a subscription: public IPs, NAT gateways, NSGs, route tables, then
     virtual networks (subnets reference the others by name, `group/name` or id) and peerings."""
-    from emulator.network_state import (
-        NatGateway,
-        Peering,
-        PublicIp,
-        RouteTable,
-        SecurityGroup,
-        Subnet,
-        VirtualNetwork,
-        parse_routes,
-        parse_rules,
-    )
+    from emulator import network_state as ns
 
     state = cloud.network
 
@@ -450,7 +440,7 @@ def build_networks(
         base = common(item, f"{where}.publicIPAddresses[{j}]")
         if base:
             ip = str(item.get("ipAddress", f"20.50.{j // 250}.{j % 250 + 4}"))
-            state.add(PublicIp(kind="publicIPAddresses", ip_address=ip, **base))
+            state.add(ns.PublicIp(kind="publicIPAddresses", ip_address=ip, **base))
     for j, item in enumerate(raw.get("natGateways") or []):
         at = f"{where}.natGateways[{j}]"
         base = common(item, at)
@@ -459,7 +449,8 @@ def build_networks(
                 ref(x, base["group"], "publicIPAddresses", at)
                 for x in item.get("publicIpAddresses") or []
             ]
-            state.add(NatGateway(kind="natGateways", public_ip_ids=[i for i in ips if i], **base))
+            nat = ns.NatGateway(kind="natGateways", public_ip_ids=[i for i in ips if i], **base)
+            state.add(nat)
     for j, item in enumerate(raw.get("networkSecurityGroups") or []):
         at = f"{where}.networkSecurityGroups[{j}]"
         base = common(item, at)
@@ -469,11 +460,11 @@ def build_networks(
                 props = {k: v for k, v in r.items() if k != "name"}
                 rules.append({"name": r.get("name", ""), "properties": props})
             try:
-                parsed = parse_rules(rules)
+                parsed = ns.parse_rules(rules)
             except ArmError as e:
                 builder.fail(at, e.message)
                 continue
-            state.add(SecurityGroup(kind="networkSecurityGroups", rules=parsed, **base))
+            state.add(ns.SecurityGroup(kind="networkSecurityGroups", rules=parsed, **base))
     for j, item in enumerate(raw.get("routeTables") or []):
         base = common(item, f"{where}.routeTables[{j}]")
         if base:
@@ -484,8 +475,8 @@ def build_networks(
                 }
                 for r in item.get("routes") or []
             ]
-            state.add(RouteTable(kind="routeTables", routes=parse_routes(routes), **base))
-    vnets: list[tuple[VirtualNetwork, dict[str, Any], str]] = []
+            state.add(ns.RouteTable(kind="routeTables", routes=ns.parse_routes(routes), **base))
+    vnets: list[tuple[ns.VirtualNetwork, dict[str, Any], str]] = []
     for j, item in enumerate(raw.get("virtualNetworks") or []):
         at = f"{where}.virtualNetworks[{j}]"
         base = common(item, at)
@@ -498,7 +489,7 @@ def build_networks(
                 builder.fail(sat, "name and addressPrefix are required")
                 continue
             g = base["group"]
-            subnets[str(sn["name"]).lower()] = Subnet(
+            subnets[str(sn["name"]).lower()] = ns.Subnet(
                 name=str(sn["name"]),
                 address_prefix=str(sn["addressPrefix"]),
                 nsg_id=ref(sn.get("networkSecurityGroup"), g, "networkSecurityGroups", sat),
@@ -513,7 +504,7 @@ def build_networks(
                 default_outbound_access=sn.get("defaultOutboundAccess"),
             )
         prefixes = [str(x) for x in item.get("addressPrefixes") or []]
-        vnet = VirtualNetwork(
+        vnet = ns.VirtualNetwork(
             kind="virtualNetworks", address_prefixes=prefixes, subnets=subnets, **base
         )
         state.add(vnet)
@@ -523,7 +514,7 @@ def build_networks(
             remote = ref(pr.get("remote"), vnet.group, "virtualNetworks", f"{at}.peerings[{k}]")
             if remote:
                 vnet.peerings.append(
-                    Peering(
+                    ns.Peering(
                         name=str(pr.get("name", f"peering-{k}")),
                         remote_id=remote,
                         allow_forwarded_traffic=bool(pr.get("allowForwardedTraffic", False)),

@@ -79,13 +79,19 @@ class Subscription:
 
 
 @dataclass
-class Disk:
+class StoredResource:
+    """What a disk and a snapshot both begin with: where they are, their SKU and size."""
+
     subscription: str
     group: str
     name: str
     location: str
     sku: str
     size_gb: int
+
+
+@dataclass
+class Disk(StoredResource):
     unique_id: str
     time_created: datetime
     os_type: str | None = None
@@ -246,13 +252,7 @@ POWER_DISPLAY = {
 
 
 @dataclass
-class Snapshot:
-    subscription: str
-    group: str
-    name: str
-    location: str
-    sku: str
-    size_gb: int
+class Snapshot(StoredResource):
     incremental: bool
     source_id: str
     source_unique_id: str

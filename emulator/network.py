@@ -19,7 +19,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from emulator.arm_core import Arm, check_name, check_tags
+from emulator.arm_core import Arm, body_tags, check_name
 from emulator.errors import ArmError, resource_not_found
 from emulator.ids import key, network_id, new_uuid
 from emulator.model import Operation
@@ -396,8 +396,7 @@ class NetworkRP:
                 f"resource group '{group.name}'. A resource with the same name cannot be created "
                 f"in location '{location}'.",
             )
-        tags = body.get("tags") or {}
-        check_tags(tags)
+        tags = body_tags(body)
         resource_id = network_id(sub_id, group.name, kind, name)
         self.arm.check_write(req, f"{NET}/{kind}", resource_id, location, body, tags)
         return body, location, {str(k): str(v) for k, v in tags.items()}, existing

@@ -19,8 +19,8 @@ from typing import Any
 
 from emulator.arm_core import (
     Arm,
+    body_tags,
     check_same_location,
-    check_tags,
     copy_source,
 )
 from emulator.errors import ArmError
@@ -49,8 +49,7 @@ def put_disk(arm: Arm, req: ArmRequest, args: tuple[str, ...]) -> Reply:
     group, body, props, location = arm.put_basics(req, args, "disks")
     creation = props.get("creationData") or {}
     source = copy_source(creation, "disks", "use Copy from a snapshot.")
-    tags = body.get("tags") or {}
-    check_tags(tags)
+    tags = body_tags(body)
     disk_id = compute_id(sub_id, group.name, "disks", name)
     now = arm.clock.now()
     with arm.cloud.lock:
@@ -287,8 +286,7 @@ def boot_fails(arm: Arm, name: str, disks: list[Disk]) -> bool:
 def put_vm(arm: Arm, req: ArmRequest, args: tuple[str, ...]) -> Reply:
     sub_id, _, name = args
     group, body, props, location = arm.put_basics(req, args, "virtualMachines")
-    tags = body.get("tags") or {}
-    check_tags(tags)
+    tags = body_tags(body)
     vm_id = compute_id(sub_id, group.name, "virtualMachines", name)
     now = arm.clock.now()
     with arm.cloud.lock:
