@@ -12,8 +12,6 @@ afterwards the drill resource group holds nothing a drill made.
 
 from __future__ import annotations
 
-import json
-import ssl
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -26,16 +24,14 @@ from azure.identity import ManagedIdentityCredential
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.network import NetworkManagementClient
 
-import function_app
 from cli.azurite import Azurite
-from cli.clock import RemoteClock
-from cli.localhost import Faults, LocalHost
+from cli.demo import FAST_SETTINGS, STAND_IN_OPTIONS
+from cli.localhost import Faults
 from emulator.process import DEMO_ESTATE, running_emulator
 from shared import drills
 from shared.model import Outcome
-from shared.services import override_services, reset_services, services
-from shared.settings import Settings
-from tests.e2e_env import FAST_HOST, SUB, app_settings
+from shared.services import reset_services, services
+from tests.e2e_env import SUB, app_host, app_settings, wire_services
 from tests.fakes import MemoryReporter, patched_environ
 
 pytestmark = pytest.mark.e2e
@@ -77,36 +73,17 @@ drillPlans:
 def drill_night(azurite: Azurite, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     tmp = tmp_path_factory.mktemp("drills")
     reporter = MemoryReporter()
-    stand_in = (
-        "--operation-seconds",
-        "0.2",
-        "--hydration-seconds",
-        "0.5",
-        "--retry-after-scale",
-        "0.1",
-        "--clock-start",
-        START.strftime("%Y-%m-%dT%H:%M:%SZ"),
-    )
+    stand_in = (*STAND_IN_OPTIONS, "--clock-start", START.strftime("%Y-%m-%dT%H:%M:%SZ"))
     with running_emulator(DEMO_ESTATE, *stand_in) as ep, patched_environ(ep.environment()):
         (tmp / "policies.yaml").write_text(POLICIES)
         environ = app_settings(
             azurite,
             ep,
             DRILL_SCHEDULE="0 0 4 * * *",
-            ARM_WRITES_PER_SECOND="100",
-            SNAPSHOT_WRITES_PER_SECOND="100",
-            CONFIRM_DELAY_SECONDS="1",
-            DRILL_POLL_SECONDS="1",
+            **FAST_SETTINGS,
             POLICIES_FILE=str(tmp / "policies.yaml"),
         )
-        overrides = tmp / "host.json"
-        overrides.write_text(json.dumps(FAST_HOST))
-        clock = RemoteClock(ep.clock, ca_bundle=ep.ca_bundle)
-        reset_services()
-        override_services(settings=Settings.from_env(environ), reporter=reporter, clock=clock)
-        admin = httpx.Client(
-            base_url=ep.admin, verify=ssl.create_default_context(cafile=ep.ca_bundle), timeout=30
-        )
+        overrides, clock, admin = wire_services(ep, environ, reporter, tmp / "host.json")
         credential = ManagedIdentityCredential(client_id=ep.client_id)
         options: dict[str, Any] = {
             "base_url": ep.arm,
@@ -128,11 +105,10 @@ def drill_night(azurite: Azurite, tmp_path_factory: pytest.TempPathFactory) -> I
         compute = ComputeManagementClient(credential, SUB, **options)
         network = NetworkManagementClient(credential, SUB, **options)
         try:
-            with LocalHost(
-                function_app.app,
-                overrides=overrides,
-                environ=environ,
-                clock=clock,
+            with app_host(
+                overrides,
+                environ,
+                clock,
                 faults=Faults(fail_after_return=Counter({"drill_step": 4})),
             ) as host:
                 rt = services()

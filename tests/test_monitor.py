@@ -29,6 +29,7 @@ from shared.names import Queue
 from shared.ports import Runtime
 from shared.settings import Settings
 from tests.conftest import base_settings
+from tests.e2e_env import fail_ingestion
 from tests.fakes import FixedClock, MemoryQueues, MemoryReporter, deliver, patched_environ, runtime
 
 RETRY_QUEUE = Queue.OUTCOMES_RETRY
@@ -267,16 +268,7 @@ def test_an_ingestion_outage_parks_outcomes_and_the_retry_worker_sends_them_late
     reporter = TeeReporter(monitor, echo)
     rt = _runtime(queues, reporter)
     parked_at.append(rt)
-    admin.post(
-        "/faults",
-        json={
-            "action": "status",
-            "method": "POST",
-            "path": "/dataCollectionRules/",
-            "status": 503,
-            "code": "ServiceUnavailable",
-        },
-    ).raise_for_status()
+    fail_ingestion(admin)
 
     def night(ctx: dispatch.Context) -> dispatch.Result:
         ctx.out.succeeded("run-start")

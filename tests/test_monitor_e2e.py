@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import ssl
 import subprocess
 import sys
 import time
@@ -21,32 +20,18 @@ from typing import Any
 import httpx
 import pytest
 
-import function_app
 from cli.azurite import Azurite
-from cli.clock import RemoteClock
 from cli.localhost import LocalHost
 from emulator.process import DEMO_ESTATE, Endpoints, running_emulator
-from shared.services import override_services, reset_services
-from shared.settings import Settings
-from tests.e2e_env import FAST_HOST, app_settings
+from shared.services import reset_services
+from tests.e2e_env import app_host, app_settings, fail_ingestion, stand_in_options, wire_services
 from tests.fakes import MemoryReporter, patched_environ
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parent.parent
 NIGHT = datetime.fromisoformat("2026-11-27T02:00:00+00:00")
-STAND_IN = (
-    "--clock-start",
-    "2026-11-27T01:00:00Z",
-    "--operation-seconds",
-    "0.1",
-    "--hydration-seconds",
-    "0.5",
-    "--retry-after-scale",
-    "0.1",
-    "--seed",
-    "7",
-)
+STAND_IN = stand_in_options(7)
 
 
 def _empty_queues(azurite: Azurite) -> None:
@@ -133,19 +118,10 @@ def _night_host(
     _empty_queues(azurite)
     with running_emulator(DEMO_ESTATE, *STAND_IN) as ep, patched_environ(ep.environment()):
         environ = _environment(azurite, ep)
-        overrides = tmp_path / "host.json"
-        overrides.write_text(json.dumps(FAST_HOST))
-        clock = RemoteClock(ep.clock, ca_bundle=ep.ca_bundle)
         reporter = MemoryReporter()
-        reset_services()
-        override_services(settings=Settings.from_env(environ), reporter=reporter, clock=clock)
-        admin = httpx.Client(
-            base_url=ep.admin, verify=ssl.create_default_context(cafile=ep.ca_bundle), timeout=30
-        )
+        overrides, clock, admin = wire_services(ep, environ, reporter, tmp_path / "host.json")
         try:
-            with LocalHost(
-                function_app.app, overrides=overrides, environ=environ, clock=clock
-            ) as host:
+            with app_host(overrides, environ, clock) as host:
                 yield ep, host, reporter, admin
         finally:
             admin.close()
@@ -204,17 +180,7 @@ def test_an_ingestion_outage_loses_no_outcome_and_repeats_no_work(
     azurite: Azurite, tmp_path: Path
 ) -> None:
     with _night_host(azurite, tmp_path) as (ep, host, reporter, admin):
-        admin.post(
-            "/faults",
-            json={
-                "action": "status",
-                "method": "POST",
-                "path": "/dataCollectionRules/",
-                "status": 503,
-                "code": "ServiceUnavailable",
-                "retryAfter": 1,
-            },
-        ).raise_for_status()
+        fail_ingestion(admin, retryAfter=1)
         _run_night(admin, reporter, NIGHT)
         time.sleep(1.0)  # the prunes of the night, still during the outage
         assert _monitor_rows(ep) == []

@@ -8,7 +8,6 @@ twice, the snapshots left must be the same as in a clean run, nothing poisoned o
 from __future__ import annotations
 
 import json
-import ssl
 import subprocess
 import sys
 from collections import defaultdict
@@ -18,22 +17,18 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from azure.identity import ManagedIdentityCredential
 from azure.mgmt.compute import ComputeManagementClient
 
-import function_app
 from cli.azurite import Azurite
-from cli.clock import RemoteClock
 from cli.localhost import Faults, LocalHost
 from cli.processes import stop_process_group
 from emulator.process import DEMO_ESTATE, running_emulator
 from shared.policies import load_policies
 from shared.retention import plan_retention
-from shared.services import override_services, reset_services
-from shared.settings import Settings
-from tests.e2e_env import FAST_HOST, SUB, app_settings
+from shared.services import reset_services
+from tests.e2e_env import SUB, app_host, app_settings, stand_in_options, wire_services
 from tests.fakes import MemoryReporter, patched_environ
 
 pytestmark = pytest.mark.e2e
@@ -41,22 +36,7 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parent.parent
 GROUP = "rg-lifeboat-snapshots"
 START = datetime.fromisoformat("2026-11-27T01:00:00+00:00")
-STAND_IN = (
-    "--clock-start",
-    "2026-11-27T01:00:00Z",
-    "--operation-seconds",
-    "0.1",
-    "--hydration-seconds",
-    "0.5",
-    "--retry-after-scale",
-    "0.1",
-    "--page-size",
-    "20",
-    "--seed",
-    "11",
-    "--throttle-scale",
-    "10",
-)
+STAND_IN = stand_in_options(11, "--page-size", "20", "--throttle-scale", "10")
 
 
 @dataclass
@@ -87,15 +67,9 @@ def run_nights(azurite: Azurite, tmp_path: Path, nights: int, *, faults: bool) -
             # The create window must outlast throttled retries; faults make it longer.
             CONFIRM_DELAY_SECONDS="3" if faults else "1.5",
         )
-        overrides = tmp_path / f"host.{faults}.json"
-        overrides.write_text(json.dumps(FAST_HOST))
-        clock = RemoteClock(ep.clock, ca_bundle=ep.ca_bundle)
-        reset_services()
-        override_services(
-            settings=Settings.from_env(environ), reporter=result.reporter, clock=clock
+        overrides, clock, admin = wire_services(
+            ep, environ, result.reporter, tmp_path / f"host.{faults}.json"
         )
-        verify = ssl.create_default_context(cafile=ep.ca_bundle)
-        admin = httpx.Client(base_url=ep.admin, verify=verify, timeout=30)
         if faults:
             for method in ("PUT", "DELETE"):
                 admin.post(
@@ -116,13 +90,7 @@ def run_nights(azurite: Azurite, tmp_path: Path, nights: int, *, faults: bool) -
             base_url=ep.arm,
             credential_scopes=[ep.arm_audience + ".default"],
         )
-        host = LocalHost(
-            function_app.app,
-            overrides=overrides,
-            environ=environ,
-            clock=clock,
-            faults=Faults(duplicate_deliveries=faults),
-        )
+        host = app_host(overrides, environ, clock, faults=Faults(duplicate_deliveries=faults))
         with host:
             for night in range(nights):
                 occurrence = START.replace(hour=2) + timedelta(days=night)

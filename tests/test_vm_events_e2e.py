@@ -8,8 +8,6 @@ API, whose own event is a tags write that changes nothing: no loop, nothing twic
 from __future__ import annotations
 
 import contextlib
-import json
-import ssl
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,14 +18,11 @@ import pytest
 from azure.identity import ManagedIdentityCredential
 from azure.mgmt.compute import ComputeManagementClient
 
-import function_app
 from cli.azurite import Azurite
-from cli.clock import RemoteClock
 from cli.localhost import LocalHost
 from emulator.process import DEMO_ESTATE, running_emulator
-from shared.services import override_services, reset_services
-from shared.settings import Settings
-from tests.e2e_env import FAST_HOST, SUB, app_settings
+from shared.services import reset_services
+from tests.e2e_env import SUB, app_host, app_settings, wire_services
 from tests.fakes import MemoryReporter, patched_environ
 
 pytestmark = pytest.mark.e2e
@@ -67,22 +62,9 @@ def onboarding_world(
             "  daily: {retention: {daily: 7}, snapshotOnCreate: true}\n"
         )
         environ["POLICIES_FILE"] = str(policies)
-        overrides = tmp_path / "host.json"
-        overrides.write_text(json.dumps(FAST_HOST))
-        clock = RemoteClock(ep.clock, ca_bundle=ep.ca_bundle)
-        reset_services()
-        override_services(settings=Settings.from_env(environ), reporter=reporter, clock=clock)
-        admin = httpx.Client(
-            base_url=ep.admin, verify=ssl.create_default_context(cafile=ep.ca_bundle), timeout=30
-        )
+        overrides, clock, admin = wire_services(ep, environ, reporter, tmp_path / "host.json")
         try:
-            with LocalHost(
-                function_app.app,
-                overrides=overrides,
-                environ=environ,
-                clock=clock,
-                run_timers=False,
-            ) as host:
+            with app_host(overrides, environ, clock, run_timers=False) as host:
                 webhook = (
                     f"{host.base_url}/runtime/webhooks/eventgrid?functionName=vm_events"
                     f"&code={host.key}"
