@@ -10,9 +10,10 @@ import threading
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from shared.model import Outcome
-from shared.ports import ReceivedMessage
+from shared.ports import ReceivedMessage, ThrottledError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -212,6 +213,19 @@ class Unused:
 
     def __getattr__(self, attribute: str) -> object:
         raise AssertionError(f"this test did not expect {self._name}.{attribute} to be used")
+
+
+class Throttled:
+    """A port that answers every call with Azure's 429 and a Retry-After of `retry_after`."""
+
+    def __init__(self, retry_after: float) -> None:
+        self.retry_after = retry_after
+
+    def __getattr__(self, name: str) -> Any:
+        def throttled(*args: object, **kwargs: object) -> Any:
+            raise ThrottledError(self.retry_after)
+
+        return throttled
 
 
 def runtime(settings, clock, reporter, queues, **ports):  # type: ignore[no-untyped-def]

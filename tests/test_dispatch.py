@@ -39,7 +39,14 @@ from shared.ports import ThrottledError
 from shared.settings import Settings
 from shared.signing import SigningKeys
 from tests.conftest import SUBSCRIPTION, TEST_SIGNING_KEYS, base_settings
-from tests.fakes import FailingReporter, FixedClock, MemoryQueues, MemoryReporter, runtime
+from tests.fakes import (
+    FailingReporter,
+    FixedClock,
+    MemoryQueues,
+    MemoryReporter,
+    Throttled,
+    runtime,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 11, 27, 2, 5, tzinfo=UTC)
@@ -131,19 +138,6 @@ SAMPLES: dict[type[Payload], Payload] = {
         runId="drill-202611270200",
     ),
 }
-
-
-class Throttled:
-    """A port that answers every call with Azure's 429 and a Retry-After."""
-
-    def __init__(self, retry_after: float) -> None:
-        self.retry_after = retry_after
-
-    def __getattr__(self, name: str) -> Any:
-        def throttled(*args: object, **kwargs: object) -> Any:
-            raise ThrottledError(self.retry_after)
-
-        return throttled
 
 
 class ThrottledReporter(MemoryReporter):

@@ -13,11 +13,19 @@ from shared.dispatch import Done, PutBack, Send
 from shared.messages import DrillPlanRequest, DrillState
 from shared.names import Job, Queue, Timer
 from shared.policies import parse_policies
-from shared.ports import RefusedError, ThrottledError
+from shared.ports import RefusedError
 from shared.settings import Settings
-from tests.builders import SUB, night, vm
+from tests.builders import SUB, disk_id, night, vm
 from tests.conftest import base_settings
-from tests.fakes import FakeCompute, FixedClock, MemoryQueues, MemoryReporter, deliver, runtime
+from tests.fakes import (
+    FakeCompute,
+    FixedClock,
+    MemoryQueues,
+    MemoryReporter,
+    Throttled,
+    deliver,
+    runtime,
+)
 
 DRILL_GROUP = "rg-lifeboat-drill-westeurope"
 NOW = night(27, 4)
@@ -54,17 +62,6 @@ def text_of(payload: DrillState | DrillPlanRequest, key: str = "key-1") -> str:
         payload, run_id="drill-202611270400", idempotency_key=key, created=NOW
     )
     return messages.encode(envelope)
-
-
-class Throttled:
-    def __init__(self, retry_after: float) -> None:
-        self.retry_after = retry_after
-
-    def __getattr__(self, name: str) -> Any:
-        def throttled(*args: object, **kwargs: object) -> Any:
-            raise ThrottledError(self.retry_after)
-
-        return throttled
 
 
 class RefusingDisks:
@@ -144,7 +141,7 @@ def test_a_throttled_step_is_put_back_once_by_dispatch_after_retry_after(
 def test_a_refused_create_sends_the_drill_to_teardown_with_the_reason() -> None:
     rt, queues, _ = world(drills=RefusingDisks())
     snapshot = {
-        "diskId": f"/subscriptions/{SUB}/resourceGroups/rg-app/providers/Microsoft.Compute/disks/os",
+        "diskId": disk_id("os"),
         "snapshotId": f"/subscriptions/{SUB}/resourceGroups/rg-lifeboat-snapshots/providers/"
         "Microsoft.Compute/snapshots/os",
         "timeCreated": NOW - timedelta(hours=2),
