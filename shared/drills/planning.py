@@ -16,6 +16,7 @@ import hashlib
 import logging
 import math
 from datetime import datetime, timedelta
+from typing import Any
 
 from shared import dispatch
 from shared.dispatch import Context, Outgoing, Result, Send, per_subscription
@@ -121,7 +122,15 @@ def new_drill(
     manual: bool = False,
 ) -> DrillState:
     """A drill of `vm` under `plan`, at its first step: what every later message carries."""
+    what_the_plan_sets: dict[str, Any] = {
+        "plan": plan.name,
+        "rtoTargetSeconds": plan.rto_target_seconds,
+        "bootTimeoutSeconds": plan.boot_timeout_seconds,
+        "vmSize": plan.vm_size,
+        "subnetId": plan.subnet_id,
+    }
     return DrillState(
+        **what_the_plan_sets,
         drillId=drill_id_of(vm.id, slot, manual=manual),
         step="prepare",
         runId=run_id_of(slot),
@@ -133,11 +142,6 @@ def new_drill(
         vmId=vm.id,
         vmName=vm.name,
         subscriptionId=vm.subscription_id,
-        plan=plan.name,
-        rtoTargetSeconds=plan.rto_target_seconds,
-        bootTimeoutSeconds=plan.boot_timeout_seconds,
-        vmSize=plan.vm_size,
-        subnetId=plan.subnet_id,
         manual=manual,
     )
 

@@ -117,12 +117,15 @@ def plan_subscription(request: VerificationPlanRequest, ctx: Context) -> Result:
         is_first = region not in designated
         designated.add(region)
         peers = [v.id for v in vaults if v is not vault and region_of(v.location) == region]
+        which_vault = {
+            "vaultId": vault.id,
+            "vaultName": vault.name,
+            "resourceGroup": vault.resource_group,
+            "location": vault.location,
+        }
         vault_request = VerificationVaultRequest(
+            **which_vault,
             subscriptionId=subscription,
-            vaultId=vault.id,
-            vaultName=vault.name,
-            resourceGroup=vault.resource_group,
-            location=vault.location,
             slot=request.slot,
             designated=is_first,
             peers=peers if is_first else [],
@@ -353,13 +356,13 @@ def enable_protection(
         details={"vaultId": vault.id, "firstBackupJobId": job_id},
     )
     check = FirstBackupCheckRequest(
-        subscriptionId=vm.subscription_id,
-        vmId=vm.id,
-        vaultId=vault.id,
-        location=vm.location,
         policy=policy,
         rpoHours=rpo_hours,
         enabledAt=ctx.now(),
+        vaultId=vault.id,
+        subscriptionId=vm.subscription_id,
+        vmId=vm.id,
+        location=vm.location,
     )
     return Outgoing(
         check,
