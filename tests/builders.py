@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from cli.events import vm_write_event
+from shared.messages import VerificationVaultRequest
 from shared.model import (
     BackupJob,
     Disk,
@@ -16,6 +17,7 @@ from shared.model import (
     ProtectedItem,
     RecoveryPoint,
     Snapshot,
+    Vault,
     Vm,
 )
 from shared.snapshots import slot_of, snapshot_name
@@ -112,6 +114,27 @@ VERIFY_NOW = datetime(2026, 11, 27, 6, 0, tzinfo=UTC)
 VAULT_ID = (
     f"/subscriptions/{SUB}/resourceGroups/rg-backup/providers/Microsoft.RecoveryServices/vaults/rsv"
 )
+
+
+VAULT = Vault(VAULT_ID, "rsv", SUB, "rg-backup", "westeurope")
+
+
+def vault_request(
+    vault: Vault, vms: dict[str, dict[str, list[str]]], *, slot: str, designated: bool = False
+) -> VerificationVaultRequest:
+    """The message that verifies `vault` at `slot`, its in-scope VMs packed as `vms`."""
+    return VerificationVaultRequest.model_validate(
+        {
+            "subscriptionId": vault.subscription_id,
+            "vaultId": vault.id,
+            "vaultName": vault.name,
+            "resourceGroup": vault.resource_group,
+            "location": vault.location,
+            "slot": slot,
+            "designated": designated,
+            "vms": vms,
+        }
+    )
 
 
 def protected_item(name: str = "web", **changes: object) -> ProtectedItem:

@@ -27,10 +27,10 @@ from shared.verification.assessment import (
     unpack_vms,
 )
 from tests.builders import (
-    SUB,
-    VAULT_ID,
+    VAULT,
     VERIFY_NOW,
     unattached_vm,
+    vault_request,
 )
 from tests.builders import backup_job as job
 from tests.builders import protected_item as item
@@ -272,16 +272,7 @@ def test_a_region_of_4000_vms_fits_one_vault_message() -> None:
     entries = [
         InScope(unattached_vm(f"vm-{i:05d}"), "daily", 26.0 if i % 7 else 4.0) for i in range(4000)
     ]
-    request = messages.VerificationVaultRequest(
-        subscriptionId=SUB,
-        vaultId=VAULT_ID,
-        vaultName="rsv",
-        resourceGroup="rg-backup",
-        location="westeurope",
-        slot="202611270600",
-        designated=True,
-        vms=pack_vms(entries),
-    )
+    request = vault_request(VAULT, pack_vms(entries), slot="202611270600", designated=True)
     envelope = messages.make_envelope(request, run_id="r", idempotency_key="k", created=NOW)
     assert messages.encoded_size(messages.encode(envelope)) < messages.MAX_ENCODED_BYTES
     unpacked = unpack_vms(request.vms)

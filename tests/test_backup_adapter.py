@@ -10,10 +10,10 @@ from typing import Any
 
 from shared import messages
 from shared.adapters.backup import AzureBackup, job_filter
-from shared.messages import VerificationVaultRequest
 from shared.model import Vault
 from shared.policies import parse_policies
 from shared.settings import Settings
+from tests.builders import vault_request
 from tests.conftest import base_settings
 from tests.fakes import FixedClock, MemoryQueues, MemoryReporter, deliver, runtime
 from tests.replay import Credential, Routes
@@ -116,15 +116,8 @@ def run_vault(routes: list[tuple[str, Any]], now: datetime) -> dict[str, Any]:
         policies=parse_policies({"version": 1, "policies": {}}),
         backup=backup,
     )
-    request = VerificationVaultRequest(
-        subscriptionId=SUB,
-        vaultId=VAULT_ID,
-        vaultName="PySDKBackupTestRsVault",
-        resourceGroup="PythonSDKBackupTestRg",
-        location="westeurope",
-        slot="201710190600",
-        vms={"daily|26": {"swaggersdktestrg": ["swaggersdktest"]}},
-    )
+    vms = {"daily|26": {"swaggersdktestrg": ["swaggersdktest"]}}
+    request = vault_request(vault(), vms, slot="201710190600")
     envelope = messages.make_envelope(request, run_id="r", idempotency_key="k", created=now)
     deliver(rt, messages.encode(envelope))
     (row,) = [o for o in reporter.outcomes if o.operation == "verify-vm"]

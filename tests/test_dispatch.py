@@ -38,6 +38,7 @@ from shared.policies import parse_policies
 from shared.ports import ThrottledError
 from shared.settings import Settings
 from shared.signing import SigningKeys
+from tests.builders import VAULT, vault_request
 from tests.conftest import SUBSCRIPTION, TEST_SIGNING_KEYS, base_settings
 from tests.fakes import (
     FailingReporter,
@@ -103,15 +104,8 @@ SAMPLES: dict[type[Payload], Payload] = {
     ),
     OutcomesRetryRequest: OutcomesRetryRequest(records=[{"RunId": "r", "Operation": "x"}]),
     VerificationPlanRequest: VerificationPlanRequest(subscriptionId=SUBSCRIPTION, slot=SLOT),
-    VerificationVaultRequest: VerificationVaultRequest(
-        subscriptionId=SUBSCRIPTION,
-        vaultId=VAULT_ID,
-        vaultName="v1",
-        resourceGroup="rg-backup",
-        location="westeurope",
-        slot=SLOT,
-        designated=True,
-        vms={"daily|24": {"rg-app": ["web"]}},
+    VerificationVaultRequest: vault_request(
+        VAULT, {"daily|24": {"rg-app": ["web"]}}, slot=SLOT, designated=True
     ),
     FirstBackupCheckRequest: FirstBackupCheckRequest(
         subscriptionId=SUBSCRIPTION,
