@@ -12,19 +12,17 @@ from hypothesis import strategies as st
 
 from shared import messages
 from shared.model import BackupJob, ProtectedItem, RecoveryPoint
+from shared.verification import assessment
 from shared.verification.assessment import (
     FINDINGS,
     SEVERITY,
     Finding,
     InScope,
     assess,
-    jobs_of,
     latest_failed_job,
     on_demand_decision,
-    pack_vms,
     precedence,
     rpo_target_seconds,
-    unpack_vms,
 )
 from tests.builders import (
     VAULT,
@@ -162,7 +160,7 @@ def test_jobs_are_matched_by_container_else_by_vm_name() -> None:
     by_name = job("WEB", "Completed", 2)
     restore = dataclasses.replace(job("web", "Failed", 1, "X"), operation="Restore")
     other_vm = job("api", "Failed", 1, "X")
-    mine = jobs_of(item(), [by_container, other_container, by_name, restore, other_vm])
+    mine = assessment.jobs_of(item(), [by_container, other_container, by_name, restore, other_vm])
     assert mine == [by_container, by_name]
 
 
@@ -272,10 +270,12 @@ def test_a_region_of_4000_vms_fits_one_vault_message() -> None:
     entries = [
         InScope(unattached_vm(f"vm-{i:05d}"), "daily", 26.0 if i % 7 else 4.0) for i in range(4000)
     ]
-    request = vault_request(VAULT, pack_vms(entries), slot="202611270600", designated=True)
+    request = vault_request(
+        VAULT, assessment.pack_vms(entries), slot="202611270600", designated=True
+    )
     envelope = messages.make_envelope(request, run_id="r", idempotency_key="k", created=NOW)
     assert messages.encoded_size(messages.encode(envelope)) < messages.MAX_ENCODED_BYTES
-    unpacked = unpack_vms(request.vms)
+    unpacked = assessment.unpack_vms(request.vms)
     assert len(unpacked) == 4000
     assert unpacked["rg-app/vm-00007"] == ("daily", 4.0)
 
@@ -285,7 +285,7 @@ def test_packing_keeps_policy_names_with_a_bar_and_fractional_targets() -> None:
         InScope(unattached_vm("a"), "gold|eu", 1.5),
         InScope(unattached_vm("b"), "daily", 26.0),
     ]
-    assert unpack_vms(pack_vms(entries)) == {
+    assert assessment.unpack_vms(assessment.pack_vms(entries)) == {
         "rg-app/a": ("gold|eu", 1.5),
         "rg-app/b": ("daily", 26.0),
     }
