@@ -62,6 +62,12 @@ param drillSchedule string = '0 0 4 * * *'
 param sweeperSchedule string = '0 30 * * * *'
 param poisonSchedule string = '0 */15 * * * *'
 
+@description('Storage firewall: deny by default with the Azure-services bypass (Event Grid dead-lettering), private endpoints for blob, queue and table in a new virtual network the app is integrated with.')
+param restrictStorageNetwork bool = false
+
+@description('With restrictStorageNetwork: comma-separated public IPs (not /31 or /32) or CIDR ranges of operators who run lifeboat drill start or lifeboat status.')
+param operatorIpRanges string = ''
+
 @secure()
 @description('MESSAGE_SIGNING_KEYS, kept in Key Vault: the preprovision hook generates one per environment.')
 param messageSigningKeys string
@@ -78,6 +84,7 @@ var drills = !empty(regions)
 var drillSubscriptions = empty(drillSubscriptionId) ? targets : [drillSubscriptionId]
 var assignable = union(targets, drillSubscriptions)
 var drillGroupNames = [for region in regions: replace(drillResourceGroupTemplate, '{region}', region)]
+var operatorRanges = filter(split(replace(operatorIpRanges, ' ', ''), ','), r => !empty(r))
 
 // The queues of DESIGN.md "Names"; the host makes each one's -poison queue.
 var queueNames = [
@@ -121,6 +128,31 @@ module storage 'app/storage.bicep' = {
     queueNames: queueNames
     deploymentContainerName: deploymentContainerName
     deadLetterContainerName: deadLetterContainerName
+    restrictNetwork: restrictStorageNetwork
+    allowedIpRanges: restrictStorageNetwork ? operatorRanges : []
+  }
+}
+
+// restrictStorageNetwork: the app's virtual network and the storage account's private endpoints.
+module network 'app/network.bicep' = if (restrictStorageNetwork) {
+  name: 'network'
+  scope: group
+  params: {
+    name: 'vnet-lifeboat-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module storageEndpoints 'app/storage-endpoints.bicep' = if (restrictStorageNetwork) {
+  name: 'storage-endpoints'
+  scope: group
+  params: {
+    storageAccountName: storage.outputs.name
+    vnetId: restrictStorageNetwork ? network.outputs.id : ''
+    subnetId: restrictStorageNetwork ? network.outputs.endpointSubnetId : ''
+    location: location
+    tags: tags
   }
 }
 
@@ -223,7 +255,12 @@ module function 'app/function.bicep' = {
     appInsightsConnectionString: monitoring.outputs.connectionString
     maximumInstanceCount: maximumInstanceCount
     settings: appSettings
+    virtualNetworkSubnetId: restrictStorageNetwork ? network.outputs.appSubnetId : ''
   }
+  // The private endpoints and their DNS come first: with the firewall on, they are the way in.
+  dependsOn: [
+    storageEndpoints
+  ]
 }
 
 // Custom roles from infra/roles/actions.json, defined once (in the first target subscription)

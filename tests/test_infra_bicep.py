@@ -1,7 +1,7 @@
 """infra/: every Bicep file parses with the parser checkov uses, and the deployment's shape holds.
 
 `Bicep` wraps pycep-parser's tree; `evaluate` computes the few expression forms the infra tests
-need (references, property access, array loops, conditionals, union/flatten/concat and
+need (references, property access, array loops, conditionals, union/flatten/concat, empty and
 loadJsonContent), so the tests check what the Bicep computes, not how it is spelt.
 """
 
@@ -84,6 +84,8 @@ class Bicep:
                 for key in (fn["parameters"]["json_path"] or "$").split(".")[1:]:
                     data = data[key]
                 return data
+            if fn["type"] == "empty":
+                return not args[0]
             if fn["type"] == "flatten":
                 return [x for part in args[0] for x in part]
             if fn["type"] in ("union", "concat"):
@@ -197,3 +199,58 @@ def test_event_grid_subscription_filters_batches_retries_and_dead_letters() -> N
     events = (INFRA / "events.bicep").read_text()
     assert "existingSystemTopics" in events
     assert "functions/vm_events" in events
+
+
+def test_restrict_storage_network_is_off_by_default_and_switches_the_firewall() -> None:
+    main = Bicep(INFRA / "main.bicep")
+    assert main.params["restrictStorageNetwork"] is False
+    modules = main.tree["modules"]
+    params = resource_body(modules["storage"]["config"])[1]["params"]
+    for restrict in (False, True):
+        main.params["restrictStorageNetwork"] = restrict
+        assert main.evaluate(params["restrictNetwork"]) is restrict
+    main.params["restrictStorageNetwork"] = False
+    assert main.evaluate(params["allowedIpRanges"]) == []
+    # The virtual network, the private endpoints and the app's VNet integration come with it.
+    for name in ("network", "storageEndpoints"):
+        assert resource_body(modules[name]["config"])[0] == "restrictStorageNetwork", name
+    function = resource_body(modules["function"]["config"])[1]
+    assert main.evaluate(function["params"]["virtualNetworkSubnetId"]) == ""
+    assert "storageEndpoints" in function["dependsOn"]
+
+    storage = INFRA / "app" / "storage.bicep"
+    for restrict, action in ((False, "Allow"), (True, "Deny")):
+        bicep = Bicep(storage, restrictNetwork=restrict, allowedIpRanges=["203.0.113.7"])
+        props = bicep.evaluate(bicep.tree["resources"]["storage"]["config"]["properties"])
+        acls = props["networkAcls"]
+        assert acls["defaultAction"] == action
+        # Event Grid dead-letters with its identity as a trusted Azure service.
+        assert acls["bypass"] == "AzureServices"
+        assert acls["ipRules"] == [{"value": "203.0.113.7", "action": "Allow"}]
+        assert props["publicNetworkAccess"] == "Enabled"
+        assert props["allowSharedKeyAccess"] is False
+    assert Bicep(storage).params["restrictNetwork"] is False
+
+
+def test_restricted_storage_is_reached_through_private_endpoints_in_the_apps_network() -> None:
+    endpoints = Bicep(INFRA / "app" / "storage-endpoints.bicep")
+    assert endpoints.variable("services") == ["blob", "queue", "table"]
+    resources = endpoints.tree["resources"]
+    pe = resources["endpoints"]["config"]["config"]["properties"]
+    [connection] = pe["privateLinkServiceConnections"]
+    assert connection["properties"]["groupIds"] == ["service"]
+    assert pe["subnet"]["id"] == "subnetId"
+    zone = resources["zones"]["config"]["config"]["name"]
+    assert zone.startswith("privatelink.${service}.")
+    link = resources["links"]["config"]["config"]["properties"]
+    assert link["virtualNetwork"]["id"] == "vnetId"
+    network = _tree(INFRA / "app" / "network.bicep")["resources"]["vnet"]["config"]
+    app, endpoint_subnet = network["properties"]["subnets"]
+    [delegation] = app["properties"]["delegations"]
+    assert delegation["properties"]["serviceName"] == "Microsoft.App/environments"
+    assert endpoint_subnet["properties"]["privateEndpointNetworkPolicies"] == "Disabled"
+    site = _tree(INFRA / "app" / "function.bicep")["resources"]["app"]["config"]["properties"]
+    subnet = Bicep(INFRA / "app" / "function.bicep", virtualNetworkSubnetId="/subnets/app")
+    assert subnet.evaluate(site["virtualNetworkSubnetId"]) == "/subnets/app"
+    none = Bicep(INFRA / "app" / "function.bicep")
+    assert none.evaluate(site["virtualNetworkSubnetId"]) is None

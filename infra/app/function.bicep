@@ -30,6 +30,9 @@ param maximumInstanceCount int
 @description('App settings computed in main.bicep (subscriptions, groups, schedules, features, Azure Monitor).')
 param settings object
 
+@description('Subnet (delegated to Microsoft.App/environments) for VNet integration; empty: none.')
+param virtualNetworkSubnetId string = ''
+
 var hostStorage = {
   AzureWebJobsStorage__credential: 'managedidentity'
   AzureWebJobsStorage__clientId: identityClientId
@@ -80,6 +83,8 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
     httpsOnly: true
     clientCertEnabled: false
     publicNetworkAccess: 'Enabled'
+    // restrictStorageNetwork: outbound traffic, host storage included, leaves through this subnet.
+    virtualNetworkSubnetId: empty(virtualNetworkSubnetId) ? null : virtualNetworkSubnetId
     siteConfig: {
       minTlsVersion: '1.2'
       ftpsState: 'Disabled'

@@ -18,6 +18,12 @@ param deploymentContainerName string
 @description('Container Event Grid dead-letters undeliverable VM events to.')
 param deadLetterContainerName string
 
+@description('Firewall: deny by default, Azure services (Event Grid dead-lettering) bypass; the app comes in through private endpoints.')
+param restrictNetwork bool = false
+
+@description('Public addresses or CIDR ranges let through the firewall (operators running lifeboat drill start or status).')
+param allowedIpRanges array = []
+
 // Role definition ids (built-in roles).
 var roles = {
   // Storage Blob Data Owner: the host's leases and the deployment package.
@@ -45,12 +51,16 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
     defaultToOAuthAuthentication: true
     minimumTlsVersion: 'TLS1_2'
     supportsHttpsTrafficOnly: true
-    // checkov:skip=CKV_AZURE_59: Flex Consumption without a virtual network reaches its host storage over the public endpoint; shared keys are off, so every request needs an Entra token with a data role.
+    // checkov:skip=CKV_AZURE_59: The public endpoint stays on: Event Grid dead-letters through it as a trusted Azure service (the bypass below), and without restrictNetwork the Flex host reaches its storage through it. Shared keys are off: every request needs an Entra token with a data role.
     publicNetworkAccess: 'Enabled'
-    // checkov:skip=CKV_AZURE_35: Deny-by-default network rules would lock out the Flex host and Event Grid dead-lettering, which have no fixed addresses without a virtual network.
+    // checkov:skip=CKV_AZURE_35: Deny by default is the restrictNetwork option (the app then comes in through private endpoints); without a virtual network the Flex host has no fixed addresses to allow.
     networkAcls: {
       bypass: 'AzureServices'
-      defaultAction: 'Allow'
+      defaultAction: restrictNetwork ? 'Deny' : 'Allow'
+      ipRules: [for range in allowedIpRanges: {
+        value: range
+        action: 'Allow'
+      }]
     }
     encryption: {
       keySource: 'Microsoft.Storage'
