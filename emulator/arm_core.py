@@ -139,6 +139,22 @@ class Arm:
             headers["Retry-After"] = self.behaviour.scaled(self.behaviour.lro_initial_retry_after)
         return headers
 
+    def copy_accepted(
+        self,
+        req: ArmRequest,
+        sub: str,
+        location: str,
+        now: datetime,
+        resource_id: str,
+        ready_at: datetime | None,
+        body: dict[str, Any],
+    ) -> Reply:
+        """The 202 to a disk or snapshot PUT: a `DiskOperations` record that ends when the
+        resource is ready (a repeated PUT ends with the first one; None: never)."""
+        op = self.new_operation(sub, location, "DiskOperations", now, resource_id, "PUT")
+        op.end = None if ready_at is None else max(now, ready_at)
+        return Reply(202, body, self.lro_headers(req, op, retry_after=True))
+
     # ---- tags API ------------------------------------------------------------------------
     def tag_target(self, scope: str) -> tuple[Any, str]:
         """The object whose tags live at `scope`, and its canonical id."""

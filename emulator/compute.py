@@ -23,7 +23,7 @@ from emulator.arm_core import (
 from emulator.clock import format_instant
 from emulator.errors import ArmError, resource_not_found
 from emulator.ids import compute_id, key, new_uuid, stable_uuid
-from emulator.model import Snapshot, VirtualMachine, snapshot_quota_key
+from emulator.model import Snapshot, VirtualMachine, copy_place, snapshot_quota_key
 from emulator.routing import GROUP, SUBSCRIPTION, ArmRequest, Reply, Route, route
 from emulator.untidy import untidy
 
@@ -221,15 +221,16 @@ class Compute:
                 # PUT replaces tags; Azure Policy modify rules add theirs again.
                 self.arm.add_policy_tags("Microsoft.Compute/snapshots", snap_id, tags)
                 existing.tags = dict(tags)
-                op = self.arm.new_operation(
-                    sub_id, existing.location, "DiskOperations", now, snap_id, "PUT"
-                )
                 # Still copying: the repeated PUT finishes when the first one does.
-                op.end = (
-                    existing.ready_at if existing.ready_at is None else max(now, existing.ready_at)
+                return self.arm.copy_accepted(
+                    req,
+                    sub_id,
+                    existing.location,
+                    now,
+                    snap_id,
+                    existing.ready_at,
+                    existing.to_json(now, in_flight=True),
                 )
-                reply_body = existing.to_json(now, in_flight=True)
-                return Reply(202, reply_body, self.arm.lro_headers(req, op, retry_after=True))
             check_same_location(
                 location,
                 disk.location,
@@ -305,10 +306,7 @@ class Compute:
             )
             self.arm.add_policy_tags("Microsoft.Compute/snapshots", snap_id, tags)
             snap = Snapshot(
-                subscription=sub_id.lower(),
-                group=group.name,
-                name=name,
-                location=disk.location,
+                **copy_place(sub_id, group.name, name, disk),
                 sku=sku,
                 size_gb=disk.size_gb,
                 incremental=incremental,
@@ -336,14 +334,14 @@ class Compute:
             self.creations[key(disk.id)] = [
                 t for t in self.creations[key(disk.id)] if now - t < window
             ]
-            op = self.arm.new_operation(
-                sub_id, disk.location, "DiskOperations", now, snap_id, "PUT"
-            )
-            op.end = ready_at
-            return Reply(
-                202,
+            return self.arm.copy_accepted(
+                req,
+                sub_id,
+                disk.location,
+                now,
+                snap_id,
+                ready_at,
                 snap.to_json(now, in_flight=True),
-                self.arm.lro_headers(req, op, retry_after=True),
             )
 
     def check_region_limit(self, subscription: str, region: str, sku: str, now: datetime) -> None:

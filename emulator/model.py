@@ -90,6 +90,17 @@ class StoredResource:
     size_gb: int
 
 
+def copy_place(subscription: str, group: str, name: str, source: StoredResource) -> dict[str, Any]:
+    """Where a copy of `source` (a snapshot of a disk, a disk from a snapshot) goes: the
+    caller's subscription, group and name, in the source's location."""
+    return {
+        "subscription": subscription.lower(),
+        "group": group,
+        "name": name,
+        "location": source.location,
+    }
+
+
 @dataclass
 class Disk(StoredResource):
     unique_id: str

@@ -101,16 +101,16 @@ class NetResource:
         return "Succeeded"
 
     def head(self, now: datetime) -> dict[str, Any]:
-        body: dict[str, Any] = {
+        """The fields every network body begins with (`tags` only when there are some)."""
+        tags = {"tags": dict(self.tags)} if self.tags else {}
+        return {
             "name": self.name,
             "id": self.id,
             "etag": self.etag,
             "type": self.type,
             "location": self.location,
+            **tags,
         }
-        if self.tags:
-            body["tags"] = dict(self.tags)
-        return body
 
 
 @dataclass

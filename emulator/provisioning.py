@@ -25,7 +25,7 @@ from emulator.arm_core import (
 )
 from emulator.errors import ArmError
 from emulator.ids import compute_id, key, new_uuid
-from emulator.model import DataDisk, Disk, Operation, VirtualMachine
+from emulator.model import DataDisk, Disk, Operation, VirtualMachine, copy_place
 from emulator.routing import GROUP, ArmRequest, Reply, Route, route
 
 DISK_SKUS = {
@@ -77,10 +77,14 @@ def put_disk(arm: Arm, req: ArmRequest, args: tuple[str, ...]) -> Reply:
                 )
             arm.add_policy_tags("Microsoft.Compute/disks", disk_id, tags)
             existing.tags = {str(k): str(v) for k, v in tags.items()}
-            op = arm.new_operation(sub_id, existing.location, "DiskOperations", now, disk_id, "PUT")
-            op.end = existing.ready_at if existing.ready_at is None else max(now, existing.ready_at)
-            return Reply(
-                202, in_flight(existing, snap.id), arm.lro_headers(req, op, retry_after=True)
+            return arm.copy_accepted(
+                req,
+                sub_id,
+                existing.location,
+                now,
+                disk_id,
+                existing.ready_at,
+                in_flight(existing, snap.id),
             )
         if existing is not None:
             raise ArmError(
@@ -118,10 +122,7 @@ def put_disk(arm: Arm, req: ArmRequest, args: tuple[str, ...]) -> Reply:
         security = props.get("securityProfile") or {}
         ready = None if req.stuck else now + timedelta(seconds=arm.behaviour.operation_seconds)
         disk = Disk(
-            subscription=sub_id.lower(),
-            group=group.name,
-            name=name,
-            location=snap.location,
+            **copy_place(sub_id, group.name, name, snap),
             sku=sku,
             size_gb=size,
             unique_id=new_uuid(),
@@ -140,9 +141,9 @@ def put_disk(arm: Arm, req: ArmRequest, args: tuple[str, ...]) -> Reply:
             ready_at=ready or _never(now),
         )
         arm.cloud.disks[key(disk_id)] = disk
-        op = arm.new_operation(sub_id, disk.location, "DiskOperations", now, disk_id, "PUT")
-        op.end = ready
-        return Reply(202, in_flight(disk, snap.id), arm.lro_headers(req, op, retry_after=True))
+        return arm.copy_accepted(
+            req, sub_id, disk.location, now, disk_id, ready, in_flight(disk, snap.id)
+        )
 
 
 def in_flight(disk: Disk, source: str) -> dict[str, Any]:
