@@ -238,15 +238,25 @@ def runtime(settings, clock, reporter, queues, **ports):  # type: ignore[no-unty
 
 
 class FakeWorld:
-    """A Runtime over fakes on `clock`: its queues, a MemoryReporter, a FakeCompute, the settings
-    `values`, `policies` and any other ports given; what a use case's tests set up first."""
+    """A Runtime over fakes on `clock`: its queues, a MemoryReporter (or `reporter`), a
+    FakeCompute, the settings `values`, `policies` and any other ports given; what a use case's
+    tests set up first."""
 
-    def __init__(self, clock, queues, values: dict[str, str], policies, **ports) -> None:  # type: ignore[no-untyped-def]
+    def __init__(
+        self,
+        clock,
+        queues,
+        values: dict[str, str],
+        policies,
+        *,
+        reporter: MemoryReporter | None = None,
+        **ports,
+    ) -> None:  # type: ignore[no-untyped-def]
         from shared.settings import Settings
 
         self.clock = clock
         self.queues = queues
-        self.reporter = MemoryReporter()
+        self.reporter = reporter or MemoryReporter()
         self.compute = FakeCompute(clock)
         self.rt = runtime(
             Settings.from_env(values),

@@ -49,14 +49,12 @@ from shared.model import BackupStatus, Outcome, Vault
 from shared.names import POISON_SUFFIX, TIMER_SPECS, Queue, Timer
 from shared.policies import parse_policies
 from shared.schedules import latest_occurrence
-from shared.services import override_services
-from shared.settings import Settings
 from shared.signing import SigningKeys
 from shared.snapshots import slot_of
 from tests.builders import DROPPED_VM_EVENTS, SUB, disk, night, snapshot_of, vm
 from tests.conftest import TEST_SIGNING_KEYS, base_settings
 from tests.drill_fakes import FakeDrillCloud
-from tests.fakes import FakeCompute, FixedClock, MemoryQueues, MemoryReporter
+from tests.fakes import FakeWorld, FixedClock, MemoryQueues, MemoryReporter, serve_runtime
 
 POLICIES = parse_policies(
     {
@@ -243,15 +241,23 @@ class OneVault:
         return BackupStatus(protected=True, vault_id=self.vault.id)
 
 
-class World:
+class World(FakeWorld):
     """In-memory ports bound as the host's `services()`: one VM with two disks, one old set."""
 
+    reporter: MonitorLike
+
     def __init__(self) -> None:
-        self.clock = FixedClock(night(27) + timedelta(minutes=1))
-        self.queues = MemoryQueues()
-        self.reporter = MonitorLike()
-        self.compute = FakeCompute(self.clock)
-        self.cloud = FakeDrillCloud(self.clock)
+        clock = FixedClock(night(27) + timedelta(minutes=1))
+        self.cloud = FakeDrillCloud(clock)
+        super().__init__(
+            clock,
+            MemoryQueues(),
+            base_settings(TARGET_SUBSCRIPTIONS=SUB),
+            POLICIES,
+            reporter=MonitorLike(),
+            backup=OneVault(),
+            drills=self.cloud,
+        )
         self.cloud.groups[SUB] = ["rg-app", DRILL_GROUP]
         self.disks = [disk("web-os"), disk("web-data")]
         for d in self.disks:
@@ -265,17 +271,7 @@ class World:
         # The disk's good snapshot of the night: a prune re-reads it before deleting.
         tonight = snapshot_of(self.disks[0], night(27))
         self.compute.snapshots[tonight.id.lower()] = tonight
-        self.settings = Settings.from_env(base_settings(TARGET_SUBSCRIPTIONS=SUB))
-        override_services(
-            settings=self.settings,
-            clock=self.clock,
-            reporter=self.reporter,
-            queues=self.queues,
-            compute=self.compute,
-            policies=POLICIES,
-            backup=OneVault(),
-            drills=self.cloud,
-        )
+        serve_runtime(self.rt)
 
     def sent(self, queue: str) -> list[tuple[messages.Envelope, Payload]]:
         return [messages.decode(text) for text in self.queues.sent.get(queue, [])]
@@ -552,7 +548,7 @@ def test_a_timer_fires_its_own_run_once(
     with caplog.at_level(logging.INFO, logger="triggers"):
         FUNCTIONS[name](timer_request(past_due=True))
     expect(world)
-    schedule = getattr(world.settings, setting.lower())
+    schedule = getattr(world.rt.settings, setting.lower())
     slot = slot_of(latest_occurrence(schedule, world.clock.now()).replace(second=0))
     assert {o.run_id for o in world.reporter.outcomes} == {f"{timer}-{slot}"}
     starts = world.rows("run-start", "succeeded")
