@@ -285,3 +285,39 @@ def test_a_refused_message_fires_the_refusal_rule_and_then_goes_quiet() -> None:
     assert run("refusals", records, now + timedelta(hours=2)) == []
     quiet = [r for r in load("demo-nights.jsonl") if r["Status"] != "refused"]
     assert run("refusals", quiet, max(when(r) for r in quiet)) == []
+
+
+REFUSALS_NOW = datetime.fromisoformat("2026-11-29T12:20:00+00:00")
+
+
+def test_refusals_fire_per_queue_and_type_counting_a_repeated_report_once() -> None:
+    """Hand-written rows (refusals.jsonl): refused prunes, an altered drill step, an odd event."""
+    records = load("refusals.jsonl")
+    fired = {(r["Queue"], r["Type"]): r for r in run("refusals", records, REFUSALS_NOW)}
+    assert sorted(fired) == [
+        ("drill-step", "drill-step"),
+        ("rotation-prune", "rotation-prune"),
+        ("vm-event", "Microsoft.Resources.ResourceWriteSuccess"),
+    ]
+    prunes = fired[("rotation-prune", "rotation-prune")]
+    # Three messages; the unsigned one was reported twice (same OutcomeId) and drained later
+    # (a failed poison row): neither counts again.
+    assert prunes["Refusals"] == 3
+    assert len(as_list(prunes["MessageIds"])) == 3
+    assert any(r.startswith("unsigned") for r in as_list(prunes["Reasons"]))
+    event = fired[("vm-event", "Microsoft.Resources.ResourceWriteSuccess")]
+    assert as_list(event["MessageIds"]) == ["3f0c9a7e-2b5d-4e81-9a6c-7d1e4b2f8c93"]
+    assert "is not a VM id" in as_list(event["Reasons"])[0]
+    # The rotation-vm refusal at 10:40 is older than the hour.
+    assert ("rotation-vm", "rotation-vm") not in fired
+    earlier = datetime.fromisoformat("2026-11-29T11:00:00+00:00")
+    assert [r["Queue"] for r in run("refusals", records, earlier)] == ["rotation-vm"]
+
+
+def test_refusals_stay_quiet_without_refused_rows_and_an_hour_later() -> None:
+    records = load("refusals.jsonl")
+    others = [r for r in records if r["Status"] != "refused"]
+    assert others, "the fixture has a drained poison row and a skipped event"
+    assert run("refusals", others, REFUSALS_NOW) == []
+    assert run("refusals", records, REFUSALS_NOW + timedelta(hours=1)) == []
+    assert run("refusals", load("verification-drills.jsonl"), VERIFY_AND_DRILL_NOW) == []

@@ -83,7 +83,7 @@ var alertRules = [
   }
   {
     name: 'refusals'
-    description: 'Lifeboat refused a queue message or event on its first delivery (unsigned, altered, out of bounds, or asking for what its rules forbid): a bug or a forged message. Check the reasons and message ids in the results, the *-poison queues (lifeboat status lists them), and who holds Storage Queue Data Contributor on the app storage account.'
+    description: 'Lifeboat refused a queue message or an Event Grid event on its first delivery: unsigned, altered, out of bounds, or asking for what its rules forbid. A refusal is a bug or a forged message. Check: the reasons and message ids in the results; who holds Storage Queue Data Contributor on the app storage account; whether MESSAGE_SIGNING_KEYS changed. Run lifeboat status (posture and holds now) and look in the queue\'s -poison queue: poison_drain reports each message there (a LifeboatOutcomes_CL row, Operation poison, Details.drained, with its text) and deletes it.'
     severity: 1
     frequency: 'PT15M'
     window: 'PT1H'
