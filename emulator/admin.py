@@ -18,7 +18,7 @@ from emulator.estate import EstateError, add_vm
 from emulator.ids import new_uuid
 from emulator.network_state import STORES
 from emulator.stand_in import StandIn
-from emulator.throttling import ARM_SHAPES, SNAPSHOT_FAMILIES, ArmLimits, ComputeLimits
+from emulator.throttling import ARM_SHAPES, SNAPSHOT_FAMILIES, ArmLimits
 
 ADMIN_OBJECT_ID = "00000000-0000-0000-0000-00000000ad01"
 
@@ -160,7 +160,7 @@ def routes(stand_in: StandIn) -> list[Route]:
                     hourly_writes=float(hourly.get("writes", t.arm.hourly_writes)),
                     hourly_deletes=float(hourly.get("deletes", t.arm.hourly_deletes)),
                 )
-                current = asdict(t.compute)
+                current = t.compute.settings()
                 for k, v in compute.items():
                     if k in current:
                         current[k] = type(current[k])(v)
@@ -168,7 +168,7 @@ def routes(stand_in: StandIn) -> list[Route]:
                     raise ValueError(
                         f"compute.incremental_family must be one of {SNAPSHOT_FAMILIES}"
                     )
-                t.configure(arm_limits, ComputeLimits(**current))
+                t.configure(arm_limits, t.compute.with_settings(current))
                 if "retryAfterScale" in body:
                     t.retry_after_scale = float(body["retryAfterScale"])
                 if "enabled" in body:
@@ -191,7 +191,7 @@ def routes(stand_in: StandIn) -> list[Route]:
                         "deletes": t.arm.hourly_deletes,
                     },
                 },
-                "compute": asdict(t.compute),
+                "compute": t.compute.settings(),
             }
         )
 

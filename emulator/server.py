@@ -10,6 +10,7 @@ import os
 import socket
 import sys
 import tempfile
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -182,16 +183,8 @@ def scaled_limits(args: argparse.Namespace) -> tuple[ArmLimits, ComputeLimits]:
         hourly_writes=max(1.0, base.hourly_writes * s),
         hourly_deletes=max(1.0, base.hourly_deletes * s),
     )
-    c = ComputeLimits()
-    compute = ComputeLimits(
-        writes_3min=max(1.0, c.writes_3min * s),
-        writes_30min=max(1.0, c.writes_30min * s),
-        deletes_3min=max(1.0, c.deletes_3min * s),
-        deletes_30min=max(1.0, c.deletes_30min * s),
-        hydrate_3min=max(1.0, c.hydrate_3min * s),
-        hydrate_30min=max(1.0, c.hydrate_30min * s),
-        incremental_family=args.incremental_snapshot_family,
-        others_scale=s,
+    compute = replace(
+        ComputeLimits().scaled(s), incremental_family=args.incremental_snapshot_family
     )
     return arm, compute
 

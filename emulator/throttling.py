@@ -13,7 +13,8 @@ import json
 import math
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from emulator.errors import ArmError
 
@@ -68,17 +69,23 @@ class ArmLimits:
 ARM_SHAPES = ("token-bucket", "hourly")
 
 
+HYDRATE = "HighCostSnapshotCreateHydrate"
+CREATE_UPDATE = "CreateUpdateDisks"
+SNAPSHOT_FAMILIES = (CREATE_UPDATE, HYDRATE)
+# The disk resource provider's write, delete and copy policies, by their ComputeLimits field.
+DISK_POLICIES = {"writes": CREATE_UPDATE, "deletes": "DeleteDisks", "hydrate": HYDRATE}
+_DISK_FIELDS = {policy: name for name, policy in DISK_POLICIES.items()}
+WINDOWS = ("3min", "30min")
+
+
 @dataclass(frozen=True)
 class ComputeLimits:
-    """Snapshot/disk write and delete policies: capacity per 3-minute and 30-minute window."""
+    """The DISK_POLICIES' capacities: (per 3-minute window, per 30-minute window)."""
 
-    writes_3min: float = 3000
-    writes_30min: float = 25000
-    deletes_3min: float = 3000
-    deletes_30min: float = 24000
-    hydrate_3min: float = 1000
+    writes: tuple[float, float] = (3000, 25000)
+    deletes: tuple[float, float] = (3000, 24000)
+    hydrate: tuple[float, float] = (1000, 8000)
     """`HighCostSnapshotCreateHydrate3Min`: the 2024 recording's first create reports 999 left."""
-    hydrate_30min: float = 8000
     incremental_family: str = "CreateUpdateDisks"
     """The family an incremental snapshot create counts against: no recording shows it, so it
     is a setting (`CreateUpdateDisks` or `HighCostSnapshotCreateHydrate`). Full creates always
@@ -86,10 +93,40 @@ class ComputeLimits:
     others_scale: float = 1.0
     """Scales the read, operation-status and VM-update policies below (OTHER_POLICIES)."""
 
+    def caps(self, field_name: str) -> tuple[float, float]:
+        """The capacities of one DISK_POLICIES field."""
+        caps: tuple[float, float] = getattr(self, field_name)
+        return caps
 
-HYDRATE = "HighCostSnapshotCreateHydrate"
-CREATE_UPDATE = "CreateUpdateDisks"
-SNAPSHOT_FAMILIES = (CREATE_UPDATE, HYDRATE)
+    def settings(self) -> dict[str, Any]:
+        """As the admin API shows and takes them: one number a window (`writes_3min`, ...)."""
+        flat: dict[str, Any] = {
+            f"{name}_{window}": cap
+            for name in DISK_POLICIES
+            for window, cap in zip(WINDOWS, self.caps(name), strict=True)
+        }
+        return flat | {
+            "incremental_family": self.incremental_family,
+            "others_scale": self.others_scale,
+        }
+
+    def with_settings(self, flat: dict[str, Any]) -> ComputeLimits:
+        """`settings()`, changed, back into limits."""
+        changes: dict[str, Any] = {
+            name: tuple(flat[f"{name}_{window}"] for window in WINDOWS) for name in DISK_POLICIES
+        }
+        changes["incremental_family"] = flat["incremental_family"]
+        changes["others_scale"] = flat["others_scale"]
+        return replace(self, **changes)
+
+    def scaled(self, factor: float) -> ComputeLimits:
+        """Every capacity times `factor` (at least 1), the other policies' scale `factor`."""
+        changes: dict[str, Any] = {
+            name: tuple(max(1.0, cap * factor) for cap in self.caps(name)) for name in DISK_POLICIES
+        }
+        return replace(self, **changes, others_scale=factor)
+
+
 THROTTLED_MESSAGE = (
     "The server rejected the request because too many requests have been received for this "
     "subscription."
@@ -210,13 +247,8 @@ class Throttler:
 
     def allowed_30min(self, policy: str) -> int:
         """The 30-minute capacity of a Compute family, for throttling details (0: unknown)."""
-        known = {
-            HYDRATE: self.compute.hydrate_30min,
-            CREATE_UPDATE: self.compute.writes_30min,
-            "DeleteDisks": self.compute.deletes_30min,
-        }
-        if policy in known:
-            return int(known[policy])
+        if policy in _DISK_FIELDS:
+            return int(self.compute.caps(_DISK_FIELDS[policy])[1])
         for names, caps in OTHER_POLICIES.values():
             if names[1] == f"{policy}30Min":
                 return int(caps[1] * self.compute.others_scale)
@@ -237,15 +269,11 @@ class Throttler:
             return {}
         names: tuple[str, ...]
         caps: tuple[float, ...]
-        if kind in ("writes", CREATE_UPDATE):
-            names = ("CreateUpdateDisks3Min", "CreateUpdateDisks30Min")
-            caps = (self.compute.writes_3min, self.compute.writes_30min)
-        elif kind in ("hydrate", HYDRATE):
-            names = (f"{HYDRATE}3Min", f"{HYDRATE}30Min")
-            caps = (self.compute.hydrate_3min, self.compute.hydrate_30min)
-        elif kind == "deletes":
-            names = ("DeleteDisks3Min", "DeleteDisks30Min")
-            caps = (self.compute.deletes_3min, self.compute.deletes_30min)
+        field_name = _DISK_FIELDS.get(kind, kind)
+        if field_name in DISK_POLICIES:
+            policy = DISK_POLICIES[field_name]
+            names = (f"{policy}3Min", f"{policy}30Min")
+            caps = self.compute.caps(field_name)
         else:
             names, raw_caps = OTHER_POLICIES[kind]
             caps = tuple(max(1.0, c * self.compute.others_scale) for c in raw_caps)
