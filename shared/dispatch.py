@@ -46,12 +46,11 @@ from shared.names import (
     QUEUE_OF,
     TIMER_SPECS,
     Job,
-    MessageType,
     Queue,
-    Status,
     Timer,
 )
 from shared.outcomes import Outcomes
+from shared.policies import PolicySet
 from shared.ports import (
     Backup,
     Compute,
@@ -60,6 +59,7 @@ from shared.ports import (
     Runtime,
     ThrottledError,
 )
+from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ class Context:
         )
 
     @property
-    def settings(self) -> Any:
+    def settings(self) -> Settings:
         return self.rt.settings
 
     @property
@@ -161,7 +161,7 @@ class Context:
         return self.rt.drills
 
     @property
-    def policies(self) -> Any:
+    def policies(self) -> PolicySet:
         return self.rt.policies
 
     def now(self) -> datetime:
@@ -578,12 +578,10 @@ __all__ = [
     "Context",
     "Done",
     "Handler",
-    "MessageType",
     "Outgoing",
     "PutBack",
     "Refuse",
     "Result",
     "Send",
-    "Status",
     "deliver",
 ]
