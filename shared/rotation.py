@@ -50,7 +50,7 @@ from shared.planning import (
     plan_prunes,
 )
 from shared.ports import Compute, RefusedError, Runtime, SnapshotRequest, ThrottledError
-from shared.rules import may_delete, where_lifeboat_deletes
+from shared.rules import may_delete, vm_out_of_scope, where_lifeboat_deletes
 from shared.snapshots import parse_slot, snapshot_name
 
 log = logging.getLogger(__name__)
@@ -379,11 +379,15 @@ def _older_than_fresh(ctx: Context) -> bool:
 def _out_of_scope(ctx: Context, request: RotationVmRequest) -> str | None:
     """Why a VM planned a while ago is no longer to be snapshotted now (one GET of the VM)."""
     vm = ctx.compute.get_vm(request.vm_id)
-    if vm is None:
-        return "the VM no longer exists"
-    policy, why = ctx.policies.for_tags(vm.tags)
-    if policy is None or policy.name != request.policy:
-        return f"no longer in scope of policy {request.policy}: {why or policy}"
+    why = vm_out_of_scope(
+        vm,
+        subscriptions=ctx.settings.subscriptions,
+        drill_groups=ctx.settings.drill_groups,
+        policies=ctx.policies,
+        policy=request.policy,
+    )
+    if why is not None or vm is None:
+        return why
     attached = {a.disk_id.lower() for a in vm.attachments if a.disk_id}
     detached = [d.disk_id for d in request.disks if d.disk_id.lower() not in attached]
     if detached:

@@ -5,15 +5,18 @@ A queue message is a request, never authority: anyone with queue data rights cou
 written it, and a plan goes stale while it waits. So a prune re-reads its victim and the disk's
 snapshot of the night, and a snapshot create reads by name before it PUTs (an ARM PUT replaces
 every tag, a user's `lifeboat:hold` included).
+A remediation (enable protection, an on-demand backup) writes for a VM a message named: the VM
+is read again and must still be served and in scope (`vm_out_of_scope`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Container
 from dataclasses import dataclass
 
-from shared.model import Snapshot
+from shared.model import Snapshot, Vm
 from shared.names import Status
+from shared.policies import PolicySet
 from shared.snapshots import is_held, name_matches_source
 
 
@@ -100,4 +103,31 @@ def may_delete(
         return Verdict(Status.REFUSED, reason, forged=True)
     if tonight is None or not tonight.good:
         return Verdict(Status.BLOCKED, "tonight's snapshot is not confirmed good")
+    return None
+
+
+def vm_out_of_scope(
+    vm: Vm | None,
+    *,
+    subscriptions: Collection[str],
+    drill_groups: Container[str],
+    policies: PolicySet,
+    policy: str | None = None,
+) -> str | None:
+    """Why Lifeboat may not write for this VM as Azure shows it now; None when it may.
+
+    `vm` is a fresh read (None: it is gone). Served subscription, not a drill group's copy, a
+    policy by its tags now (and the same one as planned, when `policy` names it).
+    """
+    if vm is None:
+        return "the VM no longer exists"
+    if vm.subscription_id.lower() not in subscriptions:
+        return f"subscription {vm.subscription_id.lower()} is not one Lifeboat serves"
+    if vm.resource_group.lower() in drill_groups:
+        return f"{vm.name} is in drill resource group {vm.resource_group}"
+    chosen, why = policies.for_tags(vm.tags)
+    if chosen is None:
+        return f"no longer in scope: {why}"
+    if policy is not None and chosen.name != policy:
+        return f"no longer in scope of policy {policy}: {why}"
     return None

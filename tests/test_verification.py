@@ -289,6 +289,43 @@ def test_dry_run_plans_remediation_without_writing() -> None:
     assert all(o.dry_run for o in w.reporter.outcomes)
 
 
+def _plan_then(w: World, change: object) -> None:
+    """The timer and the plan message, then `change` (Azure changes), then the vault messages."""
+    dispatch.fire(w.rt, Timer.VERIFICATION)
+    (plan,) = w.queues.sent.pop(Queue.VERIFICATION)
+    deliver(w.rt, plan)
+    assert callable(change)
+    change()
+    drain(w.rt, w.queues, [Queue.VERIFICATION])
+
+
+def test_remediation_re_reads_the_vm_a_message_names_and_skips_what_left_scope() -> None:
+    w = estate(
+        ENABLE_BACKUP_PROTECTION="true", BACKUP_WRITER_CLIENT_ID=WRITER, ON_DEMAND_BACKUP="true"
+    )
+
+    def change() -> None:  # after the plan: one VM opted out, the other deleted
+        w.compute.vms = [v for v in w.compute.vms if v.name != "late"]
+        naked = next(v for v in w.compute.vms if v.name == "naked")
+        w.compute.vms[w.compute.vms.index(naked)] = make_vm("naked", **{"lifeboat:policy": "none"})
+
+    _plan_then(w, change)
+    assert "protect" not in w.backup.calls
+    assert "trigger" not in w.backup.calls
+    skipped = {(o.operation, o.vm_name): o for o in w.reporter.outcomes if o.status == "skipped"}
+    assert "opted out" in (skipped["enable-protection", "naked"].reason or "")
+    assert "no longer exists" in (skipped["on-demand-backup", "late"].reason or "")
+
+
+def test_remediation_in_scope_now_goes_ahead_with_the_fresh_read() -> None:
+    w = estate(
+        ENABLE_BACKUP_PROTECTION="true", BACKUP_WRITER_CLIENT_ID=WRITER, ON_DEMAND_BACKUP="true"
+    )
+    _plan_then(w, lambda: None)
+    assert w.backup.calls.count("protect") == 1
+    assert w.backup.calls.count("trigger") == 2  # naked's first backup and late's on-demand one
+
+
 def test_an_unprotected_vm_is_protected_and_its_first_backup_checked_later() -> None:
     w = estate(ENABLE_BACKUP_PROTECTION="true", BACKUP_WRITER_CLIENT_ID=WRITER)
     dispatch.fire(w.rt, Timer.VERIFICATION)

@@ -39,6 +39,7 @@ from shared.model import BackupJob, DiskAttachment, ProtectedItem, Vault, Vm, fo
 from shared.names import Job, Status
 from shared.outcomes import Outcomes
 from shared.ports import RefusedError, ThrottledError
+from shared.rules import vm_out_of_scope
 from shared.verification.assessment import (
     ENABLE_PROTECTION,
     ON_DEMAND_BACKUP,
@@ -204,13 +205,18 @@ def verify_vault(request: VerificationVaultRequest, ctx: Context) -> Result:
     unprotected = _confirm_unprotected(ctx, out, candidates, vault_id=vault.id)
     if unprotected:
         totals[Finding.UNPROTECTED.value] += len(unprotected)
+    # The message named these VMs; a remediation writes only for what Azure shows in scope now.
+    features = remediations(ctx.settings)
+    unprotected = _still_in_scope(
+        ctx, unprotected if features.enable_protection else [], ENABLE_PROTECTION
+    )
+    breached = _breached_in_scope(ctx, breached if features.on_demand_backup else [])
     # Every read Azure may throttle is behind us: what follows is reported once, never repeated.
     # The region's vaults are this one and its peers (only the designated vault has candidates).
     region_vaults = [vault, *(vault_of(peer, request.location) for peer in request.peers)]
     checks = _remediate_unprotected(ctx, unprotected, region_vaults)
-    if remediations(ctx.settings).on_demand_backup:
-        for vm_id, item in breached:
-            _on_demand_backup(ctx, vm_id, item, jobs, now)
+    for vm_id, item in breached:
+        _on_demand_backup(ctx, vm_id, item, jobs, now)
     out.succeeded(
         "run-end",
         count=sum(totals.values()),
@@ -272,6 +278,47 @@ def _confirm_unprotected(
 
 
 # ------------------------------------------------------------------------------ remediation
+
+
+def _out_of_scope_now(ctx: Context, vm_id: str, policy: str | None) -> tuple[Vm | None, str | None]:
+    """One GET of the VM and the rules: the fresh VM, or why no remediation may touch it."""
+    vm = ctx.compute.get_vm(vm_id)
+    why = vm_out_of_scope(
+        vm,
+        subscriptions=ctx.settings.subscriptions,
+        drill_groups=ctx.settings.drill_groups,
+        policies=ctx.policies,
+        policy=policy,
+    )
+    return vm, why
+
+
+def _still_in_scope(ctx: Context, entries: Sequence[InScope], operation: str) -> list[InScope]:
+    """The entries whose VM is served and in scope now, each with its fresh read (tags
+    included); a `skipped` row for each of the others."""
+    kept = []
+    for entry in entries:
+        vm, why = _out_of_scope_now(ctx, entry.vm.id, entry.policy)
+        if why is not None or vm is None:
+            out = ctx.out.bind(job=Job.VERIFICATION, vm=entry.vm, policy=entry.policy)
+            out.skipped(operation, f"not remediated: {why}")
+            continue
+        kept.append(dataclasses.replace(entry, vm=vm))
+    return kept
+
+
+def _breached_in_scope(
+    ctx: Context, breached: Sequence[tuple[str, ProtectedItem]]
+) -> list[tuple[str, ProtectedItem]]:
+    kept = []
+    for vm_id, item in breached:
+        _vm, why = _out_of_scope_now(ctx, vm_id, None)
+        if why is not None:
+            out = ctx.out.bind(resource_id=vm_id, vm_name=vm_key(vm_id).split("/", 1)[1])
+            out.skipped(ON_DEMAND_BACKUP, f"not remediated: {why}")
+            continue
+        kept.append((vm_id, item))
+    return kept
 
 
 def _remediate_unprotected(
