@@ -8,10 +8,12 @@ with its reason by the worker.
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import re
 import uuid
+import zlib
 from collections.abc import Callable, Collection
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal
@@ -23,6 +25,9 @@ from shared.signing import SignatureError, SigningKeys
 
 # Storage queues limit a message to 64 KiB of encoded text; Lifeboat's messages are base64.
 MAX_ENCODED_BYTES = 64 * 1024
+# A deflated payload (see `encode`) may inflate to at most this: a forged one cannot bomb memory.
+MAX_PAYLOAD_BYTES = 1024 * 1024
+PACKED_FIELD = "payloadZ"
 
 
 class PoisonMessageError(ValueError):
@@ -70,7 +75,9 @@ def _subscription(value: str) -> str:
 Slot = Annotated[str, Field(pattern=r"^\d{12}$"), AfterValidator(_real_slot)]
 ArmId = Annotated[str, Field(min_length=1, max_length=1024), AfterValidator(_arm_id)]
 SubscriptionId = Annotated[str, AfterValidator(_subscription)]
-Name = Annotated[str, Field(min_length=1, max_length=260)]
+Name = Annotated[str, Field(min_length=1, max_length=260)]  # names, groups, policies, regions
+Token = Annotated[str, Field(min_length=1, max_length=128)]  # ids Azure or Lifeboat made up
+Ref = Annotated[str, Field(min_length=1, max_length=1024)]  # what names a resource, as Azure did
 Time = AwareDatetime  # a time without a zone is not a time Lifeboat can compare
 
 
@@ -88,6 +95,9 @@ class Envelope(BaseModel):
     put_backs: int = Field(default=0, alias="putBacks", ge=0, le=1_000_000)
     # HMAC over the rest (shared/signing.py); checked before the envelope is even parsed.
     signature: str | None = Field(default=None, alias="sig", max_length=200)
+    # Only in transit: a payload too large for a queue message as plain JSON travels deflated
+    # and base64-encoded here (`encode`), and `decode` restores `payload` from it.
+    packed: str | None = Field(default=None, alias="payloadZ", max_length=MAX_ENCODED_BYTES)
 
 
 class Payload(BaseModel):
@@ -109,11 +119,11 @@ class OnboardingRequest(Payload):
 
     resource_id: ArmId = Field(alias="resourceId")
     subscription_id: SubscriptionId = Field(alias="subscriptionId")
-    resource_group: str = Field(alias="resourceGroup")
-    vm_name: str = Field(alias="vmName")
-    event_id: str = Field(alias="eventId")
+    resource_group: Name = Field(alias="resourceGroup")
+    vm_name: Name = Field(alias="vmName")
+    event_id: Token = Field(alias="eventId")
     event_time: Time | None = Field(default=None, alias="eventTime")
-    correlation_id: str | None = Field(default=None, alias="correlationId")
+    correlation_id: Token | None = Field(default=None, alias="correlationId")
 
 
 class RotationPlanRequest(Payload):
@@ -136,8 +146,8 @@ class RotationConfirmRequest(Payload):
 
 class DiskSnapshot(Payload):
     disk_id: ArmId = Field(alias="diskId")
-    unique_id: str = Field(alias="uniqueId")
-    location: str
+    unique_id: Token = Field(alias="uniqueId")
+    location: Name
     snapshot_name: str = Field(alias="snapshotName", pattern=r"^lb-[a-z2-7]{16}-\d{12}$")
     lun: int | None = None
 
@@ -147,11 +157,11 @@ class VmSnapshotSet(Payload):
 
     subscription_id: SubscriptionId = Field(alias="subscriptionId")
     vm_id: ArmId = Field(alias="vmId")
-    vm_name: str = Field(alias="vmName")
-    resource_group: str = Field(alias="resourceGroup")
-    policy: str
+    vm_name: Name = Field(alias="vmName")
+    resource_group: Name = Field(alias="resourceGroup")
+    policy: Name
     slot: Slot
-    set_id: str = Field(alias="setId")
+    set_id: Token = Field(alias="setId")
     disks: list[DiskSnapshot] = Field(min_length=1, max_length=64)
     onboarding: bool = False
 
@@ -174,7 +184,7 @@ class RotationPruneRequest(Payload):
 
     subscription_id: SubscriptionId = Field(alias="subscriptionId")
     source_id: ArmId = Field(alias="sourceId")
-    policy: str | None = None
+    policy: Name | None = None
     slot: Slot
     snapshot_ids: list[ArmId] = Field(alias="snapshotIds", min_length=1, max_length=100)
     orphan: bool = False
@@ -215,13 +225,13 @@ class VerificationVaultRequest(Payload):
 
     subscription_id: SubscriptionId = Field(alias="subscriptionId")
     vault_id: ArmId = Field(alias="vaultId")
-    vault_name: str = Field(alias="vaultName")
-    resource_group: str = Field(alias="resourceGroup")
-    location: str
+    vault_name: Name = Field(alias="vaultName")
+    resource_group: Name = Field(alias="resourceGroup")
+    location: Name
     slot: Slot
     designated: bool = False
-    peers: list[str] = Field(default_factory=list, max_length=500)
-    vms: dict[str, dict[str, list[str]]] = Field(default_factory=dict)
+    peers: list[ArmId] = Field(default_factory=list, max_length=500)
+    vms: dict[Name, dict[Name, list[Name]]] = Field(default_factory=dict, max_length=1000)
 
 
 class FirstBackupCheckRequest(Payload):
@@ -232,8 +242,8 @@ class FirstBackupCheckRequest(Payload):
     subscription_id: SubscriptionId = Field(alias="subscriptionId")
     vm_id: ArmId = Field(alias="vmId")
     vault_id: ArmId = Field(alias="vaultId")
-    location: str
-    policy: str
+    location: Name
+    policy: Name
     rpo_hours: float = Field(alias="rpoHours", gt=0, le=24 * 366)
     enabled_at: Time = Field(alias="enabledAt")
 
@@ -266,7 +276,7 @@ class DrillSnapshot(Payload):
     snapshot_id: ArmId = Field(alias="snapshotId")
     lun: int | None = Field(default=None, ge=0, le=63)
     time_created: Time = Field(alias="timeCreated")
-    sku: str | None = None
+    sku: Token | None = None
 
 
 class DrillState(Payload):
@@ -278,20 +288,20 @@ class DrillState(Payload):
     step: DrillStep
     started_at: Time = Field(alias="startedAt")
     expires_at: Time = Field(alias="expiresAt")
-    drill_subscription: str = Field(alias="drillSubscription")
+    drill_subscription: SubscriptionId = Field(alias="drillSubscription")
     drill_group: str = Field(alias="drillGroup", min_length=1, max_length=90)
     location: str = Field(min_length=1, max_length=64)
     # The source VM and the plan; a drill the sweeper found has only what the tags said.
     vm_id: ArmId | None = Field(default=None, alias="vmId")
-    vm_name: str | None = Field(default=None, alias="vmName")
-    subscription_id: str | None = Field(default=None, alias="subscriptionId")
-    plan: str | None = None
+    vm_name: Name | None = Field(default=None, alias="vmName")
+    subscription_id: SubscriptionId | None = Field(default=None, alias="subscriptionId")
+    plan: Name | None = None
     rto_target_seconds: int | None = Field(default=None, alias="rtoTargetSeconds", gt=0)
     boot_timeout_seconds: int | None = Field(default=None, alias="bootTimeoutSeconds", gt=0)
-    vm_size: str | None = Field(default=None, alias="vmSize")
-    os_type: str | None = Field(default=None, alias="osType")
+    vm_size: Token | None = Field(default=None, alias="vmSize")
+    os_type: Token | None = Field(default=None, alias="osType")
     security_profile: dict[str, Any] | None = Field(default=None, alias="securityProfile")
-    hyper_v_generation: str | None = Field(default=None, alias="hyperVGeneration")
+    hyper_v_generation: Token | None = Field(default=None, alias="hyperVGeneration")
     marketplace_plan: dict[str, str] | None = Field(default=None, alias="marketplacePlan")
     run_id: str | None = Field(default=None, alias="runId", max_length=64)
     # What the steps found and did.
@@ -299,10 +309,10 @@ class DrillState(Payload):
     chosen_at: Time | None = Field(default=None, alias="chosenAt")  # when the set was chosen
     # The OS disk and up to 64 data disks (the most any VM size attaches).
     snapshots: list[DrillSnapshot] = Field(default_factory=list, max_length=65)
-    missing_disks: list[str] = Field(default_factory=list, alias="missingDisks", max_length=64)
+    missing_disks: list[Ref] = Field(default_factory=list, alias="missingDisks", max_length=64)
     subnet_id: str | None = Field(default=None, alias="subnetId", max_length=1024)
     network_created: bool = Field(default=False, alias="networkCreated")
-    policy_assignments: list[str] = Field(
+    policy_assignments: list[Ref] = Field(
         default_factory=list, alias="policyAssignments", max_length=200
     )
     timings: dict[str, list[Time]] = Field(default_factory=dict, max_length=16)
@@ -313,8 +323,8 @@ class DrillState(Payload):
     rto_seconds: int | None = Field(default=None, alias="rtoSeconds")
     rpo_seconds: int | None = Field(default=None, alias="rpoSeconds")
     spread_seconds: int | None = Field(default=None, alias="spreadSeconds")
-    deleted: list[str] = Field(default_factory=list, max_length=64)
-    seen: list[str] = Field(default_factory=list, max_length=80)  # resources this run saw exist
+    deleted: list[Ref] = Field(default_factory=list, max_length=64)
+    seen: list[Ref] = Field(default_factory=list, max_length=80)  # resources this run saw exist
     polls: int = Field(default=0, ge=0)
     manual: bool = False
     swept: bool = False
@@ -399,11 +409,18 @@ def encoded_size(text: str) -> int:
 
 
 def encode(envelope: Envelope, keys: SigningKeys | None = None) -> str:
-    """The envelope as JSON text, signed with `keys` when given; raises MessageTooLargeError
-    past the queue's limit."""
-    text = envelope.model_dump_json(by_alias=True, exclude={"signature"})
-    if keys is not None:
-        text = keys.sign(text)
+    """The envelope as JSON text, signed with `keys` when given.
+
+    Work is split so that messages fit (a region's VMs over several vault messages); what cannot
+    be split (a drill of a VM with 64 data disks and long names carries ~600 bytes of ids per
+    disk) travels deflated instead, and ARM ids deflate about ten to one. Raises
+    MessageTooLargeError if even that is past the queue's limit: never an oversized send.
+    """
+    text = _signed_text(envelope, keys)
+    if encoded_size(text) > MAX_ENCODED_BYTES:
+        plain = json.dumps(envelope.payload, separators=(",", ":"), ensure_ascii=False)
+        deflated = base64.b64encode(zlib.compress(plain.encode("utf-8"), 9)).decode("ascii")
+        text = _signed_text(envelope.model_copy(update={"payload": {}, "packed": deflated}), keys)
     size = encoded_size(text)
     if size > MAX_ENCODED_BYTES:
         raise MessageTooLargeError(
@@ -411,6 +428,30 @@ def encode(envelope: Envelope, keys: SigningKeys | None = None) -> str:
             f"a queue message holds at most {MAX_ENCODED_BYTES}"
         )
     return text
+
+
+def _signed_text(envelope: Envelope, keys: SigningKeys | None) -> str:
+    dropped = {"signature"} if envelope.packed else {"signature", "packed"}
+    text = envelope.model_dump_json(by_alias=True, exclude=dropped)
+    return keys.sign(text) if keys is not None else text
+
+
+def _unpacked(raw: dict[str, Any]) -> dict[str, Any]:
+    """The envelope with a deflated payload restored, inflating at most MAX_PAYLOAD_BYTES."""
+    packed = raw.pop(PACKED_FIELD)
+    if not isinstance(packed, str) or raw.get("payload") not in (None, {}):
+        raise PoisonMessageError(f"{PACKED_FIELD} must be a string and payload empty")
+    try:
+        inflater = zlib.decompressobj()
+        plain = inflater.decompress(base64.b64decode(packed, validate=True), MAX_PAYLOAD_BYTES)
+        if inflater.unconsumed_tail:
+            raise PoisonMessageError(f"{PACKED_FIELD} inflates past {MAX_PAYLOAD_BYTES} bytes")
+        payload = json.loads(plain)
+    except (ValueError, zlib.error) as e:
+        raise PoisonMessageError(f"{PACKED_FIELD} is not deflated JSON: {e}") from None
+    if not isinstance(payload, dict):
+        raise PoisonMessageError(f"{PACKED_FIELD} is not a JSON object")
+    return {**raw, "payload": payload}
 
 
 def decode(
@@ -437,6 +478,8 @@ def decode(
             keys.verify(raw)
         except SignatureError as e:
             raise PoisonMessageError(str(e), message_type=message_type) from None
+    if PACKED_FIELD in raw:
+        raw = _unpacked(raw)
     try:
         envelope = Envelope.model_validate(raw)
     except ValidationError as e:

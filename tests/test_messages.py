@@ -1,15 +1,23 @@
 from __future__ import annotations
 
+import base64
 import json
+import random
+import zlib
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
 from shared import messages
 from shared.messages import (
+    DrillState,
     MessageTooLargeError,
     OnboardingRequest,
+    OutcomesRetryRequest,
     PoisonMessageError,
+    RotationPruneRequest,
+    RotationVmRequest,
     make_envelope,
 )
 from shared.signing import SigningKeys
@@ -77,12 +85,159 @@ def test_messages_that_can_never_succeed_name_their_reason(text: str, reason: st
 
 
 def test_oversized_message_is_refused_with_a_clear_error() -> None:
-    big = onboarding_request(correlationId="x" * 49_000)
+    """Records that do not deflate (random text) and would not fit: never an oversized send."""
+    noise = base64.b64encode(random.Random(7).randbytes(60_000)).decode()
+    records = [{"note": noise[i : i + 1000]} for i in range(0, len(noise), 1000)]
+    big = OutcomesRetryRequest(records=records)
     envelope = make_envelope(big, run_id="r", idempotency_key="k", created=NOW)
     with pytest.raises(
         MessageTooLargeError, match=r"base64-encoded; a queue message holds at most 65536"
     ):
         messages.encode(envelope)
+
+
+# The largest names Azure allows: 90-character groups, 80-character disks, 64-character VMs.
+LONG_GROUP, LONG_DISK, LONG_VM = "g" * 90, "d" * 78, "v" * 64
+
+
+def _lb_name(i: int) -> str:
+    """A Lifeboat snapshot name (16 base32 characters, then the slot), unique per `i`."""
+    b32 = "abcdefghijklmnopqrstuvwxyz234567"
+    return f"lb-abcdefghijklmn{b32[i // 32]}{b32[i % 32]}-202611270100"
+
+
+def _long_id(kind: str, name: str, group: str = LONG_GROUP) -> str:
+    return f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{group}/providers/{kind}/{name}"
+
+
+def largest_drill() -> DrillState:
+    """A drill of a VM with the OS disk and 64 data disks, every list at its longest."""
+    disks = [_long_id("Microsoft.Compute/disks", f"{LONG_DISK}{i:02d}") for i in range(65)]
+    drill_group = "r" * 90
+
+    def made(suffix: str) -> str:
+        return _long_id("Microsoft.Compute/disks", f"lbd-abcdefghij-{suffix}", drill_group)
+
+    return DrillState.model_validate(
+        {
+            "drillId": "lbd-abcdefghij",
+            "step": "teardown",
+            "startedAt": NOW,
+            "expiresAt": NOW,
+            "drillSubscription": SUBSCRIPTION,
+            "drillGroup": drill_group,
+            "location": "westeurope",
+            "vmId": _long_id("Microsoft.Compute/virtualMachines", LONG_VM),
+            "vmName": LONG_VM,
+            "subscriptionId": SUBSCRIPTION,
+            "snapshots": [
+                {
+                    "diskId": disk,
+                    "snapshotId": _long_id("Microsoft.Compute/snapshots", _lb_name(i)),
+                    "lun": i - 1 if i else None,
+                    "timeCreated": NOW,
+                    "sku": "PremiumV2_LRS",
+                }
+                for i, disk in enumerate(disks)
+            ],
+            "missingDisks": disks[:64],
+            "policyAssignments": [
+                _long_id("Microsoft.Authorization/policyAssignments", f"pa-{i:03d}")
+                for i in range(200)
+            ],
+            "timings": {f"step-{i}": [NOW, NOW] for i in range(16)},
+            "deleted": [made(f"lun{i}") for i in range(64)],
+            "seen": [made(f"lun{i}") for i in range(80)],
+            "reason": "r" * 2000,
+        }
+    )
+
+
+def largest_rotation_set() -> RotationVmRequest:
+    return RotationVmRequest.model_validate(
+        {
+            "subscriptionId": SUBSCRIPTION,
+            "vmId": _long_id("Microsoft.Compute/virtualMachines", LONG_VM),
+            "vmName": LONG_VM,
+            "resourceGroup": LONG_GROUP,
+            "policy": "p" * 64,
+            "slot": "202611270100",
+            "setId": "s" * 128,
+            "disks": [
+                {
+                    "diskId": _long_id("Microsoft.Compute/disks", f"{LONG_DISK}{i:02d}"),
+                    "uniqueId": "u" * 36,
+                    "location": "westeurope",
+                    "snapshotName": _lb_name(i),
+                    "lun": i,
+                }
+                for i in range(64)
+            ],
+        }
+    )
+
+
+def largest_prune() -> RotationPruneRequest:
+    return RotationPruneRequest.model_validate(
+        {
+            "subscriptionId": SUBSCRIPTION,
+            "sourceId": _long_id("Microsoft.Compute/disks", LONG_DISK),
+            "slot": "202611270100",
+            "snapshotIds": [
+                _long_id("Microsoft.Compute/snapshots", _lb_name(i)) for i in range(100)
+            ],
+        }
+    )
+
+
+@pytest.mark.parametrize("build", [largest_drill, largest_rotation_set, largest_prune])
+def test_the_largest_message_of_each_shape_fits_a_queue_message(build: Any) -> None:
+    payload = build()
+    keys = SigningKeys.parse(TEST_SIGNING_KEYS)
+    key = "k" * 512
+    envelope = make_envelope(payload, run_id="r" * 128, idempotency_key=key, created=NOW)
+    text = messages.encode(envelope, keys)
+    assert messages.encoded_size(text) <= messages.MAX_ENCODED_BYTES
+    _, decoded = messages.decode(text, keys=keys)
+    assert decoded == payload
+
+
+def test_a_drill_that_does_not_fit_as_plain_json_travels_deflated() -> None:
+    envelope = make_envelope(largest_drill(), run_id="r", idempotency_key="k", created=NOW)
+    plain = envelope.model_dump_json(by_alias=True)
+    assert messages.encoded_size(plain) > messages.MAX_ENCODED_BYTES
+    raw = json.loads(messages.encode(envelope))
+    assert raw["payload"] == {}
+    assert raw["payloadZ"]
+
+
+def _signed(raw: dict[str, Any]) -> str:
+    return SigningKeys.parse(TEST_SIGNING_KEYS).sign(json.dumps(raw))
+
+
+@pytest.mark.parametrize(
+    ("packed", "reason"),
+    [
+        pytest.param(
+            base64.b64encode(zlib.compress(b"[" * 2_000_000)).decode(),
+            "inflates past 1048576 bytes",
+            id="bomb",
+        ),
+        pytest.param("not base64!", "is not deflated JSON", id="not-base64"),
+        pytest.param(base64.b64encode(b"plain").decode(), "is not deflated JSON", id="not-zlib"),
+        pytest.param(
+            base64.b64encode(zlib.compress(b"[1]")).decode(), "is not a JSON object", id="list"
+        ),
+        pytest.param(7, "must be a string", id="not-a-string"),
+    ],
+)
+def test_a_hostile_deflated_payload_is_refused_with_its_reason(packed: object, reason: str) -> None:
+    raw = json.loads(envelope_text())
+    raw.pop("sig")
+    raw.update(payload={}, payloadZ=packed)
+    with pytest.raises(PoisonMessageError) as caught:
+        messages.decode(_signed(raw), keys=SigningKeys.parse(TEST_SIGNING_KEYS))
+    assert reason in caught.value.reason
 
 
 def test_size_limit_counts_the_base64_text() -> None:

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections import Counter
 from datetime import datetime, timedelta
 
-from shared import dispatch, verification
+from shared import dispatch, messages, verification
 from shared.dispatch import Send
-from shared.messages import FirstBackupCheckRequest, OnboardingRequest
+from shared.messages import FirstBackupCheckRequest, OnboardingRequest, VerificationVaultRequest
 from shared.model import (
     BackupJob,
     BackupStatus,
@@ -490,3 +491,46 @@ def test_vms_of_a_region_without_a_vault_are_confirmed_and_reported() -> None:
     lonely = next(o for o in ends if o.details["scope"] == "regions-without-vault")
     assert lonely.details["totals"] == {UNPROTECTED: 1}
     assert lonely.count == 1
+
+
+def test_a_region_too_large_for_one_message_is_verified_in_parts_that_each_fit() -> None:
+    """The largest region shape: 6,000 VMs with 64-character names in 90-character groups and
+    30 vaults. Each vault message fits a queue message (the fake queue encodes
+    every send, as dispatch does), and every VM is verified exactly once per vault."""
+    w = estate()
+    groups = [f"rg-{g:02d}-" + "x" * 84 for g in range(12)]
+    w.compute.vms = [
+        dataclasses.replace(
+            make_vm(name), id=vm_id(name, groups[i % 12]), resource_group=groups[i % 12]
+        )
+        for i, name in enumerate(f"vm-{i:05d}-" + "n" * 55 for i in range(6_000))
+    ]
+    peers = [
+        Vault(f"{VAULT_ID}-peer{p:03d}", f"rsv-{p}", SUB, "rg-backup", "westeurope")
+        for p in range(29)
+    ]
+    w.backup.vaults += peers
+    w.backup.items = []
+    dispatch.fire(w.rt, Timer.VERIFICATION)
+    (plan,) = w.queues.sent.pop(Queue.VERIFICATION)
+    deliver(w.rt, plan)
+    sent = w.queues.sent[Queue.VERIFICATION]
+    assert max(messages.encoded_size(text) for text in sent) <= messages.MAX_ENCODED_BYTES
+    seen: Counter[tuple[str, str]] = Counter()
+    for text in sent:
+        _, payload = messages.decode(text)
+        assert isinstance(payload, VerificationVaultRequest)
+        seen.update((payload.vault_id, vm) for vm in verification.unpack_vms(payload.vms))
+    assert len(sent) > len(w.backup.vaults)  # the region needed parts
+    assert set(seen.values()) == {1}
+    assert len(seen) == 6_000 * len(w.backup.vaults)
+
+
+def test_a_small_region_is_one_vault_message_keyed_as_before() -> None:
+    w = estate()
+    dispatch.fire(w.rt, Timer.VERIFICATION)
+    (plan,) = w.queues.sent.pop(Queue.VERIFICATION)
+    deliver(w.rt, plan)
+    (vault,) = w.queues.sent[Queue.VERIFICATION]
+    envelope, _ = messages.decode(vault)
+    assert envelope.idempotency_key == f"verification-vault:{VAULT_ID.lower()}:202611270600"

@@ -7,6 +7,7 @@ No ports and no I/O: protected items, jobs and recovery points in, a finding out
 from __future__ import annotations
 
 import enum
+import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -243,6 +244,46 @@ def pack_vms(entries: Iterable[InScope]) -> dict[str, dict[str, list[str]]]:
         group, name = vm_key(e.vm.id).split("/", 1)
         packed.setdefault(f"{e.policy}|{e.rpo_hours:g}", {}).setdefault(group, []).append(name)
     return packed
+
+
+# A vault message's packed VMs and peers stay under this many bytes of JSON, so the whole
+# message (ids, envelope, signature) fits a queue message's 64 KiB once base64-encoded (48 KiB
+# of text). Peers past their own share are left out: the backup-status POST that confirms each
+# unprotected candidate sees every vault anyway, so they only save POSTs.
+PACKED_VMS_BUDGET = 40_000
+PEERS_BUDGET = 16_000
+
+
+def peers_that_fit(peers: list[str]) -> list[str]:
+    return peers if len(json.dumps(peers)) <= PEERS_BUDGET else []
+
+
+def pack_vm_chunks(
+    entries: Iterable[InScope], budget: int = PACKED_VMS_BUDGET
+) -> list[dict[str, dict[str, list[str]]]]:
+    """`pack_vms` split so that each part's JSON stays within `budget` bytes (one part at least,
+    empty when there are no VMs): a region of tens of thousands of VMs becomes several vault
+    messages instead of one a queue would refuse."""
+    chunks: list[dict[str, dict[str, list[str]]]] = [{}]
+    size = 2
+    ordered = sorted(entries, key=lambda e: (e.policy, e.rpo_hours, vm_key(e.vm.id)))
+    for e in ordered:
+        label = f"{e.policy}|{e.rpo_hours:g}"
+        group, name = vm_key(e.vm.id).split("/", 1)
+        packed = chunks[-1]
+        cost = len(json.dumps(name)) + 1
+        if label not in packed:
+            cost += len(json.dumps(label)) + len(json.dumps(group)) + 6
+        elif group not in packed[label]:
+            cost += len(json.dumps(group)) + 4
+        if packed and size + cost > budget:
+            chunks.append({})
+            packed = chunks[-1]
+            size = 2
+            cost = len(json.dumps(label)) + len(json.dumps(group)) + len(json.dumps(name)) + 7
+        packed.setdefault(label, {}).setdefault(group, []).append(name)
+        size += cost
+    return chunks
 
 
 def unpack_vms(packed: dict[str, dict[str, list[str]]]) -> dict[str, tuple[str, float]]:

@@ -24,6 +24,7 @@ remediation's own writes are reported, never retried.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -43,13 +44,15 @@ from shared.rules import vm_out_of_scope
 from shared.verification.assessment import (
     ENABLE_PROTECTION,
     ON_DEMAND_BACKUP,
+    PACKED_VMS_BUDGET,
     SEVERITY,
     Assessment,
     Finding,
     InScope,
     assess,
     on_demand_decision,
-    pack_vms,
+    pack_vm_chunks,
+    peers_that_fit,
     region_of,
     remediations,
     rpo_target_seconds,
@@ -124,16 +127,20 @@ def plan_subscription(request: VerificationPlanRequest, ctx: Context) -> Result:
             "resourceGroup": vault.resource_group,
             "location": vault.location,
         }
-        vault_request = VerificationVaultRequest(
-            **which_vault,
-            subscriptionId=subscription,
-            slot=request.slot,
-            designated=is_first,
-            peers=peers if is_first else [],
-            vms=pack_vms(by_region.get(region, [])),
-        )
-        key = f"verification-vault:{vault.id.lower()}:{request.slot}"
-        vault_messages.append(Outgoing(vault_request, key=key))
+        # A region's VMs in parts that each fit a queue message, one vault message per part.
+        peers = peers_that_fit(peers) if is_first else []
+        budget = PACKED_VMS_BUDGET - len(json.dumps(peers))
+        for part, vms in enumerate(pack_vm_chunks(by_region.get(region, []), budget)):
+            vault_request = VerificationVaultRequest(
+                **which_vault,
+                subscriptionId=subscription,
+                slot=request.slot,
+                designated=is_first,
+                peers=peers,
+                vms=vms,
+            )
+            key = f"verification-vault:{vault.id.lower()}:{request.slot}"
+            vault_messages.append(Outgoing(vault_request, key=f"{key}:{part}" if part else key))
     # Regions with in-scope VMs and no vault here: each VM is confirmed and reported alone.
     lonely = [e for region, group in by_region.items() if region not in designated for e in group]
     out = ctx.out.bind(subscription_id=subscription)
