@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Annotated
 
 import typer
 
 from cli.demo import demo_command
 from cli.drill_cmd import drill_app
 from cli.emulator_cmd import emulator_command
+from cli.exits import EXIT_CODES_HELP, PlainFailures
 from cli.host_cmd import host_command
 from cli.plan_cmd import plan_command, run_command
 from cli.retention import retention_command
@@ -19,21 +21,47 @@ from cli.verify_cmd import verify_command
 
 app = typer.Typer(
     name="lifeboat",
+    cls=PlainFailures,
     help="Lifeboat: keeps Azure VMs recoverable, and proves it.",
+    epilog=EXIT_CODES_HELP,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-app.command("host")(host_command)
-app.command("demo")(demo_command)
-app.command("emulator")(emulator_command)
-app.command("retention")(retention_command)
-app.command("plan")(plan_command)
-app.command("run")(run_command)
-app.command("status")(status_command)
-app.command("verify")(verify_command)
-app.add_typer(drill_app, name="drill")
-app.add_typer(settings_app, name="settings")
+for name, command in (
+    ("host", host_command),
+    ("demo", demo_command),
+    ("emulator", emulator_command),
+    ("retention", retention_command),
+    ("plan", plan_command),
+    ("run", run_command),
+    ("status", status_command),
+    ("verify", verify_command),
+):
+    app.command(name, epilog=EXIT_CODES_HELP)(command)
+app.add_typer(drill_app, name="drill", epilog=EXIT_CODES_HELP)
+app.add_typer(settings_app, name="settings", epilog=EXIT_CODES_HELP)
+
+
+@app.callback()
+def _options(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="show tracebacks and DEBUG logs on stderr")
+    ] = False,
+) -> None:
+    if debug:
+        _QuietCredentials.debug = True
+        logging.getLogger().setLevel(logging.DEBUG)
+
+
+class _QuietCredentials(logging.Filter):
+    """azure.identity logs the whole failed credential chain as a WARNING; the command says it
+    in a few lines instead (cli/exits.py), and `--debug` shows it all."""
+
+    debug = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.debug or not record.name.startswith("azure.identity")
 
 
 def _configure_logging(verbose: bool) -> None:
@@ -42,6 +70,8 @@ def _configure_logging(verbose: bool) -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_QuietCredentials())
     for noisy in ("azure", "urllib3", "httpx", "httpcore", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 

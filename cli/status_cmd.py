@@ -2,7 +2,10 @@
 
 Per VM: the age of its last good snapshot, its last recovery point's age against its RPO target,
 its last drill's result and RTO; the snapshots and VMs under `lifeboat:hold` (read from ARM);
-and one posture for the estate. Outcomes are read with azure-monitor-query (`LogsQueryClient`)
+and one posture for the estate, with the reason for each verdict that is not OK (which evidence,
+how old, against which target). `--vm NAME` adds one VM's evidence history; `--at-risk` lists
+only the VMs at risk. Exit code 0 healthy, 1 at risk or no evidence, 2 usage, 3 unreachable.
+Outcomes are read with azure-monitor-query (`LogsQueryClient`)
 from `LifeboatOutcomes_CL`; ages are computed by the query service's clock (`now()`).
 """
 
@@ -17,11 +20,15 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
+import humanize
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from cli.exits import Exit, require, stand_in_of
+
 HOLD_TAG = "lifeboat:hold"
+HISTORY_ROWS = 200
 SNAPSHOT_STALE_HOURS = 26.0
 LOG_ANALYTICS = "https://api.loganalytics.io"
 
@@ -90,24 +97,48 @@ def status_command(
         list[str] | None,
         typer.Option(help="subscription to read holds from (default TARGET_SUBSCRIPTIONS)"),
     ] = None,
-    no_holds: Annotated[bool, typer.Option(help="do not read lifeboat:hold tags from ARM")] = False,
+    holds: Annotated[
+        bool,
+        typer.Option("--holds/--ignore-holds", help="read lifeboat:hold tags from ARM"),
+    ] = True,
+    vm: Annotated[
+        str | None, typer.Option("--vm", help="also show this VM's full evidence history")
+    ] = None,
+    at_risk: Annotated[
+        bool, typer.Option("--at-risk", help="list only the VMs that are at risk")
+    ] = False,
     emulator_endpoints: Annotated[
         Path | None,
         typer.Option(help="read from the Azure stand-in of this endpoints file instead of Azure"),
     ] = None,
 ) -> None:
-    """Show, per VM, the evidence that it can be recovered, and the estate's posture."""
+    """Show, per VM, the evidence that it can be recovered, why not, and the estate's posture."""
+    require(stand_in_of(emulator_endpoints))
     try:
         source = _source(workspace_id, endpoint, subscription, emulator_endpoints)
-        report = build_report(source, days=days, holds=not no_holds)
     except (ValueError, OSError, KeyError) as e:
         print(f"lifeboat status: {e}", file=sys.stderr)
-        raise typer.Exit(2) from None
+        raise typer.Exit(Exit.USAGE) from None
+    report = build_report(source, days=days, holds=holds, vm=vm)
+    if vm is not None:
+        report["vms"] = [v for v in report["vms"] if v["vm"].lower() == vm.lower()]
+        if not report["vms"] and not report["history"]:
+            print(f"lifeboat status: no outcome names a VM called {vm!r}", file=sys.stderr)
+            raise typer.Exit(Exit.FOUND_PROBLEMS)
+    if at_risk:
+        report["vms"] = [v for v in report["vms"] if v["atRisk"]]
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2, sort_keys=True, default=str) + "\n")
     else:
         show(Console(), report)
-    raise typer.Exit(0 if report["posture"] != "unknown" else 1)
+    raise typer.Exit(exit_code(report, vm=vm))
+
+
+def exit_code(report: dict[str, Any], *, vm: str | None = None) -> Exit:
+    """0 healthy; 1 at risk, or nothing to judge by (for one VM: that VM at risk)."""
+    if vm is not None:
+        return Exit.FOUND_PROBLEMS if any(v["atRisk"] for v in report["vms"]) else Exit.OK
+    return Exit.OK if report["posture"] == "healthy" else Exit.FOUND_PROBLEMS
 
 
 def _source(
@@ -156,14 +187,30 @@ def _credential(source: Source) -> Any:
     return DefaultAzureCredential()  # a person's laptop, never the tests
 
 
-def build_report(source: Source, *, days: int = 30, holds: bool = True) -> dict[str, Any]:
+def history_query(vm: str) -> str:
+    """Every outcome that names this VM, newest first (its evidence history)."""
+    name = json.dumps(vm.lower())
+    return f"""LifeboatOutcomes_CL
+| where DryRun == false and tolower(VmName) == {name}
+| project TimeGenerated, Job, Operation, Status, ResourceId, Reason, Finding, RpoSeconds,
+    RtoSeconds, Details
+| order by TimeGenerated desc
+| take {HISTORY_ROWS}"""
+
+
+def build_report(
+    source: Source, *, days: int = 30, holds: bool = True, vm: str | None = None
+) -> dict[str, Any]:
     from azure.monitor.query import LogsQueryClient, LogsQueryStatus
 
     credential = _credential(source)
     client = LogsQueryClient(credential, endpoint=source.endpoint, audience=source.audience)
     tables: dict[str, list[dict[str, Any]]] = {}
     partial: list[str] = []
-    for name, query in QUERIES.items():
+    queries = dict(QUERIES)
+    if vm is not None:
+        queries["history"] = history_query(vm)
+    for name, query in queries.items():
         result = client.query_workspace(source.workspace_id, query, timespan=timedelta(days=days))
         if result.status == LogsQueryStatus.SUCCESS:
             table = result.tables[0]
@@ -172,15 +219,23 @@ def build_report(source: Source, *, days: int = 30, holds: bool = True) -> dict[
             table = result.partial_data[0]
         tables[name] = [dict(zip(table.columns, row, strict=True)) for row in table.rows]
     held = _holds(source, credential) if holds else {"snapshots": [], "vms": []}
-    return assemble(tables, held, partial)
+    report = assemble(tables, held, partial, days=days)
+    if vm is not None:
+        report["history"] = [
+            {k: _iso(v) if isinstance(v, datetime) else v for k, v in row.items()}
+            for row in tables["history"]
+        ]
+    return report
 
 
 def assemble(
     tables: dict[str, list[dict[str, Any]]],
     held: dict[str, list[dict[str, Any]]],
     partial: Iterable[str] = (),
+    *,
+    days: int = 30,
 ) -> dict[str, Any]:
-    """The per-VM evidence and the estate's posture, from the query results."""
+    """The per-VM evidence, the reasons behind each verdict that is not OK, and the posture."""
     snapshots = {r["Vm"]: r for r in tables["snapshots"]}
     verification = {r["Vm"]: r for r in tables["verification"]}
     drills = {r["Vm"]: r for r in tables["drills"]}
@@ -223,17 +278,22 @@ def assemble(
             else "failing",
             "lastDrill": _iso(drill["TimeGenerated"]) if drill else None,
             "drillStatus": drill["Status"] if drill else None,
+            "drillReason": (drill.get("Reason") or None) if drill else None,
             "rtoSeconds": drill["RtoSeconds"] if drill else None,
             "rtoTargetSeconds": drill["RtoTargetSeconds"] if drill else None,
             "drill": "none" if drill is None else _drill_state(drill),
         }
+        entry["reasons"] = vm_reasons(entry, days=days)
+        entry["atRisk"] = bool(entry["reasons"]) and not entry["held"]
         vms.append(entry)
     heartbeats = {
         r["Job"]: {"last": _iso(r["LastHeartbeat"]), "ageHours": _hours(r["AgeSeconds"])}
         for r in tables["heartbeats"]
     }
+    posture, why = _posture(vms, heartbeats)
     return {
-        "posture": _posture(vms, heartbeats),
+        "posture": posture,
+        "postureReasons": why,
         "vms": vms,
         "heldSnapshots": held["snapshots"],
         "heldVms": held["vms"],
@@ -251,20 +311,69 @@ def _drill_state(drill: dict[str, Any]) -> str:
     return "ok"
 
 
-def _posture(vms: list[dict[str, Any]], heartbeats: dict[str, Any]) -> str:
+def _ago(hours: float | None) -> str:
+    return "never" if hours is None else f"{humanize.naturaldelta(timedelta(hours=hours))} ago"
+
+
+def _span(seconds: Any) -> str:
+    return "?" if seconds is None else humanize.naturaldelta(timedelta(seconds=float(seconds)))
+
+
+def vm_reasons(vm: dict[str, Any], *, days: int = 30) -> list[str]:
+    """Why each verdict of one VM is not OK: the evidence, its age, the target it misses."""
+    reasons = []
+    limit = f"the {SNAPSHOT_STALE_HOURS:g} h limit"
+    if vm["snapshot"] == "none":
+        reasons.append(f"snapshot: no good snapshot in the last {days} days")
+    elif vm["snapshot"] == "stale":
+        reasons.append(f"snapshot: last good snapshot {_ago(vm['snapshotAgeHours'])}, over {limit}")
+    elif vm["snapshot"] == "partial":
+        complete = vm["completeSetAgeHours"]
+        reasons.append(
+            f"snapshot: the newest set ({_ago(vm['snapshotAgeHours'])}) misses disks and "
+            + (
+                "no set is complete"
+                if complete is None
+                else f"the last complete set is {_ago(complete)}"
+            )
+            + f", against {limit}"
+        )
+    if vm["rpo"] == "breached":
+        reasons.append(
+            f"backup: recovery point {_ago(vm['recoveryPointAgeHours'])}, over the RPO target "
+            f"of {_span((vm['rpoTargetHours'] or 0) * 3600)}"
+        )
+    elif vm["rpo"] == "failing":
+        reasons.append(f"backup: verification found {vm['finding']}")
+    if vm["drill"] == "failed":
+        why = f": {vm['drillReason']}" if vm["drillReason"] else ""
+        reasons.append(f"drill: the last drill ({vm['lastDrill']}) {vm['drillStatus']}{why}")
+    elif vm["drill"] == "over-rto":
+        reasons.append(
+            f"drill: the last drill ({vm['lastDrill']}) took {_span(vm['rtoSeconds'])}, over "
+            f"the RTO target of {_span(vm['rtoTargetSeconds'])}"
+        )
+    return reasons
+
+
+def _posture(vms: list[dict[str, Any]], heartbeats: dict[str, Any]) -> tuple[str, list[str]]:
+    """The estate's posture, and why when it is not healthy."""
     if not vms and not heartbeats:
-        return "unknown"
+        return "unknown", ["no outcome in the workspace for the period read"]
+    why = []
     rotation = heartbeats.get("rotation")
-    if rotation is None or (rotation["ageHours"] or 0) > SNAPSHOT_STALE_HOURS:
-        return "at-risk"
-    for vm in vms:
-        if vm["held"]:
-            continue
-        if vm["snapshot"] != "ok" or vm["rpo"] in ("breached", "failing"):
-            return "at-risk"
-        if vm["drill"] in ("failed", "over-rto"):
-            return "at-risk"
-    return "healthy"
+    if rotation is None:
+        why.append("rotation: no run-start or run-end recorded")
+    elif (rotation["ageHours"] or 0) > SNAPSHOT_STALE_HOURS:
+        why.append(
+            f"rotation: last run {_ago(rotation['ageHours'])}, over the "
+            f"{SNAPSHOT_STALE_HOURS:g} h limit"
+        )
+    risky = [vm["vm"] for vm in vms if vm["atRisk"]]
+    if risky:
+        shown = ", ".join(risky[:5]) + (f" and {len(risky) - 5} more" if len(risky) > 5 else "")
+        why.append(f"{len(risky)} VM(s) at risk: {shown}")
+    return ("at-risk" if why else "healthy"), why
 
 
 def _holds(source: Source, credential: Any) -> dict[str, list[dict[str, Any]]]:
@@ -323,6 +432,8 @@ _STYLE = {
     "over-rto": "red",
     "unknown": "yellow",
     "at-risk": "red",
+    "succeeded": "green",
+    "blocked": "red",
 }
 
 
@@ -342,17 +453,16 @@ def show(console: Console, report: dict[str, Any]) -> None:
     ):
         table.add_column(column, overflow="fold")
     for vm in report["vms"]:
-        age = vm["snapshotAgeHours"]
-        snap = f"{age} h ago" if age is not None else "none"
+        snap = _ago(vm["snapshotAgeHours"]) if vm["snapshotAgeHours"] is not None else "none"
         if vm["snapshot"] == "partial":
             snap += " (set incomplete)"
         rpo = (
-            f"{vm['recoveryPointAgeHours']} h / {vm['rpoTargetHours']} h"
+            f"{_ago(vm['recoveryPointAgeHours'])} / {_span((vm['rpoTargetHours'] or 0) * 3600)}"
             if vm["recoveryPointAgeHours"] is not None
             else "not verified"
         )
         drill = (
-            f"{vm['drillStatus']}, RTO {vm['rtoSeconds']} s / {vm['rtoTargetSeconds']} s"
+            f"{vm['drillStatus']}, RTO {_span(vm['rtoSeconds'])} / {_span(vm['rtoTargetSeconds'])}"
             if vm["drillStatus"]
             else "no drill"
         )
@@ -365,6 +475,17 @@ def show(console: Console, report: dict[str, Any]) -> None:
             "held" if vm["held"] else "",
         )
     console.print(table)
+    risky = [vm for vm in report["vms"] if vm["reasons"]]
+    if risky:
+        why = Table(title="Why (each verdict that is not OK)")
+        why.add_column("VM")
+        why.add_column("reason", overflow="fold")
+        for vm in risky:
+            for reason in vm["reasons"]:
+                why.add_row(vm["vm"] + (" (held)" if vm["held"] else ""), reason)
+        console.print(why)
+    if report.get("history") is not None:
+        _show_history(console, report["history"])
     if report["heldSnapshots"] or report["heldVms"]:
         held = Table(title=f"Under {HOLD_TAG}")
         held.add_column("kind")
@@ -375,8 +496,28 @@ def show(console: Console, report: dict[str, Any]) -> None:
         for item in report["heldSnapshots"]:
             held.add_row("snapshot", item["name"], item["hold"])
         console.print(held)
-    beats = ", ".join(f"{job} {b['ageHours']} h ago" for job, b in report["heartbeats"].items())
+    beats = ", ".join(f"{job} {_ago(b['ageHours'])}" for job, b in report["heartbeats"].items())
     console.print(f"Last runs: {beats or 'none'}")
     for problem in report["partialErrors"]:
         console.print(f"[yellow]partial result:[/] {problem}")
-    console.print(f"Posture: {_mark(report['posture'], report['posture'].upper())}")
+    posture = _mark(report["posture"], report["posture"].upper())
+    console.print(f"Posture: {posture}" + "".join(f"\n  - {r}" for r in report["postureReasons"]))
+
+
+def _show_history(console: Console, rows: list[dict[str, Any]]) -> None:
+    table = Table(title=f"Evidence history, newest first (up to {HISTORY_ROWS} outcomes)")
+    for column in ("time", "job", "operation", "status", "resource", "detail"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        detail = row.get("Finding") or row.get("Reason") or ""
+        if row.get("RtoSeconds") is not None:
+            detail = f"RTO {_span(row['RtoSeconds'])}; {detail}".rstrip("; ")
+        table.add_row(
+            str(row.get("TimeGenerated") or ""),
+            str(row.get("Job") or ""),
+            str(row.get("Operation") or ""),
+            _mark(str(row.get("Status")), str(row.get("Status") or "")),
+            str(row.get("ResourceId") or "").rsplit("/", 1)[-1],
+            detail,
+        )
+    console.print(table)
