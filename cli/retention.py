@@ -1,8 +1,9 @@
-"""`lifeboat retention`: preview a retention policy on timestamps read from stdin.
+"""`lifeboat retention`: preview a retention policy on snapshots read from stdin.
 
 Flags are restic's `forget` flags; the decision is `shared.retention.plan_retention`, the same
-function the rotation job prunes with. stdout carries exactly one JSON document; logs and errors
-go to stderr.
+function the rotation job prunes with. Each input line is a timestamp, optionally followed by the
+snapshot's name. stdout carries a table (snapshot, time, keep or forget, reasons), or with
+`--json` exactly one JSON document; logs and errors go to stderr.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, TextIO
 
 import typer
+from rich.console import Console
+from rich.table import Table
 
 from shared.retention import (
     UNLIMITED,
@@ -77,16 +80,33 @@ def parse_rfc3339(text: str) -> datetime:
 
 def read_timestamps(stream: TextIO) -> list[datetime]:
     """Timestamps, one per line; blank lines are skipped. ValueError names the bad line."""
-    times: list[datetime] = []
+    return [time for time, _ in read_snapshots(stream)]
+
+
+def read_snapshots(stream: TextIO) -> list[tuple[datetime, str]]:
+    """(time, name) per line: a timestamp, then optionally whitespace and the snapshot's name.
+
+    Blank lines are skipped; ValueError names the bad line. A space inside the timestamp (RFC 3339
+    allows one between date and time) is read as part of it."""
+    snapshots: list[tuple[datetime, str]] = []
     for number, line in enumerate(stream, start=1):
         text = line.strip()
         if not text:
             continue
+        stamp, name = _split_name(text)
         try:
-            times.append(parse_rfc3339(text))
+            snapshots.append((parse_rfc3339(stamp), name))
         except ValueError as e:
-            raise ValueError(f"line {number}: {text!r} is not a valid timestamp: {e}") from None
-    return times
+            raise ValueError(f"line {number}: {stamp!r} is not a valid timestamp: {e}") from None
+    return snapshots
+
+
+def _split_name(text: str) -> tuple[str, str]:
+    match = _RFC3339.match(text)
+    if match and (match.end() == len(text) or text[match.end()].isspace()):
+        return text[: match.end()], text[match.end() :].strip()
+    stamp, _, name = text.partition(" ")
+    return stamp, name.strip()
 
 
 def _format(t: datetime) -> str:
@@ -167,12 +187,14 @@ def retention_command(
             help=_WITHIN_HELP.format("yearly snapshots"),
         ),
     ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON document on stdout")] = False,
 ) -> None:
-    """Preview a retention policy (restic `forget` semantics) on RFC 3339 timestamps from stdin.
+    """Preview a retention policy (restic `forget` semantics) on snapshots from stdin.
 
-    Reads one timestamp per line and prints one JSON document:
-    {"keep": [...], "remove": [...], "reasons": {"<timestamp>": [...]}}, newest first, times
-    in UTC to the second. Snapshots sharing a printed timestamp share its reasons entry.
+    Reads one RFC 3339 timestamp per line, optionally followed by the snapshot's name, and prints
+    a table: snapshot, time, keep or forget, and the reasons it is kept. With --json, one JSON
+    document: {"keep": [...], "remove": [...], "reasons": {"<timestamp>": [...]}}, newest first,
+    times in UTC to the second; snapshots sharing a printed timestamp share its reasons entry.
     """
     policy = RetentionPolicy(
         last=keep_last,
@@ -196,12 +218,12 @@ def retention_command(
         )
         raise typer.Exit(2)
     try:
-        times = read_timestamps(sys.stdin)
+        snapshots = read_snapshots(sys.stdin)
     except ValueError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
-    log.info("applying policy to %d snapshots: %s", len(times), policy.describe())
-    plan = plan_retention(times, policy)
+    log.info("applying policy to %d snapshots: %s", len(snapshots), policy.describe())
+    plan = plan_retention([time for time, _ in snapshots], policy)
 
     reasons: dict[str, list[str]] = {}
     for kept in plan.keep:
@@ -213,4 +235,26 @@ def retention_command(
         "reasons": reasons,
     }
     log.info("keep %d, remove %d", len(plan.keep), len(plan.remove))
-    typer.echo(json.dumps(document))
+    if as_json:
+        typer.echo(json.dumps(document))
+    else:
+        _print(Console(), snapshots, plan, policy)
+
+
+def _print(
+    console: Console, snapshots: list[tuple[datetime, str]], plan: Any, policy: RetentionPolicy
+) -> None:
+    rows = [(k.index, "keep", ", ".join(k.reasons)) for k in plan.keep]
+    rows += [(r.index, "forget", "") for r in plan.remove]
+    rows.sort(key=lambda row: (-snapshots[row[0]][0].timestamp(), row[0]))
+    table = Table(title=f"Retention: {policy.describe()}")
+    table.add_column("snapshot", overflow="fold")
+    table.add_column("time (UTC)")
+    table.add_column("decision")
+    table.add_column("reasons", overflow="fold")
+    for index, decision, reasons in rows:
+        time, name = snapshots[index]
+        colour = "green" if decision == "keep" else "red"
+        table.add_row(name or "-", _format(time), f"[{colour}]{decision}[/]", reasons)
+    console.print(table)
+    console.print(f"keep {len(plan.keep)}, forget {len(plan.remove)}")

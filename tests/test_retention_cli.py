@@ -1,4 +1,5 @@
-"""`lifeboat retention`: restic's flags in, one JSON document out, exit 2 on bad input."""
+"""`lifeboat retention`: restic's flags in, a table (or with --json one JSON document) out, exit 2
+on bad input."""
 
 from __future__ import annotations
 
@@ -25,8 +26,10 @@ def app() -> typer.Typer:
     return app
 
 
-def run(app: typer.Typer, args: list[str], stdin: str) -> Any:
-    return CliRunner().invoke(app, ["retention", *args], input=stdin)
+def run(app: typer.Typer, args: list[str], stdin: str, *, as_json: bool = True) -> Any:
+    return CliRunner().invoke(
+        app, ["retention", *(["--json"] if as_json else []), *args], input=stdin
+    )
 
 
 def test_cli_main_registers_retention() -> None:
@@ -188,7 +191,7 @@ def test_no_timestamps_is_an_empty_plan(app: typer.Typer) -> None:
 def test_the_installed_command_keeps_stdout_for_json() -> None:
     # Through cli.main as the console script runs it: its logging is configured onto stderr.
     result = subprocess.run(
-        [sys.executable, "-m", "cli.main", "retention", "--keep-last", "1"],
+        [sys.executable, "-m", "cli.main", "retention", "--json", "--keep-last", "1"],
         input="2024-01-01T00:00:00Z\n2024-01-02T00:00:00Z\n",
         capture_output=True,
         text=True,
@@ -203,3 +206,28 @@ def test_the_installed_command_keeps_stdout_for_json() -> None:
         "reasons": {"2024-01-02T00:00:00Z": ["last snapshot"]},
     }
     assert "keep 1, remove 1" in result.stderr
+
+
+def test_the_table_names_each_snapshot_with_its_decision_and_reasons(app: typer.Typer) -> None:
+    stdin = (
+        "2024-01-01T00:00:00Z lb-disk1-202401010000\n"
+        "2024-01-02 00:00:00+00:00   lb-disk1-202401020000\n"
+        "2024-01-03T00:00:00Z\n"
+    )
+
+    result = run(app, ["--keep-last", "2"], stdin, as_json=False)
+
+    assert result.exit_code == 0, result.stderr
+    lines = [" ".join(line.strip("│ ").split()) for line in result.stdout.splitlines()]
+    assert "- │ 2024-01-03T00:00:00Z │ keep │ last snapshot" in lines
+    assert "lb-disk1-202401020000 │ 2024-01-02T00:00:00Z │ keep │ last snapshot" in lines
+    assert "lb-disk1-202401010000 │ 2024-01-01T00:00:00Z │ forget" in lines
+    assert lines[-1] == "keep 2, forget 1"
+
+
+def test_a_name_does_not_change_the_json_document(app: typer.Typer) -> None:
+    named = run(app, ["--keep-last", "1"], "2024-01-01T00:00:00Z a\n2024-01-02T00:00:00Z b\n")
+    bare = run(app, ["--keep-last", "1"], "2024-01-01T00:00:00Z\n2024-01-02T00:00:00Z\n")
+
+    assert named.exit_code == 0, named.stderr
+    assert json.loads(named.stdout) == json.loads(bare.stdout)
