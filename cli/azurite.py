@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from cli.exits import Unreachable
 from cli.processes import free_port, stop_process_group, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,8 +48,9 @@ def azurite_command() -> Path:
     found = shutil.which("azurite-queue")
     if found:
         return Path(found)
-    raise FileNotFoundError(
-        "azurite-queue not found: run `make setup` (npm ci installs the pinned Azurite)"
+    raise Unreachable(
+        "Azurite is not installed (no azurite-queue): run `make setup` "
+        "(npm ci installs the pinned Azurite)"
     )
 
 

@@ -3,7 +3,9 @@
 `start` puts one drill of one VM on the drill-step queue, now; the app (in Azure, or `lifeboat
 host` locally) runs it. `status` lists the drills whose resources exist right now, read from the
 drill resource groups by their `lifeboat:drill` tags, with the step each is at when its message
-can be peeked on the queue. Exit status: 0, 1 when the drill cannot start, 2 for bad settings.
+can be peeked on the queue. Both check first that the Azurite queues (when the settings name a
+local one) and the stand-in answer, and fail in seconds when they do not. Exit status: 0; 1 when
+the drill cannot start; 2 for bad settings; 3 when Azure, Azurite or the stand-in cannot be reached.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cli.exits import Exit, azurite_of, require, stand_in_of
 from cli.host_cmd import read_app_settings
 
 drill_app = typer.Typer(
@@ -39,6 +42,7 @@ def _runtime(settings: Path | None, emulator: Path | None, storage: Path | None)
     from shared.services import build_runtime
 
     config, policies = read_app_settings("drill", settings, emulator=emulator, storage=storage)
+    require(azurite_of(config.storage_connection), stand_in_of(emulator))
     clock: Any = _SystemClock()
     if emulator is not None:
         from cli.clock import RemoteClock
@@ -78,7 +82,7 @@ def start_command(
         state = start_drill_now(rt, vm, plan)
     except ValueError as e:
         print(f"lifeboat drill start: {e}", file=sys.stderr)
-        raise typer.Exit(1) from None
+        raise typer.Exit(Exit.FOUND_PROBLEMS) from None
     print(
         f"drill {state.drill_id} of {state.vm_name} queued: plan {state.plan}, in "
         f"{state.drill_group} ({state.drill_subscription}), resources expire "
