@@ -1,5 +1,8 @@
 """`lifeboat plan` previews the night without writing; `lifeboat run` runs one night for real.
 
+Exit codes: `plan` exits 1 when the night would block work (blocked or refused prunes); `run` when
+any outcome of the night failed, was blocked or was refused (cli/exits.py).
+
 Both read the same settings the app reads (a local.settings.json file, the environment, and the
 Azure stand-in's endpoints file when given). Against Azure they authenticate with
 DefaultAzureCredential (or the managed identity named by AZURE_CLIENT_ID).
@@ -12,14 +15,16 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
+import humanize
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from cli.exits import Exit, require, stand_in_of
 from cli.host_cmd import read_app_settings
 from cli.hostprocess import running_host, write_json
 
@@ -42,6 +47,7 @@ def plan_command(
     from shared.services import build_runtime
 
     config, policies = read_app_settings("plan", settings, emulator=emulator_endpoints)
+    require(stand_in_of(emulator_endpoints))
     now = datetime.now().astimezone()
     occurrence = (
         latest_occurrence(
@@ -61,6 +67,8 @@ def plan_command(
         sys.stdout.write(json.dumps(document, indent=2) + "\n")
     else:
         _print(Console(), document)
+    blocked = any(p["blocks"] or p["refused"] for p in document["subscriptions"].values())
+    raise typer.Exit(Exit.FOUND_PROBLEMS if blocked else Exit.OK)
 
 
 def _describe(night: Any, prunes: Any) -> dict[str, Any]:
@@ -107,7 +115,9 @@ def _print(console: Console, document: dict[str, Any]) -> None:
     for subscription, part in document["subscriptions"].items():
         console.rule(subscription)
         creates = Counter(c["vm"].rsplit("/", 1)[-1] for c in part["creates"])
-        table = Table(title=f"{len(part['creates'])} snapshot(s) over {part['windowSeconds']} s")
+        window = humanize.naturaldelta(timedelta(seconds=part["windowSeconds"]))
+        console.print(f"{len(part['creates'])} snapshot(s), paced over {window}")
+        table = Table()
         table.add_column("VM")
         table.add_column("disks", justify="right")
         for vm, count in sorted(creates.items()):

@@ -4,7 +4,9 @@ The same code as the `verification_timer` and `verification_vault` functions: th
 from `shared.services.build_runtime`, the run starts and its messages are delivered through
 `shared.dispatch`; the messages go to an in-memory queue and are handled here, one after the
 other, instead of by the host (a message put back after throttling waits out its delay here).
-Exit status 0 unless the run failed or a `--fail-on` finding occurred (then 1; 2 for settings).
+The outcomes are recorded in Azure Monitor as the app records them, unless `--no-record`.
+Exit status 0 unless the run failed or a finding at or above `--fail-on` occurred (then 1); 2 for
+settings (recording asked for but Monitor not configured is one); 3 when Azure cannot be reached.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cli.exits import Exit, require, stand_in_of
 from cli.host_cmd import read_app_settings
 
 
@@ -95,8 +98,18 @@ def verify_command(
     as_json: Annotated[bool, typer.Option("--json", help="one JSON document on stdout")] = False,
     fail_on: Annotated[
         list[str] | None,
-        typer.Option("--fail-on", help="exit 1 when this finding occurs (repeatable)"),
+        typer.Option(
+            "--fail-on",
+            help="exit 1 when this finding, or a more severe one, occurs; or a severity "
+            "(high, medium, info): exit 1 at or above it (repeatable)",
+        ),
     ] = None,
+    record: Annotated[
+        bool,
+        typer.Option(
+            "--record/--no-record", help="record the outcomes in Azure Monitor, as the app does"
+        ),
+    ] = True,
     settings: Annotated[Path | None, typer.Option(help="local.settings.json to read")] = None,
     emulator_endpoints: Annotated[
         Path | None, typer.Option(help="verify against the Azure stand-in (its endpoints file)")
@@ -107,15 +120,20 @@ def verify_command(
     from shared.names import Job
     from shared.services import build_runtime
 
-    unknown = sorted(set(fail_on or []) - set(verification.FINDINGS))
-    if unknown:
+    failing = failing_findings(fail_on or [])
+    config, policies = read_app_settings("verify", settings, emulator=emulator_endpoints)
+    require(stand_in_of(emulator_endpoints))
+    if not record:
+        config = config.model_copy(
+            update={"monitor_ingestion_endpoint": None, "monitor_dcr_immutable_id": None}
+        )
+    elif not config.monitor_configured:
         print(
-            f"lifeboat verify: unknown finding(s) {unknown}; known: "
-            f"{', '.join(verification.FINDINGS)}",
+            "lifeboat verify: cannot record the outcomes: set MONITOR_INGESTION_ENDPOINT and "
+            "MONITOR_DCR_IMMUTABLE_ID (as the app has them), or pass --no-record",
             file=sys.stderr,
         )
-        raise typer.Exit(2)
-    config, policies = read_app_settings("verify", settings, emulator=emulator_endpoints)
+        raise typer.Exit(Exit.USAGE)
     clock_url = None
     if emulator_endpoints is not None:
         clock_url = json.loads(emulator_endpoints.read_text())["clock"]
@@ -160,9 +178,35 @@ def verify_command(
         sys.stdout.write(json.dumps(document, indent=2) + "\n")
     else:
         _print(Console(), document)
-    hit = sorted({f.finding for f in found.values()} & set(fail_on or []))
+    hit = sorted({f.finding for f in found.values()} & failing)
     if failed or hit:
-        raise typer.Exit(1)
+        raise typer.Exit(Exit.FOUND_PROBLEMS)
+
+
+def failing_findings(fail_on: Iterable[str]) -> set[str]:
+    """The findings that fail the command: each --fail-on finding and every more severe one, or
+    every finding at or above a --fail-on severity. A value that is neither is a usage error."""
+    from shared import verification
+
+    findings = [str(f) for f in verification.FINDINGS]  # most severe first
+    ranks = {"high": 0, "medium": 1, "info": 2}
+    failing: set[str] = set()
+    for value in fail_on:
+        if value in findings:
+            failing.update(findings[: findings.index(value) + 1])
+        elif value in ranks:
+            failing.update(
+                str(f)
+                for f, severity in verification.SEVERITY.items()
+                if ranks[severity] <= ranks[value]
+            )
+        else:
+            raise typer.BadParameter(
+                f"{value!r} is neither a finding ({', '.join(findings)}) nor a severity "
+                f"({', '.join(ranks)})",
+                param_hint="'--fail-on'",
+            )
+    return failing
 
 
 def _run_units(rt: Any, queues: _InMemoryQueues) -> tuple[int, list[str]]:
