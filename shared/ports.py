@@ -96,6 +96,25 @@ class RefusedError(Exception):
         self.message = message
 
 
+class LimitReachedError(RefusedError):
+    """Azure refused because a platform limit is reached that lifts only later than a put-back
+    is worth: the 500 incremental snapshots of a disk, until some are deleted (the next night's
+    prunes). The work is reported `waiting` with `reason`, never `failed` or `blocked`."""
+
+    def __init__(self, code: str, message: str, reason: str) -> None:
+        super().__init__(code, message)
+        self.reason = reason
+
+
+class UnavailableError(Exception):
+    """Azure did not answer (5xx, 408, a timeout, a dropped connection), even after the bounded
+    retries inside the SDK: transient, but not worth retrying at once."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 @dataclass(frozen=True, slots=True)
 class SnapshotRequest:
     subscription_id: str
@@ -133,6 +152,10 @@ class Compute(Protocol):
 
     def delete_headroom(self, subscription_id: str) -> int | None:
         """Deletes left in the subscription's ARM delete bucket, as the last response said."""
+        ...
+
+    def read_headroom(self, subscription_id: str) -> int | None:
+        """Reads left in the subscription's ARM read bucket, as the last response said."""
         ...
 
 

@@ -93,6 +93,7 @@ class FakeCompute:
         self.refuse: dict[str, str] = {}  # disk or snapshot id (lower) -> error code
         self.headroom: int | None = None
         self.deletes_left: int | None = None
+        self.reads_left: int | None = None
         self.state = "Succeeded"
 
     def list_vms(self, subscription_id: str) -> list:  # type: ignore[type-arg]
@@ -172,6 +173,9 @@ class FakeCompute:
 
     def delete_headroom(self, subscription_id: str) -> int | None:
         return self.deletes_left
+
+    def read_headroom(self, subscription_id: str) -> int | None:
+        return self.reads_left
 
 
 @contextlib.contextmanager

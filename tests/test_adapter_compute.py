@@ -8,16 +8,30 @@ with a short Retry-After, and no thread sleeps (the transport records what it wa
 
 from __future__ import annotations
 
+import contextlib
+import ssl
 import time
+from collections.abc import Iterator
+from typing import Any
 
+import httpx
 import pytest
-from azure.core.exceptions import HttpResponseError
+from azure.core.exceptions import HttpResponseError, ServiceResponseError
 
-from shared.ports import RefusedError, SnapshotRequest, ThrottledError
+from shared.adapters.compute import AzureCompute
+from shared.ports import (
+    LimitReachedError,
+    RefusedError,
+    SnapshotRequest,
+    UnavailableError,
+)
 from tests.replay import (
     ARM,
     SUB,
     Answer,
+    Credential,
+    Replay,
+    ReplayedCompute,
     arm_error,
     compute_throttled,
     recorded_id,
@@ -32,6 +46,7 @@ PUT, GET, DELETE = SNAPSHOTS[0], SNAPSHOTS[3], SNAPSHOTS[4]  # the polls in betw
 SNAPSHOT_ID = recorded_id(GET)
 DISK_ID = f"/subscriptions/{SUB}/resourceGroups/rgname/providers/Microsoft.Compute/disks/disk1"
 VM_ID = recorded_id(recording("recording_vm_get_instance_view")[0])
+DEMO_SUB = "6f1c3a52-7d2e-4b8a-9c41-3e5d2a7b9f10"  # the demo estate's
 
 
 def snapshot_request(name: str = "snapshotxbc8e2966") -> SnapshotRequest:
@@ -281,10 +296,10 @@ def test_a_5xx_with_a_long_retry_after_is_not_slept_through(retry_after: str) ->
         arm_error(503, "ServiceUnavailable", "", ("Retry-After", retry_after))
     )
     started = time.monotonic()
-    with pytest.raises(HttpResponseError) as caught:
+    with pytest.raises(UnavailableError) as caught:
         adapter.get_snapshot(SNAPSHOT_ID)
     assert time.monotonic() - started < 1.0
-    assert caught.value.status_code == 503
+    assert caught.value.status == 503
     assert len(transport.requests) == 1
     assert transport.sleeps == []
 
@@ -293,16 +308,17 @@ def test_retries_stop_at_30_seconds_of_sleep_and_the_error_stays_transient() -> 
     adapter, transport = compute(
         *[arm_error(503, "ServiceUnavailable", "", ("Retry-After", "10")) for _ in range(6)]
     )
-    with pytest.raises(HttpResponseError) as caught:
+    with pytest.raises(UnavailableError) as caught:
         adapter.get_disk(DISK_ID)
-    assert not isinstance(caught.value, (ThrottledError, RefusedError))
+    assert caught.value.status == 503
+    assert isinstance(caught.value.__cause__, HttpResponseError)  # transient, not a refusal
     assert transport.sleeps == [10.0, 10.0, 10.0]
     assert len(transport.requests) == 4
 
 
 def test_a_5xx_without_retry_after_backs_off_briefly_and_boundedly() -> None:
     adapter, transport = compute(*[arm_error(500, "InternalServerError") for _ in range(6)])
-    with pytest.raises(HttpResponseError):
+    with pytest.raises(UnavailableError):
         adapter.get_vm(VM_ID)
     assert len(transport.requests) == 4
     assert sum(transport.sleeps) <= 30
@@ -311,7 +327,164 @@ def test_a_5xx_without_retry_after_backs_off_briefly_and_boundedly() -> None:
 
 def test_a_patch_is_not_retried_on_a_5xx() -> None:
     adapter, transport = compute(arm_error(503, "ServiceUnavailable", "", ("Retry-After", "1")))
-    with pytest.raises(HttpResponseError):
+    with pytest.raises(UnavailableError):
         adapter.merge_tags(VM_ID, {"a": "b"})
     assert len(transport.requests) == 1
     assert transport.sleeps == []
+
+
+class Silent(Replay):
+    """A transport on which Azure never answers: every request times out."""
+
+    def send(self, request: Any, **kwargs: Any) -> Any:
+        super().send(request, **kwargs)  # recorded (and its scripted answer dropped)
+        raise ServiceResponseError("Read timed out. (read timeout=60)")
+
+
+def test_a_list_that_times_out_is_retried_boundedly_then_unavailable() -> None:
+    transport = Silent([Answer(200, {}) for _ in range(6)])
+    adapter = ReplayedCompute(transport)
+    with pytest.raises(UnavailableError) as caught:
+        adapter.list_snapshots(SUB, "rg-lifeboat-snapshots")
+    assert "ServiceResponseError" in str(caught.value)
+    assert len(transport.requests) == 4  # the first try and the policy's three
+    assert sum(transport.sleeps) <= 30
+
+
+def test_the_compute_clients_give_up_on_a_stuck_connection_within_a_minute() -> None:
+    adapter = AzureCompute(Credential(), arm_endpoint=ARM, arm_audience=ARM + "/.default")
+    config = adapter.client(SUB)._client._pipeline._transport.connection_config  # type: ignore[attr-defined]
+    assert (config.timeout, config.read_timeout) == (20, 60)  # azure-core's default is 300 each
+
+
+# ------------------------------------------------------------------------------ limits
+
+
+# The stand-in's answers to the three snapshot limits (emulator/compute.py, README "Limits").
+BURST = (
+    "Up to 7 incremental snapshots per disk can be created every 5 minutes; disk '/subscriptions/"
+    "x/resourceGroups/rg/providers/Microsoft.Compute/disks/d' reached that limit. Retry later."
+)
+REGION = (
+    "Operation could not be completed as it results in exceeding approved Standard_ZRS snapshots "
+    "quota. Additional details - Location: westeurope, Current Limit: 75000, Current Usage: "
+    "75000, Additional Required: 1."
+)
+PER_DISK = (
+    "Disk '/subscriptions/x/resourceGroups/rg/providers/Microsoft.Compute/disks/d' already has "
+    "500 incremental snapshots: a total of 500 incremental snapshots can be created for a single "
+    "disk. Delete older snapshots and try again."
+)
+
+
+def test_seven_per_five_minutes_is_a_wait_of_five_minutes_not_a_refusal() -> None:
+    adapter, transport = compute(arm_error(409, "OperationNotAllowed", BURST))
+    error, elapsed = throttled(lambda: adapter.begin_create_snapshot(snapshot_request()))
+    assert error.retry_after == 300
+    assert str(error).startswith("snapshot limit: 7 per disk every 5 minutes")
+    assert (len(transport.requests), transport.sleeps, elapsed < 1.0) == (1, [], True)
+
+
+def test_five_hundred_per_disk_waits_for_the_prunes() -> None:
+    adapter, transport = compute(arm_error(409, "SnapshotsLimitReached", PER_DISK))
+    with pytest.raises(LimitReachedError) as caught:
+        adapter.begin_create_snapshot(snapshot_request())
+    assert caught.value.reason == "snapshot limit: 500 per disk"
+    assert "500 incremental snapshots" in caught.value.message
+    assert len(transport.requests) == 1
+
+
+def test_seventy_five_thousand_per_region_is_blocked_with_the_reason() -> None:
+    adapter, transport = compute(arm_error(409, "OperationNotAllowed", REGION))
+    with pytest.raises(RefusedError) as caught:
+        adapter.begin_create_snapshot(snapshot_request())
+    assert not isinstance(caught.value, LimitReachedError)
+    assert caught.value.code == "OperationNotAllowed"
+    assert caught.value.message.startswith("snapshot limit: 75,000 per subscription and region: ")
+    assert "Current Limit: 75000" in caught.value.message
+    assert len(transport.requests) == 1
+
+
+def test_compute_429_stays_a_throttle_though_its_code_is_operation_not_allowed() -> None:
+    adapter, _ = compute(compute_throttled("7", policy="CreateUpdateDisks30Min"))
+    error, _ = throttled(lambda: adapter.begin_create_snapshot(snapshot_request()))
+    assert error.retry_after == 7
+
+
+# ---------------------------------------------------- the limits, from the stand-in, real SDK
+
+
+@pytest.fixture(scope="module")
+def stand_in() -> Iterator[tuple[AzureCompute, httpx.Client]]:
+    """Lifeboat's Compute adapter as production builds it, against a stand-in of its own (the
+    demo estate, its clock frozen), and the stand-in's admin API."""
+    from azure.identity import ManagedIdentityCredential
+
+    from emulator.process import DEMO_ESTATE, running_emulator
+    from tests.fakes import patched_environ
+
+    options = ("--clock-start", "2026-11-27T01:00:00Z", "--clock-rate", "0")
+    with running_emulator(DEMO_ESTATE, *options) as ep, patched_environ(ep.environment()):
+        adapter = AzureCompute(
+            ManagedIdentityCredential(client_id=ep.client_id),
+            arm_endpoint=ep.arm,
+            arm_audience=ep.arm_audience + ".default",
+        )
+        verify = ssl.create_default_context(cafile=ep.ca_bundle)
+        with httpx.Client(base_url=ep.admin, verify=verify, timeout=30) as admin:
+            yield adapter, admin
+
+
+def demo_request(disk: str, name: str) -> SnapshotRequest:
+    return SnapshotRequest(
+        subscription_id=DEMO_SUB,
+        resource_group="rg-lifeboat-snapshots",
+        name=name,
+        location="westeurope",
+        source_disk_id=f"/subscriptions/{DEMO_SUB}/resourceGroups/rg-app/providers/"
+        f"Microsoft.Compute/disks/{disk}",
+        tags={"lifeboat:set": "s1"},
+    )
+
+
+@contextlib.contextmanager
+def behaviour(admin: httpx.Client, **changes: Any) -> Iterator[None]:
+    """The stand-in's platform rules changed for a block, then put back."""
+    before = admin.get("/behaviour").json()
+    admin.post("/behaviour", json=changes).raise_for_status()
+    try:
+        yield
+    finally:
+        admin.post("/behaviour", json={k: before[k] for k in changes}).raise_for_status()
+
+
+def test_each_snapshot_limit_of_the_stand_in_leaves_the_adapter_as_its_status(
+    stand_in: tuple[AzureCompute, httpx.Client],
+) -> None:
+    adapter, admin = stand_in
+    # 500 per disk (here 1): waiting for the prunes.
+    with behaviour(admin, incrementalLimit=1):
+        adapter.begin_create_snapshot(demo_request("vm-web-01-data-01", "t-disk-0"))
+        with pytest.raises(LimitReachedError) as per_disk:
+            adapter.begin_create_snapshot(demo_request("vm-web-01-data-01", "t-disk-1"))
+    assert (per_disk.value.code, per_disk.value.reason) == (
+        "SnapshotsLimitReached",
+        "snapshot limit: 500 per disk",
+    )
+    # 7 per disk every 5 minutes (here 1): put back for the window.
+    with behaviour(admin, burstLimit=1):
+        adapter.begin_create_snapshot(demo_request("vm-api-01-osdisk", "t-burst-0"))
+        error, elapsed = throttled(
+            lambda: adapter.begin_create_snapshot(demo_request("vm-api-01-osdisk", "t-burst-1"))
+        )
+    assert (error.retry_after, elapsed < 5) == (300, True)
+    assert str(error).startswith("snapshot limit: 7 per disk every 5 minutes: Up to 1 ")
+    # 75,000 per subscription and region (here what the region holds): blocked, saying so.
+    with behaviour(admin, regionSnapshotLimit=1), pytest.raises(RefusedError) as region:
+        adapter.begin_create_snapshot(demo_request("vm-cluster-01-osdisk", "t-region-0"))
+    assert not isinstance(region.value, LimitReachedError)
+    assert region.value.message.startswith("snapshot limit: 75,000 per subscription and region")
+    assert "Current Limit: 1," in region.value.message
+    log = admin.get("/requests", params={"limit": 1000}).json()["entries"]
+    puts = [(e["method"], e["status"]) for e in log if e["method"] == "PUT"]
+    assert puts == [("PUT", 202), ("PUT", 409), ("PUT", 202), ("PUT", 409), ("PUT", 409)]

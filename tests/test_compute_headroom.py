@@ -36,7 +36,7 @@ def test_a_low_reading_refills_at_arms_rate_so_waiting_work_is_never_held_for_go
     assert headroom.estimate("writes", SUB) is None  # one bucket does not tell of the other
     # Deferred prunes send nothing, so no new reading comes; the bucket refills all the same.
     clock.now += 2.0
-    assert headroom.estimate("deletes", SUB) == 3 + int(2 * HEADROOM_REFILL_PER_SECOND)
+    assert headroom.estimate("deletes", SUB) == 3 + int(2 * HEADROOM_REFILL_PER_SECOND["deletes"])
 
 
 def test_only_subscription_answers_with_a_numeric_header_count() -> None:
@@ -49,3 +49,22 @@ def test_only_subscription_answers_with_a_numeric_header_count() -> None:
     headroom(_answer(f"/subscriptions/{SUB}/resourcegroups/g", **{header: "150"}))
     headroom(_answer(f"/subscriptions/{SUB}/resourcegroups/g"))  # a read: no writes header
     assert headroom.estimate("writes", SUB) == 150
+
+
+def test_reads_are_read_from_both_header_shapes_and_refill_at_25_a_second() -> None:
+    clock = Ticker()
+    headroom = Headroom(clock)
+    listing = f"/subscriptions/{SUB}/resourceGroups/g/providers/Microsoft.Compute/snapshots"
+    # The older hourly counter (the 2024 recording: 11999), then the token bucket (249) beside
+    # its subscription-wide global twin, which is never read.
+    headroom(_answer(listing, **{"x-ms-ratelimit-remaining-subscription-reads": "11999"}))
+    assert headroom.estimate("reads", SUB) == 11999
+    token_bucket = {
+        "x-ms-ratelimit-remaining-subscription-reads": "4",
+        "x-ms-ratelimit-remaining-subscription-global-reads": "3749",
+    }
+    headroom(_answer(listing, **token_bucket))
+    assert headroom.estimate("reads", SUB) == 4
+    assert headroom.estimate("writes", SUB) is None
+    clock.now += 2.0
+    assert headroom.estimate("reads", SUB) == 4 + 50

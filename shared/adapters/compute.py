@@ -1,30 +1,58 @@
 """The `Compute` port on azure-mgmt-compute (and ARM's Tags API), returning domain types.
 
-Reads are subscription-level lists; writes never poll (`polling=False`). Throttling becomes
-`ThrottledError` with the server's Retry-After; refusals that will not heal become
-`RefusedError`. Models are read through their REST JSON (`as_dict()`), the shape the REST specs
-document, so SDK generator differences do not leak into Lifeboat.
+Reads are subscription-level lists; writes never poll (`polling=False`). Azure's errors are
+translated in one place (`translate`):
+
+- 429 (ARM's wrapped body or Compute's own) -> `ThrottledError` with the server's Retry-After;
+- the platform's snapshot limits (REFERENCE.md, "Managed disks and snapshots"; the codes and
+  messages are the stand-in's best reading, emulator/README.md "Limits"):
+  7 incremental snapshots per disk every 5 minutes -> `ThrottledError` after 5 minutes;
+  500 incremental snapshots per disk (`SnapshotsLimitReached`) -> `LimitReachedError`: it lifts
+  when snapshots are deleted, so the disk waits for the next night's prunes;
+  75,000 snapshots per subscription and region -> `RefusedError` (blocked) saying so;
+- other refusals that will not heal -> `RefusedError`;
+- 5xx, 408, timeouts and dropped connections that outlast the bounded SDK retries ->
+  `UnavailableError`.
+
+Models are read through their REST JSON (`as_dict()`), the shape the REST specs document, so SDK
+generator differences do not leak into Lifeboat.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
-from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
 from azure.core.pipeline import PipelineResponse
 from azure.core.rest import HttpRequest
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.core import ARMPipelineClient
 from azure.mgmt.core.policies import ARMHttpLoggingPolicy
 
-from shared.adapters.retry import LifeboatRetryPolicy
+from shared.adapters.retry import (
+    CONNECTION_TIMEOUT_SECONDS,
+    READ_TIMEOUT_SECONDS,
+    LifeboatRetryPolicy,
+)
 from shared.model import Disk, DiskAttachment, Snapshot, Vm
-from shared.ports import RefusedError, SnapshotRequest, ThrottledError
+from shared.ports import (
+    LimitReachedError,
+    RefusedError,
+    SnapshotRequest,
+    ThrottledError,
+    UnavailableError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,19 +78,31 @@ UNHEALABLE = frozenset(
 )
 DEFAULT_RETRY_AFTER = 30.0
 
+# The snapshot limits, told apart by what Azure says (REFERENCE.md; the messages are the
+# stand-in's best reading of the documentation's sentences, emulator/README.md "Limits").
+BURST_LIMIT = "snapshot limit: 7 per disk every 5 minutes"
+BURST_WAIT_SECONDS = 300.0  # the window is 5 minutes: a later try finds it open
+DISK_LIMIT = "snapshot limit: 500 per disk"
+REGION_LIMIT = "snapshot limit: 75,000 per subscription and region"
+_BURST = re.compile(r"incremental snapshots per disk .*every \d+ minutes", re.IGNORECASE)
+_REGION = re.compile(r"exceeding approved .*snapshots? quota", re.IGNORECASE)
+
 
 HEADROOM_HEADERS = {
+    "reads": "x-ms-ratelimit-remaining-subscription-reads",
     "writes": "x-ms-ratelimit-remaining-subscription-writes",
     "deletes": "x-ms-ratelimit-remaining-subscription-deletes",
 }
-# ARM refills the writes and the deletes bucket 10 tokens a second per subscription and principal
-# (REFERENCE.md). Only an answer to a write (or a delete) carries its header, so a low reading
-# must age: work that waits on it sends nothing that would refresh it.
-HEADROOM_REFILL_PER_SECOND = 10.0
+# ARM refills each bucket per subscription and principal (REFERENCE.md): reads 25 tokens a
+# second, writes and deletes 10. Only an answer of a bucket's kind carries its header, so a low
+# reading must age: work that waits on it sends nothing that would refresh it. Both header
+# shapes (the token bucket's 249/199/199 and the older hourly 11999/1199/14999) are read alike;
+# an hourly counter refills more slowly than this, but its numbers are far from low.
+HEADROOM_REFILL_PER_SECOND = {"reads": 25.0, "writes": 10.0, "deletes": 10.0}
 
 
 class Headroom:
-    """The last `x-ms-ratelimit-remaining-subscription-{writes,deletes}` per subscription.
+    """The last `x-ms-ratelimit-remaining-subscription-{reads,writes,deletes}` per subscription.
 
     Installed as the clients' `raw_response_hook`, so it sees every response, retries included.
     `estimate` adds what the bucket has refilled since the reading. It is not capped at the
@@ -97,7 +137,7 @@ class Headroom:
         if reading is None:
             return None
         remaining, at = reading
-        refilled = max(0.0, self._clock() - at) * HEADROOM_REFILL_PER_SECOND
+        refilled = max(0.0, self._clock() - at) * HEADROOM_REFILL_PER_SECOND[kind]
         return remaining + int(refilled)
 
 
@@ -126,7 +166,13 @@ class AzureCompute:
     # --- clients
 
     def _transport_options(self) -> dict[str, Any]:
-        return {} if self._verify is None else {"connection_verify": self._verify}
+        options: dict[str, Any] = {
+            "connection_timeout": CONNECTION_TIMEOUT_SECONDS,
+            "read_timeout": READ_TIMEOUT_SECONDS,
+        }
+        if self._verify is not None:
+            options["connection_verify"] = self._verify
+        return options
 
     def _policies(self) -> list[Any]:
         from azure.core.pipeline.policies import (
@@ -254,6 +300,9 @@ class AzureCompute:
     def delete_headroom(self, subscription_id: str) -> int | None:
         return self.headroom.estimate("deletes", subscription_id)
 
+    def read_headroom(self, subscription_id: str) -> int | None:
+        return self.headroom.estimate("reads", subscription_id)
+
 
 # ------------------------------------------------------------------------------ translation
 
@@ -266,6 +315,9 @@ def call_arm(action: Callable[[], T]) -> T:
         raise
     except HttpResponseError as e:
         raise translate(e) from e
+    except (ServiceRequestError, ServiceResponseError) as e:
+        # No answer at all (a timeout, a reset), even after the retry policy's tries.
+        raise UnavailableError(f"Azure did not answer: {type(e).__name__}: {e}"[:500]) from e
 
 
 def _found(get: Callable[[], Any]) -> dict[str, Any] | None:
@@ -278,12 +330,22 @@ def _found(get: Callable[[], Any]) -> dict[str, Any] | None:
 
 
 def translate(error: HttpResponseError) -> Exception:
+    """Azure's answer as Lifeboat's error (the module docstring lists them); else `error`."""
     status = error.status_code or 0
     code = _error_code(error)
     if status == 429:
         return ThrottledError(_retry_after(error), f"throttled: {code or 'TooManyRequests'}")
+    message = _error_message(error)
+    if status == 409 and code.lower() == "snapshotslimitreached":
+        return LimitReachedError(code, message, DISK_LIMIT)
+    if status == 409 and code.lower() == "operationnotallowed" and _BURST.search(message):
+        return ThrottledError(BURST_WAIT_SECONDS, f"{BURST_LIMIT}: {message}")
+    if status == 409 and code.lower() == "operationnotallowed" and _REGION.search(message):
+        return RefusedError(code, f"{REGION_LIMIT}: {message}")
     if code.lower() in UNHEALABLE or code.lower().startswith("clouddos") or status in (403, 409):
-        return RefusedError(code or f"HTTP{status}", _error_message(error))
+        return RefusedError(code or f"HTTP{status}", message)
+    if status == 408 or status >= 500:
+        return UnavailableError(f"HTTP {status} {code or ''}: {message}".strip(), status)
     return error
 
 

@@ -4,7 +4,10 @@ azure-core's default retries any response with Retry-After, whatever the method 
 included), and sleeps the whole Retry-After with no cap (Compute has answered 1200 s). Lifeboat
 instead: never retries 429 inside the SDK (the worker re-enqueues its message), retries 408 and
 5xx only for idempotent methods, only when Retry-After (if any) is at most 10 s, and sleeps at
-most 30 s in total per call; never retries a POST.
+most 30 s in total per call; never retries a POST. A connection or read that hangs gives up
+after `CONNECTION_TIMEOUT_SECONDS` / `READ_TIMEOUT_SECONDS` (azure-core waits 300 s), and is
+retried like a 5xx. What still fails leaves the adapter as `UnavailableError`; the handler puts
+its work back, not the SDK.
 """
 
 from __future__ import annotations
@@ -17,6 +20,10 @@ from azure.core.pipeline.policies import RetryPolicy
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 MAX_RETRY_AFTER_SECONDS = 10.0
 MAX_TOTAL_SLEEP_SECONDS = 30.0
+# azure-core waits 300 s for a connection and for each read: four tries of a stuck list page
+# would hold a worker for 20 minutes. ARM answers a list page within seconds.
+CONNECTION_TIMEOUT_SECONDS = 20
+READ_TIMEOUT_SECONDS = 60
 
 
 class BoundedRetryPolicy(RetryPolicy):  # type: ignore[type-arg]
