@@ -266,8 +266,22 @@ def _refuse_undecodable(
     return Refuse(error.reason)
 
 
+def _unserved(payload: Payload, ctx: Context) -> str | None:
+    """The rule every message obeys before its handler runs: the subscription it names is one
+    Lifeboat serves (a subscription dropped from the settings, or a message written for another
+    deployment, never reaches Azure). A drill's own subscription is its steps' to check."""
+    subscription = getattr(payload, "subscription_id", None)
+    if isinstance(subscription, str) and subscription.lower() not in ctx.settings.subscriptions:
+        served = "which Lifeboat does not serve"
+        return f"{payload.TYPE} names subscription {subscription.lower()}, {served}"
+    return None
+
+
 def _run(handler: Handler, payload: Payload, ctx: Context) -> Result:
     """Run a handler; Azure's throttling and unhealable refusals are translated here, once."""
+    unserved = _unserved(payload, ctx)
+    if unserved is not None:
+        return Refuse(unserved)
     try:
         return handler(payload, ctx)
     except ThrottledError as e:

@@ -41,7 +41,7 @@ from shared.ports import ThrottledError
 from shared.settings import Settings
 from shared.signing import SigningKeys
 from tests.builders import VAULT, vault_request
-from tests.conftest import SUBSCRIPTION, TEST_SIGNING_KEYS, base_settings
+from tests.conftest import OTHER_SUBSCRIPTION, SUBSCRIPTION, TEST_SIGNING_KEYS, base_settings
 from tests.fakes import (
     FailingReporter,
     FixedClock,
@@ -172,6 +172,26 @@ def test_every_payload_type_has_a_handler_on_its_queue_and_a_sample() -> None:
     assert set(SAMPLES) == set(messages.PAYLOADS)
     for queue, schema in every_handler():
         assert QUEUE_OF[schema.TYPE] == queue
+
+
+@pytest.mark.parametrize(
+    ("queue", "schema"),
+    [(q, s) for q, s in every_handler() if "subscription_id" in s.model_fields],
+    ids=lambda v: getattr(v, "__name__", str(v)),
+)
+def test_a_signed_message_naming_an_unserved_subscription_is_refused_before_its_handler(
+    queue: Queue, schema: type[Payload]
+) -> None:
+    """Whatever its type: nothing is read or written (every port is `Unused`), one `refused`
+    row names the subscription, and the message is in poison."""
+    rt, queues, reporter = world()
+    foreign = SAMPLES[schema].model_copy(update={"subscription_id": OTHER_SUBSCRIPTION})
+    result = dispatch.deliver(rt, queue, text_of(foreign), message_id="m")
+    assert isinstance(result, Refuse)
+    assert list(queues.sent) == [queue.poison]
+    [row] = reporter.outcomes
+    assert row.status == "refused"
+    assert f"names subscription {OTHER_SUBSCRIPTION}" in (row.reason or "")
 
 
 @pytest.mark.parametrize("retry_after", [0.5, 1, 37, 1200])
