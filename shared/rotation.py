@@ -10,6 +10,17 @@ rotation-plan (confirm-vm) -> `confirm_vm`: one VM's set (taken at onboarding), 
 rotation-prune -> `prune_snapshots`: delete what retention removed
 
 Handlers decide and return; `shared/dispatch.py` sends, puts back and reports.
+
+How Azure's faults and limits end (each disk gets one honest status, never a silent skip):
+- throttled (429, any Retry-After, 1,200 s included) or 7 snapshots of a disk within 5 minutes:
+  the rest of the work goes back on its queue, a `waiting` row per held create says for how
+  long (`Details.heldSeconds`); no thread sleeps;
+- 500 incremental snapshots of a disk: `waiting: snapshot limit: 500 per disk` (the next night's
+  prunes make room); 75,000 per subscription and region and other refusals: `blocked`, final for
+  the night and never followed by `failed`;
+- lists that Azure does not answer (5xx, timeouts) in plan or confirm: put back with backoff
+  a few times, then a `failed` plan or `unconfirmed` disks, with the cause; prunes wait;
+- reads are paced on `x-ms-ratelimit-remaining-subscription-reads` like writes and deletes.
 """
 
 from __future__ import annotations
@@ -49,7 +60,15 @@ from shared.planning import (
     plan_night,
     plan_prunes,
 )
-from shared.ports import Compute, RefusedError, Runtime, SnapshotRequest, ThrottledError
+from shared.ports import (
+    Compute,
+    LimitReachedError,
+    RefusedError,
+    Runtime,
+    SnapshotRequest,
+    ThrottledError,
+    UnavailableError,
+)
 from shared.rules import may_delete, vm_out_of_scope, where_lifeboat_deletes
 from shared.snapshots import parse_slot, snapshot_name
 
@@ -58,6 +77,15 @@ log = logging.getLogger(__name__)
 PRUNE_CHUNK = 100
 # A headroom reading under the minimum puts the work back for this long (ARM refills 10/s).
 HEADROOM_WAIT_SECONDS = 10.0
+# Reads left in the subscription's ARM bucket (250, refilled 25/s) under which a message that
+# reads one resource after another (prunes, a VM's confirm) puts the rest back: two seconds of
+# refill, so other workers' plans and confirms still get their lists.
+MIN_READ_HEADROOM = 50
+# A plan or confirm whose lists Azure does not answer goes back this many times, after
+# READ_BACKOFF_SECONDS doubled each time (1, 2, 4 minutes), before it reports what it could
+# not do. The SDK has already retried each call within its bounds (shared/adapters/retry.py).
+READ_TRIES = 3
+READ_BACKOFF_SECONDS = 60.0
 
 
 def rotation_config(rt: Runtime, subscription_id: str) -> RotationConfig:
@@ -97,9 +125,19 @@ def plan_subscription(request: RotationPlanRequest, ctx: Context) -> Result:
         return Done("stale")
     subscription = request.subscription_id
     config = rotation_config(ctx.rt, subscription)
-    vms, disks, snapshots = _inventory(ctx.compute, subscription, config.snapshot_group)
-    plan = plan_night(vms, disks, snapshots, ctx.policies, config, parse_slot(request.slot))
     out = ctx.out.bind(subscription_id=subscription)
+    try:
+        vms, disks, snapshots = _inventory(ctx.compute, subscription, config.snapshot_group)
+    except UnavailableError as e:
+        if ctx.put_backs < READ_TRIES:
+            return _read_again(ctx, "the inventory", e)
+        # No plan without the inventory: say so for the subscription, never poison silently.
+        reason = f"Azure did not answer the inventory lists after {ctx.put_backs + 1} tries: {e}"
+        details = {"slot": request.slot, "putBacks": ctx.put_backs}
+        out.failed("rotation-plan", reason, details=details)
+        out.failed("run-end", reason, count=0, details=details)
+        return Done("inventory unavailable")
+    plan = plan_night(vms, disks, snapshots, ctx.policies, config, parse_slot(request.slot))
     _record_plan(out, plan, subscription)
     if ctx.settings.dry_run:
         prunes = _expected_prunes(ctx.rt, plan, disks, snapshots, config, subscription)
@@ -168,6 +206,12 @@ def _inventory(
     disks = {d.id.lower(): d for d in compute.list_disks(subscription)}
     snapshots = compute.list_snapshots(subscription, snapshot_group)
     return vms, disks, snapshots
+
+
+def _read_again(ctx: Context, what: str, error: UnavailableError) -> PutBack:
+    """The same work later, backing off: Azure did not answer `what` (after the SDK's retries)."""
+    after = READ_BACKOFF_SECONDS * 2**ctx.put_backs
+    return PutBack(after, f"Azure did not answer {what} (try {ctx.put_backs + 1}): {error}")
 
 
 def vm_request(
@@ -287,6 +331,7 @@ def snapshot_vm(request: RotationVmRequest, ctx: Context) -> Result:
         Tag.SET: request.set_id,
         Tag.RUN: ctx.run_id[:256],
     }
+    accepted: list[DiskSnapshot] = []  # what Azure took: only these are confirmed
     for index, disk in enumerate(request.disks):
         disk_out = out.bind(
             region=disk.location,
@@ -296,9 +341,14 @@ def snapshot_vm(request: RotationVmRequest, ctx: Context) -> Result:
         snapshot_id = snapshot_id_of(request.subscription_id, group, disk.snapshot_name)
         rest = request.model_copy(update={"disks": request.disks[index:], "recheck": recheck})
         # Never PUT what may exist: a PUT replaces every tag, a user's hold included.
+        if recheck:
+            reads = compute.read_headroom(request.subscription_id)
+            if reads is not None and reads < MIN_READ_HEADROOM:
+                return PutBack(HEADROOM_WAIT_SECONDS, f"read headroom {reads} is low", rest)
         try:
             if recheck and compute.get_snapshot(snapshot_id) is not None:
                 _accepted(disk_out, request)
+                accepted.append(disk)
                 continue
         except ThrottledError as e:
             return PutBack(e.retry_after, f"throttled by Azure: {e}", rest)
@@ -317,14 +367,31 @@ def snapshot_vm(request: RotationVmRequest, ctx: Context) -> Result:
                 )
             )
         except ThrottledError as e:
+            # Azure holds the work back (a 429, or the 5-minute window of 7 snapshots per
+            # disk): this disk's row says for how long; the rest goes back on the queue.
+            disk_out.waiting(
+                "snapshot-create",
+                f"held by Azure: {e}",
+                distinct=ctx.put_backs,
+                details={"heldSeconds": e.retry_after, "putBacks": ctx.put_backs},
+            )
             return PutBack(e.retry_after, f"throttled by Azure: {e}", rest)
+        except LimitReachedError as e:
+            # Lifts when snapshots are deleted: the next night's prunes make room.
+            disk_out.waiting("snapshot-create", e.reason, details={"error": str(e)[:1000]})
+            continue
         except RefusedError as e:
             disk_out.blocked("snapshot-create", str(e))
             continue
         _accepted(disk_out, request)
-    if request.onboarding:  # confirmed by its own step after the create window
+        accepted.append(disk)
+    if accepted and (request.onboarding or _maybe_after_confirm(ctx)):
+        # Confirmed by its own step after the create window: onboarding's sets always, and a
+        # night's set Azure held back so long that the night's confirm may have come first.
         confirm = RotationConfirmVmRequest.model_validate(
-            request.model_dump(exclude={"recheck"}, by_alias=True)
+            request.model_copy(update={"disks": accepted}).model_dump(
+                exclude={"recheck"}, by_alias=True
+            )
         )
         return Send(
             Outgoing(
@@ -334,6 +401,15 @@ def snapshot_vm(request: RotationVmRequest, ctx: Context) -> Result:
             )
         )
     return Done()
+
+
+def _maybe_after_confirm(ctx: Context) -> bool:
+    """Work that was put back and is older than the confirm delay: the night's confirm, due
+    the create window plus that delay after the plan, may have listed before it was done."""
+    if ctx.put_backs == 0 or ctx.created is None:
+        return False
+    age = (ctx.now() - ctx.created).total_seconds()
+    return age > ctx.settings.confirm_delay_seconds
 
 
 def _vm_out(ctx: Context, request: RotationVmRequest | RotationConfirmVmRequest) -> Outcomes:
@@ -399,43 +475,76 @@ def _out_of_scope(ctx: Context, request: RotationVmRequest) -> str | None:
 
 
 def confirm_night(request: RotationConfirmRequest, ctx: Context) -> Result:
+    """After the create window: one list of the snapshot group says which of tonight's
+    snapshots are good; prunes go out for the disks whose snapshot is; one run-end.
+
+    A snapshot that is not there was never taken: its rotation-vm already said why, as its
+    snapshot-create row (`blocked` by a refusal, `waiting` on a limit or on Azure's hold,
+    `failed` by dispatch on the last delivery), since only what Azure accepted exists in the
+    list. So the confirm reports it `unconfirmed`, never `failed`: a blocked create stays blocked
+    for the night. Azure's word at the point of the PUT is the record; the confirm does not need
+    to read tonight's rows. A set Azure held past this confirm is confirmed by its own
+    confirm-vm step (see `snapshot_vm`). A snapshot that is there but not good failed.
+    """
     subscription = request.subscription_id
     config = rotation_config(ctx.rt, subscription)
     policies = ctx.policies
-    vms, disks, snapshots = _inventory(ctx.compute, subscription, config.snapshot_group)
+    out = ctx.out.bind(subscription_id=subscription)
+    compute = ctx.compute
+    vms: list[Vm] | None = None
+    disks: dict[str, Disk] | None = None
+    try:
+        vms = compute.list_vms(subscription)
+        disks = {d.id.lower(): d for d in compute.list_disks(subscription)}
+        snapshots = compute.list_snapshots(subscription, config.snapshot_group)
+    except UnavailableError as e:
+        if ctx.put_backs < READ_TRIES:
+            return _read_again(ctx, "the confirm's lists", e)
+        return _not_confirmed(ctx, request, out, vms, disks, e)
     plan = plan_night(vms, disks, snapshots, policies, config, parse_slot(request.slot))
     by_name = {s.name.lower(): s for s in snapshots}
-    out = ctx.out.bind(subscription_id=subscription)
     due: list[PlannedDisk] = []
-    failed = 0
+    failed = missing = 0
     for vm_plan in plan.vms:
+        vm_out = out.bind(vm=vm_plan.vm, policy=vm_plan.policy)
         for action in vm_plan.creates:
             due.append(
                 PlannedDisk(disks[action.disk_id.lower()], policies.policies[vm_plan.policy])
             )
-            problem = _not_good(by_name.get(action.snapshot_name))
+            details = {"snapshotName": action.snapshot_name, "slot": request.slot}
+            tonight = by_name.get(action.snapshot_name.lower())
+            if tonight is None:
+                missing += 1
+                vm_out.row(
+                    "snapshot-create",
+                    Status.UNCONFIRMED,
+                    NOT_TAKEN,
+                    resource_id=action.disk_id,
+                    details=details,
+                )
+                continue
+            problem = _not_good(tonight)
             if problem is not None:
                 failed += 1
-                out.bind(vm=vm_plan.vm, policy=vm_plan.policy).failed(
-                    "snapshot-create",
-                    problem,
-                    resource_id=action.disk_id,
-                    details={"snapshotName": action.snapshot_name, "slot": request.slot},
+                vm_out.failed(
+                    "snapshot-create", problem, resource_id=action.disk_id, details=details
                 )
     prunes = plan_prunes(due, disks, snapshots, policies, config, request.slot)
     planned = sum(len(p.creates) for p in plan.vms)
     _record_prunes(out, prunes, dry_run=False)
+    good = planned - failed - missing
     out.row(
         "run-end",
         Status.FAILED if failed or prunes.refused else Status.SUCCEEDED,
-        count=planned - failed,
+        count=good,
         details={
             "slot": request.slot,
             "totals": {
                 "vms": len(plan.vms),
                 "snapshotsPlanned": planned,
-                "snapshotsGood": planned - failed,
+                "snapshotsGood": good,
                 "snapshotsFailed": failed,
+                "snapshotsNotTaken": missing,
                 "prunesDue": sum(len(p.delete) for p in prunes.disks),
                 "pruneRefused": bool(prunes.refused),
             },
@@ -469,6 +578,12 @@ def confirm_night(request: RotationConfirmRequest, ctx: Context) -> Result:
     return Send(*outgoing)
 
 
+NOT_TAKEN = (
+    "not found after the create window: never taken (its snapshot-create row says why) "
+    "or taken later; its prunes wait for the next night"
+)
+
+
 def _not_good(tonight: Snapshot | None) -> str | None:
     """Why a snapshot that should exist after the create window is not good (None: it is)."""
     if tonight is None:
@@ -481,6 +596,42 @@ def _not_good(tonight: Snapshot | None) -> str | None:
     )
 
 
+def _not_confirmed(
+    ctx: Context,
+    request: RotationConfirmRequest,
+    out: Outcomes,
+    vms: list[Vm] | None,
+    disks: dict[str, Disk] | None,
+    error: UnavailableError,
+) -> Result:
+    """Azure would not list what the confirm needs: every disk it cannot confirm says so, with
+    the cause; no prunes tonight (the next night's confirm plans them again); never poison."""
+    reason = (
+        f"not confirmed: Azure did not answer the confirm's lists after {ctx.put_backs + 1} "
+        f"tries ({error}); prunes wait for the next night"
+    )
+    details = {"slot": request.slot, "putBacks": ctx.put_backs}
+    planned = 0
+    if vms is not None and disks is not None:  # the snapshot list failed: the plan is known
+        config = rotation_config(ctx.rt, request.subscription_id)
+        plan = plan_night(vms, disks, [], ctx.policies, config, parse_slot(request.slot))
+        for vm_plan in plan.vms:
+            vm_out = out.bind(vm=vm_plan.vm, policy=vm_plan.policy)
+            for action in vm_plan.creates:
+                planned += 1
+                vm_out.row(
+                    "snapshot-create",
+                    Status.UNCONFIRMED,
+                    reason,
+                    resource_id=action.disk_id,
+                    details={**details, "snapshotName": action.snapshot_name},
+                )
+    else:  # not even the VMs or disks: the subscription as a whole
+        out.row("snapshot-create", Status.UNCONFIRMED, reason, details=details)
+    out.failed("run-end", reason, count=0, details={**details, "unconfirmed": planned})
+    return Done("not confirmed")
+
+
 def confirm_vm(request: RotationConfirmVmRequest, ctx: Context) -> Result:
     """One VM's set after its create window: one GET per snapshot, a row per disk.
 
@@ -489,7 +640,11 @@ def confirm_vm(request: RotationConfirmVmRequest, ctx: Context) -> Result:
     """
     out = _vm_out(ctx, request)
     group = ctx.settings.snapshot_group(request.subscription_id)
-    for disk in request.disks:
+    for index, disk in enumerate(request.disks):
+        reads = ctx.compute.read_headroom(request.subscription_id)
+        if reads is not None and reads < MIN_READ_HEADROOM:
+            rest = request.model_copy(update={"disks": request.disks[index:]})
+            return PutBack(HEADROOM_WAIT_SECONDS, f"read headroom {reads} is low", rest)
         snapshot_id = snapshot_id_of(request.subscription_id, group, disk.snapshot_name)
         problem = _not_good(ctx.compute.get_snapshot(snapshot_id))
         disk_out = out.bind(
@@ -576,6 +731,11 @@ def prune_snapshots(request: RotationPruneRequest, ctx: Context) -> Result:
             # A backlog of prunes must not empty the delete bucket and meet 429s: wait a little
             # (before reading: the reads are for the delete, and would be stale by then).
             return PutBack(HEADROOM_WAIT_SECONDS, f"delete headroom {headroom} is low", rest)
+        reads = compute.read_headroom(request.subscription_id)
+        if reads is not None and reads < MIN_READ_HEADROOM:
+            # Two GETs per victim: a long prune must not empty the read bucket the night's
+            # plans and confirms list with.
+            return PutBack(HEADROOM_WAIT_SECONDS, f"read headroom {reads} is low", rest)
         try:
             victim = compute.get_snapshot(snapshot_id)
             if victim is not None and not request.orphan and victim.source_unique_id:

@@ -95,14 +95,26 @@ class FakeCompute:
         self.deletes_left: int | None = None
         self.reads_left: int | None = None
         self.state = "Succeeded"
+        self.errors: dict[str, list[Exception]] = {}  # target (lower) -> its next writes' errors
+        self.silent: dict[str, int] = {}  # list method -> how many next calls get no answer
+
+    def _listing(self, method: str) -> None:
+        from shared.ports import UnavailableError
+
+        if self.silent.get(method, 0) > 0:
+            self.silent[method] -= 1
+            raise UnavailableError(f"HTTP 503 ServiceUnavailable: {method} (after retries)", 503)
 
     def list_vms(self, subscription_id: str) -> list:  # type: ignore[type-arg]
+        self._listing("list_vms")
         return list(self.vms)
 
     def list_disks(self, subscription_id: str) -> list:  # type: ignore[type-arg]
+        self._listing("list_disks")
         return list(self.disks.values())
 
     def list_snapshots(self, subscription_id: str, resource_group: str) -> list:  # type: ignore[type-arg]
+        self._listing("list_snapshots")
         return [
             s for s in self.snapshots.values() if s.resource_group.lower() == resource_group.lower()
         ]
@@ -123,6 +135,8 @@ class FakeCompute:
         if self.throttle > 0:
             self.throttle -= 1
             raise ThrottledError(2.0)
+        if self.errors.get(target.lower()):
+            raise self.errors[target.lower()].pop(0)
         code = self.refuse.get(target.lower())
         if code:
             raise RefusedError(code, f"refused {kind} of {target}")

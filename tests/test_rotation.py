@@ -11,6 +11,7 @@ from shared import dispatch, messages, rotation
 from shared.names import Queue, Timer
 from shared.planning import RotationConfig
 from shared.policies import parse_policies
+from shared.ports import LimitReachedError, RefusedError, ThrottledError
 from shared.snapshots import snapshot_name
 from tests.builders import SUB, disk, night, snapshot_of, vm
 from tests.conftest import base_settings
@@ -223,8 +224,14 @@ def test_refusals_are_blocked_and_the_rest_goes_on() -> None:
     [blocked] = world.ops("snapshot-create", "blocked")
     assert blocked.reason.startswith("ScopeLocked")  # type: ignore[union-attr]
     assert len(world.names()) == 2
-    [failed] = world.ops("snapshot-create", "failed")  # the confirm step sees it missing
-    assert failed.reason == "not found after the create window"
+    # Blocked is final for the night: the confirm sees it missing and never calls it failed.
+    assert not world.ops("snapshot-create", "failed")
+    [missing] = world.ops("snapshot-create", "unconfirmed")
+    assert missing.resource_id == world.disks[1].id
+    assert (missing.reason or "").startswith("not found after the create window: never taken")
+    [end] = world.ops("run-end")
+    assert end.status == "succeeded"
+    assert end.details["totals"]["snapshotsNotTaken"] == 1
 
 
 def test_no_prune_for_a_disk_whose_snapshot_tonight_is_not_good() -> None:
@@ -440,3 +447,219 @@ def test_a_hold_on_a_snapshot_survives_a_duplicate_rotation_vm() -> None:
     deliver(world.rt, web, dequeue_count=2)  # the host delivers it again
     assert len(world.compute.writes) == writes, "no PUT over what exists"
     assert world.compute.snapshots[taken].tags == {"lifeboat:hold": "x"}
+
+
+# ------------------------------------------------------------ Azure's faults and limits
+
+
+def rows_of(world: World, disk_id: str) -> list[tuple[str, str]]:
+    """(status, reason) of every snapshot-create row about one disk, in order."""
+    return [
+        (o.status.value, o.reason or "")
+        for o in world.ops("snapshot-create")
+        if (o.resource_id or "").lower() == disk_id.lower()
+    ]
+
+
+@pytest.mark.parametrize(
+    "held",
+    [
+        pytest.param(
+            ThrottledError(1200, "throttled: OperationNotAllowed"), id="compute-429-1200s"
+        ),
+        pytest.param(
+            ThrottledError(300, "snapshot limit: 7 per disk every 5 minutes: Up to 7 ..."),
+            id="seven-per-five-minutes",
+        ),
+    ],
+)
+def test_a_create_azure_holds_back_waits_is_confirmed_late_and_never_fails(
+    held: ThrottledError,
+) -> None:
+    world = World()
+    web_data = world.disks[1]
+    world.compute.errors[web_data.id.lower()] = [held]
+    world.start(27)
+    world.drain_queue("rotation-plan")
+    world.drain_queue("rotation-vm")  # web-os is taken, web-data goes back on the queue
+    [back] = world.queues.sent["rotation-vm"]
+    assert world.queues.visibility["rotation-vm"][-1] >= held.retry_after  # never earlier
+    assert [d.disk_id for d in messages.decode(back)[1].disks] == [web_data.id]  # type: ignore[attr-defined]
+    [waiting] = world.ops("snapshot-create", "waiting")
+    assert waiting.details["heldSeconds"] == held.retry_after
+    assert waiting.reason == f"held by Azure: {held}"
+    # The night's confirm (the create window plus 15 minutes) comes before the work that Azure
+    # held, as it may in Azure: the put-back waits Retry-After plus jitter...
+    world.clock.advance(seconds=held.retry_after + 900)
+    world.drain_queue("rotation-plan")
+    # ... the held create goes when the window reopens, and confirms itself.
+    world.drain_queue("rotation-vm")
+    world.drain_queue("rotation-plan")
+    assert rows_of(world, web_data.id) == [
+        ("waiting", f"held by Azure: {held}"),
+        ("unconfirmed", rotation.NOT_TAKEN),
+        ("succeeded", ""),
+        ("succeeded", ""),
+    ]
+    assert world.ops("snapshot-create")[-1].details["confirmed"] is True
+    assert not world.ops("snapshot-create", "failed")
+    assert len(world.names()) == 3
+
+
+def test_a_create_held_briefly_is_confirmed_by_the_night_alone() -> None:
+    world = World()
+    world.compute.errors[world.disks[1].id.lower()] = [ThrottledError(2.0)]
+    world.night(27)
+    statuses = [s for s, _ in rows_of(world, world.disks[1].id)]
+    # drain ignores delays: the confirm still came before the put-back work.
+    assert statuses == ["waiting", "unconfirmed", "succeeded"]
+    assert not world.queues.sent.get("rotation-plan"), "no confirm of its own: it was not late"
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "reason"),
+    [
+        pytest.param(
+            LimitReachedError("SnapshotsLimitReached", "...", "snapshot limit: 500 per disk"),
+            "waiting",
+            "snapshot limit: 500 per disk",
+            id="500-per-disk-waits-for-the-prunes",
+        ),
+        pytest.param(
+            RefusedError(
+                "OperationNotAllowed",
+                "snapshot limit: 75,000 per subscription and region: Operation could not ...",
+            ),
+            "blocked",
+            "OperationNotAllowed: snapshot limit: 75,000 per subscription and region: "
+            "Operation could not ...",
+            id="75000-per-region-is-blocked",
+        ),
+    ],
+)
+def test_a_limit_that_lasts_the_night_is_reported_once_and_never_failed(
+    error: Exception, status: str, reason: str
+) -> None:
+    world = World()
+    web_data = world.disks[1]
+    world.compute.errors[web_data.id.lower()] = [error]
+    world.night(27)
+    assert rows_of(world, web_data.id) == [(status, reason), ("unconfirmed", rotation.NOT_TAKEN)]
+    assert not world.ops("rotation-vm", "waiting"), "no put-back: it would not heal tonight"
+    assert not [o for o in world.reporter.outcomes if o.status.value == "failed"]
+    [end] = world.ops("run-end")
+    assert end.status.value == "succeeded"
+    assert end.details["totals"]["snapshotsNotTaken"] == 1
+    assert len(world.names()) == 2
+    # No prune for that disk (tonight's snapshot is not good); the others' go on.
+    assert not world.queues.sent.get("rotation-prune-poison")
+
+
+def test_plan_lists_azure_does_not_answer_are_put_back_then_fail_the_plan_not_poison() -> None:
+    world = World()
+    world.compute.silent["list_vms"] = 99
+    world.night(27)
+    waits = world.ops("rotation-plan", "waiting")
+    assert [w.details["afterSeconds"] for w in waits] == [60, 120, 240]
+    assert all("Azure did not answer the inventory" in (w.reason or "") for w in waits)
+    [failed] = world.ops("rotation-plan", "failed")
+    assert failed.reason is not None
+    assert failed.reason.startswith("Azure did not answer the inventory lists after 4 tries")
+    assert "HTTP 503" in failed.reason
+    assert failed.subscription_id == SUB
+    assert world.ops("run-end", "failed")
+    assert not world.queues.sent.get("rotation-plan-poison")
+    assert world.compute.writes == []
+
+
+def test_plan_lists_that_answer_again_within_the_tries_plan_the_night() -> None:
+    world = World()
+    world.compute.silent["list_snapshots"] = 2
+    world.night(27)
+    assert len(world.ops("rotation-plan", "waiting")) == 2
+    assert len(world.ops("snapshot-create", "succeeded")) == 3
+    assert world.ops("run-end", "succeeded")
+
+
+@pytest.mark.parametrize(
+    ("silent", "rows"),
+    [
+        pytest.param("list_snapshots", 3, id="snapshot-list-each-planned-disk"),
+        pytest.param("list_vms", 1, id="vm-list-the-subscription"),
+    ],
+)
+def test_confirm_lists_azure_does_not_answer_leave_disks_unconfirmed_and_prunes_waiting(
+    silent: str, rows: int
+) -> None:
+    world = World()
+    for day in range(20, 27):
+        world.night(day)
+    world.start(27)
+    world.drain_queue("rotation-plan")
+    world.drain_queue("rotation-vm")
+    world.compute.silent[silent] = 99
+    world.drain()
+    assert len(world.ops("rotation-confirm", "waiting")) == 3
+    unconfirmed = world.ops("snapshot-create", "unconfirmed")
+    assert len(unconfirmed) == rows
+    assert all(
+        "Azure did not answer the confirm's lists after 4 tries" in (o.reason or "")
+        for o in unconfirmed
+    )
+    assert all("prunes wait for the next night" in (o.reason or "") for o in unconfirmed)
+    if rows == 3:
+        assert {o.resource_id for o in unconfirmed} == {d.id for d in world.disks}
+    tonight = [o for o in world.reporter.outcomes if o.details.get("slot") == "202611270200"]
+    assert not [o for o in tonight if o.operation == "snapshot-delete"], "prunes wait"
+    assert [o.status.value for o in tonight if o.operation == "run-end"] == ["failed"]
+    assert not world.queues.sent.get("rotation-plan-poison")
+    # The next night confirms and prunes as usual: nothing was skipped for good.
+    world.compute.silent.clear()
+    world.night(28)
+    assert world.ops("run-end", "succeeded")
+
+
+def test_low_read_headroom_defers_prunes_and_a_vms_confirm_before_they_read() -> None:
+    world = World()
+    prunes = confirmed_night(world)
+    assert prunes
+    world.compute.reads_left = 10  # under MIN_READ_HEADROOM: the GETs wait
+    reads, writes = len(world.compute.reads), len(world.compute.writes)
+    assert world.drain_queue("rotation-prune") == len(prunes)
+    assert len(world.queues.sent["rotation-prune"]) == len(prunes), "all went back"
+    assert (len(world.compute.reads), len(world.compute.writes)) == (reads, writes)
+    assert all(
+        (o.reason or "") == "read headroom 10 is low"
+        for o in world.ops("rotation-prune", "waiting")
+    )
+    world.compute.reads_left = rotation.MIN_READ_HEADROOM
+    world.drain()
+    assert len(world.compute.writes) > writes, "the prunes went on once the reads refilled"
+    # A VM's own confirm (onboarding's, a late night set) waits the same way.
+    confirm = messages.RotationConfirmVmRequest(
+        subscriptionId=SUB,
+        vmId=world.compute.vms[1].id,
+        vmName="db",
+        resourceGroup="rg-app",
+        policy="daily",
+        slot="202611270200",
+        setId="s",
+        disks=[
+            messages.DiskSnapshot(
+                diskId=world.disks[2].id,
+                uniqueId=world.disks[2].unique_id,
+                location="westeurope",
+                snapshotName=snapshot_name(
+                    world.disks[2].id, world.disks[2].unique_id, "202611270200"
+                ),
+            )
+        ],
+    )
+    text = messages.encode(
+        messages.make_envelope(confirm, run_id="r", idempotency_key="k", created=night(27))
+    )
+    world.compute.reads_left = 0
+    reads = len(world.compute.reads)
+    result = deliver(world.rt, text)
+    assert isinstance(result, dispatch.PutBack)
+    assert len(world.compute.reads) == reads
