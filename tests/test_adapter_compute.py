@@ -406,9 +406,10 @@ def test_seventy_five_thousand_per_region_is_blocked_with_the_reason() -> None:
 
 
 def test_compute_429_stays_a_throttle_though_its_code_is_operation_not_allowed() -> None:
-    adapter, _ = compute(compute_throttled("7", policy="CreateUpdateDisks30Min"))
+    adapter, _ = compute(compute_throttled("7", policy="HighCostSnapshotCreateHydrate30Min"))
     error, _ = throttled(lambda: adapter.begin_create_snapshot(snapshot_request()))
     assert error.retry_after == 7
+    assert str(error) == "throttled: OperationNotAllowed (HighCostSnapshotCreateHydrate30Min)"
 
 
 # ---------------------------------------------------- the limits, from the stand-in, real SDK

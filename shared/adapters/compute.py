@@ -334,7 +334,11 @@ def translate(error: HttpResponseError) -> Exception:
     status = error.status_code or 0
     code = _error_code(error)
     if status == 429:
-        return ThrottledError(_retry_after(error), f"throttled: {code or 'TooManyRequests'}")
+        policy = _throttling_policy(error)
+        return ThrottledError(
+            _retry_after(error),
+            f"throttled: {code or 'TooManyRequests'}" + (f" ({policy})" if policy else ""),
+        )
     message = _error_message(error)
     if status == 409 and code.lower() == "snapshotslimitreached":
         return LimitReachedError(code, message, DISK_LIMIT)
@@ -360,6 +364,14 @@ def _error_code(error: HttpResponseError) -> str:
         return str(body.get("error", {}).get("code") or "")
     except Exception:
         return ""
+
+
+def _throttling_policy(error: HttpResponseError) -> str | None:
+    """The Compute policy a 429 names (`details[].target`: HighCostSnapshotCreateHydrate30Min)."""
+    for detail in getattr(getattr(error, "error", None), "details", None) or []:
+        if str(getattr(detail, "code", "")).lower() == "toomanyrequests" and detail.target:
+            return str(detail.target)
+    return None
 
 
 def _error_message(error: HttpResponseError) -> str:
