@@ -12,7 +12,7 @@ translated in one place (`translate`):
   75,000 snapshots per subscription and region -> `RefusedError` (blocked) saying so;
 - other refusals that will not heal -> `RefusedError`;
 - 5xx, 408, timeouts and dropped connections that outlast the bounded SDK retries ->
-  `UnavailableError`.
+  `UnavailableError` (`call_compute`).
 
 Models are read through their REST JSON (`as_dict()`), the shape the REST specs document, so SDK
 generator differences do not leak into Lifeboat.
@@ -216,16 +216,16 @@ class AzureCompute:
 
     def list_vms(self, subscription_id: str) -> list[Vm]:
         pages = self.client(subscription_id).virtual_machines.list_all()
-        return call_arm(lambda: [vm_from_rest(v.as_dict()) for v in pages])
+        return call_compute(lambda: [vm_from_rest(v.as_dict()) for v in pages])
 
     def list_disks(self, subscription_id: str) -> list[Disk]:
         pages = self.client(subscription_id).disks.list()
-        return call_arm(lambda: [disk_from_rest(d.as_dict()) for d in pages])
+        return call_compute(lambda: [disk_from_rest(d.as_dict()) for d in pages])
 
     def list_snapshots(self, subscription_id: str, resource_group: str) -> list[Snapshot]:
         pages = self.client(subscription_id).snapshots.list_by_resource_group(resource_group)
         try:
-            return call_arm(lambda: [snapshot_from_rest(s.as_dict()) for s in pages])
+            return call_compute(lambda: [snapshot_from_rest(s.as_dict()) for s in pages])
         except ResourceNotFoundError:
             log.warning(
                 "snapshot resource group %s does not exist in %s", resource_group, subscription_id
@@ -264,7 +264,7 @@ class AzureCompute:
             },
         }
         client = self.client(request.subscription_id)
-        call_arm(
+        call_compute(
             lambda: client.snapshots.begin_create_or_update(  # type: ignore[call-overload]
                 request.resource_group, request.name, body, polling=False
             )
@@ -274,7 +274,7 @@ class AzureCompute:
         sub, group, name = _split(snapshot_id, "snapshots")
         client = self.client(sub)
         try:
-            call_arm(lambda: client.snapshots.begin_delete(group, name, polling=False))
+            call_compute(lambda: client.snapshots.begin_delete(group, name, polling=False))
         except ResourceNotFoundError:
             log.info("snapshot %s was already gone", snapshot_id)
 
@@ -292,7 +292,7 @@ class AzureCompute:
             if response.status_code >= 400:
                 raise HttpResponseError(response=response)
 
-        call_arm(send)
+        call_compute(send)
 
     def write_headroom(self, subscription_id: str) -> int | None:
         return self.headroom.estimate("writes", subscription_id)
@@ -315,15 +315,28 @@ def call_arm(action: Callable[[], T]) -> T:
         raise
     except HttpResponseError as e:
         raise translate(e) from e
+
+
+def call_compute(action: Callable[[], T]) -> T:
+    """`call_arm` for the Compute port: what Azure did not answer, even after the retry policy's
+    tries (5xx, 408, a timeout, a reset), leaves as `UnavailableError` for the handler to put its
+    work back. (The drill adapter shares `call_arm` and lets those reach the host.)"""
+    try:
+        return call_arm(action)
     except (ServiceRequestError, ServiceResponseError) as e:
-        # No answer at all (a timeout, a reset), even after the retry policy's tries.
         raise UnavailableError(f"Azure did not answer: {type(e).__name__}: {e}"[:500]) from e
+    except HttpResponseError as e:
+        status = e.status_code or 0
+        if status == 408 or status >= 500:
+            message = f"HTTP {status} {_error_code(e)}: {_error_message(e)}"
+            raise UnavailableError(message, status) from e
+        raise
 
 
 def _found(get: Callable[[], Any]) -> dict[str, Any] | None:
     """One GET as the REST body (a dict), or None when Azure says it does not exist."""
     try:
-        body: dict[str, Any] = call_arm(get).as_dict()
+        body: dict[str, Any] = call_compute(get).as_dict()
     except ResourceNotFoundError:
         return None
     return body
@@ -348,8 +361,6 @@ def translate(error: HttpResponseError) -> Exception:
         return RefusedError(code, f"{REGION_LIMIT}: {message}")
     if code.lower() in UNHEALABLE or code.lower().startswith("clouddos") or status in (403, 409):
         return RefusedError(code or f"HTTP{status}", message)
-    if status == 408 or status >= 500:
-        return UnavailableError(f"HTTP {status} {code or ''}: {message}".strip(), status)
     return error
 
 
