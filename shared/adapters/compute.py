@@ -5,7 +5,7 @@ translated in one place (`translate`):
 
 - 429 (ARM's wrapped body or Compute's own) -> `ThrottledError` with the server's Retry-After;
 - the platform's snapshot limits (REFERENCE.md, "Managed disks and snapshots"; the codes and
-  messages are the stand-in's best reading, emulator/README.md "Limits"):
+  messages are the best reading in the stand-in README, "Limits"):
   7 incremental snapshots per disk every 5 minutes -> `ThrottledError` after 5 minutes;
   500 incremental snapshots per disk (`SnapshotsLimitReached`) -> `LimitReachedError`: it lifts
   when snapshots are deleted, so the disk waits for the next night's prunes;
@@ -79,7 +79,7 @@ UNHEALABLE = frozenset(
 DEFAULT_RETRY_AFTER = 30.0
 
 # The snapshot limits, told apart by what Azure says (REFERENCE.md; the messages are the
-# stand-in's best reading of the documentation's sentences, emulator/README.md "Limits").
+# best reading of the documentation's sentences in the stand-in README, "Limits").
 BURST_LIMIT = "snapshot limit: 7 per disk every 5 minutes"
 BURST_WAIT_SECONDS = 300.0  # the window is 5 minutes: a later try finds it open
 DISK_LIMIT = "snapshot limit: 500 per disk"
