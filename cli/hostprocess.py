@@ -17,6 +17,9 @@ from typing import IO, Any
 from cli.localhost import ROOT
 from cli.processes import stop_process_group
 
+# A host busy with a large night answers its admin API late, not never.
+STATUS_TIMEOUT = 60.0
+
 
 @dataclass
 class HostProcess:
@@ -39,21 +42,52 @@ class HostProcess:
         return self.eventgrid_url.rsplit("code=", 1)[1]
 
     def status(self) -> dict[str, Any]:
-        with urllib.request.urlopen(f"{self.base_url}/admin/host/status", timeout=10) as r:
-            return json.load(r)  # type: ignore[no-any-return]
+        """The host's status; a host too busy to answer within the read timeout is not idle."""
+        try:
+            with urllib.request.urlopen(
+                f"{self.base_url}/admin/host/status", timeout=STATUS_TIMEOUT
+            ) as r:
+                return json.load(r)  # type: ignore[no-any-return]
+        except TimeoutError:
+            if self.proc.poll() is not None:
+                raise
+            return {"state": "Busy", "idle": False, "functions": {}}
 
-    def wait_idle(self, *, timeout: float = 60.0, settle: float = 0.5) -> None:
-        """Until no function runs and every trigger queue is empty, for `settle` seconds."""
-        deadline = time.monotonic() + timeout
+    def activity(self) -> tuple[int, int]:
+        """Outcomes so far and invocations finished: it moves while the host works."""
+        functions = self.status().get("functions", {})
+        finished = sum(f.get("succeeded", 0) + f.get("failed", 0) for f in functions.values())
+        return len(self.outcomes), finished
+
+    def wait_idle(
+        self, *, timeout: float | None = 60.0, settle: float = 0.5, stall: float | None = None
+    ) -> None:
+        """Until no function runs and every trigger queue is empty, for `settle` seconds.
+
+        With `timeout` None there is no deadline: a long night is waited out for as long as it
+        moves; with `stall` it gives up after that many seconds in which no outcome arrived and
+        no invocation finished."""
+        started = time.monotonic()
         quiet_since: float | None = None
-        while time.monotonic() < deadline:
+        moved_at, last = started, self.activity() if stall is not None else (0, 0)
+        while timeout is None or time.monotonic() - started < timeout:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the host exited with code {self.proc.returncode}")
             if self.status()["idle"]:
                 quiet_since = quiet_since or time.monotonic()
                 if time.monotonic() - quiet_since >= settle:
                     return
             else:
                 quiet_since = None
-            time.sleep(0.1)
+            if stall is not None:
+                now = self.activity()
+                if now != last:
+                    moved_at, last = time.monotonic(), now
+                elif time.monotonic() - moved_at > stall:
+                    raise TimeoutError(
+                        f"the host did nothing for {stall:.0f} s and is not idle: {self.status()}"
+                    )
+            time.sleep(0.1 if stall is None else 0.5)
         raise TimeoutError(f"the host was not idle within {timeout:.0f} s: {self.status()}")
 
     def invoke(self, function: str) -> None:
@@ -64,17 +98,27 @@ class HostProcess:
             method="POST",
             headers={"x-functions-key": self.key, "Content-Type": "application/json"},
         )
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=STATUS_TIMEOUT) as response:
             if response.status != 202:
                 raise RuntimeError(f"could not invoke {function}: HTTP {response.status}")
 
     def wait_for(
-        self, predicate: Callable[[list[dict[str, Any]]], bool], *, timeout: float = 30.0
+        self,
+        predicate: Callable[[list[dict[str, Any]]], bool],
+        *,
+        timeout: float = 30.0,
+        while_moving: bool = False,
     ) -> list[dict[str, Any]]:
-        """Wait until the outcomes so far satisfy `predicate`; return them."""
+        """Wait until the outcomes so far satisfy `predicate`; return them.
+
+        With `while_moving`, `timeout` counts from the latest new outcome, not from the start:
+        a long night that keeps reporting is never cut short."""
         deadline = time.monotonic() + timeout
+        seen = len(self.outcomes)
         with self._changed:
             while not predicate(self.outcomes):
+                if while_moving and len(self.outcomes) != seen:
+                    seen, deadline = len(self.outcomes), time.monotonic() + timeout
                 left = deadline - time.monotonic()
                 if left <= 0 or self.proc.poll() is not None:
                     tail = "\n".join(self.log_lines[-30:])

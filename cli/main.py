@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from typing import Annotated
 
@@ -78,6 +79,8 @@ def _configure_logging(verbose: bool) -> None:
 
 def main() -> None:
     _configure_logging(verbose=False)
+    # A terminated command unwinds like an interrupted one, so it stops what it started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     app()
 
 

@@ -27,6 +27,7 @@ from rich.table import Table
 from cli.exits import Exit, require, stand_in_of
 from cli.host_cmd import read_app_settings
 from cli.hostprocess import running_host, write_json
+from cli.progress import Gauges, LiveProgress, count_writes, duration, queue_depth
 
 FAST_HOST = {"extensions": {"queues": {"maxPollingInterval": "00:00:01"}}}
 
@@ -144,6 +145,10 @@ def _print(console: Console, document: dict[str, Any]) -> None:
             console.print(f"[yellow]warning:[/] {warning}")
 
 
+PROBLEM_STATUSES = ("failed", "blocked", "refused")
+STALL_SECONDS = 600.0  # a night in which nothing happens for this long has stopped
+
+
 def run_command(
     settings: Annotated[Path | None, typer.Option(help="local.settings.json to read")] = None,
     emulator_endpoints: Annotated[
@@ -152,39 +157,106 @@ def run_command(
     storage_endpoints: Annotated[
         Path | None, typer.Option(help="Azurite endpoints file (default: start one)")
     ] = None,
-    timeout: Annotated[float, typer.Option(help="seconds to wait for the night")] = 3600,
+    timeout: Annotated[
+        float | None,
+        typer.Option(help="seconds to wait for the night (default: as long as it moves)"),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON document on stdout")] = False,
 ) -> None:
-    """Run one night of rotation now, through the local host, and summarise its outcomes."""
+    """Run one night of rotation now, through the local host, and summarise its outcomes.
+
+    Shows its progress on a terminal; exits 1 when any outcome failed, was blocked or refused."""
     from cli.azurite import running_azurite, write_endpoints
 
+    config, _ = read_app_settings("run", settings, emulator=emulator_endpoints)
+    require(stand_in_of(emulator_endpoints))
     console = Console(stderr=True)
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="lifeboat-run-") as tmp, running_azurite() as azurite:
-        work = Path(tmp)
-        if storage_endpoints is None:
-            storage_endpoints = work / "azurite.json"
-            write_endpoints(azurite, storage_endpoints)
-        args = [
-            "--storage-endpoints",
-            str(storage_endpoints),
-            "--no-timers",
-            "--host-overrides",
-            str(write_json(work / "host.json", FAST_HOST)),
-        ]
-        if settings:
-            args += ["--settings", str(settings)]
-        if emulator_endpoints:
-            clock = json.loads(emulator_endpoints.read_text())["clock"]
-            args += ["--emulator-endpoints", str(emulator_endpoints), "--clock", clock]
-        with running_host(args) as host:
-            host.invoke("rotation_timer")
-            host.wait_for(lambda rows: any(r["Operation"] == "run-start" for r in rows))
-            host.wait_idle(timeout=timeout, settle=2.0)
-            outcomes = list(host.outcomes)
+    with (
+        tempfile.TemporaryDirectory(prefix="lifeboat-run-") as tmp,
+        LiveProgress(console, enabled=not as_json) as progress,
+    ):
+        progress.phase("starting Azurite")
+        with running_azurite() as azurite:
+            work = Path(tmp)
+            if storage_endpoints is None:
+                storage_endpoints = work / "azurite.json"
+                write_endpoints(azurite, storage_endpoints)
+            connection = json.loads(storage_endpoints.read_text())["connectionString"]
+            args = [
+                "--storage-endpoints",
+                str(storage_endpoints),
+                "--no-timers",
+                "--host-overrides",
+                str(write_json(work / "host.json", FAST_HOST)),
+            ]
+            if settings:
+                args += ["--settings", str(settings)]
+            if emulator_endpoints:
+                clock = json.loads(emulator_endpoints.read_text())["clock"]
+                args += ["--emulator-endpoints", str(emulator_endpoints), "--clock", clock]
+            progress.phase("starting the local host")
+            with running_host(args) as host:
+                depth = queue_depth(connection)
+                progress.watch(
+                    lambda: Gauges(
+                        in_flight=depth(),
+                        writes=count_writes(host.outcomes),
+                        budget_per_second=config.arm_writes_per_second,
+                    )
+                )
+                progress.phase("rotation: planning")
+                host.invoke("rotation_timer")
+                host.wait_for(lambda rows: any(r["Operation"] == "run-start" for r in rows))
+                progress.phase("rotation: snapshots and prunes")
+                host.wait_idle(timeout=timeout, settle=2.0, stall=STALL_SECONDS)
+                outcomes = list(host.outcomes)
+    document = summarise(outcomes, time.monotonic() - started)
+    if as_json:
+        sys.stdout.write(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    else:
+        show_run(console, document)
+    raise typer.Exit(Exit.FOUND_PROBLEMS if document["problems"] else Exit.OK)
+
+
+def summarise(outcomes: list[dict[str, Any]], elapsed: float) -> dict[str, Any]:
+    """The night's outcomes counted by operation and status, its problems, and how long Azure
+    held the work (rows that waited on Azure carry Details.heldSeconds)."""
     tally = Counter(f"{r['Operation']} {r['Status']}" for r in outcomes)
-    for key, count in sorted(tally.items()):
-        console.print(f"  {count:6d}  {key}")
-    console.print(f"one night in {time.monotonic() - started:.0f} s")
+    held = [
+        float(seconds)
+        for r in outcomes
+        if (seconds := (r.get("Details") or {}).get("heldSeconds")) is not None
+    ]
+    problems = sum(n for key, n in tally.items() if key.rsplit(" ", 1)[-1] in PROBLEM_STATUSES)
+    return {
+        "outcomes": dict(sorted(tally.items())),
+        "problems": problems,
+        "elapsedSeconds": round(elapsed, 1),
+        "held": {
+            "rows": len(held),
+            "totalSeconds": round(sum(held), 1),
+            "longestSeconds": round(max(held), 1) if held else None,
+        },
+    }
+
+
+def show_run(console: Console, document: dict[str, Any]) -> None:
+    for key, count in document["outcomes"].items():
+        mark = "red" if key.rsplit(" ", 1)[-1] in PROBLEM_STATUSES else "default"
+        console.print(f"  {count:6d}  [{mark}]{key}[/]")
+    held = document["held"]
+    if held["rows"]:
+        console.print(
+            f"Azure held the work for {duration(held['totalSeconds'])} in all "
+            f"({held['rows']} outcome(s); the longest wait {duration(held['longestSeconds'])})"
+        )
+    verdict = (
+        f"[red]{document['problems']} outcome(s) failed, blocked or refused[/]"
+        if document["problems"]
+        else "[green]no failures[/]"
+    )
+    console.print(f"One night in {duration(document['elapsedSeconds'])}: {verdict}")
 
 
 class _Fixed:
