@@ -53,6 +53,7 @@ from shared.outcomes import Outcomes
 from shared.policies import PolicySet
 from shared.ports import (
     Backup,
+    BlobStoreError,
     Compute,
     DrillCloud,
     RefusedError,
@@ -65,8 +66,6 @@ log = logging.getLogger(__name__)
 
 # A queue hides a message for at most 7 days; keep a minute's margin.
 MAX_VISIBILITY_SECONDS = 7 * 24 * 3600 - 60
-# Poison rows keep this much of a message that could not be decoded.
-MAX_POISON_TEXT = 32_000
 
 
 # ------------------------------------------------------------------------- what handlers return
@@ -506,7 +505,13 @@ def _poison(
     message_type: str | None,
     outcomes: list[Outcome],
 ) -> None:
-    """Move a message that can never succeed to `<queue>-poison` with its reason, and report it."""
+    """Move a message that can never succeed to `<queue>-poison` with its reason, and report it.
+
+    Its full text goes to its blob first; the row keeps its first KiB and the blob's name. If the
+    blob cannot be written the message is poisoned all the same (the poison queue keeps it, and
+    the drain deletes it only once its blob is written) and the row says so."""
+    from shared.poison import keep_text, kept_without_blob
+
     wrapped = json.dumps(
         {
             "reason": reason,
@@ -520,6 +525,13 @@ def _poison(
         raise RuntimeError(
             f"cannot poison message {message_id} from {queue} with reason: too large"
         )
+    try:
+        kept = keep_text(rt.blobs, text)
+    except BlobStoreError as e:
+        log.warning(
+            "message %s from %s: its full text could not be stored: %s", message_id, queue, e
+        )
+        kept = {**kept_without_blob(text), "blobError": str(e)[:2000]}
     rt.queues.send(queue + POISON_SUFFIX, wrapped)
     log.warning("poisoned message %s from %s: %s", message_id, queue, reason)
     Outcomes(
@@ -537,7 +549,7 @@ def _poison(
             "type": message_type,
             "dequeueCount": dequeue_count,
             "messageId": message_id,
-            "message": text[:MAX_POISON_TEXT],
+            **kept,
         },
     )
 

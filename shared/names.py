@@ -27,6 +27,9 @@ class Queue(enum.StrEnum):
 
 
 POISON_SUFFIX = "-poison"
+# The private blob container that keeps poisoned messages' full text, as `sha256/<hex>`
+# (infra/app/storage.bicep creates it and deletes its blobs after 30 days).
+POISON_CONTAINER = "lifeboat-poison"
 
 
 class MessageType(enum.StrEnum):

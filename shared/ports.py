@@ -61,6 +61,22 @@ class Queues(Protocol):
     def delete(self, queue: str, message: ReceivedMessage) -> None: ...
 
 
+class BlobStoreError(Exception):
+    """A blob could not be written (the store was unreachable, refused, or failed)."""
+
+
+class BlobStore(Protocol):
+    """One private blob container, written once per name (poisoned messages' full text)."""
+
+    @property
+    def container(self) -> str: ...
+
+    def put_if_absent(self, name: str, data: bytes) -> None:
+        """Write `data` as blob `name` unless it exists (names are content hashes); raises
+        BlobStoreError when it cannot be written."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class Runtime:
     """The ports and settings one worker process runs with; built once by `services()`.
@@ -77,6 +93,7 @@ class Runtime:
     policies: PolicySet
     backup: Backup
     drills: DrillCloud
+    blobs: BlobStore
 
 
 class ThrottledError(Exception):

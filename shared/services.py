@@ -18,7 +18,16 @@ from typing import Any
 from shared.adapters.clock import SystemClock
 from shared.adapters.log_reporter import JsonLinesReporter
 from shared.policies import PolicySet, load_policies
-from shared.ports import Backup, Clock, Compute, DrillCloud, Queues, Reporter, Runtime
+from shared.ports import (
+    Backup,
+    BlobStore,
+    Clock,
+    Compute,
+    DrillCloud,
+    Queues,
+    Reporter,
+    Runtime,
+)
 from shared.settings import Settings
 
 _lock = threading.Lock()
@@ -41,7 +50,7 @@ def override_services(*, settings: Settings | None = None, **ports: Any) -> None
     """Bind some ports to something else (the local host's clock, a test's fakes).
 
     Takes the keywords of `build_runtime` (clock, reporter, queues, compute, policies, backup,
-    drills); None leaves a port as it is.
+    drills, blobs); None leaves a port as it is.
     """
     global _runtime
     unknown = set(ports) - set(inspect.signature(build_runtime).parameters)
@@ -77,6 +86,7 @@ def build_runtime(
     policies: PolicySet | None = None,
     backup: Backup | None = None,
     drills: DrillCloud | None = None,
+    blobs: BlobStore | None = None,
 ) -> Runtime:
     """Every port for these settings; what is given is used instead of the Azure adapter.
 
@@ -100,6 +110,7 @@ def build_runtime(
         policies=policies or load_policies(settings.policies_path),
         backup=backup or build_backup(settings),
         drills=drills or build_drills(settings, compute),
+        blobs=blobs or build_blobs(settings),
     )
     runtime.append(built)
     return built
@@ -167,6 +178,23 @@ def build_queues(settings: Settings) -> Queues:
         return StorageQueues.from_identity(settings.storage_queue_uri, credential)
     assert settings.storage_connection is not None  # Settings.from_env guarantees one of the two
     return StorageQueues.from_connection_string(settings.storage_connection)
+
+
+def build_blobs(settings: Settings) -> BlobStore:
+    """The private container for poisoned messages' full text, in the queues' storage account."""
+    from shared.adapters.blobs import StorageBlobs
+    from shared.names import POISON_CONTAINER
+
+    if settings.storage_queue_uri:
+        if not settings.storage_blob_uri:
+            raise ValueError(
+                "AzureWebJobsStorage__blobServiceUri: missing (required with "
+                "AzureWebJobsStorage__queueServiceUri: poisoned messages are kept as blobs)"
+            )
+        credential = _credential(settings, settings.storage_client_id)
+        return StorageBlobs.from_identity(settings.storage_blob_uri, credential, POISON_CONTAINER)
+    assert settings.storage_connection is not None  # Settings.from_env guarantees one of the two
+    return StorageBlobs.from_connection_string(settings.storage_connection, POISON_CONTAINER)
 
 
 _credentials: dict[str | None, Any] = {}

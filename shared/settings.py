@@ -134,6 +134,7 @@ class Settings(BaseModel):
     storage_queue_uri: str | None = Field(
         default=None, alias="AzureWebJobsStorage__queueServiceUri"
     )
+    storage_blob_uri: str | None = Field(default=None, alias="AzureWebJobsStorage__blobServiceUri")
     storage_client_id: str | None = Field(default=None, alias="AzureWebJobsStorage__clientId")
     target_subscriptions: Annotated[
         tuple[uuid.UUID, ...], BeforeValidator(_split_list), Field(min_length=1)

@@ -77,6 +77,25 @@ class MemoryQueues:
         pass
 
 
+class MemoryBlobs:
+    """The BlobStore port in memory: `blobs` by name, `writes` counts every put (repeats too);
+    with `fail` set, every put raises BlobStoreError with that text."""
+
+    def __init__(self, container: str = "lifeboat-poison") -> None:
+        self.container = container
+        self.blobs: dict[str, bytes] = {}
+        self.writes = 0
+        self.fail: str | None = None
+
+    def put_if_absent(self, name: str, data: bytes) -> None:
+        from shared.ports import BlobStoreError
+
+        if self.fail is not None:
+            raise BlobStoreError(self.fail)
+        self.writes += 1
+        self.blobs.setdefault(name, data)
+
+
 class FakeCompute:
     """An in-memory Compute: PUT on an existing name is a no-op, DELETE of a missing one too."""
 
@@ -247,11 +266,13 @@ class Throttled:
 
 
 def runtime(settings, clock, reporter, queues, **ports):  # type: ignore[no-untyped-def]
-    """A Runtime whose ports not given are `Unused` (every port is required in product code)."""
+    """A Runtime whose ports not given are `Unused` (every port is required in product code), but
+    for its blobs: a fresh MemoryBlobs (any refusal may keep a poisoned message's text there)."""
     from shared.ports import Runtime
 
     for name in ("compute", "policies", "backup", "drills"):
         ports.setdefault(name, Unused(name))
+    ports.setdefault("blobs", MemoryBlobs())
     return Runtime(settings, clock, reporter, queues, **ports)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import base64
+import hashlib
 import json
 import math
 import random
@@ -309,6 +310,39 @@ def test_a_message_that_can_never_succeed_is_refused_with_its_reason(
         "refused",
     )
     assert outcome.details["queue"] == "onboarding"
+
+
+# Not JSON, over 1 KiB, a two-byte character straddling the 1,024th byte.
+LONG_UNDECODABLE = "{" + "é" * 1500
+
+
+def test_a_refused_row_keeps_one_kib_and_the_hash_of_the_full_text_kept_in_its_blob() -> None:
+    rt, queues, reporter = world()
+    dispatch.deliver(rt, Queue.ONBOARDING, LONG_UNDECODABLE.encode(), message_id="m-1")
+    full = LONG_UNDECODABLE.encode()
+    [row] = reporter.outcomes
+    kept = row.details["message"]
+    assert len(kept.encode()) <= 1024
+    assert full.startswith(kept.encode())
+    assert len(kept.encode()) == 1023  # the character the cut splits is left out
+    assert row.details["sha256"] == hashlib.sha256(full).hexdigest()
+    assert (row.details["size"], row.details["truncated"]) == (len(full), True)
+    assert row.details["blob"] == f"lifeboat-poison/sha256/{row.details['sha256']}"
+    assert rt.blobs.blobs == {f"sha256/{row.details['sha256']}": full}
+    # The poison queue keeps the whole message too, until the drain has stored it.
+    assert json.loads(queues.sent["onboarding-poison"][0])["message"] == LONG_UNDECODABLE
+
+
+def test_a_refused_message_whose_blob_cannot_be_written_is_poisoned_and_says_so() -> None:
+    rt, queues, reporter = world()
+    rt.blobs.fail = "blob service unavailable"
+    result = dispatch.deliver(rt, Queue.ONBOARDING, LONG_UNDECODABLE.encode(), message_id="m-1")
+    assert isinstance(result, Refuse)
+    assert json.loads(queues.sent["onboarding-poison"][0])["message"] == LONG_UNDECODABLE
+    [row] = reporter.outcomes
+    assert row.details["blob"] is None
+    assert "blob service unavailable" in row.details["blobError"]
+    assert row.details["sha256"] == hashlib.sha256(LONG_UNDECODABLE.encode()).hexdigest()
 
 
 def test_a_transient_failure_raises_and_is_reported_only_on_the_last_delivery(

@@ -93,7 +93,11 @@ def test_sample_settings_list_every_setting_and_are_valid() -> None:
     Settings.from_env(sample)
     read = {f.alias or name for name, f in Settings.model_fields.items()}
     optional_override = "AzureFunctionsJobHost__extensions__queues__maxDequeueCount"
-    identity_only = {"AzureWebJobsStorage__queueServiceUri", "AzureWebJobsStorage__clientId"}
+    identity_only = {
+        "AzureWebJobsStorage__queueServiceUri",
+        "AzureWebJobsStorage__blobServiceUri",
+        "AzureWebJobsStorage__clientId",
+    }
     missing = read - set(sample) - {optional_override} - identity_only
     assert not missing, f"local.settings.sample.json lacks {missing}"
     readme = (ROOT / "README.md").read_text()
