@@ -9,7 +9,10 @@ with the real app, then:
    pruned, and every morning's snapshots are read back; then the drill timer fires and the VMs
    tagged for a drill are restored in isolation, measured and torn down (the stand-in's clock
    runs 60 times faster meanwhile, so a VM boots in a second or two of real time).
-It stops everything it started and exits 0 whatever it found; non-zero only if the demo broke.
+It shows its progress on a terminal (not with --json), ends with the rotation, verification and
+drill tables, stops everything it started and exits 0 whatever it found (it shows failures on
+purpose): 1 only if the demo broke, 3 if what it needs cannot be started or reached. No fixed
+timeout ends a long night: it is waited out for as long as outcomes keep coming.
 """
 
 from __future__ import annotations
@@ -35,8 +38,10 @@ from rich.table import Table
 
 from cli.azurite import running_azurite, write_endpoints
 from cli.events import post_events, vm_write_event
+from cli.exits import Exit, explain
 from cli.hostprocess import HostProcess, running_host, write_json
 from cli.localhost import ROOT
+from cli.progress import Gauges, LiveProgress, count_writes, duration, queue_depth
 from emulator.process import DEMO_ESTATE, running_emulator
 
 # Fast polling and pacing so a night takes seconds (host.json overrides and app settings).
@@ -62,6 +67,8 @@ STAND_IN_OPTIONS = (
 )
 FIRST_NIGHT_HOUR = 2
 DRILL_HOUR = 4  # local.settings.sample.json's DRILL_SCHEDULE
+# A night, or the drills, in which no outcome arrives for this long has stopped.
+QUIET_SECONDS = 600.0
 
 
 def demo_command(
@@ -85,7 +92,7 @@ def demo_command(
         width=None if sys.stdout.isatty() else 120,
     )
     try:
-        document = _run(console, estate.resolve(), nights)
+        document = _run(console, estate.resolve(), nights, show_progress=not as_json)
         if outcomes_file is not None:
             records = document.pop("outcomeRecords")
             outcomes_file.parent.mkdir(parents=True, exist_ok=True)
@@ -97,8 +104,11 @@ def demo_command(
             requests_file.parent.mkdir(parents=True, exist_ok=True)
             requests_file.write_text(json.dumps(counters, sort_keys=True, indent=2) + "\n")
     except Exception as e:  # the demo itself broke: say so, exit non-zero
-        console.print(f"[red]the demo broke:[/] {type(e).__name__}: {e}")
-        raise typer.Exit(1) from None
+        code, text = explain("demo", e)
+        if code == Exit.FOUND_PROBLEMS:
+            text = f"the demo broke: {type(e).__name__}: {e}"
+        console.print(f"[red]{text}[/]", markup=True, highlight=False)
+        raise typer.Exit(code) from None
     if as_json:
         sys.stdout.write(json.dumps(document, sort_keys=True) + "\n")
         sys.stdout.flush()
@@ -106,7 +116,7 @@ def demo_command(
         _summary(console, document)
 
 
-def _run(console: Console, estate: Path, nights: int) -> dict[str, Any]:
+def _run(console: Console, estate: Path, nights: int, *, show_progress: bool) -> dict[str, Any]:
     settings = json.loads((ROOT / "local.settings.sample.json").read_text())["Values"]
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="lifeboat-demo-") as tmp:
@@ -142,9 +152,21 @@ def _run(console: Console, estate: Path, nights: int) -> dict[str, Any]:
             admin = httpx.Client(
                 base_url=stand_in.admin,
                 verify=ssl.create_default_context(cafile=stand_in.ca_bundle),
-                timeout=30,
+                # A stand-in busy with a large estate answers late, not never.
+                timeout=httpx.Timeout(10.0, read=None),
             )
-            with running_host(args, log=log) as host:
+            with (
+                running_host(args, log=log) as host,
+                LiveProgress(console, enabled=show_progress) as progress,
+            ):
+                depth = queue_depth(azurite.connection_string)
+                progress.watch(
+                    lambda: Gauges(
+                        in_flight=depth(),
+                        writes=count_writes(host.outcomes),
+                        budget_per_second=float(values["ARM_WRITES_PER_SECOND"]),
+                    )
+                )
                 console.print(f"  Azurite queues  {azurite.queue_endpoint}")
                 console.print(f"  Azure stand-in  {stand_in.arm}  (estate {estate.name})")
                 console.print(f"  local host      {host.base_url}")
@@ -159,13 +181,16 @@ def _run(console: Console, estate: Path, nights: int) -> dict[str, Any]:
                     credential_scopes=[stand_in.arm_audience + ".default"],
                 )
                 group = values["SNAPSHOT_RESOURCE_GROUP"]
-                mornings = _nights(console, host, admin, compute, group, nights)
+                mornings, tallies = _nights(console, progress, host, admin, compute, group, nights)
                 outcomes = list(host.outcomes)
             requests = admin.get("/requests", params={"limit": 1}).json()["counters"]
             admin.close()
-    console.print(f"[green]finished in {time.monotonic() - started:.1f} s[/]; all stopped.")
+    elapsed = time.monotonic() - started
+    console.print(f"[green]finished in {duration(elapsed)}[/]; all stopped.")
     return {
         **_document(estate, nights, outcomes, mornings, requests),
+        "rotation": tallies,
+        "elapsedSeconds": round(elapsed, 1),
         "outcomeRecords": outcomes,
         "requestCounters": requests,
     }
@@ -201,20 +226,22 @@ def _poison_flow(console: Console, host: HostProcess, connection_string: str) ->
 
 def _nights(
     console: Console,
+    progress: LiveProgress,
     host: HostProcess,
     admin: httpx.Client,
     compute: ComputeManagementClient,
     group: str,
     nights: int,
-) -> list[dict[str, list[str]]]:
+) -> tuple[list[dict[str, list[str]]], list[dict[str, Any]]]:
     start = datetime.fromisoformat(admin.get("/clock").json()["now"].replace("Z", "+00:00"))
     first = start.replace(hour=FIRST_NIGHT_HOUR, minute=0, second=0, microsecond=0)
     if first <= start:
         first += timedelta(days=1)
-    mornings = []
+    mornings, tallies = [], []
     for night in range(nights):
         slot = first + timedelta(days=night)
         console.rule(f"Night {night + 1}: {slot:%Y-%m-%d %H:%M} UTC")
+        progress.phase(f"night {night + 1}/{nights}: rotation")
         admin.post("/clock", json={"set": slot.strftime("%Y-%m-%dT%H:%M:%SZ")}).raise_for_status()
         stamp = slot.strftime("%Y%m%d%H%M")
 
@@ -225,7 +252,7 @@ def _nights(
             )
 
         host.wait_for(started, timeout=60)
-        host.wait_idle(timeout=120)
+        host.wait_idle(timeout=None, stall=QUIET_SECONDS)
         mornings.append(_morning(compute, group))
         tonight = [
             r
@@ -234,8 +261,10 @@ def _nights(
         ]
         counts = Counter(f"{r['Operation']} {r['Status']}" for r in tonight)
         console.print("  " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+        tallies.append({"slot": stamp, "outcomes": dict(sorted(counts.items()))})
+        progress.phase(f"night {night + 1}/{nights}: drills")
         _drills(console, host, admin, slot.replace(hour=DRILL_HOUR))
-    return mornings
+    return mornings, tallies
 
 
 def _drills(console: Console, host: HostProcess, admin: httpx.Client, at: datetime) -> None:
@@ -260,17 +289,16 @@ def _drills(console: Console, host: HostProcess, admin: httpx.Client, at: dateti
             }
             return bool(planned) and len(done) >= expected
 
-        rows = host.wait_for(reported, timeout=150)
-        host.wait_idle(timeout=60)
+        rows = host.wait_for(reported, timeout=QUIET_SECONDS, while_moving=True)
+        host.wait_idle(timeout=None, stall=QUIET_SECONDS)
     finally:
         admin.post("/clock", json={"rate": 1}).raise_for_status()
     for row in rows:
         if row["RunId"] == run and row["Operation"] == "drill":
             rto, rpo = row.get("RtoSeconds"), row.get("RpoSeconds")
             console.print(
-                f"  drill of {row.get('VmName')}: {row['Status']}, RTO "
-                f"{'-' if rto is None else f'{rto} s'}, RPO {'-' if rpo is None else f'{rpo} s'}"
-                + (f" ({row['Reason']})" if row.get("Reason") else "")
+                f"  drill of {row.get('VmName')}: {row['Status']}, RTO {duration(rto)}, "
+                f"RPO {duration(rpo)}" + (f" ({row['Reason']})" if row.get("Reason") else "")
             )
 
 
@@ -325,6 +353,13 @@ def _document(
 
 
 def _summary(console: Console, document: dict[str, Any]) -> None:
+    rotation = Table(title="Rotation, night by night (outcomes by operation and status)")
+    rotation.add_column("slot")
+    rotation.add_column("outcomes", overflow="fold")
+    for night in document.get("rotation", []):
+        counts = night["outcomes"]
+        rotation.add_row(night["slot"], ", ".join(f"{n} {k}" for k, n in counts.items()))
+    console.print(rotation)
     table = Table(title=f"Snapshots after {document['nights']} night(s), per in-scope disk")
     table.add_column("disk", overflow="fold")
     table.add_column("snapshots", justify="right")
@@ -345,18 +380,36 @@ def _summary(console: Console, document: dict[str, Any]) -> None:
         outcomes.add_row(job, ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     console.print(outcomes)
     drills = Table(title="DR drills (restored in isolation, measured, torn down)")
-    for column in ("VM", "status", "RTO (s)", "target (s)", "RPO (s)", "reason"):
+    for column in ("VM", "status", "RTO", "RTO target", "RPO", "reason"):
         drills.add_column(column, overflow="fold")
     for drill in document["drills"]:
         drills.add_row(
             (drill["vmId"] or "").rsplit("/", 1)[-1],
             drill["status"],
-            str(drill["rtoSeconds"] if drill["rtoSeconds"] is not None else "-"),
-            str(drill["rtoTargetSeconds"] or "-"),
-            str(drill["rpoSeconds"] if drill["rpoSeconds"] is not None else "-"),
+            duration(drill["rtoSeconds"]),
+            duration(drill["rtoTargetSeconds"]),
+            duration(drill["rpoSeconds"]),
             drill["reason"],
         )
     console.print(drills)
+    verification = Table(title="Backup verification (each VM's latest finding)")
+    for column in ("VM", "finding", "RPO", "reason"):
+        verification.add_column(column, overflow="fold")
+    for vm, found in document["verification"].items():
+        rpo = found["rpoSeconds"]
+        verification.add_row(
+            vm.rsplit("/", 1)[-1],
+            found["finding"],
+            "-" if rpo is None else duration(rpo),
+            found["reason"],
+        )
+    if document["verification"]:
+        console.print(verification)
+    else:
+        console.print(
+            "Backup verification: no run in these nights (it runs at 06:00, after the first "
+            "night's drills: try --nights 2)"
+        )
     top = sorted(document["requests"].items(), key=lambda kv: -kv[1])[:8]
     console.print("ARM requests by operation: " + ", ".join(f"{k} {v}" for k, v in top))
 
