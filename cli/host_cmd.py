@@ -86,6 +86,19 @@ def read_app_settings(
         raise typer.Exit(2) from None
 
 
+APP_LOGGERS = ("function_app", "triggers", "shared")
+
+
+def quiet_app_logs(verbose: bool) -> None:
+    """One line per function run: the host's. The app's INFO lines (App Insights' in Azure) and
+    the host's DEBUG lines show with --verbose."""
+    if verbose:
+        logging.getLogger().setLevel(logging.DEBUG)
+        return
+    for name in APP_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def host_command(
     settings: Annotated[
         Path | None,
@@ -119,11 +132,18 @@ def host_command(
         list[str] | None,
         typer.Option(help="fault: FUNCTION[:N] fails N invocations after the handler returned"),
     ] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="log everything (the app's lines, polls) at DEBUG")
+    ] = False,
 ) -> None:
-    """Run the app's functions locally, the way the Azure Functions host does."""
+    """Run the app's functions locally, the way the Azure Functions host does.
+
+    Logs one line per function run at INFO (WARNING when it failed); the app's own log lines,
+    timers firing and tracebacks only with --verbose."""
     from shared.adapters.log_reporter import JsonLinesReporter
     from shared.services import override_services
 
+    quiet_app_logs(verbose)
     try:
         for name, value in load_local_settings(settings or default_settings_file()).items():
             os.environ.setdefault(name, value)

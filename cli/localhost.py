@@ -446,7 +446,7 @@ class LocalHost:
                 next_fire = self._next_occurrence(spec.schedule, now)
             if now is not None and next_fire is not None and now >= next_fire:
                 past_due = now - next_fire > timedelta(seconds=5)
-                log.info(
+                log.debug(
                     "timer %s fires for %s%s",
                     spec.name,
                     next_fire.isoformat(),
@@ -476,19 +476,31 @@ class LocalHost:
     # --- invocations
 
     def _invoke(self, spec: FunctionSpec, value: Any) -> bool:
+        """Run one invocation; log one line for it (INFO, WARNING when it failed)."""
         self.count(spec.name, invocations=1)
+        started = time.monotonic()
         try:
             _call(spec, value)
-        except Exception:
-            log.exception("function %s failed", spec.name)
+        except Exception as e:
+            log.warning(
+                "function %s failed in %.2f s: %s: %s",
+                spec.name,
+                time.monotonic() - started,
+                type(e).__name__,
+                e,
+            )
+            log.debug("function %s failed", spec.name, exc_info=True)
             self.count(spec.name, failed=1)
             return False
         if self._take_injected_failure(spec.name):
             log.warning(
-                "function %s returned, but the host fails the invocation (fault)", spec.name
+                "function %s returned in %.2f s, but the host fails the invocation (fault)",
+                spec.name,
+                time.monotonic() - started,
             )
             self.count(spec.name, failed=1)
             return False
+        log.info("function %s succeeded in %.2f s", spec.name, time.monotonic() - started)
         self.count(spec.name, succeeded=1)
         return True
 
