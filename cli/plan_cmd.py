@@ -15,11 +15,10 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-import humanize
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -116,7 +115,7 @@ def _print(console: Console, document: dict[str, Any]) -> None:
     for subscription, part in document["subscriptions"].items():
         console.rule(subscription)
         creates = Counter(c["vm"].rsplit("/", 1)[-1] for c in part["creates"])
-        window = humanize.naturaldelta(timedelta(seconds=part["windowSeconds"]))
+        window = duration(part["windowSeconds"])
         console.print(f"{len(part['creates'])} snapshot(s), paced over {window}")
         table = Table()
         table.add_column("VM")
@@ -185,16 +184,22 @@ def run_command(
             connection = json.loads(storage_endpoints.read_text())["connectionString"]
             args = [
                 "--storage-endpoints",
-                str(storage_endpoints),
+                str(storage_endpoints.resolve()),
                 "--no-timers",
                 "--host-overrides",
                 str(write_json(work / "host.json", FAST_HOST)),
             ]
+            # The host runs from the project's folder: it is given absolute paths.
             if settings:
-                args += ["--settings", str(settings)]
+                args += ["--settings", str(settings.resolve())]
             if emulator_endpoints:
                 clock = json.loads(emulator_endpoints.read_text())["clock"]
-                args += ["--emulator-endpoints", str(emulator_endpoints), "--clock", clock]
+                args += [
+                    "--emulator-endpoints",
+                    str(emulator_endpoints.resolve()),
+                    "--clock",
+                    clock,
+                ]
             progress.phase("starting the local host")
             with running_host(args) as host:
                 depth = queue_depth(connection)
