@@ -124,7 +124,9 @@ def host_command(
     once: Annotated[
         str | None, typer.Option(help="invoke this timer function once and exit")
     ] = None,
-    no_timers: Annotated[bool, typer.Option(help="do not fire timers on schedule")] = False,
+    no_timers: Annotated[
+        bool, typer.Option("--no-timers", help="do not fire timers on schedule")
+    ] = False,
     duplicate_deliveries: Annotated[
         bool, typer.Option(help="fault: deliver every queue message twice")
     ] = False,

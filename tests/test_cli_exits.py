@@ -169,3 +169,17 @@ def test_help_documents_the_exit_codes() -> None:
         result = CliRunner().invoke(app, [*command, "--help"])
         text = " ".join(result.stdout.split())
         assert "Exit codes: 0 all good; 1 the command worked and found problems" in text, command
+
+
+def test_boolean_flags_read_naturally() -> None:
+    import re
+
+    commands = [[c.name] for c in app.registered_commands] + [
+        ["drill", "start"],
+        ["drill", "status"],
+        ["settings", "check"],
+    ]
+    for command in commands:
+        result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+        assert result.exit_code == 0, command
+        assert not re.search(r"--no-no-", result.stdout), command
