@@ -254,3 +254,27 @@ def test_restricted_storage_is_reached_through_private_endpoints_in_the_apps_net
     assert subnet.evaluate(site["virtualNetworkSubnetId"]) == "/subnets/app"
     none = Bicep(INFRA / "app" / "function.bicep")
     assert none.evaluate(site["virtualNetworkSubnetId"]) is None
+
+
+def test_poisoned_messages_go_to_a_private_container_kept_30_days_written_by_the_app_only() -> None:
+    from shared.names import POISON_CONTAINER
+
+    storage = Bicep(INFRA / "app" / "storage.bicep")
+    resources = storage.tree["resources"]
+    container = resources["poisonContainer"]["config"]
+    assert storage.evaluate(container["name"]) == POISON_CONTAINER
+    assert container["parent"] == "blobService"
+    assert container["properties"]["publicAccess"] == "None"
+
+    [rule] = resources["lifecycle"]["config"]["properties"]["policy"]["rules"]
+    assert rule["enabled"] is True
+    assert rule["definition"]["filters"]["prefixMatch"] == ["${poisonContainerName}/"]
+    delete = rule["definition"]["actions"]["baseBlob"]["delete"]
+    assert storage.evaluate(delete["daysAfterCreationGreaterThan"]) == 30
+
+    # Storage Blob Data Contributor for Lifeboat's identity, on that container only.
+    grant = resources["poisonBlobContributor"]["config"]
+    assert grant["scope"] == "poisonContainer"
+    assert grant["properties"]["principalId"] == "identityPrincipalId"
+    role = grant["properties"]["roleDefinitionId"]["function"]["parameters"]["resource_name_1"]
+    assert storage.evaluate(role) == "ba92f5b4-2d11-453d-a403-e96b0029c9fe"

@@ -1,6 +1,7 @@
 // The function app's storage: host storage (blobs, queues, tables) reached with Lifeboat's
-// identity only (shared keys off), the queues Lifeboat uses, the deployment package container
-// and the Event Grid dead-letter container.
+// identity only (shared keys off), the queues Lifeboat uses, the deployment package container,
+// the Event Grid dead-letter container and the private container of poisoned messages' full text
+// (deleted by a lifecycle rule after poisonRetentionDays).
 
 param name string
 param location string
@@ -18,6 +19,13 @@ param deploymentContainerName string
 @description('Container Event Grid dead-letters undeliverable VM events to.')
 param deadLetterContainerName string
 
+@description('Private container that keeps poisoned messages\' full text as sha256/<hex> (shared/names.py POISON_CONTAINER).')
+param poisonContainerName string = 'lifeboat-poison'
+
+@description('Days a poisoned message\'s blob is kept after it was written; then the lifecycle rule deletes it.')
+@minValue(1)
+param poisonRetentionDays int = 30
+
 @description('Firewall: deny by default, Azure services (Event Grid dead-lettering) bypass; the app comes in through private endpoints.')
 param restrictNetwork bool = false
 
@@ -28,6 +36,9 @@ param allowedIpRanges array = []
 var roles = {
   // Storage Blob Data Owner: the host's leases and the deployment package.
   blobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+  // Storage Blob Data Contributor: Lifeboat's own writes of poisoned messages' full text, on
+  // their container only (stays granted if the host's account-wide role is ever narrowed).
+  blobDataContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
   // Storage Queue Data Contributor: queue triggers, Lifeboat's own paced sends, poison queues.
   queueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
   // Storage Table Data Contributor: the host's timer and scale bookkeeping.
@@ -103,6 +114,49 @@ resource deadLetterContainer 'Microsoft.Storage/storageAccounts/blobServices/con
   }
 }
 
+resource poisonContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: poisonContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+// The drain deletes a poisoned message once its full text is in its blob: the blob is the only
+// copy, kept poisonRetentionDays after it was written (blobs there are written once, never changed).
+resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = {
+  parent: storage
+  name: 'default'
+  properties: {
+    policy: {
+      rules: [
+        {
+          name: 'deletePoisonedMessages'
+          enabled: true
+          type: 'Lifecycle'
+          definition: {
+            filters: {
+              blobTypes: [
+                'blockBlob'
+              ]
+              prefixMatch: [
+                '${poisonContainerName}/'
+              ]
+            }
+            actions: {
+              baseBlob: {
+                delete: {
+                  daysAfterCreationGreaterThan: poisonRetentionDays
+                }
+              }
+            }
+          }
+        }
+      ]
+    }
+  }
+}
+
 resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
   parent: storage
   name: 'default'
@@ -127,6 +181,16 @@ resource blobOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
     principalId: identityPrincipalId
     principalType: 'ServicePrincipal'
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.blobDataOwner)
+  }
+}
+
+resource poisonBlobContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(poisonContainer.id, identityPrincipalId, roles.blobDataContributor)
+  scope: poisonContainer
+  properties: {
+    principalId: identityPrincipalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.blobDataContributor)
   }
 }
 
@@ -157,3 +221,4 @@ output queueEndpoint string = storage.properties.primaryEndpoints.queue
 output tableEndpoint string = storage.properties.primaryEndpoints.table
 output deploymentContainerUrl string = '${storage.properties.primaryEndpoints.blob}${deploymentContainer.name}'
 output deadLetterContainerName string = deadLetterContainer.name
+output poisonContainerName string = poisonContainer.name
