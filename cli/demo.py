@@ -241,7 +241,7 @@ def _nights(
     for night in range(nights):
         slot = first + timedelta(days=night)
         console.rule(f"Night {night + 1}: {slot:%Y-%m-%d %H:%M} UTC")
-        progress.phase(f"night {night + 1}/{nights}: rotation")
+        progress.phase(f"night {night + 1}/{nights}")
         admin.post("/clock", json={"set": slot.strftime("%Y-%m-%dT%H:%M:%SZ")}).raise_for_status()
         stamp = slot.strftime("%Y%m%d%H%M")
 
@@ -262,7 +262,7 @@ def _nights(
         counts = Counter(f"{r['Operation']} {r['Status']}" for r in tonight)
         console.print("  " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
         tallies.append({"slot": stamp, "outcomes": dict(sorted(counts.items()))})
-        progress.phase(f"night {night + 1}/{nights}: drills")
+        progress.phase(f"drills {night + 1}/{nights}")
         _drills(console, host, admin, slot.replace(hour=DRILL_HOUR))
     return mornings, tallies
 

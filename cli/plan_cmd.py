@@ -210,10 +210,10 @@ def run_command(
                         budget_per_second=config.arm_writes_per_second,
                     )
                 )
-                progress.phase("rotation: planning")
+                progress.phase("planning")
                 host.invoke("rotation_timer")
                 host.wait_for(lambda rows: any(r["Operation"] == "run-start" for r in rows))
-                progress.phase("rotation: snapshots and prunes")
+                progress.phase("snapshots")
                 host.wait_idle(timeout=timeout, settle=2.0, stall=STALL_SECONDS)
                 outcomes = list(host.outcomes)
     document = summarise(outcomes, time.monotonic() - started)

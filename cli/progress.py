@@ -128,11 +128,9 @@ def describe(gauges: Gauges, elapsed: float) -> str:
     if gauges.writes is not None:
         rate = gauges.writes / elapsed if elapsed > 0 else 0.0
         budget = (
-            f" of a {gauges.budget_per_second:g}/s budget"
-            if gauges.budget_per_second is not None
-            else ""
+            f" of {gauges.budget_per_second:g}/s" if gauges.budget_per_second is not None else ""
         )
-        parts.append(f"{gauges.writes} writes ({rate:.1f}/s{budget})")
+        parts.append(f"{gauges.writes} writes, {rate:.1f}/s{budget}")
     return " · ".join(parts)
 
 

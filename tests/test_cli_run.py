@@ -66,7 +66,7 @@ def test_writes_are_the_rows_that_sent_a_write_and_durations_read_as_words() -> 
     ]
     assert count_writes(outcomes) == 2
     assert describe(Gauges(in_flight=3, writes=20, budget_per_second=5), elapsed=10) == (
-        "3 in flight · 20 writes (2.0/s of a 5/s budget)"
+        "3 in flight · 20 writes, 2.0/s of 5/s"
     )
     assert duration(0.25) == "0.2 seconds"
     assert duration(7200) == "2 hours"
