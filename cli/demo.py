@@ -110,6 +110,9 @@ def demo_command(
         console.print(f"[red]{text}[/]", markup=True, highlight=False)
         raise typer.Exit(code) from None
     if as_json:
+        # The JSON document keeps its shape: the per-night table and the time are for people.
+        for key in ("rotation", "elapsedSeconds"):
+            document.pop(key)
         sys.stdout.write(json.dumps(document, sort_keys=True) + "\n")
         sys.stdout.flush()
     else:
