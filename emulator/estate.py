@@ -504,8 +504,14 @@ def build_networks(
                 default_outbound_access=sn.get("defaultOutboundAccess"),
             )
         prefixes = [str(x) for x in item.get("addressPrefixes") or []]
+        manager = item.get("networkManager") or {}
         vnet = ns.VirtualNetwork(
-            kind="virtualNetworks", address_prefixes=prefixes, subnets=subnets, **base
+            kind="virtualNetworks",
+            address_prefixes=prefixes,
+            subnets=subnets,
+            connectivity_configurations=list(manager.get("connectivityConfigurations") or []),
+            security_admin_rules=list(manager.get("securityAdminRules") or []),
+            **base,
         )
         state.add(vnet)
         vnets.append((vnet, item, at))

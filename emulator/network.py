@@ -569,6 +569,9 @@ class NetworkRP:
                 subnets=subnets,
                 peerings=peerings,
             )
+            if existing is not None:  # a network manager's doing, not the PUT's
+                vnet.connectivity_configurations = existing.connectivity_configurations
+                vnet.security_admin_rules = existing.security_admin_rules
             return self.save_put(req, vnet, existing, now)
 
     def refuse_subnet_in_use(self, subnet_id: str, subnet: Subnet) -> None:
@@ -611,6 +614,31 @@ class NetworkRP:
             return self.arm.page(
                 req, list(vnet.subnets.values()), lambda s: self.subnet_json(vnet, s, now)
             )
+
+    # ---- Azure Virtual Network Manager, as one VNet sees it ----------------------------------
+    def effective_configurations(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
+        return self.effective(req, args, "connectivity_configurations")
+
+    def effective_admin_rules(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
+        return self.effective(req, args, "security_admin_rules")
+
+    def effective(self, req: ArmRequest, args: tuple[str, ...], attr: str) -> Reply:
+        """A POST list: `{"skipToken"}` in, one page of `value` and the next `skipToken` out."""
+        with self.cloud.lock:
+            self.begin(req)
+            vnet = self.lookup(args, "virtualNetworks")
+            self.arm.authorize(req, req.actions[0], vnet.id)
+            token = req.json_body().get("skipToken") or "0"
+            try:
+                start = int(token)
+            except ValueError:
+                raise ArmError(400, "InvalidSkipToken", "The skip token is invalid.") from None
+            items: list[dict[str, Any]] = getattr(vnet, attr)
+            size = self.behaviour.page_size
+            body: dict[str, Any] = {"value": items[start : start + size]}
+            if start + size < len(items):
+                body["skipToken"] = str(start + size)
+            return Reply(200, body)
 
     # ---- security groups, route tables ---------------------------------------------------------
     def put_nsg(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
@@ -818,8 +846,21 @@ def _routes() -> list[Route]:
     vnet = GROUP + _NP + "/virtualnetworks/([^/]+)"
     subnets = f"{NET}/virtualNetworks/subnets/read"
     ops = SUBSCRIPTION + _NP + "/locations/([^/]+)"
+    manager = f"{NET}/virtualNetworks/listNetworkManagerEffective"
     return [
         *out,
+        route(
+            "POST",
+            vnet + "/listnetworkmanagereffectiveconnectivityconfigurations",
+            manager + "ConnectivityConfigurations/action",
+            "effective_configurations",
+        ),
+        route(
+            "POST",
+            vnet + "/listnetworkmanagereffectivesecurityadminrules",
+            manager + "SecurityAdminRules/action",
+            "effective_admin_rules",
+        ),
         route("GET", vnet + "/subnets", subnets, "list_subnets"),
         route("GET", vnet + "/subnets/([^/]+)", subnets, "get_subnet"),
         route(

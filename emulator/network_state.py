@@ -139,6 +139,10 @@ class VirtualNetwork(NetResource):
     address_prefixes: list[str] = field(default_factory=list)
     subnets: dict[str, Subnet] = field(default_factory=dict)  # lower name -> subnet
     peerings: list[Peering] = field(default_factory=list)
+    # Azure Virtual Network Manager in effect on the VNet, as the two effective lists answer
+    # them (REST JSON items; empty unless a test or the estate seeds them).
+    connectivity_configurations: list[dict[str, Any]] = field(default_factory=list)
+    security_admin_rules: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
