@@ -7,10 +7,42 @@ Pure: it reads a `DrillNetwork` the adapter assembled from a few GETs.
 What it cannot see from the VNet: private DNS zone links are children of the zones, which may
 live anywhere. The drill group's RBAC and the policy assignments listed in the outcome are how an
 operator keeps those away from drill networks (README, "DR drills").
+
+Azure Virtual Network Manager (AVNM) joins and opens networks without touching the VNet's own
+resources, so it is read from the VNet's two effective lists (POST
+`.../virtualNetworks/{vnet}/listNetworkManagerEffectiveConnectivityConfigurations` and
+`.../listNetworkManagerEffectiveSecurityAdminRules`, body `{"skipToken": ...}`, answer
+`{"value": [...], "skipToken": ...}`; api-version 2026-03-01 in azure-mgmt-network 33.1.0).
+Facts used, and where they come from:
+
+- A connectivity configuration has `properties.connectivityTopology` `Mesh` or `HubAndSpoke`
+  (and `hubs[].resourceId`): either connects the VNet to the other members of its network
+  groups (or to the hub), with no peering resource on the VNet. Any effective one is a problem.
+  (azure-rest-api-specs `specification/network/resource-manager/Microsoft.Network/stable/
+  2022-01-01/examples/NetworkManagerEffectiveConnectivityConfigurationsList.json`; the SDK's
+  `ConnectivityConfigurationProperties`.)
+- A security admin rule (`kind` `Custom` or `Default`, its fields under `properties`) has
+  `access` `Allow`, `Deny` or `AlwaysAllow`, `direction`, `priority` 1-4096, `protocol` (`Any`
+  for all), `sources`/`destinations` as `{addressPrefix, addressPrefixType}` (`IPPrefix`,
+  `ServiceTag` or `NetworkGroup`) and port range lists. (`...NetworkManagerEffectiveSecurity
+  AdminRulesList.json` in the same folder; the SDK's `AdminPropertiesFormat`.)
+- Admin rules are evaluated before NSG rules. `Deny` drops the traffic whatever the NSG says;
+  `Allow` hands it on to the NSG, which still decides; `AlwaysAllow` lets it through and ends
+  the evaluation, so no NSG deny applies (learn.microsoft.com, virtual-network-manager,
+  "Security admin rules", order of evaluation). So an `AlwaysAllow` that reaches Internet or
+  VirtualNetwork traffic in either direction is a problem, unless an admin `Deny` of all of it
+  comes first; a plain `Allow` is not (the NSG checks above still apply), and an admin `Deny`
+  is never counted against an NSG problem (the NSG must hold on its own).
+- Unreadable state decides conservatively. 404 on the POST (no such list for this VNet: the
+  feature is not there) reads as no AVNM configuration; the VNet itself was just read, so the
+  404 cannot mean the VNet is gone. 403 (the identity may not list them) is a problem: AVNM
+  could be joining or opening this VNet and isolation cannot be proven. More pages than Lifeboat
+  reads is a problem for the same reason.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from collections.abc import Iterable
 
@@ -45,6 +77,8 @@ def _reaches(address: str, tag: str) -> bool:
         return True
     if value == "virtualnetwork" or "/applicationsecuritygroups/" in value:
         return tag == "VirtualNetwork"  # an ASG's NICs share the drill VNet
+    if "/networkgroups/" in value:
+        return tag == "VirtualNetwork"  # an AVNM network group: other VNets
     try:
         network = ipaddress.ip_network(value, strict=False)
     except ValueError:
@@ -96,7 +130,49 @@ def isolation_problems(network: DrillNetwork) -> list[str]:
                         f"NSG {network.nsg_id} allows {direction.lower()} {tag} traffic "
                         f"(rule {allowing.name!r}, priority {allowing.priority})"
                     )
+    return problems + network_manager_problems(network)
+
+
+def network_manager_problems(network: DrillNetwork) -> list[str]:
+    """What Azure Virtual Network Manager does to the VNet that breaks isolation."""
+    problems: list[str] = []
+    if network.network_manager_unknown:
+        problems.append(
+            f"the VNet's Virtual Network Manager configurations cannot be read "
+            f"({network.network_manager_unknown}): isolation cannot be proven"
+        )
+    for config in network.connectivity_configurations:
+        joined = f" to hub {config.hubs[0]}" if config.hubs else " to its network groups"
+        problems.append(
+            f"Virtual Network Manager connectivity configuration {config.id} "
+            f"({config.topology or 'unknown topology'}) connects the VNet{joined}"
+        )
+    for direction in ("Inbound", "Outbound"):
+        for tag in ("Internet", "VirtualNetwork"):
+            rule = first_always_allow(network.admin_rules, direction, tag)
+            if rule is not None:
+                problems.append(
+                    f"security admin rule {rule.name!r} (priority {rule.priority}) always "
+                    f"allows {direction.lower()} {tag} traffic, whatever the NSG denies"
+                )
     return problems
+
+
+def first_always_allow(
+    rules: Iterable[SecurityRule], direction: str, tag: str
+) -> SecurityRule | None:
+    """The security admin rule that lets `tag` traffic past every NSG, or None.
+
+    Only `AlwaysAllow` does (an admin `Allow` leaves the NSG to decide); an admin `Deny` of all
+    the tag's traffic at a higher priority shadows it, as an NSG Deny shadows an NSG Allow.
+    """
+    deciding = [r for r in rules if r.access.lower() in ("alwaysallow", "deny")]
+    as_nsg = [
+        dataclasses.replace(r, access="Allow" if r.access.lower() == "alwaysallow" else "Deny")
+        for r in deciding
+    ]
+    found = first_allow(as_nsg, direction, tag)
+    return None if found is None else deciding[as_nsg.index(found)]
 
 
 def first_allow(rules: Iterable[SecurityRule], direction: str, tag: str) -> SecurityRule | None:

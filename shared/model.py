@@ -330,8 +330,18 @@ class NetworkRoute:
 
 
 @dataclass(frozen=True, slots=True)
+class ConnectivityConfiguration:
+    """An Azure Virtual Network Manager connectivity configuration in effect on a VNet."""
+
+    id: str
+    topology: str  # Mesh | HubAndSpoke
+    hubs: tuple[str, ...] = ()  # hub VNet ids (hub and spoke)
+
+
+@dataclass(frozen=True, slots=True)
 class DrillNetwork:
-    """What the isolation pre-flight looks at: a subnet, its VNet, NSG and route table."""
+    """What the isolation pre-flight looks at: a subnet, its VNet, NSG and route table, and the
+    Virtual Network Manager configurations in effect on the VNet."""
 
     vnet_id: str
     subnet_id: str
@@ -349,6 +359,10 @@ class DrillNetwork:
     public_ips: tuple[str, ...] = ()  # public IPs on NICs in the subnet
     provisioning_state: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    # Azure Virtual Network Manager, as the VNet's effective lists show it.
+    connectivity_configurations: tuple[ConnectivityConfiguration, ...] = ()
+    admin_rules: tuple[SecurityRule, ...] = ()  # security admin rules: Allow|Deny|AlwaysAllow
+    network_manager_unknown: str | None = None  # why those lists could not be read
 
 
 @dataclass(frozen=True, slots=True)
@@ -362,6 +376,7 @@ class DrillResource:
     provisioning_state: str | None = None
     in_use_by: str | None = None  # a disk's managedBy, a NIC's virtualMachine
     location: str = ""
+    source_id: str | None = None  # a disk's creationData.sourceResourceId
 
     @property
     def succeeded(self) -> bool:

@@ -9,12 +9,14 @@ last, and optional lost completions.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import itertools
 import random
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from shared import dispatch
 from shared.model import (
@@ -33,7 +35,10 @@ from shared.ports import (
     RefusedError,
     Runtime,
 )
+from tests.builders import SUB
 from tests.fakes import FixedClock
+
+DRILL_GROUP = "rg-lifeboat-drill-westeurope"
 
 DEFAULT_RULES = (
     SecurityRule(
@@ -59,6 +64,29 @@ DENY_ALL = (
     SecurityRule("deny-all-in", 100, "Inbound", "Deny"),
     SecurityRule("deny-all-out", 100, "Outbound", "Deny"),
 )
+
+
+def operator_network(**changes: Any) -> DrillNetwork:
+    """An operator's isolated drill subnet `snet` of `vnet-drill` in the drill group (deny-all
+    NSG, no default outbound access); `changes` replace its fields."""
+    base = DrillNetwork(
+        vnet_id=f"/subscriptions/{SUB}/resourceGroups/{DRILL_GROUP}/providers/"
+        "Microsoft.Network/virtualNetworks/vnet-drill",
+        subnet_id=f"/subscriptions/{SUB}/resourceGroups/{DRILL_GROUP}/providers/"
+        "Microsoft.Network/virtualNetworks/vnet-drill/subnets/snet",
+        location="westeurope",
+        subnet_names=("snet",),
+        default_outbound_access=False,
+        nsg_id="/subscriptions/x/resourceGroups/y/providers/Microsoft.Network/"
+        "networkSecurityGroups/nsg",
+        security_rules=(
+            SecurityRule("deny-in", 100, "Inbound", "Deny"),
+            SecurityRule("deny-out", 100, "Outbound", "Deny"),
+            *DEFAULT_RULES,
+        ),
+        provisioning_state="Succeeded",
+    )
+    return dataclasses.replace(base, **changes)
 
 
 class InjectedError(RuntimeError):
@@ -125,6 +153,7 @@ class FakeDrillCloud:
             provisioning_state=self._state(fake),
             in_use_by=str(in_use) if in_use and str(in_use).lower() in self.resources else None,
             location=fake.location,
+            source_id=str(fake.props["snapshot"]) if "snapshot" in fake.props else None,
         )
 
     def _add(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import timedelta
 from typing import Any, get_args
@@ -9,14 +10,16 @@ from typing import Any, get_args
 import pytest
 
 from shared import dispatch, drills, messages
-from shared.dispatch import Done, PutBack, Send
+from shared.dispatch import Done, PutBack, Refuse, Send
 from shared.messages import DrillPlanRequest, DrillState
+from shared.model import ConnectivityConfiguration, DrillNetwork, SecurityRule
 from shared.names import Job, Queue, Timer
 from shared.policies import parse_policies
-from shared.ports import RefusedError
+from shared.ports import RefusedError, ThrottledError
 from shared.settings import Settings
-from tests.builders import SUB, disk_id, night, vm
+from tests.builders import OTHER_SUB, SUB, disk, disk_id, night, snapshot_of, vm, vm_id
 from tests.conftest import base_settings
+from tests.drill_fakes import FakeDrillCloud, operator_network
 from tests.fakes import (
     FakeCompute,
     FixedClock,
@@ -29,6 +32,7 @@ from tests.fakes import (
 
 DRILL_GROUP = "rg-lifeboat-drill-westeurope"
 NOW = night(27, 4)
+IMPOSTOR = "lb-aaaaaaaaaaaaaaaa-202611270200"
 POLICIES = parse_policies(
     {
         "version": 1,
@@ -64,20 +68,64 @@ def text_of(payload: DrillState | DrillPlanRequest, key: str = "key-1") -> str:
     return messages.encode(envelope)
 
 
-class RefusingDisks:
-    """A drill cloud where no drill resource exists yet and every disk create is refused."""
-
-    def get_resource(self, resource_id: str) -> None:
-        return None
-
-    def begin_create_disk(self, request: object) -> None:
-        raise RefusedError("RequestDisallowedByPolicy", "disks of this SKU are denied here")
-
-
-def world(**ports: Any) -> tuple[Any, MemoryQueues, MemoryReporter]:
+def world(
+    clock: FixedClock | None = None, **ports: Any
+) -> tuple[Any, MemoryQueues, MemoryReporter]:
     queues, reporter = MemoryQueues(), MemoryReporter()
-    rt = runtime(Settings.from_env(base_settings()), FixedClock(NOW), reporter, queues, **ports)
+    settings = Settings.from_env(base_settings())
+    rt = runtime(settings, clock or FixedClock(NOW), reporter, queues, **ports)
     return rt, queues, reporter
+
+
+class Drill:
+    """A drill of VM `web` (OS and data disk, last night's set) on an operator's isolated
+    subnet, run message by message through the real dispatch on port fakes."""
+
+    def __init__(self) -> None:
+        self.clock = FixedClock(NOW)
+        self.compute = FakeCompute(self.clock)
+        self.compute.vms.append(vm("web", "web-os", (0, "web-data")))
+        for name in ("web-os", "web-data", "other-os"):
+            d = disk(name)
+            self.compute.disks[d.id.lower()] = d
+            s = snapshot_of(d, night(27))
+            self.compute.snapshots[s.id.lower()] = s
+        # In Lifeboat's group, taken from web-os, named for some other disk: not Lifeboat's.
+        impostor = snapshot_of(disk("web-os"), night(27), name=IMPOSTOR)
+        self.compute.snapshots[impostor.id.lower()] = impostor
+        self.cloud = FakeDrillCloud(self.clock)
+        self.cloud.groups[SUB] = [DRILL_GROUP]
+        self.network(operator_network())
+        self.rt, self.queues, self.reporter = world(
+            self.clock, compute=self.compute, drills=self.cloud, policies=POLICIES
+        )
+
+    def network(self, network: DrillNetwork) -> None:
+        """What a read of the drill subnet answers from now on."""
+        self.cloud.networks[SUBNET.lower()] = network
+
+    def run(self, message: DrillState) -> tuple[Any, DrillState | None]:
+        """Deliver one step; its result and the drill message it sent, if any."""
+        self.queues.sent.clear()
+        result = deliver(self.rt, text_of(message))
+        following = [p for _, p in sent(self.queues) if isinstance(p, DrillState)]
+        assert len(following) <= 1
+        return result, following[0] if following else None
+
+    def until(self, step: str) -> DrillState:
+        """Run the drill from its start to the first message of `step`."""
+        message: DrillState | None = state(subnetId=SUBNET)
+        while message is not None and message.step != step:
+            self.clock.advance(seconds=30)
+            _, message = self.run(message)
+        assert message is not None, f"the drill never reached {step}"
+        return message
+
+    def creates(self) -> list[tuple[str, str]]:
+        return [c for c in self.cloud.calls if c[0].startswith("begin_create")]
+
+
+SUBNET = operator_network().subnet_id
 
 
 def sent(queues: MemoryQueues, queue: str = Queue.DRILL) -> list[tuple[messages.Envelope, Any]]:
@@ -131,31 +179,194 @@ def test_a_throttled_step_is_put_back_once_by_dispatch_after_retry_after(
 
 
 def test_a_refused_create_sends_the_drill_to_teardown_with_the_reason() -> None:
-    rt, queues, _ = world(drills=RefusingDisks())
-    snapshot = {
-        "diskId": disk_id("os"),
-        "snapshotId": f"/subscriptions/{SUB}/resourceGroups/rg-lifeboat-snapshots/providers/"
-        "Microsoft.Compute/snapshots/os",
-        "timeCreated": NOW - timedelta(hours=2),
-    }
-    creating = state(
-        step="create-disks",
-        setSlot="202611270200",
-        snapshots=[snapshot],
-        timings={"prepare": [NOW, NOW], "create-disks": [NOW]},
-    )
-    result = deliver(rt, text_of(creating))
+    drill = Drill()
+    creating = drill.until("create-disks")
+
+    def refuse(op: str) -> None:
+        if op == "begin_create_disk":
+            raise RefusedError("RequestDisallowedByPolicy", "disks of this SKU are denied here")
+
+    drill.cloud.fail = refuse
+    result, after = drill.run(creating)
     assert isinstance(result, Send)
-    ((envelope, after),) = sent(queues)
+    assert after is not None
     assert after.step == "teardown"
     assert after.outcome == "failed"
     assert after.reason == (
         "Azure refused during create-disks: RequestDisallowedByPolicy: "
         "disks of this SKU are denied here"
     )
+    ((envelope, _),) = sent(drill.queues)
     assert envelope.idempotency_key == "drill:lbd-abcdefghij:teardown:0"
     assert envelope.run_id == "drill-202611270400"
-    assert queues.sent.get(Queue.DRILL.poison) is None
+    assert drill.queues.sent.get(Queue.DRILL.poison) is None
+
+
+ALWAYS_ALLOW_OUT = SecurityRule(
+    "cfg/ruleCollections/rc/rules/egress", 10, "Outbound", "AlwaysAllow", "*", ("*",), ("Internet",)
+)
+CHANGES = [
+    pytest.param(
+        {"peerings": (vm_id("prod-vnet").replace("virtualMachines", "virtualNetworks"),)},
+        "the VNet is peered",
+        id="peering-added",
+    ),
+    pytest.param(
+        {"connectivity_configurations": (ConnectivityConfiguration("/nm/cc/mesh", "Mesh"),)},
+        "connectivity configuration /nm/cc/mesh (Mesh)",
+        id="avnm-mesh-added",
+    ),
+    pytest.param(
+        {"admin_rules": (ALWAYS_ALLOW_OUT,)},
+        "always allows outbound Internet traffic",
+        id="avnm-always-allow-added",
+    ),
+    pytest.param(
+        {
+            "security_rules": (
+                SecurityRule("web-out", 90, "Outbound", "Allow", "Tcp", ("*",), ("*",), ("443",)),
+                *operator_network().security_rules,
+            )
+        },
+        "allows outbound Internet traffic (rule 'web-out'",
+        id="nsg-rule-opened",
+    ),
+    pytest.param(
+        {"network_manager_unknown": "security admin rules: AuthorizationFailed: no"},
+        "isolation cannot be proven",
+        id="avnm-unreadable",
+    ),
+]
+
+
+@pytest.mark.parametrize(("changes", "expected"), CHANGES)
+@pytest.mark.parametrize("step", ["create-disks", "create-vm"])
+def test_a_network_changed_after_the_pre_flight_fails_the_drill_before_anything_is_created(
+    step: str, changes: dict[str, Any], expected: str
+) -> None:
+    drill = Drill()
+    message = drill.until(step)
+    made = drill.creates()
+    drill.network(operator_network(**changes))
+    result, after = drill.run(message)
+    assert isinstance(result, Send)
+    assert after is not None
+    assert (after.step, after.outcome) == ("teardown", "failed")
+    assert after.reason is not None
+    assert after.reason.startswith(f"isolation check before {step} failed: ")
+    assert expected in after.reason
+    assert drill.creates() == made, "nothing created after the network changed"
+    assert drill.queues.sent.get(Queue.DRILL.poison) is None
+
+
+def test_an_unchanged_network_lets_the_drill_create_its_disks_nic_and_vm() -> None:
+    drill = Drill()
+    drill.until("wait-ready")
+    kinds = [c[1].rsplit("-", 1)[1] for c in drill.creates()]
+    assert kinds == ["osdisk", "lun0", "nic", "vm"]
+    assert [c for c in drill.cloud.calls if c[0] == "get_network"] == [("get_network", SUBNET)] * 4
+
+
+def test_a_throttled_network_read_before_a_create_puts_the_step_back_untouched() -> None:
+    drill = Drill()
+    creating = drill.until("create-disks")
+
+    def throttled(op: str) -> None:
+        if op == "get_network":
+            raise ThrottledError(45)
+
+    drill.cloud.fail = throttled
+    result, _ = drill.run(creating)
+    assert isinstance(result, PutBack)
+    assert result.after == 45
+    ((_, again),) = sent(drill.queues)
+    assert again == creating
+    assert drill.creates() == []
+
+
+def _snapshot_id(name: str, *, sub: str = SUB, group: str = "rg-lifeboat-snapshots") -> str:
+    return (
+        f"/subscriptions/{sub}/resourceGroups/{group}/providers/Microsoft.Compute/snapshots/{name}"
+    )
+
+
+def _forge_os(**changes: Any) -> Any:
+    """A forgery of the OS disk's entry of a create-disks message."""
+
+    def forge(message: DrillState) -> DrillState:
+        os_disk, *rest = message.snapshots
+        return message.model_copy(update={"snapshots": [os_disk.model_copy(update=changes), *rest]})
+
+    return forge
+
+
+OTHER = snapshot_of(disk("other-os"), night(27))
+WEB_OS = snapshot_of(disk("web-os"), night(27))
+FORGED = [
+    pytest.param(
+        _forge_os(snapshot_id=_snapshot_id(WEB_OS.name, sub=OTHER_SUB)),
+        f"is in subscription {OTHER_SUB}, not the VM's",
+        id="snapshot-in-another-subscription",
+    ),
+    pytest.param(
+        _forge_os(snapshot_id=_snapshot_id(WEB_OS.name, group="rg-app")),
+        "is in rg-app, not Lifeboat's rg-lifeboat-snapshots",
+        id="snapshot-in-another-group",
+    ),
+    pytest.param(
+        _forge_os(snapshot_id=disk_id("web-os")),
+        "is not a Lifeboat snapshot id",
+        id="a-disk-not-a-snapshot",
+    ),
+    pytest.param(
+        _forge_os(disk_id=disk_id("other-os"), snapshot_id=OTHER.id),
+        "is not a disk of web",
+        id="another-vms-disk",
+    ),
+    pytest.param(
+        _forge_os(snapshot_id=OTHER.id),
+        f"was taken from {disk_id('other-os')}, not {disk_id('web-os')}",
+        id="snapshot-of-another-disk",
+    ),
+    pytest.param(
+        _forge_os(snapshot_id=_snapshot_id(IMPOSTOR)),
+        "is not Lifeboat's",
+        id="name-not-its-creation-data",
+    ),
+    pytest.param(
+        lambda m: m.model_copy(update={"drill_group": "rg-app"}),
+        "rg-app is not a drill resource group",
+        id="outside-the-drill-group",
+    ),
+    pytest.param(
+        lambda m: m.model_copy(update={"drill_subscription": OTHER_SUB}),
+        f"subscription {OTHER_SUB} is not one Lifeboat drills in",
+        id="outside-the-drill-subscriptions",
+    ),
+    pytest.param(
+        lambda m: m.model_copy(update={"subnet_id": None}),
+        "names no drill subnet",
+        id="skipped-the-pre-flight",
+    ),
+]
+
+
+@pytest.mark.parametrize(("forge", "expected"), FORGED)
+def test_a_forged_create_disks_message_is_refused_and_nothing_is_written(
+    forge: Any, expected: str
+) -> None:
+    drill = Drill()
+    creating = drill.until("create-disks")
+    before = len(drill.reporter.outcomes)
+    result, after = drill.run(forge(creating))
+    assert isinstance(result, Refuse)
+    assert expected in result.reason
+    assert after is None
+    assert drill.creates() == []
+    (poisoned,) = drill.queues.sent[Queue.DRILL.poison]
+    assert expected in json.loads(poisoned)["reason"]
+    (row,) = drill.reporter.outcomes[before:]
+    assert (row.operation, row.status) == ("poison", "refused")
 
 
 def test_a_report_delivered_twice_is_one_row_and_each_sweep_of_a_drill_its_own() -> None:

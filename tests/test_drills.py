@@ -19,7 +19,14 @@ from shared.ports import ThrottledError
 from shared.snapshots import slot_of
 from tests.builders import SUB, disk, night, snapshot_of, vm
 from tests.conftest import base_settings
-from tests.drill_fakes import DEFAULT_RULES, FakeDrillCloud, InjectedError, SimHost, SimQueues
+from tests.drill_fakes import (
+    DEFAULT_RULES,
+    FakeDrillCloud,
+    InjectedError,
+    SimHost,
+    SimQueues,
+    operator_network,
+)
 from tests.fakes import FakeWorld, FixedClock, runtime
 
 DRILL_GROUP = "rg-lifeboat-drill-westeurope"
@@ -203,24 +210,7 @@ def test_confidential_and_ephemeral_vms_are_skipped_with_reasons_and_nothing_cre
 
 
 def _operator_network(**changes: Any) -> DrillNetwork:
-    base = DrillNetwork(
-        vnet_id=f"/subscriptions/{SUB}/resourceGroups/{DRILL_GROUP}/providers/"
-        "Microsoft.Network/virtualNetworks/vnet-drill",
-        subnet_id=f"/subscriptions/{SUB}/resourceGroups/{DRILL_GROUP}/providers/"
-        "Microsoft.Network/virtualNetworks/vnet-drill/subnets/snet",
-        location="westeurope",
-        subnet_names=("snet",),
-        default_outbound_access=False,
-        nsg_id="/subscriptions/x/resourceGroups/y/providers/Microsoft.Network/"
-        "networkSecurityGroups/nsg",
-        security_rules=(
-            SecurityRule("deny-in", 100, "Inbound", "Deny"),
-            SecurityRule("deny-out", 100, "Outbound", "Deny"),
-            *DEFAULT_RULES,
-        ),
-        provisioning_state="Succeeded",
-    )
-    return dataclasses.replace(base, **changes)
+    return operator_network(**changes)
 
 
 def _world_with_network(network: DrillNetwork) -> World:

@@ -18,6 +18,7 @@ from azure.core.rest import HttpRequest
 from shared.adapters.compute import AzureCompute, call_arm
 from shared.adapters.retry import LifeboatRetryPolicy
 from shared.model import (
+    ConnectivityConfiguration,
     DrillNetwork,
     DrillResource,
     NetworkRoute,
@@ -25,10 +26,12 @@ from shared.model import (
     SecurityRule,
     VmStatus,
 )
-from shared.ports import DrillDiskRequest, DrillNetworkRequest, DrillVmRequest
+from shared.ports import DrillDiskRequest, DrillNetworkRequest, DrillVmRequest, RefusedError
 
 GROUPS_API_VERSION = "2021-04-01"
 MAX_NIC_READS = 20  # public IPs are looked for on at most this many NICs of the drill subnet
+# Pages of each Virtual Network Manager effective list read; more is "cannot be proven".
+MAX_NETWORK_MANAGER_PAGES = 10
 COMPUTE_KINDS = ("virtualMachines", "disks")
 NETWORK_KINDS = ("networkInterfaces", "virtualNetworks", "networkSecurityGroups")
 # A Lifeboat-made drill network denies everything both ways, before Azure's defaults.
@@ -160,6 +163,24 @@ class AzureDrills:
             for c in (s.get("properties") or {}).get("ipConfigurations") or []
             if "/virtualnetworkgateways/" in str(c.get("id", "")).lower()
         )
+        configs, unread_configs = self._effective(
+            lambda body: client.list_network_manager_effective_connectivity_configurations(
+                group, vnet_name, body
+            )
+        )
+        admin_rules, unread_rules = self._effective(
+            lambda body: client.list_network_manager_effective_security_admin_rules(
+                group, vnet_name, body
+            )
+        )
+        unread = [
+            f"{what}: {why}"
+            for what, why in (
+                ("connectivity configurations", unread_configs),
+                ("security admin rules", unread_rules),
+            )
+            if why
+        ]
         return DrillNetwork(
             vnet_id=str(vnet["id"]),
             subnet_id=str(subnet.get("id") or subnet_id),
@@ -185,7 +206,31 @@ class AzureDrills:
             public_ips=self._public_ips(configurations),
             provisioning_state=props.get("provisioningState"),
             tags=dict(vnet.get("tags") or {}),
+            connectivity_configurations=tuple(_connectivity(c) for c in configs),
+            admin_rules=tuple(_admin_rule(r) for r in admin_rules),
+            network_manager_unknown="; ".join(unread) or None,
         )
+
+    def _effective(
+        self, post: Callable[[dict[str, Any]], Any]
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Every item of one Virtual Network Manager effective list (a POST paged by
+        `skipToken`), or why it could not be read. 404 is no list: none (shared/isolation.py)."""
+        items: list[dict[str, Any]] = []
+        token: str | None = None
+        for _ in range(MAX_NETWORK_MANAGER_PAGES):
+            body = {"skipToken": token} if token else {}
+            try:
+                page: dict[str, Any] = call_arm(lambda b=body: post(b)).as_dict()  # type: ignore[misc]
+            except ResourceNotFoundError:
+                return [], None
+            except RefusedError as e:
+                return [], f"{e.code}: {e.message}"[:300]
+            items.extend(page.get("value") or [])
+            token = page.get("skipToken")
+            if not token:
+                return items, None
+        return items, f"more than {MAX_NETWORK_MANAGER_PAGES} pages"
 
     def _public_ips(self, configurations: Iterable[str]) -> tuple[str, ...]:
         nics = sorted(
@@ -463,6 +508,44 @@ def _resource(body: dict[str, Any]) -> DrillResource:
         provisioning_state=props.get("provisioningState"),
         in_use_by=in_use,
         location=str(body.get("location", "")),
+        source_id=(props.get("creationData") or {}).get("sourceResourceId"),
+    )
+
+
+def _connectivity(body: dict[str, Any]) -> ConnectivityConfiguration:
+    props = body.get("properties") or {}
+    return ConnectivityConfiguration(
+        id=str(body.get("id", "")),
+        topology=str(props.get("connectivityTopology", "")),
+        hubs=tuple(str(h.get("resourceId", "")) for h in props.get("hubs") or []),
+    )
+
+
+def _admin_rule(body: dict[str, Any]) -> SecurityRule:
+    """An effective security admin rule in the NSG rule's shape; its name is the path below
+    the network manager (configuration/ruleCollections/collection/rules/rule)."""
+    props = body.get("properties") or {}
+    rule_id = str(body.get("id", ""))
+    name = rule_id.split("/securityAdminConfigurations/", 1)[-1] or rule_id
+
+    def prefixes(field: str) -> tuple[str, ...]:
+        values = [str(p.get("addressPrefix", "")) for p in props.get(field) or []]
+        return tuple(v for v in values if v) or ("*",)
+
+    def ports(field: str) -> tuple[str, ...]:
+        return tuple(str(p) for p in props.get(field) or []) or ("*",)
+
+    protocol = str(props.get("protocol", "Any"))
+    return SecurityRule(
+        name=name,
+        priority=int(props.get("priority", 4096)),
+        direction=str(props.get("direction", "")),
+        access=str(props.get("access", "")),
+        protocol="*" if protocol.lower() == "any" else protocol,
+        sources=prefixes("sources"),
+        destinations=prefixes("destinations"),
+        destination_ports=ports("destinationPortRanges"),
+        source_ports=ports("sourcePortRanges"),
     )
 
 

@@ -4,6 +4,12 @@ The steps ask a `DrillSource` for the restore point of a VM and get back, for th
 every data disk, what to create the drill's disk from. Today that is Lifeboat's own snapshot
 sets (`SnapshotSets`); Azure Backup recovery points and Site Recovery plug in here later, and
 `lifeboat recover` reuses the steps with the source it is given.
+
+A drill message is a request, never authority: just before a disk is created from a source, and
+before a VM attaches those disks, the step asks the source to `verify` each one against Azure
+as it is now (`None`: it is what this source would have given). A recovery-point source answers
+`verify` for its own ids (a recovery point of the drill's VM in a served vault); until one
+exists, a source id that is not a Lifeboat snapshot is refused.
 """
 
 from __future__ import annotations
@@ -15,7 +21,9 @@ from typing import Literal, Protocol
 
 from shared.messages import DrillSnapshot
 from shared.model import Snapshot, Vm
+from shared.names import Status
 from shared.ports import Compute
+from shared.rules import Verdict, parse_snapshot_id, same_id
 from shared.snapshots import is_owned, slot_of_name
 
 
@@ -46,6 +54,12 @@ class DrillSource(Protocol):
 
     def choose(self, vm: Vm, now: datetime) -> RestorePoint | NoRestorePoint:
         """The restore point a drill of `vm` uses, read now (a few GETs and lists)."""
+        ...
+
+    def verify(self, vm: Vm, slot: str | None, disk: DrillSnapshot) -> Verdict | None:
+        """Why `disk`'s source is not one this source gives for `vm` at `slot`, read now; None
+        when it is. A `forged` verdict is a message no Lifeboat step wrote (refused); any other
+        is Azure changing under the drill (the drill fails)."""
         ...
 
 
@@ -93,6 +107,42 @@ class SnapshotSets:
             os_type=os_disk.os_type if os_disk else None,
             hyper_v_generation=os_disk.hyper_v_generation if os_disk else None,
         )
+
+    def verify(self, vm: Vm, slot: str | None, disk: DrillSnapshot) -> Verdict | None:
+        """A snapshot in this group, Lifeboat's by name and creationData, taken from the disk the
+        message names, which is a disk of `vm`, in the set `slot`; and still good (one GET)."""
+        parsed = parse_snapshot_id(disk.snapshot_id)
+        if parsed is None:
+            return _forged(f"{disk.snapshot_id} is not a Lifeboat snapshot id")
+        if parsed.subscription_id != self.subscription_id.lower():
+            return _forged(
+                f"snapshot {parsed.name} is in subscription {parsed.subscription_id}, not the "
+                f"VM's {self.subscription_id.lower()}"
+            )
+        if parsed.resource_group.lower() != self.group.lower():
+            return _forged(
+                f"snapshot {parsed.name} is in {parsed.resource_group}, not Lifeboat's {self.group}"
+            )
+        if not any(same_id(a.disk_id, disk.disk_id) for a in vm.attachments):
+            return _forged(f"disk {disk.disk_id} is not a disk of {vm.name}")
+        snapshot = self.compute.get_snapshot(disk.snapshot_id)
+        if snapshot is None:
+            return Verdict(Status.FAILED, f"snapshot {parsed.name} no longer exists")
+        if not is_owned(snapshot, self.group):
+            return _forged(f"{snapshot.name} is not Lifeboat's: its name does not match its source")
+        if not same_id(snapshot.source_resource_id, disk.disk_id):
+            return _forged(
+                f"{snapshot.name} was taken from {snapshot.source_resource_id}, not {disk.disk_id}"
+            )
+        if slot is not None and slot_of_name(snapshot.name) != slot:
+            return _forged(f"{snapshot.name} is not of the set {slot}")
+        if not snapshot.good:
+            return Verdict(Status.FAILED, f"snapshot {snapshot.name} is no longer good")
+        return None
+
+
+def _forged(reason: str) -> Verdict:
+    return Verdict(Status.REFUSED, reason, forged=True)
 
 
 def choose_snapshot_set(

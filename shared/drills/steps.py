@@ -2,7 +2,14 @@
 
     prepare -> create-disks -> create-vm -> wait-ready -> validate -> measure -> teardown -> report
 
-A step reads before it writes, so running one twice changes nothing. A step that waits for
+A step reads before it writes, so running one twice changes nothing. A message is a request,
+never authority: every step that creates (the network, disks, the NIC, the VM) first checks that
+what it creates lies in a drill group of a subscription Lifeboat drills in, and the steps that
+create disks, the NIC or the VM read the drill subnet and its VNet again and run the isolation
+checks just before they act, and have the source verify every disk's source (a Lifeboat snapshot
+of a disk of the drill's VM) as Azure shows it now. A message that fails a check no Lifeboat step
+would fail is refused (poisoned, a `refused` row); Azure changing under the drill fails it.
+A step that waits for
 Azure hands the drill on to itself with a delay (`Send`); the report step finishes (`Done`).
 Azure's throttling propagates: dispatch puts the message back after Retry-After. A refusal that
 will not heal sends the drill to teardown (or, during teardown, to its report: the sweeper tries
@@ -18,7 +25,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from shared.dispatch import Context, Done, Outgoing, Result, Send
+from shared.dispatch import Context, Done, Outgoing, Refuse, Result, Send
 from shared.drills.source import DrillSource, NoRestorePoint, SnapshotSets
 from shared.isolation import isolation_problems
 from shared.messages import DrillState
@@ -27,6 +34,7 @@ from shared.names import Status, Tag
 from shared.outcomes import outcome_id
 from shared.policies import tag_value
 from shared.ports import DrillDiskRequest, DrillNetworkRequest, DrillVmRequest, RefusedError
+from shared.rules import same_id
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -153,6 +161,9 @@ def _prepare(ctx: Context, state: DrillState, now: datetime) -> Result:
         state = chosen
     cloud = ctx.drills
     if state.subnet_id is None or state.network_created:
+        outside = _outside_drill_group(ctx, state)
+        if outside is not None:
+            return _refuse(state, outside)
         request = _network_request(state)
         subnet_id = f"{request.vnet_id}/subnets/{SUBNET_NAME}"
         state = state.model_copy(update={"subnet_id": subnet_id, "network_created": True})
@@ -199,14 +210,23 @@ def _listed(assignments: list[Any]) -> list[str]:
 
 
 def _create_disks(ctx: Context, state: DrillState, now: datetime) -> Result:
+    outside = _outside_drill_group(ctx, state)
+    if outside is not None:
+        return _refuse(state, outside)
     cloud = ctx.drills
     pending = False
+    checked = False
     for snapshot in state.snapshots:
         disk_id = _resource_id(state, "Microsoft.Compute/disks", _disk_suffix(snapshot.lun))
         found = cloud.get_resource(disk_id)
         if _vanished(state, disk_id, found):
             return _stop(state, disk_id)
         if found is None:
+            if not checked:  # once per delivery, just before its first create
+                stopped = _verify_sources(ctx, state, now) or _isolated_now(ctx, state, now)
+                if stopped is not None:
+                    return stopped
+                checked = True
             os_disk = snapshot.lun is None
             cloud.begin_create_disk(
                 DrillDiskRequest(
@@ -236,12 +256,18 @@ def _create_disks(ctx: Context, state: DrillState, now: datetime) -> Result:
 
 
 def _create_vm(ctx: Context, state: DrillState, now: datetime) -> Result:
+    outside = _outside_drill_group(ctx, state)
+    if outside is not None:
+        return _refuse(state, outside)
     cloud = ctx.drills
     nic_id = _resource_id(state, "Microsoft.Network/networkInterfaces", "nic")
     nic = cloud.get_resource(nic_id)
     if _vanished(state, nic_id, nic):
         return _stop(state, nic_id)
     if nic is None:
+        stopped = _isolated_now(ctx, state, now)
+        if stopped is not None:
+            return stopped
         assert state.subnet_id is not None
         cloud.begin_create_nic(nic_id, state.location, state.subnet_id, _tags(state))
         return _again(ctx, state)
@@ -257,6 +283,13 @@ def _create_vm(ctx: Context, state: DrillState, now: datetime) -> Result:
     if found is None:
         if not state.vm_size:
             return _abort(state, now, "the source VM's size is unknown; set vmSize in the plan")
+        stopped = (
+            _verify_sources(ctx, state, now)
+            or _verify_disks(ctx, state, now)
+            or _isolated_now(ctx, state, now)
+        )
+        if stopped is not None:
+            return stopped
         data = tuple(
             (s.lun, _resource_id(state, "Microsoft.Compute/disks", _disk_suffix(s.lun)))
             for s in state.snapshots
@@ -477,6 +510,87 @@ STEPS: dict[str, Step] = {
     "teardown": _teardown,
     "report": _report,
 }
+
+
+# ------------------------------------------------------------------ checks before each create
+
+
+def _outside_drill_group(ctx: Context, state: DrillState) -> str | None:
+    """Why what this step creates would not lie in a drill group Lifeboat drills in."""
+    if state.drill_group not in ctx.settings.drill_groups:
+        return f"{state.drill_group} is not a drill resource group"
+    if state.drill_subscription.lower() not in drill_subscriptions(ctx.settings):
+        return f"subscription {state.drill_subscription} is not one Lifeboat drills in"
+    return None
+
+
+def _refuse(state: DrillState, reason: str) -> Refuse:
+    """A message no Lifeboat step wrote: nothing is created; dispatch poisons it with a row."""
+    log.warning("drill %s: %s refused: %s", state.drill_id, state.step, reason)
+    return Refuse(f"drill {state.drill_id} {state.step} refused: {reason}")
+
+
+def _isolated_now(ctx: Context, state: DrillState, now: datetime) -> Result | None:
+    """A fresh read of the drill subnet and its VNet, and the isolation checks again: None when
+    the step may create; else the drill fails (a throttled read puts the step back)."""
+    if state.subnet_id is None:
+        return _refuse(state, "it names no drill subnet: the isolation pre-flight never ran")
+    network = ctx.drills.get_network(state.subnet_id)
+    if network is None:
+        return _abort(state, now, f"the drill subnet {state.subnet_id} no longer exists")
+    if network.location.lower() != state.location:
+        return _abort(
+            state, now, f"the drill network is in {network.location}, not {state.location}"
+        )
+    problems = isolation_problems(network)
+    if problems:
+        reason = f"isolation check before {state.step} failed: " + "; ".join(problems)
+        return _abort(state, now, reason)
+    return None
+
+
+def _verify_sources(ctx: Context, state: DrillState, now: datetime) -> Result | None:
+    """Every disk's source, as Azure shows it now, is what the drill's source gives for the
+    drill's VM (read again); None when it is."""
+    if state.vm_id is None or state.subscription_id is None:
+        return _refuse(state, "it names no source VM")
+    if state.subscription_id.lower() not in ctx.settings.subscriptions:
+        return _refuse(state, f"subscription {state.subscription_id} is not one Lifeboat serves")
+    if not any(s.lun is None for s in state.snapshots):
+        return _refuse(state, "it names no source for the OS disk")
+    vm = ctx.compute.get_vm(state.vm_id)
+    if vm is None:
+        return _abort(state, now, "the source VM no longer exists")
+    if vm.subscription_id.lower() != state.subscription_id.lower():
+        return _refuse(state, f"{vm.name} is not in subscription {state.subscription_id}")
+    if vm.resource_group in ctx.settings.drill_groups:
+        return _refuse(state, f"{vm.name} is in drill resource group {vm.resource_group}")
+    source = source_of(ctx, state)
+    for disk in state.snapshots:
+        verdict = source.verify(vm, state.set_slot, disk)
+        if verdict is None:
+            continue
+        if verdict.forged:
+            return _refuse(state, verdict.reason)
+        return _abort(state, now, f"the restore point changed: {verdict.reason}")
+    return None
+
+
+def _verify_disks(ctx: Context, state: DrillState, now: datetime) -> Result | None:
+    """The disks the VM attaches are this drill's, each made from the source the message names."""
+    for snapshot in state.snapshots:
+        disk_id = _resource_id(state, "Microsoft.Compute/disks", _disk_suffix(snapshot.lun))
+        disk = ctx.drills.get_resource(disk_id)
+        if disk is None:
+            return _abort(state, now, f"disk {disk_id} no longer exists")
+        if (tag_value(disk.tags, Tag.DRILL) or "").strip().lower() != state.drill_id:
+            return _refuse(state, f"disk {disk.name} is not this drill's")
+        if disk.source_id is not None and not same_id(disk.source_id, snapshot.snapshot_id):
+            return _refuse(
+                state,
+                f"disk {disk.name} was made from {disk.source_id}, not {snapshot.snapshot_id}",
+            )
+    return None
 
 
 # ---------------------------------------------------------------------------------- plumbing
