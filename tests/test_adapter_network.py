@@ -261,3 +261,92 @@ def test_a_put_is_retried_on_a_short_5xx_and_a_long_one_is_left_to_the_host() ->
     assert not isinstance(caught.value, (ThrottledError, RefusedError))
     assert time.monotonic() - started < 1.0
     assert (len(transport.requests), transport.sleeps) == (1, [])
+
+
+# ------------------------------------------------------------------ Virtual Network Manager
+
+MANAGER = f"{GROUP}/Microsoft.Network/networkManagers/nm"
+
+
+def bare_vnet() -> Answer:
+    """A VNet whose one subnet has no NSG, route table or NICs: the network read is one GET."""
+    subnet = {"name": "drill", "id": f"{VNET_ID}/subnets/drill", "properties": {}}
+    body = {
+        "id": VNET_ID,
+        "name": "vnet",
+        "location": "eastus",
+        "properties": {"subnets": [subnet]},
+    }
+    return Answer(200, body, method="GET")
+
+
+def mesh(name: str) -> dict[str, Any]:
+    return {
+        "id": f"{MANAGER}/connectivityConfigurations/{name}",
+        "properties": {"connectivityTopology": "Mesh", "appliesToGroups": []},
+    }
+
+
+def test_the_network_read_pages_both_network_manager_lists_by_skip_token() -> None:
+    always = {
+        "id": f"{MANAGER}/securityAdminConfigurations/sec/ruleCollections/rc/rules/egress",
+        "kind": "Custom",
+        "properties": {
+            "access": "AlwaysAllow",
+            "direction": "Outbound",
+            "priority": 10,
+            "protocol": "Any",
+            "sources": [{"addressPrefix": "*", "addressPrefixType": "IPPrefix"}],
+            "destinations": [{"addressPrefix": "Internet", "addressPrefixType": "ServiceTag"}],
+        },
+    }
+    adapter, transport = drills(
+        bare_vnet(),
+        Answer(200, {"value": [mesh("a")], "skipToken": "page2"}, method="POST"),
+        Answer(200, {"value": [mesh("b")]}, method="POST"),
+        Answer(200, {"value": [always]}, method="POST"),
+    )
+    network = adapter.get_network(f"{VNET_ID}/subnets/drill")
+    assert network is not None
+    assert [c.id.rsplit("/", 1)[1] for c in network.connectivity_configurations] == ["a", "b"]
+    (rule,) = network.admin_rules
+    assert (rule.name, rule.access, rule.protocol, rule.destinations) == (
+        "sec/ruleCollections/rc/rules/egress",
+        "AlwaysAllow",
+        "*",
+        ("Internet",),
+    )
+    assert network.network_manager_unknown is None
+    posts = transport.settled()[1:]
+    assert [p.path.rsplit("/", 1)[1] for p in posts] == [
+        "listNetworkManagerEffectiveConnectivityConfigurations",
+        "listNetworkManagerEffectiveConnectivityConfigurations",
+        "listNetworkManagerEffectiveSecurityAdminRules",
+    ]
+    assert [p.json() for p in posts] == [{}, {"skipToken": "page2"}, {}]
+    assert all("api-version=2026-03-01" in p.url for p in posts)
+
+
+def test_a_404_list_is_none_and_a_403_one_cannot_prove_isolation() -> None:
+    adapter, _ = drills(
+        bare_vnet(),
+        arm_error(404, "NotFound"),
+        arm_error(403, "AuthorizationFailed", "may not list admin rules"),
+    )
+    network = adapter.get_network(f"{VNET_ID}/subnets/drill")
+    assert network is not None
+    assert network.connectivity_configurations == ()
+    assert network.admin_rules == ()
+    assert network.network_manager_unknown == (
+        "security admin rules: AuthorizationFailed: may not list admin rules"
+    )
+
+
+def test_a_throttled_network_manager_list_puts_the_read_back() -> None:
+    adapter, transport = drills(
+        bare_vnet(), arm_error(429, "ResourceRequestsThrottled", "", ("Retry-After", "1200"))
+    )
+    with pytest.raises(ThrottledError) as caught:
+        adapter.get_network(f"{VNET_ID}/subnets/drill")
+    assert caught.value.retry_after == 1200
+    assert (len(transport.requests), transport.sleeps) == (2, [])
