@@ -411,3 +411,21 @@ def test_a_manual_start_goes_through_dispatch_and_an_invalid_one_sends_nothing()
     assert envelope.run_id == "drill-202611270400"
     assert queues.visibility[Queue.DRILL] == [0]
     assert reporter.outcomes == []
+
+
+def test_a_forged_create_vm_message_is_refused_before_the_nic() -> None:
+    drill = Drill()
+    vm_step = drill.until("create-vm")
+    made = drill.creates()
+    forged = _forge_os(snapshot_id=OTHER.id)(vm_step)
+    result, after = drill.run(forged)
+    assert isinstance(result, Refuse)
+    assert "was taken from" in result.reason
+    assert (after, drill.creates()) == (None, made)
+    # the disks the VM would attach must be this drill's, made from the snapshots it names
+    os_disk = next(f for k, f in drill.cloud.resources.items() if k.endswith("-osdisk"))
+    os_disk.tags["lifeboat:drill"] = "lbd-bbbbbbbbbb"
+    result, _ = drill.run(vm_step)
+    assert isinstance(result, Refuse)
+    assert "is not this drill's" in result.reason
+    assert drill.creates() == made

@@ -265,7 +265,7 @@ def _create_vm(ctx: Context, state: DrillState, now: datetime) -> Result:
     if _vanished(state, nic_id, nic):
         return _stop(state, nic_id)
     if nic is None:
-        stopped = _isolated_now(ctx, state, now)
+        stopped = _ready_for_vm(ctx, state, now)
         if stopped is not None:
             return stopped
         assert state.subnet_id is not None
@@ -283,11 +283,7 @@ def _create_vm(ctx: Context, state: DrillState, now: datetime) -> Result:
     if found is None:
         if not state.vm_size:
             return _abort(state, now, "the source VM's size is unknown; set vmSize in the plan")
-        stopped = (
-            _verify_sources(ctx, state, now)
-            or _verify_disks(ctx, state, now)
-            or _isolated_now(ctx, state, now)
-        )
+        stopped = _ready_for_vm(ctx, state, now)
         if stopped is not None:
             return stopped
         data = tuple(
@@ -574,6 +570,15 @@ def _verify_sources(ctx: Context, state: DrillState, now: datetime) -> Result | 
             return _refuse(state, verdict.reason)
         return _abort(state, now, f"the restore point changed: {verdict.reason}")
     return None
+
+
+def _ready_for_vm(ctx: Context, state: DrillState, now: datetime) -> Result | None:
+    """Before the NIC and before the VM: sources, the disks made from them, the network."""
+    return (
+        _verify_sources(ctx, state, now)
+        or _verify_disks(ctx, state, now)
+        or _isolated_now(ctx, state, now)
+    )
 
 
 def _verify_disks(ctx: Context, state: DrillState, now: datetime) -> Result | None:
