@@ -38,6 +38,10 @@ OUTCOME_COLUMNS: tuple[tuple[str, str], ...] = (
     ("Count", "long"),
     ("DryRun", "boolean"),
     ("OutcomeId", "string"),
+    # Lowercase keys of the VM and the disk a row is about (ids keep their display form in
+    # ResourceId): queries group and join on these, whatever casing an event or a list used.
+    ("VmKey", "string"),
+    ("DiskKey", "string"),
 )
 
 
@@ -66,12 +70,22 @@ class Outcome:
     dry_run: bool = False
     # Deterministic per piece of work and row (shared/outcomes.py): a repeat is the same row.
     id: str | None = None
+    # Lowercase keys (VmKey, DiskKey): given, or read from `resource_id` when it names a VM/disk.
+    vm_key: str | None = None
+    disk_key: str | None = None
 
     def __post_init__(self) -> None:
         if self.time.tzinfo is None:
             raise ValueError("Outcome.time must be timezone-aware (UTC)")
         if not self.operation:
             raise ValueError("Outcome.operation must not be empty")
+        vm_key, disk_key = self.vm_key, self.disk_key
+        if vm_key is None and self.resource_id and parse_vm_id(self.resource_id) is not None:
+            vm_key = self.resource_id
+        if disk_key is None and self.resource_id and is_disk_id(self.resource_id):
+            disk_key = self.resource_id
+        object.__setattr__(self, "vm_key", resource_key(vm_key))
+        object.__setattr__(self, "disk_key", resource_key(disk_key))
 
     def to_record(self) -> dict[str, Any]:
         """The row as the Logs Ingestion stream expects it: column names, JSON-ready values."""
@@ -107,7 +121,25 @@ _FIELD_OF_COLUMN: dict[str, str] = {
     "Count": "count",
     "DryRun": "dry_run",
     "OutcomeId": "id",
+    "VmKey": "vm_key",
+    "DiskKey": "disk_key",
 }
+
+
+def resource_key(resource_id: str | None) -> str | None:
+    """The one form of an ARM id that queries group by: lowercase, one leading slash, no trailing."""
+    if not resource_id or not resource_id.strip("/"):
+        return None
+    return "/" + resource_id.strip().strip("/").lower()
+
+
+def is_disk_id(resource_id: str) -> bool:
+    """Whether an ARM id names a managed disk (any casing)."""
+    parts = resource_id.strip("/").lower().split("/")
+    return len(parts) == 8 and parts[0] == "subscriptions" and parts[5:7] == [
+        "microsoft.compute",
+        "disks",
+    ]
 
 
 def format_time(value: datetime) -> str:

@@ -55,6 +55,7 @@ class Outcomes:
                 resource_group=vm.resource_group,
                 resource_id=vm.id,
                 vm_name=vm.name,
+                vm_key=vm.id,  # kept when a row names one of the VM's disks as its resource
             )
         merged.update(fields)
         return dataclasses.replace(self, fields=merged, job=job or self.job)
