@@ -5,8 +5,9 @@ its last drill's result and RTO; the snapshots and VMs under `lifeboat:hold` (re
 and one posture for the estate, with the reason for each verdict that is not OK (which evidence,
 how old, against which target). `--vm NAME` adds one VM's evidence history; `--at-risk` lists
 only the VMs at risk. Exit code 0 healthy, 1 at risk or no evidence, 2 usage, 3 unreachable.
-Outcomes are read with azure-monitor-query (`LogsQueryClient`)
-from `LifeboatOutcomes_CL`; ages are computed by the query service's clock (`now()`).
+Outcomes are read with azure-monitor-query (`LogsQueryClient`) from `LifeboatOutcomes_CL` by
+shared/posture.py's queries, the same the posture timer and the workbook run, so the verdicts agree;
+ages are computed by the query service's clock (`now()`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -26,52 +26,11 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.exits import Exit, require, stand_in_of
+from shared import posture
+from shared.posture import HISTORY_ROWS
 
 HOLD_TAG = "lifeboat:hold"
-HISTORY_ROWS = 200
-SNAPSHOT_STALE_HOURS = 26.0
 LOG_ANALYTICS = "https://api.loganalytics.io"
-
-_VM_KEY = 'tolower(strcat(SubscriptionId, "/", ResourceGroup, "/", VmName))'
-QUERIES = {
-    "vms": f"""LifeboatOutcomes_CL
-| where DryRun == false and isnotempty(VmName)
-| where Operation in ("plan-vm", "snapshot-create", "verify-vm", "drill")
-| extend Vm = {_VM_KEY}
-| summarize arg_max(TimeGenerated, VmName, SubscriptionId, ResourceGroup, Policy) by Vm""",
-    # A set is complete when every disk of the VM's latest plan has a good snapshot in one slot.
-    "snapshots": f"""let plans = LifeboatOutcomes_CL
-    | where DryRun == false and Operation == "plan-vm" and Status == "planned"
-    | extend Vm = {_VM_KEY}
-    | summarize arg_max(TimeGenerated, Count) by Vm
-    | project Vm, Planned = Count;
-LifeboatOutcomes_CL
-| where DryRun == false and Operation == "snapshot-create" and Job in ("rotation", "onboarding")
-| extend Vm = {_VM_KEY}, Slot = tostring(Details.slot)
-| summarize Good = countif(Status == "succeeded"), Bad = countif(Status == "failed"),
-    At = max(iff(Status == "succeeded", TimeGenerated, datetime(null)))
-    by Vm, Slot, Disk = tolower(ResourceId)
-| summarize GoodDisks = countif(Good > 0 and Bad == 0), At = max(At) by Vm, Slot
-| where GoodDisks > 0
-| join kind=leftouter plans on Vm
-| extend Complete = GoodDisks >= coalesce(Planned, 0)
-| summarize LastGood = max(At), LastComplete = max(iff(Complete, At, datetime(null))) by Vm
-| extend AgeSeconds = tolong((now() - LastGood) / 1s),
-    CompleteAgeSeconds = tolong((now() - LastComplete) / 1s)""",
-    "verification": f"""LifeboatOutcomes_CL
-| where DryRun == false and Job == "verification" and Operation == "verify-vm"
-| extend Vm = {_VM_KEY}, RpoTargetSeconds = tolong(Details.rpoTargetSeconds)
-| summarize arg_max(TimeGenerated, Finding, Status, RpoSeconds, RpoTargetSeconds) by Vm
-| extend VerifiedAgeSeconds = tolong((now() - TimeGenerated) / 1s)""",
-    "drills": f"""LifeboatOutcomes_CL
-| where DryRun == false and Job == "drill" and Operation == "drill"
-| extend Vm = {_VM_KEY}, RtoTargetSeconds = tolong(Details.rtoTargetSeconds)
-| summarize arg_max(TimeGenerated, Status, RtoSeconds, RtoTargetSeconds, Reason) by Vm""",
-    "heartbeats": """LifeboatOutcomes_CL
-| where Operation in ("run-start", "run-end")
-| summarize LastHeartbeat = max(TimeGenerated) by Job
-| extend AgeSeconds = tolong((now() - LastHeartbeat) / 1s)""",
-}
 
 
 @dataclass(frozen=True)
@@ -187,193 +146,28 @@ def _credential(source: Source) -> Any:
     return DefaultAzureCredential()  # a person's laptop, never the tests
 
 
-def history_query(vm: str) -> str:
-    """Every outcome that names this VM, newest first (its evidence history)."""
-    name = json.dumps(vm.lower())
-    return f"""LifeboatOutcomes_CL
-| where DryRun == false and tolower(VmName) == {name}
-| project TimeGenerated, Job, Operation, Status, ResourceId, Reason, Finding, RpoSeconds,
-    RtoSeconds, Details
-| order by TimeGenerated desc
-| take {HISTORY_ROWS}"""
-
-
 def build_report(
     source: Source, *, days: int = 30, holds: bool = True, vm: str | None = None
 ) -> dict[str, Any]:
-    from azure.monitor.query import LogsQueryClient, LogsQueryStatus
-
+    """The per-VM evidence and posture (shared/posture.py, as the posture timer and the workbook
+    judge it), the holds read from ARM, and with `vm` that VM's evidence history."""
     credential = _credential(source)
-    client = LogsQueryClient(credential, endpoint=source.endpoint, audience=source.audience)
-    tables: dict[str, list[dict[str, Any]]] = {}
-    partial: list[str] = []
-    queries = dict(QUERIES)
-    if vm is not None:
-        queries["history"] = history_query(vm)
-    for name, query in queries.items():
-        result = client.query_workspace(source.workspace_id, query, timespan=timedelta(days=days))
-        if result.status == LogsQueryStatus.SUCCESS:
-            table = result.tables[0]
-        else:
-            partial.append(f"{name}: {result.partial_error.message}")  # type: ignore[union-attr]
-            table = result.partial_data[0]
-        tables[name] = [dict(zip(table.columns, row, strict=True)) for row in table.rows]
+    reader = posture.LogAnalyticsReader(
+        credential, source.workspace_id, endpoint=source.endpoint, audience=source.audience
+    )
+    tables = posture.read_tables(reader, posture.evidence_queries(vm), days=days)
     held = _holds(source, credential) if holds else {"snapshots": [], "vms": []}
-    report = assemble(tables, held, partial, days=days)
+    report = posture.assemble(
+        tables.rows, [str(v["id"]) for v in held["vms"]], tables.partial, days=days
+    )
+    report["heldSnapshots"] = held["snapshots"]
+    report["heldVms"] = held["vms"]
     if vm is not None:
         report["history"] = [
             {k: _iso(v) if isinstance(v, datetime) else v for k, v in row.items()}
-            for row in tables["history"]
+            for row in tables.rows["history"]
         ]
     return report
-
-
-def assemble(
-    tables: dict[str, list[dict[str, Any]]],
-    held: dict[str, list[dict[str, Any]]],
-    partial: Iterable[str] = (),
-    *,
-    days: int = 30,
-) -> dict[str, Any]:
-    """The per-VM evidence, the reasons behind each verdict that is not OK, and the posture."""
-    snapshots = {r["Vm"]: r for r in tables["snapshots"]}
-    verification = {r["Vm"]: r for r in tables["verification"]}
-    drills = {r["Vm"]: r for r in tables["drills"]}
-    held_vms = {str(v["id"]).lower() for v in held["vms"]}
-    vms = []
-    for row in sorted(tables["vms"], key=lambda r: r["Vm"]):
-        key = row["Vm"]
-        snap, ver, drill = snapshots.get(key), verification.get(key), drills.get(key)
-        snapshot_age = _hours(snap["AgeSeconds"]) if snap else None
-        complete_age = _hours(snap["CompleteAgeSeconds"]) if snap else None
-        vm_id = (
-            f"/subscriptions/{row['SubscriptionId']}/resourcegroups/{row['ResourceGroup']}"
-            f"/providers/microsoft.compute/virtualmachines/{row['VmName']}"
-        ).lower()
-        entry: dict[str, Any] = {
-            "vm": row["VmName"],
-            "subscriptionId": row["SubscriptionId"],
-            "resourceGroup": row["ResourceGroup"],
-            "policy": row.get("Policy"),
-            "held": vm_id in held_vms,
-            "lastGoodSnapshot": _iso(snap["LastGood"]) if snap else None,
-            "snapshotAgeHours": snapshot_age,
-            "completeSetAgeHours": complete_age,
-            "snapshot": "none"
-            if snap is None
-            else "ok"
-            if complete_age is not None and complete_age <= SNAPSHOT_STALE_HOURS
-            else "partial"
-            if snapshot_age is not None and snapshot_age <= SNAPSHOT_STALE_HOURS
-            else "stale",
-            "recoveryPointAgeHours": _hours(ver["RpoSeconds"]) if ver else None,
-            "rpoTargetHours": _hours(ver["RpoTargetSeconds"]) if ver else None,
-            "finding": ver["Finding"] if ver else None,
-            "rpo": "unknown"
-            if ver is None
-            else "breached"
-            if ver["Finding"] == "rpo-breached"
-            else "ok"
-            if ver["Status"] == "succeeded"
-            else "failing",
-            "lastDrill": _iso(drill["TimeGenerated"]) if drill else None,
-            "drillStatus": drill["Status"] if drill else None,
-            "drillReason": (drill.get("Reason") or None) if drill else None,
-            "rtoSeconds": drill["RtoSeconds"] if drill else None,
-            "rtoTargetSeconds": drill["RtoTargetSeconds"] if drill else None,
-            "drill": "none" if drill is None else _drill_state(drill),
-        }
-        entry["reasons"] = vm_reasons(entry, days=days)
-        entry["atRisk"] = bool(entry["reasons"]) and not entry["held"]
-        vms.append(entry)
-    heartbeats = {
-        r["Job"]: {"last": _iso(r["LastHeartbeat"]), "ageHours": _hours(r["AgeSeconds"])}
-        for r in tables["heartbeats"]
-    }
-    posture, why = _posture(vms, heartbeats)
-    return {
-        "posture": posture,
-        "postureReasons": why,
-        "vms": vms,
-        "heldSnapshots": held["snapshots"],
-        "heldVms": held["vms"],
-        "heartbeats": heartbeats,
-        "partialErrors": list(partial),
-    }
-
-
-def _drill_state(drill: dict[str, Any]) -> str:
-    target, rto = drill.get("RtoTargetSeconds"), drill.get("RtoSeconds")
-    if drill["Status"] != "succeeded":
-        return "failed"
-    if target is not None and rto is not None and rto > target:
-        return "over-rto"
-    return "ok"
-
-
-def _ago(hours: float | None) -> str:
-    return "never" if hours is None else f"{humanize.naturaldelta(timedelta(hours=hours))} ago"
-
-
-def _span(seconds: Any) -> str:
-    return "?" if seconds is None else humanize.naturaldelta(timedelta(seconds=float(seconds)))
-
-
-def vm_reasons(vm: dict[str, Any], *, days: int = 30) -> list[str]:
-    """Why each verdict of one VM is not OK: the evidence, its age, the target it misses."""
-    reasons = []
-    limit = f"the {SNAPSHOT_STALE_HOURS:g} h limit"
-    if vm["snapshot"] == "none":
-        reasons.append(f"snapshot: no good snapshot in the last {days} days")
-    elif vm["snapshot"] == "stale":
-        reasons.append(f"snapshot: last good snapshot {_ago(vm['snapshotAgeHours'])}, over {limit}")
-    elif vm["snapshot"] == "partial":
-        complete = vm["completeSetAgeHours"]
-        reasons.append(
-            f"snapshot: the newest set ({_ago(vm['snapshotAgeHours'])}) misses disks and "
-            + (
-                "no set is complete"
-                if complete is None
-                else f"the last complete set is {_ago(complete)}"
-            )
-            + f", against {limit}"
-        )
-    if vm["rpo"] == "breached":
-        reasons.append(
-            f"backup: recovery point {_ago(vm['recoveryPointAgeHours'])}, over the RPO target "
-            f"of {_span((vm['rpoTargetHours'] or 0) * 3600)}"
-        )
-    elif vm["rpo"] == "failing":
-        reasons.append(f"backup: verification found {vm['finding']}")
-    if vm["drill"] == "failed":
-        why = f": {vm['drillReason']}" if vm["drillReason"] else ""
-        reasons.append(f"drill: the last drill ({vm['lastDrill']}) {vm['drillStatus']}{why}")
-    elif vm["drill"] == "over-rto":
-        reasons.append(
-            f"drill: the last drill ({vm['lastDrill']}) took {_span(vm['rtoSeconds'])}, over "
-            f"the RTO target of {_span(vm['rtoTargetSeconds'])}"
-        )
-    return reasons
-
-
-def _posture(vms: list[dict[str, Any]], heartbeats: dict[str, Any]) -> tuple[str, list[str]]:
-    """The estate's posture, and why when it is not healthy."""
-    if not vms and not heartbeats:
-        return "unknown", ["no outcome in the workspace for the period read"]
-    why = []
-    rotation = heartbeats.get("rotation")
-    if rotation is None:
-        why.append("rotation: no run-start or run-end recorded")
-    elif (rotation["ageHours"] or 0) > SNAPSHOT_STALE_HOURS:
-        why.append(
-            f"rotation: last run {_ago(rotation['ageHours'])}, over the "
-            f"{SNAPSHOT_STALE_HOURS:g} h limit"
-        )
-    risky = [vm["vm"] for vm in vms if vm["atRisk"]]
-    if risky:
-        shown = ", ".join(risky[:5]) + (f" and {len(risky) - 5} more" if len(risky) > 5 else "")
-        why.append(f"{len(risky)} VM(s) at risk: {shown}")
-    return ("at-risk" if why else "healthy"), why
 
 
 def _holds(source: Source, credential: Any) -> dict[str, list[dict[str, Any]]]:
@@ -408,16 +202,15 @@ def _holds(source: Source, credential: Any) -> dict[str, list[dict[str, Any]]]:
     return {"snapshots": snapshots, "vms": vms}
 
 
-def _hours(seconds: Any) -> float | None:
-    return None if seconds is None else round(float(seconds) / 3600, 1)
+_iso = posture.iso
 
 
-def _iso(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
-    return str(value)
+def _ago(value: float | None) -> str:
+    return "never" if value is None else f"{humanize.naturaldelta(timedelta(hours=value))} ago"
+
+
+def _span(seconds: Any) -> str:
+    return "?" if seconds is None else humanize.naturaldelta(timedelta(seconds=float(seconds)))
 
 
 _STYLE = {
@@ -445,6 +238,7 @@ def show(console: Console, report: dict[str, Any]) -> None:
     table = Table(title="Recoverability evidence per VM (from LifeboatOutcomes_CL)")
     for column in (
         "VM",
+        "verdict",
         "group",
         "last good snapshot",
         "recovery point vs RPO",
@@ -468,6 +262,7 @@ def show(console: Console, report: dict[str, Any]) -> None:
         )
         table.add_row(
             vm["vm"],
+            _mark(vm["verdict"], "held" if vm["held"] else vm["verdict"]),
             vm["resourceGroup"],
             _mark(vm["snapshot"], snap),
             _mark(vm["rpo"], rpo),

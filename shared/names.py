@@ -72,6 +72,7 @@ class Job(enum.StrEnum):
     DRILL = "drill"
     ONBOARDING = "onboarding"
     MAINTENANCE = "maintenance"
+    POSTURE = "posture"
 
 
 # The use case module whose HANDLERS table serves each queue (dispatch imports it on the queue's
@@ -97,6 +98,7 @@ class Timer(enum.StrEnum):
     DRILL = "drill"
     SWEEPER = "sweep"
     POISON = "poison"
+    POSTURE = "posture"
 
 
 # Each timer: the app setting holding its NCRONTAB schedule (triggers bind it as `%SETTING%`),
@@ -107,6 +109,7 @@ TIMER_SPECS: dict[Timer, tuple[str, str, Job]] = {
     Timer.DRILL: ("DRILL_SCHEDULE", "shared.drills", Job.DRILL),
     Timer.SWEEPER: ("SWEEPER_SCHEDULE", "shared.drills", Job.DRILL),
     Timer.POISON: ("POISON_SCHEDULE", "shared.poison", Job.MAINTENANCE),
+    Timer.POSTURE: ("POSTURE_SCHEDULE", "shared.posture", Job.POSTURE),
 }
 
 

@@ -229,3 +229,17 @@ def build_backup(settings: Settings) -> Backup:
         arm_audience=settings.arm_audience,
         writer_credential=writer,
     )
+
+
+def build_outcome_reader(settings: Settings) -> Any:
+    """The outcomes workspace through the Log Analytics query API (the posture timer reads it)."""
+    from shared.posture import LogAnalyticsReader
+
+    if not settings.log_analytics_workspace_id:
+        raise ValueError("LOG_ANALYTICS_WORKSPACE_ID: missing (the posture timer reads from it)")
+    return LogAnalyticsReader(
+        _credential(settings),
+        settings.log_analytics_workspace_id,
+        endpoint=settings.log_analytics_endpoint,
+        audience=settings.log_analytics_audience,
+    )
