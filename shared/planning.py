@@ -15,22 +15,33 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from shared.model import Disk, Snapshot, Vm
-from shared.policies import Policy, PolicySet, tag_value
+from shared.policies import Policy, PolicySet, has_tag, tag_value
 from shared.retention import UNLIMITED, RetentionPolicy, plan_retention
 from shared.snapshots import (
+    HOLD_TAG,
+    MAX_SNAPSHOTS_PER_DISK,
     NAME_PATTERN,
     POLICY_TAG,
-    is_held,
+    hold_of,
     is_owned,
+    ownership_failure,
     set_id,
     slot_of,
     snapshot_name,
     taken_from,
 )
 
-# Platform limits (REFERENCE.md): per disk, and per subscription and region (ZRS).
-MAX_SNAPSHOTS_PER_DISK = 500
+# Platform limits (REFERENCE.md): per disk, and per subscription and region (ZRS). Lifeboat sees
+# only the snapshots in its own group (Azure Disk Backup's, and users' elsewhere, count too), so
+# its counts are "seen by Lifeboat", and it warns before the limits: from 450 of a disk's 500,
+# from 90% of a subscription and region's 75,000.
 MAX_SNAPSHOTS_PER_REGION = 75_000
+DISK_WARNING_FROM = 450
+REGION_WARNING_FRACTION = 0.9
+
+# Stable words for `Details.skip` of skip rows (the daily digests group by them).
+NOT_ATTACHED = "not-attached"
+UNMANAGED_DISK = "unmanaged-disk"
 UNSNAPSHOTTABLE_SKUS: frozenset[str] = frozenset()
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -62,6 +73,19 @@ class Skip:
     reason: str
     vm_id: str | None = None
     blocked: bool = False
+    kind: str | None = None  # a stable word for the shape (TAG_TYPO, NOT_ATTACHED, ...)
+
+
+@dataclass(frozen=True, slots=True)
+class LimitWarning:
+    """A platform limit the estate is near (or a policy could exceed), with what Lifeboat saw."""
+
+    kind: str  # disk-near-limit, region-near-limit, policy-over-disk-limit, policies-over-region
+    message: str
+    resource_id: str | None = None  # the disk, for per-disk warnings
+    region: str | None = None
+    seen: float | None = None  # snapshots seen by Lifeboat (or a policy's bound)
+    limit: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +103,9 @@ class NightPlan:
     slot: str
     vms: tuple[VmPlan, ...]
     skipped_vms: tuple[Skip, ...]
-    warnings: tuple[str, ...]
+    warnings: tuple[LimitWarning, ...]
     window_seconds: float
+    skipped_disks: tuple[Skip, ...] = ()  # tagged disks attached to no VM
 
     @property
     def creates(self) -> int:
@@ -107,7 +132,8 @@ def plan_night(
             continue
         policy, why = policies.for_tags(vm.tags)
         if policy is None:
-            skipped.append(Skip(vm.id, why, vm.id))
+            mistake = policies.tag_mistake(vm.tags)
+            skipped.append(Skip(vm.id, why, vm.id, kind=mistake.kind if mistake else None))
             continue
         if weekday not in policy.nights:
             skipped.append(
@@ -118,7 +144,23 @@ def plan_night(
         planned.append(VmPlan(vm, policy.name, set_id(vm.id, slot), tuple(creates), tuple(skips)))
     paced, window = _pace(planned, config)
     warnings = quota_warnings(paced, disks, snapshots, policies, config)
-    return NightPlan(slot, tuple(paced), tuple(skipped), tuple(warnings), window)
+    loose = unattached_disks(vms, disks, config)
+    return NightPlan(slot, tuple(paced), tuple(skipped), tuple(warnings), window, tuple(loose))
+
+
+def unattached_disks(
+    vms: Sequence[Vm], disks: Mapping[str, Disk], config: RotationConfig
+) -> list[Skip]:
+    """Disks that carry a policy tag (any key spelling Lifeboat reads) but are attached to no VM:
+    Lifeboat snapshots a VM's disks together, so the tag belongs on the VM."""
+    attached = {a.disk_id.lower() for v in vms for a in v.attachments if a.disk_id}
+    return [
+        Skip(disk.id, "not attached to a VM (tag the VM)", kind=NOT_ATTACHED)
+        for key, disk in sorted(disks.items())
+        if key not in attached
+        and has_tag(disk.tags, POLICY_TAG)
+        and disk.resource_group.lower() not in config.drill_groups
+    ]
 
 
 def _classify_disks(
@@ -140,7 +182,8 @@ def _classify_disks(
             skips.append(Skip(where, "ephemeral OS disk: cannot be snapshotted", vm.id))
             continue
         if attachment.disk_id is None:
-            skips.append(Skip(where, f"unmanaged (VHD) {label}: not a managed disk", vm.id))
+            reason = f"unmanaged disk: the {label} is a VHD in a storage account"
+            skips.append(Skip(where, reason, vm.id, kind=UNMANAGED_DISK))
             continue
         disk = disks.get(attachment.disk_id.lower())
         if disk is None:
@@ -219,10 +262,13 @@ def quota_warnings(
     snapshots: Sequence[Snapshot],
     policies: PolicySet,
     config: RotationConfig,
-) -> list[str]:
-    warnings: list[str] = []
+) -> list[LimitWarning]:
+    """The platform limits tonight's estate is near, as seen by Lifeboat (its group only), and
+    the ones its policies could exceed."""
+    warnings: list[LimitWarning] = []
     per_region: dict[str, float] = defaultdict(float)
     existing: dict[str, int] = defaultdict(int)
+    per_disk = snapshots_per_disk(snapshots)
     for snapshot in snapshots:
         existing[snapshot.location.lower()] += 1
     for plan in plans:
@@ -232,17 +278,70 @@ def quota_warnings(
             per_region[action.location.lower()] += kept
             if kept > MAX_SNAPSHOTS_PER_DISK:
                 warnings.append(
-                    f"policy {policy.name!r} may keep {kept} snapshots of {action.disk_name}; "
-                    f"Azure allows {MAX_SNAPSHOTS_PER_DISK} incremental snapshots per disk"
+                    LimitWarning(
+                        "policy-over-disk-limit",
+                        f"policy {policy.name!r} may keep {kept} snapshots of "
+                        f"{action.disk_name}; Azure allows {MAX_SNAPSHOTS_PER_DISK} incremental "
+                        "snapshots per disk",
+                        resource_id=action.disk_id,
+                        region=action.location.lower(),
+                        seen=kept,
+                        limit=MAX_SNAPSHOTS_PER_DISK,
+                    )
                 )
+    for key, disk in sorted(disks.items()):
+        seen = per_disk.get(key, 0)
+        if seen >= DISK_WARNING_FROM:
+            warnings.append(
+                LimitWarning(
+                    "disk-near-limit",
+                    f"{disk.name}: {seen} snapshots seen by Lifeboat, of Azure's "
+                    f"{MAX_SNAPSHOTS_PER_DISK} per disk (Azure Disk Backup's and other groups' "
+                    "count too and are not seen)",
+                    resource_id=disk.id,
+                    region=disk.location.lower(),
+                    seen=seen,
+                    limit=MAX_SNAPSHOTS_PER_DISK,
+                )
+            )
+    for region in sorted(existing):
+        seen = existing[region]
+        if seen >= REGION_WARNING_FRACTION * MAX_SNAPSHOTS_PER_REGION:
+            warnings.append(
+                LimitWarning(
+                    "region-near-limit",
+                    f"{region}: {seen} snapshots seen by Lifeboat, of Azure's "
+                    f"{MAX_SNAPSHOTS_PER_REGION} per subscription and region "
+                    f"({seen / MAX_SNAPSHOTS_PER_REGION:.0%}; snapshots outside Lifeboat's group "
+                    "count too and are not seen)",
+                    region=region,
+                    seen=seen,
+                    limit=MAX_SNAPSHOTS_PER_REGION,
+                )
+            )
     for region, kept in sorted(per_region.items()):
         total = max(kept, existing[region])
         if total > MAX_SNAPSHOTS_PER_REGION:
             warnings.append(
-                f"policies may keep {total:.0f} snapshots in {region}; Azure allows "
-                f"{MAX_SNAPSHOTS_PER_REGION} per subscription and region"
+                LimitWarning(
+                    "policies-over-region-limit",
+                    f"policies may keep {total:.0f} snapshots in {region}; Azure allows "
+                    f"{MAX_SNAPSHOTS_PER_REGION} per subscription and region",
+                    region=region,
+                    seen=total,
+                    limit=MAX_SNAPSHOTS_PER_REGION,
+                )
             )
     return warnings
+
+
+def snapshots_per_disk(snapshots: Iterable[Snapshot]) -> dict[str, int]:
+    """How many snapshots of each source disk (lower-case id) Lifeboat sees, in any state."""
+    counts: dict[str, int] = defaultdict(int)
+    for snapshot in snapshots:
+        if snapshot.source_resource_id:
+            counts["/" + snapshot.source_resource_id.strip("/").lower()] += 1
+    return counts
 
 
 # ------------------------------------------------------------------------------------ pruning
@@ -270,11 +369,16 @@ class DiskPrune:
     delete: tuple[Removal, ...]
     blocked: tuple[Block, ...]
     orphan: bool = False
+    held: tuple[Block, ...] = ()  # kept by a hold tag, with who holds them
+    remaining: int = 0  # removed by retention but past tonight's cap: the next nights prune them
+    at_limit: bool = False  # tonight's create met Azure's 500 per disk: the surplus goes first
 
 
 @dataclass(frozen=True, slots=True)
 class PrunePlan:
     disks: tuple[DiskPrune, ...]
+    # Snapshots in Lifeboat's group named like its own that fail ownership (reason: the rule):
+    # never deleted, listed by `lifeboat plan` and counted in one row a night.
     suspicious: tuple[Block, ...] = ()
     refused: str | None = None  # set when the estate cap refuses every deletion
 
@@ -315,16 +419,12 @@ def plan_prunes(
         if is_owned(snapshot, config.snapshot_group):
             groups[key].owned.append(snapshot)
         elif NAME_PATTERN.match(snapshot.name.lower()):
-            suspicious.append(
-                Block(
-                    snapshot,
-                    "named like Lifeboat's but its creationData names another disk: "
-                    "not Lifeboat's, never deleted",
-                )
-            )
+            rule = ownership_failure(snapshot, config.snapshot_group) or "not Lifeboat's"
+            suspicious.append(Block(snapshot, rule))
         else:
             groups[key].adoptable.append(snapshot)
 
+    seen = snapshots_per_disk(snapshots)
     results: list[DiskPrune] = []
     for item in sorted(due, key=lambda d: d.disk.id.lower()):
         disk, policy = item.disk, item.policy
@@ -334,7 +434,15 @@ def plan_prunes(
             candidates += [s for s in group.adoptable if taken_from(s, disk)]
         tonight = snapshot_name(disk.id, disk.unique_id, slot)
         results.append(
-            _prune_one(disk.id, policy.name, policy.retention, candidates, config, tonight=tonight)
+            _prune_one(
+                disk.id,
+                policy.name,
+                policy.retention,
+                candidates,
+                config,
+                tonight=tonight,
+                seen=seen.get("/" + disk.id.strip("/").lower(), 0),
+            )
         )
 
     known = {(d.id.lower(), d.unique_id) for d in known_disks.values()}
@@ -366,15 +474,26 @@ def _prune_one(
     tonight: str | None,
     protect_newest: bool = True,
     orphan: bool = False,
+    seen: int = 0,
 ) -> DiskPrune:
+    """One disk's prunes. Retention decides; then the safety rules, in order: never the newest
+    good snapshot; nothing until tonight's snapshot is good, except at Azure's 500 per disk
+    (`at_limit_without_tonight`); at most the per-disk cap a night, oldest first, the rest
+    counted in `remaining` for the next nights."""
     blocked: list[Block] = []
     # Snapshots not (yet) good are neither counted nor removed: pending copies finish later,
     # failed ones are reported by the confirm step and left for an operator.
     good = [s for s in candidates if s.good and s.time_created is not None]
-    held = [s for s in good if is_held(s)]
-    subject = [s for s in good if not is_held(s)]
+    holds = [(s, hold_of(s)) for s in good]
+    held = [s for s, who in holds if who is not None]
+    subject = [s for s, who in holds if who is None]
     ordered = sorted(subject, key=lambda s: (s.time_created, s.name), reverse=True)
     keep: list[tuple[Snapshot, tuple[str, ...]]] = [(s, ("held (lifeboat:hold)",)) for s in held]
+    held_rows = tuple(
+        Block(s, f"held by tag {HOLD_TAG}={who}: kept whatever retention says")
+        for s, who in holds
+        if who is not None
+    )
     removals: list[Removal] = []
     if ordered:
         plan = plan_retention([s.time_created for s in ordered if s.time_created], retention)
@@ -387,24 +506,51 @@ def _prune_one(
             blocked.append(Block(removal.snapshot, "the disk's newest good snapshot"))
         else:
             deletes.append(removal)
+    at_limit = False
     if tonight is not None and deletes:
-        tonight_good = any(s.name.lower() == tonight and s.good for s in candidates)
-        if not tonight_good:
+        there = [s for s in candidates if s.name.lower() == tonight]
+        if at_limit_without_tonight(seen, tonight_there=bool(there)):
+            at_limit = True
+            deletes = [
+                Removal(
+                    r.snapshot,
+                    f"removed by retention; the disk is at Azure's {MAX_SNAPSHOTS_PER_DISK} "
+                    f"snapshots ({seen} seen by Lifeboat), so the oldest surplus goes before "
+                    "tonight's snapshot can be taken",
+                )
+                for r in deletes
+            ]
+        elif not any(s.good for s in there):
             blocked += [
                 Block(r.snapshot, "tonight's snapshot is not confirmed good") for r in deletes
             ]
             deletes = []
-    if deletes and len(deletes) / len(candidates) > config.max_disk_delete_fraction:
-        reason = (
-            f"would delete {len(deletes)} of {len(candidates)} snapshots of this disk "
-            f"({len(deletes) / len(candidates):.0%}), more than the cap "
-            f"{config.max_disk_delete_fraction:.0%}"
-        )
-        blocked += [Block(r.snapshot, reason) for r in deletes]
-        deletes = []
+    remaining = 0
+    cap = math.floor(config.max_disk_delete_fraction * len(candidates))
+    if len(deletes) > cap:
+        # Oldest first: tonight's share of the surplus, the rest on the next nights.
+        deletes = sorted(deletes, key=lambda r: (r.snapshot.time_created, r.snapshot.name))
+        deletes, later = deletes[:cap], deletes[cap:]
+        remaining = len(later)
     return DiskPrune(
-        source_id, policy_name, tuple(keep), tuple(deletes), tuple(blocked), orphan=orphan
+        source_id,
+        policy_name,
+        tuple(keep),
+        tuple(deletes),
+        tuple(blocked),
+        orphan=orphan,
+        held=held_rows,
+        remaining=remaining,
+        at_limit=at_limit,
     )
+
+
+def at_limit_without_tonight(seen: int, *, tonight_there: bool) -> bool:
+    """The one case prunes go on without tonight's good snapshot: tonight's was never taken
+    (not there at all, not merely pending) and the disk has at least Azure's 500 snapshots, so
+    Azure refuses every create until some are deleted. Retention's surplus, oldest first and
+    never the newest good one, is what makes room; waiting for tonight's would wait forever."""
+    return not tonight_there and seen >= MAX_SNAPSHOTS_PER_DISK
 
 
 def _prune_orphans(

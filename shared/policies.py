@@ -202,7 +202,7 @@ class PolicySet:
         """The drill plan a VM is in: its `lifeboat:drill` tag, else its policy's plan."""
         chosen = _tag(tags, DRILL_TAG)
         if chosen is not None:
-            name = chosen.strip().lower()
+            name = policy_name(chosen)
             if name == OPT_OUT:
                 return None, "opted out of drills (lifeboat:drill=none)"
             plan = self.drill_plans.get(name)
@@ -218,24 +218,81 @@ class PolicySet:
 
     def for_tags(self, tags: Mapping[str, str]) -> tuple[Policy | None, str]:
         """The policy a VM's tags select, or None with the reason it has none."""
+        mistake = self.tag_mistake(tags)
+        if mistake is not None:
+            return None, mistake.reason
         chosen = _tag(tags, POLICY_TAG)
         if chosen is None:
             if self.default is None:
                 return None, "no lifeboat:policy tag and no default policy"
             return self.policies[self.default], f"default policy {self.default!r}"
-        name = chosen.strip().lower()
+        name = policy_name(chosen)
         if name == OPT_OUT:
             return None, "opted out (lifeboat:policy=none)"
-        policy = self.policies.get(name)
-        if policy is None:
-            return None, f"lifeboat:policy names unknown policy {chosen!r}"
-        return policy, f"tagged lifeboat:policy={name}"
+        return self.policies[name], f"tagged lifeboat:policy={name}"
+
+    def tag_mistake(self, tags: Mapping[str, str]) -> TagMistake | None:
+        """A tag that shows what its owner meant but does not say it: a policy tag key within
+        two edits of `lifeboat:policy` (and no exact one), or a policy name that is not defined.
+
+        Such a VM is not given the default policy: its owner chose something, and Lifeboat does
+        not guess what (the row says what to fix).
+        """
+        chosen = _tag(tags, POLICY_TAG)
+        if chosen is None:
+            for key in sorted(tags):
+                if 0 < edit_distance(normal_key(key), POLICY_TAG) <= MAX_TAG_EDITS:
+                    return TagMistake(TAG_TYPO, f'tag "{key.strip()}" looks like "{POLICY_TAG}"')
+            return None
+        name = policy_name(chosen)
+        if name == OPT_OUT or name in self.policies:
+            return None
+        known = ", ".join(sorted(self.policies))
+        return TagMistake(UNKNOWN_POLICY, f"unknown policy {name or '(empty)'}; known: {known}")
+
+
+# Kinds of tag mistakes: stable words for `Details.skip` of the rows (digests group by them).
+TAG_TYPO = "tag-typo"
+UNKNOWN_POLICY = "unknown-policy"
+MAX_TAG_EDITS = 2
+
+
+@dataclass(frozen=True, slots=True)
+class TagMistake:
+    kind: str  # TAG_TYPO or UNKNOWN_POLICY
+    reason: str
+
+
+def normal_key(key: str) -> str:
+    """How Lifeboat compares tag keys: trimmed, any casing (ARM keys are case-insensitive)."""
+    return key.strip().lower()
+
+
+def policy_name(value: str) -> str:
+    """How Lifeboat reads a policy (or drill plan) name from a tag value: trimmed, any casing."""
+    return value.strip().lower()
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Damerau-Levenshtein distance (optimal string alignment): a swap of two neighbours is one
+    edit, so `lifebaot:policy` is one edit from `lifeboat:policy`."""
+    previous2: list[int] = []
+    previous = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        current = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cost = a[i - 1] != b[j - 1]
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                current[j] = min(current[j], previous2[j - 2] + 1)
+        previous2, previous = previous, current
+    return previous[-1]
 
 
 def _tag(tags: Mapping[str, str], key: str) -> str | None:
-    """Tag keys are case-insensitive in ARM."""
+    """Tag keys are case-insensitive in ARM; Lifeboat also ignores spaces around them."""
     for k, v in tags.items():
-        if k.lower() == key:
+        if normal_key(k) == key:
             return v
     return None
 

@@ -26,7 +26,10 @@ How Azure's faults and limits end (each disk gets one honest status, never a sil
 from __future__ import annotations
 
 import logging
+import re
+from collections import Counter
 from datetime import datetime, timedelta
+from typing import Any
 
 from shared.dispatch import (
     Context,
@@ -56,10 +59,12 @@ from shared.planning import (
     PlannedDisk,
     PrunePlan,
     RotationConfig,
+    Skip,
     VmPlan,
     plan_night,
     plan_prunes,
 )
+from shared.policies import TAG_TYPO, UNKNOWN_POLICY
 from shared.ports import (
     Compute,
     LimitReachedError,
@@ -69,8 +74,8 @@ from shared.ports import (
     ThrottledError,
     UnavailableError,
 )
-from shared.rules import may_delete, vm_out_of_scope, where_lifeboat_deletes
-from shared.snapshots import parse_slot, snapshot_name
+from shared.rules import may_delete, same_id, vm_out_of_scope, where_lifeboat_deletes
+from shared.snapshots import hold_of, parse_slot, snapshot_name
 
 log = logging.getLogger(__name__)
 
@@ -265,7 +270,7 @@ def _record_plan(out: Outcomes, plan: NightPlan, subscription: str) -> None:
         )
         for skip in vm_plan.skips:
             row = vm_out.blocked if skip.blocked else vm_out.skipped
-            row("snapshot-create", skip.reason, resource_id=skip.resource_id)
+            row("snapshot-create", skip.reason, resource_id=skip.resource_id, **_kind(skip))
         if out.dry_run:
             for action in vm_plan.creates:
                 vm_out.planned(
@@ -274,9 +279,34 @@ def _record_plan(out: Outcomes, plan: NightPlan, subscription: str) -> None:
                     details={"snapshotName": action.snapshot_name},
                 )
     for skipped in plan.skipped_vms:
-        out.skipped("plan-vm", skipped.reason, resource_id=skipped.resource_id)
+        out.skipped(
+            "plan-vm",
+            skipped.reason,
+            resource_id=skipped.resource_id,
+            vm_name=skipped.resource_id.rsplit("/", 1)[-1],
+            **_kind(skipped),
+        )
+    for loose in plan.skipped_disks:
+        out.skipped("snapshot-create", loose.reason, resource_id=loose.resource_id, **_kind(loose))
     for warning in plan.warnings:
-        out.planned("quota-warning", warning, severity="warning", distinct=warning)
+        out.planned(
+            "quota-warning",
+            warning.message,
+            severity="warning",
+            distinct=f"{warning.kind}:{warning.resource_id or warning.region}",
+            resource_id=warning.resource_id,
+            region=warning.region,
+            count=None if warning.seen is None else int(min(warning.seen, 2**62)),
+            details={"limit": warning.kind, "seenByLifeboat": warning.seen, "of": warning.limit},
+        )
+
+
+def _kind(skip: Skip) -> dict[str, Any]:
+    """A skip row's stable shape word, as `Details.skip` (the daily digests group by it)."""
+    if skip.kind is None:
+        return {}
+    severity = {"severity": "warning"} if skip.kind in (TAG_TYPO, UNKNOWN_POLICY) else {}
+    return {"details": {"skip": skip.kind}, **severity}
 
 
 def _imagined_tonight(plan: NightPlan, config: RotationConfig, subscription: str) -> list[Snapshot]:
@@ -660,9 +690,24 @@ def confirm_vm(request: RotationConfirmVmRequest, ctx: Context) -> Result:
 
 
 def _record_prunes(out: Outcomes, prunes: PrunePlan, *, dry_run: bool) -> None:
-    blocks: list[tuple[Block, str | None]] = [(b, None) for b in prunes.suspicious]
+    blocks: list[tuple[Block, str | None]] = []
     for prune in prunes.disks:
         blocks += [(b, prune.policy) for b in prune.blocked]
+        for hold in prune.held:
+            _snapshot_out(out, hold.snapshot, prune.policy).row(
+                "snapshot-delete",
+                Status.HELD,
+                hold.reason,
+                details={"heldBy": "tag", "hold": hold_of(hold.snapshot)},
+            )
+        if prune.remaining:
+            out.bind(resource_id=prune.source_id, policy=prune.policy).waiting(
+                "snapshot-delete",
+                f"{prune.remaining} snapshot(s) removed by retention remain for the next nights: "
+                "at most the per-disk cap is deleted a night, oldest first",
+                count=prune.remaining,
+                details={"remaining": prune.remaining, "atLimit": prune.at_limit},
+            )
         if dry_run and not prunes.refused:
             for removal in prune.delete:
                 _snapshot_out(out, removal.snapshot, prune.policy).planned(
@@ -670,12 +715,38 @@ def _record_prunes(out: Outcomes, prunes: PrunePlan, *, dry_run: bool) -> None:
                 )
     for block, policy in blocks:
         _snapshot_out(out, block.snapshot, policy).blocked("snapshot-delete", block.reason)
+    _record_lookalikes(out, prunes.suspicious)
     if prunes.refused:
         out.blocked(
             "snapshot-delete",
             f"run refused: {prunes.refused}",
             count=sum(len(p.delete) for p in prunes.disks),
         )
+
+
+LOOKALIKES_LISTED = 20
+
+
+def _record_lookalikes(out: Outcomes, lookalikes: tuple[Block, ...]) -> None:
+    """One row a night for the snapshots in Lifeboat's group named like its own that fail
+    ownership: never deleted, not an alert; `lifeboat plan` lists them all with the rule."""
+    if not lookalikes:
+        return
+    rules = Counter(b.reason for b in lookalikes)
+    out.skipped(
+        "lookalike-snapshots",
+        f"{len(lookalikes)} snapshot(s) named like Lifeboat's fail ownership: not Lifeboat's, "
+        "never deleted (lifeboat plan lists them)",
+        count=len(lookalikes),
+        resource_group=lookalikes[0].snapshot.resource_group,
+        details={
+            "rules": dict(sorted(rules.items())),
+            "snapshots": [
+                {"name": b.snapshot.name, "rule": b.reason}
+                for b in sorted(lookalikes, key=lambda b: b.snapshot.name)[:LOOKALIKES_LISTED]
+            ],
+        },
+    )
 
 
 def _snapshot_out(out: Outcomes, snapshot: Snapshot, policy: str | None) -> Outcomes:
@@ -721,6 +792,7 @@ def prune_snapshots(request: RotationPruneRequest, ctx: Context) -> Result:
     why = "orphan retention" if request.orphan else "removed by retention"
     recheck = ctx.redelivered or request.recheck
     tonight: dict[str, Snapshot | None] = {}
+    of_disk: list[Snapshot] | None = None  # listed once, only when tonight's is not there
     for index, snapshot_id in enumerate(request.snapshot_ids):
         row = out.bind(resource_id=snapshot_id, resource_group=group)
         rest = request.model_copy(
@@ -744,6 +816,13 @@ def prune_snapshots(request: RotationPruneRequest, ctx: Context) -> Result:
                     tonight[name] = compute.get_snapshot(
                         snapshot_id_of(request.subscription_id, group, name)
                     )
+                if tonight[name] is None and of_disk is None:
+                    # Maybe a disk at Azure's 500: count its snapshots as Azure lists them now.
+                    of_disk = [
+                        s
+                        for s in compute.list_snapshots(request.subscription_id, group)
+                        if same_id(s.source_resource_id, request.source_id)
+                    ]
         except ThrottledError as e:
             return PutBack(e.retry_after, f"throttled by Azure: {e}", rest)
         if victim is None or (victim.provisioning_state or "").lower() == "deleting":
@@ -755,7 +834,11 @@ def prune_snapshots(request: RotationPruneRequest, ctx: Context) -> Result:
             continue
         name = snapshot_name(request.source_id, victim.source_unique_id or "", request.slot)
         verdict = may_delete(
-            victim, source_id=request.source_id, tonight=tonight.get(name), orphan=request.orphan
+            victim,
+            source_id=request.source_id,
+            tonight=tonight.get(name),
+            orphan=request.orphan,
+            of_disk=of_disk,
         )
         if verdict is not None and verdict.forged:
             return Refuse(f"rotation-prune asks for what the rules forbid: {verdict.reason}")
@@ -768,7 +851,12 @@ def prune_snapshots(request: RotationPruneRequest, ctx: Context) -> Result:
             return PutBack(e.retry_after, f"throttled by Azure: {e}", rest)
         except RefusedError as e:
             if e.code.lower() == "scopelocked":
-                row.row("snapshot-delete", Status.HELD, f"held (lock): {e}")
+                row.row(
+                    "snapshot-delete",
+                    Status.HELD,
+                    f"held by lock: {locked_scopes(e.message)}",
+                    details={"heldBy": "lock", "error": str(e)[:1000]},
+                )
             else:
                 row.blocked("snapshot-delete", str(e))
             continue
@@ -777,6 +865,16 @@ def prune_snapshots(request: RotationPruneRequest, ctx: Context) -> Result:
 
 
 # ---------------------------------------------------------------------------------- helpers
+
+
+_LOCKED = re.compile(r"locked:\s*(.+?)\.\s*(?:Please|$)", re.IGNORECASE | re.DOTALL)
+
+
+def locked_scopes(message: str) -> str:
+    """The locked scope(s) a `ScopeLocked` refusal names (ARM: "...because following scope(s)
+    are locked: '<scope>'. Please remove the lock..."), or the message when it names none."""
+    match = _LOCKED.search(message)
+    return match.group(1).strip() if match else message
 
 
 def _stale(ctx: Context, slot: str, operation: str, *, out: Outcomes | None = None) -> bool:

@@ -11,13 +11,13 @@ is read again and must still be served and in scope (`vm_out_of_scope`).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Container
+from collections.abc import Collection, Container, Sequence
 from dataclasses import dataclass
 
 from shared.model import Snapshot, Vm
 from shared.names import Status
 from shared.policies import PolicySet
-from shared.snapshots import is_held, name_matches_source
+from shared.snapshots import MAX_SNAPSHOTS_PER_DISK, is_held, name_matches_source
 
 
 def same_id(a: str | None, b: str | None) -> bool:
@@ -81,12 +81,18 @@ def may_delete(
     source_id: str,
     tonight: Snapshot | None,
     orphan: bool,
+    of_disk: Sequence[Snapshot] | None = None,
 ) -> Verdict | None:
     """None when the victim, as Azure shows it now, may be deleted; else why not.
 
     Ownership is platform-written (`creationData` matches the name's hash and the disk the
     message names), never a tag; a hold tag keeps it; the disk's snapshot of the night must be
     good and must not be the victim (so the newest good snapshot is never the one deleted).
+
+    One exception to "tonight's must be good", so a disk at Azure's 500 snapshots never
+    deadlocks (its create is refused until some are deleted): when tonight's snapshot is not
+    there at all and `of_disk` (the disk's snapshots in Lifeboat's group, as listed now) holds
+    at least 500, the victim may go unless it is the disk's newest good snapshot.
     """
     if not name_matches_source(victim):
         reason = f"{victim.name} is not Lifeboat's: its name does not match its creationData"
@@ -101,9 +107,25 @@ def may_delete(
     if tonight is not None and same_id(tonight.id, victim.id):
         reason = f"{victim.name} is the disk's snapshot of the night, its newest"
         return Verdict(Status.REFUSED, reason, forged=True)
+    if tonight is None and of_disk is not None and at_the_disk_limit(of_disk, source_id):
+        newest = newest_good(of_disk)
+        if newest is None or same_id(newest.id, victim.id):
+            return Verdict(Status.BLOCKED, "the disk's newest good snapshot (the disk is at 500)")
+        return None
     if tonight is None or not tonight.good:
         return Verdict(Status.BLOCKED, "tonight's snapshot is not confirmed good")
     return None
+
+
+def at_the_disk_limit(of_disk: Sequence[Snapshot], source_id: str) -> bool:
+    """Azure's 500 snapshots of the disk are there (counted in Lifeboat's group, any state)."""
+    taken = [s for s in of_disk if same_id(s.source_resource_id, source_id)]
+    return len(taken) >= MAX_SNAPSHOTS_PER_DISK
+
+
+def newest_good(snapshots: Sequence[Snapshot]) -> Snapshot | None:
+    good = [s for s in snapshots if s.good and s.time_created is not None]
+    return max(good, key=lambda s: (s.time_created, s.name), default=None)
 
 
 def vm_out_of_scope(

@@ -15,6 +15,9 @@ from datetime import UTC, datetime
 
 from shared.model import Disk, Snapshot
 
+# Azure's limit of incremental snapshots per disk (REFERENCE.md), counted over every snapshot of
+# the disk, in any group: Lifeboat sees only its own group's.
+MAX_SNAPSHOTS_PER_DISK = 500
 NAME_PATTERN = re.compile(r"^lb-([a-z2-7]{16})-(\d{12})$")
 HOLD_TAG = "lifeboat:hold"
 MANAGED_TAG = "lifeboat:managed"
@@ -60,6 +63,23 @@ def name_matches_source(snapshot: Snapshot) -> bool:
     return match.group(1) == disk_hash(source, snapshot.source_unique_id)
 
 
+def ownership_failure(snapshot: Snapshot, snapshot_group: str) -> str | None:
+    """The ownership rule a snapshot fails, in words (None: it is Lifeboat's)."""
+    if snapshot.resource_group.lower() != snapshot_group.lower():
+        return f"not in Lifeboat's group {snapshot_group}"
+    match = NAME_PATTERN.match(snapshot.name.lower())
+    if not match:
+        return "not named lb-<disk hash>-<slot>"
+    if not snapshot.source_resource_id or not snapshot.source_unique_id:
+        return "its creationData names no source disk"
+    if not name_matches_source(snapshot):
+        return (
+            "its name's hash is not that of the disk its creationData names "
+            f"({snapshot.source_resource_id.strip('/').rsplit('/', 1)[-1]}, id and uniqueId)"
+        )
+    return None
+
+
 def slot_of_name(name: str) -> str | None:
     match = NAME_PATTERN.match(name.lower())
     return match.group(2) if match else None
@@ -81,4 +101,13 @@ def taken_from(snapshot: Snapshot, disk: Disk) -> bool:
 
 
 def is_held(snapshot: Snapshot) -> bool:
-    return any(k.lower() == HOLD_TAG for k in snapshot.tags)
+    return hold_of(snapshot) is not None
+
+
+def hold_of(snapshot: Snapshot) -> str | None:
+    """Who holds the snapshot by tag: the `lifeboat:hold` value (any key casing and spacing), or
+    None when it carries no hold tag."""
+    for key, value in snapshot.tags.items():
+        if key.strip().lower() == HOLD_TAG:
+            return value
+    return None

@@ -82,7 +82,7 @@ def test_disks_that_cannot_be_snapshotted_are_skipped_with_reasons() -> None:
     reasons = {s.reason for p in plan.vms for s in p.skips}
     assert reasons == {
         "ephemeral OS disk: cannot be snapshotted",
-        "unmanaged (VHD) OS disk: not a managed disk",
+        "unmanaged disk: the OS disk is a VHD in a storage account",
         "Confidential VM OS disk: snapshots are not supported",
         "OS disk not found in the subscription's disks",
     }
@@ -114,9 +114,9 @@ def test_vm_selection_by_tag_nights_and_drill_groups() -> None:
     assert [p.vm.name for p in plan.vms] == ["a"]
     assert sorted(s.reason for s in plan.skipped_vms) == [
         "in a drill resource group",
-        "lifeboat:policy names unknown policy 'weekend'",
         "no lifeboat:policy tag and no default policy",
         "opted out (lifeboat:policy=none)",
+        "unknown policy weekend; known: daily, os-only",
     ]
     saturday = plan_night([vm("a", "a-os")], d, [], policies(nights=["fri"]), CONFIG, night(28))
     assert saturday.vms == ()
@@ -169,7 +169,7 @@ def test_quota_warning_when_a_policy_could_exceed_500_per_disk() -> None:
     plan = plan_night(
         [vm("v", "v-os")], d, [], policies(retention={"daily": -1}), CONFIG, night(27)
     )
-    assert any("500 incremental snapshots per disk" in w for w in plan.warnings)
+    assert any("500 incremental snapshots per disk" in w.message for w in plan.warnings)
 
 
 # ------------------------------------------------------------------------------- pruning
@@ -236,13 +236,14 @@ def test_adopting_policy_prunes_unowned_snapshots_of_the_disk() -> None:
     assert [r.snapshot for r in prune.delete] == [manual]
 
 
-def test_per_disk_cap_blocks_a_mass_deletion() -> None:
+def test_per_disk_cap_prunes_the_oldest_share_a_night_and_counts_the_rest() -> None:
     d = disk("v-os")
     ps = policies(retention={"last": 1})
-    snaps = history(d, range(20, 28))
+    snaps = history(d, range(20, 28))  # 8 snapshots, retention keeps 1
     [prune] = plan_prunes(due(d, ps), index(d), snaps, ps, CONFIG, "202611270200").disks
-    assert prune.delete == ()
-    assert "more than the cap 50%" in prune.blocked[0].reason
+    assert [r.snapshot.name for r in prune.delete] == [s.name for s in snaps[:4]]  # oldest 4
+    assert prune.remaining == 3
+    assert prune.blocked == ()
 
 
 def test_estate_cap_refuses_the_whole_run() -> None:
@@ -270,9 +271,8 @@ def test_orphans_follow_their_policy_and_keep_the_newest() -> None:
     plan = plan_prunes([], {}, snaps, ps, CONFIG, "202611270200")
     [orphan] = plan.disks
     assert orphan.orphan
-    assert [r.snapshot.name for r in orphan.delete] == [snaps[0].name, snaps[1].name] or (
-        "more than the cap" in orphan.blocked[0].reason
-    )
+    assert [r.snapshot.name for r in orphan.delete] == [snaps[0].name]  # the cap: 1 of 3
+    assert orphan.remaining == 1
 
 
 def test_orphans_without_orphan_retention_are_kept() -> None:

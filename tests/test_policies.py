@@ -5,7 +5,14 @@ from typing import Any
 
 import pytest
 
-from shared.policies import PolicyError, load_policies, parse_policies
+from shared.policies import (
+    TAG_TYPO,
+    UNKNOWN_POLICY,
+    PolicyError,
+    edit_distance,
+    load_policies,
+    parse_policies,
+)
 from shared.retention import Duration
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,6 +72,90 @@ def test_tags_choose_a_policy_case_insensitively() -> None:
         "opted out (lifeboat:policy=none)",
     )
     assert policies.for_tags({"lifeboat:policy": "gold"})[0] is None
+
+
+@pytest.mark.parametrize(
+    "tags",
+    [
+        {"lifeboat:policy": "daily"},
+        {"Lifeboat:Policy": "Daily"},
+        {"LIFEBOAT:POLICY": "DAILY"},
+        {" lifeboat:policy ": " daily "},
+        {"lifeboat:policy\t": "Daily\n"},
+    ],
+)
+def test_tag_keys_and_policy_names_match_in_any_casing_after_trimming(
+    tags: dict[str, str],
+) -> None:
+    policies = parse_policies({**document(), "defaultPolicy": None})
+    policy, why = policies.for_tags(tags)
+    assert policy is not None
+    assert policy.name == "daily"
+    assert why == "tagged lifeboat:policy=daily"
+    assert policies.tag_mistake(tags) is None
+
+
+def two_policies() -> Any:
+    return parse_policies(
+        {
+            "version": 1,
+            "defaultPolicy": "daily",
+            "policies": {
+                "daily": {"retention": {"daily": 7}},
+                "weekly": {"retention": {"weekly": 4}},
+            },
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "typo"),
+    [
+        ("lifebaot:policy", True),  # two letters swapped: one edit
+        ("lifeboat:polcy", True),
+        ("lifeboat-policy", True),
+        ("Lifeboat:Polisy ", True),
+        ("lifeboat_pol1cy", True),  # two edits
+        ("lifeboat:pol", False),  # three edits
+        ("lifeboat:hold", False),
+        ("owner", False),
+    ],
+)
+def test_a_policy_tag_key_within_two_edits_is_a_mistake_not_the_default(
+    key: str, typo: bool
+) -> None:
+    policies = two_policies()
+    policy, why = policies.for_tags({key: "weekly"})
+    mistake = policies.tag_mistake({key: "weekly"})
+    if typo:
+        assert policy is None
+        assert mistake is not None
+        assert mistake.kind == TAG_TYPO
+        assert why == f'tag "{key.strip()}" looks like "lifeboat:policy"'
+    else:
+        assert mistake is None
+        assert policy is not None
+        assert policy.name == "daily"
+
+
+def test_an_unknown_policy_name_is_a_mistake_that_lists_the_known_ones() -> None:
+    policies = two_policies()
+    policy, why = policies.for_tags({"lifeboat:policy": " Gold-Plus "})
+    assert policy is None
+    assert why == "unknown policy gold-plus; known: daily, weekly"
+    mistake = policies.tag_mistake({"lifeboat:policy": "gold-plus"})
+    assert mistake is not None
+    assert mistake.kind == UNKNOWN_POLICY
+    # With the right key present, a near-miss key beside it is not a mistake.
+    assert policies.tag_mistake({"lifeboat:policy": "weekly", "lifebaot:policy": "x"}) is None
+    assert policies.tag_mistake({"lifeboat:policy": "NONE"}) is None
+
+
+def test_edit_distance_counts_a_swap_as_one_edit() -> None:
+    assert edit_distance("lifebaot:policy", "lifeboat:policy") == 1
+    assert edit_distance("abc", "abc") == 0
+    assert edit_distance("", "abc") == 3
+    assert edit_distance("kitten", "sitting") == 3
 
 
 def test_untagged_vms_are_out_without_a_default() -> None:

@@ -12,6 +12,7 @@ from shared.names import Queue, Timer
 from shared.planning import RotationConfig
 from shared.policies import parse_policies
 from shared.ports import LimitReachedError, RefusedError, ThrottledError
+from shared.rotation import locked_scopes
 from shared.snapshots import snapshot_name
 from tests.builders import SUB, disk, night, snapshot_of, vm
 from tests.conftest import base_settings
@@ -360,7 +361,19 @@ def test_a_lock_is_reported_held() -> None:
     world.compute.refuse[victim.lower()] = "ScopeLocked"
     world.drain()
     [held] = world.ops("snapshot-delete", "held")
-    assert (held.reason or "").startswith("held (lock)")
+    assert (held.reason or "").startswith("held by lock: ")
+    assert held.details["heldBy"] == "lock"
+
+
+def test_a_lock_is_named_from_azures_scope_locked_message() -> None:
+    message = (
+        "The scope '/subscriptions/s/resourceGroups/rg-lifeboat-snapshots/providers/"
+        "Microsoft.Compute/snapshots/lb-x' cannot perform delete operation because following "
+        "scope(s) are locked: '/subscriptions/s/resourceGroups/rg-lifeboat-snapshots'. "
+        "Please remove the lock and try again."
+    )
+    assert locked_scopes(message) == "'/subscriptions/s/resourceGroups/rg-lifeboat-snapshots'"
+    assert locked_scopes("refused") == "refused"
 
 
 @pytest.mark.parametrize(
