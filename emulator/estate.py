@@ -6,6 +6,8 @@ drill plans) can extend the file without breaking this loader. Every problem is 
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import re
 from datetime import datetime, timedelta
@@ -29,6 +31,7 @@ from emulator.model import (
     ResourceGroup,
     Snapshot,
     Subscription,
+    VhdDisk,
     VirtualMachine,
 )
 
@@ -36,6 +39,25 @@ SUPPORTED_VERSIONS = {1}
 DEFAULT_TENANT = "72f988bf-0000-4000-8000-00000000cafe"
 _AGE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_VHD_URI = re.compile(r"^https?://[a-z0-9]{3,24}\.blob\.[^/]+/[^/]+/.+\.vhd$", re.IGNORECASE)
+SNAPSHOT_GROUP = "rg-lifeboat-snapshots"
+NAMINGS = ("lifeboat", "lookalike", "other")
+HOLD_TAG = "lifeboat:hold"
+
+
+def disk_hash(disk_id: str, unique_id: str) -> str:
+    """Lifeboat's `h` in `lb-{h}-{slot}`: the first 16 characters of base32(sha256(lower(disk
+    id) + "|" + uniqueId)), lower-case, as DESIGN.md ("Idempotent by construction") documents
+    it. Written out here because the stand-in imports nothing of the app; test_estate_shapes
+    checks the two agree."""
+    digest = hashlib.sha256(f"{disk_id.lower()}|{unique_id}".encode()).digest()
+    return base64.b32encode(digest).decode("ascii")[:16].lower()
+
+
+def duration(value: Any) -> float | None:
+    """Seconds of `30s`, `5m`, `2h`, `1.5d`; None when `value` is not one."""
+    match = _AGE.match(str(value).strip())
+    return float(match.group(1)) * _AGE_UNITS[match.group(2)] if match else None
 
 
 class EstateError(ValueError):
@@ -233,9 +255,17 @@ class _Builder:
             if not name:
                 self.fail(where, "name is required")
             return None
+        if raw.get("vhd") is not None:
+            self.fail(
+                f"{where}.vhd",
+                "a VHD is a blob, not a disk resource: give it on the VM (osDisk or dataDisks)",
+            )
+            return None
         disk_id = compute_id(sub.id, group.name, "disks", str(name))
         existing = cloud.disks.get(key(disk_id))
         if existing is not None:
+            if raw.get("snapshots") is not None:
+                self.seed(cloud, sub, existing, raw["snapshots"], f"{where}.snapshots")
             return existing
         encryption = raw.get("encryption") or {}
         sku = str(raw.get("sku", "Premium_LRS"))
@@ -262,6 +292,8 @@ class _Builder:
             zones=raw.get("zones"),
         )
         cloud.disks[key(disk_id)] = disk
+        if raw.get("snapshots") is not None:
+            self.seed(cloud, sub, disk, raw["snapshots"], f"{where}.snapshots")
         return disk
 
     def vm(self, cloud: Cloud, sub: Subscription, raw: dict[str, Any], where: str) -> None:
@@ -282,22 +314,31 @@ class _Builder:
         ephemeral = bool(os_raw.get("ephemeral", False))
         if ephemeral:
             os_raw.setdefault("sku", "Standard_LRS")
-        os_disk = self.disk(
-            cloud,
-            sub,
-            os_raw,
-            f"{where}.osDisk",
-            os_type=os_type,
-            default_group=group.name,
-            default_location=location,
-            ephemeral=ephemeral,
-        )
-        if os_disk is None:
-            return
         security_type = raw.get("securityType")
         plan = raw.get("plan")
-        os_disk.security_type = security_type
-        os_disk.plan = dict(plan) if plan else None
+        os_vhd = None
+        os_disk = None
+        if os_raw.get("vhd") is not None:
+            os_vhd = self.vhd(os_raw, f"{where}.osDisk", None, 128, "ReadWrite")
+            if os_vhd is None:
+                return
+            if ephemeral:
+                self.fail(f"{where}.osDisk", "an ephemeral OS disk cannot be a VHD")
+        else:
+            os_disk = self.disk(
+                cloud,
+                sub,
+                os_raw,
+                f"{where}.osDisk",
+                os_type=os_type,
+                default_group=group.name,
+                default_location=location,
+                ephemeral=ephemeral,
+            )
+            if os_disk is None:
+                return
+            os_disk.security_type = security_type
+            os_disk.plan = dict(plan) if plan else None
         vm = VirtualMachine(
             subscription=sub.id,
             group=group.name,
@@ -307,7 +348,8 @@ class _Builder:
             vm_id=str(raw.get("vmId", stable_uuid(vm_id))),
             time_created=_age(raw.get("timeCreated"), self.now, self.long_ago),
             os_type=os_type,
-            os_disk_key=key(os_disk.id),
+            os_disk_key=key(os_disk.id) if os_disk else None,
+            os_vhd=os_vhd,
             power_state=str(raw.get("powerState", "running")),
             agent_ready=bool(raw.get("agentReady", True)),
             boot_fails=bool(raw.get("bootFails", False)),
@@ -318,8 +360,16 @@ class _Builder:
             image=dict(raw.get("image") or {}),
             zones=raw.get("zones"),
         )
-        os_disk.managed_by.append(vm.id)
+        if os_disk is not None:
+            os_disk.managed_by.append(vm.id)
         for k, dd in enumerate(raw.get("dataDisks") or []):
+            if dd.get("vhd") is not None:
+                lun = int(dd.get("lun", k))
+                vhd = self.vhd(dd, f"{where}.dataDisks[{k}]", lun, 1023, "None")
+                if vhd is not None:
+                    vhd.name = str(dd.get("name", f"{name}-data-{lun:02d}"))
+                    vm.vhd_data_disks.append(vhd)
+                continue
             disk = self.disk(
                 cloud,
                 sub,
@@ -342,58 +392,204 @@ class _Builder:
                 )
             )
         cloud.vms[key(vm_id)] = vm
+        if raw.get("snapshots") is not None:
+            for disk_key in vm.managed_disk_keys():
+                disk = cloud.disks[disk_key]
+                if not disk.ephemeral:  # an ephemeral OS disk has no snapshots
+                    self.seed(cloud, sub, disk, raw["snapshots"], f"{where}.snapshots")
+
+    def vhd(
+        self, raw: dict[str, Any], where: str, lun: int | None, size: int, caching: str
+    ) -> VhdDisk | None:
+        """An unmanaged disk of a VM: `vhd` is its page blob's URI."""
+        uri = str(raw.get("vhd"))
+        if not _VHD_URI.match(uri):
+            self.fail(
+                f"{where}.vhd",
+                "must be a page blob URI such as "
+                f"https://account.blob.core.windows.net/vhds/disk.vhd, got {uri!r}",
+            )
+            return None
+        if raw.get("snapshots") is not None:
+            self.fail(f"{where}.snapshots", "a VHD has no disk resource, so no snapshots")
+            return None
+        return VhdDisk(
+            name=str(raw.get("name", "")),
+            uri=uri,
+            size_gb=int(raw.get("sizeGB", size)),
+            lun=lun,
+            caching=str(raw.get("caching", caching)),
+        )
 
     def snapshot(self, cloud: Cloud, sub: Subscription, raw: dict[str, Any], where: str) -> None:
         name = raw.get("name")
         group = self.need_group(sub, raw.get("resourceGroup"), where)
-        source = str(raw.get("source", ""))
+        source = str(raw.get("sourceId") or raw.get("source") or "")
         if not name or group is None:
             if not name:
                 self.fail(where, "name is required")
             return
         if source.startswith("/"):
-            source_key = key(source)
+            source_id = source
         else:
             parts = source.split("/")
             if len(parts) != 2:
-                self.fail(where, "source must be 'group/disk' or a disk id")
+                self.fail(where, "source must be 'group/disk' or a disk id (or sourceId: an id)")
                 return
-            source_key = key(compute_id(sub.id, parts[0], "disks", parts[1]))
-        disk = cloud.disks.get(source_key)
-        if disk is None:
-            self.fail(where, f"source disk {source} is not declared")
+            source_id = compute_id(sub.id, parts[0], "disks", parts[1])
+        disk = cloud.disks.get(key(source_id))
+        orphan = bool(raw.get("orphan", False)) or bool(raw.get("sourceId"))
+        if disk is None and not orphan:
+            self.fail(
+                where,
+                f"source disk {source} is not declared (a snapshot whose disk was deleted says "
+                "orphan: true, or names it with sourceId)",
+            )
+            return
+        if disk is not None and raw.get("orphan"):
+            self.fail(where, f"orphan: true, but source disk {source} is declared")
             return
         created = _age(
             raw.get("timeCreated", raw.get("age")), self.now, self.now - timedelta(days=1)
         )
-        snap_id = compute_id(sub.id, group.name, "snapshots", str(name))
         incremental = bool(raw.get("incremental", True))
-        cloud.add_snapshot(
-            key(snap_id),
-            Snapshot(
-                subscription=sub.id,
-                group=group.name,
-                name=str(name),
-                location=disk.location,
-                sku=str(raw.get("sku", "Standard_ZRS" if incremental else "Standard_LRS")),
-                size_gb=disk.size_gb,
-                incremental=incremental,
-                source_id=disk.id,
-                source_unique_id=disk.unique_id,
-                unique_id=stable_uuid(snap_id),
+        snap_id = compute_id(sub.id, group.name, "snapshots", str(name))
+        tags = {str(k): str(v) for k, v in (raw.get("tags") or {}).items()}
+        if disk is not None:
+            snap = snapshot_of(disk, sub.id, group.name, str(name), created, incremental, tags)
+        else:
+            # The disk is gone: what its snapshot still says about it.
+            size = int(raw.get("sizeGB", 128))
+            gone = Disk(
+                subscription=source_id.split("/")[2].lower(),
+                group=source_id.split("/")[4] if len(source_id.split("/")) > 4 else group.name,
+                name=source_id.rstrip("/").split("/")[-1],
+                location=str(raw.get("location", group.location)),
+                sku="Premium_LRS",
+                size_gb=size,
+                unique_id=str(raw.get("sourceUniqueId", stable_uuid(source_id))),
                 time_created=created,
-                ready_at=created,
-                family_id=stable_uuid("family", disk.id) if incremental else None,
-                os_type=disk.os_type,
-                hyper_v_generation=disk.hyper_v_generation,
-                encryption_type=disk.encryption_type,
-                network_access_policy=str(raw.get("networkAccessPolicy", "DenyAll")),
-                public_network_access=str(raw.get("publicNetworkAccess", "Disabled")),
-                tags={str(k): str(v) for k, v in (raw.get("tags") or {}).items()},
-                instant_access=disk.instant_access,
-                hydrated_at=created,
-            ),
-        )
+                os_type=raw.get("osType"),
+            )
+            snap = snapshot_of(gone, sub.id, group.name, str(name), created, incremental, tags)
+            snap.source_id = source_id
+        if "sku" in raw:
+            snap.sku = str(raw["sku"])
+        snap.network_access_policy = str(raw.get("networkAccessPolicy", "DenyAll"))
+        snap.public_network_access = str(raw.get("publicNetworkAccess", "Disabled"))
+        cloud.add_snapshot(key(snap_id), snap)
+
+    def seed(self, cloud: Cloud, sub: Subscription, disk: Disk, spec: Any, where: str) -> None:
+        """`snapshots: {count, every, newest, group, naming, ...}` on a disk: `count` snapshots
+        of it, the newest `newest` ago and one every `every` before that, made without a call."""
+        if not isinstance(spec, dict):
+            self.fail(where, "must be a mapping such as {count: 460, every: 1d, newest: 2h}")
+            return
+        before = len(self.errors)
+        unknown = sorted(set(spec) - SEED_KEYS)
+        if unknown:
+            self.fail(where, f"unknown keys {unknown}; known: {sorted(SEED_KEYS)}")
+        count = spec.get("count")
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            self.fail(f"{where}.count", f"must be a whole number >= 0, got {count!r}")
+        every = duration(spec.get("every", "1d"))
+        if every is None or every < 1:
+            self.fail(
+                f"{where}.every", f"must be a duration such as 1d or 12h, got {spec.get('every')!r}"
+            )
+        newest = duration(spec.get("newest", "1d"))
+        if newest is None:
+            self.fail(f"{where}.newest", f"must be an age such as 2h, got {spec.get('newest')!r}")
+        naming = str(spec.get("naming", "lifeboat")).lower()
+        if naming not in NAMINGS:
+            self.fail(f"{where}.naming", f"must be one of {list(NAMINGS)}, got {naming!r}")
+        elif naming != "other" and every is not None and every < 60:
+            self.fail(f"{where}.every", "must be at least 1m: Lifeboat's names carry the minute")
+        group = self.need_group(sub, str(spec.get("group", SNAPSHOT_GROUP)), f"{where}.group")
+        incremental = spec.get("incremental", True)
+        if not isinstance(incremental, bool):
+            self.fail(f"{where}.incremental", f"must be true or false, got {incremental!r}")
+        elif not incremental and not disk.instant_access:
+            self.fail(f"{where}.incremental", f"{disk.sku} disks have incremental snapshots only")
+        if disk.ephemeral:
+            self.fail(where, f"{disk.name} is an ephemeral OS disk: it has no snapshots")
+        held = spec.get("held", 0)
+        if not isinstance(held, int) or isinstance(held, bool) or held < 0:
+            self.fail(f"{where}.held", f"must be a whole number >= 0, got {held!r}")
+        extra = spec.get("tags") or {}
+        if not isinstance(extra, dict):
+            self.fail(f"{where}.tags", "must be a mapping of tag names to values")
+        if len(self.errors) > before or group is None:
+            return
+        assert isinstance(count, int)
+        assert every is not None
+        assert newest is not None
+        if naming == "lifeboat":
+            h = disk_hash(disk.id, disk.unique_id)
+        else:  # the hash of another uniqueId: a disk of the same name, recreated
+            h = disk_hash(disk.id, stable_uuid("lookalike", disk.id))
+        policy = str(spec.get("policy", "daily"))
+        tags = {str(k): str(v) for k, v in extra.items()}
+        newest_at = self.now - timedelta(seconds=newest)
+        for i in range(count):
+            created = newest_at - timedelta(seconds=i * every)
+            if naming == "other":
+                name = f"{disk.name[:60]}-{created:%Y%m%d%H%M%S}"
+                own: dict[str, str] = {}
+            else:
+                created = created.replace(second=0, microsecond=0)
+                slot = f"{created:%Y%m%d%H%M}"
+                name = f"lb-{h}-{slot}"
+                own = {"lifeboat:managed": "true", "lifeboat:policy": policy, "lifeboat:slot": slot}
+            if i >= count - held:
+                own[HOLD_TAG] = "seeded"
+            snap_key = key(compute_id(sub.id, group.name, "snapshots", name))
+            if snap_key in cloud.snapshots:
+                self.fail(where, f"snapshot {name} already exists in {group.name}")
+                return
+            snap = snapshot_of(
+                disk, sub.id, group.name, name, created, incremental, {**own, **tags}
+            )
+            cloud.add_snapshot(snap_key, snap)
+
+
+SEED_KEYS = {"count", "every", "newest", "group", "naming", "incremental", "tags", "policy", "held"}
+
+
+def snapshot_of(
+    disk: Disk,
+    subscription: str,
+    group: str,
+    name: str,
+    created: datetime,
+    incremental: bool,
+    tags: dict[str, str],
+) -> Snapshot:
+    """A finished snapshot of `disk` (estate and seeded snapshots are there from the start)."""
+    snap_id = compute_id(subscription, group, "snapshots", name)
+    return Snapshot(
+        subscription=subscription,
+        group=group,
+        name=name,
+        location=disk.location,
+        sku="Standard_ZRS" if incremental else "Standard_LRS",
+        size_gb=disk.size_gb,
+        incremental=incremental,
+        source_id=disk.id,
+        source_unique_id=disk.unique_id,
+        unique_id=stable_uuid(snap_id),
+        time_created=created,
+        ready_at=created,
+        family_id=stable_uuid("family", disk.id) if incremental else None,
+        os_type=disk.os_type,
+        hyper_v_generation=disk.hyper_v_generation,
+        encryption_type=disk.encryption_type,
+        network_access_policy="DenyAll",
+        public_network_access="Disabled",
+        tags=tags,
+        instant_access=disk.instant_access,
+        hydrated_at=created,
+    )
 
 
 def build_networks(

@@ -200,6 +200,36 @@ class DataDisk:
 
 
 @dataclass
+class VhdDisk:
+    """An unmanaged disk: a page blob in a storage account, named by its URI. There is no
+    Microsoft.Compute/disks resource behind it, so nothing can snapshot it through Compute."""
+
+    name: str
+    uri: str
+    size_gb: int
+    lun: int | None = None  # None: the OS disk
+    caching: str = "ReadWrite"
+
+    def to_json(self) -> dict[str, Any]:
+        """As the REST spec's unmanaged-disk VM example writes it: `vhd.uri`, no `managedDisk`."""
+        body: dict[str, Any] = {}
+        if self.lun is not None:
+            body["lun"] = self.lun
+        body.update(
+            {
+                "name": self.name,
+                "vhd": {"uri": self.uri},
+                "createOption": "FromImage" if self.lun is None else "Empty",
+                "caching": self.caching,
+                "diskSizeGB": self.size_gb,
+            }
+        )
+        if self.lun is not None:
+            body["toBeDetached"] = False
+        return body
+
+
+@dataclass
 class VirtualMachine:
     subscription: str
     group: str
@@ -209,7 +239,7 @@ class VirtualMachine:
     vm_id: str
     time_created: datetime
     os_type: str
-    os_disk_key: str
+    os_disk_key: str | None  # None: the OS disk is a VHD (`os_vhd`)
     power_state: str = "running"
     agent_ready: bool = True
     ephemeral_os: bool = False
@@ -227,10 +257,17 @@ class VirtualMachine:
     agent_at: datetime | None = None  # None with boot_fails: the agent never becomes Ready
     boot_fails: bool = False
     deleting_at: datetime | None = None
+    os_vhd: VhdDisk | None = None  # an unmanaged OS disk
+    vhd_data_disks: list[VhdDisk] = field(default_factory=list)  # unmanaged data disks
 
     @property
     def id(self) -> str:
         return compute_id(self.subscription, self.group, "virtualMachines", self.name)
+
+    def managed_disk_keys(self) -> list[str]:
+        """Keys of the managed disks attached: the OS disk (unless a VHD), then data disks."""
+        head = [self.os_disk_key] if self.os_disk_key else []
+        return head + [d.disk_key for d in self.data_disks]
 
     @property
     def from_arm(self) -> bool:
@@ -468,6 +505,49 @@ class DenyAssignment:
 
 
 @dataclass
+class EstateChange:
+    """One entry of the estate's `changes:` (ESTATE.md): applied once the stand-in clock has
+    passed `at`, on the next request (no thread). `spec` is the entry's action value, checked
+    at load time; `result` says what applying did, or why it could not."""
+
+    index: int
+    at: datetime
+    action: str  # addVm, addDisk, deleteVm, deleteDisk, retag, hold, release, lock, unlock
+    subscription: str
+    spec: Any
+    options: dict[str, Any] = field(default_factory=dict)  # withDisks, note
+    applied_at: datetime | None = None
+    status: int = 0  # 200 applied; 404 target gone by then; 409 refused
+    result: str = ""
+    target: str = ""  # the id it acted on
+
+    @property
+    def where(self) -> str:
+        return f"changes[{self.index}]"
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "index": self.index,
+            "at": format_instant(self.at),
+            "action": self.action,
+            "subscription": self.subscription,
+            "applied": self.applied_at is not None,
+        }
+        if self.applied_at is not None:
+            body.update(
+                {
+                    "appliedAt": format_instant(self.applied_at),
+                    "status": self.status,
+                    "target": self.target,
+                    "result": self.result,
+                }
+            )
+        if self.options.get("note"):
+            body["note"] = self.options["note"]
+        return body
+
+
+@dataclass
 class Cloud:
     tenant_id: str
     identities: list[Identity]
@@ -491,6 +571,18 @@ class Cloud:
     # Scripted boot failures (POST /admin/boot-failures): {"vmNamePattern"} or {"sourceVmId"}.
     boot_failure_rules: list[dict[str, str]] = field(default_factory=list)
     network: NetworkState = field(default_factory=NetworkState)
+    # The estate's `changes:`, in the order they apply (by `at`, then as written).
+    changes: list[EstateChange] = field(default_factory=list)
+    next_change: int = 0  # changes before this one have been applied
+
+    def due_changes(self, now: datetime) -> list[EstateChange]:
+        """Changes whose instant has passed and that have not been applied yet, in order (one
+        comparison when none is due)."""
+        due, i = [], self.next_change
+        while i < len(self.changes) and self.changes[i].at <= now:
+            due.append(self.changes[i])
+            i += 1
+        return due
 
     def identity_by_client(self, client_id: str | None) -> Identity | None:
         if not self.identities:
@@ -533,12 +625,16 @@ class Cloud:
             del self.pending_deletes[k]
             vm = self.vms.pop(k, None)
             if vm is not None:
-                for disk_key in [vm.os_disk_key, *[d.disk_key for d in vm.data_disks]]:
-                    disk = self.disks.get(disk_key)
-                    if disk is not None and vm.id in disk.managed_by:
-                        disk.managed_by.remove(vm.id)
+                self.detach_all(vm)
                 continue
             self.disks.pop(k, None)
+
+    def detach_all(self, vm: VirtualMachine) -> None:
+        """A VM is gone: its managed disks are free (Detach is their delete option)."""
+        for disk_key in vm.managed_disk_keys():
+            disk = self.disks.get(disk_key)
+            if disk is not None and vm.id in disk.managed_by:
+                disk.managed_by.remove(vm.id)
 
     def live_snapshot(self, resource_key: str, now: datetime) -> Snapshot | None:
         snap = self.snapshots.get(resource_key)
@@ -548,19 +644,25 @@ class Cloud:
 
     def vm_json(self, vm: VirtualMachine, now: datetime | None = None) -> dict[str, Any]:
         attach = vm.create_option.lower() == "attach"
-        os_disk = self.disks[vm.os_disk_key]
-        os_block: dict[str, Any] = {
-            "osType": vm.os_type,
-            "name": os_disk.name,
-            "createOption": "Attach" if attach else "FromImage",
-            "caching": "ReadOnly" if vm.ephemeral_os else "ReadWrite",
-            "managedDisk": {"storageAccountType": os_disk.sku, "id": os_disk.id},
-            "diskSizeGB": os_disk.size_gb,
-            "deleteOption": "Delete" if vm.ephemeral_os else "Detach",
-        }
+        os_block: dict[str, Any] = {"osType": vm.os_type}
+        if vm.os_vhd is not None:
+            os_block.update(vm.os_vhd.to_json())
+        else:
+            assert vm.os_disk_key is not None
+            os_disk = self.disks[vm.os_disk_key]
+            os_block.update(
+                {
+                    "name": os_disk.name,
+                    "createOption": "Attach" if attach else "FromImage",
+                    "caching": "ReadOnly" if vm.ephemeral_os else "ReadWrite",
+                    "managedDisk": {"storageAccountType": os_disk.sku, "id": os_disk.id},
+                    "diskSizeGB": os_disk.size_gb,
+                    "deleteOption": "Delete" if vm.ephemeral_os else "Detach",
+                }
+            )
         if vm.ephemeral_os:
             os_block["diffDiskSettings"] = {"option": "Local", "placement": "CacheDisk"}
-        data = []
+        data: list[dict[str, Any]] = [v.to_json() for v in vm.vhd_data_disks]
         for dd in vm.data_disks:
             disk = self.disks[dd.disk_key]
             data.append(
@@ -575,6 +677,7 @@ class Cloud:
                     "toBeDetached": False,
                 }
             )
+        data.sort(key=lambda d: int(d["lun"]))
         storage: dict[str, Any] = {}
         if not attach:
             storage["imageReference"] = dict(
@@ -660,11 +763,14 @@ class Cloud:
                     agent_message = "VM Agent is unresponsive."
             stamp = format_instant(min(now, vm.provisioned_at))
         disks = []
-        for disk_key in [vm.os_disk_key, *[d.disk_key for d in vm.data_disks]]:
-            disk = self.disks[disk_key]
+        names = [self.disks[k].name for k in vm.managed_disk_keys()]
+        if vm.os_vhd is not None:
+            names.insert(0, vm.os_vhd.name)
+        names += [v.name for v in vm.vhd_data_disks]
+        for name in names:
             disks.append(
                 {
-                    "name": disk.name,
+                    "name": name,
                     "statuses": [
                         {
                             "code": "ProvisioningState/succeeded",
