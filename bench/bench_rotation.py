@@ -191,6 +191,7 @@ def _lifeboat_night(
         "VERIFICATION_SCHEDULE": "0 0 0 1 1 *",
         "DRILL_SCHEDULE": "0 0 0 1 1 *",
         "SWEEPER_SCHEDULE": "0 0 0 1 1 *",
+        "POSTURE_SCHEDULE": "0 0 0 1 1 *",
         "ARM_ENDPOINT": ep.arm,
         "ARM_AUDIENCE": ep.arm_audience + ".default",
         "AZURE_CLIENT_ID": ep.client_id,

@@ -45,7 +45,8 @@ VERDICTS = ("healthy", "at-risk", "unknown")
 # One row per VM named by a plan, snapshot, verification or drill outcome. Verdict: at-risk when
 # any evidence is bad (a stale or incomplete snapshot set, an RPO breached or a failing
 # verification, a failed drill or one over its RTO) or when there is no good snapshot although
-# other evidence exists; unknown when nothing but a plan names it; healthy otherwise.
+# other evidence exists; unknown when nothing but a plan names it (planned and not yet taken, or
+# skipped: a tag mistake, no policy); healthy otherwise.
 VM_EVIDENCE_QUERY = f"""let staleSeconds = {int(SNAPSHOT_STALE_HOURS * 3600)};
 let outcomes = {TABLE}
     | where DryRun == false and isnotempty(VmName)
@@ -58,6 +59,10 @@ let plans = outcomes
     | where Operation == "plan-vm" and Status == "planned"
     | summarize arg_max(TimeGenerated, Count) by Vm
     | project Vm, Planned = Count;
+let lastPlans = outcomes
+    | where Operation == "plan-vm"
+    | summarize arg_max(TimeGenerated, Status, Reason) by Vm
+    | project Vm, PlanStatus = Status, PlanReason = Reason;
 let snapshots = outcomes
     | where Operation == "snapshot-create" and Job in ("rotation", "onboarding")
     | extend Slot = tostring(Details.slot)
@@ -82,6 +87,7 @@ let drills = outcomes
     | project Vm, LastDrill = TimeGenerated, DrillStatus = Status, RtoSeconds, RtoTargetSeconds,
         DrillReason = Reason;
 vms
+| join kind=leftouter lastPlans on Vm
 | join kind=leftouter snapshots on Vm
 | join kind=leftouter verification on Vm
 | join kind=leftouter drills on Vm
@@ -109,7 +115,8 @@ vms
         Snapshot == "none" and Rpo == "unknown" and Drill == "none", "unknown",
         Snapshot == "none", "at-risk",
         "healthy")
-| project Vm, VmName, SubscriptionId, ResourceGroup, Policy, Verdict, Snapshot, LastGood,
+| project Vm, VmName, SubscriptionId, ResourceGroup, Policy, Verdict, PlanStatus, PlanReason,
+    Snapshot, LastGood,
     SnapshotAgeSeconds, CompleteAgeSeconds, Rpo, Finding, RpoSeconds, RpoTargetSeconds, Verified,
     Drill, DrillStatus, LastDrill, RtoSeconds, RtoTargetSeconds, DrillReason
 | order by Vm asc"""
@@ -120,30 +127,39 @@ HEARTBEATS_QUERY = f"""{TABLE}
 | extend AgeSeconds = tolong((now() - LastHeartbeat) / 1s)"""
 
 # The daily digests: the last day's rows of one kind, latest per resource (a message delivered
-# twice, or a disk blocked on two nights, is one item). Rows: Item, VmName, Reason, TimeGenerated.
+# twice, or a disk blocked on two nights, is one item). Rows: Item, VmName, Kind, Reason, Count,
+# Items, TimeGenerated. Row shapes: shared/rotation.py (README "What Lifeboat writes for...").
 _DIGEST = """{table}
 | where TimeGenerated > ago(1d) and DryRun == false
 | where {where}
-| summarize arg_max(TimeGenerated, VmName, Reason) by Item = tolower({item})
-| order by TimeGenerated desc"""
+| extend Kind = tostring(Details.skip)
+| summarize arg_max(TimeGenerated, VmName, Kind, Reason, Count, Details) by Item = tolower({item})
+| extend Items = {items}
+| project Item, VmName, Kind, Reason, Count, Items, TimeGenerated
+| order by TimeGenerated desc, Item asc"""
 DIGEST_QUERIES = {
-    # A disk Lifeboat was refused (a deny assignment, a limit, a lock): counted, not taken.
+    # A disk Lifeboat was refused or held off (a deny assignment, a limit): counted, not taken.
     "blocked-disks": _DIGEST.format(
         table=TABLE,
         where='Operation == "snapshot-create" and Status == "blocked"',
         item="ResourceId",
+        items="dynamic(null)",
     ),
-    # A VM left out of rotation by its tags or disks (tag mistakes, unattached, unmanaged).
+    # A VM or disk left out of rotation: tag mistakes (a policy tag key within two edits, an
+    # unknown policy), tagged disks attached to no VM, unmanaged (VHD) disks.
     "skipped-vms": _DIGEST.format(
         table=TABLE,
-        where='Status == "skipped" and Operation in ("plan-vm", "plan-disk", "vm-seen")',
-        item='coalesce(ResourceId, strcat(SubscriptionId, "/", ResourceGroup, "/", VmName))',
+        where='Status == "skipped" and Operation in ("plan-vm", "snapshot-create")',
+        item="ResourceId",
+        items="dynamic(null)",
     ),
-    # A snapshot that looks like Lifeboat's (its tags or name) but is not one Lifeboat made.
+    # Snapshots in Lifeboat's group named like its own that fail ownership: one row a night per
+    # group, its Count and the first names in Details.snapshots.
     "lookalike-snapshots": _DIGEST.format(
         table=TABLE,
-        where='Operation == "snapshot-lookalike" or Finding == "lookalike-snapshot"',
-        item="ResourceId",
+        where='Operation == "lookalike-snapshots"',
+        item='strcat(SubscriptionId, "/", ResourceGroup)',
+        items="Details.snapshots",
     ),
 }
 
@@ -269,6 +285,8 @@ def vm_entry(row: Mapping[str, Any], held: set[str], *, days: int = DEFAULT_DAYS
         "resourceGroup": row["ResourceGroup"],
         "policy": row.get("Policy"),
         "verdict": row["Verdict"],
+        "plan": row.get("PlanStatus"),
+        "planReason": row.get("PlanReason"),
         "held": vm_id in held,
         "lastGoodSnapshot": iso(row.get("LastGood")),
         "snapshotAgeHours": hours(row.get("SnapshotAgeSeconds")),
@@ -318,6 +336,8 @@ def vm_reasons(vm: Mapping[str, Any], *, days: int = DEFAULT_DAYS) -> list[str]:
     reasons = []
     limit = f"the {SNAPSHOT_STALE_HOURS:g} h limit"
     if vm["verdict"] == "unknown":
+        if vm["plan"] == "skipped":
+            return [f"skipped by the last plan: {vm['planReason'] or 'no reason given'}"]
         return [f"no evidence: planned, but no snapshot, verification or drill in {days} days"]
     if vm["snapshot"] == "none":
         reasons.append(f"snapshot: no good snapshot in the last {days} days")
@@ -396,25 +416,53 @@ def iso(value: Any) -> str | None:
 
 
 def digest(name: str, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """A digest's details: how many items, the first 20 (newest first), counts by reason."""
-    by_reason: dict[str, int] = {}
+    """A digest's details: how many items, the first 20 (newest first), counts by kind.
+
+    A row that counts several items (a night's lookalike snapshots of one group) adds its Count
+    and lists the items it names."""
+    items: list[dict[str, Any]] = []
+    by_kind: dict[str, int] = {}
+    total = 0
     for row in rows:
-        reason = str(row.get("Reason") or "(no reason)")
-        by_reason[reason] = by_reason.get(reason, 0) + 1
+        listed = _as_list(row.get("Items"))
+        count = int(row.get("Count") or 0) if listed else 1
+        total += max(count, len(listed))
+        kind = str(row.get("Kind") or "") or str(row.get("Reason") or "(no reason)")
+        by_kind[kind] = by_kind.get(kind, 0) + max(count, len(listed))
+        if listed:
+            items.extend({"item": row.get("Item"), **entry} for entry in listed)
+        else:
+            items.append(
+                {
+                    "item": row.get("Item"),
+                    "vm": row.get("VmName"),
+                    "kind": row.get("Kind") or None,
+                    "reason": row.get("Reason"),
+                    "time": iso(row.get("TimeGenerated")),
+                }
+            )
     return {
         "digest": name,
-        "total": len(rows),
-        "items": [
-            {
-                "item": row.get("Item"),
-                "vm": row.get("VmName"),
-                "reason": row.get("Reason"),
-                "time": iso(row.get("TimeGenerated")),
-            }
-            for row in rows[:DIGEST_ITEMS]
-        ],
-        "byReason": dict(sorted(by_reason.items(), key=lambda kv: (-kv[1], kv[0]))[:DIGEST_ITEMS]),
+        "total": total,
+        "items": items[:DIGEST_ITEMS],
+        "byKind": dict(sorted(by_kind.items(), key=lambda kv: (-kv[1], kv[0]))[:DIGEST_ITEMS]),
     }
+
+
+def _as_list(value: Any) -> list[dict[str, Any]]:
+    """A dynamic array as the query API (or DuckDB) hands it back: a list, or its JSON text."""
+    import json
+
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return []
+    return (
+        [v if isinstance(v, dict) else {"name": v} for v in value]
+        if isinstance(value, list)
+        else []
+    )
 
 
 def run_posture(
@@ -469,10 +517,11 @@ def run_posture(
             "partialErrors": report["partialErrors"],
         },
     )
+    totals: dict[str, int] = dict(counts)
     for name in DIGEST_QUERIES:
-        rows = tables.rows[name]
-        ctx.out.succeeded(f"digest-{name}", count=len(rows), details=digest(name, rows))
-    totals = {**counts, **{name: len(tables.rows[name]) for name in DIGEST_QUERIES}}
+        details = digest(name, tables.rows[name])
+        ctx.out.succeeded(f"digest-{name}", count=details["total"], details=details)
+        totals[name] = details["total"]
     status = Status.FAILED if tables.partial else Status.SUCCEEDED
     ctx.out.row(
         "run-end",

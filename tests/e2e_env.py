@@ -41,6 +41,7 @@ def app_settings(azurite: Azurite, ep: Any, **settings: str) -> dict[str, str]:
         "VERIFICATION_SCHEDULE": NEVER,
         "DRILL_SCHEDULE": NEVER,
         "SWEEPER_SCHEDULE": NEVER,
+        "POSTURE_SCHEDULE": NEVER,
         "ARM_ENDPOINT": ep.arm,
         "ARM_AUDIENCE": ep.arm_audience + ".default",
         "AZURE_CLIENT_ID": ep.client_id,
