@@ -1,4 +1,5 @@
-"""The admin API (`/admin/...`): clock, request log, faults, VMs, Event Grid, throttling, behaviour.
+"""The admin API (`/admin/...`): clock, request log, faults, VMs, Event Grid, throttling, behaviour,
+the estate's changes.
 
 Loopback only and unauthenticated: it drives the stand-in, it is not part of Azure.
 """
@@ -57,7 +58,14 @@ def routes(stand_in: StandIn) -> list[Route]:
                     stand_in.clock.set_rate(float(body["rate"]))
             except ValueError as e:
                 return _bad(str(e))
+            stand_in.catch_up()  # the estate's changes the new time has passed
         return _json({"now": format_instant(stand_in.clock.now()), "rate": stand_in.clock.rate})
+
+    async def changes(request: Request) -> Response:
+        """The estate's `changes:`: when each applies, and what applying did."""
+        stand_in.catch_up()
+        with stand_in.cloud.lock:
+            return _json({"changes": [c.to_json() for c in stand_in.cloud.changes]})
 
     async def requests(request: Request) -> Response:
         if request.method == "DELETE":
@@ -213,6 +221,7 @@ def routes(stand_in: StandIn) -> list[Route]:
 
     async def state(request: Request) -> Response:
         cloud = stand_in.cloud
+        stand_in.catch_up()
         now = stand_in.clock.now()
         with cloud.lock:
             cloud.purge(now)
@@ -240,6 +249,7 @@ def routes(stand_in: StandIn) -> list[Route]:
         Route("/admin/throttle", throttle, methods=["GET", "POST"]),
         Route("/admin/behaviour", behaviour, methods=["GET", "POST"]),
         Route("/admin/state", state, methods=["GET"]),
+        Route("/admin/changes", changes, methods=["GET"]),
     ]
 
 

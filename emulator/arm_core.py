@@ -52,11 +52,16 @@ class Arm:
         self.behaviour = behaviour
         self.throttler = throttler
         self.events = events
+        # What must happen before any ARM request is answered: the stand-in applies the
+        # estate's changes whose instant has passed (`StandIn.catch_up`), so no thread waits.
+        self.before_request: Callable[[], object] = lambda: None
 
     def routes(self) -> list[Route]:
         return ROUTES
 
     def check_subscription(self, subscription: str) -> None:
+        """The first thing every ARM request meets (after its token): catch up, then check."""
+        self.before_request()
         if subscription.lower() not in self.cloud.subscriptions:
             raise subscription_not_found(subscription)
 

@@ -24,6 +24,7 @@ from emulator.model import (
     DataDisk,
     DenyAssignment,
     Disk,
+    EstateChange,
     Identity,
     Lock,
     PolicyAssignment,
@@ -119,16 +120,71 @@ class _Builder:
                 "identities", "at least one managed identity (clientId, objectId) is required"
             )
         cloud = Cloud(tenant_id=str(data.get("tenantId", DEFAULT_TENANT)), identities=identities)
-        known = {"version", "tenantId", "identities", "subscriptions", "description"}
+        known = {"version", "tenantId", "identities", "subscriptions", "description", "changes"}
         cloud.extra = {k: v for k, v in data.items() if k not in known}
         subs = data.get("subscriptions") or []
         if not subs:
             self.fail("subscriptions", "at least one subscription is required")
         for i, raw in enumerate(subs):
             self.subscription(cloud, raw, f"subscriptions[{i}]")
+        if not self.errors:
+            self.changes(cloud, data.get("changes"))
         if self.errors:
             raise EstateError("invalid estate:\n  " + "\n  ".join(self.errors))
         return cloud
+
+    # ---- changes between nights ------------------------------------------------------------
+    def changes(self, cloud: Cloud, raw: Any) -> None:
+        """The estate's `changes:`, checked in the order they will apply: each target must
+        exist at that point (in the estate or made by an earlier change)."""
+        if raw is None:
+            return
+        if not isinstance(raw, list):
+            self.fail("changes", "must be a list of {at: ..., <action>: ...}")
+            return
+        default_sub = next(iter(cloud.subscriptions), "")
+        parsed: list[EstateChange] = []
+        for i, entry in enumerate(raw):
+            where = f"changes[{i}]"
+            if not isinstance(entry, dict):
+                self.fail(where, "must be a mapping {at: ..., <action>: ...}")
+                continue
+            actions = [k for k in entry if k in CHANGE_ACTIONS]
+            unknown = sorted(set(entry) - CHANGE_OPTIONS - set(CHANGE_ACTIONS))
+            if unknown:
+                self.fail(
+                    where,
+                    f"unknown keys {unknown}; an entry has at, one of {list(CHANGE_ACTIONS)} "
+                    "and optionally subscription, note, withDisks",
+                )
+            if len(actions) != 1:
+                self.fail(where, f"needs exactly one of {list(CHANGE_ACTIONS)}, got {actions}")
+                continue
+            if "at" not in entry:
+                self.fail(
+                    f"{where}.at", "is required: an instant, a time after the start or 'night N'"
+                )
+                continue
+            try:
+                at = change_instant(entry["at"], self.now)
+            except ValueError:
+                self.fail(
+                    f"{where}.at",
+                    "must be an RFC 3339 instant, a time after the start (26h, +90m) or "
+                    f"'night N', got {entry['at']!r}",
+                )
+                continue
+            sub = str(entry.get("subscription", default_sub)).lower()
+            if sub not in cloud.subscriptions:
+                self.fail(f"{where}.subscription", f"{sub} is not a subscription of the estate")
+                continue
+            options = {k: entry[k] for k in ("note", "withDisks") if k in entry}
+            if "withDisks" in options and actions[0] != "deleteVm":
+                self.fail(f"{where}.withDisks", "goes with deleteVm only")
+            parsed.append(EstateChange(i, at, actions[0], sub, entry[actions[0]], options))
+        parsed.sort(key=lambda c: (c.at, c.index))
+        _Rehearsal(self, cloud).run(parsed)
+        cloud.changes = parsed
 
     def subscription(self, cloud: Cloud, raw: dict[str, Any], where: str) -> None:
         sub_id = str(raw.get("id", "")).lower()
@@ -590,6 +646,366 @@ def snapshot_of(
         instant_access=disk.instant_access,
         hydrated_at=created,
     )
+
+
+CHANGE_ACTIONS = (
+    "addVm",
+    "addDisk",
+    "deleteVm",
+    "deleteDisk",
+    "retag",
+    "hold",
+    "release",
+    "lock",
+    "unlock",
+)
+CHANGE_OPTIONS = {"at", "subscription", "note", "withDisks"}
+RETAG_KINDS = {"vm": "virtualMachines", "disk": "disks", "snapshot": "snapshots", "group": ""}
+NIGHT_HOUR = 2  # `lifeboat demo` runs its nights at 02:00 UTC (cli/demo.py)
+_NIGHT = re.compile(r"^night\s+(\d+)$", re.IGNORECASE)
+
+
+def change_instant(value: Any, start: datetime) -> datetime:
+    """When a change applies: an RFC 3339 instant; a time after the stand-in's start (`26h`,
+    `+90m`); or `night N`, an hour before the Nth 02:00 UTC after the start (the night
+    `lifeboat demo` runs as its Nth), so the change is in place when that night lists."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=start.tzinfo)
+    text = str(value).strip()
+    night = _NIGHT.match(text)
+    if night:
+        n = int(night.group(1))
+        if n < 1:
+            raise ValueError("nights count from 1")
+        first = start.replace(hour=NIGHT_HOUR, minute=0, second=0, microsecond=0)
+        if first <= start:
+            first += timedelta(days=1)
+        return first + timedelta(days=n - 1, hours=-1)
+    seconds = duration(text.removeprefix("+"))
+    if seconds is not None:
+        return start + timedelta(seconds=seconds)
+    return parse_instant(text)
+
+
+def resource_ref(subscription: str, value: Any, kind: str) -> str | None:
+    """`group/name` (in the change's subscription) or a full id; None when it is neither."""
+    text = str(value or "").strip()
+    if text.startswith("/"):
+        return text
+    parts = text.split("/")
+    if len(parts) != 2 or not all(parts):
+        return None
+    return compute_id(subscription, parts[0], kind, parts[1])
+
+
+def change_target(change: EstateChange) -> tuple[str, str | None]:
+    """The kind (`vm`, `disk`, `snapshot`, `group`) and id a retag, hold or release names."""
+    spec = change.spec
+    if change.action in ("hold", "release"):
+        ref = spec.get("snapshot") if isinstance(spec, dict) else spec
+        return "snapshot", resource_ref(change.subscription, ref, "snapshots")
+    if not isinstance(spec, dict):
+        return "", None
+    kinds = [k for k in RETAG_KINDS if k in spec]
+    if len(kinds) != 1:
+        return "", None
+    kind = kinds[0]
+    if kind == "group":
+        name = str(spec["group"])
+        return kind, None if "/" in name or not name else group_id(change.subscription, name)
+    return kind, resource_ref(change.subscription, spec[kind], RETAG_KINDS[kind])
+
+
+def lock_spec(change: EstateChange) -> dict[str, Any]:
+    spec = change.spec
+    return {"name": spec} if isinstance(spec, str) else dict(spec or {})
+
+
+class _Rehearsal:
+    """Walk the changes in order against what will exist then, at load time: every problem is
+    found before the stand-in starts, named by its path (`changes[3].deleteVm`)."""
+
+    def __init__(self, builder: _Builder, cloud: Cloud) -> None:
+        self.builder = builder
+        self.cloud = cloud
+        self.vms = {k: vm.managed_disk_keys() for k, vm in cloud.vms.items()}
+        self.os_disk = {k: vm.os_disk_key for k, vm in cloud.vms.items()}
+        self.disks = set(cloud.disks)
+        self.snapshots = set(cloud.snapshots)
+        self.locks = {(lk.name.lower(), key(lk.scope)) for lk in cloud.locks}
+
+    def fail(self, change: EstateChange, message: str, field: str = "") -> None:
+        self.builder.fail(f"{change.where}.{change.action}{field}", message)
+
+    def staged(self, change: EstateChange) -> Cloud | None:
+        """Build an added VM or disk on a scratch copy, to find its problems now."""
+        if not isinstance(change.spec, dict):
+            self.fail(change, "must be a mapping in the estate's VM or disk format")
+            return None
+        scratch = Cloud(
+            tenant_id=self.cloud.tenant_id,
+            identities=self.cloud.identities,
+            subscriptions=self.cloud.subscriptions,
+        )
+        before = len(self.builder.errors)
+        sub = self.cloud.subscriptions[change.subscription]
+        where = f"{change.where}.{change.action}"
+        if change.action == "addVm":
+            self.builder.vm(scratch, sub, change.spec, where)
+        else:
+            self.builder.disk(scratch, sub, change.spec, where, os_type=change.spec.get("osType"))
+        return scratch if len(self.builder.errors) == before else None
+
+    def run(self, changes: list[EstateChange]) -> None:
+        handlers = {
+            "addVm": self.add_vm,
+            "addDisk": self.add_disk,
+            "deleteVm": self.delete_vm,
+            "deleteDisk": self.delete_disk,
+            "retag": self.retag,
+            "hold": self.hold,
+            "release": self.hold,
+            "lock": self.lock,
+            "unlock": self.unlock,
+        }
+        for change in changes:
+            handlers[change.action](change)
+
+    def add_vm(self, change: EstateChange) -> None:
+        scratch = self.staged(change)
+        if scratch is None:
+            return
+        for vm_key, vm in scratch.vms.items():
+            if vm_key in self.vms:
+                self.fail(change, f"VM {vm.id} exists by then")
+                continue
+            self.vms[vm_key] = vm.managed_disk_keys()
+            self.os_disk[vm_key] = vm.os_disk_key
+        self.disks |= set(scratch.disks)
+        self.snapshots |= set(scratch.snapshots)
+
+    def add_disk(self, change: EstateChange) -> None:
+        scratch = self.staged(change)
+        if scratch is None:
+            return
+        for disk_key, disk in scratch.disks.items():
+            if disk_key in self.disks:
+                self.fail(change, f"disk {disk.id} exists by then")
+            self.disks.add(disk_key)
+        self.snapshots |= set(scratch.snapshots)
+
+    def delete_vm(self, change: EstateChange) -> None:
+        ref = resource_ref(change.subscription, change.spec, "virtualMachines")
+        if ref is None:
+            self.fail(change, f"must be 'group/name' or a VM id, got {change.spec!r}")
+        elif key(ref) not in self.vms:
+            self.fail(change, f"no VM {change.spec} by then (in the estate or added earlier)")
+        else:
+            disks = self.vms.pop(key(ref))
+            self.os_disk.pop(key(ref), None)
+            if change.options.get("withDisks"):
+                self.disks -= set(disks)
+
+    def delete_disk(self, change: EstateChange) -> None:
+        ref = resource_ref(change.subscription, change.spec, "disks")
+        if ref is None:
+            self.fail(change, f"must be 'group/name' or a disk id, got {change.spec!r}")
+        elif key(ref) not in self.disks:
+            self.fail(change, f"no disk {change.spec} by then (in the estate or added earlier)")
+        elif key(ref) in self.os_disk.values():
+            self.fail(change, f"{change.spec} is a VM's OS disk: delete the VM (withDisks: true)")
+        else:
+            self.disks.discard(key(ref))
+
+    def retag(self, change: EstateChange) -> None:
+        kind, ref = change_target(change)
+        spec = change.spec if isinstance(change.spec, dict) else {}
+        if ref is None:
+            self.fail(
+                change,
+                "names one of vm, disk, snapshot ('group/name' or an id) or group (a name), "
+                f"got {change.spec!r}",
+            )
+            return
+        tags = spec.get("tags")
+        if not isinstance(tags, dict) or not all(
+            isinstance(v, (str, int, float, bool)) or v is None for v in tags.values()
+        ):
+            self.fail(change, "a mapping of tag names to values (null removes a tag)", ".tags")
+        unknown = sorted(set(spec) - set(RETAG_KINDS) - {"tags", "replace"})
+        if unknown:
+            self.fail(change, f"unknown keys {unknown}")
+        exists = {
+            "vm": lambda: key(ref) in self.vms,
+            "disk": lambda: key(ref) in self.disks,
+            "snapshot": lambda: key(ref) in self.snapshots,
+            "group": lambda: self.cloud.group(change.subscription, ref.split("/")[-1]) is not None,
+        }[kind]
+        if not exists():
+            self.fail(change, f"no {kind} {spec[kind]} by then")
+
+    def hold(self, change: EstateChange) -> None:
+        _, ref = change_target(change)
+        if ref is None:
+            self.fail(change, f"names a snapshot ('group/name' or an id), got {change.spec!r}")
+        elif key(ref) not in self.snapshots:
+            self.fail(change, f"no snapshot {ref} by then")
+        elif isinstance(change.spec, dict) and set(change.spec) - {"snapshot", "value"}:
+            self.fail(change, f"unknown keys {sorted(set(change.spec) - {'snapshot', 'value'})}")
+
+    def lock(self, change: EstateChange) -> None:
+        spec = lock_spec(change)
+        sub = self.cloud.subscriptions[change.subscription]
+        level = str(spec.get("level", "CanNotDelete"))
+        if not spec.get("name"):
+            self.fail(change, "name is required", ".name")
+        if level not in ("CanNotDelete", "ReadOnly"):
+            self.fail(change, f"must be CanNotDelete or ReadOnly, got {level}", ".level")
+        found = (str(spec.get("name", "")).lower(), key(self.builder.scope(sub, spec)))
+        if found in self.locks:
+            self.fail(change, f"lock {spec.get('name')} exists at that scope by then")
+        self.locks.add(found)
+
+    def unlock(self, change: EstateChange) -> None:
+        spec = lock_spec(change)
+        sub = self.cloud.subscriptions[change.subscription]
+        name = str(spec.get("name", "")).lower()
+        scope = key(self.builder.scope(sub, spec)) if spec.get("scope") else None
+        matches = {lk for lk in self.locks if lk[0] == name and scope in (None, lk[1])}
+        if not matches:
+            self.fail(change, f"no lock {spec.get('name')!r} by then")
+        self.locks -= matches
+
+
+def apply_changes(cloud: Cloud, now: datetime) -> list[EstateChange]:
+    """Apply, in order, every change whose instant `now` has passed; each records what it did
+    (status 200), or why not (404: its target is gone by then; 409: refused)."""
+    with cloud.lock:
+        due = cloud.due_changes(now)
+        for change in due:
+            _apply(cloud, change, now)
+            change.applied_at = now
+            cloud.next_change += 1
+    return due
+
+
+def _apply(cloud: Cloud, change: EstateChange, now: datetime) -> None:
+    builder = _Builder({}, change.at)  # ages inside an added VM or disk count from `at`
+    sub = cloud.subscriptions[change.subscription]
+    spec = change.spec
+    change.status, change.result = 200, change.action
+    if change.action == "addVm":
+        before = set(cloud.vms)
+        builder.vm(cloud, sub, {"timeCreated": change.at.isoformat(), **spec}, change.where)
+        added = [cloud.vms[k] for k in set(cloud.vms) - before]
+        change.target = added[0].id if added else ""
+        if not added:
+            change.status = 409
+        change.result = "; ".join(builder.errors) or "VM added"
+    elif change.action == "addDisk":
+        ref = compute_id(sub.id, str(spec.get("resourceGroup")), "disks", str(spec.get("name")))
+        change.target = ref
+        if key(ref) in cloud.disks:
+            change.status, change.result = 409, f"disk {ref} already exists"
+            return
+        builder.disk(cloud, sub, spec, change.where, os_type=spec.get("osType"))
+        change.result = "; ".join(builder.errors) or "disk added (unattached)"
+    elif change.action == "deleteVm":
+        _delete_vm(cloud, change)
+    elif change.action == "deleteDisk":
+        _delete_disk(cloud, change)
+    elif change.action in ("retag", "hold", "release"):
+        _retag(cloud, change, now)
+    elif change.action == "lock":
+        spec = lock_spec(change)
+        scope = builder.scope(sub, spec)
+        cloud.locks.append(Lock(str(spec["name"]), scope, str(spec.get("level", "CanNotDelete"))))
+        change.target, change.result = (
+            scope,
+            f"lock {spec['name']} ({spec.get('level', 'CanNotDelete')})",
+        )
+    elif change.action == "unlock":
+        spec = lock_spec(change)
+        at_scope = key(builder.scope(sub, spec)) if spec.get("scope") else None
+        gone = [
+            lk
+            for lk in cloud.locks
+            if lk.name.lower() == str(spec["name"]).lower() and at_scope in (None, key(lk.scope))
+        ]
+        cloud.locks = [lk for lk in cloud.locks if lk not in gone]
+        change.target = gone[0].scope if gone else ""
+        if not gone:
+            change.status, change.result = 404, f"no lock {spec['name']}"
+        else:
+            change.result = f"lock {spec['name']} removed"
+
+
+def _delete_vm(cloud: Cloud, change: EstateChange) -> None:
+    ref = str(resource_ref(change.subscription, change.spec, "virtualMachines"))
+    change.target = ref
+    vm = cloud.vms.pop(key(ref), None)
+    if vm is None:
+        change.status, change.result = 404, f"no VM {ref}"
+        return
+    cloud.pending_deletes.pop(key(ref), None)
+    cloud.detach_all(vm)
+    change.result = "VM deleted; its disks are detached"
+    if change.options.get("withDisks"):
+        for disk_key in vm.managed_disk_keys():
+            disk = cloud.disks.get(disk_key)
+            if disk is not None and not disk.managed_by:
+                del cloud.disks[disk_key]
+        change.result = "VM and its disks deleted"
+
+
+def _delete_disk(cloud: Cloud, change: EstateChange) -> None:
+    ref = str(resource_ref(change.subscription, change.spec, "disks"))
+    change.target = ref
+    disk = cloud.disks.get(key(ref))
+    if disk is None:
+        change.status, change.result = 404, f"no disk {ref}"
+        return
+    users = [cloud.vms[key(v)] for v in disk.managed_by if key(v) in cloud.vms]
+    if any(vm.os_disk_key == key(ref) for vm in users):
+        change.status, change.result = 409, f"disk {ref} is a VM's OS disk"
+        return
+    for vm in users:  # detached first, as a user must before deleting it
+        vm.data_disks = [d for d in vm.data_disks if d.disk_key != key(ref)]
+    del cloud.disks[key(ref)]
+    change.result = "disk detached and deleted" if users else "disk deleted"
+
+
+def _retag(cloud: Cloud, change: EstateChange, now: datetime) -> None:
+    kind, ref = change_target(change)
+    assert ref is not None
+    change.target = ref
+    resource: Any
+    if kind == "group":
+        resource = cloud.group(change.subscription, ref.split("/")[-1])
+    elif kind == "snapshot":
+        resource = cloud.live_snapshot(key(ref), now)
+    else:
+        resource = (cloud.vms if kind == "vm" else cloud.disks).get(key(ref))
+    if resource is None:
+        change.status, change.result = 404, f"no {kind} {ref} by then"
+        return
+    spec = change.spec if isinstance(change.spec, dict) else {}
+    if change.action == "hold":
+        updates: dict[str, Any] = {HOLD_TAG: str(spec.get("value", "estate-change"))}
+    elif change.action == "release":
+        updates = {HOLD_TAG: None}
+    else:
+        updates = dict(spec.get("tags") or {})
+        if spec.get("replace"):
+            resource.tags = {}
+    for name, value in updates.items():
+        same = [k for k in resource.tags if k.lower() == str(name).lower()]
+        if value is None:
+            for k in same:
+                del resource.tags[k]
+        else:  # tag keys are case-insensitive: the casing first written stays
+            resource.tags[same[0] if same else str(name)] = str(value)
+    change.result = f"tags now {dict(sorted(resource.tags.items()))}"
 
 
 def build_networks(

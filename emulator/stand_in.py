@@ -11,10 +11,12 @@ from emulator.arm_core import Arm
 from emulator.clock import Clock, format_instant
 from emulator.compute import Compute
 from emulator.config import Behaviour
+from emulator.estate import apply_changes
 from emulator.eventgrid import EventGrid
 from emulator.faults import Faults, RequestLog
 from emulator.identity import TokenAuthority
-from emulator.model import Cloud
+from emulator.ids import new_uuid
+from emulator.model import Cloud, EstateChange
 from emulator.monitor_state import Monitor, MonitorConfig
 from emulator.network import NetworkRP
 from emulator.policy import PolicyRP
@@ -22,6 +24,10 @@ from emulator.provisioning import Provisioning
 from emulator.recoveryservices import RecoveryServices
 from emulator.routing import Provider, Router
 from emulator.throttling import Throttler
+
+# Who makes the estate's changes (a user of the estate, not Lifeboat): the request log's
+# principal and the Event Grid caller of an added VM.
+CHANGE_PRINCIPAL = "00000000-0000-0000-0000-0000000ec4a9"
 
 
 @dataclass
@@ -47,6 +53,41 @@ class StandIn:
 
     def __post_init__(self) -> None:
         self.router = Router(self.providers())
+        self.arm.before_request = self.catch_up
+
+    def catch_up(self) -> list[EstateChange]:
+        """Apply the estate's changes whose instant the clock has passed (ESTATE.md, "Changes
+        between nights"). Runs before every ARM request and on the admin API's clock and state
+        calls, so a change is in place for the first request after its instant. Each applied
+        change is a request log entry (method CHANGE, operation `estate/<action>`); an added
+        VM is also two Event Grid VM writes, a VM's new tags one, as a user's would be."""
+        applied = apply_changes(self.cloud, self.clock.now())
+        for change in applied:
+            self.record(
+                "CHANGE",
+                f"/estate/{change.where}",
+                f"estate/{change.action}",
+                change.status,
+                CHANGE_PRINCIPAL,
+                [change.target] if change.target else [],
+            )
+            if change.status != 200 or not change.target:
+                continue
+            if change.action == "addVm":
+                correlation = new_uuid()
+                for _ in range(2):
+                    self.events.resource_write(
+                        change.target,
+                        "Microsoft.Compute/virtualMachines/write",
+                        CHANGE_PRINCIPAL,
+                        correlation,
+                        http_method="PUT-CREATE",
+                    )
+            elif change.action == "retag" and "/virtualmachines/" in change.target.lower():
+                self.events.resource_write(
+                    change.target, "Microsoft.Resources/tags/write", CHANGE_PRINCIPAL, new_uuid()
+                )
+        return applied
 
     def record(
         self,
