@@ -1,14 +1,25 @@
 """VM write events from Event Grid: validate, filter, and hand new work to the onboarding queue.
 
 The event only says "something wrote this VM"; it is never trusted beyond that. Onboarding reads
-the VM's current state itself.
+the VM's current state itself. Both delivery schemas (Event Grid and CloudEvents 1.0) arrive here
+as one `VmEvent` and go through the same decision.
 
 In Azure the Functions host owns the webhook and its status codes: a function that raises makes
 the host answer 500, and Event Grid then redelivers the whole batch for 24 hours. So nothing in an
-event's content makes this module raise. An event that is odd (no id, `data` that is not an
-object, a subject that is not a string or not a VM id, a time without a zone, a CloudEvents
-event) is refused with a `vm-event` row naming the reason, and the function returns. Only a
-failure to send the onboarding message (Storage down) raises: then a redelivery is right.
+event's content makes this module raise. Every event that is not accepted gets one `vm-event` row:
+
+- odd content Lifeboat cannot read (no id, `data` that is not an object, a subject that is not a
+  string or not a VM id, a time without a zone) is `refused`, with the reason and a short excerpt
+  of the event (a bug, a forgery or a misconfigured subscription: the refusals alert sees it);
+- Lifeboat's own write (the caller in `data.claims` or `data.authorization.evidence` is
+  `LIFEBOAT_PRINCIPAL_ID`) is `skipped: own write`, counted;
+- an event Lifeboat does not handle (another event type, another operation, a failed write) is
+  `skipped`, counted by its type in `Details.unhandled`;
+- a VM outside the target subscriptions is `skipped`.
+
+Only a failure to send the onboarding message (Storage down) raises: then a redelivery is right.
+Repeated deliveries need no dedupe store: the row ids and the onboarding message's key derive from
+the event id, and onboarding names the snapshots by the VM's creation minute.
 """
 
 from __future__ import annotations
@@ -32,14 +43,20 @@ log = logging.getLogger(__name__)
 
 WRITE_SUCCESS = "Microsoft.Resources.ResourceWriteSuccess"
 VM_WRITE = "Microsoft.Compute/virtualMachines/write"
+# The caller's object id in an ARM event's claims: the long claim name, or the short one.
+OID_CLAIMS = ("http://schemas.microsoft.com/identity/claims/objectidentifier", "oid")
+OWN_WRITE = "own write"
+EVENT_GRID_SCHEMA = "EventGridSchema"
+CLOUD_EVENTS_SCHEMA = "CloudEventSchemaV1_0"
 
 # What a row keeps of an event: an ARM id is at most this long, and so is a kept subject.
 MAX_SUBJECT = 1024
 MAX_REASON = 1000
 # Event Grid's ids are GUIDs; a longer one would not fit the envelope's run id either.
 MAX_EVENT_ID = 100
-# A value quoted inside a reason.
+# A value quoted inside a reason, and the excerpt of an unreadable event a row keeps.
 _QUOTED = 200
+MAX_EXCERPT = 200
 MAX_CORRELATION_ID = 128
 
 
@@ -52,8 +69,13 @@ class VmEvent:
     subject: object
     event_time: object
     data: object
-    # The worker built a CloudEvent: the subscription delivers the wrong schema.
+    # The worker built a CloudEvent (CloudEvents 1.0 delivery): `type`, `time` and `subject` were
+    # read into event_type, event_time and subject.
     cloud_event: bool = False
+
+    @property
+    def schema(self) -> str:
+        return CLOUD_EVENTS_SCHEMA if self.cloud_event else EVENT_GRID_SCHEMA
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +86,8 @@ class Decision:
     # The row a drop is worth: REFUSED for odd content (a bug, a forgery or a misconfigured
     # subscription), SKIPPED for a VM outside the target subscriptions, None for routine noise.
     status: Status | None = None
+    # What a skipped event counts toward: {"ownWrites": 1} or {"unhandled": {type: 1}}.
+    counts: Mapping[str, Any] | None = None
 
     @property
     def report(self) -> bool:
@@ -84,12 +108,33 @@ def _kind(value: object) -> str:
     return "null" if value is None else type(value).__name__
 
 
-def decide(event: VmEvent, subscriptions: frozenset[str]) -> Decision:
-    """Accept a VM write in a target subscription; refuse odd content; never raises."""
-    if event.cloud_event:
-        return _refused(
-            "a CloudEvents event: the event subscription must deliver the Event Grid schema"
-        )
+def _skipped(reason: str, counts: Mapping[str, Any], vm: VmRef | None = None) -> Decision:
+    return Decision(False, reason[:MAX_REASON], vm, Status.SKIPPED, counts)
+
+
+def caller_of(data: Mapping[Any, Any]) -> str | None:
+    """The object id of whoever made the write, when the event says: its claims' oid, else the
+    principal of the role assignment that allowed it. Lowercase; None when the event is silent
+    (published examples carry empty claims)."""
+    claims = data.get("claims")
+    if isinstance(claims, Mapping):
+        for key in OID_CLAIMS:
+            value = claims.get(key)
+            if isinstance(value, str) and value.strip():
+                return value.strip().lower()
+    authorization = data.get("authorization")
+    evidence = authorization.get("evidence") if isinstance(authorization, Mapping) else None
+    principal = evidence.get("principalId") if isinstance(evidence, Mapping) else None
+    if isinstance(principal, str) and principal.strip():
+        return principal.strip().lower()
+    return None
+
+
+def decide(
+    event: VmEvent, subscriptions: frozenset[str], own_principal: str | None = None
+) -> Decision:
+    """Accept a VM write in a target subscription; refuse odd content; skip Lifeboat's own
+    writes and what it does not handle, counted; never raises."""
     if not isinstance(event.id, str):
         return _refused(f"event id is {_kind(event.id)}, not a string")
     if not event.id:
@@ -123,13 +168,26 @@ def decide(event: VmEvent, subscriptions: frozenset[str]) -> Decision:
         if value is not None and not isinstance(value, str):
             return _refused(f"data.{name} is {_kind(value)}, not a string")
 
-    # Routine noise the subscription's filter should have kept away: dropped without a row.
+    caller = caller_of(data)
+    if own_principal and caller == own_principal.lower():
+        return _skipped(OWN_WRITE, {"ownWrites": 1})
+
+    # What the subscription's filter should have kept away: counted by type, one row.
     if event.event_type != WRITE_SUCCESS:
-        return Decision(False, f"event type {_quote(event.event_type)} is not {WRITE_SUCCESS}")
+        return _skipped(
+            f"event type {_quote(event.event_type)} is not {WRITE_SUCCESS}",
+            {"unhandled": {event.event_type[:_QUOTED]: 1}},
+        )
     if (operation or "").lower() != VM_WRITE.lower():
-        return Decision(False, f"operation {_quote(operation or '')} is not {VM_WRITE}")
+        return _skipped(
+            f"operation {_quote(operation or '')} is not {VM_WRITE}",
+            {"unhandled": {f"{event.event_type} {operation or '(none)'}"[:_QUOTED]: 1}},
+        )
     if status is not None and status.lower() != "succeeded":
-        return Decision(False, f"operation status is {_quote(status)}, not Succeeded")
+        return _skipped(
+            f"operation status is {_quote(status)}, not Succeeded",
+            {"unhandled": {f"{event.event_type} {VM_WRITE} {status}"[:_QUOTED]: 1}},
+        )
 
     vm = parse_vm_id(event.subject)
     if vm is None:
@@ -151,11 +209,12 @@ def decide(event: VmEvent, subscriptions: frozenset[str]) -> Decision:
 
 
 def receive_vm_event(rt: Runtime, event: VmEvent) -> Decision:
-    """Decide; an accepted VM becomes an onboarding message, anything odd a `refused` row.
+    """Decide; an accepted VM becomes an onboarding message, anything else one `vm-event` row.
 
     Never raises on the event's content; a failure to send the message propagates.
     """
-    decision = decide(event, rt.settings.subscriptions)
+    own = rt.settings.lifeboat_principal_id
+    decision = decide(event, rt.settings.subscriptions, str(own) if own is not None else None)
     usable_id = isinstance(event.id, str) and 0 < len(event.id) <= MAX_EVENT_ID
     name = str(event.id) if usable_id else f"sha256-{_fingerprint(event)}"
     run_id = f"event-{name}"
@@ -189,13 +248,39 @@ def _apply(ctx: Context, event: VmEvent, decision: Decision, outgoing: Outgoing 
                 resource_id=vm.id[:MAX_SUBJECT],
                 vm_name=vm.name[:MAX_SUBJECT],
             )
+        details: dict[str, Any] = {
+            "eventId": _kept(event.id),
+            "eventType": _kept(event.event_type),
+            "schema": event.schema,
+            **(decision.counts or {}),
+        }
+        if decision.status == Status.REFUSED:
+            details["excerpt"] = excerpt(event)
         out.row(
             "vm-event",
             decision.status,
             decision.reason[:MAX_REASON],
-            details={"eventId": _kept(event.id), "eventType": _kept(event.event_type)},
+            count=1 if decision.counts else None,
+            details=details,
         )
     return Done(decision.reason)
+
+
+def excerpt(event: VmEvent) -> str:
+    """The event as delivered, as JSON, cut to MAX_EXCERPT characters: what a person reads to see
+    why it could not be read."""
+    fields = {
+        "id": event.id,
+        "type" if event.cloud_event else "eventType": event.event_type,
+        "subject": event.subject,
+        "time" if event.cloud_event else "eventTime": event.event_time,
+        "data": event.data,
+    }
+    try:
+        text = json.dumps(fields, default=repr, ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError):
+        text = repr(fields)
+    return text[:MAX_EXCERPT]
 
 
 def _onboarding(
@@ -239,6 +324,8 @@ def _kept(value: object) -> str | None:
 def _fingerprint(event: VmEvent) -> str:
     """A stable name for an event without a usable id: the same event gives the same rows."""
     fields = [event.id, event.event_type, event.subject, event.event_time, event.data]
+    if event.cloud_event:
+        fields.append(CLOUD_EVENTS_SCHEMA)
     try:
         text = json.dumps(fields, sort_keys=True, default=repr)
     except (TypeError, ValueError, RecursionError):
@@ -247,13 +334,13 @@ def _fingerprint(event: VmEvent) -> str:
 
 
 def describe(event: VmEvent, decision: Decision) -> str:
-    """One bounded log line: `vm event ID accepted|dropped|refused: SUBJECT (REASON)`."""
+    """One bounded log line: `vm event ID accepted|skipped|refused: SUBJECT (REASON)`."""
     verdict = (
         "accepted"
         if decision.accepted
         else "refused"
         if decision.status == Status.REFUSED
-        else "dropped"
+        else "skipped"
     )
     shown_id = event.id if isinstance(event.id, str) else _quote(event.id)
     subject = event.subject if isinstance(event.subject, str) else _quote(event.subject)

@@ -80,6 +80,7 @@ TIMER_FUNCTIONS = {
     "drill_timer": Timer.DRILL,
     "sweeper": Timer.SWEEPER,
     "poison_drain": Timer.POISON,
+    "posture_timer": Timer.POSTURE,
 }
 EVENT_GRID_FUNCTIONS = {"vm_events"}
 
@@ -513,6 +514,13 @@ def _an_expired_drill(world: World) -> None:
     )
 
 
+def _expect_posture_off(world: World) -> None:
+    """Without LOG_ANALYTICS_WORKSPACE_ID the posture timer says it is off (tests/test_posture.py
+    covers what it writes when it reads a workspace)."""
+    [end] = world.rows("run-end", "feature-off")
+    assert "LOG_ANALYTICS_WORKSPACE_ID" in (end.reason or "")
+
+
 def _a_poisoned_message(world: World) -> None:
     world.queues.send("rotation-plan-poison", "left by the host")
 
@@ -533,6 +541,7 @@ TIMER_CASES: dict[str, tuple[Callable[[World], None], bool, Callable[[World], No
     # The sweeper reports a `sweep` row per expired drill, and no run-start.
     "sweeper": (_an_expired_drill, False, _expect_teardown),
     "poison_drain": (_a_poisoned_message, True, _expect_drained),
+    "posture_timer": (lambda w: None, True, _expect_posture_off),
 }
 
 
@@ -584,11 +593,11 @@ def test_a_vm_write_event_enqueues_one_onboarding_message(
     assert line.startswith(f"vm event ev-1 accepted: {raw['subject']}")
 
 
-def test_a_cloud_event_is_refused_with_a_row_and_an_error_line(
+def test_a_cloud_event_enqueues_the_same_onboarding_message(
     world: World, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The subscription is made with the Event Grid schema; the worker builds a CloudEvent."""
-    raw = vm_write_event(SUB, "rg-app", "web", event_id="ce-1")
+    """A subscription delivering CloudEvents 1.0: the worker builds a CloudEvent."""
+    raw = vm_write_event(SUB, "rg-app", "web", event_id="ce-1", when=night(27))
     cloud_event = {
         "specversion": "1.0",
         "id": raw["id"],
@@ -599,30 +608,49 @@ def test_a_cloud_event_is_refused_with_a_row_and_an_error_line(
         "data": raw["data"],
     }
     event = grid_event(cloud_event)
-    assert not isinstance(event, func.EventGridEvent)
+    assert isinstance(event, func.CloudEvent)
+    with caplog.at_level(logging.INFO, logger="triggers"):
+        FUNCTIONS["vm_events"](event)
+    [(envelope, request)] = world.sent(Queue.ONBOARDING)
+    assert isinstance(request, OnboardingRequest)
+    assert (request.vm_name, request.event_id, request.event_time) == ("web", "ce-1", night(27))
+    assert envelope.run_id == "event-ce-1"
+    assert world.reporter.outcomes == []
+    [(level, line)] = _vm_event_lines(caplog)
+    assert level == logging.INFO
+    assert line.startswith(f"vm event ce-1 accepted: {raw['subject']}")
+
+
+def test_an_unreadable_cloud_event_is_refused_with_a_row_and_a_warning(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    event = grid_event({"specversion": "1.0", "id": "ce-2", "type": 7, "data": "x"})
     with caplog.at_level(logging.INFO, logger="triggers"):
         FUNCTIONS["vm_events"](event)
     assert world.queues.sent == {}
-    rows = [(o.operation, o.status.value) for o in world.reporter.outcomes]
-    assert rows == [("vm-event", "refused")]
-    [(level, line)] = _vm_event_lines(caplog)
-    assert level == logging.ERROR
-    assert "expected the Event Grid schema, got CloudEvent" in line
+    [row] = world.reporter.outcomes
+    assert (row.operation, row.status.value) == ("vm-event", "refused")
+    assert row.details["schema"] == "CloudEventSchemaV1_0"
+    assert row.details["excerpt"].startswith('{"id": "ce-2", "type": 7')
+    [(level, _line)] = _vm_event_lines(caplog)
+    assert level == logging.WARNING
 
 
-@pytest.mark.parametrize(("raw", "reason", "reported"), DROPPED_VM_EVENTS)
-def test_an_event_of_another_kind_is_dropped_with_a_log_line(
+@pytest.mark.parametrize(("raw", "reason", "_reported"), DROPPED_VM_EVENTS)
+def test_an_event_of_another_kind_is_skipped_with_one_row(
     raw: dict[str, Any],
     reason: str,
-    reported: bool,
+    _reported: bool,
     world: World,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="triggers"):
+    """Every event gets its row; an unhandled type is counted there, not logged at INFO."""
+    with caplog.at_level(logging.DEBUG, logger="triggers"):
         FUNCTIONS["vm_events"](grid_event(raw))
     assert world.queues.sent == {}
     [(level, line)] = _vm_event_lines(caplog)
-    assert level == logging.INFO
-    assert line.startswith(f"vm event {raw['id']} dropped: {raw['subject']}")
+    [row] = world.reporter.outcomes
+    assert (row.operation, row.status.value) == ("vm-event", "skipped")
+    assert level == (logging.DEBUG if "unhandled" in row.details else logging.INFO)
+    assert line.startswith(f"vm event {raw['id']} skipped: {raw['subject']}")
     assert reason in line
-    assert [o.operation for o in world.reporter.outcomes] == (["vm-event"] if reported else [])

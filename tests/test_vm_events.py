@@ -4,6 +4,7 @@ import dataclasses
 import json
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
+from uuid import uuid4
 
 import pytest
 from hypothesis import given, settings
@@ -49,12 +50,14 @@ def test_a_vm_write_in_a_target_subscription_is_accepted() -> None:
     assert (decision.vm.resource_group, decision.vm.name) == ("RG-App", "vm1")
 
 
-@pytest.mark.parametrize(("event", "reason", "reported"), DROPPED_VM_EVENTS)
-def test_other_events_are_dropped(event: dict[str, object], reason: str, reported: bool) -> None:
+@pytest.mark.parametrize(("event", "reason", "_reported"), DROPPED_VM_EVENTS)
+def test_other_events_are_skipped_with_a_row(
+    event: dict[str, object], reason: str, _reported: bool
+) -> None:
     decision = decide(as_event(event), TARGETS)
     assert not decision.accepted
     assert reason in decision.reason
-    assert decision.report is reported
+    assert decision.status is Status.SKIPPED
 
 
 def test_a_vm_extension_write_is_not_a_vm_write() -> None:
@@ -163,11 +166,11 @@ ODD_EVENTS = {
         odd(data={"operationName": VM_WRITE_OP, "subscriptionId": OTHER_SUBSCRIPTION}),
         "does not match the subject's",
     ),
-    "cloud event": (
+    "cloud event without data": (
         VmEvent(
             id="c-1", event_type="t", subject="s", event_time=None, data=None, cloud_event=True
         ),
-        "a CloudEvents event",
+        "data is null, not an object",
     ),
 }
 
@@ -194,7 +197,23 @@ def test_odd_content_writes_one_bounded_refused_row_through_dispatch(
     assert len(row.reason or "") <= 1000
     assert len(row.resource_id or "") <= 1024
     assert len(row.run_id) <= 128
+    assert 0 < len(row.details["excerpt"]) <= 200
     json.dumps(row.to_record())
+
+
+def test_a_refused_row_quotes_the_event_as_delivered() -> None:
+    rt, _, reporter = runtime()
+    receive_vm_event(
+        rt, odd(subject="not-a-vm", data={"operationName": VM_WRITE_OP, "x": "y" * 500})
+    )
+    [row] = reporter.outcomes
+    excerpt = row.details["excerpt"]
+    assert len(excerpt) == 200
+    assert excerpt.startswith(
+        '{"id": "e-odd", "eventType": "Microsoft.Resources.ResourceWriteSuccess"'
+    )
+    assert '"subject": "not-a-vm"' in excerpt
+    assert row.details["schema"] == "EventGridSchema"
 
 
 def test_an_event_without_a_usable_id_gets_the_same_row_on_every_delivery() -> None:
@@ -309,20 +328,6 @@ EVENTS = st.builds(
 )
 
 
-def _routine(event: VmEvent) -> bool:
-    """Well-formed, but not a successful VM write: the only drop that writes no row."""
-    data = event.data
-    if event.cloud_event or not isinstance(data, dict) or not isinstance(event.subject, str):
-        return False
-    operation, status = data.get("operationName"), data.get("status")
-    return isinstance(event.event_type, str) and (
-        event.event_type != WRITE_SUCCESS
-        or not isinstance(operation, str)
-        or operation.lower() != VM_WRITE_OP.lower()
-        or (isinstance(status, str) and status.lower() != "succeeded")
-    )
-
-
 @settings(max_examples=400, deadline=None)
 @given(event=EVENTS)
 def test_no_event_content_makes_receive_raise(event: VmEvent) -> None:
@@ -340,14 +345,179 @@ def test_no_event_content_makes_receive_raise(event: VmEvent) -> None:
         assert payload.subscription_id == SUBSCRIPTION
         return
     assert sent == []
-    if decision.status is None:
-        assert rows == []
-        assert _routine(event), decision.reason
-        return
-    [row] = rows
+    [row] = rows  # every event Lifeboat does not act on gets its one row
     assert row.status is decision.status
     assert row.reason
     assert len(row.reason) <= 1000
     assert len(row.resource_id or "") <= 1024
-    assert all(len(v or "") <= 1024 for v in row.details.values())
+    assert all(len(v or "") <= 1024 for v in row.details.values() if not isinstance(v, dict))
+    if row.status is Status.REFUSED:
+        assert len(row.details["excerpt"]) <= 200
     json.dumps(row.to_record())
+
+
+# ------------------------------------------------------------------------------- own writes
+
+LIFEBOAT = "5b0a7c1e-0000-4000-8000-00000000f00d"
+
+
+def own_runtime() -> tuple[Runtime, MemoryQueues, MemoryReporter]:
+    queues, reporter = MemoryQueues(), MemoryReporter()
+    settings = Settings.from_env(base_settings(LIFEBOAT_PRINCIPAL_ID=LIFEBOAT))
+    return fakes.runtime(settings, FixedClock(), reporter, queues), queues, reporter
+
+
+def _evidence_only(raw: dict[str, Any], principal: str) -> dict[str, Any]:
+    """A write whose claims are empty (as in published examples) and whose role assignment's
+    principal is still given."""
+    raw["data"]["claims"] = {}
+    raw["data"]["authorization"]["evidence"] = {"principalId": principal}
+    return raw
+
+
+OWN_WRITES = {
+    "long oid claim": vm_write_event(SUBSCRIPTION, "rg", "vm1", caller_object_id=LIFEBOAT),
+    "upper-case oid claim": vm_write_event(
+        SUBSCRIPTION, "rg", "vm1", caller_object_id=LIFEBOAT.upper()
+    ),
+    "short oid claim": {
+        **vm_write_event(SUBSCRIPTION, "rg", "vm1"),
+        "data": {**vm_write_event(SUBSCRIPTION, "rg", "vm1")["data"], "claims": {"oid": LIFEBOAT}},
+    },
+    "evidence principal": _evidence_only(vm_write_event(SUBSCRIPTION, "rg", "vm1"), LIFEBOAT),
+    "own tags write": vm_write_event(
+        SUBSCRIPTION,
+        "rg",
+        "vm1",
+        operation="Microsoft.Resources/tags/write",
+        caller_object_id=LIFEBOAT,
+    ),
+}
+
+
+@pytest.mark.parametrize("raw", OWN_WRITES.values(), ids=OWN_WRITES.keys())
+def test_lifeboats_own_write_is_skipped_and_counted(raw: dict[str, Any]) -> None:
+    rt, queues, reporter = own_runtime()
+    decision = receive_vm_event(rt, as_event(raw))
+    assert not decision.accepted
+    assert queues.sent == {}
+    [row] = reporter.outcomes
+    assert (row.operation, row.status, row.reason) == ("vm-event", Status.SKIPPED, "own write")
+    assert row.count == 1
+    assert row.details["ownWrites"] == 1
+
+
+def test_someone_elses_write_is_accepted_when_lifeboat_knows_itself() -> None:
+    rt, queues, reporter = own_runtime()
+    assert receive_vm_event(rt, as_event(vm_write_event(SUBSCRIPTION, "rg", "vm1"))).accepted
+    evidence = _evidence_only(vm_write_event(SUBSCRIPTION, "rg", "vm2"), str(uuid4()))
+    assert receive_vm_event(rt, as_event(evidence)).accepted
+    assert len(queues.sent["onboarding"]) == 2
+    assert reporter.outcomes == []
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [{}, None, [LIFEBOAT], {"oid": 7}, {"oid": ""}],
+    ids=["empty", "null", "list", "number", "blank"],
+)
+def test_a_write_without_a_readable_caller_is_a_users_write(claims: object) -> None:
+    """Published examples carry empty claims: then the event goes on to onboarding, whose
+    idempotence (tests/test_event_idempotence.py) keeps Lifeboat's own writes from looping."""
+    raw = vm_write_event(SUBSCRIPTION, "rg", "vm1")
+    raw["data"]["claims"] = claims
+    raw["data"]["authorization"]["evidence"] = {}
+    rt, queues, _ = own_runtime()
+    assert receive_vm_event(rt, as_event(raw)).accepted
+    assert len(queues.sent["onboarding"]) == 1
+
+
+def test_without_the_setting_no_write_is_lifeboats() -> None:
+    rt, queues, _ = runtime()
+    raw = vm_write_event(SUBSCRIPTION, "rg", "vm1", caller_object_id=LIFEBOAT)
+    assert receive_vm_event(rt, as_event(raw)).accepted
+    assert len(queues.sent["onboarding"]) == 1
+
+
+# ------------------------------------------------------------------------ unhandled events
+
+
+UNHANDLED = {
+    "delete": (
+        vm_write_event(
+            SUBSCRIPTION, "rg", "vm1", event_type="Microsoft.Resources.ResourceDeleteSuccess"
+        ),
+        "Microsoft.Resources.ResourceDeleteSuccess",
+    ),
+    "action": (
+        vm_write_event(
+            SUBSCRIPTION,
+            "rg",
+            "vm1",
+            event_type="Microsoft.Resources.ResourceActionSuccess",
+            operation="Microsoft.Compute/virtualMachines/start/action",
+        ),
+        "Microsoft.Resources.ResourceActionSuccess",
+    ),
+    "disk write": (
+        vm_write_event(SUBSCRIPTION, "rg", "vm1", operation="Microsoft.Compute/disks/write"),
+        "Microsoft.Resources.ResourceWriteSuccess Microsoft.Compute/disks/write",
+    ),
+}
+
+
+@pytest.mark.parametrize(("raw", "kind"), UNHANDLED.values(), ids=UNHANDLED.keys())
+def test_an_unhandled_event_is_counted_by_type_in_one_row(raw: dict[str, Any], kind: str) -> None:
+    rt, queues, reporter = runtime()
+    receive_vm_event(rt, as_event(raw))
+    receive_vm_event(rt, as_event(raw))  # delivered again: the same row
+    assert queues.sent == {}
+    first, again = reporter.outcomes
+    assert (first.operation, first.status) == ("vm-event", Status.SKIPPED)
+    assert first.details["unhandled"] == {kind: 1}
+    assert first.count == 1
+    assert first.id == again.id
+
+
+# ---------------------------------------------------------------------------- CloudEvents
+
+
+def as_cloud_event(raw: dict[str, Any]) -> VmEvent:
+    """The same write as the worker reads it from a CloudEvents 1.0 delivery."""
+    return VmEvent(
+        id=raw["id"],
+        event_type=raw["eventType"],
+        subject=raw["subject"],
+        event_time=datetime(2026, 11, 27, tzinfo=UTC),
+        data=raw["data"],
+        cloud_event=True,
+    )
+
+
+def test_a_cloud_event_is_decided_like_the_same_event_grid_event() -> None:
+    raw = vm_write_event(SUBSCRIPTION, "rg", "vm1", event_id="e-1", correlation_id="c-1")
+    grid_rt, grid_queues, _ = runtime()
+    cloud_rt, cloud_queues, _ = runtime()
+    assert receive_vm_event(grid_rt, as_event(raw)) == receive_vm_event(
+        cloud_rt, as_cloud_event(raw)
+    )
+    [grid] = grid_queues.sent["onboarding"]
+    [cloud] = cloud_queues.sent["onboarding"]
+    assert messages.decode(grid)[1] == messages.decode(cloud)[1]
+    for changed in (
+        {"eventType": "Microsoft.Resources.ResourceDeleteSuccess"},
+        {"subject": "not-a-vm"},
+    ):
+        other = {**raw, **changed}
+        assert decide(as_event(other), TARGETS) == decide(as_cloud_event(other), TARGETS)
+
+
+def test_a_refused_cloud_event_says_its_schema() -> None:
+    rt, _, reporter = runtime()
+    receive_vm_event(
+        rt, dataclasses.replace(as_cloud_event(vm_write_event(SUBSCRIPTION, "rg", "v")), data=None)
+    )
+    [row] = reporter.outcomes
+    assert row.status is Status.REFUSED
+    assert row.details["schema"] == "CloudEventSchemaV1_0"
+    assert '"type": "Microsoft.Resources.ResourceWriteSuccess"' in row.details["excerpt"]
