@@ -13,7 +13,13 @@ host would reject fails here too, and it honours host.json:
 - the Event Grid webhook at `/runtime/webhooks/eventgrid?functionName=NAME&code=KEY` answers the
   validation handshake, runs the events of one POST in parallel and answers 202 when all succeed,
   500 when any fails, 400 without `aeg-event-type` or for a body that is not events (JSON error
-  body), 404 for an unknown function; the key is compared in constant time before routing (401).
+  body), 404 for an unknown function, 202 to `Unsubscribe`; the key is compared in constant time
+  before routing (401). Both delivery schemas: an array is a batch (Event Grid schema, or
+  CloudEvents `application/cloudevents-batch+json`), an object one event (CloudEvents
+  `application/cloudevents+json`); the worker's converter makes each a `func.EventGridEvent` or
+  a `func.CloudEvent`. The CloudEvents validation handshake is an OPTIONS request: answered 200
+  with `WebHook-Allowed-Origin` (the `WebHook-Request-Origin` when it is one of Event Grid's
+  clouds, else `eventgrid.azure.net`), as the host's Event Grid extension does.
 
 Inputs are built with the azure.functions converters, exactly as the Python worker builds them.
 """
@@ -65,6 +71,15 @@ _QUEUE_NAME = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*$")
 _SETTING_REF = re.compile(r"%([^%]+)%")
 _ENV_OVERRIDE = "AzureFunctionsJobHost__extensions__queues__"
 _MIN_POLL_SECONDS = 0.1
+EVENTGRID_PATH = "/runtime/webhooks/eventgrid"
+# The origins the Functions host's Event Grid extension echoes back in the CloudEvents handshake.
+EVENTGRID_ORIGINS = (
+    "eventgrid.azure.net",
+    "eventgrid.azure.us",
+    "eventgrid.azure.eaglex.ic.gov",
+    "eventgrid.azure.microsoft.scloud",
+    "eventgrid.azure.cn",
+)
 
 
 class HostError(RuntimeError):
@@ -518,31 +533,29 @@ class LocalHost:
     ) -> tuple[int, dict[str, Any] | None]:
         """The webhook as the Functions host answers it; an odd body gets a status, never a
         dropped connection. The key is checked first, in constant time, whatever the function."""
-        given = (query.get("code") or [""])[0]
-        if not hmac.compare_digest(given.encode("utf-8"), self.key.encode("utf-8")):
-            return HTTPStatus.UNAUTHORIZED, None
-        name = (query.get("functionName") or [""])[0]
-        spec = self.functions.get(name)
-        if spec is None or spec.trigger_type != "eventGridTrigger":
-            return HTTPStatus.NOT_FOUND, {"error": f"no Event Grid function named {name[:200]!r}"}
+        spec, problem = self._eventgrid_function(query)
+        if spec is None:
+            return problem
         kind = headers.get("aeg-event-type")
         if not kind:
             return HTTPStatus.BAD_REQUEST, {"error": "missing aeg-event-type header"}
+        if kind.lower() == "unsubscribe":
+            return HTTPStatus.ACCEPTED, None
         try:
             parsed = json.loads(body)
         except (ValueError, RecursionError):
             return HTTPStatus.BAD_REQUEST, {"error": "body is not JSON"}
+        # An array is a batch (either schema), an object one event (CloudEvents' single mode).
         events = parsed if isinstance(parsed, list) else [parsed]
         if not events or not all(isinstance(e, dict) for e in events):
             return HTTPStatus.BAD_REQUEST, {"error": "body is not an event or an array of events"}
-        if kind == "SubscriptionValidation":
+        if kind.lower() == "subscriptionvalidation":
             for event in events:
-                data = event.get("data")
-                code = data.get("validationCode") if isinstance(data, dict) else None
-                if isinstance(code, str) and code:
+                code = _validation_code(event.get("data"))
+                if code:
                     return HTTPStatus.OK, {"validationResponse": code}
             return HTTPStatus.BAD_REQUEST, {"error": "no validationCode in the handshake"}
-        if kind != "Notification":
+        if kind.lower() != "notification":
             return HTTPStatus.BAD_REQUEST, {"error": f"unknown aeg-event-type {kind[:200]!r}"}
         with self._stats_lock:
             self._inflight_webhooks += 1
@@ -553,6 +566,36 @@ class LocalHost:
             with self._stats_lock:
                 self._inflight_webhooks -= 1
         return (HTTPStatus.ACCEPTED if all(results) else HTTPStatus.INTERNAL_SERVER_ERROR), None
+
+    def handle_eventgrid_options(
+        self, query: Mapping[str, list[str]], headers: Mapping[str, str]
+    ) -> tuple[int, dict[str, Any] | None, dict[str, str]]:
+        """The CloudEvents webhook validation handshake (abuse protection): Event Grid sends
+        OPTIONS with `WebHook-Request-Origin` before it delivers CloudEvents, and the host says
+        which origin may deliver."""
+        spec, (status, reply) = self._eventgrid_function(query)
+        if spec is None:
+            return status, reply, {}
+        origin = headers.get("webhook-request-origin", "").strip().lower()
+        allowed = origin if origin in EVENTGRID_ORIGINS else EVENTGRID_ORIGINS[0]
+        log.debug("function %s: CloudEvents handshake from %r", spec.name, origin[:200])
+        return HTTPStatus.OK, None, {"WebHook-Allowed-Origin": allowed}
+
+    def _eventgrid_function(
+        self, query: Mapping[str, list[str]]
+    ) -> tuple[FunctionSpec | None, tuple[int, dict[str, Any] | None]]:
+        """The key first (constant time, whatever the function), then the function."""
+        given = (query.get("code") or [""])[0]
+        if not hmac.compare_digest(given.encode("utf-8"), self.key.encode("utf-8")):
+            return None, (HTTPStatus.UNAUTHORIZED, None)
+        name = (query.get("functionName") or [""])[0]
+        spec = self.functions.get(name)
+        if spec is None or spec.trigger_type != "eventGridTrigger":
+            return None, (
+                HTTPStatus.NOT_FOUND,
+                {"error": f"no Event Grid function named {name[:200]!r}"},
+            )
+        return spec, (HTTPStatus.OK, None)
 
     def _invoke_event(self, spec: FunctionSpec, event: Any) -> bool:
         try:
@@ -575,6 +618,18 @@ class LocalHost:
             return HTTPStatus.BAD_REQUEST
         threading.Thread(target=self.invoke_timer, args=(name,), daemon=True).start()
         return HTTPStatus.ACCEPTED
+
+
+def _validation_code(data: Any) -> str | None:
+    """The handshake's validationCode: in `data`, or in `data` given as JSON text (a
+    CloudEvents-schema validation event carries its data encoded twice)."""
+    if isinstance(data, str):
+        try:
+            data = json.loads(data)
+        except (ValueError, RecursionError):
+            return None
+    code = data.get("validationCode") if isinstance(data, dict) else None
+    return code if isinstance(code, str) and code else None
 
 
 # ------------------------------------------------------------------------------- queue trigger
@@ -753,9 +808,16 @@ def _handler_for(host: LocalHost) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:
             log.debug("http: %s", format % args)
 
-        def _reply(self, status: int, body: dict[str, Any] | None = None) -> None:
+        def _reply(
+            self,
+            status: int,
+            body: dict[str, Any] | None = None,
+            headers: Mapping[str, str] | None = None,
+        ) -> None:
             data = json.dumps(body).encode() if body is not None else b""
             self.send_response(status)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             if data:
                 self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
@@ -770,7 +832,7 @@ def _handler_for(host: LocalHost) -> type[BaseHTTPRequestHandler]:
             url = urlsplit(self.path)
             body = self._body()
             headers = {k.lower(): v for k, v in self.headers.items()}
-            if url.path.rstrip("/") == "/runtime/webhooks/eventgrid":
+            if url.path.rstrip("/") == EVENTGRID_PATH:
                 try:
                     status, reply = host.handle_eventgrid(parse_qs(url.query), headers, body)
                 except Exception as e:  # the host answers; it never drops the connection
@@ -780,6 +842,16 @@ def _handler_for(host: LocalHost) -> type[BaseHTTPRequestHandler]:
             elif url.path.startswith("/admin/functions/"):
                 name = url.path.removeprefix("/admin/functions/").strip("/")
                 self._reply(host.handle_admin_invoke(name, headers))
+            else:
+                self._reply(HTTPStatus.NOT_FOUND)
+
+        def do_OPTIONS(self) -> None:
+            url = urlsplit(self.path)
+            self._body()
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            if url.path.rstrip("/") == EVENTGRID_PATH:
+                status, reply, extra = host.handle_eventgrid_options(parse_qs(url.query), headers)
+                self._reply(status, reply, extra)
             else:
                 self._reply(HTTPStatus.NOT_FOUND)
 

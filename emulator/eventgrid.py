@@ -1,14 +1,25 @@
 """Event Grid: ResourceWriteSuccess events for VM writes, delivered to one webhook.
 
-At least once, like the real service: one event per POST (a JSON array of one), header
-`aeg-event-type: Notification`, retried on anything but 200-204 on Event Grid's schedule (scaled),
-with optional duplicates and reordering. The webhook is validated once with the subscription
-validation handshake before the first delivery, unless told not to.
+At least once, like the real service: one event per POST, header `aeg-event-type: Notification`,
+retried on anything but 200-204 on Event Grid's schedule (scaled), with optional duplicates and
+reordering. The delivery schema is the event subscription's (`deliverySchema`):
+
+- `EventGridSchema` (default): a JSON array of one event; the webhook is validated once, before
+  the first delivery, with the subscription validation handshake (a POST the webhook answers with
+  `{"validationResponse": code}`);
+- `CloudEventSchemaV1_0`: one CloudEvent, `Content-Type: application/cloudevents+json` (`type`,
+  `source` = the topic, `time`, `subject`, `data` as in the Event Grid schema); the webhook is
+  validated with the CloudEvents abuse-protection handshake (OPTIONS with
+  `WebHook-Request-Origin: eventgrid.azure.net`, answered 200 with `WebHook-Allowed-Origin`
+  naming that origin or `*`).
+
+Validation can be turned off (`validate: false`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 from dataclasses import dataclass, field
@@ -22,6 +33,10 @@ from emulator.ids import new_uuid
 log = logging.getLogger(__name__)
 
 RETRY_SCHEDULE = [10, 30, 60, 300, 600, 1800, 3600] + [3600] * 23  # 30 attempts in all
+EVENT_GRID_SCHEMA = "EventGridSchema"
+CLOUD_EVENTS_SCHEMA = "CloudEventSchemaV1_0"
+SCHEMAS = (EVENT_GRID_SCHEMA, CLOUD_EVENTS_SCHEMA)
+ORIGIN = "eventgrid.azure.net"
 
 
 @dataclass
@@ -32,6 +47,7 @@ class DeliveryOptions:
     reorder_seconds: float = 0.0
     validate: bool = True
     seed: int | None = None
+    schema: str = EVENT_GRID_SCHEMA
 
 
 @dataclass
@@ -85,6 +101,13 @@ class EventGrid:
             self.options.retry_scale = float(spec["retryScale"])
         if "validate" in spec:
             self.options.validate = bool(spec["validate"])
+        if "deliverySchema" in spec:
+            schema = spec["deliverySchema"] or EVENT_GRID_SCHEMA
+            if schema not in SCHEMAS:
+                raise ValueError(f"deliverySchema {schema!r} is not one of {', '.join(SCHEMAS)}")
+            if schema != self.options.schema:
+                self.state.validated = False
+            self.options.schema = schema
 
     def status(self) -> dict[str, Any]:
         return {
@@ -92,6 +115,7 @@ class EventGrid:
             "duplicateProbability": self.options.duplicate_probability,
             "reorderSeconds": self.options.reorder_seconds,
             "retryScale": self.options.retry_scale,
+            "deliverySchema": self.options.schema,
             "validated": self.state.validated,
             "published": len(self.state.published),
             "delivered": self.state.delivered,
@@ -175,6 +199,18 @@ class EventGrid:
         async with self._validation_lock:
             if self.state.validated:
                 return True
+            if self.options.schema == CLOUD_EVENTS_SCHEMA:
+                ok = await self._validate_cloud_events(url)
+                self.state.attempts.append(
+                    {
+                        "validation": True,
+                        "schema": CLOUD_EVENTS_SCHEMA,
+                        "ok": ok,
+                        "time": format_instant(self.clock.now()),
+                    }
+                )
+                self.state.validated = ok
+                return ok
             code = new_uuid()
             event = {
                 "id": new_uuid(),
@@ -202,6 +238,24 @@ class EventGrid:
             self.state.validated = ok
             return ok
 
+    async def _validate_cloud_events(self, url: str) -> bool:
+        """CloudEvents abuse protection: OPTIONS, and the webhook must allow this origin."""
+        assert self._client is not None
+        try:
+            response = await self._client.request(
+                "OPTIONS", url, headers={"WebHook-Request-Origin": ORIGIN}
+            )
+        except httpx.HTTPError:
+            return False
+        allowed = response.headers.get("WebHook-Allowed-Origin", "")
+        return response.status_code == 200 and allowed.strip().lower() in (ORIGIN, "*")
+
+    def _body(self, event: dict[str, Any]) -> tuple[Any, str]:
+        """What one delivery POSTs, and its content type, in the subscription's schema."""
+        if self.options.schema == CLOUD_EVENTS_SCHEMA:
+            return as_cloud_event(event), "application/cloudevents+json"
+        return [event], "application/json"
+
     async def _deliver(self, delivery: Delivery, delay: float) -> None:
         assert self._client is not None
         jitter = (
@@ -218,11 +272,13 @@ class EventGrid:
         if self.options.validate and not await self._validate(url):
             status = "validation-failed"
         else:
+            body, content_type = self._body(delivery.event)
             try:
                 response = await self._client.post(
                     url,
-                    json=[delivery.event],
+                    content=json.dumps(body).encode(),
                     headers={
+                        "Content-Type": content_type,
                         "aeg-event-type": "Notification",
                         "aeg-subscription-name": "LIFEBOAT-VM-WRITES",
                         "aeg-delivery-count": str(delivery.attempt - 1),
@@ -252,3 +308,16 @@ class EventGrid:
             return
         wait = RETRY_SCHEDULE[delivery.attempt - 1] * self.options.retry_scale
         self._spawn(delivery, wait)
+
+
+def as_cloud_event(event: dict[str, Any]) -> dict[str, Any]:
+    """An Event Grid schema event as Event Grid delivers it in CloudEvents 1.0."""
+    return {
+        "specversion": "1.0",
+        "id": event["id"],
+        "source": event["topic"],
+        "type": event["eventType"],
+        "subject": event["subject"],
+        "time": event["eventTime"],
+        "data": event["data"],
+    }

@@ -23,6 +23,10 @@ param snapshotResourceGroupName string
 @description('Comma-separated drill groups whose VM writes are not delivered (EXCLUDED_RESOURCE_GROUPS).')
 param excludedResourceGroups string = ''
 
+@description('Delivery schema of the event subscriptions: EventGridSchema or CloudEventSchemaV1_0 (vm_events reads both).')
+@allowed(['EventGridSchema', 'CloudEventSchemaV1_0'])
+param eventDeliverySchema string = 'EventGridSchema'
+
 @description('Existing system topics to reuse: {"<subscription id>": "<resource group>/<topic name>"}; each needs a system-assigned identity.')
 param existingSystemTopics object = {}
 
@@ -64,6 +68,7 @@ module subscriptions 'app/events-subscription.bicep' = [
       storageAccountId: storageAccountId
       deadLetterContainer: deadLetterContainer
       excludedResourceGroups: excluded
+      eventDeliverySchema: eventDeliverySchema
     }
     dependsOn: [deadLetterAccess]
   }

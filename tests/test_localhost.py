@@ -406,3 +406,100 @@ def test_a_wrong_key_gets_401_before_routing(make_host: MakeHost) -> None:
         assert _post(f"{base}?{query}", b"{not json", kind="SubscriptionValidation")[0] == 401
     assert _post(f"{base}?functionName=nope&code={host.key}", good)[0] == 404
     assert hostcheck.calls["events"] == 0
+
+
+# ------------------------------------------------------------------ webhook: CloudEvents 1.0
+
+
+def _cloud(raw: dict[str, Any]) -> dict[str, Any]:
+    """A VM write as Event Grid delivers it with the CloudEvents 1.0 schema."""
+    return {
+        "specversion": "1.0",
+        "id": raw["id"],
+        "source": raw["topic"],
+        "type": raw["eventType"],
+        "subject": raw["subject"],
+        "time": raw["eventTime"],
+        "data": raw["data"],
+    }
+
+
+def _post_cloud(url: str, body: object, content_type: str) -> tuple[int, bytes]:
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": content_type, "aeg-event-type": "Notification"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def _options(url: str, origin: str | None) -> tuple[int, str | None]:
+    headers = {"WebHook-Request-Origin": origin} if origin is not None else {}
+    request = urllib.request.Request(url, headers=headers, method="OPTIONS")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.headers.get("WebHook-Allowed-Origin")
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("WebHook-Allowed-Origin")
+
+
+def test_cloud_events_single_batch_and_the_options_handshake(
+    make_host: MakeHost, azurite: Azurite, reporter: MemoryReporter
+) -> None:
+    host = make_host(function_app.app)
+    url = f"{host.base_url}/runtime/webhooks/eventgrid?functionName=vm_events&code={host.key}"
+    # The handshake Event Grid makes before it delivers CloudEvents.
+    assert _options(url, "eventgrid.azure.net") == (200, "eventgrid.azure.net")
+    assert _options(url, "EventGrid.Azure.US") == (200, "eventgrid.azure.us")
+    assert _options(url, "evil.example.com") == (200, "eventgrid.azure.net")
+    assert _options(url, None) == (200, "eventgrid.azure.net")
+    assert _options(url.replace(host.key, "wrong"), "eventgrid.azure.net") == (401, None)
+    assert _options(url.replace("vm_events", "nope"), "eventgrid.azure.net") == (404, None)
+
+    single = _cloud(vm_write_event(SUBSCRIPTION, "rg", "vm1", event_id="ce-1"))
+    assert _post_cloud(url, single, "application/cloudevents+json")[0] == 202
+    batch = [_cloud(vm_write_event(SUBSCRIPTION, "rg", f"vm{i}")) for i in (2, 3)]
+    batch.append(_cloud(vm_write_event(SUBSCRIPTION, "rg", "vm1", event_id="ce-1")))  # again
+    assert _post_cloud(url, batch, "application/cloudevents-batch+json")[0] == 202
+    assert host.stats["vm_events"].invocations == 4
+    assert host.stats["vm_events"].failed == 0
+    sent = [json.loads(b64decode(t)) for t in peek_all(azurite, "onboarding")]
+    assert sorted(m["payload"]["vmName"] for m in sent) == ["vm1", "vm1", "vm2", "vm3"]
+    assert {m["payload"]["eventId"] for m in sent if m["payload"]["vmName"] == "vm1"} == {"ce-1"}
+    assert reporter.outcomes == []
+
+
+CLOUD_ODD = {
+    "null data": ({"data": None}, "refused"),
+    "number type": ({"type": 7}, "refused"),
+    "no id": ({"id": None}, "refused"),
+    "subject not a vm": ({"subject": "/subscriptions/x/resourceGroups/rg"}, "refused"),
+    "unhandled type": ({"type": "Microsoft.Resources.ResourceDeleteSuccess"}, "skipped"),
+}
+
+
+def test_odd_and_unhandled_cloud_events_get_rows_and_202(
+    make_host: MakeHost, azurite: Azurite, reporter: MemoryReporter
+) -> None:
+    host = make_host(function_app.app)
+    url = f"{host.base_url}/runtime/webhooks/eventgrid?functionName=vm_events&code={host.key}"
+    base = _cloud(vm_write_event(SUBSCRIPTION, "rg", "vm1"))
+    for name, (change, status) in CLOUD_ODD.items():
+        reporter.outcomes.clear()
+        event = {**base, "id": name, **change}
+        assert _post_cloud(url, event, "application/cloudevents+json")[0] == 202, name
+        [row] = reporter.outcomes
+        assert (row.operation, row.status.value) == ("vm-event", status), name
+        assert row.details["schema"] == "CloudEventSchemaV1_0"
+        if status == "refused":
+            assert 0 < len(row.details["excerpt"]) <= 200
+        else:
+            assert row.details["unhandled"] == {"Microsoft.Resources.ResourceDeleteSuccess": 1}
+    assert host.stats["vm_events"].failed == 0
+    with contextlib.suppress(ResourceNotFoundError):
+        assert peek_all(azurite, "onboarding") == []

@@ -1,7 +1,8 @@
 // The event subscription that delivers VM writes to the vm_events function: ResourceWriteSuccess
 // only, data.operationName = Microsoft.Compute/virtualMachines/write, drill groups excluded by
 // subject, one event per batch (the handler validates, filters and enqueues), retries 30 times
-// over 24 hours, then dead-letters to a blob container.
+// over 24 hours, then dead-letters to a blob container. Delivered in the Event Grid schema or
+// CloudEvents 1.0 (eventDeliverySchema).
 
 param topicName string
 
@@ -16,6 +17,10 @@ param deadLetterContainer string
 
 @description('Drill resource groups: their VM writes are Lifeboat\'s own.')
 param excludedResourceGroups array
+
+@description('The schema events are delivered in: the Event Grid schema, or CloudEvents 1.0 (the vm_events function reads both; the Functions host answers either handshake).')
+@allowed(['EventGridSchema', 'CloudEventSchemaV1_0'])
+param eventDeliverySchema string = 'EventGridSchema'
 
 var excludedSubjects = [for group in excludedResourceGroups: '/subscriptions/${subscriptionId}/resourceGroups/${group}/']
 var operationFilter = [
@@ -41,7 +46,7 @@ resource vmEvents 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-06-1
   parent: topic
   name: 'lifeboat-vm-events'
   properties: {
-    eventDeliverySchema: 'EventGridSchema'
+    eventDeliverySchema: eventDeliverySchema
     destination: {
       endpointType: 'AzureFunction'
       properties: {

@@ -21,14 +21,27 @@ OID_CLAIM = "http://schemas.microsoft.com/identity/claims/objectidentifier"
 class Webhook:
     """A webhook like the Functions host's: answers the handshake, fails each event's first try."""
 
-    def __init__(self, fail_first: bool = True) -> None:
+    def __init__(self, fail_first: bool = True, allow_origin: str | None = "echo") -> None:
         self.fail_first = fail_first
-        self.notifications: list[tuple[dict[str, str], list[dict[str, Any]]]] = []
+        self.allow_origin = allow_origin
+        self.notifications: list[tuple[dict[str, str], Any]] = []
         self.validations = 0
+        self.origins: list[str | None] = []
         self.failed_once: set[str] = set()
         hook = self
 
         class Handler(BaseHTTPRequestHandler):
+            def do_OPTIONS(self) -> None:
+                """The CloudEvents handshake: allow the origin asked about (or not)."""
+                origin = self.headers.get("WebHook-Request-Origin")
+                hook.origins.append(origin)
+                self.send_response(200)
+                allowed = origin if hook.allow_origin == "echo" else hook.allow_origin
+                if allowed:
+                    self.send_header("WebHook-Allowed-Origin", allowed)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 kind = self.headers.get("aeg-event-type")
@@ -42,7 +55,7 @@ class Webhook:
                     self.end_headers()
                     self.wfile.write(answer)
                     return
-                event_id = body[0]["id"]
+                event_id = (body[0] if isinstance(body, list) else body)["id"]
                 if hook.fail_first and event_id not in hook.failed_once:
                     hook.failed_once.add(event_id)
                     self.send_response(500)
@@ -60,7 +73,7 @@ class Webhook:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def events(self) -> list[dict[str, Any]]:
-        return [body[0] for _, body in self.notifications]
+        return [body[0] if isinstance(body, list) else body for _, body in self.notifications]
 
     def wait_for(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout
@@ -169,4 +182,71 @@ def test_deliveries_can_be_reordered(admin: httpx.Client) -> None:
         assert delivered != published  # 1 chance in 40,320 of the same order
     finally:
         admin.post("/eventgrid", json={"webhook": None, "reorderSeconds": 0}).raise_for_status()
+        hook.server.shutdown()
+
+
+def test_cloud_events_delivery_after_the_options_handshake(admin: httpx.Client) -> None:
+    hook = Webhook(fail_first=False)
+    admin.post(
+        "/eventgrid",
+        json={
+            "webhook": hook.url,
+            "deliverySchema": "CloudEventSchemaV1_0",
+            "duplicateProbability": 0,
+        },
+    ).raise_for_status()
+    try:
+        created = admin.post(
+            "/vms", json={"subscriptionId": SUB, "vm": new_vm("vm-cloud-01"), "writes": 1}
+        ).json()
+        [event] = hook.wait_for(1)
+        assert hook.origins == ["eventgrid.azure.net"]
+        assert hook.validations == 0, "no Event Grid schema handshake"
+        [(headers, body)] = hook.notifications
+        assert isinstance(body, dict), "one CloudEvent, not an array"
+        assert headers["Content-Type"] == "application/cloudevents+json"
+        assert headers["aeg-event-type"] == "Notification"
+        assert event["specversion"] == "1.0"
+        assert event["type"] == "Microsoft.Resources.ResourceWriteSuccess"
+        assert event["subject"] == created["id"]
+        assert event["source"] == f"/subscriptions/{SUB}"
+        assert event["data"]["operationName"] == "Microsoft.Compute/virtualMachines/write"
+        assert {"time", "id"} <= set(event)
+        assert "eventType" not in event
+        assert admin.get("/eventgrid").json()["deliverySchema"] == "CloudEventSchemaV1_0"
+    finally:
+        admin.post(
+            "/eventgrid", json={"webhook": None, "deliverySchema": "EventGridSchema"}
+        ).raise_for_status()
+        hook.server.shutdown()
+
+
+def test_a_webhook_that_does_not_allow_the_origin_gets_no_cloud_events(
+    admin: httpx.Client,
+) -> None:
+    hook = Webhook(fail_first=False, allow_origin=None)
+    admin.post(
+        "/eventgrid",
+        json={"webhook": hook.url, "deliverySchema": "CloudEventSchemaV1_0", "retryScale": 1},
+    ).raise_for_status()
+    try:
+        admin.post(
+            "/vms", json={"subscriptionId": SUB, "vm": new_vm("vm-cloud-02"), "writes": 1}
+        ).raise_for_status()
+        deadline = time.monotonic() + 5
+        state = admin.get("/eventgrid").json()
+        while time.monotonic() < deadline and not any(
+            a.get("status") == "validation-failed" for a in state["attempts"]
+        ):
+            time.sleep(0.05)
+            state = admin.get("/eventgrid").json()
+        assert any(a.get("status") == "validation-failed" for a in state["attempts"])
+        assert hook.notifications == []
+        assert not state["validated"]
+        bad = admin.post("/eventgrid", json={"deliverySchema": "CustomInputSchema"})
+        assert bad.status_code == 400
+    finally:
+        admin.post(
+            "/eventgrid", json={"webhook": None, "deliverySchema": "EventGridSchema"}
+        ).raise_for_status()
         hook.server.shutdown()
