@@ -39,6 +39,11 @@ MAX_SNAPSHOTS_PER_REGION = 75_000
 DISK_WARNING_FROM = 450
 REGION_WARNING_FRACTION = 0.9
 
+# Snapshots one prune message deletes (rotation sends a disk's prunes in such chunks). A disk at
+# Azure's 500 prunes at most one chunk a night without tonight's snapshot: a prune counts the
+# disk's snapshots when it starts, and after one chunk the disk is no longer at 500.
+PRUNES_PER_MESSAGE = 100
+
 # Stable words for `Details.skip` of skip rows (the daily digests group by them).
 NOT_ATTACHED = "not-attached"
 UNMANAGED_DISK = "unmanaged-disk"
@@ -527,6 +532,8 @@ def _prune_one(
             deletes = []
     remaining = 0
     cap = math.floor(config.max_disk_delete_fraction * len(candidates))
+    if at_limit:
+        cap = min(cap, PRUNES_PER_MESSAGE)
     if len(deletes) > cap:
         # Oldest first: tonight's share of the surplus, the rest on the next nights.
         deletes = sorted(deletes, key=lambda r: (r.snapshot.time_created, r.snapshot.name))

@@ -54,6 +54,7 @@ from shared.model import Disk, Snapshot, Vm, format_time
 from shared.names import Job, Status, Tag, Timer
 from shared.outcomes import Outcomes
 from shared.planning import (
+    PRUNES_PER_MESSAGE,
     Block,
     NightPlan,
     PlannedDisk,
@@ -79,7 +80,7 @@ from shared.snapshots import hold_of, parse_slot, snapshot_name
 
 log = logging.getLogger(__name__)
 
-PRUNE_CHUNK = 100
+PRUNE_CHUNK = PRUNES_PER_MESSAGE
 # A headroom reading under the minimum puts the work back for this long (ARM refills 10/s).
 HEADROOM_WAIT_SECONDS = 10.0
 # Reads left in the subscription's ARM bucket (250, refilled 25/s) under which a message that

@@ -47,7 +47,7 @@ from shared.messages import (
 from shared.model import Disk, Snapshot, Vm
 from shared.names import QUEUE_OF, MessageType, Queue, Status, Timer
 from shared.policies import parse_policies
-from shared.ports import RefusedError
+from shared.ports import LimitReachedError, RefusedError
 from shared.signing import SigningKeys
 from shared.snapshots import snapshot_name
 from tests.builders import GROUP, SUB, disk, night, snapshot_of, vm
@@ -76,6 +76,8 @@ class Act:
     redelivery: bool
     recheck: bool
     slot: str | None  # the message's slot (prunes)
+    # Disks with Azure's 500 snapshots in Lifeboat's group when the delivery began (lower ids).
+    full: frozenset[str] = frozenset()
 
 
 def held(tags: dict[str, str]) -> bool:
@@ -189,10 +191,12 @@ class Azure(FakeCompute):
         disk = self.disks.get((snap.source_resource_id or "").lower())
         if disk is not None and act.slot is not None:
             tonight = snapshot_name(disk.id, disk.unique_id, act.slot)
-            if not any(
-                s.name == tonight and s.provisioning_state == "Succeeded"
-                for s in self.snapshots.values()
-            ):
+            there = [s for s in self.snapshots.values() if s.name == tonight]
+            # Azure refuses a disk's create at 500 of its snapshots: then (counted when the
+            # delivery began), and only while the night's snapshot is not there at all, the
+            # surplus may go without it.
+            at_500 = not there and disk.id.lower() in act.full
+            if not at_500 and not any(s.provisioning_state == "Succeeded" for s in there):
                 why.append("the night's snapshot is not there and good")
         return why
 
@@ -254,6 +258,11 @@ def act_for(world: World, text: str, *, redelivery: bool) -> Act:
     raw = json.loads(text)
     payload = raw.get("payload") if isinstance(raw.get("payload"), dict) else {}
     created = datetime.fromisoformat(raw["created"]) if "created" in raw else world.clock.now()
+    counts: dict[str, int] = {}
+    for s in world.compute.snapshots.values():
+        if s.resource_group.lower() == GROUP.lower() and s.source_resource_id:
+            key = s.source_resource_id.lower()
+            counts[key] = counts.get(key, 0) + 1
     return Act(
         served=world.rt.settings.subscriptions,
         now=world.clock.now(),
@@ -261,6 +270,7 @@ def act_for(world: World, text: str, *, redelivery: bool) -> Act:
         redelivery=redelivery,
         recheck=bool(payload.get("recheck")) or raw.get("type") == "onboarding",
         slot=payload.get("slot") if raw.get("type") == "rotation-prune" else None,
+        full=frozenset(k for k, n in counts.items() if n >= 500),
     )
 
 
@@ -548,6 +558,107 @@ def test_no_message_and_no_change_in_azure_leads_to_a_forbidden_write(
             break  # a poisoned message is off its queue: never delivered again
     event(f"{type_of(text)}: {'wrote' if w.compute.writes else 'no write'}")
     assert not w.compute.broken, w.compute.broken
+
+
+# ------------------------------------------------------------------- a disk at Azure's 500
+
+
+@dataclasses.dataclass(frozen=True)
+class AtLimit:
+    snapshots: dict[str, Snapshot]
+    now: datetime
+    prune_texts: list[str]
+    db: Disk
+
+
+@functools.cache
+def at_limit() -> AtLimit:
+    """db-os holds Azure's 500 snapshots; night 25's create of it is refused for the limit and
+    the confirm plans the oldest surplus without the night's snapshot."""
+    w = World()
+    db = disk("db-os")
+    w.compute.disks[db.id.lower()] = db
+    w.compute.vms = [vm("db", "db-os")]
+    for i in range(500):
+        s = snapshot_of(db, night(25) - timedelta(days=500 - i))
+        w.compute.snapshots[s.id.lower()] = s
+    w.compute.errors[db.id.lower()] = [
+        LimitReachedError("SnapshotsLimitReached", "at 500", "snapshot limit: 500 per disk")
+    ]
+    w.clock.current = night(25)
+    dispatch.fire(w.rt, Timer.ROTATION)
+    w.clock.advance(minutes=1)
+    prunes = w.deliver_all(keep=lambda text: type_of(text) == "rotation-prune")
+    assert len(prunes) == 1
+    return AtLimit(dict(w.compute.snapshots), w.clock.now(), prunes, db)
+
+
+AT_LIMIT_CHANGES = st.lists(
+    st.sampled_from(["delete-oldest", "delete-newest", "hold-oldest", "tonight-pending", "none"]),
+    max_size=3,
+)
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(
+    changes=AT_LIMIT_CHANGES,
+    victim=st.sampled_from(["planned", "newest", "second-newest"]),
+    redelivery=st.booleans(),
+)
+def test_at_500_a_prune_without_the_nights_snapshot_breaks_no_never_rule(
+    changes: list[str], victim: str, redelivery: bool
+) -> None:
+    """Whatever Azure changed since the confirm (some snapshots gone, so the disk is under 500;
+    a hold; the night's snapshot showing up; the newest deleted) and whatever the prune names
+    (the planner's victims, or the disk's newest snapshots), no forbidden delete."""
+    a = at_limit()
+    w = World()
+    w.clock.current = a.now
+    w.compute.disks[a.db.id.lower()] = a.db
+    w.compute.vms = [vm("db", "db-os")]
+    w.compute.snapshots = copy.copy(a.snapshots)
+
+    def ordered() -> list[Snapshot]:
+        return sorted(w.compute.snapshots.values(), key=lambda s: (s.time_created, s.name))
+
+    for change in changes:
+        if change == "delete-oldest":
+            w.compute.snapshots.pop(ordered()[0].id.lower())
+        elif change == "delete-newest":
+            w.compute.snapshots.pop(ordered()[-1].id.lower())
+        elif change == "hold-oldest":
+            first = ordered()[0]
+            w.compute.snapshots[first.id.lower()] = dataclasses.replace(
+                first, tags={**first.tags, HOLD: "x"}
+            )
+        elif change == "tonight-pending":
+            s = snapshot_of(a.db, night(25), state="Creating")
+            w.compute.snapshots[s.id.lower()] = s
+    text = a.prune_texts[0]
+    if victim != "planned":
+        raw = json.loads(text)
+        newest = ordered()[-1 if victim == "newest" else -2]
+        raw["payload"]["snapshotIds"] = [newest.id, *raw["payload"]["snapshotIds"][:3]]
+        text = json.dumps(raw)
+    body = signed(text, "lifeboat")
+    w.compute.act = act_for(w, body, redelivery=redelivery)
+    dispatch.deliver(w.rt, Queue.ROTATION_PRUNE, body, dequeue_count=2 if redelivery else 1)
+    assert not w.compute.broken, w.compute.broken
+    event(f"{victim}: {len(w.compute.writes)} delete(s)")
+
+
+def test_at_500_the_planners_prune_deletes_the_oldest_surplus() -> None:
+    """The property above is not vacuous: untouched, the planner's prune deletes 100."""
+    a = at_limit()
+    w = World()
+    w.clock.current = a.now
+    w.compute.disks[a.db.id.lower()] = a.db
+    w.compute.snapshots = copy.copy(a.snapshots)
+    body = signed(a.prune_texts[0], "lifeboat")
+    w.compute.act = act_for(w, body, redelivery=False)
+    dispatch.deliver(w.rt, Queue.ROTATION_PRUNE, body)
+    assert len(w.compute.writes) == 100
+    assert not w.compute.broken
 
 
 # --------------------------------------------------------------- the hold survives duplicates

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import dataclasses
+from datetime import timedelta
+
 from shared.model import Disk
-from shared.planning import PlannedDisk, RotationConfig, plan_night, plan_prunes
-from shared.policies import PolicySet, parse_policies
+from shared.planning import NOT_ATTACHED, PlannedDisk, RotationConfig, plan_night, plan_prunes
+from shared.policies import TAG_TYPO, UNKNOWN_POLICY, PolicySet, parse_policies
 from shared.snapshots import disk_hash, name_matches_source, snapshot_name
 from tests.builders import GROUP, disk, night, snapshot_of, vm
 
@@ -292,3 +295,120 @@ def test_the_newest_orphan_goes_only_when_the_policy_says_so() -> None:
     snaps = history(gone, range(1, 3))  # both older than a day before the newest? no: 1 day apart
     [orphan] = plan_prunes([], {}, snaps, keep_newest, loose, "202611270200").disks
     assert snaps[1] not in [r.snapshot for r in orphan.delete]
+
+
+# ------------------------------------------------------------------ shapes, limits, the 500
+
+
+def test_a_tagged_disk_on_no_vm_is_skipped_and_says_tag_the_vm() -> None:
+    loose = disk("loose", tags={"LIFEBOAT:POLICY ": "daily"})
+    untagged = disk("spare")
+    drill = disk("drill-copy", group="rg-drill-westeurope", tags={"lifeboat:policy": "daily"})
+    attached = disk("a-os", tags={"lifeboat:policy": "daily"})
+    plan = plan_night(
+        [vm("a", "a-os")],
+        index(loose, untagged, drill, attached),
+        [],
+        policies(),
+        CONFIG,
+        night(27),
+    )
+    assert [(s.resource_id, s.reason, s.kind) for s in plan.skipped_disks] == [
+        (loose.id, "not attached to a VM (tag the VM)", NOT_ATTACHED)
+    ]
+
+
+def test_tag_mistakes_are_skips_with_their_kind() -> None:
+    d = index(disk("a-os"), disk("b-os"))
+    plan = plan_night(
+        [
+            vm("a", "a-os", tags={"lifebaot:policy": "daily"}),
+            vm("b", "b-os", tags={"lifeboat:policy": "gold"}),
+        ],
+        d,
+        [],
+        policies(),
+        CONFIG,
+        night(27),
+    )
+    assert plan.vms == ()
+    assert [(s.kind, s.reason) for s in plan.skipped_vms] == [
+        (TAG_TYPO, 'tag "lifebaot:policy" looks like "lifeboat:policy"'),
+        (UNKNOWN_POLICY, "unknown policy gold; known: daily, os-only"),
+    ]
+
+
+def test_the_plan_warns_from_450_per_disk_and_90_percent_per_region_as_seen() -> None:
+    near, far = disk("near-os"), disk("far-os")
+    snaps = [snapshot_of(near, night(1) + timedelta(hours=i)) for i in range(450)]
+    snaps += [snapshot_of(far, night(1) + timedelta(hours=i)) for i in range(449)]
+    plan = plan_night(
+        [vm("near", "near-os"), vm("far", "far-os")],
+        index(near, far),
+        snaps,
+        policies(),
+        CONFIG,
+        night(27),
+    )
+    [warning] = plan.warnings
+    assert (warning.kind, warning.resource_id, warning.seen) == ("disk-near-limit", near.id, 450)
+    assert "450 snapshots seen by Lifeboat, of Azure's 500 per disk" in warning.message
+
+    many = [
+        dataclasses.replace(snaps[0], id=f"{snaps[0].id}-{i}", source_resource_id=None)
+        for i in range(67_500)
+    ]
+    region = plan_night([], {}, many, policies(), CONFIG, night(27)).warnings
+    assert [(w.kind, w.region, w.seen) for w in region] == [
+        ("region-near-limit", "westeurope", 67_500)
+    ]
+    assert "67500 snapshots seen by Lifeboat, of Azure's 75000" in region[0].message
+    fewer = plan_night([], {}, many[:67_499], policies(), CONFIG, night(27)).warnings
+    assert fewer == ()
+
+
+def test_at_500_the_oldest_surplus_goes_without_tonights_snapshot_within_one_message() -> None:
+    d = disk("v-os")
+    ps = policies()
+    snaps = [snapshot_of(d, night(27) - timedelta(days=500 - i)) for i in range(500)]
+    [prune] = plan_prunes(due(d, ps), index(d), snaps, ps, CONFIG, "202611270200").disks
+    assert prune.at_limit
+    assert [r.snapshot for r in prune.delete] == snaps[:100]
+    assert prune.remaining == 497 - 100
+    assert "Azure's 500 snapshots (500 seen by Lifeboat)" in prune.delete[0].reason
+    # 499 of them: tonight's is needed as before.
+    [prune] = plan_prunes(due(d, ps), index(d), snaps[1:], ps, CONFIG, "202611270200").disks
+    assert (prune.at_limit, prune.delete) == (False, ())
+    # Tonight's there but still pending: wait for it, do not prune around it.
+    pending = [*snaps, snapshot_of(d, night(27), state="Creating")]
+    [prune] = plan_prunes(due(d, ps), index(d), pending, ps, CONFIG, "202611270200").disks
+    assert (prune.at_limit, prune.delete) == (False, ())
+
+
+def test_held_snapshots_are_listed_with_their_holder() -> None:
+    d = disk("v-os")
+    ps = policies()
+    held = snapshot_of(d, night(20), tags={" Lifeboat:Hold": "incident-4711"})
+    [prune] = plan_prunes(
+        due(d, ps), index(d), [held, *history(d, range(25, 28))], ps, CONFIG, "202611270200"
+    ).disks
+    assert [(b.snapshot, b.reason) for b in prune.held] == [
+        (held, "held by tag lifeboat:hold=incident-4711: kept whatever retention says")
+    ]
+
+
+def test_lookalikes_carry_the_ownership_rule_they_fail() -> None:
+    d, other = disk("v-os"), disk("other-os")
+    ps = policies()
+    lookalike = snapshot_of(other, night(2), name=snapshot_of(d, night(2)).name)
+    sourceless = dataclasses.replace(
+        snapshot_of(d, night(3)), source_resource_id=None, name=snapshot_of(d, night(3)).name
+    )
+    plan = plan_prunes(
+        due(d, ps), index(d, other), [lookalike, sourceless], ps, CONFIG, "202611270200"
+    )
+    assert sorted(b.reason for b in plan.suspicious) == [
+        "its creationData names no source disk",
+        "its name's hash is not that of the disk its creationData names "
+        "(other-os, id and uniqueId)",
+    ]

@@ -676,3 +676,140 @@ def test_low_read_headroom_defers_prunes_and_a_vms_confirm_before_they_read() ->
     result = deliver(world.rt, text)
     assert isinstance(result, dispatch.PutBack)
     assert len(world.compute.reads) == reads
+
+
+# ------------------------------------------------------------ every VM and disk gets its row
+
+
+def test_every_shape_gets_its_row_with_a_stable_skip_word() -> None:
+    """Tag mistakes, a tagged disk on no VM and a VHD VM: a row each, `Details.skip` naming the
+    shape; none of them fails or blocks the night."""
+    world = World()
+    loose = disk("loose-data", tags={" LifeBoat:Policy ": "daily"})
+    world.compute.disks[loose.id.lower()] = loose
+    world.compute.disks[disk("typo-os").id.lower()] = disk("typo-os")
+    world.compute.disks[disk("gold-os").id.lower()] = disk("gold-os")
+    world.compute.vms += [
+        vm("typo", "typo-os", tags={"lifebaot:policy": "daily"}),
+        vm("gold", "gold-os", tags={"lifeboat:policy": "gold-plus"}),
+        vm("vhd", None, tags={"Lifeboat:Policy": " Daily "}),
+    ]
+    world.night(27)
+    rows = {
+        (o.operation, o.status.value, o.details.get("skip")): o
+        for o in world.reporter.outcomes
+        if o.details.get("skip")
+    }
+    typo = rows["plan-vm", "skipped", "tag-typo"]
+    assert typo.reason == 'tag "lifebaot:policy" looks like "lifeboat:policy"'
+    assert (typo.vm_name, typo.severity) == ("typo", "warning")
+    gold = rows["plan-vm", "skipped", "unknown-policy"]
+    assert gold.reason == "unknown policy gold-plus; known: daily"
+    unattached = rows["snapshot-create", "skipped", "not-attached"]
+    assert (unattached.resource_id, unattached.reason) == (
+        loose.id,
+        "not attached to a VM (tag the VM)",
+    )
+    vhd = rows["snapshot-create", "skipped", "unmanaged-disk"]
+    assert (vhd.vm_name, vhd.reason) == (
+        "vhd",
+        "unmanaged disk: the OS disk is a VHD in a storage account",
+    )
+    assert len(rows) == 4
+    [end] = world.ops("run-end")
+    assert end.status.value == "succeeded"
+
+
+def test_held_snapshots_are_reported_each_night_with_who_holds_them() -> None:
+    world = World()
+    world.night(20)
+    [first] = [
+        s for s in world.compute.snapshots.values() if "db-os" in (s.source_resource_id or "")
+    ]
+    world.compute.snapshots[first.id.lower()] = dataclasses.replace(
+        first, tags={**first.tags, "Lifeboat:Hold ": "incident-4711"}
+    )
+    for day in range(21, 27):
+        world.night(day)
+    assert first.id.lower() in world.compute.snapshots
+    held = [o for o in world.ops("snapshot-delete", "held") if o.resource_id == first.id]
+    assert len({o.run_id for o in held}) == 6  # every night since, once a night
+    assert (
+        held[-1].reason == "held by tag lifeboat:hold=incident-4711: kept whatever retention says"
+    )
+    assert held[-1].details["heldBy"] == "tag"
+
+
+def test_lookalike_snapshots_are_counted_in_one_row_a_night_never_deleted_nor_blocked() -> None:
+    world = World()
+    db, web = world.disks[2], world.disks[0]
+    # Named for the db disk, taken from the web disk: the name's hash fails its creationData.
+    lookalikes = [
+        snapshot_of(web, night(day), name=snapshot_of(db, night(day)).name) for day in (1, 2)
+    ]
+    for s in lookalikes:
+        world.compute.snapshots[s.id.lower()] = s
+    world.night(27)
+    world.night(28)
+    rows = world.ops("lookalike-snapshots")
+    assert [(o.status.value, o.count) for o in rows] == [("skipped", 2), ("skipped", 2)]
+    assert rows[0].details["snapshots"][0]["rule"].startswith("its name's hash is not that of")
+    assert all(s.id.lower() in world.compute.snapshots for s in lookalikes)
+    assert not world.ops("snapshot-delete", "blocked")
+
+
+def test_a_disk_at_500_snapshots_prunes_its_oldest_surplus_and_never_deadlocks() -> None:
+    """Tonight's create is refused at Azure's 500 (waiting, not failed); the confirm still
+    prunes the oldest surplus up to the cap, never the newest good; the next night has room."""
+    world = World()
+    db = world.disks[2]
+    start = night(27) - timedelta(days=500)
+    for i in range(500):
+        s = snapshot_of(db, start + timedelta(days=i))
+        world.compute.snapshots[s.id.lower()] = s
+    world.compute.errors[db.id.lower()] = [
+        LimitReachedError(
+            "SnapshotsLimitReached", "500 incremental snapshots", "snapshot limit: 500 per disk"
+        )
+    ]
+    world.night(27)
+    [waiting] = [o for o in world.ops("snapshot-create", "waiting") if o.resource_id == db.id]
+    assert waiting.reason == "snapshot limit: 500 per disk"
+    assert not world.ops("snapshot-create", "failed")
+    deleted = [w[1].lower() for w in world.compute.writes if w[0] == "delete"]
+    of_db = sorted(
+        (s for s in world.compute.snapshots.values() if s.source_resource_id == db.id),
+        key=lambda s: s.time_created,
+    )
+    # The oldest surplus, one prune message's worth (the disk then has room), within the cap.
+    assert len(deleted) == 100
+    assert of_db[0].time_created == start + timedelta(days=100, seconds=3)
+    assert of_db[-1].time_created == start + timedelta(days=499, seconds=3)  # the newest stays
+    [left] = [o for o in world.ops("snapshot-delete", "waiting") if o.resource_id == db.id]
+    assert left.details == {**left.details, "remaining": 397, "atLimit": True}
+    world.night(28)  # room now: tonight's snapshot is taken and the surplus keeps going
+    assert snapshot_name(db.id, db.unique_id, "202611280200") in world.names()
+    of_db_now = [s for s in world.compute.snapshots.values() if s.source_resource_id == db.id]
+    assert len(of_db_now) == 401 - 200  # 400 + tonight's; the cap deletes half, oldest first
+
+
+def test_a_prune_at_the_limit_still_never_deletes_the_newest_good_snapshot() -> None:
+    world = World()
+    db = world.disks[2]
+    start = night(27) - timedelta(days=500)
+    snaps = [snapshot_of(db, start + timedelta(days=i)) for i in range(500)]
+    for s in snaps:
+        world.compute.snapshots[s.id.lower()] = s
+    deliver(world.rt, prune_message(world, db, snaps[0].id, snaps[-1].id))
+    assert snaps[0].id.lower() not in world.compute.snapshots
+    assert snaps[-1].id.lower() in world.compute.snapshots
+    [blocked] = world.ops("snapshot-delete", "blocked")
+    assert blocked.reason == "the disk's newest good snapshot (the disk is at 500)"
+    # Under the limit, the same message waits for tonight's snapshot as before.
+    world2 = World()
+    for s in snaps[:499]:
+        world2.compute.snapshots[s.id.lower()] = s
+    deliver(world2.rt, prune_message(world2, db, snaps[0].id))
+    assert snaps[0].id.lower() in world2.compute.snapshots
+    [waits] = world2.ops("snapshot-delete", "blocked")
+    assert waits.reason == "tonight's snapshot is not confirmed good"
