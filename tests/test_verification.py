@@ -244,7 +244,11 @@ def test_a_vm_protected_by_a_vault_elsewhere_is_not_unprotected() -> None:
     assert "naked" not in w.findings()
     (skipped,) = [o for o in w.reporter.outcomes if o.status == Status.SKIPPED]
     assert skipped.vm_name == "naked"
-    assert "outside the target subscriptions" in (skipped.reason or "")
+    assert skipped.reason == (
+        "not verified: vault in unserved subscription 00000000-0000-0000-0000-000000000001"
+    )
+    assert skipped.severity == "warning"
+    assert skipped.details["skip"] == "vault-unserved"
 
 
 def test_on_demand_backup_when_rpo_breached_is_off_by_default_and_capped() -> None:

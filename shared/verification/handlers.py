@@ -93,6 +93,10 @@ def start_verification(ctx: Context, occurrence: datetime) -> Result:
 # --------------------------------------------------------------------- plan: one subscription
 
 
+# `Details.skip` of a VM protected by a vault Lifeboat cannot read (the daily digests use it).
+UNSERVED_VAULT = "vault-unserved"
+
+
 def in_scope_vms(ctx: Context, vms: Iterable[Vm]) -> list[InScope]:
     drill_groups = ctx.settings.drill_groups
     chosen = []
@@ -267,10 +271,12 @@ def _confirm_unprotected(
         if status.protected:
             other_sub = (status.vault_id or "").strip("/").split("/")
             if len(other_sub) > 1 and other_sub[1].lower() not in ctx.settings.subscriptions:
+                # Lifeboat cannot read that vault's items and jobs: say so, as a warning.
                 vm_out.skipped(
                     "verify-vm",
-                    f"protected by vault {status.vault_id} outside the target subscriptions: "
-                    "not verified",
+                    f"not verified: vault in unserved subscription {other_sub[1].lower()}",
+                    severity="warning",
+                    details={"vaultId": status.vault_id, "skip": UNSERVED_VAULT},
                 )
             continue
         result = Assessment(
