@@ -72,6 +72,9 @@ def plan_command(
 
 
 def _describe(night: Any, prunes: Any) -> dict[str, Any]:
+    from shared.policies import TAG_TYPO, UNKNOWN_POLICY
+
+    tag_mistakes = (TAG_TYPO, UNKNOWN_POLICY)
     return {
         "windowSeconds": round(night.window_seconds, 1),
         "creates": [
@@ -86,8 +89,18 @@ def _describe(night: Any, prunes: Any) -> dict[str, Any]:
             for a in p.creates
         ],
         "skips": [
-            {"resource": s.resource_id, "reason": s.reason}
-            for s in [*night.skipped_vms, *(s for p in night.vms for s in p.skips)]
+            {"resource": s.resource_id, "reason": s.reason, "skip": s.kind}
+            for s in [
+                *night.skipped_vms,
+                *(s for p in night.vms for s in p.skips),
+                *night.skipped_disks,
+            ]
+            if s.kind not in tag_mistakes
+        ],
+        "tagMistakes": [
+            {"resource": s.resource_id, "reason": s.reason, "skip": s.kind}
+            for s in night.skipped_vms
+            if s.kind in tag_mistakes
         ],
         "prunes": [
             {
@@ -103,10 +116,25 @@ def _describe(night: Any, prunes: Any) -> dict[str, Any]:
         else [],
         "blocks": [
             {"snapshot": b.snapshot.id, "reason": b.reason}
-            for b in [*prunes.suspicious, *(b for d in prunes.disks for b in d.blocked)]
+            for b in (b for d in prunes.disks for b in d.blocked)
         ],
+        "held": [
+            {"snapshot": b.snapshot.id, "reason": b.reason} for d in prunes.disks for b in d.held
+        ],
+        "notLifeboats": [{"snapshot": b.snapshot.id, "rule": b.reason} for b in prunes.suspicious],
+        "remaining": {d.source_id: d.remaining for d in prunes.disks if d.remaining},
         "refused": prunes.refused,
-        "warnings": list(night.warnings),
+        "warnings": [
+            {
+                "kind": w.kind,
+                "message": w.message,
+                "resource": w.resource_id,
+                "region": w.region,
+                "seenByLifeboat": w.seen,
+                "limit": w.limit,
+            }
+            for w in night.warnings
+        ],
     }
 
 
@@ -125,8 +153,11 @@ def _print(console: Console, document: dict[str, Any]) -> None:
         console.print(table)
         for title, key, field in (
             ("Prunes", "prunes", "reason"),
+            ("Tag mistakes (fix the tag)", "tagMistakes", "reason"),
             ("Skipped", "skips", "reason"),
             ("Blocked", "blocks", "reason"),
+            ("Held", "held", "reason"),
+            ("Not Lifeboat's (never deleted)", "notLifeboats", "rule"),
         ):
             rows = part[key]
             if not rows:
@@ -138,10 +169,13 @@ def _print(console: Console, document: dict[str, Any]) -> None:
                 name = (row.get("snapshot") or row.get("resource") or "").rsplit("/", 1)[-1]
                 detail.add_row(name, row[field])
             console.print(detail)
+        for source, left in sorted(part["remaining"].items()):
+            name = source.rsplit("/", 1)[-1]
+            console.print(f"{name}: {left} snapshot(s) past tonight's cap wait for the next nights")
         if part["refused"]:
             console.print(f"[red]prunes refused:[/] {part['refused']}")
         for warning in part["warnings"]:
-            console.print(f"[yellow]warning:[/] {warning}")
+            console.print(f"[yellow]warning:[/] {warning['message']}")
 
 
 PROBLEM_STATUSES = ("failed", "blocked", "refused")
@@ -236,6 +270,7 @@ def summarise(outcomes: list[dict[str, Any]], elapsed: float) -> dict[str, Any]:
     problems = sum(n for key, n in tally.items() if key.rsplit(" ", 1)[-1] in PROBLEM_STATUSES)
     return {
         "outcomes": dict(sorted(tally.items())),
+        "disks": disks_by_status(outcomes),
         "problems": problems,
         "elapsedSeconds": round(elapsed, 1),
         "held": {
@@ -246,10 +281,42 @@ def summarise(outcomes: list[dict[str, Any]], elapsed: float) -> dict[str, Any]:
     }
 
 
+# A disk's snapshot-create rows of one night, the one that says how it ended first: `blocked`
+# is final (a later `unconfirmed` from the confirm does not make it failed); `waiting` (held by
+# Azure, or the 500 limit) and `unconfirmed` (never taken, or not yet) only when nothing else.
+_DECISIVE = ("failed", "blocked", "succeeded", "already-taken", "skipped", "waiting", "unconfirmed")
+NIGHT_WORDS = ("succeeded", "blocked", "failed", "skipped", "waiting")
+
+
+def disks_by_status(outcomes: list[dict[str, Any]]) -> dict[str, int]:
+    """How the night ended per disk, counted separately: succeeded / blocked / failed / skipped
+    (and waiting: Azure held it or the disk is at its limit). Each disk once, whatever rows it
+    had; a duplicate delivery's row (the same OutcomeId) counts once too."""
+    statuses: dict[str, set[str]] = {}
+    seen: set[str] = set()
+    for r in outcomes:
+        if r.get("Operation") != "snapshot-create" or not r.get("ResourceId"):
+            continue
+        if r.get("OutcomeId"):
+            if r["OutcomeId"] in seen:
+                continue
+            seen.add(r["OutcomeId"])
+        statuses.setdefault(str(r["ResourceId"]).lower(), set()).add(str(r["Status"]))
+    counts = dict.fromkeys(NIGHT_WORDS, 0)
+    for found in statuses.values():
+        status = next((s for s in _DECISIVE if s in found), None)
+        word = {"already-taken": "succeeded", "unconfirmed": "waiting"}.get(status or "", status)
+        if word in counts:
+            counts[word] += 1
+    return counts
+
+
 def show_run(console: Console, document: dict[str, Any]) -> None:
     for key, count in document["outcomes"].items():
         mark = "red" if key.rsplit(" ", 1)[-1] in PROBLEM_STATUSES else "default"
         console.print(f"  {count:6d}  [{mark}]{key}[/]")
+    disks = document["disks"]
+    console.print("Disks: " + ", ".join(f"{disks[w]} {w}" for w in NIGHT_WORDS))
     held = document["held"]
     if held["rows"]:
         console.print(

@@ -576,6 +576,8 @@ def confirm_night(request: RotationConfirmRequest, ctx: Context) -> Result:
                 "snapshotsGood": good,
                 "snapshotsFailed": failed,
                 "snapshotsNotTaken": missing,
+                "disksSkipped": sum(len(p.skips) for p in plan.vms) + len(plan.skipped_disks),
+                "vmsSkipped": len(plan.skipped_vms),
                 "prunesDue": sum(len(p.delete) for p in prunes.disks),
                 "pruneRefused": bool(prunes.refused),
             },

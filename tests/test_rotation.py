@@ -718,6 +718,7 @@ def test_every_shape_gets_its_row_with_a_stable_skip_word() -> None:
     assert len(rows) == 4
     [end] = world.ops("run-end")
     assert end.status.value == "succeeded"
+    assert (end.details["totals"]["vmsSkipped"], end.details["totals"]["disksSkipped"]) == (2, 2)
 
 
 def test_held_snapshots_are_reported_each_night_with_who_holds_them() -> None:
