@@ -7,6 +7,7 @@ from triggers import (
     onboarding,
     outcomes_retry,
     poison_drain,
+    posture,
     rotation,
     verification,
     vm_events,
@@ -21,3 +22,4 @@ app.register_functions(rotation.bp)
 app.register_functions(outcomes_retry.bp)
 app.register_functions(verification.bp)
 app.register_functions(drills.bp)
+app.register_functions(posture.bp)

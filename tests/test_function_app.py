@@ -98,6 +98,7 @@ def test_functions_names_triggers_queues_and_schedules_are_pinned() -> None:
             for name, setting in (
                 ("drill_timer", "DRILL_SCHEDULE"),
                 ("sweeper", "SWEEPER_SCHEDULE"),
+                ("posture_timer", "POSTURE_SCHEDULE"),
             )
         },
         "drill_step": [
@@ -114,7 +115,7 @@ def test_functions_names_triggers_queues_and_schedules_are_pinned() -> None:
 
 def test_app_indexes_in_an_empty_environment() -> None:
     code = "import function_app; print(len(function_app.app.get_functions()))"
-    assert run_in_bare_python(code).strip() == "13"
+    assert run_in_bare_python(code).strip() == "14"
 
 
 def test_function_app_only_composes() -> None:
