@@ -6,7 +6,9 @@
   its scope's rows (evaluated from the Bicep, not read from its text);
 - vault rows are covered by the built-in Backup Reader / Backup Operator, and Backup Operator is
   assigned only when on-demand backup is on;
-- nothing grants beginGetAccess on snapshots, and VM write never reaches Lifeboat's identity.
+- nothing grants beginGetAccess on snapshots, and VM write never reaches Lifeboat's identity;
+- the outcomes workspace: one role runs a query and reads no table, the other holds only table
+  query read and is assigned on LifeboatOutcomes_CL alone; no built-in Log Analytics role.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ ROLE_VARIABLES = {
     "snapshotGroup": ("snapshotRole", "snapshotGroupActions"),
     "drillSubscription": ("drillSubscriptionRole", "drillSubscriptionActions"),
     "drillGroup": ("drillGroupRole", "drillGroupActions"),
+    "workspace": ("workspaceQueryRole", "workspaceActions"),
+    "outcomesTable": ("outcomesReaderRole", "outcomesTableActions"),
 }
 NOT_ARM = re.compile(r"^(identity/|monitor/|fault/)")
 
@@ -200,3 +204,59 @@ def test_snapshot_role_is_assigned_on_the_snapshot_group_only() -> None:
     assert "subscriptionRoleName" in json.dumps(reader["properties"]["roleDefinitionId"])
     text = Path(INFRA / "app" / "target.bicep").read_text()
     assert text.count("snapshotRoleName") == 2, "declared once, used once (the group module)"
+
+
+OPERATIONAL_INSIGHTS = "Microsoft.OperationalInsights/"
+TABLE_QUERY_READ = "Microsoft.OperationalInsights/workspaces/tables/query/read"
+# Built-in roles that read every table of a workspace: Log Analytics Reader and Contributor,
+# Monitoring Reader and Contributor, Reader.
+WHOLE_WORKSPACE_ROLES = (
+    "73c42c96-874c-492b-b04d-ab87d138a893",
+    "92aaf0da-9dab-42b6-94a3-d43ce8d16293",
+    "43d0d8ad-25c7-4714-9337-8ba259a9fe05",
+    "749f88d5-cbae-40b8-bcfc-e573ddc772fa",
+    "acdd72a7-3385-48ef-bd42-f606fba81ae7",
+)
+
+
+def test_the_outcomes_query_roles_read_one_table_and_nothing_else() -> None:
+    bicep = Bicep(INFRA / "app" / "roles.bicep", tagDefaultPolicy=True, drills=True)
+    table_role = bicep.variable("outcomesTableActions")
+    workspace_role = bicep.variable("workspaceActions")
+
+    assert table_role == [TABLE_QUERY_READ], "the table role holds only table query read"
+    assert sorted(workspace_role) == [
+        "Microsoft.OperationalInsights/workspaces/query/read",
+        "Microsoft.OperationalInsights/workspaces/read",
+    ]
+    assert not any("/query/" in a and a.count("/") > 3 for a in workspace_role), (
+        "no per-table (legacy) query action on the workspace role"
+    )
+    for scope, (_, variable) in ROLE_VARIABLES.items():
+        if scope not in ("workspace", "outcomesTable"):
+            actions = bicep.variable(variable)
+            assert not [a for a in actions if a.startswith(OPERATIONAL_INSIGHTS)], scope
+    for name in ("workspaceQueryRole", "outcomesReaderRole"):
+        body = resource_body(bicep.tree["resources"][name]["config"])[1]
+        assert body["properties"]["assignableScopes"] == ["workspaceGroupId"]
+
+
+def test_the_table_role_is_assigned_on_the_outcomes_table_only() -> None:
+    access = Bicep(INFRA / "app" / "outcomes-reader.bicep").tree
+    resources = access["resources"]
+    assert access["variables"]["tableName"]["value"] == "LifeboatOutcomes_CL"
+    table = resources["outcomesTable"]["config"]
+    assert table["parent"] == "workspace" and table["name"] == "tableName"
+    reader = resource_body(resources["tableReader"]["config"])[1]
+    runner = resource_body(resources["queryRunner"]["config"])[1]
+    assert reader["scope"] == "outcomesTable"
+    assert runner["scope"] == "workspace"
+    assert "outcomesReaderRoleName" in json.dumps(reader["properties"]["roleDefinitionId"])
+    assert "workspaceQueryRoleName" in json.dumps(runner["properties"]["roleDefinitionId"])
+    main = Bicep(INFRA / "main.bicep").tree["modules"]["outcomesReader"]["config"]
+    assert main["scope"] == "group"
+    assert "outcomesReaderRoleName" in json.dumps(main["params"]["outcomesReaderRoleName"])
+    for path in INFRA.rglob("*.bicep"):
+        text = path.read_text()
+        for role in WHOLE_WORKSPACE_ROLES:
+            assert role not in text, f"{path.name} grants a role that reads every table"

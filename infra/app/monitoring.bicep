@@ -16,9 +16,8 @@ param retentionInDays int = 30
 var roles = {
   // Monitoring Metrics Publisher: send telemetry to an Entra-only Application Insights.
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
-  // Log Analytics Reader: `lifeboat status` and the app read the outcomes table.
-  logAnalyticsReader: '73c42c96-874c-492b-b04d-ab87d138a893'
 }
+// Lifeboat reads only LifeboatOutcomes_CL: outcomes-reader.bicep grants that table alone.
 
 resource workspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
   name: workspaceName
@@ -54,16 +53,6 @@ resource telemetryPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01'
     principalId: identityPrincipalId
     principalType: 'ServicePrincipal'
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.monitoringMetricsPublisher)
-  }
-}
-
-resource workspaceReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(workspace.id, identityPrincipalId, roles.logAnalyticsReader)
-  scope: workspace
-  properties: {
-    principalId: identityPrincipalId
-    principalType: 'ServicePrincipal'
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.logAnalyticsReader)
   }
 }
 

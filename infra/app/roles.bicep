@@ -17,6 +17,9 @@ param tagDefaultPolicy bool
 @description('DR drills are enabled (drill regions given).')
 param drills bool
 
+@description('Resource id of the group holding the outcomes workspace: where the query roles may be assigned.')
+param workspaceGroupId string
+
 var table = loadJsonContent('../roles/actions.json')
 
 var subscriptionCore = [for row in table.scopes.subscription.core: row.actions]
@@ -26,11 +29,15 @@ var snapshotGroupCore = [for row in table.scopes.snapshotGroup.core: row.actions
 var snapshotGroupDrills = [for row in table.scopes.snapshotGroup.drills: row.actions]
 var drillSubscriptionDrills = [for row in table.scopes.drillSubscription.drills: row.actions]
 var drillGroupDrills = [for row in table.scopes.drillGroup.drills: row.actions]
+var workspaceCore = [for row in table.scopes.workspace.core: row.actions]
+var outcomesTableCore = [for row in table.scopes.outcomesTable.core: row.actions]
 
 var subscriptionActions = union(flatten(subscriptionCore), tagDefaultPolicy ? flatten(subscriptionTagDefaultPolicy) : [], drills ? flatten(subscriptionDrills) : [])
 var snapshotGroupActions = union(flatten(snapshotGroupCore), drills ? flatten(snapshotGroupDrills) : [])
 var drillSubscriptionActions = union(flatten(drillSubscriptionDrills), [])
 var drillGroupActions = union(flatten(drillGroupDrills), [])
+var workspaceActions = union(flatten(workspaceCore), [])
+var outcomesTableActions = union(flatten(outcomesTableCore), [])
 
 var scopes = [for id in assignableSubscriptionIds: '/subscriptions/${id}']
 
@@ -98,7 +105,47 @@ resource drillGroupRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = i
   }
 }
 
+// The posture timer queries the outcomes table and nothing else: one role on the workspace runs a
+// query and reads no table, one on LifeboatOutcomes_CL alone reads it (manage-table-access).
+resource workspaceQueryRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(tenant().tenantId, environmentName, 'lifeboat-workspace-query')
+  properties: {
+    roleName: 'Lifeboat outcomes query runner (${environmentName})'
+    description: 'Lifeboat on its outcomes workspace: read the workspace and run a query; no table data.'
+    type: 'customRole'
+    permissions: [
+      {
+        actions: workspaceActions
+        notActions: []
+      }
+    ]
+    assignableScopes: [
+      workspaceGroupId
+    ]
+  }
+}
+
+resource outcomesReaderRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(tenant().tenantId, environmentName, 'lifeboat-outcomes-reader')
+  properties: {
+    roleName: 'Lifeboat outcomes table reader (${environmentName})'
+    description: 'Lifeboat on the LifeboatOutcomes_CL table only: query its data.'
+    type: 'customRole'
+    permissions: [
+      {
+        actions: outcomesTableActions
+        notActions: []
+      }
+    ]
+    assignableScopes: [
+      workspaceGroupId
+    ]
+  }
+}
+
 output subscriptionRoleName string = subscriptionRole.name
 output snapshotRoleName string = snapshotRole.name
 output drillSubscriptionRoleName string = drills ? drillSubscriptionRole.name : ''
 output drillGroupRoleName string = drills ? drillGroupRole.name : ''
+output workspaceQueryRoleName string = workspaceQueryRole.name
+output outcomesReaderRoleName string = outcomesReaderRole.name
