@@ -587,6 +587,11 @@ class _Builder:
         policy = str(spec.get("policy", "daily"))
         tags = {str(k): str(v) for k, v in extra.items()}
         newest_at = self.now - timedelta(seconds=newest)
+        family = stable_uuid("family", disk.id) if incremental else None
+        # uniqueIds: one derived base per disk and group, plus the index (cheap, and stable).
+        base = int(stable_uuid("seeded", disk.id, group.name, naming).replace("-", ""), 16)
+        prefix = key(compute_id(sub.id, group.name, "snapshots", "_"))[:-1]
+        made: dict[str, Snapshot] = {}
         for i in range(count):
             created = newest_at - timedelta(seconds=i * every)
             if naming == "other":
@@ -599,14 +604,27 @@ class _Builder:
                 own = {"lifeboat:managed": "true", "lifeboat:policy": policy, "lifeboat:slot": slot}
             if i >= count - held:
                 own[HOLD_TAG] = "seeded"
-            snap_key = key(compute_id(sub.id, group.name, "snapshots", name))
-            if snap_key in cloud.snapshots:
+            snap_key = prefix + name.lower()
+            if snap_key in cloud.snapshots or snap_key in made:
                 self.fail(where, f"snapshot {name} already exists in {group.name}")
                 return
-            snap = snapshot_of(
-                disk, sub.id, group.name, name, created, incremental, {**own, **tags}
+            made[snap_key] = snapshot_of(
+                disk,
+                sub.id,
+                group.name,
+                name,
+                created,
+                incremental,
+                {**own, **tags},
+                unique_id=_uuid_text((base + i) % (1 << 128)),
+                family_id=family,
             )
-            cloud.add_snapshot(snap_key, snap)
+        cloud.add_new_snapshots(disk.id, made)
+
+
+def _uuid_text(value: int) -> str:
+    text = f"{value:032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 SEED_KEYS = {"count", "every", "newest", "group", "naming", "incremental", "tags", "policy", "held"}
@@ -620,9 +638,15 @@ def snapshot_of(
     created: datetime,
     incremental: bool,
     tags: dict[str, str],
+    *,
+    unique_id: str | None = None,
+    family_id: str | None = None,
 ) -> Snapshot:
     """A finished snapshot of `disk` (estate and seeded snapshots are there from the start)."""
-    snap_id = compute_id(subscription, group, "snapshots", name)
+    if unique_id is None:
+        unique_id = stable_uuid(compute_id(subscription, group, "snapshots", name))
+    if family_id is None and incremental:
+        family_id = stable_uuid("family", disk.id)
     return Snapshot(
         subscription=subscription,
         group=group,
@@ -633,10 +657,10 @@ def snapshot_of(
         incremental=incremental,
         source_id=disk.id,
         source_unique_id=disk.unique_id,
-        unique_id=stable_uuid(snap_id),
+        unique_id=unique_id,
         time_created=created,
         ready_at=created,
-        family_id=stable_uuid("family", disk.id) if incremental else None,
+        family_id=family_id if incremental else None,
         os_type=disk.os_type,
         hyper_v_generation=disk.hyper_v_generation,
         encryption_type=disk.encryption_type,

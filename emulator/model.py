@@ -606,6 +606,16 @@ class Cloud:
         self.snapshots_by_source.setdefault(key(snapshot.source_id), set()).add(snapshot_key)
         self.snapshot_counts[snapshot_quota_key_of(snapshot)] += 1
 
+    def add_new_snapshots(self, source_id: str, snapshots: dict[str, Snapshot]) -> None:
+        """Many new snapshots of one disk, all in one place and SKU (seeded estates): what
+        `add_snapshot` does for each, done once."""
+        if not snapshots:
+            return
+        self.snapshots.update(snapshots)
+        self.snapshots_by_source.setdefault(key(source_id), set()).update(snapshots)
+        first = next(iter(snapshots.values()))
+        self.snapshot_counts[snapshot_quota_key_of(first)] += len(snapshots)
+
     def snapshots_of(self, source_id: str) -> list[Snapshot]:
         keys = self.snapshots_by_source.get(key(source_id), ())
         return [self.snapshots[k] for k in keys if k in self.snapshots]
