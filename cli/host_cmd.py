@@ -54,6 +54,11 @@ def endpoint_settings(storage: Path | None, emulator: Path | None) -> dict[str, 
             values["MONITOR_DCR_IMMUTABLE_ID"] = document["dcrImmutableId"]
             values["MONITOR_STREAM"] = document.get("stream") or "Custom-LifeboatOutcomes_CL"
             values["LOG_ANALYTICS_WORKSPACE_ID"] = document.get("workspaceId") or ""
+        if document.get("logAnalyticsEndpoint"):
+            # The posture timer reads the outcomes back from the stand-in's query endpoint.
+            values["LOG_ANALYTICS_ENDPOINT"] = document["logAnalyticsEndpoint"]
+            audience = document.get("logAnalyticsAudience") or "https://api.loganalytics.io"
+            values["LOG_ANALYTICS_AUDIENCE"] = audience.rstrip("/") + "/.default"
     return values
 
 

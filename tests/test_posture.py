@@ -239,7 +239,7 @@ def test_the_timer_writes_a_row_per_vm_at_risk_the_estate_row_and_the_digests() 
     reporter = fire(reader)
 
     assert reader.queries[0] == posture.VM_EVIDENCE_QUERY
-    assert [o.operation for o in reporter.outcomes][0] == "run-start"
+    assert reporter.outcomes[0].operation == "run-start"
     at_risk = {o.vm_name: o for o in rows_of(reporter, "posture-vm")}
     assert sorted(at_risk) == ["vm-partial", "vm-rpo", "vm-slow", "vm-stale"]
     slow = at_risk["vm-slow"]
@@ -328,3 +328,30 @@ def test_the_query_module_costs_nothing_at_import() -> None:
         "('azure', 'pydantic', 'humanize'))))"
     )
     assert loaded.strip() == "[]"
+
+
+def test_the_local_host_points_the_timer_at_the_stand_ins_query_endpoint(tmp_path: Any) -> None:
+    """`lifeboat host --emulator-endpoints` must never send the timer to the real query API."""
+    import json
+
+    from cli.host_cmd import endpoint_settings
+
+    endpoints = tmp_path / "standin.json"
+    document = {
+        "arm": "https://127.0.0.1:9",
+        "identityEndpoint": "https://127.0.0.1:9/identity",
+        "identityHeader": "h",
+        "caBundle": "ca.pem",
+        "ingestionEndpoint": "https://127.0.0.1:9",
+        "dcrImmutableId": "dcr-1",
+        "workspaceId": "ws-1",
+        "logAnalyticsEndpoint": "https://127.0.0.1:9",
+        "logAnalyticsAudience": "https://api.loganalytics.io",
+    }
+    endpoints.write_text(json.dumps(document))
+
+    values = endpoint_settings(None, endpoints)
+
+    assert values["LOG_ANALYTICS_WORKSPACE_ID"] == "ws-1"
+    assert values["LOG_ANALYTICS_ENDPOINT"] == "https://127.0.0.1:9"
+    assert values["LOG_ANALYTICS_AUDIENCE"] == "https://api.loganalytics.io/.default"
