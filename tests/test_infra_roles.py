@@ -246,7 +246,7 @@ def test_the_table_role_is_assigned_on_the_outcomes_table_only() -> None:
     resources = access["resources"]
     assert access["variables"]["tableName"]["value"] == "LifeboatOutcomes_CL"
     table = resources["outcomesTable"]["config"]
-    assert table["parent"] == "workspace" and table["name"] == "tableName"
+    assert (table["parent"], table["name"]) == ("workspace", "tableName")
     reader = resource_body(resources["tableReader"]["config"])[1]
     runner = resource_body(resources["queryRunner"]["config"])[1]
     assert reader["scope"] == "outcomesTable"
