@@ -483,14 +483,16 @@ def run_posture(
         reader, {**evidence_queries(), **DIGEST_QUERIES}, days=DEFAULT_DAYS
     )  # if it raises, dispatch reports run-end failed
     report = assemble(tables.rows, partial=tables.partial)
+    # The posture is a finding, not failed work: its rows succeed and say what they found (run
+    # summaries, the failures tile and run-failures count failed work only).
     for vm in report["vms"]:
         if not vm["atRisk"]:
             continue
-        ctx.out.row(
+        ctx.out.succeeded(
             "posture-vm",
-            Status.FAILED,
             "; ".join(vm["reasons"]),
             finding="at-risk",
+            severity="warning",
             subscription_id=vm["subscriptionId"],
             resource_group=vm["resourceGroup"],
             resource_id=vm["id"],
@@ -504,11 +506,11 @@ def run_posture(
             },
         )
     counts = report["counts"]
-    ctx.out.row(
+    ctx.out.succeeded(
         "posture-estate",
-        Status.SUCCEEDED if report["posture"] == "healthy" else Status.FAILED,
         "; ".join(report["postureReasons"]) or None,
         finding=report["posture"],
+        severity=None if report["posture"] == "healthy" else "warning",
         count=counts["at-risk"],
         details={
             "posture": report["posture"],
