@@ -94,6 +94,9 @@ class _Builder:
         self.now = now
         self.errors: list[str] = []
         self.long_ago = now - timedelta(days=90)
+        # Disks made by a change get uniqueIds of their own moment: a disk recreated under the
+        # name of a deleted one is, for Azure, another disk (a new uniqueId).
+        self.unique_salt = ""
 
     def fail(self, where: str, message: str) -> None:
         self.errors.append(f"{where}: {message}")
@@ -325,6 +328,8 @@ class _Builder:
             return existing
         encryption = raw.get("encryption") or {}
         sku = str(raw.get("sku", "Premium_LRS"))
+        salt = [self.unique_salt] if self.unique_salt else []
+        derived = stable_uuid(disk_id, *salt)
         if os_type and sku.lower() in ("premiumv2_lrs", "ultrassd_lrs"):
             self.fail(where, f"{sku} cannot be an OS disk")
         disk = Disk(
@@ -334,7 +339,7 @@ class _Builder:
             location=str(raw.get("location", default_location or group.location)),
             sku=sku,
             size_gb=int(raw.get("sizeGB", 128 if os_type else 256)),
-            unique_id=str(raw.get("uniqueId", stable_uuid(disk_id))),
+            unique_id=str(raw.get("uniqueId", derived)),
             time_created=_age(raw.get("timeCreated"), self.now, self.long_ago),
             os_type=os_type,
             hyper_v_generation=raw.get("hyperVGeneration", "V2" if os_type else None),
@@ -915,6 +920,7 @@ def apply_changes(cloud: Cloud, now: datetime) -> list[EstateChange]:
 
 def _apply(cloud: Cloud, change: EstateChange, now: datetime) -> None:
     builder = _Builder({}, change.at)  # ages inside an added VM or disk count from `at`
+    builder.unique_salt = f"change-{change.index}"
     sub = cloud.subscriptions[change.subscription]
     spec = change.spec
     change.status, change.result = 200, change.action

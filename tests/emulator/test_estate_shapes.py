@@ -324,6 +324,20 @@ def test_changes_apply_lazily_log_and_publish() -> None:
     assert not any(lk.name == "freeze-snapshots" for lk in cloud.locks)
 
 
+def test_a_disk_recreated_under_a_deleted_ones_name_is_another_disk() -> None:
+    data = shapes_data()
+    data["changes"] = [
+        {"at": "1h", "deleteDisk": "rg-app/disk-spare-01"},
+        {"at": "2h", "addDisk": {"name": "disk-spare-01", "resourceGroup": "rg-app"}},
+    ]
+    stand_in = stand_in_of(data)
+    disk_key = compute_id("disks", "rg-app", "disk-spare-01").lower()
+    before = stand_in.cloud.disks[disk_key].unique_id
+    stand_in.clock.advance(7200)
+    assert [c.status for c in stand_in.catch_up()] == [200, 200]
+    assert stand_in.cloud.disks[disk_key].unique_id != before
+
+
 def test_a_change_whose_target_went_away_says_so() -> None:
     data = shapes_data()
     data["changes"] = [{"at": "1h", "hold": "rg-lifeboat-snapshots/snap-disk-deleted-02"}]
