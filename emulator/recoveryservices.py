@@ -4,11 +4,14 @@ Vaults, backup policies, protectable items, IaaS VM protected items (with Azure'
 `/Subscriptions/` ids, lower-case `;`-joined container and item names, the 2001-01-01
 `lastBackupTime` sentinel), backup status by region (POST), recovery points, backup jobs (list
 with the real `$filter` form, get), on-demand backup (202 + operation status -> job id) and
-configure protection (PUT 202). Scheduled backups run on the stand-in clock at each policy's
-time; every job ends as the estate scripts it per VM (complete, fail with a code, stay
-InProgress). Lists page every `pageSize` items with `$skipToken`; reads are throttled per
+configure protection (PUT 202), restores from recovery points (POST 202 -> operation status ->
+restore job -> disks in the target group; the rules are in `recoveryservices_restore.py`).
+Scheduled backups run on the stand-in clock at each policy's time; every job ends as the estate
+scripts it per VM (complete, fail with a code, stay InProgress); points expire by the policy's
+retention. Lists page every `pageSize` items with `$skipToken`; reads are throttled per
 subscription with 429 `ResourceRequestsThrottled`. The flow follows the azure-mgmt-
 recoveryservicesbackup 0.4.0 recording; bodies follow the REST-spec examples (tests/data).
+State is in `recoveryservices_state.py`.
 """
 
 from __future__ import annotations
@@ -17,190 +20,48 @@ import re
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
-from emulator.clock import Clock, parse_instant
+from emulator.clock import Clock
 from emulator.config import Behaviour
 from emulator.errors import ArmError
 from emulator.estate import EstateError
 from emulator.ids import compute_id, key
 from emulator.model import Cloud
+from emulator.recoveryservices_restore import (
+    CONSISTENCIES,
+    check_restore,
+    disk_plans,
+    expire_points,
+    extended_info,
+    finish_restore,
+    load_restore_script,
+    load_staging_accounts,
+    missing_point,
+    point_json,
+    restore_seconds,
+    seed_points,
+)
+from emulator.recoveryservices_state import (
+    BackupPolicy,
+    Item,
+    Job,
+    Operation,
+    RecoveryPoint,
+    StagingAccount,
+    Vault,
+    azure_time,
+)
 from emulator.routing import GROUP, SUBSCRIPTION, ArmRequest, Reply, Route, route
 
-SENTINEL = "2001-01-01T00:00:00Z"
 MAX_ON_DEMAND_PER_DAY = 3
 MAX_ATTEMPTS_PER_DAY = 9
 DEFAULT_PAGE_SIZE = 50
-_AGE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
-_AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _RS = r"/providers/microsoft\.recoveryservices"
 _VAULT = GROUP + _RS + r"/vaults/([^/]+)"
 _ITEM = _VAULT + r"/backupfabrics/azure/protectioncontainers/([^/]+)/protecteditems/([^/]+)"
-
-
-def azure_time(value: datetime) -> str:
-    """Recovery Services writes 7 fractional digits, as recorded."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f0Z")
-
-
-def _age(value: Any, now: datetime) -> datetime | None:
-    if value is None:
-        return None
-    text = str(value).strip()
-    match = _AGE.match(text)
-    if match:
-        return now - timedelta(seconds=float(match.group(1)) * _AGE_UNITS[match.group(2)])
-    return parse_instant(text)
-
-
-@dataclass
-class BackupPolicy:
-    name: str
-    hour: int = 2
-    minute: int = 30
-    retention_days: int = 30
-
-
-@dataclass
-class Job:
-    id: str
-    item: Item
-    operation: str  # Backup, ConfigureBackup
-    start: datetime
-    seconds: float
-    outcome: str  # complete, fail, inprogress
-    error_code: str | None = None
-    user_triggered: bool = False
-    finished: bool = False
-
-    def end(self) -> datetime | None:
-        if self.outcome == "inprogress":
-            return None
-        return self.start + timedelta(seconds=self.seconds)
-
-    def status(self, now: datetime) -> str:
-        end = self.end()
-        if end is None or now < end:
-            return "InProgress"
-        return "Failed" if self.outcome == "fail" else "Completed"
-
-
-@dataclass
-class Item:
-    vault: Vault
-    vm_id: str
-    group: str
-    vm: str
-    policy: str
-    state: str = "Protected"  # IRPending, Protected, ProtectionStopped
-    soft_deleted: bool = False
-    outcome: str = "complete"
-    error_code: str = "CloudDosAbsoluteLimitReached"
-    job_seconds: float = 600.0
-    consistency: str = "CrashConsistent"
-    points: list[tuple[datetime, str]] = field(default_factory=list)
-    last_backup: datetime | None = None
-    last_status: str = ""
-    scheduled_until: datetime | None = None
-
-    @property
-    def container(self) -> str:
-        return f"iaasvmcontainerv2;{self.group};{self.vm}".lower()
-
-    @property
-    def name(self) -> str:
-        return f"VM;{self.container}"
-
-    @property
-    def id(self) -> str:
-        return (
-            f"{self.vault.arm_id}/backupFabrics/Azure/protectionContainers/"
-            f"IaasVMContainer;{self.container}/protectedItems/{self.name}"
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        latest = max((t for t, _ in self.points), default=None)
-        props: dict[str, Any] = {
-            "friendlyName": self.vm,
-            "virtualMachineId": self.vm_id,
-            "protectionStatus": "Healthy",
-            "protectionState": "ProtectionStopped" if self.soft_deleted else self.state,
-            "healthStatus": "Passed",
-            "lastBackupStatus": self.last_status,
-            "lastBackupTime": azure_time(self.last_backup) if self.last_backup else SENTINEL,
-            "protectedItemDataId": str(abs(hash(key(self.vm_id))) % 10**15),
-            "protectedItemType": "Microsoft.Compute/virtualMachines",
-            "backupManagementType": "AzureIaasVM",
-            "workloadType": "VM",
-            "containerName": self.container,
-            "sourceResourceId": self.vm_id,
-            "policyId": f"{self.vault.arm_id}/backupPolicies/{self.policy}",
-            "policyName": self.policy,
-            "policyType": "V1",
-        }
-        if latest is not None:
-            props["lastRecoveryPoint"] = azure_time(latest)
-        if self.soft_deleted:
-            props["isScheduledForDeferredDelete"] = True
-            props["deferredDeleteTimeInUTC"] = azure_time(
-                (self.last_backup or datetime(2026, 1, 1, tzinfo=UTC)) + timedelta(days=14)
-            )
-        return {
-            "id": self.id,
-            "name": self.name,
-            "type": "Microsoft.RecoveryServices/vaults/backupFabrics/protectionContainers/"
-            "protectedItems",
-            "properties": props,
-        }
-
-
-@dataclass
-class Operation:
-    id: str
-    job_id: str | None
-    start: datetime
-    polls: int = 0
-    body_item: Item | None = None
-
-
-@dataclass
-class Vault:
-    subscription: str
-    group: str
-    name: str
-    location: str
-    policies: dict[str, BackupPolicy] = field(default_factory=dict)
-    items: dict[str, Item] = field(default_factory=dict)  # key(vm id) -> item
-    jobs: list[Job] = field(default_factory=list)
-    operations: dict[str, Operation] = field(default_factory=dict)
-
-    @property
-    def arm_id(self) -> str:
-        """As Azure writes ids inside Recovery Services: capital `/Subscriptions/`."""
-        return (
-            f"/Subscriptions/{self.subscription}/resourceGroups/{self.group}/providers/"
-            f"Microsoft.RecoveryServices/vaults/{self.name}"
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": f"/subscriptions/{self.subscription}/resourceGroups/{self.group}/providers/"
-            f"Microsoft.RecoveryServices/vaults/{self.name}",
-            "name": self.name,
-            "type": "Microsoft.RecoveryServices/vaults",
-            "location": self.location,
-            "tags": {},
-            "etag": f"W/\"datetime'{uuid.uuid5(uuid.NAMESPACE_URL, self.name)}'\"",
-            "sku": {"name": "RS0", "tier": "Standard"},
-            "properties": {
-                "provisioningState": "Succeeded",
-                "privateEndpointStateForBackup": "None",
-                "privateEndpointStateForSiteRecovery": "None",
-            },
-        }
 
 
 class ReadBucket:
@@ -234,6 +95,7 @@ class RecoveryServices:
         self.behaviour = behaviour
         self.lock = threading.RLock()
         self.vaults: dict[str, Vault] = {}
+        self.staging_accounts: list[StagingAccount] = []
         config = cloud.extra.get("recoveryServices") or {}
         self.page_size = int(config.get("pageSize", DEFAULT_PAGE_SIZE))
         throttle = config.get("throttle")
@@ -300,7 +162,8 @@ class RecoveryServices:
         return Reply(200, body)
 
     def advance(self, now: datetime) -> None:
-        """Run scheduled backups up to `now` and finish jobs whose time has come."""
+        """Run scheduled backups up to `now`, finish jobs whose time has come (a restore leaves
+        its disks) and expire points past their policy's retention."""
         for vault in self.vaults.values():
             for item in vault.items.values():
                 self._schedule(vault, item, now)
@@ -309,17 +172,22 @@ class RecoveryServices:
                 if job.finished or end is None or end > now:
                     continue
                 job.finished = True
+                if job.operation == "Restore" and job.outcome in ("complete", "warn"):
+                    finish_restore(self.cloud, vault, job, end)
                 if job.operation != "Backup":
                     continue
                 item = job.item
                 if job.outcome == "complete":
-                    item.points.append((end, item.consistency))
+                    item.points.append(RecoveryPoint(end, item.consistency))
                     item.last_backup = end
                     item.last_status = "Completed"
                     if item.state == "IRPending":
                         item.state = "Protected"
                 else:
                     item.last_status = "Failed"
+            for item in vault.items.values():
+                policy = vault.policies.get(item.policy)
+                expire_points(item, policy.retention_days if policy else 30, now)
 
     def _schedule(self, vault: Vault, item: Item, now: datetime) -> None:
         since = item.scheduled_until or now
@@ -350,15 +218,21 @@ class RecoveryServices:
         vault.jobs.append(job)
         return job
 
-    def job_json(self, vault: Vault, job: Job, now: datetime) -> dict[str, Any]:
+    def job_json(
+        self, vault: Vault, job: Job, now: datetime, *, detail: bool = False
+    ) -> dict[str, Any]:
+        """A job as listed, or with `detail` as JobDetails_Get answers it (a restore job then
+        carries `extendedInfo`, as recorded)."""
         status = job.status(now)
+        restore = job.operation == "Restore"
         end = job.end()
         finished = status != "InProgress" and end is not None
         seconds = ((end if finished and end else now) - job.start).total_seconds()
         props: dict[str, Any] = {
             "jobType": "AzureIaaSVMJob",
             "duration": f"PT{max(0.0, seconds):.7f}S",
-            "actionsInfo": [1] if status == "InProgress" else [],
+            # The recorded restore job says [1] (cancellable) even once Completed.
+            "actionsInfo": [1] if status == "InProgress" or restore else [],
             "virtualMachineVersion": "Compute",
             "entityFriendlyName": job.item.vm,
             "backupManagementType": "AzureIaasVM",
@@ -371,15 +245,23 @@ class RecoveryServices:
         }
         if finished and end is not None:
             props["endTime"] = azure_time(end)
-        if status == "Failed":
+        if status in ("Failed", "CompletedWithWarnings"):
+            title = "Backup failed"
+            if restore:
+                title = (
+                    "Restore failed" if status == "Failed" else "Restore completed with warnings"
+                )
             props["errorDetails"] = [
                 {
                     "errorCode": 400018,
-                    "errorString": job.error_code or "BackupFailed",
-                    "errorTitle": "Backup failed",
+                    "errorString": job.error_code
+                    or ("RestoreFailed" if restore else "BackupFailed"),
+                    "errorTitle": title,
                     "recommendations": ["Retry the operation after some time."],
                 }
             ]
+        if restore and detail and job.restore is not None:
+            props["extendedInfo"] = extended_info(job, status)
         return {
             "id": f"{vault.arm_id}/backupJobs/{job.id}",
             "name": job.id,
@@ -562,6 +444,7 @@ class RecoveryServices:
                     policy=policy,
                     state="IRPending",
                     scheduled_until=now,
+                    layout=disk_plans(self.cloud, vm),
                 )
                 item.outcome = vault_defaults(self.cloud).get("outcome", "complete")
                 vault.items[key(vm.id)] = item
@@ -655,36 +538,76 @@ class RecoveryServices:
                 }
             return Reply(200, body)
 
+    # ---- recovery points and restores ---------------------------------------------------
+    def _vm_size(self, item: Item) -> str:
+        with self.cloud.lock:
+            vm = self.cloud.vms.get(key(item.vm_id))
+            return vm.size if vm is not None else "Standard_D2s_v5"
+
     def list_points(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
+        """Newest first. `$filter` as the SDK and the CLI send it: `startDate eq '...' and
+        endDate eq '...'` in the job filter's `yyyy-MM-dd hh:mm:ss tt` form (UTC)."""
         self.throttle(req, args[0])
+        clauses = parse_filter(req.query.get("$filter", ""))
+        since = parse_job_time(clauses["startdate"]) if "startdate" in clauses else None
+        until = parse_job_time(clauses["enddate"]) if "enddate" in clauses else None
+        now = self.clock.now()
         with self.lock:
-            self.advance(self.clock.now())
+            self.advance(now)
             _, item = self.item(args)
-            values = []
-            for moment, consistency in sorted(item.points, reverse=True):
-                name = str(int(moment.timestamp() * 1000) % 10**14)
-                values.append(
-                    {
-                        "id": f"{item.id}/recoveryPoints/{name}",
-                        "name": name,
-                        "type": "Microsoft.RecoveryServices/vaults/backupFabrics/"
-                        "protectionContainers/protectedItems/recoveryPoints",
-                        "properties": {
-                            "objectType": "IaasVMRecoveryPoint",
-                            "recoveryPointType": consistency,
-                            "recoveryPointTime": azure_time(moment),
-                            "recoveryPointAdditionalInfo": "",
-                            "sourceVMStorageType": "NormalStorage",
-                            "isSourceVMEncrypted": False,
-                            "isInstantIlrSessionActive": False,
-                            "recoveryPointTierDetails": [{"type": "InstantRP", "status": "Valid"}],
-                            "isManagedVirtualMachine": True,
-                            "virtualMachineSize": "Standard_D2s_v5",
-                            "originalStorageAccountOption": False,
-                        },
-                    }
-                )
+            size = self._vm_size(item)
+            values = [
+                point_json(item, point, size, now)
+                for point in sorted(item.points, key=lambda p: p.time, reverse=True)
+                if (since is None or point.time >= since) and (until is None or point.time <= until)
+            ]
         return self.page(req, values)
+
+    def get_point(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
+        self.throttle(req, args[0])
+        now = self.clock.now()
+        with self.lock:
+            self.advance(now)
+            _, item = self.item(args)
+            point = item.point(args[5])
+            if point is None:
+                raise missing_point(args[5])
+            return Reply(200, point_json(item, point, self._vm_size(item), now))
+
+    def trigger_restore(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
+        """Restores_Trigger: checked as Azure checks it, then 202 with `Azure-AsyncOperation`
+        (the operation status names the job), `Location` and `Retry-After: 60`. The job runs
+        for the item's restore seconds on the stand-in clock and ends as the estate scripts it;
+        a `stuck` fault rule on this request makes it never end."""
+        now = self.clock.now()
+        with self.lock:
+            self.advance(now)
+            vault, item = self.item(args)
+            point = item.point(args[5])
+            if point is None:
+                raise missing_point(args[5])
+            with self.cloud.lock:
+                details = check_restore(
+                    self.cloud, vault, item, point, req.json_body(), self.staging_accounts
+                )
+            req.actions.append("Microsoft.Compute/virtualMachines/write")  # on the source VM
+            script = item.restore
+            outcome = "inprogress" if req.stuck else script.outcome
+            job = Job(
+                id=str(uuid.uuid4()),
+                item=item,
+                operation="Restore",
+                start=now,
+                seconds=script.seconds,
+                outcome=outcome,
+                error_code=script.error_code if outcome in ("fail", "warn") else None,
+                user_triggered=True,
+                restore=details,
+            )
+            vault.jobs.append(job)
+            op = Operation(id=str(uuid.uuid4()), job_id=job.id, start=now)
+            vault.operations[op.id] = op
+            return Reply(202, None, self.operation_headers(req, args, op, retry_after="60"))
 
     # ---- jobs ---------------------------------------------------------------------------
     def list_jobs(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
@@ -722,7 +645,7 @@ class RecoveryServices:
             vault = self.vault(args)
             for job in vault.jobs:
                 if job.id.lower() == args[3].lower():
-                    return Reply(200, self.job_json(vault, job, now))
+                    return Reply(200, self.job_json(vault, job, now, detail=True))
         raise ArmError(404, "BMSUserErrorJobNotFound", f"Job {args[3]} not found.")
 
     # ---- backup status ------------------------------------------------------------------
@@ -799,9 +722,20 @@ def vault_defaults(cloud: Cloud) -> dict[str, Any]:
 
 
 def load_vaults(rs: RecoveryServices, raw_vaults: list[Any], now: datetime) -> None:
-    """Estate `vaults:` (README, Estate format): vaults, their policies and protected VMs."""
+    """Estate `vaults:` (README, Estate format): vaults, their policies and protected VMs, with
+    their recovery points and how their restores end; and `storageAccounts:`, where restores
+    stage (README, Recovery Services, "Restore")."""
 
     problems: list[str] = []
+    config = rs.cloud.extra.get("recoveryServices") or {}
+    try:
+        default_restore_seconds = restore_seconds(config)
+    except ValueError as e:
+        problems.append(str(e))
+        default_restore_seconds = restore_seconds({})
+    rs.staging_accounts = load_staging_accounts(
+        rs.cloud, rs.cloud.extra.get("storageAccounts"), problems
+    )
     subs = list(rs.cloud.subscriptions)
     for i, raw in enumerate(raw_vaults):
         where = f"vaults[{i}]"
@@ -838,6 +772,12 @@ def load_vaults(rs: RecoveryServices, raw_vaults: list[Any], now: datetime) -> N
                     f"{where}.items[{j}]: outcome must be complete, fail, "
                     f"inprogress or none, got {outcome!r}"
                 )
+            consistency = str(it.get("consistency", "CrashConsistent"))
+            if consistency not in CONSISTENCIES:
+                problems.append(
+                    f"{where}.items[{j}].consistency: must be one of {', '.join(CONSISTENCIES)}, "
+                    f"got {consistency!r}"
+                )
             item = Item(
                 vault=vault,
                 vm_id=vm.id,
@@ -849,13 +789,27 @@ def load_vaults(rs: RecoveryServices, raw_vaults: list[Any], now: datetime) -> N
                 outcome=outcome,
                 error_code=str(it.get("errorCode", "CloudDosAbsoluteLimitReached")),
                 job_seconds=float(it.get("jobSeconds", 600)),
-                consistency=str(it.get("consistency", "CrashConsistent")),
+                consistency=consistency,
                 scheduled_until=now,
+                restore=load_restore_script(
+                    it.get("restore"),
+                    default_restore_seconds,
+                    f"{where}.items[{j}].restore",
+                    problems,
+                ),
+                layout=disk_plans(rs.cloud, vm),
             )
-            last = _age(it.get("lastBackup"), now)
-            if last is not None:
-                item.points = [(last - timedelta(days=d), item.consistency) for d in (2, 1, 0)]
-                item.last_backup = last
+            policy = vault.policies.get(item.policy)
+            seed_points(
+                it.get("points"),
+                item,
+                it.get("lastBackup"),
+                policy.retention_days if policy else 30,
+                now,
+                f"{where}.items[{j}].points",
+                problems,
+            )
+            if item.last_backup is not None:
                 item.last_status = "Completed"
             if outcome == "fail":
                 rs._new_job(vault, item, "Backup", now - timedelta(hours=2), user_triggered=False)
@@ -911,6 +865,13 @@ ROUTES: list[Route] = [
         "operation_status",
     ),
     route("GET", _ITEM + r"/recoverypoints", f"{_ITEMS}/recoveryPoints/read", "list_points"),
+    route("GET", _ITEM + r"/recoverypoints/([^/]+)", f"{_ITEMS}/recoveryPoints/read", "get_point"),
+    route(
+        "POST",
+        _ITEM + r"/recoverypoints/([^/]+)/restore",
+        f"{_ITEMS}/recoveryPoints/restore/action",
+        "trigger_restore",
+    ),
     route("GET", _VAULT + r"/backupjobs", f"{_V}/backupJobs/read", "list_jobs"),
     route("GET", _VAULT + r"/backupjobs/([^/]+)", f"{_V}/backupJobs/read", "get_job"),
     route(
