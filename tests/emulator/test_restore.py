@@ -81,6 +81,7 @@ ESTATE: dict[str, Any] = {
                 _vm("vm-list-01"),
                 _vm("vm-app-01", data=2),
                 _vm("vm-fail-01", data=1),
+                _vm("vm-warn-01"),
                 _vm("vm-stuck-01"),
                 _vm("vm-old-01"),
             ],
@@ -118,6 +119,11 @@ ESTATE: dict[str, Any] = {
                     "vm": "rg-app/vm-fail-01",
                     "lastBackup": "5h",
                     "restore": {"outcome": "fail", "errorCode": "UserErrorDiskCreationFailed"},
+                },
+                {
+                    "vm": "rg-app/vm-warn-01",
+                    "lastBackup": "5h",
+                    "restore": {"outcome": "warn", "errorCode": "UserErrorDiskTagsNotCopied"},
                 },
                 {"vm": "rg-app/vm-stuck-01", "lastBackup": "5h"},
                 {
@@ -412,19 +418,32 @@ def test_shapes_carry_every_key_of_the_spec_examples(
     assert body["properties"]["extendedInfo"]["dynamicErrorMessage"] == ""
 
 
-def test_a_scripted_failure_ends_the_job_failed_with_its_code_and_no_disks(
-    backup: RecoveryServicesBackupClient, compute: ComputeManagementClient, admin: httpx.Client
+@pytest.mark.parametrize(
+    ("vm", "status", "code", "disks"),
+    [
+        ("vm-fail-01", "Failed", "UserErrorDiskCreationFailed", 0),
+        ("vm-warn-01", "CompletedWithWarnings", "UserErrorDiskTagsNotCopied", 1),
+    ],
+)
+def test_scripted_job_endings_carry_their_code(
+    backup: RecoveryServicesBackupClient,
+    compute: ComputeManagementClient,
+    admin: httpx.Client,
+    vm: str,
+    status: str,
+    code: str,
+    disks: int,
 ) -> None:
-    point = points(backup, "vm-fail-01")[0].name
-    _, headers = trigger(backup, "vm-fail-01", point, request("vm-fail-01", point))
-    job_id = job_of(backup, "vm-fail-01", headers["azure-asyncoperation"])
+    point = points(backup, vm)[0].name
+    _, headers = trigger(backup, vm, point, request(vm, point))
+    job_id = job_of(backup, vm, headers["azure-asyncoperation"])
     advance(admin, 601)
     job = backup.job_details.get(VAULT, VAULT_RG, job_id)
-    assert job.properties.status == "Failed"
+    assert job.properties.status == status
     (error,) = job.properties.error_details
-    assert error.error_string == "UserErrorDiskCreationFailed"
-    assert "Config Blob Name" not in job.properties.extended_info.property_bag
-    assert restored(compute, "vm-fail-01") == {}
+    assert error.error_string == code
+    assert ("Config Blob Name" in job.properties.extended_info.property_bag) == bool(disks)
+    assert len(restored(compute, vm)) == disks
 
 
 def test_a_stuck_fault_makes_the_job_never_end(
@@ -496,7 +515,7 @@ def test_estate_keys_are_checked_and_named_by_their_path() -> None:
     items[0]["points"] = {"count": 0, "every": "often", "colour": "blue"}
     items[1]["points"] = {"count": 3, "newest": "2h"}  # lastBackup says 5h
     items[2]["restore"] = {"outcome": "maybe", "seconds": -1}
-    items[4]["points"] = {"count": 40, "newest": "1h"}  # beyond the Short policy's 10 days
+    items[-1]["points"] = {"count": 40, "newest": "1h"}  # beyond the Short policy's 10 days
     estate["storageAccounts"].append({"name": "stx", "resourceGroup": "rg-none"})
     estate["storageAccounts"].append({"name": "sty", "resourceGroup": STAGE_RG, "sku": "Fast"})
     start = datetime.fromisoformat(CLOCK_START.replace("Z", "+00:00"))
@@ -511,7 +530,7 @@ def test_estate_keys_are_checked_and_named_by_their_path() -> None:
         "vaults[0].items[1].points.newest (2h) and lastBackup (5h) disagree",
         "vaults[0].items[2].restore.outcome: must be one of complete, warn, fail, inprogress",
         "vaults[0].items[2].restore.seconds: must be a number >= 0, got -1",
-        "vaults[0].items[4].points: the oldest of 40 points would be 39 days old, beyond the "
+        "vaults[0].items[5].points: the oldest of 40 points would be 39 days old, beyond the "
         "policy's retentionDays 10",
         "storageAccounts[4]: resource group 'rg-none' is not declared",
         "storageAccounts[5].sku: 'Fast' is not a storage account SKU",
