@@ -23,6 +23,7 @@ from emulator.policy import PolicyRP
 from emulator.provisioning import Provisioning
 from emulator.recoveryservices import RecoveryServices
 from emulator.routing import Provider, Router
+from emulator.siterecovery import SiteRecovery
 from emulator.throttling import Throttler
 
 # Who makes the estate's changes (a user of the estate, not Lifeboat): the request log's
@@ -49,6 +50,7 @@ class StandIn:
     backup: RecoveryServices
     policy: PolicyRP
     monitor: Monitor
+    site_recovery: SiteRecovery
     router: Router = field(init=False)
 
     def __post_init__(self) -> None:
@@ -114,7 +116,15 @@ class StandIn:
 
     def providers(self) -> list[Provider]:
         """The ARM resource providers, in the order their routes are tried: the one list."""
-        return [self.arm, self.compute, self.provisioning, self.backup, self.network, self.policy]
+        return [
+            self.arm,
+            self.compute,
+            self.provisioning,
+            self.backup,
+            self.network,
+            self.policy,
+            self.site_recovery,
+        ]
 
 
 def build_stand_in(
@@ -142,4 +152,5 @@ def build_stand_in(
         backup=RecoveryServices(cloud, clock, behaviour),
         policy=PolicyRP(arm),
         monitor=Monitor(MonitorConfig.from_estate(cloud.extra, cloud.tenant_id)),
+        site_recovery=SiteRecovery(arm),
     )
