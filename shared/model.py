@@ -127,7 +127,7 @@ _FIELD_OF_COLUMN: dict[str, str] = {
 
 
 def resource_key(resource_id: str | None) -> str | None:
-    """The one form of an ARM id that queries group by: lowercase, one leading slash, no trailing."""
+    """The one form of an ARM id that queries group by: lowercase, one leading slash."""
     if not resource_id or not resource_id.strip("/"):
         return None
     return "/" + resource_id.strip().strip("/").lower()
@@ -136,10 +136,12 @@ def resource_key(resource_id: str | None) -> str | None:
 def is_disk_id(resource_id: str) -> bool:
     """Whether an ARM id names a managed disk (any casing)."""
     parts = resource_id.strip("/").lower().split("/")
-    return len(parts) == 8 and parts[0] == "subscriptions" and parts[5:7] == [
-        "microsoft.compute",
-        "disks",
-    ]
+    return (
+        len(parts) == 8
+        and parts[0] == "subscriptions"
+        and parts[5] == "microsoft.compute"
+        and parts[6] == "disks"
+    )
 
 
 def format_time(value: datetime) -> str:

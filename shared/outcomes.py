@@ -57,6 +57,8 @@ class Outcomes:
                 vm_name=vm.name,
                 vm_key=vm.id,  # kept when a row names one of the VM's disks as its resource
             )
+        if "details" in fields:  # details add up: a disk's row keeps its VM's slot and id
+            fields = {**fields, "details": {**merged.get("details", {}), **fields["details"]}}
         merged.update(fields)
         return dataclasses.replace(self, fields=merged, job=job or self.job)
 
@@ -67,6 +69,8 @@ class Outcomes:
         values = {**self.fields, **fields}
         details = {**self.fields.get("details", {}), **fields.get("details", {})}
         values["details"] = details
+        if not values.get("vm_key") and isinstance(details.get("vmId"), str):
+            values["vm_key"] = details["vmId"]  # a disk's row names its VM by id in details
         values.setdefault("dry_run", False)
         values["dry_run"] = bool(values["dry_run"]) or self.dry_run
         time: datetime = values.pop("time", None) or self.clock.now()

@@ -30,64 +30,53 @@ var roles = {
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
 }
 
-// One rule per file under infra/alerts; each fires when its query returns at least one row.
-// Windows cover the job's schedule plus ingestion latency (the files say why).
+// One rule per file under infra/alerts; each fires when its query returns at least one row, one
+// alert per combination of its dimensions (columns of its results). infra/alerts/rules.json holds
+// each rule's severity, schedule, dimensions, whether it is stateful, and its runbook (what
+// happened, what to check, the command to run), which becomes the alert's description.
+// Event-like rules are stateless, their actions muted for a day per dimension; condition rules
+// are stateful and resolve by themselves when the condition clears.
+var ruleSettings = loadJsonContent('../alerts/rules.json')
 var alertRules = [
   {
     name: 'run-failures'
-    description: 'Failures in a Lifeboat run (one alert per run and job).'
-    severity: 2
-    frequency: 'PT1H'
-    window: 'P1DT2H'
     query: loadTextContent('../alerts/run-failures.kql')
   }
   {
     name: 'snapshot-missing'
-    description: 'An in-scope VM has no complete, good snapshot set within 26 hours.'
-    severity: 1
-    frequency: 'PT1H'
-    window: 'P1DT2H'
     query: loadTextContent('../alerts/snapshot-missing.kql')
   }
   {
     name: 'rpo-breached'
-    description: 'A VM\'s latest recovery point is older than its RPO target.'
-    severity: 1
-    frequency: 'PT1H'
-    window: 'P1DT2H'
     query: loadTextContent('../alerts/rpo-breached.kql')
   }
   {
     name: 'heartbeat-missing'
-    description: 'Dead man\'s switch: no rotation run-start or run-end within 26 hours.'
-    severity: 1
-    frequency: 'PT1H'
-    window: 'P1DT2H'
     query: loadTextContent('../alerts/heartbeat-missing.kql')
   }
   {
+    name: 'newly-blocked'
+    query: loadTextContent('../alerts/newly-blocked.kql')
+  }
+  {
     name: 'poison-messages'
-    description: 'Queue messages that can never succeed were poisoned and drained.'
-    severity: 2
-    frequency: 'PT15M'
-    window: 'PT1H'
     query: loadTextContent('../alerts/poison-messages.kql')
   }
   {
     name: 'drill-failed'
-    description: 'A disaster-recovery drill failed or exceeded its RTO target.'
-    severity: 1
-    frequency: 'PT1H'
-    window: 'P1DT2H'
     query: loadTextContent('../alerts/drill-failed.kql')
   }
   {
     name: 'refusals'
-    description: 'Lifeboat refused a queue message or an Event Grid event on its first delivery: unsigned, altered, out of bounds, or asking for what its rules forbid. A refusal is a bug or a forged message. Check: the reasons and message ids in the results; who holds Storage Queue Data Contributor on the app storage account; whether MESSAGE_SIGNING_KEYS changed. Run lifeboat status (posture and holds now) and look in the queue\'s -poison queue: poison_drain reports each message there (a LifeboatOutcomes_CL row, Operation poison, Details.drained, with its text) and deletes it.'
-    severity: 1
-    frequency: 'PT15M'
-    window: 'PT1H'
     query: loadTextContent('../alerts/refusals.kql')
+  }
+  {
+    name: 'tag-mistakes'
+    query: loadTextContent('../alerts/tag-mistakes.kql')
+  }
+  {
+    name: 'posture-at-risk'
+    query: loadTextContent('../alerts/posture-at-risk.kql')
   }
 ]
 
@@ -183,19 +172,28 @@ resource alerts 'Microsoft.Insights/scheduledQueryRules@2023-03-15-preview' = [
     name: '${namePrefix}-${alert.name}'
     location: location
     tags: tags
-    properties: {
+    // Conditions resolve by themselves; events fire, then their actions stay muted a day per
+    // dimension (muteActionsDuration only on stateless rules).
+    properties: union({
       displayName: 'Lifeboat: ${alert.name}'
-      description: alert.description
-      severity: alert.severity
+      description: '${ruleSettings[alert.name].runbook.what} Check: ${ruleSettings[alert.name].runbook.check} Run: ${ruleSettings[alert.name].runbook.run}'
+      severity: ruleSettings[alert.name].severity
       enabled: true
-      evaluationFrequency: alert.frequency
-      windowSize: alert.window
+      evaluationFrequency: ruleSettings[alert.name].frequency
+      windowSize: ruleSettings[alert.name].window
       scopes: [workspace.id]
       criteria: {
         allOf: [
           {
             query: alert.query
             timeAggregation: 'Count'
+            dimensions: [
+              for dimension in ruleSettings[alert.name].dimensions: {
+                name: dimension
+                operator: 'Include'
+                values: ['*']
+              }
+            ]
             operator: 'GreaterThanOrEqual'
             threshold: 1
             failingPeriods: {
@@ -205,11 +203,13 @@ resource alerts 'Microsoft.Insights/scheduledQueryRules@2023-03-15-preview' = [
           }
         ]
       }
-      autoMitigate: true
+      autoMitigate: ruleSettings[alert.name].stateful
       actions: {
         actionGroups: [actionGroup.id]
       }
-    }
+    }, ruleSettings[alert.name].stateful ? {} : {
+      muteActionsDuration: 'P1D'
+    })
     dependsOn: [table]
   }
 ]

@@ -27,7 +27,12 @@ DRILL_ID_PATTERN = re.compile(r"lbd-[a-z2-7]{10}")  # as `drill_id_of` makes the
 
 
 def sweep(ctx: Context, occurrence: datetime) -> Result:
-    """One teardown message per expired drill in every drill group Lifeboat can see."""
+    """One teardown message per expired drill in every drill group Lifeboat can see.
+
+    `run-start` and `run-end` (with the count) are the sweeper's heartbeat: the dead man's switch
+    (infra/alerts/heartbeat-missing.kql) fires when an hour and a grace pass without them.
+    """
+    ctx.out.succeeded("run-start", details={"function": "sweeper"})
     cloud = ctx.drills
     now = ctx.now()
     settings = ctx.settings
@@ -78,6 +83,7 @@ def sweep(ctx: Context, occurrence: datetime) -> Result:
                 teardowns.append(step_message(state, key=f"drill:{drill_id}:sweep:{slot_of(now)}"))
                 out.planned("sweep", f"swept: {why}", **row)
     log.info("sweeper: %d expired drill(s)", found)
+    ctx.out.succeeded("run-end", count=found, details={"function": "sweeper"})
     return Send(*teardowns) if teardowns else Done(f"{found} expired drill(s) to tear down")
 
 
