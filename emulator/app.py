@@ -226,6 +226,7 @@ def create_app(stand_in: StandIn) -> ASGIApp:
                 actions=[operation],
                 throttle_headers=throttle_headers,
                 stuck=getattr(request.state, "stuck", False),
+                headers={k.lower(): v for k, v in request.headers.items()},
             )
             reply: Reply = handler(req, args)
             headers = {**base, **req.throttle_headers, **reply.headers}

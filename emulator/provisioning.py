@@ -1,4 +1,5 @@
-"""Compute writes DR drills need: disks from snapshots, VMs from attached disks, their deletes.
+"""Compute writes DR drills need: disks from snapshots, VMs from attached disks, their deletes;
+and those `lifeboat recover` needs (power actions, a disk swap, usages: emulator/recovery.py).
 
 Disks: `PUT .../disks/{d}` with `creationData.createOption: Copy` from a snapshot answers 202 and
 polls at DiskOperations exactly like a snapshot create; `DELETE` answers 202 (409 while attached).
@@ -17,6 +18,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from emulator import recovery
 from emulator.arm_core import (
     Arm,
     body_tags,
@@ -26,7 +28,7 @@ from emulator.arm_core import (
 from emulator.errors import ArmError
 from emulator.ids import compute_id, key, new_uuid
 from emulator.model import DataDisk, Disk, Operation, VirtualMachine, copy_place
-from emulator.routing import GROUP, ArmRequest, Reply, Route, route
+from emulator.routing import GROUP, SUBSCRIPTION, ArmRequest, Reply, Route, route
 
 DISK_SKUS = {
     "standard_lrs",
@@ -303,8 +305,9 @@ def put_vm(arm: Arm, req: ArmRequest, args: tuple[str, ...]) -> Reply:
                     f"Operation 'PUT' is not allowed on VM '{name}' since the VM is marked for "
                     "deletion.",
                 )
-            # A repeated create is a no-op (the stand-in does not model VM updates).
-            return Reply(200, arm.cloud.vm_json(existing, now))
+            # A disk swap is an update (emulator/recovery.py); a repeated create is a no-op.
+            updated = recovery.update_vm(arm, req, existing, body)
+            return updated or Reply(200, arm.cloud.vm_json(existing, now))
         storage = props.get("storageProfile") or {}
         os_block = storage.get("osDisk") or {}
         if props.get("osProfile"):
@@ -489,6 +492,16 @@ class Provisioning:
     def delete_vm(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
         return delete_vm(self.arm, req, args)
 
+    # `lifeboat recover` (emulator/recovery.py)
+    def deallocate_vm(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
+        return recovery.deallocate(self.arm, req, args)
+
+    def start_vm(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
+        return recovery.start(self.arm, req, args)
+
+    def list_usages(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:
+        return recovery.usages(self.arm, req, args)
+
 
 _CP = GROUP + r"/providers/microsoft\.compute"
 ROUTES: list[Route] = [
@@ -505,5 +518,23 @@ ROUTES: list[Route] = [
         _CP + r"/virtualmachines/([^/]+)",
         "Microsoft.Compute/virtualMachines/delete",
         "delete_vm",
+    ),
+    route(
+        "POST",
+        _CP + r"/virtualmachines/([^/]+)/deallocate",
+        "Microsoft.Compute/virtualMachines/deallocate/action",
+        "deallocate_vm",
+    ),
+    route(
+        "POST",
+        _CP + r"/virtualmachines/([^/]+)/start",
+        "Microsoft.Compute/virtualMachines/start/action",
+        "start_vm",
+    ),
+    route(
+        "GET",
+        SUBSCRIPTION + r"/providers/microsoft\.compute/locations/([^/]+)/usages",
+        "Microsoft.Compute/locations/usages/read",
+        "list_usages",
     ),
 ]

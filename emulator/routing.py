@@ -32,6 +32,7 @@ class ArmRequest:
     actions: list[str] = field(default_factory=list)
     throttle_headers: dict[str, str] = field(default_factory=dict)
     stuck: bool = False  # a fault rule: the operation this request starts never finishes
+    headers: dict[str, str] = field(default_factory=dict)  # lower-case names (If-Match)
 
     def json_body(self) -> dict[str, Any]:
         """The body when it is a JSON object, else an empty one."""
