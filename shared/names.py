@@ -73,6 +73,7 @@ class Job(enum.StrEnum):
     ONBOARDING = "onboarding"
     MAINTENANCE = "maintenance"
     POSTURE = "posture"
+    RECOVERY = "recovery"  # `lifeboat recover`, run by an operator (never the app)
 
 
 # The use case module whose HANDLERS table serves each queue (dispatch imports it on the queue's
@@ -148,3 +149,11 @@ class Tag(enum.StrEnum):
     SET = "lifeboat:set"
     RUN = "lifeboat:run"
     EXPIRES = "lifeboat:expires"
+    # `lifeboat recover`: the marker on a VM while a recovery runs; on a recovered disk, the
+    # disk it replaced; on a replaced disk, what replaced it and when; after a rollback.
+    RECOVERY = "lifeboat:recovery"
+    RECOVERED_FROM = "lifeboat:recovered-from"  # on what a recovery made: its id and the VM
+    REPLACES = "lifeboat:replaces"
+    REPLACED_BY = "lifeboat:replaced-by"
+    REPLACED_AT = "lifeboat:replaced-at"
+    ROLLED_BACK_AT = "lifeboat:rolled-back-at"

@@ -214,6 +214,9 @@ class DrillDiskRequest:
     hyper_v_generation: str | None
     security_type: str | None
     tags: dict[str, str]
+    # A recovery's disk: in the VM's zone, encrypted with the source's disk encryption set.
+    zones: tuple[str, ...] = ()
+    disk_encryption_set_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +231,10 @@ class DrillVmRequest:
     security_profile: dict[str, Any] | None
     plan: dict[str, str] | None
     tags: dict[str, str]
+    # A recovered VM: in the original's zone, with its boot diagnostics and disk caching.
+    zones: tuple[str, ...] = ()
+    boot_diagnostics: dict[str, Any] | None = None
+    caching: dict[int, str] | None = None  # by LUN
 
 
 @dataclass(frozen=True, slots=True)

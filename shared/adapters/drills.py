@@ -375,6 +375,11 @@ class AzureDrills:
             properties["hyperVGeneration"] = request.hyper_v_generation
         if request.security_type == "TrustedLaunch":
             properties["securityProfile"] = {"securityType": "TrustedLaunch"}
+        if request.disk_encryption_set_id:
+            properties["encryption"] = {
+                "type": "EncryptionAtRestWithCustomerKey",
+                "diskEncryptionSetId": request.disk_encryption_set_id,
+            }
         body: dict[str, Any] = {
             "location": request.location,
             "tags": request.tags,
@@ -382,13 +387,23 @@ class AzureDrills:
         }
         if request.sku:
             body["sku"] = {"name": request.sku}
+        if request.zones:
+            body["zones"] = list(request.zones)
         client: Any = self._compute.client(sub)  # REST JSON bodies, as the compute adapter sends
         call_arm(lambda: client.disks.begin_create_or_update(group, name, body, polling=False))
 
     def begin_create_nic(
-        self, nic_id: str, location: str, subnet_id: str, tags: dict[str, str]
+        self,
+        nic_id: str,
+        location: str,
+        subnet_id: str,
+        tags: dict[str, str],
+        private_ip: str | None = None,
     ) -> None:
         sub, group, _, name = _parse(nic_id)
+        address: dict[str, Any] = {"privateIPAllocationMethod": "Dynamic"}
+        if private_ip:  # a recovery keeping the original's address
+            address = {"privateIPAllocationMethod": "Static", "privateIPAddress": private_ip}
         body = {
             "location": location,
             "tags": tags,
@@ -396,10 +411,7 @@ class AzureDrills:
                 "ipConfigurations": [
                     {
                         "name": "ipconfig1",
-                        "properties": {
-                            "subnet": {"id": subnet_id},
-                            "privateIPAllocationMethod": "Dynamic",
-                        },
+                        "properties": {"subnet": {"id": subnet_id}, **address},
                     }
                 ]
             },
@@ -422,14 +434,21 @@ class AzureDrills:
                     "managedDisk": {"id": request.os_disk_id},
                 },
                 "dataDisks": [
-                    {"lun": lun, "createOption": "Attach", "managedDisk": {"id": disk_id}}
+                    {
+                        "lun": lun,
+                        "createOption": "Attach",
+                        "managedDisk": {"id": disk_id},
+                        **_caching(request.caching, lun),
+                    }
                     for lun, disk_id in request.data_disks
                 ],
             },
             "networkProfile": {
                 "networkInterfaces": [{"id": request.nic_id, "properties": {"primary": True}}]
             },
-            "diagnosticsProfile": {"bootDiagnostics": {"enabled": True}},
+            "diagnosticsProfile": {
+                "bootDiagnostics": dict(request.boot_diagnostics or {"enabled": True})
+            },
         }
         if request.security_profile:
             properties["securityProfile"] = request.security_profile
@@ -440,6 +459,8 @@ class AzureDrills:
         }
         if request.plan:
             body["plan"] = request.plan
+        if request.zones:
+            body["zones"] = list(request.zones)
         client: Any = self._compute.client(sub)
         call_arm(
             lambda: client.virtual_machines.begin_create_or_update(group, name, body, polling=False)
@@ -510,6 +531,12 @@ def _resource(body: dict[str, Any]) -> DrillResource:
         location=str(body.get("location", "")),
         source_id=(props.get("creationData") or {}).get("sourceResourceId"),
     )
+
+
+def _caching(caching: dict[int, str] | None, lun: int) -> dict[str, str]:
+    """A data disk's `caching` when the request names one for its LUN."""
+    value = (caching or {}).get(lun)
+    return {"caching": value} if value else {}
 
 
 def _connectivity(body: dict[str, Any]) -> ConnectivityConfiguration:
