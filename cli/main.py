@@ -1,4 +1,5 @@
-"""The `lifeboat` command: local host, stand-ins, previews, drills and the demo. Never deployed."""
+"""The `lifeboat` command: local host, stand-ins, previews, drills, recovery and the demo. Never
+deployed."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from cli.emulator_cmd import emulator_command
 from cli.exits import EXIT_CODES_HELP, PlainFailures
 from cli.host_cmd import host_command
 from cli.plan_cmd import plan_command, run_command
+from cli.recover_cmd import recover_command
 from cli.retention import retention_command
 from cli.settings_cmd import settings_app
 from cli.status_cmd import status_command
@@ -38,6 +40,7 @@ for name, command in (
     ("run", run_command),
     ("status", status_command),
     ("verify", verify_command),
+    ("recover", recover_command),
 ):
     app.command(name, epilog=EXIT_CODES_HELP)(command)
 app.add_typer(drill_app, name="drill", epilog=EXIT_CODES_HELP)
