@@ -64,9 +64,19 @@ class SiteRecovery:
         self.cloud = arm.cloud
         self.clock = arm.clock
         self.state = SiteRecoveryState()
-        load_site_recovery(
-            self.state, self.cloud, self.cloud.extra.get("siteRecovery"), self.clock.now()
-        )
+        now = self.clock.now()
+        load_site_recovery(self.state, self.cloud, self.cloud.extra.get("siteRecovery"), now)
+        for vault in self.state.vaults.values():
+            for plan in vault.plans.values():
+                if plan.seeded_test_failover is not None:
+                    self.seed_test_failover(plan, plan.seeded_test_failover)
+
+    def seed_test_failover(self, plan: RecoveryPlan, started: datetime) -> None:
+        """An estate's test failover started at `started` and never cleaned up (a forgotten
+        one): its test VMs are in the first item's test network, booted by now."""
+        network = self.cloud.network.find(plan.items[0].test_network_id)
+        assert isinstance(network, VirtualNetwork)  # checked when the estate was loaded
+        self.start_test_failover(plan, network, started)
 
     def routes(self) -> list[Route]:
         return ROUTES
@@ -681,12 +691,23 @@ class SiteRecovery:
                         f"Test failover is not allowed on replicated item {item.vm_name} "
                         f"(allowed: {', '.join(allowed) or 'none'}).",
                     )
-            job = self.start_test_failover(req, plan, network, now)
+            job = self.start_test_failover(
+                plan, network, now, stuck=req.stuck, correlation=req.correlation_id
+            )
         return self.accepted(req, plan, job)
 
     def start_test_failover(
-        self, req: ArmRequest, plan: RecoveryPlan, network: VirtualNetwork, now: datetime
+        self,
+        plan: RecoveryPlan,
+        network: VirtualNetwork,
+        now: datetime,
+        *,
+        stuck: bool = False,
+        correlation: str | None = None,
     ) -> AsrJob:
+        """Everything a test failover does, decided now: its job's tasks and its test VMs (none
+        when the plan's `testFailoverFails`). `correlation` None: no Event Grid writes (an
+        estate's seeded test failover)."""
         b = self.arm.behaviour
         prereq_end = now + timedelta(seconds=PREREQUISITE_SECONDS)
         tasks = [
@@ -729,7 +750,9 @@ class SiteRecovery:
                 group_end = group_start
                 tasks.append(Task(f"Group{g}Start", f"Group {g}: Start", group_start, group_start))
                 for item in group.items:
-                    test_vm = self.create_test_vm(req, item, network, now, group_start)
+                    test_vm = self.create_test_vm(
+                        item, network, now, group_start, stuck, correlation
+                    )
                     job.test_vms.append(test_vm)
                     vm = self.cloud.vms[key(test_vm.vm_id)]
                     assert vm.provisioned_at is not None
@@ -739,7 +762,7 @@ class SiteRecovery:
                             "CreateTestVm",
                             f"Create the test virtual machine {vm.name}",
                             group_start,
-                            None if req.stuck else vm.provisioned_at,
+                            None if stuck else vm.provisioned_at,
                         )
                     )
                     tasks.append(
@@ -747,7 +770,7 @@ class SiteRecovery:
                             "StartTestVm",
                             f"Start the virtual machine {vm.name}",
                             vm.provisioned_at,
-                            None if req.stuck else vm.running_at,
+                            None if stuck else vm.running_at,
                         )
                     )
                     group_end = max(group_end, vm.running_at)
@@ -760,11 +783,12 @@ class SiteRecovery:
 
     def create_test_vm(
         self,
-        req: ArmRequest,
         item: ReplicatedItem,
         network: VirtualNetwork,
         now: datetime,
         start: datetime,
+        stuck: bool,
+        correlation: str | None,
     ) -> TestVm:
         """The test VM of one item, its NIC in the network given and its disks, in the item's
         target group of the recovery region; created at `start` on the clock (its group's
@@ -843,7 +867,7 @@ class SiteRecovery:
         self.cloud.network.add(nic)
         provisioned = start + timedelta(seconds=b.vm_create_seconds)
         running = provisioned + timedelta(seconds=b.boot_seconds)
-        if req.stuck:
+        if stuck:
             provisioned = running = datetime.max.replace(tzinfo=now.tzinfo)
         vm = VirtualMachine(
             subscription=vault.subscription,
@@ -863,20 +887,21 @@ class SiteRecovery:
             provisioned_at=provisioned,
             running_at=running,
             agent_at=None
-            if item.boot_fails or req.stuck
+            if item.boot_fails or stuck
             else running + timedelta(seconds=b.agent_seconds),
             boot_fails=item.boot_fails,
         )
         for disk in disks:
             disk.managed_by.append(vm.id)
         self.cloud.vms[key(vm.id)] = vm
-        self.arm.events.resource_write(
-            vm.id,
-            "Microsoft.Compute/virtualMachines/write",
-            ASR_PRINCIPAL,
-            req.correlation_id,
-            http_method="PUT-CREATE",
-        )
+        if correlation is not None:
+            self.arm.events.resource_write(
+                vm.id,
+                "Microsoft.Compute/virtualMachines/write",
+                ASR_PRINCIPAL,
+                correlation,
+                http_method="PUT-CREATE",
+            )
         return TestVm(item, vm.id, nic.id, [d.id for d in disks])
 
     def test_failover_cleanup(self, req: ArmRequest, args: tuple[str, ...]) -> Reply:

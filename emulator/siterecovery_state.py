@@ -195,6 +195,7 @@ class RecoveryPlan:
     job: AsrJob | None = None  # the current scenario
     test_job: AsrJob | None = None  # the test failover not yet cleaned up
     last_test_failover: datetime | None = None
+    seeded_test_failover: datetime | None = None  # estate `testFailoverStarted`: never cleaned
 
     @property
     def arm_id(self) -> str:
@@ -432,7 +433,7 @@ def load_site_recovery(
         for j, it in enumerate(raw.get("items") or []):
             _load_item(vault, cloud, it, f"{where}.items[{j}]", now, problems)
         for p, rp in enumerate(raw.get("plans") or []):
-            _load_plan(vault, rp, f"{where}.plans[{p}]", problems)
+            _load_plan(vault, rp, f"{where}.plans[{p}]", now, problems)
     if problems:
         raise EstateError("\n".join(problems))
 
@@ -533,7 +534,7 @@ def _load_item(
     vault.items[item.name.lower()] = item
 
 
-def _load_plan(vault: AsrVault, rp: Any, where: str, problems: list[str]) -> None:
+def _load_plan(vault: AsrVault, rp: Any, where: str, now: datetime, problems: list[str]) -> None:
     if not isinstance(rp, dict) or not rp.get("name"):
         problems.append(f"{where}: name is required")
         return
@@ -577,5 +578,21 @@ def _load_plan(vault: AsrVault, rp: Any, where: str, problems: list[str]) -> Non
         test_failover_fails=bool(rp.get("testFailoverFails", False)),
         error_code=str(rp.get("errorCode", "TestFailoverVmCreationFailed")),
         cleanup_failures=cleanup_failures,
+        seeded_test_failover=_when(
+            rp.get("testFailoverStarted"),
+            now,
+            f"{where}.testFailoverStarted",
+            problems,
+            future=False,
+        ),
     )
+    if plan.seeded_test_failover is not None:
+        if not plan.items or not all(i.test_network_id for i in plan.items):
+            problems.append(
+                f"{where}.testFailoverStarted: every VM of the plan needs a testNetwork"
+            )
+            plan.seeded_test_failover = None
+        elif plan.test_failover_fails:
+            problems.append(f"{where}.testFailoverStarted: not with testFailoverFails")
+            plan.seeded_test_failover = None
     vault.plans[plan.name.lower()] = plan

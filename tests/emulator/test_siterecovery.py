@@ -92,7 +92,16 @@ ESTATE: dict[str, Any] = {
             ],
             "vms": [
                 _vm(n)
-                for n in ("vm-web", "vm-api", "vm-report", "vm-batch", "vm-tidy", "vm-db", "vm-etl")
+                for n in (
+                    "vm-web",
+                    "vm-api",
+                    "vm-report",
+                    "vm-batch",
+                    "vm-tidy",
+                    "vm-db",
+                    "vm-etl",
+                    "vm-old",
+                )
             ],
             "virtualNetworks": [
                 {
@@ -139,6 +148,7 @@ ESTATE: dict[str, Any] = {
                     lastSuccessfulTestFailoverTime="200d",
                 ),
                 _item("vm-etl", rpoInSeconds=7200, allowedOperations=["DisableProtection"]),
+                _item("vm-old"),
             ],
             "plans": [
                 {
@@ -163,6 +173,11 @@ ESTATE: dict[str, Any] = {
                 {"name": "rp-report", "groups": [{"vms": ["vm-report"]}]},
                 {"name": "rp-batch", "testFailoverFails": True, "groups": [{"vms": ["vm-batch"]}]},
                 {"name": "rp-tidy", "cleanupFailures": 1, "groups": [{"vms": ["vm-tidy"]}]},
+                {
+                    "name": "rp-forgotten",
+                    "testFailoverStarted": "30h",
+                    "groups": [{"vms": ["vm-old"]}],
+                },
             ],
         }
     ],
@@ -284,7 +299,16 @@ def assert_shape(
 
 def test_items_with_a2a_details_and_findings(asr: SiteRecoveryManagementClient) -> None:
     items = items_by_vm(asr)
-    assert set(items) == {"vm-web", "vm-api", "vm-report", "vm-batch", "vm-tidy", "vm-db", "vm-etl"}
+    assert set(items) == {
+        "vm-web",
+        "vm-api",
+        "vm-report",
+        "vm-batch",
+        "vm-tidy",
+        "vm-db",
+        "vm-etl",
+        "vm-old",
+    }
     web = items["vm-web"].properties
     assert web.protection_state == "Protected"
     assert web.replication_health == "Normal"
@@ -333,7 +357,7 @@ def test_items_with_a2a_details_and_findings(asr: SiteRecoveryManagementClient) 
                 )
             )
         )
-        == 7
+        == 8
     )
     (recovery_fabric,) = [
         f for f in asr.replication_fabrics.list(RG, VAULT) if f.name.endswith("northeurope")
@@ -348,7 +372,7 @@ def test_items_with_a2a_details_and_findings(asr: SiteRecoveryManagementClient) 
 
 def test_plans_with_groups_and_actions(asr: SiteRecoveryManagementClient) -> None:
     plans = {p.name: p for p in asr.replication_recovery_plans.list(RG, VAULT)}
-    assert set(plans) == {"rp-app", "rp-report", "rp-batch", "rp-tidy"}
+    assert set(plans) == {"rp-app", "rp-report", "rp-batch", "rp-tidy", "rp-forgotten"}
     app = asr.replication_recovery_plans.get(RG, VAULT, "rp-app")
     kinds = [g.group_type for g in app.properties.groups]
     assert kinds == ["Shutdown", "Failover", "Boot", "Boot"]
@@ -362,7 +386,6 @@ def test_plans_with_groups_and_actions(asr: SiteRecoveryManagementClient) -> Non
     (manual,) = second.end_group_actions
     assert manual.custom_details.instance_type == "ManualActionDetails"
     assert "TestFailover" in app.properties.allowed_operations
-    assert app.properties.current_scenario_status is None
     assert_shape(
         asr.replication_recovery_plans.get(RG, VAULT, "rp-app", cls=raw),
         "ReplicationRecoveryPlans_Get.json",
@@ -436,11 +459,12 @@ def test_test_failover_cycle(
         skip={"properties.lastPlannedFailoverTime"},  # no planned failover has run
     )
     names = {v.name for v in compute.virtual_machines.list("rg-app-asr")}
-    assert names == set()
-    assert list(compute.disks.list_by_resource_group("rg-app-asr")) == []
+    assert not names & {"vm-web-test", "vm-api-test"}
+    disks = {d.name for d in compute.disks.list_by_resource_group("rg-app-asr")}
+    assert not {d for d in disks if d.startswith(("vm-web-", "vm-api-"))}
     web = items_by_vm(asr)["vm-web"].properties
     assert web.test_failover_state == "None"
-    assert web.last_successful_test_failover_time.isoformat().startswith("2026-11-27T01:0")
+    assert web.last_successful_test_failover_time == job.properties.end_time  # when the VMs were up
 
 
 def test_vm_that_never_boots(
@@ -507,6 +531,26 @@ def test_cleanup_fails_once_then_succeeds(
         if j.properties.target_object_name == "rp-tidy"
     ]
     assert sorted(j.properties.state for j in jobs) == ["Failed", "Succeeded", "Succeeded"]
+
+
+def test_forgotten_test_failover_from_the_estate(
+    asr: SiteRecoveryManagementClient, compute: ComputeManagementClient, admin: httpx.Client
+) -> None:
+    plan = asr.replication_recovery_plans.get(RG, VAULT, "rp-forgotten")
+    assert plan.properties.current_scenario_status_description == "WaitingForStopTestFailover"
+    assert plan.properties.current_scenario.start_time.isoformat()[:13] == "2026-11-25T19"
+    assert items_by_vm(asr)["vm-old"].properties.test_failover_state == "WaitingForCompletion"
+    view = compute.virtual_machines.instance_view("rg-app-asr", "vm-old-test")
+    assert view.vm_agent.statuses[0].display_status == "Ready"
+    with pytest.raises(HttpResponseError) as info:  # not started again while waiting
+        asr.replication_recovery_plans.begin_test_failover(RG, VAULT, "rp-forgotten", tfo_input())
+    assert info.value.status_code == 409
+    cleanup = asr.replication_recovery_plans.begin_test_failover_cleanup(
+        RG, VAULT, "rp-forgotten", {"properties": {"comments": "sweeper"}}
+    )
+    advance(admin, 60)
+    assert cleanup.result().properties.current_scenario_status == "Succeeded"
+    assert items_by_vm(asr)["vm-old"].properties.last_successful_test_failover_time is not None
 
 
 def test_test_failover_refusals(asr: SiteRecoveryManagementClient) -> None:
