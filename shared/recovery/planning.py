@@ -97,9 +97,8 @@ def size_cores(size: str) -> tuple[int, str] | None:
     return int(cores), family
 
 
-def refusal_of(request: Request, facts: Facts) -> Refusal | None:
-    """The first reason this recovery must not run, or None."""
-    vm = facts.vm
+def vm_refusal(request: Request, vm: RecoveryVm) -> Refusal | None:
+    """What about the VM itself forbids this recovery (read before its snapshot sets)."""
     unmanaged = [a for a in vm.attachments if a.vhd_uri]
     if unmanaged:
         return Refusal(
@@ -126,8 +125,15 @@ def refusal_of(request: Request, facts: Facts) -> Refusal | None:
             "be swapped",
             "recreate the VM from its image, then attach disks made with --disks-only",
         )
-    if request.mode == "rollback":
-        return None
+    return None
+
+
+def refusal_of(request: Request, facts: Facts) -> Refusal | None:
+    """The first reason this recovery must not run, or None."""
+    vm = facts.vm
+    refused = vm_refusal(request, vm)
+    if refused is not None or request.mode == "rollback":
+        return refused
     for member in facts.chosen.members if facts.chosen else ():
         disk = facts.disks.get(member.disk_id.lower())
         if disk is None:

@@ -21,7 +21,7 @@ from shared.names import Tag
 from shared.policies import tag_value
 from shared.ports import Clock, DrillDiskRequest, DrillVmRequest, RefusedError
 from shared.recovery.model import NewDisk, Plan, RecoveryVm, Refusal, Result, SourceDisk
-from shared.recovery.planning import Facts, Request, decide, names_of
+from shared.recovery.planning import Facts, Request, decide, names_of, vm_refusal
 from shared.recovery.ports import PreconditionFailedError, RecoveryCloud
 from shared.recovery.sources import NoSetError, choose_set, snapshot_sets
 from shared.snapshots import slot_of
@@ -46,6 +46,9 @@ def prepare(
             "Lifeboat recovers a VM it can read (docs/recover.md, what Lifeboat cannot do)",
         )
     stamp = slot_of(now)
+    refused = vm_refusal(request, vm)
+    if refused is not None:
+        return refused
     if request.mode == "rollback":
         disks: dict[str, SourceDisk] = {}
         found: set[str] = set()
