@@ -29,6 +29,7 @@ def base_settings(**extra: str) -> dict[str, str]:
         "VERIFICATION_SCHEDULE": "0 0 6 * * *",
         "DRILL_SCHEDULE": "0 0 4 * * *",
         "SWEEPER_SCHEDULE": "0 30 * * * *",
+        "POSTURE_SCHEDULE": "0 30 6 * * *",
     }
     values.update(extra)
     return values
