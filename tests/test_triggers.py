@@ -538,8 +538,9 @@ TIMER_CASES: dict[str, tuple[Callable[[World], None], bool, Callable[[World], No
         True,
         _expect_plan_messages(Queue.VERIFICATION, VerificationPlanRequest),
     ),
-    # The sweeper reports a `sweep` row per expired drill, and no run-start.
-    "sweeper": (_an_expired_drill, False, _expect_teardown),
+    # The sweeper reports a `sweep` row per expired drill between its run-start and run-end
+    # (its heartbeat: the dead man's switch watches it).
+    "sweeper": (_an_expired_drill, True, _expect_teardown),
     "poison_drain": (_a_poisoned_message, True, _expect_drained),
     "posture_timer": (lambda w: None, True, _expect_posture_off),
 }
