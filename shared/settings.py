@@ -141,6 +141,9 @@ class Settings(BaseModel):
     ] = Field(alias="TARGET_SUBSCRIPTIONS")
     poison_schedule: Schedule = Field(alias="POISON_SCHEDULE")
     managed_identity_client_id: str | None = Field(default=None, alias="AZURE_CLIENT_ID")
+    # Lifeboat's own principal (the managed identity's object id): VM events whose caller it is
+    # are Lifeboat's own writes, skipped and counted (shared/vm_events.py).
+    lifeboat_principal_id: uuid.UUID | None = Field(default=None, alias="LIFEBOAT_PRINCIPAL_ID")
     arm_endpoint: str = Field(
         default="https://management.azure.com",
         alias="ARM_ENDPOINT",
@@ -223,13 +226,23 @@ class Settings(BaseModel):
         default=60.0, ge=0, le=3600, alias="MONITOR_RETRY_DELAY_SECONDS"
     )
     log_analytics_workspace_id: str | None = Field(default=None, alias="LOG_ANALYTICS_WORKSPACE_ID")
+    # The posture timer (issue 23): daily, reads the outcomes back through the query API.
+    posture_schedule: Schedule = Field(default="0 30 6 * * *", alias="POSTURE_SCHEDULE")
+    log_analytics_endpoint: str = Field(
+        default="https://api.loganalytics.io", alias="LOG_ANALYTICS_ENDPOINT", min_length=1
+    )
+    log_analytics_audience: str = Field(
+        default="https://api.loganalytics.io/.default", alias="LOG_ANALYTICS_AUDIENCE", min_length=1
+    )
 
     @field_validator("drill_resource_groups")
     @classmethod
     def _valid_drill_groups(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return _check_drill_entries(value)
 
-    @field_validator("arm_endpoint", "storage_queue_uri", "monitor_ingestion_endpoint")
+    @field_validator(
+        "arm_endpoint", "storage_queue_uri", "monitor_ingestion_endpoint", "log_analytics_endpoint"
+    )
     @classmethod
     def _https_url(cls, value: str | None) -> str | None:
         if value is not None and not re.match(r"^https?://[^/\s]+", value):
