@@ -599,7 +599,7 @@ AT_LIMIT_CHANGES = st.lists(
 )
 
 
-@settings(max_examples=40, deadline=None, derandomize=True)
+@settings(max_examples=25, deadline=None, derandomize=True)
 @given(
     changes=AT_LIMIT_CHANGES,
     victim=st.sampled_from(["planned", "newest", "second-newest"]),
