@@ -61,6 +61,8 @@ param verificationSchedule string = '0 0 6 * * *'
 param drillSchedule string = '0 0 4 * * *'
 param sweeperSchedule string = '0 30 * * * *'
 param poisonSchedule string = '0 */15 * * * *'
+@description('POSTURE_SCHEDULE: the daily posture read back from the outcomes (after the nightly runs).')
+param postureSchedule string = '0 30 6 * * *'
 
 @description('Storage firewall: deny by default with the Azure-services bypass (Event Grid dead-lettering), private endpoints for blob, queue and table in a new virtual network the app is integrated with.')
 param restrictStorageNetwork bool = false
@@ -198,6 +200,7 @@ module monitor 'app/monitor.bicep' = {
 var appSettings = {
   TARGET_SUBSCRIPTIONS: join(targets, ',')
   AZURE_CLIENT_ID: identity.outputs.clientId
+  LIFEBOAT_PRINCIPAL_ID: identity.outputs.principalId
   ARM_ENDPOINT: armBase
   ARM_AUDIENCE: '${armBase}/.default'
   POISON_SCHEDULE: poisonSchedule
@@ -205,6 +208,7 @@ var appSettings = {
   VERIFICATION_SCHEDULE: verificationSchedule
   DRILL_SCHEDULE: drillSchedule
   SWEEPER_SCHEDULE: sweeperSchedule
+  POSTURE_SCHEDULE: postureSchedule
   VERIFICATION_WINDOW_HOURS: '48'
   ON_DEMAND_BACKUP: onDemandBackup ? 'true' : 'false'
   ENABLE_BACKUP_PROTECTION: enableBackupProtection ? 'true' : 'false'
@@ -236,6 +240,8 @@ var appSettings = {
   MONITOR_MAX_RETRY_SECONDS: '30'
   MONITOR_RETRY_DELAY_SECONDS: '60'
   LOG_ANALYTICS_WORKSPACE_ID: monitor.outputs.LOG_ANALYTICS_WORKSPACE_ID
+  LOG_ANALYTICS_ENDPOINT: 'https://api.loganalytics.io'
+  LOG_ANALYTICS_AUDIENCE: 'https://api.loganalytics.io/.default'
 }
 
 module function 'app/function.bicep' = {
@@ -271,9 +277,25 @@ module roles 'app/roles.bicep' = {
   params: {
     environmentName: environmentName
     assignableSubscriptionIds: assignable
+    workspaceGroupId: group.id
     tagDefaultPolicy: tagDefaultPolicy
     drills: drills
   }
+}
+
+// Lifeboat's identity queries LifeboatOutcomes_CL only (the posture timer), once monitor made it.
+module outcomesReader 'app/outcomes-reader.bicep' = {
+  name: 'outcomes-reader'
+  scope: group
+  params: {
+    workspaceName: monitoring.outputs.workspaceName
+    principalId: identity.outputs.principalId
+    workspaceQueryRoleName: roles.outputs.workspaceQueryRoleName
+    outcomesReaderRoleName: roles.outputs.outcomesReaderRoleName
+  }
+  dependsOn: [
+    monitor
+  ]
 }
 
 module targetSubscriptions 'app/target.bicep' = [
