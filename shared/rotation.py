@@ -26,6 +26,7 @@ How Azure's faults and limits end (each disk gets one honest status, never a sil
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections import Counter
 from datetime import datetime, timedelta
@@ -290,6 +291,8 @@ def _record_plan(out: Outcomes, plan: NightPlan, subscription: str) -> None:
     for loose in plan.skipped_disks:
         out.skipped("snapshot-create", loose.reason, resource_id=loose.resource_id, **_kind(loose))
     for warning in plan.warnings:
+        # A policy with an unlimited count may keep "inf" snapshots: no number for that.
+        seen = warning.seen if warning.seen is not None and math.isfinite(warning.seen) else None
         out.planned(
             "quota-warning",
             warning.message,
@@ -297,8 +300,8 @@ def _record_plan(out: Outcomes, plan: NightPlan, subscription: str) -> None:
             distinct=f"{warning.kind}:{warning.resource_id or warning.region}",
             resource_id=warning.resource_id,
             region=warning.region,
-            count=None if warning.seen is None else int(min(warning.seen, 2**62)),
-            details={"limit": warning.kind, "seenByLifeboat": warning.seen, "of": warning.limit},
+            count=None if seen is None else int(seen),
+            details={"limit": warning.kind, "seenByLifeboat": seen, "of": warning.limit},
         )
 
 

@@ -814,3 +814,20 @@ def test_a_prune_at_the_limit_still_never_deletes_the_newest_good_snapshot() -> 
     assert snaps[0].id.lower() in world2.compute.snapshots
     [waits] = world2.ops("snapshot-delete", "blocked")
     assert waits.reason == "tonight's snapshot is not confirmed good"
+
+
+def test_a_policy_that_may_keep_unlimited_snapshots_warns_without_a_number() -> None:
+    world = World()
+    world.rt = dataclasses.replace(
+        world.rt,
+        policies=parse_policies(
+            {"version": 1, "policies": {"daily": {"retention": {"daily": -1}}}}
+        ),
+    )
+    world.night(27)
+    warnings = world.ops("quota-warning")
+    assert warnings
+    assert {(o.count, o.details["seenByLifeboat"], o.details["limit"]) for o in warnings} == {
+        (None, None, "policy-over-disk-limit"),
+        (None, None, "policies-over-region-limit"),
+    }
