@@ -130,8 +130,26 @@ class DrillNetworkSpec(_Strict):
     subnet_id: str = Field(alias="subnetId", pattern=_SUBNET_ID)
 
 
+class RecoveryPointSpec(_Strict):
+    """A recovery-point drill: which Azure Backup point of the VM it restores (issue 20)."""
+
+    choose: Literal["latest", "random"] = "latest"
+    window_days: Annotated[int, Field(ge=1, le=3650)] = Field(default=30, alias="windowDays")
+    app_consistent_only: bool = Field(default=False, alias="appConsistentOnly")
+    tier: Literal["snapshot", "vault"] | None = None
+    restore_timeout_minutes: Annotated[float, Field(gt=0, le=72 * 60)] = Field(
+        default=120, alias="restoreTimeoutMinutes"
+    )
+    rpo_target_hours: Annotated[float, Field(gt=0, le=24 * 3650)] | None = Field(
+        default=None, alias="rpoTargetHours"
+    )
+
+
 class DrillPlanSpec(_Strict):
     description: str = ""
+    # What the plan's drills restore from: Lifeboat's snapshot sets (default) or Azure Backup.
+    source: Literal["snapshots", "recovery-point"] = "snapshots"
+    recovery_point: RecoveryPointSpec | None = Field(default=None, alias="recoveryPoint")
     every_days: Annotated[int, Field(ge=1, le=366)] = Field(default=7, alias="everyDays")
     rto_target_minutes: Annotated[float, Field(gt=0, le=7 * 24 * 60)] = Field(
         default=60, alias="rtoTargetMinutes"
@@ -190,6 +208,8 @@ class DrillPlan:
     boot_timeout_seconds: int
     subnet_id: str | None = None
     vm_size: str | None = None
+    source: str = "snapshots"  # or "recovery-point"
+    recovery_point: RecoveryPointSpec | None = None  # how a recovery-point drill chooses
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,6 +360,15 @@ def parse_policies(document: Any, *, source: str = "policies") -> PolicySet:
                 f"drill plan {name!r}: bootTimeoutMinutes must be shorter than maxLifetimeHours "
                 "(teardown needs time before the resources expire)"
             )
+        point = plan.recovery_point
+        if (
+            point is not None
+            and point.restore_timeout_minutes * 60 >= plan.max_lifetime_hours * 3600
+        ):
+            problems.append(
+                f"drill plan {name!r}: recoveryPoint.restoreTimeoutMinutes must be shorter than "
+                "maxLifetimeHours (the VM is made after the restore)"
+            )
     if problems:
         raise PolicyError(f"{source}: " + "; ".join(problems))
     plans = {name: _build_plan(name, spec) for name, spec in parsed.drill_plans.items()}
@@ -355,6 +384,10 @@ def _build_plan(name: str, spec: DrillPlanSpec) -> DrillPlan:
         boot_timeout_seconds=round(spec.boot_timeout_minutes * 60),
         subnet_id=spec.network.subnet_id if spec.network else None,
         vm_size=spec.vm_size,
+        source=spec.source,
+        recovery_point=spec.recovery_point or RecoveryPointSpec()
+        if spec.source == "recovery-point"
+        else spec.recovery_point,
     )
 
 
