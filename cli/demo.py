@@ -8,7 +8,10 @@ with the real app, then:
 3. runs N nights on the stand-in's clock: the rotation timer fires, snapshots are taken and
    pruned, and every morning's snapshots are read back; then the drill timer fires and the VMs
    tagged for a drill are restored in isolation, measured and torn down (the stand-in's clock
-   runs 60 times faster meanwhile, so a VM boots in a second or two of real time).
+   runs 60 times faster meanwhile, so a VM boots in a second or two of real time);
+4. recovers one demo VM as an operator would (`lifeboat recover --new-vm`, its own credential,
+   after the app's request counters are read: the operator's requests are not the app's) and
+   prints its RTO; `--json` carries it under `recoveries`.
 It shows its progress on a terminal (not with --json), ends with the rotation, verification and
 drill tables, stops everything it started and exits 0 whatever it found (it shows failures on
 purpose): 1 only if the demo broke, 3 if what it needs cannot be started or reached. No fixed
@@ -187,16 +190,79 @@ def _run(console: Console, estate: Path, nights: int, *, show_progress: bool) ->
                 mornings, tallies = _nights(console, progress, host, admin, compute, group, nights)
                 outcomes = list(host.outcomes)
             requests = admin.get("/requests", params={"limit": 1}).json()["counters"]
+            recoveries = _recoveries(console, admin, stand_in, values, first)
             admin.close()
     elapsed = time.monotonic() - started
     console.print(f"[green]finished in {duration(elapsed)}[/]; all stopped.")
     return {
         **_document(estate, nights, outcomes, mornings, requests),
+        "recoveries": recoveries,
         "rotation": tallies,
         "elapsedSeconds": round(elapsed, 1),
         "outcomeRecords": outcomes,
         "requestCounters": requests,
     }
+
+
+RECOVER_VM = ("rg-app", "vm-web-01")
+RECOVER_SUBNET = ("rg-app", "vnet-prod", "snet-app")
+RECOVERY_KEYS = ("vmId", "mode", "source", "status", "rtoSeconds", "rpoSeconds", "newVmId")
+
+
+def _recoveries(
+    console: Console, admin: httpx.Client, stand_in: Any, values: dict[str, str], subscription: str
+) -> list[dict[str, Any]]:
+    """`lifeboat recover --new-vm` of one demo VM after its nights, in this process."""
+    from cli.clock import RemoteClock
+    from cli.host_cmd import endpoint_settings
+    from cli.recover_cmd import perform
+    from shared.adapters.compute import AzureCompute
+    from shared.adapters.recovery import AzureRecovery
+    from shared.recovery import Request
+    from shared.services import build_compute, build_runtime
+    from shared.settings import Settings
+
+    group, name = RECOVER_VM
+    console.rule(f"Recovery: lifeboat recover --new-vm of {name}, as an operator")
+    config = Settings.from_env({**values, **endpoint_settings(None, Path(stand_in.path))})
+    compute = build_compute(config)
+    assert isinstance(compute, AzureCompute)
+    clock = RemoteClock(stand_in.clock, ca_bundle=stand_in.ca_bundle)
+    rt = build_runtime(config, clock=clock, reporter=_NoRows(), compute=compute)
+    base = f"/subscriptions/{subscription}/resourceGroups"
+    net_group, vnet, subnet = RECOVER_SUBNET
+    request = Request(
+        f"{base}/{group}/providers/Microsoft.Compute/virtualMachines/{name}",
+        subnet_id=f"{base}/{net_group}/providers/Microsoft.Network/virtualNetworks/{vnet}"
+        f"/subnets/{subnet}",
+    )
+    admin.post("/clock", json={"rate": DRILL_CLOCK_RATE}).raise_for_status()
+    try:
+        document = perform(
+            AzureRecovery(compute),
+            clock,
+            rt.reporter,
+            request,
+            config.snapshot_group,
+            poll_seconds=0.2,
+        )
+    finally:
+        admin.post("/clock", json={"rate": 1}).raise_for_status()
+        clock.close()
+    console.print(
+        f"  recover --new-vm of {name}: {document['status']}, RTO "
+        f"{duration(document['rtoSeconds'])}, RPO {duration(document['rpoSeconds'])}"
+        + (f", new VM {document['newVmId'].rsplit('/', 1)[-1]}" if document["newVmId"] else "")
+        + (f" ({document['reason']})" if document.get("reason") else "")
+    )
+    return [{key: document[key] for key in RECOVERY_KEYS}]
+
+
+class _NoRows:
+    """The recovery's row goes to the stand-in's Azure Monitor (configured), nowhere else."""
+
+    def report(self, outcomes: Any) -> None:
+        return None
 
 
 def _first_clock() -> str:
@@ -413,6 +479,20 @@ def _summary(console: Console, document: dict[str, Any]) -> None:
             "Backup verification: no run in these nights (it runs at 06:00, after the first "
             "night's drills: try --nights 2)"
         )
+    recoveries = Table(title="Recoveries (lifeboat recover, as an operator)")
+    for column in ("VM", "mode", "source", "status", "RTO", "RPO", "new VM"):
+        recoveries.add_column(column, overflow="fold")
+    for done in document.get("recoveries", []):
+        recoveries.add_row(
+            done["vmId"].rsplit("/", 1)[-1],
+            done["mode"],
+            done["source"] or "-",
+            done["status"],
+            duration(done["rtoSeconds"]),
+            duration(done["rpoSeconds"]),
+            (done["newVmId"] or "-").rsplit("/", 1)[-1],
+        )
+    console.print(recoveries)
     top = sorted(document["requests"].items(), key=lambda kv: -kv[1])[:8]
     console.print("ARM requests by operation: " + ", ".join(f"{k} {v}" for k, v in top))
 

@@ -111,6 +111,7 @@ def test_demo_json_is_the_last_thing_on_stdout_and_nothing_is_left_behind(
         "verification",
         "drills",
         "requests",
+        "recoveries",
     }
     assert document["nights"] == 2
     assert document["snapshots"], "in-scope disks have snapshots"
