@@ -274,3 +274,17 @@ def test_a_quota_refusal_says_why_and_writes_nothing(stand_in: dict[str, Any]) -
     assert "quota exceeded: standardDSv5Family in westeurope" in document["reason"]
     assert _writes_since(admin, mark) == []
     assert [o.status for o in reporter.outcomes] == ["refused"]
+
+
+def test_the_stand_in_answers_a_stale_etag_412(stand_in: dict[str, Any]) -> None:
+    from dataclasses import replace
+
+    from shared.recovery import PreconditionFailedError
+
+    cloud = stand_in["cloud"]
+    vm = cloud.get_vm(VM)
+    assert vm.etag
+    data = tuple((a.lun, a.disk_id) for a in vm.data_disks)
+    with pytest.raises(PreconditionFailedError, match="PreconditionFailed"):
+        cloud.update_vm_disks(replace(vm, etag='"stale"'), vm.os_disk.disk_id, data[:1])
+    assert cloud.get_vm(VM).data_disks == vm.data_disks
