@@ -140,7 +140,11 @@ def test_main_is_subscription_scoped_and_azure_yaml_deploys_one_function_from_th
     for hook in ("preprovision", "postdeploy"):
         script = ROOT / azure["hooks"][hook]["posix"]["run"]
         assert script.is_file(), script
-    assert "infra/events.bicep" in (ROOT / azure["hooks"]["postdeploy"]["posix"]["run"]).read_text()
+    postdeploy = (ROOT / azure["hooks"]["postdeploy"]["posix"]["run"]).read_text()
+    assert "infra/events.bicep" in postdeploy
+    # Every parameter of the events template can be set from the azd environment.
+    for name in Bicep(INFRA / "events.bicep").params:
+        assert f"{name}=" in postdeploy, name
 
 
 def test_every_required_parameter_is_in_the_parameters_file_and_the_readme() -> None:
