@@ -179,12 +179,13 @@ def test_deletes_reads_and_polls_count_against_their_own_families(
     assert polls[0].startswith("Microsoft.Compute/GetOperation3Min;49999,")
     assert "Microsoft.Compute/GetOperation30Min;399999" in polls[0]
     compute.snapshots.get(SNAP_RG, "t-press-families", raw_response_hook=seen)
-    # The poller's final GET and this one: both reads, refilling fast (15,000 per 180 s).
+    # The poller's final GET and this one: both reads, refilling fast (15,000 per 180 s, so on a
+    # loaded machine the bucket may be full again by the time the GET is answered).
     three, thirty = seen.last[RESOURCE].split(",")
     assert three.startswith("Microsoft.Compute/LowCostGet3Min;")
-    assert 14990 <= int(three.split(";")[1]) <= 14998
+    assert 14990 <= int(three.split(";")[1]) <= 14999
     assert thirty.startswith("Microsoft.Compute/LowCostGet30Min;")
-    assert 119990 <= int(thirty.split(";")[1]) <= 119998
+    assert 119990 <= int(thirty.split(";")[1]) <= 119999
     compute.snapshots.begin_delete(
         SNAP_RG, "t-press-families", polling=False, raw_response_hook=seen
     )
