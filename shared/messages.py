@@ -250,6 +250,7 @@ class FirstBackupCheckRequest(Payload):
 
 DrillStep = Literal[
     "prepare",
+    "restore",  # a recovery-point drill: Azure Backup restores the disks into the drill group
     "create-disks",
     "create-vm",
     "wait-ready",
@@ -279,10 +280,45 @@ class DrillSnapshot(Payload):
     sku: Token | None = None
 
 
+class DrillRestore(Payload):
+    """A recovery-point drill: how its point is chosen, the point, and Azure Backup's restore."""
+
+    # The drill plan's choice: the newest point, or one drawn by the drill id within the window;
+    # or (a manual drill) the point the operator named.
+    choose: Literal["latest", "random", "named"] = "latest"
+    window_days: int = Field(default=30, alias="windowDays", ge=1, le=3650)
+    app_consistent_only: bool = Field(default=False, alias="appConsistentOnly")
+    tier: Literal["snapshot", "vault"] | None = None
+    restore_timeout_seconds: int = Field(
+        default=2 * 3600, alias="restoreTimeoutSeconds", gt=0, le=72 * 3600
+    )
+    rpo_target_seconds: int | None = Field(default=None, alias="rpoTargetSeconds", gt=0)
+    # The point chosen (or named) and why.
+    point_id: Ref | None = Field(default=None, alias="pointId")
+    point_time: Time | None = Field(default=None, alias="pointTime")
+    point_type: Token | None = Field(default=None, alias="pointType")
+    point_tiers: list[Token] = Field(default_factory=list, alias="pointTiers", max_length=4)
+    why: str | None = Field(default=None, max_length=500)
+    item_id: Ref | None = Field(default=None, alias="itemId")
+    vault_id: ArmId | None = Field(default=None, alias="vaultId")
+    staging_account_id: ArmId | None = Field(default=None, alias="stagingAccountId")
+    # Azure Backup's restore: the operation the trigger named, then its job.
+    operation_id: Token | None = Field(default=None, alias="operationId")
+    triggered_at: Time | None = Field(default=None, alias="triggeredAt")
+    job_id: Token | None = Field(default=None, alias="jobId")
+    job_status: Token | None = Field(default=None, alias="jobStatus")
+    job_started: Time | None = Field(default=None, alias="jobStarted")
+    job_ended: Time | None = Field(default=None, alias="jobEnded")
+    job_error: str | None = Field(default=None, alias="jobError", max_length=500)
+    # What the job left outside the drill group (no Lifeboat tag can reach it): its config blob.
+    staging_blobs: list[Ref] = Field(default_factory=list, alias="stagingBlobs", max_length=4)
+
+
 class DrillState(Payload):
     """A drill in flight: every step's message carries all of it (functions are stateless)."""
 
     TYPE = MessageType.DRILL_STEP
+    VERSION = 2  # 2: `source` and `restore` (recovery-point drills)
 
     drill_id: str = Field(alias="drillId", pattern=r"^lbd-[a-z2-7]{10}$")
     step: DrillStep
@@ -328,6 +364,9 @@ class DrillState(Payload):
     polls: int = Field(default=0, ge=0)
     manual: bool = False
     swept: bool = False
+    # What the drill restores from: Lifeboat's snapshot sets, or an Azure Backup recovery point.
+    source: Literal["snapshots", "recovery-point"] = "snapshots"
+    restore: DrillRestore | None = None
 
 
 class RotationConfirmVmRequest(VmSnapshotSet):
@@ -380,6 +419,7 @@ UPGRADES: dict[tuple[str, int], Upgrade] = {
     (MessageType.OUTCOMES_RETRY, 1): _v1_attempt,
     (MessageType.VERIFICATION_PLAN, 1): _v1_attempt,
     (MessageType.VERIFICATION_VAULT, 1): _v1_attempt,
+    (MessageType.DRILL_STEP, 1): lambda payload: (dict(payload), 0),  # v2 only adds fields
 }
 
 

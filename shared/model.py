@@ -326,6 +326,7 @@ class RecoveryPoint:
     id: str
     time: datetime
     consistency: str | None  # recoveryPointType: AppConsistent, CrashConsistent, ...
+    tiers: tuple[str, ...] = ()  # valid tiers: "snapshot" (instant restore), "vault"
 
 
 @dataclass(frozen=True, slots=True)
@@ -411,6 +412,7 @@ class DrillResource:
     in_use_by: str | None = None  # a disk's managedBy, a NIC's virtualMachine
     location: str = ""
     source_id: str | None = None  # a disk's creationData.sourceResourceId
+    time_created: datetime | None = None  # a disk's timeCreated
 
     @property
     def succeeded(self) -> bool:

@@ -203,6 +203,62 @@ class Backup(Protocol):
         """Enable protection of `vm` in `vault` with the named policy (needs VM write)."""
         ...
 
+    # --- restores (recovery-point drills, issue 20)
+
+    def list_points(
+        self, item: ProtectedItem, since: datetime, until: datetime
+    ) -> list[RecoveryPoint]:
+        """The item's recovery points taken in [since, until] (one paged, filtered list)."""
+        ...
+
+    def get_point(self, item: ProtectedItem, point_id: str) -> RecoveryPoint | None:
+        """One recovery point of the item by id (None when it is gone, e.g. expired)."""
+        ...
+
+    def trigger_restore(self, item: ProtectedItem, request: RestoreRequest) -> str:
+        """RestoreDisks (a POST, never retried, as the backup-writer identity): the id of the
+        operation Azure names in `Azure-AsyncOperation`. Never waits for it."""
+        ...
+
+    def get_restore_operation(self, item: ProtectedItem, operation_id: str) -> str | None:
+        """The job id once the operation names it; None while it runs; RefusedError when the
+        operation failed."""
+        ...
+
+    def get_job(self, vault_id: str, job_id: str) -> RestoreJob | None:
+        """One backup job with its extended info (a restore job's property bag)."""
+        ...
+
+    def list_restore_jobs(self, vault: Vault, since: datetime, until: datetime) -> list[BackupJob]:
+        """Restore jobs of the vault that started in [since, until]."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreRequest:
+    """`IaasVMRestoreRequest` with `recoveryType: RestoreDisks` (Lifeboat sends no other)."""
+
+    point_id: str
+    source_vm_id: str
+    region: str
+    target_group_id: str  # the drill group, in the vault's subscription
+    staging_account_id: str
+    zones: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreJob:
+    """A backup job read by id (`backupJobs/{id}`): a restore's status, times and property bag."""
+
+    id: str
+    operation: str
+    status: str  # InProgress | Completed | CompletedWithWarnings | Failed | Cancelled
+    start_time: datetime | None
+    end_time: datetime | None
+    error_code: str | None = None
+    error_message: str | None = None
+    properties: dict[str, str] | None = None  # extendedInfo.propertyBag
+
 
 @dataclass(frozen=True, slots=True)
 class DrillDiskRequest:

@@ -172,6 +172,14 @@ class Settings(BaseModel):
     drill_schedule: Schedule = Field(alias="DRILL_SCHEDULE")
     sweeper_schedule: Schedule = Field(alias="SWEEPER_SCHEDULE")
     drill_poll_seconds: float = Field(default=30.0, ge=0, le=600, alias="DRILL_POLL_SECONDS")
+    # Drills from Azure Backup recovery points (issue 20): off until the operator turns them on
+    # (the restore needs VM write on the source VM, held by the backup-writer identity).
+    recovery_point_drills: bool = Field(default=False, alias="RECOVERY_POINT_DRILLS")
+    # Where restores stage: `region=storage-account-id` pairs, one per subscription and region
+    # (the account is Lifeboat's, in the vault's region, not zone-redundant).
+    restore_staging_accounts: Annotated[tuple[str, ...], BeforeValidator(_split_list)] = Field(
+        default=(), alias="RESTORE_STAGING_ACCOUNTS"
+    )
     dry_run: bool = Field(default=False, alias="DRY_RUN")
     max_disk_delete_fraction: float = Field(
         default=0.5, gt=0, le=1, alias="MAX_DISK_DELETE_FRACTION"
@@ -235,6 +243,25 @@ class Settings(BaseModel):
         default="https://api.loganalytics.io/.default", alias="LOG_ANALYTICS_AUDIENCE", min_length=1
     )
 
+    @field_validator("restore_staging_accounts")
+    @classmethod
+    def _valid_staging_accounts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            region, sep, account = entry.partition("=")
+            parts = account.strip().strip("/").split("/")
+            if (
+                not sep
+                or not _REGION.match(region.strip().lower())
+                or len(parts) != 8
+                or parts[5].lower() != "microsoft.storage"
+                or parts[6].lower() != "storageaccounts"
+            ):
+                raise ValueError(
+                    f"expected region=/subscriptions/…/providers/Microsoft.Storage/"
+                    f"storageAccounts/name, got {entry!r}"
+                )
+        return value
+
     @field_validator("drill_resource_groups")
     @classmethod
     def _valid_drill_groups(cls, value: tuple[str, ...]) -> tuple[str, ...]:
@@ -267,6 +294,19 @@ class Settings(BaseModel):
     @property
     def drill_groups(self) -> DrillGroups:
         return DrillGroups(self.drill_resource_groups, self.drill_resource_group_template)
+
+    def staging_account(self, subscription_id: str, region: str) -> str | None:
+        """The staging account of `subscription_id` in `region` (RESTORE_STAGING_ACCOUNTS)."""
+        for entry in self.restore_staging_accounts:
+            where, _, account = entry.partition("=")
+            parts = account.strip().strip("/").split("/")
+            if (
+                where.strip().lower() == region.lower()
+                and len(parts) == 8
+                and parts[1].lower() == subscription_id.lower()
+            ):
+                return account.strip()
+        return None
 
     def snapshot_group(self, subscription_id: str) -> str:
         return self.snapshot_resource_groups.get(

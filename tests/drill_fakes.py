@@ -20,10 +20,15 @@ from typing import Any
 
 from shared import dispatch
 from shared.model import (
+    BackupJob,
     DrillNetwork,
     DrillResource,
     PolicyAssignment,
+    ProtectedItem,
+    RecoveryPoint,
     SecurityRule,
+    Vault,
+    Vm,
     VmStatus,
 )
 from shared.names import Queue
@@ -33,10 +38,12 @@ from shared.ports import (
     DrillVmRequest,
     ReceivedMessage,
     RefusedError,
+    RestoreJob,
+    RestoreRequest,
     Runtime,
 )
 from tests.builders import SUB
-from tests.fakes import FixedClock
+from tests.fakes import FakeCompute, FixedClock
 
 DRILL_GROUP = "rg-lifeboat-drill-westeurope"
 
@@ -154,6 +161,7 @@ class FakeDrillCloud:
             in_use_by=str(in_use) if in_use and str(in_use).lower() in self.resources else None,
             location=fake.location,
             source_id=str(fake.props["snapshot"]) if "snapshot" in fake.props else None,
+            time_created=fake.ready_at - self.work,
         )
 
     def _add(
@@ -415,3 +423,198 @@ class SimHost:
                 )
         if limit <= 0:
             raise AssertionError("the queues never went idle")
+
+
+# ------------------------------------------------------------------ Azure Backup restores
+
+
+VAULT_ID = (
+    f"/subscriptions/{SUB}/resourceGroups/rg-backup/providers/Microsoft.RecoveryServices/"
+    "vaults/rsv-weu"
+)
+
+
+@dataclass
+class FakeRestore:
+    """One restore: its operation names the job `operation_seconds` after the trigger; the job
+    ends `job_seconds` after it (`outcome` complete | warn | fail | inprogress)."""
+
+    job_id: str
+    item: ProtectedItem
+    request: RestoreRequest
+    started: datetime
+    outcome: str
+    job_seconds: float
+    disks_made: bool = False
+
+
+class FakeRestoreBackup:
+    """A vault whose items have recovery points and restore their disks into the drill group
+    of a `FakeDrillCloud`, on the test clock; with faults per VM name."""
+
+    def __init__(self, clock: FixedClock, cloud: FakeDrillCloud, compute: FakeCompute) -> None:
+        self.clock = clock
+        self.cloud = cloud
+        self.compute = compute
+        self.vault = Vault(VAULT_ID, "rsv-weu", SUB, "rg-backup", "westeurope")
+        self.items: dict[str, ProtectedItem] = {}  # vm name -> item
+        self.points: dict[str, list[RecoveryPoint]] = {}  # vm name -> points
+        self.outcome: dict[str, str] = {}  # vm name -> how its restore jobs end
+        self.refuse: dict[str, RefusedError] = {}  # vm name -> the trigger's refusal
+        self.job_seconds = 600.0
+        self.operation_seconds = 30.0
+        self.restores: dict[str, FakeRestore] = {}  # operation id -> restore
+        self.triggers: list[RestoreRequest] = []
+        self.fail: Callable[[str], None] = lambda _op: None
+
+    def protect(self, machine: Vm, *, points: int = 10, every_hours: float = 24) -> None:
+        """`machine` protected in the vault, with a point every `every_hours` ending 2 h ago;
+        every 7th (from the newest) app-consistent, the newest two in the snapshot tier too."""
+        container = f"IaasVMContainer;iaasvmcontainerv2;{machine.resource_group};{machine.name}"
+        name = f"VM;iaasvmcontainerv2;{machine.resource_group};{machine.name}"
+        item_id = (
+            f"{VAULT_ID}/backupFabrics/Azure/protectionContainers/{container}/protectedItems/{name}"
+        )
+        self.items[machine.name] = ProtectedItem(
+            item_id, VAULT_ID, machine.id, container, name, "Protected"
+        )
+        newest = self.clock.now() - timedelta(hours=2)
+        self.points[machine.name] = [
+            RecoveryPoint(
+                f"{item_id}/recoveryPoints/{1000 + i}",
+                newest - timedelta(hours=every_hours * i),
+                "AppConsistent" if i % 7 == 0 else "CrashConsistent",
+                ("snapshot", "vault") if i < 2 else ("vault",),
+            )
+            for i in range(points)
+        ]
+
+    def _item_vm(self, item: ProtectedItem) -> str:
+        return item.name.rsplit(";", 1)[-1]
+
+    # --- the port
+
+    def list_vaults(self, subscription_id: str) -> list[Vault]:
+        self.fail("list_vaults")
+        return [self.vault] if subscription_id.lower() == SUB else []
+
+    def list_protected_items(self, vault: Vault) -> list[ProtectedItem]:
+        self.fail("list_protected_items")
+        return list(self.items.values())
+
+    def list_points(
+        self, item: ProtectedItem, since: datetime, until: datetime
+    ) -> list[RecoveryPoint]:
+        self.fail("list_points")
+        return [p for p in self.points[self._item_vm(item)] if since <= p.time <= until]
+
+    def get_point(self, item: ProtectedItem, point_id: str) -> RecoveryPoint | None:
+        self.fail("get_point")
+        name = point_id.rsplit("/", 1)[-1]
+        return next(
+            (p for p in self.points[self._item_vm(item)] if p.id.rsplit("/", 1)[-1] == name), None
+        )
+
+    def trigger_restore(self, item: ProtectedItem, request: RestoreRequest) -> str:
+        self.fail("trigger_restore")
+        vm_name = self._item_vm(item)
+        if vm_name in self.refuse:
+            raise self.refuse[vm_name]
+        if self.get_point(item, request.point_id) is None:
+            raise RefusedError("BMSUserErrorRecoveryPointNotFound", "the point does not exist")
+        self.triggers.append(request)
+        n = len(self.restores) + 1
+        self.restores[f"op-{n}"] = FakeRestore(
+            f"job-{n}",
+            item,
+            request,
+            self.clock.now(),
+            self.outcome.get(vm_name, "complete"),
+            self.job_seconds,
+        )
+        return f"op-{n}"
+
+    def get_restore_operation(self, item: ProtectedItem, operation_id: str) -> str | None:
+        self.fail("get_restore_operation")
+        restore = self.restores[operation_id]
+        if self.clock.now() - restore.started < timedelta(seconds=self.operation_seconds):
+            return None
+        return restore.job_id
+
+    def _job(self, job_id: str) -> FakeRestore | None:
+        return next((r for r in self.restores.values() if r.job_id == job_id), None)
+
+    def _status(self, restore: FakeRestore) -> str:
+        ended = self.clock.now() >= restore.started + timedelta(seconds=restore.job_seconds)
+        if not ended or restore.outcome == "inprogress":
+            return "InProgress"
+        return {"complete": "Completed", "warn": "CompletedWithWarnings", "fail": "Failed"}[
+            restore.outcome
+        ]
+
+    def get_job(self, vault_id: str, job_id: str) -> RestoreJob | None:
+        self.fail("get_job")
+        restore = self._job(job_id)
+        if restore is None:
+            return None
+        status = self._status(restore)
+        end = restore.started + timedelta(seconds=restore.job_seconds)
+        if status in ("Completed", "CompletedWithWarnings") and not restore.disks_made:
+            self._make_disks(restore)
+        return RestoreJob(
+            id=job_id,
+            operation="Restore",
+            status=status,
+            start_time=restore.started,
+            end_time=None if status == "InProgress" else end,
+            error_code="UserErrorDiskCreationFailed" if status == "Failed" else None,
+            error_message="Disk creation failed" if status == "Failed" else None,
+            properties={"Config Blob Uri": f"https://stage.blob.core.windows.net/vhd1/c{job_id}"},
+        )
+
+    def _make_disks(self, restore: FakeRestore) -> None:
+        """The restored disks, untagged, in the target group (named as the stand-in names them)."""
+        restore.disks_made = True
+        machine = next(v for v in self.compute.vms if v.name == self._item_vm(restore.item))
+        stamp = restore.started.strftime("-%Y%m%d-%H%M%S")
+        group = restore.request.target_group_id.rstrip("/").rsplit("/", 1)[-1]
+        for attachment in machine.attachments:
+            assert attachment.disk_id is not None
+            name = attachment.disk_id.rsplit("/", 1)[-1] + stamp
+            disk_id = (
+                f"/subscriptions/{SUB}/resourceGroups/{group}/providers/Microsoft.Compute/"
+                f"disks/{name}"
+            )
+            self.cloud._add(disk_id, "disks", "westeurope", {}, restored=restore.job_id)
+            self.cloud.resources[disk_id.lower()].ready_at = self.clock.now()  # made by the job
+
+    def list_restore_jobs(self, vault: Vault, since: datetime, until: datetime) -> list[BackupJob]:
+        self.fail("list_restore_jobs")
+        return [
+            BackupJob(
+                r.job_id,
+                VAULT_ID,
+                self._item_vm(r.item),
+                r.item.container_name,
+                "Restore",
+                self._status(r),
+                r.started,
+                None,
+            )
+            for r in self.restores.values()
+            if since <= r.started <= until
+        ]
+
+
+class TaggingCompute(FakeCompute):
+    """FakeCompute whose tag merges reach the drill cloud's resources too."""
+
+    cloud: FakeDrillCloud
+
+    def merge_tags(self, resource_id: str, tags: dict[str, str]) -> None:
+        fake = self.cloud._get(resource_id)
+        if fake is not None:
+            self._write("tags", resource_id)
+            fake.tags.update(tags)
+            return
+        super().merge_tags(resource_id, tags)

@@ -10,7 +10,10 @@ Quirks hidden here (REFERENCE.md, Azure Backup):
   first backup;
 - job `$filter` times use `yyyy-MM-dd hh:mm:ss tt` (12-hour clock, AM/PM);
 - `backups.trigger` is not a poller: the 202's `Azure-AsyncOperation` names an operation whose
-  status carries the job id.
+  status carries the job id;
+- `restores.begin_trigger` is a poller that returns nothing: it is called with `polling=False`
+  and a `cls=` that keeps the 202's headers; the drill step reads the operation and the job later
+  (never waiting here). Recovery-point `$filter` times use the jobs' form (`startDate`/`endDate`).
 
 Lists are per vault and paged by the server; reads never retry 429 (`ThrottledError`), POSTs never
 retry at all (LifeboatRetryPolicy).
@@ -30,7 +33,7 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from shared.adapters.compute import translate
 from shared.adapters.retry import LifeboatRetryPolicy
 from shared.model import BackupJob, BackupStatus, ProtectedItem, RecoveryPoint, Vault, Vm
-from shared.ports import RefusedError, ThrottledError
+from shared.ports import RefusedError, RestoreJob, RestoreRequest, ThrottledError
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +47,21 @@ OPERATION_POLLS = 5
 MAX_POLL_SLEEP = 2.0
 
 
-def job_filter(since: datetime, until: datetime) -> str:
+def job_filter(since: datetime, until: datetime, operation: str = "Backup") -> str:
     """The backup-jobs `$filter` Azure accepts: times in `yyyy-MM-dd hh:mm:ss tt`, UTC."""
     start = since.astimezone(UTC).strftime(JOB_TIME_FORMAT)
     end = until.astimezone(UTC).strftime(JOB_TIME_FORMAT)
     return (
-        "backupManagementType eq 'AzureIaasVM' and operation eq 'Backup' and "
+        f"backupManagementType eq 'AzureIaasVM' and operation eq '{operation}' and "
         f"startTime eq '{start}' and endTime eq '{end}'"
     )
+
+
+def point_filter(since: datetime, until: datetime) -> str:
+    """The recovery-points `$filter`, as the Azure CLI writes it (the jobs' time form)."""
+    start = since.astimezone(UTC).strftime(JOB_TIME_FORMAT)
+    end = until.astimezone(UTC).strftime(JOB_TIME_FORMAT)
+    return f"startDate eq '{start}' and endDate eq '{end}'"
 
 
 class AzureBackup:
@@ -207,6 +217,113 @@ class AzureBackup:
             "backup of %s: operation %s still running; job id unknown", item.id, operation_id
         )
         return None
+
+    # --- restores (recovery-point drills)
+
+    def list_points(
+        self, item: ProtectedItem, since: datetime, until: datetime
+    ) -> list[RecoveryPoint]:
+        sub, group, vault_name = _vault_parts(item.vault_id)
+        pages = self._client("backup", sub).recovery_points.list(
+            vault_name,
+            group,
+            FABRIC,
+            item.container_name,
+            item.name,
+            filter=point_filter(since, until),
+        )
+        try:
+            return _call(lambda: [recovery_point_from_rest(p.as_dict()) for p in pages])
+        except ResourceNotFoundError:
+            return []
+
+    def get_point(self, item: ProtectedItem, point_id: str) -> RecoveryPoint | None:
+        sub, group, vault_name = _vault_parts(item.vault_id)
+        client = self._client("backup", sub)
+        name = point_id.rstrip("/").rsplit("/", 1)[-1]
+        try:
+            body = _call(
+                lambda: client.recovery_points.get(
+                    vault_name, group, FABRIC, item.container_name, item.name, name
+                )
+            )
+        except ResourceNotFoundError:
+            return None
+        return recovery_point_from_rest(body.as_dict())
+
+    def trigger_restore(self, item: ProtectedItem, request: RestoreRequest) -> str:
+        """RestoreDisks as the backup-writer identity; the operation id, never the wait."""
+        from azure.mgmt.recoveryservicesbackup import models
+
+        sub, group, vault_name = _vault_parts(item.vault_id)
+        client = self._client("backup", sub, writer=True)
+        body = models.RestoreRequestResource(restore_body(request))
+        name = request.point_id.rstrip("/").rsplit("/", 1)[-1]
+        kept: dict[str, str] = {}
+
+        def keep(pipeline_response: Any, _body: Any, _headers: Any) -> None:
+            kept.update(pipeline_response.http_response.headers)
+
+        try:
+            _call(
+                lambda: client.restores.begin_trigger(
+                    vault_name,
+                    group,
+                    FABRIC,
+                    item.container_name,
+                    item.name,
+                    name,
+                    body,
+                    polling=False,
+                    cls=keep,
+                )
+            )
+        except HttpResponseError as e:  # a 400 or 404 will not heal by asking again
+            if e.status_code is None or not 400 <= e.status_code < 500:
+                raise
+            message = str(getattr(getattr(e, "error", None), "message", "") or e.message)
+            raise RefusedError(_code(e) or f"HTTP{e.status_code}", message[:500]) from e
+        status_url = next(
+            (v for k, v in kept.items() if k.lower() in ("azure-asyncoperation", "location")), None
+        )
+        if not status_url:
+            raise RefusedError("NoOperation", "the restore's answer named no operation to follow")
+        return status_url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+
+    def get_restore_operation(self, item: ProtectedItem, operation_id: str) -> str | None:
+        sub, group, vault_name = _vault_parts(item.vault_id)
+        client = self._client("backup", sub)
+        status = _call(
+            lambda: client.protected_item_operation_statuses.get(
+                vault_name, group, FABRIC, item.container_name, item.name, operation_id
+            )
+        ).as_dict()
+        state = str(status.get("status", "")).lower()
+        if state in ("failed", "canceled", "cancelled"):
+            error = status.get("error") or {}
+            raise RefusedError(
+                str(error.get("code") or "RestoreFailed"), str(error.get("message") or state)
+            )
+        job = (status.get("properties") or {}).get("job_id") or (
+            status.get("properties") or {}
+        ).get("jobId")
+        return str(job) if state == "succeeded" and job else None
+
+    def get_job(self, vault_id: str, job_id: str) -> RestoreJob | None:
+        sub, group, vault_name = _vault_parts(vault_id)
+        client = self._client("backup", sub)
+        try:
+            body = _call(lambda: client.job_details.get(vault_name, group, job_id)).as_dict()
+        except ResourceNotFoundError:
+            return None
+        return restore_job_from_rest(body)
+
+    def list_restore_jobs(self, vault: Vault, since: datetime, until: datetime) -> list[BackupJob]:
+        client = self._client("backup", vault.subscription_id)
+        pages = client.backup_jobs.list(
+            vault.name, vault.resource_group, filter=job_filter(since, until, "Restore")
+        )
+        return _call(lambda: [job_from_rest(vault.id, j.as_dict()) for j in pages])
 
     def ensure_protection(self, vault: Vault, vm: Vm, policy_name: str) -> ProtectedItem | None:
         """PUT the protected item (idempotent); the writer identity needs VM write."""
@@ -369,15 +486,63 @@ def job_from_rest(vault_id: str, body: dict[str, Any]) -> BackupJob:
     )
 
 
+# recoveryPointTierDetails: type 1 InstantRP (snapshot tier), 2 HardenedRP (vault tier), 3
+# ArchivedRP; status 1 Valid. Recorded answers write integers, the REST-spec examples the names.
+_TIER_TYPES = {"1": "snapshot", "instantrp": "snapshot", "2": "vault", "hardenedrp": "vault"}
+_TIER_VALID = ("1", "valid")
+
+
 def recovery_point_from_rest(body: dict[str, Any]) -> RecoveryPoint:
     props = body.get("properties") or {}
     moment = _time(props.get("recoveryPointTime"))
     if moment is None:
         raise ValueError(f"recovery point {body.get('id')} has no recoveryPointTime")
+    tiers = []
+    for tier in props.get("recoveryPointTierDetails") or []:
+        kind = _TIER_TYPES.get(str(tier.get("type", "")).lower())
+        if kind and str(tier.get("status", "")).lower() in _TIER_VALID and kind not in tiers:
+            tiers.append(kind)
     return RecoveryPoint(
         id=str(body.get("id") or body.get("name")),
         time=moment,
         consistency=props.get("recoveryPointType"),
+        tiers=tuple(tiers),
+    )
+
+
+def restore_body(request: RestoreRequest) -> dict[str, Any]:
+    """`IaasVMRestoreRequest` for RestoreDisks, keys as the REST-spec example writes them."""
+    properties: dict[str, Any] = {
+        "objectType": "IaasVMRestoreRequest",
+        "recoveryPointId": request.point_id.rstrip("/").rsplit("/", 1)[-1],
+        "recoveryType": "RestoreDisks",
+        "sourceResourceId": request.source_vm_id,
+        "storageAccountId": request.staging_account_id,
+        "targetResourceGroupId": request.target_group_id,
+        "region": request.region,
+        "createNewCloudService": False,
+        "originalStorageAccountOption": False,
+        "encryptionDetails": {"encryptionEnabled": False},
+    }
+    if request.zones:
+        properties["zones"] = list(request.zones)
+    return {"properties": properties}
+
+
+def restore_job_from_rest(body: dict[str, Any]) -> RestoreJob:
+    props = body.get("properties") or {}
+    errors = props.get("errorDetails") or []
+    first = errors[0] if errors else {}
+    bag = (props.get("extendedInfo") or {}).get("propertyBag") or {}
+    return RestoreJob(
+        id=str(body.get("name") or str(body.get("id", "")).rsplit("/", 1)[-1]),
+        operation=str(props.get("operation") or ""),
+        status=str(props.get("status") or ""),
+        start_time=_time(props.get("startTime")),
+        end_time=_time(props.get("endTime")),
+        error_code=first.get("errorString") or first.get("errorCode") or None,
+        error_message=first.get("errorTitle") or None,
+        properties={str(k): str(v) for k, v in bag.items()},
     )
 
 

@@ -20,10 +20,10 @@ from typing import Any
 
 from shared import dispatch
 from shared.dispatch import Context, Outgoing, Result, Send, per_subscription
-from shared.messages import DrillPlanRequest, DrillState
+from shared.messages import DrillPlanRequest, DrillRestore, DrillState
 from shared.model import Vm
 from shared.names import Job
-from shared.policies import DrillPlan
+from shared.policies import DrillPlan, RecoveryPointSpec
 from shared.ports import Runtime
 from shared.settings import Settings
 from shared.snapshots import parse_slot, slot_of
@@ -39,13 +39,15 @@ def run_id_of(slot: str) -> str:
     return f"drill-{slot}"
 
 
-def drill_id_of(vm_id: str, slot: str, *, manual: bool = False) -> str:
+def drill_id_of(vm_id: str, slot: str, *, manual: bool = False, kind: str = "snapshots") -> str:
     """Deterministic per VM and slot, so a duplicated plan message starts the same drill.
 
     Manual drills have ids of their own: one started in the minute of a planned drill is a
     second drill, not a duplicate of the planned one; two manual starts in one minute are one.
     """
     seed = f"{vm_id.lower()}|{slot}" + ("|manual" if manual else "")
+    if kind != "snapshots":  # a recovery-point drill is not a duplicate of a snapshot drill
+        seed += f"|{kind}"
     digest = hashlib.sha256(seed.encode()).digest()
     return DRILL_ID_PREFIX + base64.b32encode(digest).decode("ascii")[:10].lower()
 
@@ -120,8 +122,14 @@ def new_drill(
     start: datetime,
     *,
     manual: bool = False,
+    source: str | None = None,
+    point: str | None = None,
 ) -> DrillState:
-    """A drill of `vm` under `plan`, at its first step: what every later message carries."""
+    """A drill of `vm` under `plan`, at its first step: what every later message carries.
+
+    `source` overrides the plan's (`snapshots` or `recovery-point`); `point` (a recovery-point
+    drill) is `latest`, `random` or a recovery point's id or name.
+    """
     what_the_plan_sets: dict[str, Any] = {
         "plan": plan.name,
         "rtoTargetSeconds": plan.rto_target_seconds,
@@ -131,7 +139,7 @@ def new_drill(
     }
     return DrillState(
         **what_the_plan_sets,
-        drillId=drill_id_of(vm.id, slot, manual=manual),
+        drillId=drill_id_of(vm.id, slot, manual=manual, kind=source or plan.source),
         step="prepare",
         runId=run_id_of(slot),
         startedAt=start,
@@ -143,14 +151,44 @@ def new_drill(
         vmName=vm.name,
         subscriptionId=vm.subscription_id,
         manual=manual,
+        **_restore_of(plan, source, point),
     )
+
+
+def _restore_of(plan: DrillPlan, source: str | None, point: str | None) -> dict[str, Any]:
+    """What a recovery-point drill carries from its plan (and the operator's --point)."""
+    if (source or plan.source) != "recovery-point":
+        return {}
+    spec = plan.recovery_point or RecoveryPointSpec()
+    restore: dict[str, Any] = {
+        "choose": spec.choose,
+        "windowDays": spec.window_days,
+        "appConsistentOnly": spec.app_consistent_only,
+        "tier": spec.tier,
+        "restoreTimeoutSeconds": round(spec.restore_timeout_minutes * 60),
+    }
+    if spec.rpo_target_hours is not None:
+        restore["rpoTargetSeconds"] = round(spec.rpo_target_hours * 3600)
+    if point in ("latest", "random"):
+        restore["choose"] = point
+    elif point:
+        restore.update(choose="named", pointId=point)
+    return {"source": "recovery-point", "restore": DrillRestore(**restore)}
 
 
 # ------------------------------------------------------------------------------ a manual start
 
 
-def start_drill_now(rt: Runtime, vm_id: str, plan_name: str | None = None) -> DrillState:
-    """`lifeboat drill start --vm ID`: one drill of one VM, now, through the queue.
+def start_drill_now(
+    rt: Runtime,
+    vm_id: str,
+    plan_name: str | None = None,
+    *,
+    source: str | None = None,
+    point: str | None = None,
+) -> DrillState:
+    """`lifeboat drill start --vm ID [--from recovery-point [--point ...]]`: one drill of one VM,
+    now, through the queue.
 
     Raises ValueError, naming the reason, when the VM cannot be drilled; nothing is sent then.
     """
@@ -170,9 +208,16 @@ def start_drill_now(rt: Runtime, vm_id: str, plan_name: str | None = None) -> Dr
         if found is None:
             raise ValueError(f"VM {vm.name} has no drill plan ({why}): pass --plan")
         plan = found
+    if (source or plan.source) == "recovery-point" and not rt.settings.recovery_point_drills:
+        raise ValueError(
+            "recovery-point drills are off: set RECOVERY_POINT_DRILLS=true (the restore runs as "
+            "the backup-writer identity, which holds VM write on the source VMs)"
+        )
+    if point is not None and (source or plan.source) != "recovery-point":
+        raise ValueError("--point needs --from recovery-point (or a recovery-point drill plan)")
     now = rt.clock.now()
     slot = slot_of(now.replace(second=0, microsecond=0))
-    state = new_drill(rt.settings, vm, plan, slot, now, manual=True)
+    state = new_drill(rt.settings, vm, plan, slot, now, manual=True, source=source, point=point)
     first = start_message(state)
     dispatch.submit(rt, Job.DRILL, run_id_of(slot), Send(first), key=first.key)
     return state

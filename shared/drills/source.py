@@ -1,28 +1,29 @@
 """What a drill restores from: a restore point of the source VM, and each of its disks.
 
 The steps ask a `DrillSource` for the restore point of a VM and get back, for the OS disk and
-every data disk, what to create the drill's disk from. Today that is Lifeboat's own snapshot
-sets (`SnapshotSets`); Azure Backup recovery points and Site Recovery plug in here later, and
-`lifeboat recover` reuses the steps with the source it is given.
+every data disk, what to create the drill's disk from. Lifeboat's own snapshot sets
+(`SnapshotSets`) or Azure Backup recovery points (`RecoveryPoints`: the vault restores the disks
+into the drill group first, `choose_recovery_point` picks the point); `lifeboat recover` reuses
+the steps with the source it is given.
 
 A drill message is a request, never authority: just before a disk is created from a source, and
 before a VM attaches those disks, the step asks the source to `verify` each one against Azure
 as it is now (`None`: it is what this source would have given). A recovery-point source answers
-`verify` for its own ids (a recovery point of the drill's VM in a served vault); until one
-exists, a source id that is not a Lifeboat snapshot is refused.
+`verify` for its own ids (a disk the restore made in the drill group, for a disk of the VM).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal, Protocol
 
 from shared.messages import DrillSnapshot
-from shared.model import Snapshot, Vm
+from shared.model import ProtectedItem, RecoveryPoint, Snapshot, Vault, Vm
 from shared.names import Status
-from shared.ports import Compute
+from shared.ports import Backup, Compute
 from shared.rules import Verdict, parse_snapshot_id, same_id
 from shared.snapshots import is_owned, slot_of_name
 
@@ -175,3 +176,105 @@ def choose_snapshot_set(
     chosen.sort(key=lambda item: -1 if item[1] is None else item[1])
     missing = sorted(luns[key][1] for key in covered - taken.keys())
     return slot, chosen, missing
+
+
+# ------------------------------------------------------------------ Azure Backup recovery points
+
+APP_CONSISTENT = "appconsistent"
+
+
+@dataclass(frozen=True, slots=True)
+class PointChoice:
+    """The recovery point a drill restores, and why it was that one."""
+
+    point: RecoveryPoint
+    why: str
+
+
+def choose_recovery_point(
+    points: Iterable[RecoveryPoint],
+    *,
+    drill_id: str,
+    choose: str,
+    window_days: int,
+    app_consistent_only: bool,
+    tier: str | None,
+    anchor: datetime,
+) -> PointChoice | str:
+    """The point a recovery-point drill restores, or why there is none.
+
+    The window is the `window_days` before `anchor` (the drill's start, never the time of the
+    delivery), so a redelivered step sees the same candidates. `latest` takes the newest;
+    `random` takes the candidate that the hash of the drill id and the window names: the same
+    drill always picks the same point, different drills spread over the whole window.
+    """
+    since = anchor - timedelta(days=window_days)
+    wanted = []
+    for point in points:
+        if not since <= point.time <= anchor:
+            continue
+        if app_consistent_only and (point.consistency or "").lower() != APP_CONSISTENT:
+            continue
+        if tier is not None and tier not in point.tiers:
+            continue
+        wanted.append(point)
+    filters = [f"within {window_days} d before {anchor.strftime('%Y-%m-%dT%H:%MZ')}"]
+    if app_consistent_only:
+        filters.append("application-consistent")
+    if tier is not None:
+        filters.append(f"in the {tier} tier")
+    described = ", ".join(filters)
+    if not wanted:
+        return f"no recovery point {described}"
+    wanted.sort(key=lambda p: (p.time, p.id.lower()))
+    if choose == "random":
+        digest = hashlib.sha256(f"{drill_id}|{window_days}".encode()).digest()
+        index = int.from_bytes(digest[:8], "big") % len(wanted)
+        return PointChoice(
+            wanted[index], f"random: {index + 1} of {len(wanted)} points {described}"
+        )
+    return PointChoice(wanted[-1], f"latest of {len(wanted)} points {described}")
+
+
+def protected_item_of(backup: Backup, vm: Vm) -> tuple[Vault, ProtectedItem] | NoRestorePoint:
+    """The VM's Azure Backup item and its vault, in its subscription (one list per vault)."""
+    for vault in backup.list_vaults(vm.subscription_id):
+        for item in backup.list_protected_items(vault):
+            if same_id(item.vm_id, vm.id):
+                if item.soft_deleted:
+                    return NoRestorePoint(
+                        "failed", f"{vm.name}'s backup item in {vault.name} is soft-deleted"
+                    )
+                return vault, item
+    return NoRestorePoint(
+        "skipped", f"{vm.name} is not protected by Azure Backup in its subscription"
+    )
+
+
+class RecoveryPoints:
+    """Azure Backup recovery points, restored by the vault into the drill group.
+
+    The drill's disks are the disks the restore job made (named by Azure, tagged by the drill
+    as soon as the job completes). `verify` checks what a message says of them: each restored
+    disk lies in the drill's group and replaces a disk of the drill's VM.
+    """
+
+    kind = "recovery-point"
+
+    def __init__(self, drill_subscription: str, drill_group: str) -> None:
+        self.subscription_id = drill_subscription.lower()
+        self.group = drill_group
+
+    def verify(self, vm: Vm, slot: str | None, disk: DrillSnapshot) -> Verdict | None:
+        parts = disk.snapshot_id.strip("/").split("/")
+        if (
+            len(parts) != 8
+            or parts[1].lower() != self.subscription_id
+            or parts[3].lower() != self.group.lower()
+            or parts[5].lower() != "microsoft.compute"
+            or parts[6].lower() != "disks"
+        ):
+            return _forged(f"{disk.snapshot_id} is not a disk in drill group {self.group}")
+        if not any(same_id(a.disk_id, disk.disk_id) for a in vm.attachments):
+            return _forged(f"disk {disk.disk_id} is not a disk of {vm.name}")
+        return None

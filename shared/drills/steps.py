@@ -1,6 +1,7 @@
 """The drill step machine: one step of one drill per message, the whole drill in the message.
 
     prepare -> create-disks -> create-vm -> wait-ready -> validate -> measure -> teardown -> report
+    prepare -> restore -> create-vm -> ...      (a recovery-point drill: shared/drills/restore.py)
 
 A step reads before it writes, so running one twice changes nothing. A message is a request,
 never authority: every step that creates (the network, disks, the NIC, the VM) first checks that
@@ -26,9 +27,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from shared.dispatch import Context, Done, Outgoing, Refuse, Result, Send
-from shared.drills.source import DrillSource, NoRestorePoint, SnapshotSets
+from shared.drills.source import NoRestorePoint, RecoveryPoints, SnapshotSets
 from shared.isolation import isolation_problems
-from shared.messages import DrillState
+from shared.messages import DrillSnapshot, DrillState
 from shared.model import format_time
 from shared.names import Status, Tag
 from shared.outcomes import outcome_id
@@ -47,6 +48,8 @@ TEARDOWN_ORDER = (
     "virtualNetworks",
     "networkSecurityGroups",
 )
+# Azure Backup's own groups (snapshot-tier recovery points): never touched, whatever matches.
+BACKUP_GROUP_PREFIX = "azurebackuprg_"
 TEARDOWN_LIMIT = timedelta(hours=1)  # then the drill reports and the sweeper takes over
 NETWORK_PREFIX = "10.255.0.0/24"
 SUBNET_NAME = "drill"
@@ -103,9 +106,11 @@ def _refused(state: DrillState, now: datetime, error: RefusedError) -> Result:
 # ------------------------------------------------------------------------------ restore point
 
 
-def source_of(ctx: Context, state: DrillState) -> DrillSource:
-    """What this drill restores from (today: Lifeboat's snapshot sets)."""
+def source_of(ctx: Context, state: DrillState) -> SnapshotSets | RecoveryPoints:
+    """What this drill restores from: Lifeboat's snapshot sets or an Azure Backup point."""
     assert state.subscription_id is not None
+    if state.source == RecoveryPoints.kind:
+        return RecoveryPoints(state.drill_subscription, state.drill_group)
     group = ctx.settings.snapshot_group(state.subscription_id)
     return SnapshotSets(ctx.compute, state.subscription_id, group)
 
@@ -124,7 +129,9 @@ def _choose(ctx: Context, state: DrillState, now: datetime) -> DrillState | Resu
             "skipped",
             "Confidential VMs are not drilled: their disks are bound to the source VM's keys",
         )
-    point = source_of(ctx, state).choose(vm, now)
+    source = source_of(ctx, state)
+    assert isinstance(source, SnapshotSets)
+    point = source.choose(vm, now)
     if isinstance(point, NoRestorePoint):
         return _finish(state, now, point.outcome, point.reason)
     return state.model_copy(
@@ -154,7 +161,15 @@ def _copied_security(profile: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def _prepare(ctx: Context, state: DrillState, now: datetime) -> Result:
-    if state.set_slot is None:
+    recovery_point = state.source == RecoveryPoints.kind
+    if recovery_point and (state.restore is None or state.restore.item_id is None):
+        from shared.drills.restore import choose_point
+
+        chosen = choose_point(ctx, state, now)
+        if not isinstance(chosen, DrillState):
+            return chosen
+        state = chosen
+    elif not recovery_point and state.set_slot is None:
         chosen = _choose(ctx, state, now)
         if not isinstance(chosen, DrillState):
             return chosen
@@ -189,7 +204,7 @@ def _prepare(ctx: Context, state: DrillState, now: datetime) -> Result:
     problems = isolation_problems(network)
     if problems:
         return _abort(state, now, "isolation pre-flight failed: " + "; ".join(problems))
-    return _hand_on(_goto(state, "create-disks", now))
+    return _hand_on(_goto(state, "restore" if recovery_point else "create-disks", now))
 
 
 def _listed(assignments: list[Any]) -> list[str]:
@@ -286,17 +301,14 @@ def _create_vm(ctx: Context, state: DrillState, now: datetime) -> Result:
         stopped = _ready_for_vm(ctx, state, now)
         if stopped is not None:
             return stopped
-        data = tuple(
-            (s.lun, _resource_id(state, "Microsoft.Compute/disks", _disk_suffix(s.lun)))
-            for s in state.snapshots
-            if s.lun is not None
-        )
+        data = tuple((s.lun, _disk_id(state, s)) for s in state.snapshots if s.lun is not None)
+        os_disk = next(s for s in state.snapshots if s.lun is None)
         cloud.begin_create_vm(
             DrillVmRequest(
                 id=vm_id,
                 location=state.location,
                 size=state.vm_size,
-                os_disk_id=_resource_id(state, "Microsoft.Compute/disks", _disk_suffix(None)),
+                os_disk_id=_disk_id(state, os_disk),
                 os_type=state.os_type or "Linux",
                 data_disks=data,
                 nic_id=nic_id,
@@ -367,6 +379,10 @@ def recovery_point_age(state: DrillState) -> tuple[int | None, int | None]:
 
 def _measure(ctx: Context, state: DrillState, now: datetime) -> Result:
     rpo, spread = recovery_point_age(state)
+    if state.source == RecoveryPoints.kind:
+        from shared.drills.restore import recovery_point_rpo
+
+        rpo, spread = recovery_point_rpo(state), None
     rto = round((state.ready_at - state.started_at).total_seconds()) if state.ready_at else None
     update: dict[str, Any] = {"rpo_seconds": rpo, "spread_seconds": spread, "rto_seconds": rto}
     if state.outcome is None:
@@ -381,7 +397,9 @@ def _measure(ctx: Context, state: DrillState, now: datetime) -> Result:
 def _teardown(ctx: Context, state: DrillState, now: datetime) -> Result:
     # Never delete outside a drill group of a subscription Lifeboat serves, whatever a message says.
     refused = None
-    if state.drill_group not in ctx.settings.drill_groups:
+    if state.drill_group.lower().startswith(BACKUP_GROUP_PREFIX):
+        refused = f"{state.drill_group} holds Azure Backup's instant-restore snapshots"
+    elif state.drill_group not in ctx.settings.drill_groups:
         refused = f"{state.drill_group} is not a drill resource group"
     elif state.drill_subscription.lower() not in drill_subscriptions(ctx.settings):
         refused = f"subscription {state.drill_subscription} is not one Lifeboat drills in"
@@ -456,7 +474,7 @@ def record_report(ctx: Context, state: DrillState) -> None:
     }
     details: dict[str, Any] = {
         "drillId": state.drill_id,
-        "source": SnapshotSets.kind,
+        "source": state.source,
         "setSlot": state.set_slot,
         "rtoTargetSeconds": state.rto_target_seconds,
         "steps": steps,
@@ -471,7 +489,13 @@ def record_report(ctx: Context, state: DrillState) -> None:
     if state.missing_disks:
         details["missingDisks"] = state.missing_disks
     rpo = state.rpo_seconds
-    if rpo is None and state.snapshots:
+    if state.source == RecoveryPoints.kind:
+        from shared.drills.restore import recovery_point_rpo, restore_details
+
+        details.update(restore_details(state))
+        details.pop("spreadSeconds")
+        rpo = recovery_point_rpo(state)
+    elif rpo is None and state.snapshots:
         rpo, details["spreadSeconds"] = recovery_point_age(state)
     if state.manual:
         details["manual"] = True
@@ -498,6 +522,7 @@ def record_report(ctx: Context, state: DrillState) -> None:
 
 STEPS: dict[str, Step] = {
     "prepare": _prepare,
+    "restore": lambda ctx, state, now: _restore(ctx, state, now),
     "create-disks": _create_disks,
     "create-vm": _create_vm,
     "wait-ready": _wait_ready,
@@ -506,6 +531,12 @@ STEPS: dict[str, Step] = {
     "teardown": _teardown,
     "report": _report,
 }
+
+
+def _restore(ctx: Context, state: DrillState, now: datetime) -> Result:
+    from shared.drills.restore import restore_step
+
+    return restore_step(ctx, state, now)
 
 
 # ------------------------------------------------------------------ checks before each create
@@ -584,13 +615,18 @@ def _ready_for_vm(ctx: Context, state: DrillState, now: datetime) -> Result | No
 def _verify_disks(ctx: Context, state: DrillState, now: datetime) -> Result | None:
     """The disks the VM attaches are this drill's, each made from the source the message names."""
     for snapshot in state.snapshots:
-        disk_id = _resource_id(state, "Microsoft.Compute/disks", _disk_suffix(snapshot.lun))
+        disk_id = _disk_id(state, snapshot)
         disk = ctx.drills.get_resource(disk_id)
         if disk is None:
             return _abort(state, now, f"disk {disk_id} no longer exists")
         if (tag_value(disk.tags, Tag.DRILL) or "").strip().lower() != state.drill_id:
             return _refuse(state, f"disk {disk.name} is not this drill's")
-        if disk.source_id is not None and not same_id(disk.source_id, snapshot.snapshot_id):
+        restored = state.source == RecoveryPoints.kind  # made by the vault, not from a snapshot
+        if (
+            not restored
+            and disk.source_id is not None
+            and not same_id(disk.source_id, snapshot.snapshot_id)
+        ):
             return _refuse(
                 state,
                 f"disk {disk.name} was made from {disk.source_id}, not {snapshot.snapshot_id}",
@@ -676,6 +712,14 @@ def _resource_id(state: DrillState, provider_type: str, suffix: str) -> str:
         f"/subscriptions/{state.drill_subscription}/resourceGroups/{state.drill_group}"
         f"/providers/{provider_type}/{state.drill_id}-{suffix}"
     )
+
+
+def _disk_id(state: DrillState, snapshot: DrillSnapshot) -> str:
+    """The drill disk made for `snapshot`: named by the drill, or (a recovery-point drill) the
+    disk the restore made, which the message carries as its source."""
+    if state.source == RecoveryPoints.kind:
+        return snapshot.snapshot_id
+    return _resource_id(state, "Microsoft.Compute/disks", _disk_suffix(snapshot.lun))
 
 
 def _disk_suffix(lun: int | None) -> str:

@@ -4,17 +4,25 @@ Whatever happened to a drill's messages (poisoned, lost, a teardown that gave up
 carry its id and expiry as tags. Past the expiry the sweeper sends the drill, as the tags
 describe it, to the teardown step, which deletes by tag inside the drill group and reports a
 `sweep` row. A tag that is not a Lifeboat drill id is reported `blocked` and never deleted.
+
+Azure Backup's restores make disks without tags: a recovery-point drill tags them as soon as its
+job completes, but a job that ends after its drill gave up (or a drill that died between the two)
+leaves them untagged. An untagged disk in a drill group older than the longest drill lifetime is
+adopted (tagged with a drill id of its own, already expired) and torn down like any other.
+Azure Backup's own `AzureBackupRG_*` groups are never looked at.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from shared.dispatch import Context, Done, Outgoing, Result, Send
-from shared.drills.steps import step_message
+from shared.drills.planning import drill_id_of
+from shared.drills.steps import BACKUP_GROUP_PREFIX, step_message
 from shared.messages import DrillState
 from shared.model import DrillResource, format_time
 from shared.names import Tag
@@ -42,12 +50,14 @@ def sweep(ctx: Context, occurrence: datetime) -> Result:
         subscriptions.add(str(settings.drill_subscription).lower())
     teardowns: list[Outgoing] = []
     found = 0
+    window = _drill_window(ctx)
     for subscription in sorted(subscriptions):
         for group in cloud.list_resource_groups(subscription):
-            if group not in groups:
+            if group not in groups or group.lower().startswith(BACKUP_GROUP_PREFIX):
                 continue
             out = ctx.out.bind(subscription_id=subscription, resource_group=group)
-            for drill_id, resources in _by_drill(cloud.list_drill_resources(subscription, group)):
+            listed = _adopted(ctx, cloud.list_drill_resources(subscription, group), now - window)
+            for drill_id, resources in _by_drill(listed):
                 expires = _expiry(resources)
                 if expires is not None and expires > now:
                     continue
@@ -85,6 +95,37 @@ def sweep(ctx: Context, occurrence: datetime) -> Result:
     log.info("sweeper: %d expired drill(s)", found)
     ctx.out.succeeded("run-end", count=found, details={"function": "sweeper"})
     return Send(*teardowns) if teardowns else Done(f"{found} expired drill(s) to tear down")
+
+
+def _drill_window(ctx: Context) -> timedelta:
+    """The longest a drill's resources may live: an untagged disk older than this is no
+    running drill's."""
+    lifetimes = [p.max_lifetime_seconds for p in ctx.policies.drill_plans.values()]
+    return timedelta(seconds=max(lifetimes, default=4 * 3600))
+
+
+def _adopted(ctx: Context, resources: list[DrillResource], before: datetime) -> list[DrillResource]:
+    """`resources`, with every untagged disk created before `before` and attached to nothing
+    tagged as a drill of its own that has expired (a restore's leftover)."""
+    listed = []
+    for resource in resources:
+        if (
+            resource.kind.lower() == "disks"
+            and tag_value(resource.tags, Tag.DRILL) is None
+            and resource.in_use_by is None
+            and resource.time_created is not None
+            and resource.time_created < before
+        ):
+            tags: dict[str, str] = {
+                Tag.MANAGED: "true",
+                Tag.DRILL: drill_id_of(resource.id, "untagged"),
+                Tag.EXPIRES: format_time(before.replace(microsecond=0)),
+            }
+            log.warning("sweeper: adopting untagged disk %s (%s)", resource.name, tags[Tag.DRILL])
+            ctx.compute.merge_tags(resource.id, tags)
+            resource = dataclasses.replace(resource, tags={**resource.tags, **tags})
+        listed.append(resource)
+    return listed
 
 
 def _by_drill(resources: Iterable[DrillResource]) -> list[tuple[str, list[DrillResource]]]:
