@@ -1,4 +1,4 @@
-"""`lifeboat drill start` and `lifeboat drill status`.
+"""`lifeboat drill start` and `lifeboat drill status` (also `drill list`): both kinds of drill.
 
 `start` puts one drill of one VM on the drill-step queue, now; the app (in Azure, or `lifeboat
 host` locally) runs it. `status` lists the drills whose resources exist right now, read from the
@@ -66,9 +66,20 @@ class _Silent:
 
 @drill_app.command("start")
 def start_command(
-    vm: Annotated[str, typer.Option("--vm", help="the VM's ARM id")],
+    vm: Annotated[str, typer.Option("--vm", help="the VM's ARM id, or its name")],
     plan: Annotated[
         str | None, typer.Option(help="drill plan (default: the VM's tag or policy)")
+    ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            help="snapshots | recovery-point (an Azure Backup restore); default: the plan's",
+        ),
+    ] = None,
+    point: Annotated[
+        str | None,
+        typer.Option(help="recovery-point drills: latest | random | a recovery point's id"),
     ] = None,
     settings: SettingsOption = None,
     emulator_endpoints: EmulatorOption = None,
@@ -77,19 +88,42 @@ def start_command(
     """Start a drill of one VM now (it runs wherever the app runs)."""
     from shared.drills import start_drill_now
 
+    if source not in (None, "snapshots", "recovery-point"):
+        print(
+            f"lifeboat drill start: --from {source!r}: expected snapshots or recovery-point",
+            file=sys.stderr,
+        )
+        raise typer.Exit(Exit.USAGE)
     rt = _runtime(settings, emulator_endpoints, storage_endpoints)
     try:
-        state = start_drill_now(rt, vm, plan)
+        state = start_drill_now(rt, _vm_id(rt, vm), plan, source=source, point=point)
     except ValueError as e:
         print(f"lifeboat drill start: {e}", file=sys.stderr)
         raise typer.Exit(Exit.FOUND_PROBLEMS) from None
     print(
-        f"drill {state.drill_id} of {state.vm_name} queued: plan {state.plan}, in "
+        f"drill {state.drill_id} of {state.vm_name} queued ({state.source}): plan {state.plan}, in "
         f"{state.drill_group} ({state.drill_subscription}), resources expire "
         f"{state.expires_at.isoformat()}"
     )
 
 
+def _vm_id(rt: Any, vm: str) -> str:
+    """The VM's id: `vm` itself when it is one, else the one VM of that name Lifeboat serves."""
+    if vm.startswith("/"):
+        return vm
+    found = [
+        v.id
+        for sub in sorted(rt.settings.subscriptions)
+        for v in rt.compute.list_vms(sub)
+        if v.name.lower() == vm.lower()
+    ]
+    if len(found) != 1:
+        how = "no VM" if not found else f"{len(found)} VMs"
+        raise ValueError(f"{how} named {vm!r} in the served subscriptions: pass its ARM id")
+    return str(found[0])
+
+
+@drill_app.command("list")
 @drill_app.command("status")
 def status_command(
     as_json: Annotated[bool, typer.Option("--json", help="one JSON document on stdout")] = False,
@@ -111,7 +145,7 @@ def status_command(
         console.print("no drill resources exist")
         return
     table = Table(title="Running drills (resources in the drill resource groups)")
-    for column in ("drill", "VM", "step", "group", "expires", "resources"):
+    for column in ("drill", "VM", "source", "step", "group", "expires", "resources"):
         table.add_column(column, overflow="fold")
     for drill in drills:
         expires = drill["expiresAt"] or "?"
@@ -121,6 +155,7 @@ def status_command(
         table.add_row(
             drill["drillId"],
             drill.get("vmName", ""),
+            drill.get("source", ""),
             drill.get("step", ""),
             drill["resourceGroup"],
             expires,
@@ -201,5 +236,9 @@ def _peek_steps(rt: Any) -> dict[str, dict[str, str]]:
         except messages.PoisonMessageError:
             continue
         if isinstance(payload, DrillState):
-            steps[payload.drill_id] = {"step": payload.step, "vmName": payload.vm_name or ""}
+            steps[payload.drill_id] = {
+                "step": payload.step,
+                "vmName": payload.vm_name or "",
+                "source": payload.source,
+            }
     return steps
