@@ -123,6 +123,7 @@ def test_rows_are_complete_and_linked_to_docs() -> None:
                 "drills",
                 "onDemandBackup",
                 "backupProtection",
+                "recoveryPointDrills",
             }
             for row in rows:
                 assert row["operation"], row
@@ -260,3 +261,23 @@ def test_the_table_role_is_assigned_on_the_outcomes_table_only() -> None:
         text = path.read_text()
         for role in WHOLE_WORKSPACE_ROLES:
             assert role not in text, f"{path.name} grants a role that reads every table"
+
+
+@pytest.mark.parametrize("on", [False, True])
+def test_the_restore_trigger_role_holds_the_restore_its_operation_and_job_reads_alone(
+    on: bool,
+) -> None:
+    bicep = Bicep(INFRA / "app" / "roles.bicep", recoveryPointDrills=on)
+    condition, body = resource_body(bicep.tree["resources"]["restoreTriggerRole"]["config"])
+    assert condition == "recoveryPointDrills"
+    [permissions] = body["properties"]["permissions"]
+    assert permissions["actions"] == "restoreTriggerActions"
+    assert permissions["notActions"] == []
+    actions = {a.lower() for a in bicep.variable("restoreTriggerActions")}
+    items = "microsoft.recoveryservices/vaults/backupfabrics/protectioncontainers/protecteditems"
+    assert actions == {
+        f"{items}/recoverypoints/restore/action",
+        f"{items}/operationsstatus/read",
+        "microsoft.recoveryservices/vaults/backupjobs/read",
+    }
+    assert "microsoft.compute/virtualmachines/write" not in actions

@@ -17,6 +17,9 @@ param tagDefaultPolicy bool
 @description('DR drills are enabled (drill regions given).')
 param drills bool
 
+@description('RECOVERY_POINT_DRILLS: define the restore-trigger role for the backup-writer identity.')
+param recoveryPointDrills bool = false
+
 @description('Resource id of the group holding the outcomes workspace: where the query roles may be assigned.')
 param workspaceGroupId string
 
@@ -31,6 +34,7 @@ var drillSubscriptionDrills = [for row in table.scopes.drillSubscription.drills:
 var drillGroupDrills = [for row in table.scopes.drillGroup.drills: row.actions]
 var workspaceCore = [for row in table.scopes.workspace.core: row.actions]
 var outcomesTableCore = [for row in table.scopes.outcomesTable.core: row.actions]
+var restoreTriggerRows = [for row in table.scopes.separateIdentity.recoveryPointDrills: row.actions]
 
 var subscriptionActions = union(flatten(subscriptionCore), tagDefaultPolicy ? flatten(subscriptionTagDefaultPolicy) : [], drills ? flatten(subscriptionDrills) : [])
 var snapshotGroupActions = union(flatten(snapshotGroupCore), drills ? flatten(snapshotGroupDrills) : [])
@@ -38,6 +42,7 @@ var drillSubscriptionActions = union(flatten(drillSubscriptionDrills), [])
 var drillGroupActions = union(flatten(drillGroupDrills), [])
 var workspaceActions = union(flatten(workspaceCore), [])
 var outcomesTableActions = union(flatten(outcomesTableCore), [])
+var restoreTriggerActions = union(flatten(restoreTriggerRows), [])
 
 var scopes = [for id in assignableSubscriptionIds: '/subscriptions/${id}']
 
@@ -143,9 +148,29 @@ resource outcomesReaderRole 'Microsoft.Authorization/roleDefinitions@2022-04-01'
   }
 }
 
+// The backup-writer identity's role for recovery-point drills: the restore action, the operation
+// status and the job reads, nothing else of Backup Operator. The operator assigns it on the vaults
+// (with VM write on the drilled VMs, which Azure's restore requires); Lifeboat's identity never.
+resource restoreTriggerRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = if (recoveryPointDrills) {
+  name: guid(tenant().tenantId, environmentName, 'lifeboat-restore-trigger')
+  properties: {
+    roleName: 'Lifeboat restore trigger (${environmentName})'
+    description: 'Recovery-point drills, as the backup-writer identity: trigger a restore, read its operation and job.'
+    type: 'customRole'
+    permissions: [
+      {
+        actions: restoreTriggerActions
+        notActions: []
+      }
+    ]
+    assignableScopes: scopes
+  }
+}
+
 output subscriptionRoleName string = subscriptionRole.name
 output snapshotRoleName string = snapshotRole.name
 output drillSubscriptionRoleName string = drills ? drillSubscriptionRole.name : ''
 output drillGroupRoleName string = drills ? drillGroupRole.name : ''
 output workspaceQueryRoleName string = workspaceQueryRole.name
 output outcomesReaderRoleName string = outcomesReaderRole.name
+output restoreTriggerRoleName string = recoveryPointDrills ? restoreTriggerRole.name : ''
