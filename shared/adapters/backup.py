@@ -276,7 +276,7 @@ class AzureBackup:
                     body,
                     polling=False,
                     cls=keep,
-                )
+                ).result()  # no polling: result() only hands the 202 to `keep`
             )
         except HttpResponseError as e:  # a 400 or 404 will not heal by asking again
             if e.status_code is None or not 400 <= e.status_code < 500:
