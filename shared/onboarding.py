@@ -52,7 +52,12 @@ def onboard_vm(request: OnboardingRequest, ctx: Context) -> Result:
         return Done("drill group")
     out.succeeded("vm-seen")
     policies = ctx.policies
-    if (
+    mistake = policies.tag_mistake(vm.tags)
+    if mistake is not None:
+        # Its owner chose something (a misspelt key, an unknown policy): the default would hide
+        # the mistake, so the VM is left as it is and the row says what to fix.
+        out.skipped("tag-default-policy", mistake.reason, details={"skip": mistake.kind})
+    elif (
         ctx.settings.tag_default_policy
         and policies.default is not None
         and not has_tag(vm.tags, Tag.POLICY)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from datetime import timedelta
 
+import pytest
+
 from shared import messages
 from shared.messages import OnboardingRequest, RotationConfirmVmRequest, RotationVmRequest
 from shared.model import BackupStatus
@@ -135,6 +137,26 @@ def test_default_policy_tag_is_written_once_through_the_tags_api() -> None:
     assert [w for w in compute.writes if w[0] == "tags"] == [("tags", new.id)]  # type: ignore[attr-defined]
     assert compute.vms[0].tags["lifeboat:policy"] == "daily"
     assert len([o for o in reporter.outcomes if o.operation == "tag-default-policy"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("tags", "reason"),
+    [
+        ({"lifebaot:policy": "daily"}, 'tag "lifebaot:policy" looks like "lifeboat:policy"'),
+        ({"lifeboat:policy": "gold-plus"}, "unknown policy gold-plus; known: "),
+    ],
+)
+def test_a_tag_mistake_is_never_hidden_by_the_default_policy(
+    tags: dict[str, str], reason: str
+) -> None:
+    rt, compute, queues, reporter = world(TAG_DEFAULT_POLICY="true")
+    new = created(2, tags=tags)
+    compute.vms = [new]  # type: ignore[list-item]
+    onboard(rt, new)
+    assert [w for w in compute.writes if w[0] == "tags"] == []  # type: ignore[attr-defined]
+    assert "rotation-vm" not in queues.sent
+    [row] = [o for o in reporter.outcomes if o.operation == "tag-default-policy"]
+    assert (row.status.value, row.reason[: len(reason)]) == ("skipped", reason)
 
 
 def test_untagged_vm_is_left_alone_without_the_setting() -> None:
