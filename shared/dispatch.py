@@ -58,6 +58,7 @@ from shared.ports import (
     DrillCloud,
     RefusedError,
     Runtime,
+    SiteRecovery,
     ThrottledError,
 )
 from shared.settings import Settings
@@ -158,6 +159,10 @@ class Context:
     @property
     def drills(self) -> DrillCloud:
         return self.rt.drills
+
+    @property
+    def site_recovery(self) -> SiteRecovery:
+        return self.rt.site_recovery
 
     @property
     def policies(self) -> PolicySet:

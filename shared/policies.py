@@ -116,6 +116,10 @@ class PolicySpec(_Strict):
     rpo_hours: Annotated[float, Field(gt=0)] = Field(default=26, alias="rpoHours")
     adopt_unowned: bool = Field(default=False, alias="adoptUnowned")
     drill_plan: str | None = Field(default=None, alias="drillPlan")
+    # Azure Site Recovery: a replicated VM's last successful test failover may be this old.
+    test_failover_days: Annotated[int, Field(ge=1, le=3650)] = Field(
+        default=180, alias="testFailoverDays"
+    )
 
 
 _SUBNET_ID = (
@@ -167,11 +171,23 @@ class DrillPlanSpec(_Strict):
 _NAME = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
 
 
+class SiteRecoverySpec(_Strict):
+    """How verification judges replicated VMs beyond each policy's test-failover period."""
+
+    agent_expiry_days: Annotated[int, Field(ge=1, le=365)] = Field(
+        default=30, alias="agentExpiryDays"
+    )
+    test_failover_max_hours: Annotated[float, Field(gt=0, le=24 * 30)] = Field(
+        default=8, alias="testFailoverMaxHours"
+    )
+
+
 class PolicyFile(_Strict):
     version: int
     default_policy: str | None = Field(default=None, alias="defaultPolicy")
     policies: dict[_NAME, PolicySpec]
     drill_plans: dict[_NAME, DrillPlanSpec] = Field(default_factory=dict, alias="drillPlans")
+    site_recovery: SiteRecoverySpec = Field(default_factory=SiteRecoverySpec, alias="siteRecovery")
 
     @field_validator("version")
     @classmethod
@@ -195,6 +211,16 @@ class Policy:
     rpo_hours: float
     adopt_unowned: bool
     drill_plan: str | None = None
+    test_failover_days: int = 180  # Azure Site Recovery: the longest time between test failovers
+
+
+@dataclass(frozen=True, slots=True)
+class SiteRecoveryOptions:
+    """Verification of replicated VMs: an agent expiring within `agent_expiry_days` is a
+    finding, and so is a test failover not cleaned up after `test_failover_max_hours`."""
+
+    agent_expiry_days: int = 30
+    test_failover_max_hours: float = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +243,7 @@ class PolicySet:
     policies: Mapping[str, Policy]
     default: str | None
     drill_plans: Mapping[str, DrillPlan] = field(default_factory=dict)
+    site_recovery: SiteRecoveryOptions = field(default_factory=SiteRecoveryOptions)
 
     def drill_plan_for(self, tags: Mapping[str, str]) -> tuple[DrillPlan | None, str]:
         """The drill plan a VM is in: its `lifeboat:drill` tag, else its policy's plan."""
@@ -372,7 +399,16 @@ def parse_policies(document: Any, *, source: str = "policies") -> PolicySet:
     if problems:
         raise PolicyError(f"{source}: " + "; ".join(problems))
     plans = {name: _build_plan(name, spec) for name, spec in parsed.drill_plans.items()}
-    return PolicySet(policies=policies, default=parsed.default_policy, drill_plans=plans)
+    site_recovery = SiteRecoveryOptions(
+        agent_expiry_days=parsed.site_recovery.agent_expiry_days,
+        test_failover_max_hours=parsed.site_recovery.test_failover_max_hours,
+    )
+    return PolicySet(
+        policies=policies,
+        default=parsed.default_policy,
+        drill_plans=plans,
+        site_recovery=site_recovery,
+    )
 
 
 def _build_plan(name: str, spec: DrillPlanSpec) -> DrillPlan:
@@ -420,6 +456,7 @@ def _build(name: str, spec: PolicySpec) -> Policy:
         rpo_hours=spec.rpo_hours,
         adopt_unowned=spec.adopt_unowned,
         drill_plan=spec.drill_plan,
+        test_failover_days=spec.test_failover_days,
     )
 
 

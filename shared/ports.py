@@ -94,6 +94,7 @@ class Runtime:
     backup: Backup
     drills: DrillCloud
     blobs: BlobStore
+    site_recovery: SiteRecovery
 
 
 class ThrottledError(Exception):
@@ -258,6 +259,61 @@ class RestoreJob:
     error_code: str | None = None
     error_message: str | None = None
     properties: dict[str, str] | None = None  # extendedInfo.propertyBag
+
+
+# --- Azure Site Recovery (verification of replicated VMs, issue 21)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicatedItem:
+    """A replication-protected item of a vault, read from its REST JSON (A2A details)."""
+
+    id: str
+    vault_id: str
+    name: str  # friendlyName (the VM's name for A2A)
+    vm_id: str | None  # A2A `fabricObjectId`: the source VM, casing as Azure wrote it
+    provider: str | None  # providerSpecificDetails.instanceType (A2A, HyperVReplicaAzure...)
+    protection_state: str | None
+    replication_health: str | None  # Normal | Warning | Critical
+    health_errors: tuple[str, ...] = ()  # "code: message", as many as Azure lists
+    test_failover_state: str | None = None  # None | InProgress | WaitingForCompletion | ...
+    last_successful_test_failover: datetime | None = None
+    rpo_seconds: int | None = None
+    rpo_calculated_at: datetime | None = None
+    agent_version: str | None = None
+    agent_expiry: datetime | None = None
+    scenario: str | None = None  # currentScenario.scenarioName, unless "None"
+    scenario_started: datetime | None = None
+    allowed_operations: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryPlan:
+    """A recovery plan of a vault: its items and its current scenario."""
+
+    id: str
+    vault_id: str
+    name: str
+    item_ids: tuple[str, ...]  # replicationProtectedItems[].id of every group
+    scenario: str | None = None  # currentScenario.scenarioName (TestFailover...)
+    scenario_status: str | None = None  # currentScenarioStatus (Suspended, InProgress...)
+    scenario_status_description: str | None = None  # WaitingForStopTestFailover...
+    scenario_started: datetime | None = None
+    last_test_failover: datetime | None = None
+    allowed_operations: tuple[str, ...] = ()
+
+
+class SiteRecovery(Protocol):
+    """Azure Site Recovery, read per vault (never one call per VM)."""
+
+    def list_replicated_items(self, vault: Vault) -> list[ReplicatedItem]:
+        """The vault's replication-protected items (vault-level list, paged); empty for a vault
+        without Site Recovery. RefusedError naming the role when the identity may not read."""
+        ...
+
+    def list_recovery_plans(self, vault: Vault) -> list[RecoveryPlan]:
+        """The vault's recovery plans (paged)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ from shared.ports import (
     Queues,
     Reporter,
     Runtime,
+    SiteRecovery,
 )
 from shared.settings import Settings
 
@@ -87,6 +88,7 @@ def build_runtime(
     backup: Backup | None = None,
     drills: DrillCloud | None = None,
     blobs: BlobStore | None = None,
+    site_recovery: SiteRecovery | None = None,
 ) -> Runtime:
     """Every port for these settings; what is given is used instead of the Azure adapter.
 
@@ -111,6 +113,7 @@ def build_runtime(
         backup=backup or build_backup(settings),
         drills=drills or build_drills(settings, compute),
         blobs=blobs or build_blobs(settings),
+        site_recovery=site_recovery or build_site_recovery(settings),
     )
     runtime.append(built)
     return built
@@ -228,6 +231,17 @@ def build_backup(settings: Settings) -> Backup:
         arm_endpoint=settings.arm_endpoint,
         arm_audience=settings.arm_audience,
         writer_credential=writer,
+    )
+
+
+def build_site_recovery(settings: Settings) -> SiteRecovery:
+    """Azure Site Recovery, read-only (verification of replicated VMs)."""
+    from shared.adapters.siterecovery import AzureSiteRecovery
+
+    return AzureSiteRecovery(
+        _credential(settings),
+        arm_endpoint=settings.arm_endpoint,
+        arm_audience=settings.arm_audience,
     )
 
 

@@ -242,6 +242,34 @@ def run_python(
     )
 
 
+class FakeSiteRecovery:
+    """Azure Site Recovery in memory: replicated items and recovery plans by vault id (lower
+    case); `refused` vault ids answer RefusedError as a 403 would; every call is counted."""
+
+    def __init__(self, items=None, plans=None, refused=()) -> None:  # type: ignore[no-untyped-def]
+        self.items = {k.lower(): list(v) for k, v in (items or {}).items()}
+        self.plans = {k.lower(): list(v) for k, v in (plans or {}).items()}
+        self.refused = {r.lower() for r in refused}
+        self.calls: list[tuple[str, str]] = []
+
+    def _vault(self, call: str, vault) -> str:  # type: ignore[no-untyped-def]
+        from shared.ports import RefusedError
+
+        self.calls.append((call, vault.id))
+        if vault.id.lower() in self.refused:
+            raise RefusedError(
+                "AuthorizationFailed",
+                f"cannot read Site Recovery in {vault.name}: needs Site Recovery Reader",
+            )
+        return str(vault.id.lower())
+
+    def list_replicated_items(self, vault):  # type: ignore[no-untyped-def]
+        return list(self.items.get(self._vault("items", vault), []))
+
+    def list_recovery_plans(self, vault):  # type: ignore[no-untyped-def]
+        return list(self.plans.get(self._vault("plans", vault), []))
+
+
 class Unused:
     """A port this test does not expect to be used: any use fails the test, naming the port."""
 
@@ -267,12 +295,14 @@ class Throttled:
 
 def runtime(settings, clock, reporter, queues, **ports):  # type: ignore[no-untyped-def]
     """A Runtime whose ports not given are `Unused` (every port is required in product code), but
-    for its blobs: a fresh MemoryBlobs (any refusal may keep a poisoned message's text there)."""
+    for its blobs: a fresh MemoryBlobs (any refusal may keep a poisoned message's text there), and
+    its Site Recovery: a FakeSiteRecovery replicating nothing (every verification plan asks)."""
     from shared.ports import Runtime
 
     for name in ("compute", "policies", "backup", "drills"):
         ports.setdefault(name, Unused(name))
     ports.setdefault("blobs", MemoryBlobs())
+    ports.setdefault("site_recovery", FakeSiteRecovery())
     return Runtime(settings, clock, reporter, queues, **ports)
 
 

@@ -61,6 +61,7 @@ from shared.verification.assessment import (
     vm_id_of,
     vm_key,
 )
+from shared.verification.replication import verify_replication
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +148,8 @@ def plan_subscription(request: VerificationPlanRequest, ctx: Context) -> Result:
             vault_messages.append(Outgoing(vault_request, key=f"{key}:{part}" if part else key))
     # Regions with in-scope VMs and no vault here: each VM is confirmed and reported alone.
     lonely = [e for region, group in by_region.items() if region not in designated for e in group]
+    # Azure Site Recovery: the same vaults and VMs, read before any remediation writes.
+    verify_replication(ctx, subscription, vaults, scoped)
     out = ctx.out.bind(subscription_id=subscription)
     unprotected = _confirm_unprotected(ctx, out, lonely)
     checks = _remediate_unprotected(ctx, unprotected, vaults)
