@@ -381,7 +381,7 @@ def snapshot_vm(request: RotationVmRequest, ctx: Context) -> Result:
                 return PutBack(HEADROOM_WAIT_SECONDS, f"read headroom {reads} is low", rest)
         try:
             if recheck and compute.get_snapshot(snapshot_id) is not None:
-                _accepted(disk_out, request)
+                _already_there(disk_out, request)
                 accepted.append(disk)
                 continue
         except ThrottledError as e:
@@ -463,6 +463,22 @@ def _accepted(disk_out: Outcomes, request: RotationVmRequest) -> None:
         disk_out.row("snapshot-create", Status.UNCONFIRMED, "accepted; confirmed after the window")
     else:
         disk_out.succeeded("snapshot-create")
+
+
+def _already_there(disk_out: Outcomes, request: RotationVmRequest) -> None:
+    """The GET before the PUT found tonight's snapshot (a redelivery, a duplicate event, work
+    put back after Azure took it): the night's row is `already-taken`, never a second
+    `succeeded`; the night's confirm counts the disk as done from its list all the same.
+    Onboarding's set says `unconfirmed` as when it PUTs: its confirm step writes the one
+    `succeeded` row (the same row id however many deliveries confirm it)."""
+    if request.onboarding:
+        _accepted(disk_out, request)
+    else:
+        disk_out.row(
+            "snapshot-create",
+            Status.ALREADY_TAKEN,
+            "already there: an earlier delivery took it",
+        )
 
 
 def _outside_service(ctx: Context, request: RotationVmRequest) -> str | None:

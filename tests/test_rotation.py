@@ -462,6 +462,36 @@ def test_a_hold_on_a_snapshot_survives_a_duplicate_rotation_vm() -> None:
     assert world.compute.snapshots[taken].tags == {"lifeboat:hold": "x"}
 
 
+@pytest.mark.parametrize("duplicate", ["redelivered", "re-sent by a redelivered plan"])
+def test_a_duplicate_rotation_vm_is_already_taken_never_a_second_succeeded(
+    duplicate: str,
+) -> None:
+    world = World()
+    world.start(27)
+    world.drain_queue("rotation-plan")
+    sets = list(world.queues.sent["rotation-vm"])
+    world.queues.sent["rotation-vm"] = []
+    for text in sets:
+        deliver(world.rt, text)
+    if duplicate == "redelivered":
+        for text in sets:  # the host delivers each again (a crash before the delete)
+            deliver(world.rt, text, dequeue_count=2)
+    else:
+        world.queues.sent["rotation-plan"] = []
+        world.start(27)  # the plan again: its sets read before they PUT
+        deliver(world.rt, world.queues.sent["rotation-plan"].pop(), dequeue_count=2)
+        world.drain_queue("rotation-vm")
+    creates = [w for w in world.compute.writes if w[0] == "create"]
+    assert sorted(w[1] for w in creates) == sorted(d.id for d in world.disks), "one PUT a disk"
+    for d in world.disks:
+        assert [s for s, _ in rows_of(world, d.id)] == ["succeeded", "already-taken"]
+    world.drain()  # the night's confirm counts every disk as done
+    [end] = world.ops("run-end")
+    assert end.status == "succeeded"
+    assert end.details["totals"]["snapshotsGood"] == 3
+    assert not world.ops("snapshot-create", "unconfirmed")
+
+
 # ------------------------------------------------------------ Azure's faults and limits
 
 
