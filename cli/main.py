@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from cli.alerts_cmd import alerts_command
 from cli.demo import demo_command
 from cli.drill_cmd import drill_app
 from cli.emulator_cmd import emulator_command
@@ -39,6 +40,7 @@ for name, command in (
     ("plan", plan_command),
     ("run", run_command),
     ("status", status_command),
+    ("alerts", alerts_command),
     ("verify", verify_command),
     ("recover", recover_command),
 ):
