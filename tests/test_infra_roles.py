@@ -7,6 +7,9 @@
 - vault rows are covered by the built-in Backup Reader / Backup Operator, and Backup Operator is
   assigned only when on-demand backup is on;
 - nothing grants beginGetAccess on snapshots, and VM write never reaches Lifeboat's identity;
+- Site Recovery: verification's reads are default subscription rows (Site Recovery Reader's
+  equivalent); the test-failover role (off by default) holds test failover, its cleanup and reads
+  alone, and no row anywhere grants another failover action;
 - the outcomes workspace: one role runs a query and reads no table, the other holds only table
   query read and is assigned on LifeboatOutcomes_CL alone; no built-in Log Analytics role.
 """
@@ -25,6 +28,7 @@ import pytest
 
 from emulator.arm import ROUTES
 from emulator.recoveryservices import RecoveryServices
+from emulator.siterecovery import ROUTES as SITE_RECOVERY_ROUTES
 from tests.conftest import DemoRun
 from tests.test_infra_bicep import INFRA, ROOT, Bicep, resource_body
 
@@ -76,6 +80,7 @@ def _served() -> set[str]:
     """Every operation the stand-in can log, and the linked actions it checks."""
     operations = {route.operation for route in ROUTES}
     operations |= {route.operation for route in RecoveryServices._routes(MagicMock())}
+    operations |= {route.operation for route in SITE_RECOVERY_ROUTES}
     expanded = set()
     for op in operations:
         kinds = ("diskOperations", "operations") if "{kind}" in op else ("",)
@@ -115,7 +120,7 @@ def test_every_operation_the_stand_in_serves_has_a_row() -> None:
 
 def test_rows_are_complete_and_linked_to_docs() -> None:
     for scope, by_feature in SCOPES.items():
-        assert scope in ROLE_VARIABLES or scope in ("vault", "separateIdentity"), scope
+        assert scope in ROLE_VARIABLES or scope in ("vault", "separateIdentity", "siteRecovery")
         for feature, rows in by_feature.items():
             assert feature in {
                 "core",
@@ -124,6 +129,7 @@ def test_rows_are_complete_and_linked_to_docs() -> None:
                 "onDemandBackup",
                 "backupProtection",
                 "recoveryPointDrills",
+                "testFailover",
             }
             for row in rows:
                 assert row["operation"], row
@@ -281,3 +287,60 @@ def test_the_restore_trigger_role_holds_the_restore_its_operation_and_job_reads_
         "microsoft.recoveryservices/vaults/backupjobs/read",
     }
     assert "microsoft.compute/virtualmachines/write" not in actions
+
+
+# Every Site Recovery action that changes replication or fails over for real: none may be granted.
+FAILOVER_ACTIONS = re.compile(
+    r"(plannedfailover|unplannedfailover|failovercommit|commit|reprotect|switchprotection|"
+    r"applyrecoverypoint|repairreplication|cancel|remove|delete|write|updatemobilityservice|"
+    r"resync|failover/action)",
+)
+TEST_FAILOVER_ONLY = re.compile(r"/testfailover(cleanup)?/action$")
+
+
+def test_site_recovery_reads_of_verification_are_default_subscription_rows() -> None:
+    core = _actions(_rows("subscription", {"core"}))
+    vaults = "microsoft.recoveryservices/vaults/"
+    assert {
+        f"{vaults}replicationprotecteditems/read",
+        f"{vaults}replicationrecoveryplans/read",
+    } <= (core)
+    assert not [a for a in core if "replication" in a and not a.endswith("/read")]
+
+
+@pytest.mark.parametrize("on", [False, True])
+def test_the_test_failover_role_holds_test_failover_its_cleanup_and_reads_alone(on: bool) -> None:
+    bicep = Bicep(INFRA / "app" / "roles.bicep", siteRecoveryTestFailover=on)
+    assert Bicep(INFRA / "app" / "roles.bicep").evaluate("siteRecoveryTestFailover") is False
+    condition, body = resource_body(bicep.tree["resources"]["testFailoverRole"]["config"])
+    assert condition == "siteRecoveryTestFailover"
+    assert bicep.evaluate(condition) is on
+    [permissions] = body["properties"]["permissions"]
+    assert permissions["actions"] == "siteRecoveryActions"
+    assert permissions["notActions"] == []
+    actions = {a.lower() for a in bicep.variable("siteRecoveryActions")}
+    assert actions == _actions(_rows("siteRecovery", {"testFailover"}))
+    granting = {a for a in actions if a.endswith("/action")}
+    vaults = "microsoft.recoveryservices/vaults/"
+    items = f"{vaults}replicationfabrics/replicationprotectioncontainers/replicationprotecteditems"
+    assert granting == {
+        f"{vaults}replicationrecoveryplans/testfailover/action",
+        f"{vaults}replicationrecoveryplans/testfailovercleanup/action",
+        f"{items}/testfailover/action",
+        f"{items}/testfailovercleanup/action",
+    }
+    assert all(a.endswith("/read") for a in actions - granting)
+    assert not any("*" in a for a in actions)
+
+
+def test_no_row_grants_any_other_failover_action() -> None:
+    """Not Site Recovery Operator: planned or unplanned failover, commit, reprotect, switch
+    protection, and any write or delete of replication, are granted by no row and no role."""
+    for action in _actions(_rows()):
+        if "/replication" not in action:
+            continue
+        if TEST_FAILOVER_ONLY.search(action):
+            continue
+        assert not FAILOVER_ACTIONS.search(action), action
+        assert action.endswith("/read"), action
+    assert "siteRecoveryOperator" not in TABLE["builtInRoles"]

@@ -20,6 +20,9 @@ param drills bool
 @description('RECOVERY_POINT_DRILLS: define the restore-trigger role for the backup-writer identity.')
 param recoveryPointDrills bool = false
 
+@description('Site Recovery test failovers of recovery plans (off): a custom role with only test failover, its cleanup and reads; never Site Recovery Operator.')
+param siteRecoveryTestFailover bool = false
+
 @description('Resource id of the group holding the outcomes workspace: where the query roles may be assigned.')
 param workspaceGroupId string
 
@@ -32,6 +35,7 @@ var snapshotGroupCore = [for row in table.scopes.snapshotGroup.core: row.actions
 var snapshotGroupDrills = [for row in table.scopes.snapshotGroup.drills: row.actions]
 var drillSubscriptionDrills = [for row in table.scopes.drillSubscription.drills: row.actions]
 var drillGroupDrills = [for row in table.scopes.drillGroup.drills: row.actions]
+var siteRecoveryTestFailoverRows = [for row in table.scopes.siteRecovery.testFailover: row.actions]
 var workspaceCore = [for row in table.scopes.workspace.core: row.actions]
 var outcomesTableCore = [for row in table.scopes.outcomesTable.core: row.actions]
 var restoreTriggerRows = [for row in table.scopes.separateIdentity.recoveryPointDrills: row.actions]
@@ -40,6 +44,7 @@ var subscriptionActions = union(flatten(subscriptionCore), tagDefaultPolicy ? fl
 var snapshotGroupActions = union(flatten(snapshotGroupCore), drills ? flatten(snapshotGroupDrills) : [])
 var drillSubscriptionActions = union(flatten(drillSubscriptionDrills), [])
 var drillGroupActions = union(flatten(drillGroupDrills), [])
+var siteRecoveryActions = union(flatten(siteRecoveryTestFailoverRows), [])
 var workspaceActions = union(flatten(workspaceCore), [])
 var outcomesTableActions = union(flatten(outcomesTableCore), [])
 var restoreTriggerActions = union(flatten(restoreTriggerRows), [])
@@ -110,6 +115,25 @@ resource drillGroupRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = i
   }
 }
 
+// Test failovers of Site Recovery recovery plans (drills of replicated VMs): test failover and its
+// cleanup, at plan and item level, and the reads that follow them. Never the built-in Site Recovery
+// Operator, which may also fail production over, commit, reprotect and switch protection.
+resource testFailoverRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = if (siteRecoveryTestFailover) {
+  name: guid(tenant().tenantId, environmentName, 'lifeboat-site-recovery-test-failover')
+  properties: {
+    roleName: 'Lifeboat Site Recovery test failover (${environmentName})'
+    description: 'Lifeboat on Recovery Services vaults: test failover and test failover cleanup of recovery plans and replicated items, and reads. No other failover.'
+    type: 'customRole'
+    permissions: [
+      {
+        actions: siteRecoveryActions
+        notActions: []
+      }
+    ]
+    assignableScopes: scopes
+  }
+}
+
 // The posture timer queries the outcomes table and nothing else: one role on the workspace runs a
 // query and reads no table, one on LifeboatOutcomes_CL alone reads it (manage-table-access).
 resource workspaceQueryRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
@@ -172,5 +196,6 @@ output snapshotRoleName string = snapshotRole.name
 output drillSubscriptionRoleName string = drills ? drillSubscriptionRole.name : ''
 output drillGroupRoleName string = drills ? drillGroupRole.name : ''
 output workspaceQueryRoleName string = workspaceQueryRole.name
+output testFailoverRoleName string = siteRecoveryTestFailover ? testFailoverRole.name : ''
 output outcomesReaderRoleName string = outcomesReaderRole.name
 output restoreTriggerRoleName string = recoveryPointDrills ? restoreTriggerRole.name : ''
