@@ -406,6 +406,11 @@ def _vault_parts(vault_id: str) -> tuple[str, str, str]:
     return parts[1].lower(), parts[3], parts[7]
 
 
+def parse_time(value: Any) -> datetime | None:
+    """An ARM time as Azure writes it (7 fractional digits, `Z`); None for none."""
+    return _time(value)
+
+
 def _time(value: Any) -> datetime | None:
     if value is None or value == "":
         return None

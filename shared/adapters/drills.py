@@ -15,7 +15,7 @@ from typing import Any
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.core.rest import HttpRequest
 
-from shared.adapters.backup import _time
+from shared.adapters.backup import parse_time
 from shared.adapters.compute import AzureCompute, call_arm
 from shared.adapters.retry import LifeboatRetryPolicy
 from shared.model import (
@@ -531,7 +531,7 @@ def _resource(body: dict[str, Any]) -> DrillResource:
         in_use_by=in_use,
         location=str(body.get("location", "")),
         source_id=(props.get("creationData") or {}).get("sourceResourceId"),
-        time_created=_time(props.get("timeCreated")),
+        time_created=parse_time(props.get("timeCreated")),
     )
 
 

@@ -45,10 +45,10 @@ TIERS = {"snapshot": "snapshot tier", "vault": "vault tier"}
 
 def choose_point(ctx: Context, state: DrillState, now: datetime) -> DrillState | Result:
     """Read the source VM, find its backup item and take the point; a Result when it ends."""
-    from shared.drills.steps import _copied_security, _finish
+    from shared.drills.steps import copied_security, finish
 
     if not ctx.settings.recovery_point_drills:
-        return _finish(
+        return finish(
             state,
             now,
             "skipped",
@@ -56,18 +56,18 @@ def choose_point(ctx: Context, state: DrillState, now: datetime) -> DrillState |
             "on the source VM, held by the backup-writer identity",
         )
     if state.vm_id is None or state.subscription_id is None:
-        return _finish(state, now, "failed", "the drill names no source VM")
+        return finish(state, now, "failed", "the drill names no source VM")
     vm = ctx.compute.get_vm(state.vm_id)
     if vm is None:
-        return _finish(state, now, "failed", "the source VM no longer exists")
+        return finish(state, now, "failed", "the source VM no longer exists")
     found = protected_item_of(ctx.backup, vm)
     if isinstance(found, NoRestorePoint):
-        return _finish(state, now, found.outcome, found.reason)
+        return finish(state, now, found.outcome, found.reason)
     vault, item = found
     region = vault.location.replace(" ", "").lower()
     group = ctx.settings.drill_groups.for_region(region)
     if group not in ctx.drills.list_resource_groups(vault.subscription_id):
-        return _finish(
+        return finish(
             state,
             now,
             "failed",
@@ -77,7 +77,7 @@ def choose_point(ctx: Context, state: DrillState, now: datetime) -> DrillState |
         )
     staging = ctx.settings.staging_account(vault.subscription_id, region)
     if staging is None:
-        return _finish(
+        return finish(
             state,
             now,
             "failed",
@@ -88,7 +88,7 @@ def choose_point(ctx: Context, state: DrillState, now: datetime) -> DrillState |
     wanted = state.restore or DrillRestore()
     chosen = _point(ctx, state, item, wanted)
     if isinstance(chosen, str):
-        return _finish(state, now, "failed", chosen)
+        return finish(state, now, "failed", chosen)
     point, why = chosen
     restore = wanted.model_copy(
         update={
@@ -113,7 +113,7 @@ def choose_point(ctx: Context, state: DrillState, now: datetime) -> DrillState |
             "chosen_at": now,
             "vm_size": state.vm_size or vm.size,
             "os_type": vm.os_type or state.os_type,
-            "security_profile": _copied_security(vm.security_profile),
+            "security_profile": copied_security(vm.security_profile),
             "hyper_v_generation": vm.hyper_v_generation,
             "marketplace_plan": dict(vm.plan) if vm.plan else None,
         }
@@ -153,26 +153,26 @@ def restore_step(ctx: Context, state: DrillState, now: datetime) -> Result:
     """Trigger the restore once, follow its operation to the job, the job to its end, then tag
     the disks it made and go on to the VM."""
     from shared.drills.steps import (
-        _abort,
-        _again,
-        _goto,
-        _hand_on,
-        _isolated_now,
-        _outside_drill_group,
-        _refuse,
+        abort,
+        again,
+        goto,
+        hand_on,
+        isolated_now,
+        outside_drill_group,
+        refuse,
     )
 
-    outside = _outside_drill_group(ctx, state)
+    outside = outside_drill_group(ctx, state)
     if outside is not None:
-        return _refuse(state, outside)
+        return refuse(state, outside)
     r = state.restore
     if state.source != "recovery-point" or r is None or r.point_id is None:
-        return _refuse(state, "it names no recovery point to restore")
+        return refuse(state, "it names no recovery point to restore")
     if r.item_id is None or r.vault_id is None or r.staging_account_id is None:
-        return _refuse(state, "it names no backup item, vault or staging account")
+        return refuse(state, "it names no backup item, vault or staging account")
     item = _item(r, state)
     if item is None:
-        return _refuse(state, f"{r.item_id} is not a backup item of vault {r.vault_id}")
+        return refuse(state, f"{r.item_id} is not a backup item of vault {r.vault_id}")
     timeout = timedelta(seconds=r.restore_timeout_seconds)
     if r.job_id is None and r.operation_id is None:
         stopped = _checked_before_trigger(ctx, state, item, now)
@@ -185,19 +185,19 @@ def restore_step(ctx: Context, state: DrillState, now: datetime) -> Result:
             assert r.point_id is not None
             point = ctx.backup.get_point(item, r.point_id)
             if point is None:
-                return _abort(
+                return abort(
                     state,
                     now,
                     f"the recovery point {_point_label(r)} no longer exists "
                     "(expired or deleted since it was chosen)",
                 )
-            stopped = _isolated_now(ctx, state, now)
+            stopped = isolated_now(ctx, state, now)
             if stopped is not None:
                 return stopped
             operation = ctx.backup.trigger_restore(item, _request(state, r))
             log.info("drill %s: restore triggered, operation %s", state.drill_id, operation)
             restored = r.model_copy(update={"operation_id": operation[:128], "triggered_at": now})
-            return _again(ctx, state.model_copy(update={"restore": restored}))
+            return again(ctx, state.model_copy(update={"restore": restored}))
     began = r.triggered_at or state.started_at
     late = now - began >= timeout
     limit = f"{timeout.total_seconds() / 60:.0f} min"
@@ -206,16 +206,16 @@ def restore_step(ctx: Context, state: DrillState, now: datetime) -> Result:
         job_id = ctx.backup.get_restore_operation(item, r.operation_id)
         if job_id is None:
             if late:
-                return _abort(
+                return abort(
                     state, now, f"the restore operation {r.operation_id} named no job in {limit}"
                 )
-            return _again(ctx, state)
+            return again(ctx, state)
         r = r.model_copy(update={"job_id": job_id[:128]})
     assert r.job_id is not None
     assert r.vault_id is not None
     job = ctx.backup.get_job(r.vault_id, r.job_id)
     if job is None:
-        return _abort(state, now, f"the restore job {r.job_id} does not exist")
+        return abort(state, now, f"the restore job {r.job_id} does not exist")
     r = r.model_copy(
         update={
             "job_status": job.status[:128] or None,
@@ -228,55 +228,55 @@ def restore_step(ctx: Context, state: DrillState, now: datetime) -> Result:
     if status in TERMINAL_FAILED:
         cause = ": ".join(x for x in (job.error_code, job.error_message) if x) or "no error given"
         failed = state.model_copy(update={"restore": r.model_copy(update={"job_error": cause})})
-        return _abort(failed, now, f"the restore job {r.job_id} {job.status}: {cause}")
+        return abort(failed, now, f"the restore job {r.job_id} {job.status}: {cause}")
     if status not in TERMINAL_OK:
         if late:
-            return _abort(
+            return abort(
                 state,
                 now,
                 f"the restore job {r.job_id} did not end within {limit} "
                 f"(still {job.status}); disks it makes later are removed by the sweeper",
             )
-        return _again(ctx, state)
+        return again(ctx, state)
     blob = (job.properties or {}).get("Config Blob Uri")
     if blob:
         r = r.model_copy(update={"staging_blobs": [blob[:1024]]})
         state = state.model_copy(update={"restore": r})
     vm = ctx.compute.get_vm(state.vm_id or "")
     if vm is None:
-        return _abort(state, now, "the source VM no longer exists: its disks cannot be matched")
+        return abort(state, now, "the source VM no longer exists: its disks cannot be matched")
     disks, missing = _restored_disks(ctx, state, vm, job.start_time)
     if not any(s.lun is None for s in disks):
-        return _abort(
+        return abort(
             state,
             now,
             f"the restore job {r.job_id} {job.status} but no restored OS disk of {vm.name} "
             f"is in {state.drill_group}",
         )
     update: dict[str, Any] = {"snapshots": disks, "missing_disks": missing}
-    return _hand_on(_goto(state.model_copy(update=update), "create-vm", now))
+    return hand_on(goto(state.model_copy(update=update), "create-vm", now))
 
 
 def _checked_before_trigger(
     ctx: Context, state: DrillState, item: ProtectedItem, now: datetime
 ) -> Result | None:
     """A message is a request: the item is the drill's VM's, read now, in a served subscription."""
-    from shared.drills.steps import _abort, _refuse
+    from shared.drills.steps import abort, refuse
 
     assert state.vm_id is not None
     if (state.subscription_id or "").lower() not in ctx.settings.subscriptions:
-        return _refuse(state, f"subscription {state.subscription_id} is not one Lifeboat serves")
+        return refuse(state, f"subscription {state.subscription_id} is not one Lifeboat serves")
     vm = ctx.compute.get_vm(state.vm_id)
     if vm is None:
-        return _abort(state, now, "the source VM no longer exists")
+        return abort(state, now, "the source VM no longer exists")
     if vm.resource_group in ctx.settings.drill_groups:
-        return _refuse(state, f"{vm.name} is in drill resource group {vm.resource_group}")
+        return refuse(state, f"{vm.name} is in drill resource group {vm.resource_group}")
     found = protected_item_of(ctx.backup, vm)
     if isinstance(found, NoRestorePoint):
-        return _abort(state, now, found.reason)
+        return abort(state, now, found.reason)
     _vault, current = found
     if not same_id(current.id, item.id):
-        return _refuse(state, f"{item.id} is not {vm.name}'s backup item ({current.id})")
+        return refuse(state, f"{item.id} is not {vm.name}'s backup item ({current.id})")
     return None
 
 
@@ -312,7 +312,7 @@ def _restored_disks(
     ctx: Context, state: DrillState, vm: Vm, job_start: datetime | None
 ) -> tuple[list[DrillSnapshot], list[str]]:
     """Each disk of the VM and the disk the restore made of it, tagged as this drill's now."""
-    from shared.drills.steps import _tags
+    from shared.drills.steps import tags_of
 
     r = state.restore
     assert r is not None
@@ -335,7 +335,7 @@ def _restored_disks(
             missing.append(attachment.disk_id)
             continue
         if (tag_value(disk.tags, Tag.DRILL) or "").strip().lower() != state.drill_id:
-            ctx.compute.merge_tags(disk.id, _tags(state))
+            ctx.compute.merge_tags(disk.id, tags_of(state))
         found.append(
             DrillSnapshot(
                 diskId=attachment.disk_id,

@@ -748,3 +748,16 @@ def _tags(state: DrillState) -> dict[str, str]:
 
 def _run_id(state: DrillState) -> str:
     return state.run_id or state.drill_id
+
+
+# The plumbing the recovery-point steps (shared/drills/restore.py) build on.
+abort = _abort
+again = _again
+copied_security = _copied_security
+finish = _finish
+goto = _goto
+hand_on = _hand_on
+isolated_now = _isolated_now
+outside_drill_group = _outside_drill_group
+refuse = _refuse
+tags_of = _tags
