@@ -109,7 +109,7 @@ def nights(records: list[dict[str, Any]]) -> list[datetime]:
 
 
 # Rules other engineers add (registered in monitor.bicep when they land); the rest are these.
-OTHERS = {"tag-mistakes", "posture-at-risk"}
+OTHERS = {"tag-mistakes", "posture-at-risk", "replication"}
 
 
 def test_the_rules_are_the_ones_the_ops_team_gets() -> None:

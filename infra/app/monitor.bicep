@@ -78,6 +78,10 @@ var alertRules = [
     name: 'posture-at-risk'
     query: loadTextContent('../alerts/posture-at-risk.kql')
   }
+  {
+    name: 'replication'
+    query: loadTextContent('../alerts/replication.kql')
+  }
 ]
 
 resource workspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' existing = {
