@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from cli.exits import Exit, require, stand_in_of
-from cli.status_cmd import LOG_ANALYTICS, _credential, _source
+from cli.status_cmd import LOG_ANALYTICS, credential_of, workspace_source
 from shared import posture
 
 ALERTS = Path(__file__).resolve().parent.parent / "infra" / "alerts"
@@ -106,12 +106,15 @@ def alerts_command(
         rules = [r for r in rules if r.name in rule]
     require(stand_in_of(emulator_endpoints))
     try:
-        source = _source(workspace_id, endpoint, None, emulator_endpoints)
+        source = workspace_source(workspace_id, endpoint, None, emulator_endpoints)
     except (ValueError, OSError, KeyError) as e:
         print(f"lifeboat alerts: {e}", file=sys.stderr)
         raise typer.Exit(Exit.USAGE) from None
     reader = posture.LogAnalyticsReader(
-        _credential(source), source.workspace_id, endpoint=source.endpoint, audience=source.audience
+        credential_of(source),
+        source.workspace_id,
+        endpoint=source.endpoint,
+        audience=source.audience,
     )
     alerts: list[dict[str, Any]] = []
     partial: list[str] = []

@@ -74,7 +74,7 @@ def status_command(
     """Show, per VM, the evidence that it can be recovered, why not, and the estate's posture."""
     require(stand_in_of(emulator_endpoints))
     try:
-        source = _source(workspace_id, endpoint, subscription, emulator_endpoints)
+        source = workspace_source(workspace_id, endpoint, subscription, emulator_endpoints)
     except (ValueError, OSError, KeyError) as e:
         print(f"lifeboat status: {e}", file=sys.stderr)
         raise typer.Exit(Exit.USAGE) from None
@@ -100,7 +100,7 @@ def exit_code(report: dict[str, Any], *, vm: str | None = None) -> Exit:
     return Exit.OK if report["posture"] == "healthy" else Exit.FOUND_PROBLEMS
 
 
-def _source(
+def workspace_source(
     workspace_id: str | None,
     endpoint: str,
     subscriptions: list[str] | None,
@@ -138,7 +138,7 @@ def _source(
     )
 
 
-def _credential(source: Source) -> Any:
+def credential_of(source: Source) -> Any:
     from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
     if source.client_id and os.environ.get("IDENTITY_ENDPOINT"):
@@ -151,7 +151,7 @@ def build_report(
 ) -> dict[str, Any]:
     """The per-VM evidence and posture (shared/posture.py, as the posture timer and the workbook
     judge it), the holds read from ARM, and with `vm` that VM's evidence history."""
-    credential = _credential(source)
+    credential = credential_of(source)
     reader = posture.LogAnalyticsReader(
         credential, source.workspace_id, endpoint=source.endpoint, audience=source.audience
     )
