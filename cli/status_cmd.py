@@ -227,6 +227,10 @@ _STYLE = {
     "at-risk": "red",
     "succeeded": "green",
     "blocked": "red",
+    "unhealthy": "red",
+    "rpo-breached": "red",
+    "overdue": "red",
+    "warning": "yellow",
 }
 
 
@@ -243,6 +247,7 @@ def show(console: Console, report: dict[str, Any]) -> None:
         "last good snapshot",
         "recovery point vs RPO",
         "last drill",
+        "replication (Site Recovery)",
         "hold",
     ):
         table.add_column(column, overflow="fold")
@@ -267,6 +272,7 @@ def show(console: Console, report: dict[str, Any]) -> None:
             _mark(vm["snapshot"], snap),
             _mark(vm["rpo"], rpo),
             _mark(vm["drill"], drill),
+            _mark(vm.get("replication", "none"), _replication(vm)),
             "held" if vm["held"] else "",
         )
     console.print(table)
@@ -297,6 +303,15 @@ def show(console: Console, report: dict[str, Any]) -> None:
         console.print(f"[yellow]partial result:[/] {problem}")
     posture = _mark(report["posture"], report["posture"].upper())
     console.print(f"Posture: {posture}" + "".join(f"\n  - {r}" for r in report["postureReasons"]))
+
+
+def _replication(vm: dict[str, Any]) -> str:
+    """A replicated VM's Site Recovery finding with its RPO against its target, beside backup."""
+    if vm.get("replication", "none") == "none":
+        return "not replicated"
+    rpo = vm.get("replicationRpoSeconds")
+    target = vm.get("replicationRpoTargetSeconds")
+    return f"{vm['replicationFinding']}, RPO {_span(rpo)} / {_span(target)}"
 
 
 def _show_history(console: Console, rows: list[dict[str, Any]]) -> None:

@@ -2,10 +2,11 @@
 
 `VM_EVIDENCE_QUERY` is the one KQL query that judges each VM from `LifeboatOutcomes_CL`: its
 last good (and last complete) snapshot set, its last Backup verification against its RPO target,
-its last drill against its RTO target, and a verdict (`healthy`, `at-risk`, `unknown`). The
-verdict is computed by the query, so everything that runs it agrees: `lifeboat status`, the
-posture timer (daily, `POSTURE_SCHEDULE`), and the workbook's per-VM tile. Python only words
-the reasons (which evidence, how old, against which target) from the states the query returns.
+its last drill against its RTO target, its last Site Recovery verification (replicated VMs), and
+a verdict (`healthy`, `at-risk`, `unknown`). The verdict is computed by the query, so everything
+that runs it agrees: `lifeboat status`, the posture timer (daily, `POSTURE_SCHEDULE`), and the
+workbook's per-VM tile. Python only words the reasons (which evidence, how old, against which
+target) from the states the query returns.
 
 The timer writes one `posture-vm` row per VM at risk (its reasons), one `posture-estate` row
 (counts by verdict; the posture-at-risk alert compares it with the previous one) and one digest
@@ -44,7 +45,8 @@ VERDICTS = ("healthy", "at-risk", "unknown")
 
 # One row per VM named by a plan, snapshot, verification or drill outcome. Verdict: at-risk when
 # any evidence is bad (a stale or incomplete snapshot set, an RPO breached or a failing
-# verification, a failed drill or one over its RTO) or when there is no good snapshot although
+# verification, a failed drill or one over its RTO, replication unhealthy, over its RPO target or
+# its test failover overdue) or when there is no good snapshot although
 # other evidence exists; unknown when nothing but a plan names it (planned and not yet taken, or
 # skipped: a tag mistake, no policy); healthy otherwise.
 VM_EVIDENCE_QUERY = f"""let staleSeconds = {int(SNAPSHOT_STALE_HOURS * 3600)};
@@ -52,7 +54,7 @@ let outcomes = {TABLE}
     | where DryRun == false and isnotempty(VmName)
     | extend Vm = tolower(strcat(SubscriptionId, "/", ResourceGroup, "/", VmName));
 let vms = outcomes
-    | where Operation in ("plan-vm", "snapshot-create", "verify-vm", "drill")
+    | where Operation in ("plan-vm", "snapshot-create", "verify-vm", "drill", "verify-replication")
     | summarize arg_max(TimeGenerated, VmName, SubscriptionId, ResourceGroup, Policy) by Vm
     | project Vm, VmName, SubscriptionId, ResourceGroup, Policy;
 let plans = outcomes
@@ -80,6 +82,15 @@ let verification = outcomes
     | summarize arg_max(TimeGenerated, Finding, Status, RpoSeconds, RpoTargetSeconds) by Vm
     | project Vm, Verified = TimeGenerated, Finding, Verification = Status, RpoSeconds,
         RpoTargetSeconds;
+let replication = outcomes
+    | where Job == "verification" and Operation == "verify-replication"
+    | extend ReplicationTargetSeconds = tolong(Details.rpoTargetSeconds),
+        ReplicationFindings = tostring(Details.findings)
+    | summarize arg_max(TimeGenerated, Finding, RpoSeconds, ReplicationTargetSeconds,
+        ReplicationFindings, Reason) by Vm
+    | project Vm, Replicated = TimeGenerated, ReplicationFinding = Finding,
+        ReplicationRpoSeconds = RpoSeconds, ReplicationTargetSeconds, ReplicationFindings,
+        ReplicationReason = Reason;
 let drills = outcomes
     | where Job == "drill" and Operation == "drill"
     | extend RtoTargetSeconds = tolong(Details.rtoTargetSeconds)
@@ -91,6 +102,7 @@ vms
 | join kind=leftouter snapshots on Vm
 | join kind=leftouter verification on Vm
 | join kind=leftouter drills on Vm
+| join kind=leftouter replication on Vm
 | extend SnapshotAgeSeconds = tolong((now() - LastGood) / 1s),
     CompleteAgeSeconds = tolong((now() - LastComplete) / 1s)
 | extend Snapshot = case(
@@ -108,17 +120,29 @@ vms
         DrillStatus != "succeeded", "failed",
         isnotnull(RtoSeconds) and isnotnull(RtoTargetSeconds) and RtoSeconds > RtoTargetSeconds,
         "over-rto",
-        "ok")
+        "ok"),
+    Replication = case(
+        isnull(Replicated), "none",
+        ReplicationFindings contains '"replication-unhealthy"'
+        or ReplicationFindings contains '"replication-not-protected"', "unhealthy",
+        ReplicationFindings contains '"replication-rpo-breached"', "rpo-breached",
+        ReplicationFindings contains '"test-failover-overdue"', "overdue",
+        ReplicationFinding == "compliant", "ok",
+        "warning")
 | extend Verdict = case(
         Snapshot in ("stale", "partial") or Rpo in ("breached", "failing")
-        or Drill in ("failed", "over-rto"), "at-risk",
-        Snapshot == "none" and Rpo == "unknown" and Drill == "none", "unknown",
+        or Drill in ("failed", "over-rto")
+        or Replication in ("unhealthy", "rpo-breached", "overdue"), "at-risk",
+        Snapshot == "none" and Rpo == "unknown" and Drill == "none" and Replication == "none",
+        "unknown",
         Snapshot == "none", "at-risk",
         "healthy")
 | project Vm, VmName, SubscriptionId, ResourceGroup, Policy, Verdict, PlanStatus, PlanReason,
     Snapshot, LastGood,
     SnapshotAgeSeconds, CompleteAgeSeconds, Rpo, Finding, RpoSeconds, RpoTargetSeconds, Verified,
-    Drill, DrillStatus, LastDrill, RtoSeconds, RtoTargetSeconds, DrillReason
+    Drill, DrillStatus, LastDrill, RtoSeconds, RtoTargetSeconds, DrillReason, Replication,
+    ReplicationFinding, ReplicationRpoSeconds, ReplicationTargetSeconds, Replicated,
+    ReplicationReason
 | order by Vm asc"""
 
 HEARTBEATS_QUERY = f"""{TABLE}
@@ -302,6 +326,13 @@ def vm_entry(row: Mapping[str, Any], held: set[str], *, days: int = DEFAULT_DAYS
         "rtoSeconds": row.get("RtoSeconds"),
         "rtoTargetSeconds": row.get("RtoTargetSeconds"),
         "drill": row["Drill"],
+        # Azure Site Recovery (verify-replication rows): its own finding, RPO and target.
+        "replication": row.get("Replication") or "none",
+        "replicationFinding": row.get("ReplicationFinding"),
+        "replicationRpoSeconds": row.get("ReplicationRpoSeconds"),
+        "replicationRpoTargetSeconds": row.get("ReplicationTargetSeconds"),
+        "replicationReason": row.get("ReplicationReason") or None,
+        "lastReplicationCheck": iso(row.get("Replicated")),
     }
     entry["reasons"] = vm_reasons(entry, days=days)
     entry["atRisk"] = entry["verdict"] == "at-risk" and not entry["held"]
@@ -369,6 +400,8 @@ def vm_reasons(vm: Mapping[str, Any], *, days: int = DEFAULT_DAYS) -> list[str]:
             f"drill: the last drill ({vm['lastDrill']}) took {_span(vm['rtoSeconds'])}, over "
             f"the RTO target of {_span(vm['rtoTargetSeconds'])}"
         )
+    if vm.get("replication", "none") not in ("none", "ok"):
+        reasons.append(f"replication: {vm['replicationFinding']}: {vm['replicationReason']}")
     return reasons
 
 
