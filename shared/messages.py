@@ -18,7 +18,15 @@ from collections.abc import Callable, Collection
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from shared.names import MessageType
 from shared.signing import SignatureError, SigningKeys
@@ -176,20 +184,66 @@ class RotationVmRequest(VmSnapshotSet):
     recheck: bool = False
 
 
-class RotationPruneRequest(Payload):
-    """Delete what retention removed from one disk (or one orphaned source)."""
+# Snapshot ids one prune message may name, over all its disks (a disk's prunes are sent in such
+# chunks: shared/planning.py's PRUNES_PER_MESSAGE); with the longest names Azure allows, the
+# largest prune message fits a queue message (tests/test_messages.py builds it).
+MAX_PRUNES_PER_MESSAGE = 100
+_ONE_DISK_FIELDS = ("sourceId", "source_id", "snapshotIds", "snapshot_ids", "policy", "orphan")
 
-    TYPE = MessageType.ROTATION_PRUNE
-    VERSION = 2
 
-    subscription_id: SubscriptionId = Field(alias="subscriptionId")
+class PruneDisk(Payload):
+    """One disk's (or one orphaned source's) victims in a prune message."""
+
     source_id: ArmId = Field(alias="sourceId")
     policy: Name | None = None
-    slot: Slot
-    snapshot_ids: list[ArmId] = Field(alias="snapshotIds", min_length=1, max_length=100)
+    snapshot_ids: list[ArmId] = Field(
+        alias="snapshotIds", min_length=1, max_length=MAX_PRUNES_PER_MESSAGE
+    )
     orphan: bool = False
+
+
+class RotationPruneRequest(Payload):
+    """Delete what retention removed from one or more disks of one subscription (and region).
+
+    Version 3 carries several disks, so a full-size night sends a queue of hundreds of prune
+    messages rather than one per disk. One disk's prunes may still be written in version 2's
+    single-disk form (`sourceId`, `snapshotIds`, `policy`, `orphan` beside `slot`): it reads as
+    a `disks` of one, and is how version 2 messages in flight decode.
+    """
+
+    TYPE = MessageType.ROTATION_PRUNE
+    VERSION = 3
+
+    subscription_id: SubscriptionId = Field(alias="subscriptionId")
+    slot: Slot
+    disks: list[PruneDisk] = Field(min_length=1, max_length=MAX_PRUNES_PER_MESSAGE)
     # Whether an earlier delivery may have deleted some of these already (read each first).
     recheck: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_disk(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not any(k in data for k in _ONE_DISK_FIELDS):
+            return data
+        if "disks" in data:
+            raise ValueError("either disks or one disk's sourceId and snapshotIds, not both")
+        one = {k: v for k, v in data.items() if k in _ONE_DISK_FIELDS}
+        rest = {k: v for k, v in data.items() if k not in _ONE_DISK_FIELDS}
+        return {**rest, "disks": [one]}
+
+    @model_validator(mode="after")
+    def _bounded(self) -> RotationPruneRequest:
+        named = sum(len(d.snapshot_ids) for d in self.disks)
+        if named > MAX_PRUNES_PER_MESSAGE:
+            raise ValueError(
+                f"names {named} snapshots; a prune message names at most {MAX_PRUNES_PER_MESSAGE}"
+            )
+        return self
+
+    @property
+    def snapshot_ids(self) -> list[str]:
+        """Every victim the message names, disk by disk."""
+        return [i for d in self.disks for i in d.snapshot_ids]
 
 
 class OutcomesRetryRequest(Payload):
@@ -415,7 +469,8 @@ Upgrade = Callable[[dict[str, Any]], tuple[dict[str, Any], int]]
 # put-backs to add to the envelope's count). Messages in flight across a deployment still decode.
 UPGRADES: dict[tuple[str, int], Upgrade] = {
     (MessageType.ROTATION_VM, 1): _v1_rotation,
-    (MessageType.ROTATION_PRUNE, 1): _v1_rotation,
+    (MessageType.ROTATION_PRUNE, 1): _v1_rotation,  # single-disk form: read as one disk
+    (MessageType.ROTATION_PRUNE, 2): lambda payload: (dict(payload), 0),
     (MessageType.OUTCOMES_RETRY, 1): _v1_attempt,
     (MessageType.VERIFICATION_PLAN, 1): _v1_attempt,
     (MessageType.VERIFICATION_VAULT, 1): _v1_attempt,

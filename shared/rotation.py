@@ -45,6 +45,7 @@ from shared.dispatch import (
 )
 from shared.messages import (
     DiskSnapshot,
+    PruneDisk,
     RotationConfirmRequest,
     RotationConfirmVmRequest,
     RotationPlanRequest,
@@ -82,6 +83,10 @@ from shared.snapshots import hold_of, parse_slot, snapshot_name
 log = logging.getLogger(__name__)
 
 PRUNE_CHUNK = PRUNES_PER_MESSAGE
+# Deletes one prune message carries, over several disks of one region (a disk with more goes
+# alone). ~30x fewer messages than one per disk at a night's one delete a disk, and a message
+# is at most this many deletes ahead of the budget in any window (25 of 1,200 a minute at 20/s).
+DELETES_PER_MESSAGE = 25
 # A headroom reading under the minimum puts the work back for this long (ARM refills 10/s).
 HEADROOM_WAIT_SECONDS = 10.0
 # Reads left in the subscription's ARM bucket (250, refilled 25/s) under which a message that
@@ -604,30 +609,62 @@ def confirm_night(request: RotationConfirmRequest, ctx: Context) -> Result:
     )
     if prunes.refused:
         return Done("prunes refused")
-    # Deletes have their own ARM bucket; pace them like the creates.
-    outgoing: list[Outgoing] = []
-    cursor = 0.0
+    return Send(
+        *prune_messages(prunes, subscription, request.slot, ctx.settings.arm_writes_per_second)
+    )
+
+
+def prune_messages(
+    prunes: PrunePlan, subscription: str, slot: str, per_second: float
+) -> list[Outgoing]:
+    """The night's deletes as paced prune messages, several disks a message.
+
+    Each message holds whole disks' victims of one region, up to DELETES_PER_MESSAGE (a disk
+    with more goes alone, in chunks of PRUNE_CHUNK, as the planner caps a disk at Azure's 500
+    to one chunk); regions take turns. Deletes have their own ARM bucket, per subscription:
+    message after message is sent `per_second` apart for each delete it holds, so the night's
+    deletes keep to the budget while the queue holds a few hundred messages at full size,
+    not one per disk.
+    """
+    by_region: dict[str, list[list[PruneDisk]]] = {}
     for prune in prunes.disks:
         ids = [r.snapshot.id for r in prune.delete]
+        if not ids:
+            continue
+        region = (prune.delete[0].snapshot.location or "").lower()
+        batches = by_region.setdefault(region, [])
         for start in range(0, len(ids), PRUNE_CHUNK):
-            chunk = ids[start : start + PRUNE_CHUNK]
-            outgoing.append(
-                Outgoing(
-                    RotationPruneRequest(
-                        subscriptionId=subscription,
-                        sourceId=prune.source_id,
-                        policy=prune.policy,
-                        slot=request.slot,
-                        snapshotIds=chunk,
-                        orphan=prune.orphan,
-                    ),
-                    key=f"rotation-prune:{prune.source_id.lower()}:{request.slot}:{start}",
-                    delay=cursor,
-                    early=True,
-                )
+            entry = PruneDisk(
+                sourceId=prune.source_id,
+                policy=prune.policy,
+                snapshotIds=ids[start : start + PRUNE_CHUNK],
+                orphan=prune.orphan,
             )
-            cursor += len(chunk) / ctx.settings.arm_writes_per_second
-    return Send(*outgoing)
+            held = sum(len(d.snapshot_ids) for d in batches[-1]) if batches else None
+            if held is None or held + len(entry.snapshot_ids) > DELETES_PER_MESSAGE:
+                batches.append([entry])
+            else:
+                batches[-1].append(entry)
+    # Regions take turns, so each region's share of the deletes spreads over the whole phase.
+    turns = [
+        (region, number, batch)
+        for region, batches in sorted(by_region.items())
+        for number, batch in enumerate(batches)
+    ]
+    turns.sort(key=lambda t: (t[1] / len(by_region[t[0]]), t[0]))
+    outgoing: list[Outgoing] = []
+    cursor = 0.0
+    for region, number, batch in turns:
+        outgoing.append(
+            Outgoing(
+                RotationPruneRequest(subscriptionId=subscription, slot=slot, disks=batch),
+                key=f"rotation-prune:{subscription}:{region}:{slot}:{number}",
+                delay=cursor,
+                early=True,
+            )
+        )
+        cursor += sum(len(d.snapshot_ids) for d in batch) / per_second
+    return outgoing
 
 
 NOT_TAKEN = (
@@ -792,98 +829,139 @@ def _snapshot_out(out: Outcomes, snapshot: Snapshot, policy: str | None) -> Outc
 def prune_snapshots(request: RotationPruneRequest, ctx: Context) -> Result:
     """Delete what retention removed, each only after Azure shows that the rules still allow it.
 
-    Before any read, every id must name a snapshot in a served subscription's Lifeboat group;
-    then, per victim, a GET of the victim and (once per message) of the disk's snapshot of the
-    night: ownership from creationData, no hold tag, tonight's snapshot good and not the victim.
-    A message asking for what the planner never would is refused whole.
+    A message carries several disks' victims (`prune_messages`). Before any read, every id must
+    name a snapshot in a served subscription's Lifeboat group; then, per victim, a GET of the
+    victim and (once per disk) of the disk's snapshot of the night: ownership from creationData,
+    no hold tag, tonight's snapshot good and not the victim. A message asking for what the
+    planner never would is refused whole. Throttling or low headroom puts the rest back (the
+    current disk's remaining victims and the disks after it); a redelivery reads first and
+    reports what an earlier delivery already deleted.
     """
     if _stale(ctx, request.slot, "rotation-prune"):
         return Done("stale")
-    compute = ctx.compute
     group = ctx.settings.snapshot_group(request.subscription_id)
     served = ctx.settings.subscriptions
     for snapshot_id in request.snapshot_ids:
         wrong = where_lifeboat_deletes(snapshot_id, subscriptions=served, snapshot_group=group)
         if wrong is not None:
             return Refuse(f"rotation-prune names what Lifeboat never deletes: {wrong.reason}")
-    out = ctx.out.bind(
-        subscription_id=request.subscription_id,
-        policy=request.policy,
-        details={"sourceId": request.source_id, "slot": request.slot, "orphan": request.orphan},
-    )
-    why = "orphan retention" if request.orphan else "removed by retention"
-    recheck = ctx.redelivered or request.recheck
-    tonight: dict[str, Snapshot | None] = {}
-    of_disk: list[Snapshot] | None = None  # listed once, only when tonight's is not there
-    for index, snapshot_id in enumerate(request.snapshot_ids):
-        row = out.bind(resource_id=snapshot_id, resource_group=group)
-        rest = request.model_copy(
-            update={"snapshot_ids": request.snapshot_ids[index:], "recheck": recheck}
-        )
-        headroom = compute.delete_headroom(request.subscription_id)
-        if headroom is not None and headroom < ctx.settings.min_write_headroom:
-            # A backlog of prunes must not empty the delete bucket and meet 429s: wait a little
-            # (before reading: the reads are for the delete, and would be stale by then).
-            return PutBack(HEADROOM_WAIT_SECONDS, f"delete headroom {headroom} is low", rest)
-        reads = compute.read_headroom(request.subscription_id)
-        if reads is not None and reads < MIN_READ_HEADROOM:
-            # Two GETs per victim: a long prune must not empty the read bucket the night's
-            # plans and confirms list with.
-            return PutBack(HEADROOM_WAIT_SECONDS, f"read headroom {reads} is low", rest)
-        try:
-            victim = compute.get_snapshot(snapshot_id)
-            if victim is not None and not request.orphan and victim.source_unique_id:
-                name = snapshot_name(request.source_id, victim.source_unique_id, request.slot)
-                if name not in tonight:
-                    tonight[name] = compute.get_snapshot(
-                        snapshot_id_of(request.subscription_id, group, name)
-                    )
-                if tonight[name] is None and of_disk is None:
-                    # Maybe a disk at Azure's 500: count its snapshots as Azure lists them now.
-                    of_disk = [
-                        s
-                        for s in compute.list_snapshots(request.subscription_id, group)
-                        if same_id(s.source_resource_id, request.source_id)
-                    ]
-        except ThrottledError as e:
-            return PutBack(e.retry_after, f"throttled by Azure: {e}", rest)
-        if victim is None or (victim.provisioning_state or "").lower() == "deleting":
-            # An earlier delivery deleted it (report it again), or someone else did.
-            if recheck:
-                row.succeeded("snapshot-delete", why)
-            else:
-                row.row("snapshot-delete", Status.ALREADY_TAKEN, "already gone")
-            continue
-        name = snapshot_name(request.source_id, victim.source_unique_id or "", request.slot)
-        verdict = may_delete(
-            victim,
-            source_id=request.source_id,
-            tonight=tonight.get(name),
-            orphan=request.orphan,
-            of_disk=of_disk,
-        )
-        if verdict is not None and verdict.forged:
-            return Refuse(f"rotation-prune asks for what the rules forbid: {verdict.reason}")
-        if verdict is not None:
-            row.row("snapshot-delete", verdict.status, verdict.reason)
-            continue
-        try:
-            compute.begin_delete_snapshot(snapshot_id)
-        except ThrottledError as e:
-            return PutBack(e.retry_after, f"throttled by Azure: {e}", rest)
-        except RefusedError as e:
-            if e.code.lower() == "scopelocked":
-                row.row(
-                    "snapshot-delete",
-                    Status.HELD,
-                    f"held by lock: {locked_scopes(e.message)}",
-                    details={"heldBy": "lock", "error": str(e)[:1000]},
-                )
-            else:
-                row.blocked("snapshot-delete", str(e))
-            continue
-        row.succeeded("snapshot-delete", why)
+    pruning = _Pruning(ctx, request, group, recheck=ctx.redelivered or request.recheck)
+    for index, entry in enumerate(request.disks):
+        stop = pruning.disk(index, entry)
+        if stop is not None:
+            return stop
     return Done()
+
+
+class _Pruning:
+    """One prune message's deliveries, disk by disk: the reads it shares across its disks."""
+
+    def __init__(
+        self, ctx: Context, request: RotationPruneRequest, group: str, *, recheck: bool
+    ) -> None:
+        self.ctx = ctx
+        self.request = request
+        self.group = group
+        self.recheck = recheck
+        self.tonight: dict[str, Snapshot | None] = {}
+        # The group as listed once, only when a disk's snapshot of the night is not there (a
+        # disk at Azure's 500?), less what this delivery has deleted since.
+        self.listed: list[Snapshot] | None = None
+        self.deleted: set[str] = set()
+
+    def rest(self, index: int, entry: PruneDisk, at: int) -> RotationPruneRequest:
+        """What is left from `entry`'s victim `at` on: put back, read first if ever tried."""
+        left = entry.model_copy(update={"snapshot_ids": entry.snapshot_ids[at:]})
+        disks = [left, *self.request.disks[index + 1 :]]
+        return self.request.model_copy(update={"disks": disks, "recheck": self.recheck})
+
+    def of_disk(self, source_id: str) -> list[Snapshot]:
+        if self.listed is None:
+            self.listed = self.ctx.compute.list_snapshots(self.request.subscription_id, self.group)
+        return [
+            s
+            for s in self.listed
+            if same_id(s.source_resource_id, source_id) and s.id.lower() not in self.deleted
+        ]
+
+    def disk(self, index: int, entry: PruneDisk) -> Result | None:
+        """One disk's victims; a Result ends the delivery (put back, refused), None goes on."""
+        ctx, request, compute = self.ctx, self.request, self.ctx.compute
+        subscription = request.subscription_id
+        out = ctx.out.bind(
+            subscription_id=subscription,
+            policy=entry.policy,
+            details={"sourceId": entry.source_id, "slot": request.slot, "orphan": entry.orphan},
+        )
+        why = "orphan retention" if entry.orphan else "removed by retention"
+        of_disk: list[Snapshot] | None = None  # counted once per disk, when it starts
+        for at, snapshot_id in enumerate(entry.snapshot_ids):
+            row = out.bind(resource_id=snapshot_id, resource_group=self.group)
+            headroom = compute.delete_headroom(subscription)
+            if headroom is not None and headroom < ctx.settings.min_write_headroom:
+                # A backlog of prunes must not empty the delete bucket and meet 429s: wait a
+                # little (before reading: the reads are for the delete, stale by then).
+                reason = f"delete headroom {headroom} is low"
+                return PutBack(HEADROOM_WAIT_SECONDS, reason, self.rest(index, entry, at))
+            reads = compute.read_headroom(subscription)
+            if reads is not None and reads < MIN_READ_HEADROOM:
+                # Two GETs per victim: a long prune must not empty the read bucket the night's
+                # plans and confirms list with.
+                reason = f"read headroom {reads} is low"
+                return PutBack(HEADROOM_WAIT_SECONDS, reason, self.rest(index, entry, at))
+            try:
+                victim = compute.get_snapshot(snapshot_id)
+                if victim is not None and not entry.orphan and victim.source_unique_id:
+                    name = snapshot_name(entry.source_id, victim.source_unique_id, request.slot)
+                    if name not in self.tonight:
+                        self.tonight[name] = compute.get_snapshot(
+                            snapshot_id_of(subscription, self.group, name)
+                        )
+                    if self.tonight[name] is None and of_disk is None:
+                        # Maybe a disk at Azure's 500: count its snapshots as Azure lists them.
+                        of_disk = self.of_disk(entry.source_id)
+            except ThrottledError as e:
+                reason = f"throttled by Azure: {e}"
+                return PutBack(e.retry_after, reason, self.rest(index, entry, at))
+            if victim is None or (victim.provisioning_state or "").lower() == "deleting":
+                # An earlier delivery deleted it (report it again), or someone else did.
+                if self.recheck:
+                    row.succeeded("snapshot-delete", why)
+                else:
+                    row.row("snapshot-delete", Status.ALREADY_TAKEN, "already gone")
+                continue
+            name = snapshot_name(entry.source_id, victim.source_unique_id or "", request.slot)
+            verdict = may_delete(
+                victim,
+                source_id=entry.source_id,
+                tonight=self.tonight.get(name),
+                orphan=entry.orphan,
+                of_disk=of_disk,
+            )
+            if verdict is not None and verdict.forged:
+                return Refuse(f"rotation-prune asks for what the rules forbid: {verdict.reason}")
+            if verdict is not None:
+                row.row("snapshot-delete", verdict.status, verdict.reason)
+                continue
+            try:
+                compute.begin_delete_snapshot(snapshot_id)
+            except ThrottledError as e:
+                reason = f"throttled by Azure: {e}"
+                return PutBack(e.retry_after, reason, self.rest(index, entry, at))
+            except RefusedError as e:
+                if e.code.lower() == "scopelocked":
+                    row.row(
+                        "snapshot-delete",
+                        Status.HELD,
+                        f"held by lock: {locked_scopes(e.message)}",
+                        details={"heldBy": "lock", "error": str(e)[:1000]},
+                    )
+                else:
+                    row.blocked("snapshot-delete", str(e))
+                continue
+            self.deleted.add(snapshot_id.lower())
+            row.succeeded("snapshot-delete", why)
+        return None
 
 
 # ---------------------------------------------------------------------------------- helpers

@@ -349,9 +349,14 @@ def targets(which: str) -> list[str]:
         return sorted(k for k, s in b.snapshots.items() if s.name in names)
     if which == "victim":
         return sorted(
-            i.lower() for t in b.prune_texts for i in json.loads(t)["payload"]["snapshotIds"]
+            i.lower() for t in b.prune_texts for i in victims_in(json.loads(t)["payload"])
         )
     return sorted(b.snapshots)
+
+
+def victims_in(payload: dict[str, Any]) -> list[str]:
+    """The snapshot ids a prune payload names, disk by disk."""
+    return [i for d in payload["disks"] for i in d["snapshotIds"]]
 
 
 def apply_change(w: World, change: tuple[str, str, int]) -> None:
@@ -452,19 +457,33 @@ def text_of(payload: Any, *, created: datetime) -> str:
 @st.composite
 def requests(draw: st.DrawFn) -> tuple[str, str]:
     """(the message text, unsigned; how it is signed: lifeboat, none, stranger or altered)."""
-    texts = sample_texts()
+    # The prunes drawn more often: one message carries every disk's deletes of the night.
+    texts = sample_texts() + 3 * list(base().prune_texts)
     raw = json.loads(draw(st.sampled_from(texts)))
     raw.pop("sig", None)  # signed below, as drawn
     payload = raw["payload"]
     how = draw(st.sampled_from(["as-sent", "as-sent", "field", "ids", "ids", "recheck"]))
-    if how == "field" and payload:
+    if how == "field" and raw["type"] == "rotation-prune" and draw(st.booleans()):
+        entry = draw(st.sampled_from(payload["disks"]))
+        field = draw(st.sampled_from(["sourceId", "snapshotIds", "policy", "orphan"]))
+        entry[field] = draw(st.sampled_from(HOSTILE_VALUES))
+    elif how == "field" and payload:
         field = draw(st.sampled_from(sorted(payload)))
         payload[field] = draw(st.sampled_from(HOSTILE_VALUES))
     elif how == "ids" and raw["type"] == "rotation-prune":
+        # Any disks' entries, any victims under any disk, a disk twice, the single-disk form.
         ids = sorted(s.id for s in base().snapshots.values())
-        payload["snapshotIds"] = draw(st.lists(st.sampled_from(ids), min_size=1, max_size=4))
-        if draw(st.booleans()):
-            payload["sourceId"] = draw(st.sampled_from(sorted(d.id for d in base().disks.values())))
+        sources = sorted(d.id for d in base().disks.values())
+        entries = payload["disks"]
+        for entry in draw(st.lists(st.sampled_from(entries), min_size=0, max_size=2)):
+            entries.append(copy.deepcopy(entry))  # a disk named twice in one message
+        for entry in entries:
+            if draw(st.booleans()):
+                entry["snapshotIds"] = draw(st.lists(st.sampled_from(ids), min_size=1, max_size=4))
+            if draw(st.booleans()):
+                entry["sourceId"] = draw(st.sampled_from(sources))
+        if len(entries) == 1 and draw(st.booleans()):
+            raw["payload"] = {k: v for k, v in payload.items() if k != "disks"} | entries[0]
     elif how == "ids" and raw["type"] == "rotation-vm":
         disks = sorted(d.id for d in base().disks.values())
         for entry in payload["disks"]:
@@ -638,7 +657,8 @@ def test_at_500_a_prune_without_the_nights_snapshot_breaks_no_never_rule(
     if victim != "planned":
         raw = json.loads(text)
         newest = ordered()[-1 if victim == "newest" else -2]
-        raw["payload"]["snapshotIds"] = [newest.id, *raw["payload"]["snapshotIds"][:3]]
+        [entry] = raw["payload"]["disks"]
+        entry["snapshotIds"] = [newest.id, *entry["snapshotIds"][:3]]
         text = json.dumps(raw)
     body = signed(text, "lifeboat")
     w.compute.act = act_for(w, body, redelivery=redelivery)

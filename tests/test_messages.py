@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import random
 import zlib
@@ -178,19 +179,56 @@ def largest_rotation_set() -> RotationVmRequest:
 
 
 def largest_prune() -> RotationPruneRequest:
+    """One disk's chunk: 100 victims, every name at its longest."""
     return RotationPruneRequest.model_validate(
         {
             "subscriptionId": SUBSCRIPTION,
-            "sourceId": _long_id("Microsoft.Compute/disks", LONG_DISK),
             "slot": "202611270100",
-            "snapshotIds": [
-                _long_id("Microsoft.Compute/snapshots", _lb_name(i)) for i in range(100)
+            "disks": [
+                {
+                    "sourceId": _long_id("Microsoft.Compute/disks", LONG_DISK),
+                    "policy": "p" * 64,
+                    "snapshotIds": [
+                        _long_id("Microsoft.Compute/snapshots", _lb_name(i)) for i in range(100)
+                    ],
+                }
             ],
         }
     )
 
 
-@pytest.mark.parametrize("build", [largest_drill, largest_rotation_set, largest_prune])
+def _unlike(seed: str, length: int) -> str:
+    """A name of `length` that shares nothing with the others: deflate finds little to repeat."""
+    text = "".join(hashlib.sha256(f"{seed}{n}".encode()).hexdigest() for n in range(3))
+    return "n" + text[: length - 1]
+
+
+def largest_prune_of_many_disks() -> RotationPruneRequest:
+    """100 disks, each in its own group, one victim each: the most a message may name, every
+    id and policy name at its longest and no two alike."""
+    return RotationPruneRequest.model_validate(
+        {
+            "subscriptionId": SUBSCRIPTION,
+            "slot": "202611270100",
+            "recheck": True,
+            "disks": [
+                {
+                    "sourceId": _long_id(
+                        "Microsoft.Compute/disks", _unlike(f"d{i}", 80), _unlike(f"g{i}", 90)
+                    ),
+                    "policy": _unlike(f"p{i}", 64),
+                    "snapshotIds": [_long_id("Microsoft.Compute/snapshots", _lb_name(i))],
+                    "orphan": i % 2 == 0,
+                }
+                for i in range(100)
+            ],
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    "build", [largest_drill, largest_rotation_set, largest_prune, largest_prune_of_many_disks]
+)
 def test_the_largest_message_of_each_shape_fits_a_queue_message(build: Any) -> None:
     payload = build()
     keys = SigningKeys.parse(TEST_SIGNING_KEYS)
@@ -334,3 +372,59 @@ def test_a_message_outside_its_bounds_is_refused_with_the_reason(text: str, reas
     with pytest.raises(PoisonMessageError) as caught:
         messages.decode(text)
     assert reason in caught.value.reason
+
+
+def _prune_text(payload: dict[str, Any], version: int = 3) -> str:
+    return hostile("rotation-prune", version, payload)
+
+
+PRUNE_ID = _long_id("Microsoft.Compute/snapshots", _lb_name(0), "rg-lifeboat-snapshots")
+SOURCE = _long_id("Microsoft.Compute/disks", "web-os", "rg-app")
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (
+            {
+                "disks": [
+                    {"sourceId": SOURCE, "snapshotIds": [PRUNE_ID] * 60},
+                    {"sourceId": SOURCE, "snapshotIds": [PRUNE_ID] * 41},
+                ]
+            },
+            "names 101 snapshots; a prune message names at most 100",
+        ),
+        (
+            {"disks": [{"sourceId": SOURCE, "snapshotIds": [PRUNE_ID]}], "sourceId": SOURCE},
+            "either disks or one disk's sourceId and snapshotIds, not both",
+        ),
+        ({"disks": []}, "disks"),
+        ({"disks": [{"sourceId": SOURCE, "snapshotIds": []}]}, "snapshotIds"),
+    ],
+    ids=["101 victims", "both forms", "no disk", "a disk without victims"],
+)
+def test_a_prune_message_past_its_bounds_is_refused_with_the_reason(
+    payload: dict[str, Any], reason: str
+) -> None:
+    text = _prune_text({"subscriptionId": SUBSCRIPTION, "slot": "202611270100", **payload})
+    with pytest.raises(PoisonMessageError) as caught:
+        messages.decode(text)
+    assert reason in caught.value.reason
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_single_disk_prune_of_an_earlier_version_reads_as_one_disk(version: int) -> None:
+    payload = {
+        "subscriptionId": SUBSCRIPTION,
+        "sourceId": SOURCE,
+        "slot": "202611270100",
+        "snapshotIds": [PRUNE_ID],
+        "orphan": True,
+        **({"attempt": 2} if version == 1 else {"recheck": True}),
+    }
+    envelope, decoded = messages.decode(_prune_text(payload, version))
+    assert isinstance(decoded, RotationPruneRequest)
+    assert envelope.version == RotationPruneRequest.VERSION == 3
+    [one] = decoded.disks
+    assert (one.source_id, one.snapshot_ids, one.orphan) == (SOURCE, [PRUNE_ID], True)
+    assert decoded.recheck is True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from datetime import timedelta
 
 import pytest
@@ -182,9 +183,11 @@ def test_low_write_and_delete_headroom_defer_the_work_instead_of_meeting_429s() 
     assert len(world.compute.reads) == reads, "snapshots put back were never attempted: no reads"
     world.drain_queue("rotation-plan")  # the confirm: prunes are queued
     world.compute.deletes_left = 5  # the deletes wait too
-    prunes = world.drain_queue("rotation-prune")
-    assert prunes > 0
-    assert len(world.queues.sent["rotation-prune"]) == prunes
+    victims = len(victims_of(world.queues.sent["rotation-prune"]))
+    assert victims == 3, "one a disk"
+    messages_sent = world.drain_queue("rotation-prune")
+    assert messages_sent == 1, "the three disks' deletes in one message"
+    assert len(world.queues.sent["rotation-prune"]) == messages_sent
     assert len(world.compute.writes) == before + 3
     world.compute.deletes_left = 150
     reads = len(world.compute.reads)
@@ -192,11 +195,16 @@ def test_low_write_and_delete_headroom_defer_the_work_instead_of_meeting_429s() 
     tonight = [
         o for o in world.ops("snapshot-delete", "succeeded") if o.details["slot"] == "202611270200"
     ]
-    assert len(tonight) == prunes
+    assert len(tonight) == victims
     # Each delete reads its victim and its disk's snapshot of the night, once: the deferred
     # attempts read nothing (they stopped at the headroom reading).
-    assert len(world.compute.reads) == reads + 2 * prunes
+    assert len(world.compute.reads) == reads + 2 * victims
     assert not [w for w in world.compute.writes[before + 3 :] if w[0] != "delete"]
+
+
+def victims_of(texts: list[str]) -> list[str]:
+    """Every snapshot id the prune messages name, in order."""
+    return [i for t in texts for i in messages.decode(t)[1].snapshot_ids]  # type: ignore[attr-defined]
 
 
 def test_work_a_redelivery_puts_back_is_still_read_before_it_is_written() -> None:
@@ -861,3 +869,109 @@ def test_a_policy_that_may_keep_unlimited_snapshots_warns_without_a_number() -> 
         (None, None, "policy-over-disk-limit"),
         (None, None, "policies-over-region-limit"),
     }
+
+
+# ------------------------------------------------------------ several disks a prune message
+
+
+def test_prune_messages_carry_several_disks_of_one_region_paced_on_the_delete_budget() -> None:
+    from shared.planning import DiskPrune, PrunePlan, Removal
+
+    def pruned(name: str, location: str, victims: int) -> DiskPrune:
+        d = dataclasses.replace(disk(name), location=location)
+        removals = tuple(
+            Removal(dataclasses.replace(snapshot_of(d, at), location=location), "r")
+            for at in (night(27) - timedelta(days=1 + i) for i in range(victims))
+        )
+        return DiskPrune(d.id, "daily", (), removals, ())
+
+    disks = [pruned(f"we-{i:03d}", "westeurope", 1) for i in range(60)]
+    disks += [pruned(f"ne-{i:03d}", "northeurope", 1) for i in range(30)]
+    disks += [pruned("big", "westeurope", 160), pruned("mid", "northeurope", 30)]
+    region = {r.snapshot.id: r.snapshot.location for d in disks for r in d.delete}
+    sent = rotation.prune_messages(PrunePlan(tuple(disks)), SUB, "202611270200", 20.0)
+    requests: list[messages.RotationPruneRequest] = [o.payload for o in sent]  # type: ignore[misc]
+    sizes = [len(r.snapshot_ids) for r in requests]
+    assert sorted(i for r in requests for i in r.snapshot_ids) == sorted(region), "each once"
+    # 60 one-victim disks in 3 messages of at most 25, 30 in 2; big alone in chunks of 100 and
+    # 60; mid (30) alone: 8 messages where one a disk made 92.
+    assert len(sent) == 8
+    for r in requests:
+        assert len({region[i] for i in r.snapshot_ids}) == 1, "one region a message"
+        if len(r.disks) > 1:
+            assert len(r.snapshot_ids) <= rotation.DELETES_PER_MESSAGE
+    # A disk's victims are split only at the chunk (the at-500 rule counts a disk's snapshots
+    # once per message).
+    big = [r for r in requests if r.disks[0].source_id.endswith("/big")]
+    assert [len(r.snapshot_ids) for r in big] == [100, 60]
+    # Paced per subscription on the delete budget: each message after the deletes before it.
+    assert [o.delay for o in sent] == [sum(sizes[:i]) / 20.0 for i in range(len(sent))]
+    assert all(o.early for o in sent)
+    # Regions take turns: northeurope does not wait for all of westeurope.
+    order = [region[r.snapshot_ids[0]] for r in requests]
+    assert order[:2] in (["northeurope", "westeurope"], ["westeurope", "northeurope"])
+
+
+def several_disks_night(world: World) -> str:
+    """Night 27 confirmed with its three disks' prunes in one message (one victim each)."""
+    [text] = confirmed_night(world)
+    request = messages.decode(text)[1]
+    assert len(request.disks) == 3  # type: ignore[attr-defined]
+    world.queues.sent["rotation-prune"] = []
+    world.compute.writes.clear()
+    return text
+
+
+def test_a_redelivered_prune_of_several_disks_deletes_nothing_twice() -> None:
+    world = World()
+    text = several_disks_night(world)
+    victims = victims_of([text])
+    deliver(world.rt, text)
+    deletes = [w for w in world.compute.writes if w[0] == "delete"]
+    assert sorted(w[1] for w in deletes) == sorted(victims)
+    rows = len(world.reporter.outcomes)
+    deliver(world.rt, text, dequeue_count=2)  # the host delivers it again after a crash
+    assert [w for w in world.compute.writes if w[0] == "delete"] == deletes, "no second delete"
+    again = world.reporter.outcomes[rows:]
+    assert [(o.status.value, o.resource_id) for o in again] == [("succeeded", v) for v in victims]
+    first = {o.id for o in world.reporter.outcomes[:rows] if o.operation == "snapshot-delete"}
+    assert {o.id for o in again} <= first, "the same rows again, not new ones"
+
+
+def test_a_prune_throttled_mid_message_puts_back_the_rest() -> None:
+    world = World()
+    text = several_disks_night(world)
+    victims = victims_of([text])
+    world.compute.errors[victims[1].lower()] = [ThrottledError(30.0)]
+    deliver(world.rt, text)
+    assert [w[1] for w in world.compute.writes if w[0] == "delete"] == victims[:1]
+    [back] = world.queues.sent["rotation-prune"]
+    assert world.queues.visibility["rotation-prune"][-1] >= 30
+    envelope, rest = messages.decode(back)
+    assert isinstance(rest, messages.RotationPruneRequest)
+    assert rest.snapshot_ids == victims[1:], "the rest: this disk's victim on, and the next disk"
+    assert rest.recheck is False, "Azure refused the delete: nothing of the rest was done"
+    assert envelope.put_backs == 1
+    reads = len(world.compute.reads)
+    world.drain()
+    assert [w[1] for w in world.compute.writes if w[0] == "delete"] == victims
+    assert len(world.compute.reads) == reads + 2 * 2, "each victim left and its night read"
+    assert len(world.ops("snapshot-delete", "succeeded")) >= 3
+
+
+def test_a_single_disk_prune_of_version_2_still_in_flight_is_done() -> None:
+    world = World()
+    text = several_disks_night(world)
+    request = messages.decode(text)[1]
+    one = request.disks[1]  # type: ignore[attr-defined]
+    raw = json.loads(text)
+    raw["version"] = 2
+    raw["payload"] = {
+        "subscriptionId": SUB,
+        "sourceId": one.source_id,
+        "policy": one.policy,
+        "slot": "202611270200",
+        "snapshotIds": one.snapshot_ids,
+    }
+    deliver(world.rt, json.dumps(raw))
+    assert [w[1] for w in world.compute.writes if w[0] == "delete"] == one.snapshot_ids
