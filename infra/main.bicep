@@ -42,6 +42,12 @@ param enableBackupProtection bool = false
 @description('Client id of the separate identity that enables backup protection, if any.')
 param backupWriterClientId string = ''
 
+@description('RECOVERY_POINT_DRILLS: drills from Azure Backup recovery points; the restore runs as the backup-writer identity, which needs VM write on the source VMs.')
+param recoveryPointDrills bool = false
+
+@description('RESTORE_STAGING_ACCOUNTS: region=storage account id pairs where restores stage (Lifeboat\'s, the vault\'s region, not zone-redundant).')
+param restoreStagingAccounts string = ''
+
 @description('Lifeboat\'s snapshot resource group in every target subscription.')
 param snapshotResourceGroupName string = 'rg-lifeboat-snapshots'
 
@@ -63,6 +69,9 @@ param sweeperSchedule string = '0 30 * * * *'
 param poisonSchedule string = '0 */15 * * * *'
 @description('POSTURE_SCHEDULE: the daily posture read back from the outcomes (after the nightly runs).')
 param postureSchedule string = '0 30 6 * * *'
+
+@description('Object id of the Entra group that runs lifeboat recover: snapshots/read on each snapshot group and Monitoring Metrics Publisher on the outcomes DCR ("" for none).')
+param recoveryOperatorsGroupId string = ''
 
 @description('Storage firewall: deny by default with the Azure-services bypass (Event Grid dead-lettering), private endpoints for blob, queue and table in a new virtual network the app is integrated with.')
 param restrictStorageNetwork bool = false
@@ -87,6 +96,7 @@ var drillSubscriptions = empty(drillSubscriptionId) ? targets : [drillSubscripti
 var assignable = union(targets, drillSubscriptions)
 var drillGroupNames = [for region in regions: replace(drillResourceGroupTemplate, '{region}', region)]
 var operatorRanges = filter(split(replace(operatorIpRanges, ' ', ''), ','), r => !empty(r))
+var recoveryOperators = !empty(recoveryOperatorsGroupId)
 
 // The queues of DESIGN.md "Names"; the host makes each one's -poison queue.
 var queueNames = [
@@ -221,6 +231,8 @@ var appSettings = {
   DRILL_RESOURCE_GROUP_TEMPLATE: drillResourceGroupTemplate
   DRILL_SUBSCRIPTION: drillSubscriptionId
   DRILL_POLL_SECONDS: '30'
+  RECOVERY_POINT_DRILLS: recoveryPointDrills ? 'true' : 'false'
+  RESTORE_STAGING_ACCOUNTS: restoreStagingAccounts
   DRY_RUN: dryRun ? 'true' : 'false'
   MAX_DISK_DELETE_FRACTION: '0.5'
   MAX_ESTATE_DELETE_FRACTION: '0.5'
@@ -280,6 +292,7 @@ module roles 'app/roles.bicep' = {
     workspaceGroupId: group.id
     tagDefaultPolicy: tagDefaultPolicy
     drills: drills
+    recoveryPointDrills: recoveryPointDrills
   }
 }
 
@@ -326,6 +339,36 @@ module drillSubscriptionGroups 'app/drills.bicep' = [
       drillSubscriptionRoleName: roles.outputs.drillSubscriptionRoleName
       drillGroupRoleName: roles.outputs.drillGroupRoleName
     }
+  }
+]
+
+// Recovery operators (lifeboat recover, with their own credential): the outcome row's DCR here,
+// snapshots/read on the snapshot group of each target subscription.
+module recoveryOperatorsOutcomes 'app/recovery-operators.bicep' = if (recoveryOperators) {
+  name: 'recovery-operators'
+  scope: group
+  params: {
+    groupId: recoveryOperatorsGroupId
+    dataCollectionRuleName: 'lifeboat-${resourceToken}-outcomes-dcr'
+    environmentName: environmentName
+  }
+  dependsOn: [
+    monitor
+  ]
+}
+
+module recoveryOperatorsSnapshots 'app/recovery-operators.bicep' = [
+  for target in (recoveryOperators ? targets : []): {
+    name: 'lifeboat-recovery-operators-${resourceToken}'
+    scope: resourceGroup(target, snapshotResourceGroupName)
+    params: {
+      groupId: recoveryOperatorsGroupId
+      snapshotRead: true
+      environmentName: environmentName
+    }
+    dependsOn: [
+      targetSubscriptions
+    ]
   }
 ]
 
