@@ -94,6 +94,15 @@ def findings_of(outcomes: Iterable[Any]) -> dict[str, VmFinding]:
     return found
 
 
+def replication_findings_of(outcomes: Iterable[Any]) -> dict[str, VmFinding]:
+    """The latest Site Recovery finding per replicated VM (`verify-replication` rows)."""
+    found: dict[str, VmFinding] = {}
+    for o in outcomes:
+        if o.operation == "verify-replication" and o.finding and o.vm_name and o.resource_id:
+            found[o.resource_id] = VmFinding(o.finding, o.reason or "", o.rpo_seconds)
+    return found
+
+
 def verify_command(
     as_json: Annotated[bool, typer.Option("--json", help="one JSON document on stdout")] = False,
     fail_on: Annotated[
@@ -173,6 +182,11 @@ def verify_command(
             for vm, f in sorted(found.items())
         },
         "pendingChecks": pending,
+        # Azure Site Recovery: replicated VMs' findings, their own RPO (never a backup finding's).
+        "replication": {
+            vm: {"finding": f.finding, "rpoSeconds": f.rpo_seconds, "reason": f.reason}
+            for vm, f in sorted(replication_findings_of(reporter.outcomes).items())
+        },
     }
     if as_json:
         sys.stdout.write(json.dumps(document, indent=2) + "\n")
@@ -283,3 +297,11 @@ def _print(console: Console, document: dict[str, Any]) -> None:
         )
     console.print(table)
     console.print("totals: " + ", ".join(f"{n} {k}" for k, n in document["totals"].items()))
+    if document["replication"]:
+        replicated = Table(title="Site Recovery (replicated VMs)")
+        for column in ("VM", "finding", "RPO (s)", "reason"):
+            replicated.add_column(column, overflow="fold")
+        for vm, row in document["replication"].items():
+            rpo = row["rpoSeconds"]
+            replicated.add_row(vm.rsplit("/", 1)[-1], row["finding"], str(rpo or ""), row["reason"])
+        console.print(replicated)

@@ -68,8 +68,10 @@ def demo_vault() -> Vault:
 
 
 def test_vaults_and_protected_items_with_their_quirks(backup: AzureBackup) -> None:
-    (found,) = backup.list_vaults(SUB)
-    assert found.name == "rsv-prod-weu"
+    vaults = {v.name: v for v in backup.list_vaults(SUB)}
+    # rsv-asr-neu is the demo's Site Recovery vault (North Europe): it protects no backup item.
+    assert set(vaults) == {"rsv-prod-weu", "rsv-asr-neu"}
+    found = vaults["rsv-prod-weu"]
     assert found.location == "westeurope"
     items = {i.vm_id.rsplit("/", 1)[-1]: i for i in backup.list_protected_items(demo_vault())}
     assert set(items) == {
