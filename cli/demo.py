@@ -416,6 +416,7 @@ def _document(
         "skipped": skipped,
         "outcomes": {job: dict(counts) for job, counts in sorted(tally.items())},
         "verification": _verification(outcomes),
+        "replication": _verification(outcomes, "verify-replication"),
         "drills": _drill_results(outcomes),
         "requests": dict(requests.get("byOperation", {})),
     }
@@ -479,6 +480,19 @@ def _summary(console: Console, document: dict[str, Any]) -> None:
             "Backup verification: no run in these nights (it runs at 06:00, after the first "
             "night's drills: try --nights 2)"
         )
+    replication = Table(title="Site Recovery (each replicated VM's latest finding)")
+    for column in ("VM", "finding", "RPO", "reason"):
+        replication.add_column(column, overflow="fold")
+    for vm, found in document.get("replication", {}).items():
+        rpo = found["rpoSeconds"]
+        replication.add_row(
+            vm.rsplit("/", 1)[-1],
+            found["finding"],
+            "-" if rpo is None else duration(rpo),
+            found["reason"],
+        )
+    if document.get("replication"):
+        console.print(replication)
     recoveries = Table(title="Recoveries (lifeboat recover, as an operator)")
     for column in ("VM", "mode", "source", "status", "RTO", "RPO", "new VM"):
         recoveries.add_column(column, overflow="fold")
@@ -520,11 +534,19 @@ def _drill_results(outcomes: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(results.values())
 
 
-def _verification(outcomes: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Each VM's latest backup finding, from the verification runs the nights' clock fired."""
+def _verification(
+    outcomes: list[dict[str, Any]], operation: str = "verify-vm"
+) -> dict[str, dict[str, Any]]:
+    """Each VM's latest backup finding, from the verification runs the nights' clock fired (with
+    `verify-replication`: each replicated VM's latest Site Recovery finding)."""
     found: dict[str, dict[str, Any]] = {}
     for row in outcomes:
-        if row["Operation"] == "verify-vm" and row.get("Finding") and row.get("ResourceId"):
+        if (
+            row["Operation"] == operation
+            and row.get("Finding")
+            and row.get("VmName")
+            and row.get("ResourceId")
+        ):
             found[row["ResourceId"]] = {
                 "finding": row["Finding"],
                 "rpoSeconds": row.get("RpoSeconds"),

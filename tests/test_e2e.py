@@ -109,6 +109,7 @@ def test_demo_json_is_the_last_thing_on_stdout_and_nothing_is_left_behind(
         "skipped",
         "outcomes",
         "verification",
+        "replication",
         "drills",
         "requests",
         "recoveries",

@@ -23,6 +23,7 @@ from cli.azurite import Azurite
 from cli.main import app
 from emulator.process import DEMO_ESTATE, running_emulator
 from shared.services import reset_services
+from tests.conftest import DemoRun
 from tests.e2e_env import app_host, app_settings, wire_services
 from tests.fakes import MemoryReporter, patched_environ
 
@@ -155,3 +156,19 @@ def test_every_finding_from_stand_in_state_is_recorded_and_shown_by_status(
             row.reason or ""
         )
     assert backup, "backup verification went on"
+
+
+def test_the_demo_json_carries_the_replicated_vms_findings(demo_run: DemoRun) -> None:
+    """`lifeboat demo --json` (two nights; verification at 06:00): the demo's replicated pair."""
+    assert demo_run.returncode == 0, demo_run.stderr[-3000:]
+    replication = demo_run.document["replication"]
+    by_name = {vm.rsplit("/", 1)[-1]: found for vm, found in replication.items()}
+    assert set(by_name) == {"vm-web-01", "vm-db-01"}
+    assert by_name["vm-web-01"]["finding"] == "test-failover-overdue"
+    assert by_name["vm-db-01"]["finding"] == "replication-unhealthy"
+    assert by_name["vm-db-01"]["rpoSeconds"] == 180000
+    for vm, found in replication.items():
+        assert vm.startswith("/subscriptions/")
+        assert "/virtualMachines/" in vm
+        assert set(found) == {"finding", "rpoSeconds", "reason"}
+        assert found["reason"]
