@@ -330,7 +330,7 @@ def _restored_disks(
         if attachment.disk_id is None:
             continue
         source_name = attachment.disk_id.rsplit("/", 1)[-1]
-        disk = _restored_of(source_name, candidates)
+        disk = restored_disk_of(source_name, candidates)
         if disk is None:
             missing.append(attachment.disk_id)
             continue
@@ -347,7 +347,7 @@ def _restored_disks(
     return found, missing
 
 
-def _restored_of(source_name: str, disks: list[DrillResource]) -> DrillResource | None:
+def restored_disk_of(source_name: str, disks: list[DrillResource]) -> DrillResource | None:
     """The newest disk named after `source_name` with a restore's date and time appended."""
     prefix = source_name.lower()[:60]
     matching = [
@@ -439,4 +439,10 @@ def recovery_point_rpo(state: DrillState) -> int | None:
     return max(0, round((state.started_at - r.point_time).total_seconds()))
 
 
-__all__ = ["RecoveryPoints", "choose_point", "restore_details", "restore_step"]
+__all__ = [
+    "RecoveryPoints",
+    "choose_point",
+    "restore_details",
+    "restore_step",
+    "restored_disk_of",
+]
