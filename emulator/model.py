@@ -229,8 +229,29 @@ class VhdDisk:
         return body
 
 
+# The parts of a VM's model an update writes; assigning any of them is an update (the ETag moves).
+_VM_MODEL = frozenset(
+    {
+        "tags",
+        "size",
+        "os_disk_key",
+        "data_disks",
+        "zones",
+        "security_type",
+        "plan",
+        "nic_ids",
+        "os_vhd",
+        "vhd_data_disks",
+    }
+)
+
+
 @dataclass
 class VirtualMachine:
+    """A VM. Its ETag (`etag_version`, answered as `"N"`) counts the updates of its model: every
+    assignment of a model field after creation (a PUT that swaps disks, a PATCH, the Tags API)
+    moves it, so an If-Match read before an update is stale after it (412)."""
+
     subscription: str
     group: str
     name: str
@@ -259,6 +280,12 @@ class VirtualMachine:
     deleting_at: datetime | None = None
     os_vhd: VhdDisk | None = None  # an unmanaged OS disk
     vhd_data_disks: list[VhdDisk] = field(default_factory=list)  # unmanaged data disks
+    etag_version: int = 1
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _VM_MODEL and "etag_version" in self.__dict__:
+            object.__setattr__(self, "etag_version", self.etag_version + 1)
+        object.__setattr__(self, name, value)
 
     @property
     def id(self) -> str:
@@ -740,7 +767,7 @@ class Cloud:
             "type": "Microsoft.Compute/virtualMachines",
             "location": vm.location,
             "tags": dict(vm.tags),
-            "etag": '"1"',
+            "etag": f'"{vm.etag_version}"',
             "properties": props,
         }
         if vm.plan:
