@@ -1,14 +1,17 @@
-"""`lifeboat recover VM`: bring a VM back from one of Lifeboat's snapshot sets, in one command.
+"""`lifeboat recover VM`: bring a VM back from one of Lifeboat's snapshot sets or an Azure Backup
+recovery point (`--recovery-point latest|ID`), in one command.
 
-It reads (the VM, its snapshot sets, the source disks, the NIC, quota), shows the plan (every
-resource created or changed, each disk with its snapshot), asks (unless `--yes`), does it with a
-progress line per step, and ends with the RTO by step and in total and the RPO. `--dry-run` shows
-the plan and writes nothing. It runs with the operator's own credential (DefaultAzureCredential,
-so `az login` works; the stand-in's identity with `--emulator-endpoints`), never the app's, and
-records a `recover` outcome row naming who ran it (best effort). Runbook: docs/recover.md.
+It reads (the VM, its snapshot sets or its backup item and point, the source disks, the NIC,
+quota), shows the plan (every resource created or changed, each disk with its source), asks
+(unless `--yes`), does it with a progress line per step (a restore's job state and time while
+Azure Backup restores the point's disks), and ends with the RTO by step and in total and the RPO.
+`--dry-run` shows the plan and writes nothing (not even the restore's trigger). It runs with the
+operator's own credential (DefaultAzureCredential, so `az login` works; the stand-in's identity
+with `--emulator-endpoints`), never the app's (nor the backup writer's, for a restore), and records
+a `recover` outcome row naming who ran it (best effort). Runbook: docs/recover.md.
 
 Exit status: 0 recovered (or planned, with --dry-run); 1 refused, failed or not confirmed;
-2 usage (conflicting options, a bad time, `--recovery-point`, which is not available yet);
+2 usage (conflicting options, a bad time, a staging account that is not a storage account id);
 3 when Azure or the stand-in cannot be reached.
 """
 
@@ -32,6 +35,7 @@ from cli.host_cmd import read_app_settings
 from cli.progress import LiveProgress, duration
 
 STEP_WORDS = {
+    "restore": "restoring the disks from the recovery point (Azure Backup)",
     "disks": "creating disks from the snapshot set",
     "vm": "creating the VM",
     "deallocate": "deallocating the VM",
@@ -57,7 +61,14 @@ def recover_command(
     ] = None,
     recovery_point: Annotated[
         str | None,
-        typer.Option(help="an Azure Backup recovery point (latest|ID): not available yet"),
+        typer.Option(help="an Azure Backup recovery point: latest, or its id or name"),
+    ] = None,
+    staging_account: Annotated[
+        str | None,
+        typer.Option(
+            help="--recovery-point: the storage account id the restore stages through "
+            "(default: RESTORE_STAGING_ACCOUNTS for the vault's region)"
+        ),
     ] = None,
     new_vm: Annotated[
         bool, typer.Option("--new-vm", help="a new VM beside the original (the default)")
@@ -96,25 +107,30 @@ def recover_command(
         Path | None, typer.Option(help="recover on the Azure stand-in (its endpoints file)")
     ] = None,
 ) -> None:
-    """Recover a VM from a snapshot set: a new VM, its disks swapped in place, or disks only."""
+    """Recover a VM from a snapshot set or a recovery point: a new VM, its disks swapped in place,
+    or disks only."""
     from shared.recovery import Request, parse_time
 
-    if recovery_point is not None:
-        raise _fail(
-            "--recovery-point is not available yet (recovery from Azure Backup recovery points "
-            "waits on the restore work); use --at or --set",
-            Exit.USAGE,
-        )
     modes = [m for m, on in (("new-vm", new_vm), ("swap-disks", swap_disks)) if on]
     modes += [m for m, on in (("disks-only", disks_only), ("rollback", rollback)) if on]
     if len(modes) > 1:
         raise _fail(f"choose one of --{', --'.join(modes)}", Exit.USAGE)
     mode = modes[0] if modes else "new-vm"
-    if at is not None and set_id is not None:
-        raise _fail("choose one of --at and --set", Exit.USAGE)
-    if mode == "rollback" and (at or set_id):
+    given = (("--at", at), ("--set", set_id), ("--recovery-point", recovery_point))
+    sources = [option for option, value in given if value is not None]
+    if len(sources) > 1:
+        raise _fail(f"choose one of {' and '.join(sources)}", Exit.USAGE)
+    if mode == "rollback" and sources:
         raise _fail(
-            "--rollback puts back the replaced disks: it takes no --at or --set", Exit.USAGE
+            f"--rollback puts back the replaced disks: it takes no {sources[0]}", Exit.USAGE
+        )
+    if staging_account is not None and recovery_point is None:
+        raise _fail("--staging-account goes with --recovery-point only", Exit.USAGE)
+    if staging_account is not None and not _storage_account_id(staging_account):
+        raise _fail(
+            f"--staging-account {staging_account!r} is not a storage account id "
+            "(/subscriptions/.../providers/Microsoft.Storage/storageAccounts/NAME)",
+            Exit.USAGE,
         )
     only_new = [o for o, v in (("--name", name), ("--size", size), ("--subnet", subnet)) if v]
     only_new += ["--keep-ip"] if keep_ip else []
@@ -136,13 +152,17 @@ def recover_command(
         size=size,
         subnet_id=subnet,
         keep_ip=keep_ip,
+        recovery_point=recovery_point,
+        staging_account_id=staging_account,
     )
     config, _policies = read_app_settings("recover", settings, emulator=emulator_endpoints)
     require(stand_in_of(emulator_endpoints))
     if emulator_endpoints is None:
         # The operator's own credential (az login), never the app's managed identity.
         config = config.model_copy(update={"managed_identity_client_id": None})
-    cloud, clock, reporter = _ports(config, emulator_endpoints)
+    # The restore of a recovery point is the operator's request too, never the backup writer's.
+    config = config.model_copy(update={"backup_writer_client_id": None})
+    cloud, clock, reporter, backup = _ports(config, emulator_endpoints)
     console = Console(file=sys.stderr if as_json else sys.stdout)
 
     def confirm(text: str) -> bool:
@@ -163,9 +183,12 @@ def recover_command(
             confirm=confirm,
             show=lambda plan: _print_plan(console, plan),
             on_step=lambda step: progress.phase(STEP_WORDS.get(step, step)),
+            on_wait=lambda text: progress.phase(f"{STEP_WORDS['restore']}: {text}"),
             sleep=time.sleep,
             poll_seconds=poll_seconds,
             timeout=timeout,
+            backup=backup,
+            staging_accounts=config.staging_account,
         )
     if as_json:
         sys.stdout.write(json.dumps(document, indent=2) + "\n")
@@ -186,11 +209,16 @@ def perform(
     confirm: Callable[[str], bool] = lambda text: True,
     show: Callable[[Any], None] = lambda plan: None,
     on_step: Callable[[str], None] = lambda step: None,
+    on_wait: Callable[[str], None] = lambda text: None,
     sleep: Callable[[float], None] = time.sleep,
     poll_seconds: float = 2.0,
     timeout: float = 1800.0,
+    backup: Any = None,
+    staging_accounts: Callable[[str, str], str | None] = lambda subscription, region: None,
 ) -> dict[str, Any]:
-    """One recovery, start to end: the document `--json` prints (also the demo's entry)."""
+    """One recovery, start to end: the document `--json` prints (also the demo's entry).
+
+    `backup` (the Backup port) and `staging_accounts` serve `--recovery-point` only."""
     from shared.recovery import Refusal, Result, Waiter, execute, prepare, record, recovery_id_of
     from shared.snapshots import slot_of
 
@@ -198,7 +226,14 @@ def perform(
     stamp = slot_of(now)
     recovery_id = recovery_id_of(request.vm_id, stamp)
     subscription = request.vm_id.strip("/").split("/")[1]
-    decided = prepare(cloud, request, snapshot_group(subscription), now)
+    decided = prepare(
+        cloud,
+        request,
+        snapshot_group(subscription),
+        now,
+        backup=backup,
+        staging_accounts=staging_accounts,
+    )
     if isinstance(decided, Refusal):
         result = Result(
             None, "refused", decided.reason + (f" ({decided.hint})" if decided.hint else "")
@@ -224,7 +259,14 @@ def perform(
         return _document(request, Result(decided, "cancelled", "not confirmed: nothing changed"))
     waiter = Waiter(clock, sleep, poll_seconds=poll_seconds, timeout_seconds=timeout)
     result = execute(
-        cloud, decided, waiter, recovery_id=recovery_id, caller=cloud.caller(), on_step=on_step
+        cloud,
+        decided,
+        waiter,
+        recovery_id=recovery_id,
+        caller=cloud.caller(),
+        on_step=on_step,
+        backup=backup,
+        on_wait=on_wait,
     )
     unsent = record(
         reporter,
@@ -258,6 +300,9 @@ def _document(request: Any, result: Any) -> dict[str, Any]:
         "newVmId": plan.new_vm_id if plan else None,
         "steps": result.steps,
         "disks": [d.id for d in plan.disks] if plan else [],
+        "created": list(result.created),
+        "pointId": plan.restore.point.id if plan and plan.restore else None,
+        "restoreJob": result.restore_job,
         "caller": result.caller,
         "plan": [
             {"action": a.verb, "target": a.target, "detail": a.detail, "source": a.source}
@@ -268,7 +313,7 @@ def _document(request: Any, result: Any) -> dict[str, Any]:
 
 def _print_plan(console: Console, plan: Any) -> None:
     table = Table(title=f"Recovery of {plan.vm.name} ({plan.mode}) from {plan.source}")
-    for column in ("#", "action", "resource", "detail", "from snapshot"):
+    for column in ("#", "action", "resource", "detail", "from"):
         table.add_column(column, overflow="fold")
     for i, action in enumerate(plan.actions, 1):
         table.add_row(
@@ -305,15 +350,25 @@ def _print_result(console: Console, document: dict[str, Any]) -> None:
                 console.print(f"  {disk}")
     else:
         console.print(f"[red]recovery failed[/]: {document['reason']}")
-        if document["disks"]:
-            console.print("  what it made is kept: " + ", ".join(document["disks"]))
+        if document["created"]:
+            console.print("  what it made is kept: " + ", ".join(document["created"]))
     if document.get("rowNotSent"):
         console.print(f"  the outcome row was not sent: {document['rowNotSent']}")
 
 
-def _ports(config: Any, emulator: Path | None) -> tuple[Any, Any, Any]:
+def _storage_account_id(text: str) -> bool:
+    parts = text.strip().strip("/").split("/")
+    return (
+        len(parts) == 8
+        and parts[0].lower() == "subscriptions"
+        and parts[5].lower() == "microsoft.storage"
+        and parts[6].lower() == "storageaccounts"
+    )
+
+
+def _ports(config: Any, emulator: Path | None) -> tuple[Any, Any, Any, Any]:
     from shared.adapters.recovery import AzureRecovery
-    from shared.services import build_compute, build_runtime
+    from shared.services import build_backup, build_compute, build_runtime
 
     clock: Any = _SystemClock()
     if emulator is not None:
@@ -325,7 +380,7 @@ def _ports(config: Any, emulator: Path | None) -> tuple[Any, Any, Any]:
         )
     compute = build_compute(config)
     rt = build_runtime(config, clock=clock, reporter=_Silent(), compute=compute)
-    return AzureRecovery(compute), clock, rt.reporter  # type: ignore[arg-type]
+    return AzureRecovery(compute), clock, rt.reporter, build_backup(config)  # type: ignore[arg-type]
 
 
 class _SystemClock:

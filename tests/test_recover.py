@@ -108,6 +108,7 @@ class FakeRecovery:
         self.subnets = {SUBNET.lower(): "westeurope"}
         self.usages = [Usage("cores", 4, 20), Usage("standardDSv5Family", 4, 10)]
         self.made: dict[str, DrillResource] = {}
+        self.group_disks: list[DrillResource] = []  # what a restore left in a group
         self.writes: list[tuple[str, Any]] = []
         self.power = "running"
         self.stale_etag = False
@@ -137,6 +138,9 @@ class FakeRecovery:
         if resource_id.lower() in self.disks:
             return DrillResource(resource_id, "disks", "x", provisioning_state="Succeeded")
         return self.made.get(resource_id.lower())
+
+    def list_disks(self, subscription_id: str, resource_group: str) -> list[DrillResource]:
+        return [d for d in self.group_disks if d.id.split("/")[4].lower() == resource_group.lower()]
 
     def get_vm_status(self, vm_id: str) -> VmStatus | None:
         vm = self.vms.get(vm_id.lower())
@@ -526,7 +530,13 @@ def test_caller_of_reads_upn_and_oid_from_a_token() -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--recovery-point", "latest"], "--recovery-point is not available yet"),
+        (["--recovery-point", "latest", "--set", "x"], "choose one of --set and --recovery-point"),
+        (["--rollback", "--recovery-point", "latest"], "it takes no --recovery-point"),
+        (["--staging-account", "x"], "--staging-account goes with --recovery-point only"),
+        (
+            ["--recovery-point", "latest", "--staging-account", "/subscriptions/s/x"],
+            "'/subscriptions/s/x' is not a storage account id",
+        ),
         (["--swap-disks", "--disks-only"], "choose one of --swap-disks, --disks-only"),
         (["--at", "yesterday"], "--at 'yesterday' is not a time"),
         (["--swap-disks", "--keep-ip"], "--keep-ip go with --new-vm only"),

@@ -158,6 +158,10 @@ class AzureRecovery:
     def get_vm_status(self, vm_id: str) -> VmStatus | None:
         return self._drills.get_vm_status(vm_id)
 
+    def list_disks(self, subscription_id: str, resource_group: str) -> list[DrillResource]:
+        found = self._drills.list_drill_resources(subscription_id, resource_group)
+        return [r for r in found if r.kind.lower() == "disks"]
+
     # --- writes
 
     def begin_create_disk(self, request: DrillDiskRequest) -> None:

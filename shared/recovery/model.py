@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from shared.model import ProtectedItem, RecoveryPoint, Vault
+
 Mode = Literal["new-vm", "swap-disks", "disks-only", "rollback"]
 MODES: tuple[Mode, ...] = ("new-vm", "swap-disks", "disks-only", "rollback")
 
@@ -143,6 +145,26 @@ class NewDisk:
 
 
 @dataclass(frozen=True, slots=True)
+class PointRestore:
+    """An Azure Backup recovery point of the VM, and where the vault restores its disks."""
+
+    point: RecoveryPoint
+    item: ProtectedItem
+    vault: Vault
+    why: str  # "latest of 10 points", "named"
+    staging_account_id: str
+    target_group_id: str  # /subscriptions/{s}/resourceGroups/{g}
+
+    @property
+    def label(self) -> str:
+        name = self.point.id.rstrip("/").rsplit("/", 1)[-1]
+        tiers = "+".join(self.point.tiers) or "no valid tier"
+        when = self.point.time.strftime("%Y-%m-%dT%H:%M:%SZ")
+        kind = self.point.consistency or "unknown consistency"
+        return f"recovery point {name} of {when} ({kind}, {tiers}) in vault {self.vault.name}"
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     """What one recovery does, decided before anything is written."""
 
@@ -160,6 +182,8 @@ class Plan:
     target_group: str | None = None
     rollback: tuple[tuple[int | None, str, str], ...] = ()  # (lun, current disk, disk put back)
     notes: tuple[str, ...] = ()
+    # From a recovery point: the disks are the restore's, known once its job has completed.
+    restore: PointRestore | None = None
 
 
 @dataclass
@@ -174,3 +198,4 @@ class Result:
     rpo_seconds: float | None = None
     created: list[str] = field(default_factory=list)
     caller: str | None = None
+    restore_job: str | None = None  # the Azure Backup job that restored the disks

@@ -10,7 +10,7 @@ keys, names, the address, the network, quota.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from shared.names import Tag
@@ -21,6 +21,7 @@ from shared.recovery.model import (
     NewDisk,
     Nic,
     Plan,
+    PointRestore,
     RecoveryVm,
     Refusal,
     SnapshotSet,
@@ -46,6 +47,8 @@ class Request:
     size: str | None = None
     subnet_id: str | None = None
     keep_ip: bool = False
+    recovery_point: str | None = None  # "latest" or a point's id or name (Azure Backup)
+    staging_account_id: str | None = None  # --staging-account (default: the settings')
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +63,7 @@ class Facts:
     subnet_location: str | None = None  # of the target subnet; None: it does not exist
     usages: tuple[Usage, ...] = ()
     existing: frozenset[str] = frozenset()  # lower-case ids of target names that exist
+    point: PointRestore | None = None  # the recovery point instead of a set
 
 
 def names_of(request: Request, vm: RecoveryVm, stamp: str) -> dict[str, str]:
@@ -134,10 +138,20 @@ def refusal_of(request: Request, facts: Facts) -> Refusal | None:
     refused = vm_refusal(request, vm)
     if refused is not None or request.mode == "rollback":
         return refused
-    for member in facts.chosen.members if facts.chosen else ():
-        disk = facts.disks.get(member.disk_id.lower())
+    sources = [m.disk_id for m in facts.chosen.members] if facts.chosen else []
+    if facts.point is not None:
+        sources = [a.disk_id for a in vm.attachments if a.disk_id]
+    for source in sources:
+        disk = facts.disks.get(source.lower())
         if disk is None:
             continue
+        if disk.azure_disk_encryption and facts.point is not None:
+            return Refusal(
+                f"disk {disk.name} uses Azure Disk Encryption: Lifeboat restores disks without "
+                "the VM's encryption settings and keys, so it could not build a VM from them",
+                "restore the VM with Azure Backup itself (Restore VM, Create new), which restores "
+                "the keys with the disks",
+            )
         if disk.azure_disk_encryption:
             return Refusal(
                 f"disk {disk.name} uses Azure Disk Encryption: its keys are in Key Vault with the "
@@ -213,35 +227,55 @@ def decide(request: Request, facts: Facts) -> Plan | Refusal:
     vm = facts.vm
     if request.mode == "rollback":
         return _rollback_plan(facts)
-    chosen = facts.chosen
-    assert chosen is not None
     ids = names_of(request, vm, facts.stamp)
-    source = f"snapshot set {chosen.slot} ({chosen.set_id})"
-    disks = tuple(
-        NewDisk(
-            id=ids[disk_key(m.lun)],
-            lun=m.lun,
-            snapshot_id=m.snapshot_id,
-            source_disk=facts.disks.get(m.disk_id.lower()) or _unknown(m.disk_id, vm.location),
-            replaces=m.disk_id,
+    group = _group(request, vm)
+    notes: list[str] = []
+    if facts.point is not None:
+        source, source_time = facts.point.label, facts.point.point.time
+        disks: tuple[NewDisk, ...] = ()  # the restore's, known when its job has completed
+        disk_actions = _restore_actions(vm, facts.point)
+        swapped = [(a.lun, a.disk_id, "its restored disk") for a in vm.attachments if a.disk_id]
+        notes.append(
+            f"{facts.point.why}; the restore runs as you (Azure asks for "
+            f"Microsoft.Compute/virtualMachines/write on {vm.name}) and the command follows its "
+            "job to the end"
         )
-        for m in chosen.members
-    )
-    marker = Action("tag", vm.id, f"{Tag.RECOVERY} while the recovery runs")
-    actions = [] if request.mode == "disks-only" else [marker]
-    for d in disks:
-        where = "OS disk" if d.lun is None else f"LUN {d.lun}"
-        actions.append(
+    else:
+        chosen = facts.chosen
+        assert chosen is not None
+        source, source_time = f"snapshot set {chosen.slot} ({chosen.set_id})", chosen.taken_at
+        disks = tuple(
+            NewDisk(
+                id=ids[disk_key(m.lun)],
+                lun=m.lun,
+                snapshot_id=m.snapshot_id,
+                source_disk=facts.disks.get(m.disk_id.lower()) or _unknown(m.disk_id, vm.location),
+                replaces=m.disk_id,
+            )
+            for m in chosen.members
+        )
+        disk_actions = [
             Action(
                 "create-disk",
                 d.id,
-                f"{where}, copy of {d.source_disk.name} ({d.source_disk.sku or 'same SKU'})",
+                f"{_where(d.lun)}, copy of {d.source_disk.name} "
+                f"({d.source_disk.sku or 'same SKU'})",
                 d.snapshot_id,
             )
-        )
-    notes: list[str] = []
+            for d in disks
+        ]
+        swapped = [(d.lun, d.replaces, d.id.rsplit("/", 1)[-1]) for d in disks if d.replaces]
+    marker = Action("tag", vm.id, f"{Tag.RECOVERY} while the recovery runs")
+    actions = ([] if request.mode == "disks-only" else [marker]) + disk_actions
     plan = Plan(
-        request.mode, vm, source, chosen.taken_at, (), disks, target_group=_group(request, vm)
+        request.mode,
+        vm,
+        source,
+        source_time,
+        (),
+        disks,
+        target_group=group,
+        restore=facts.point,
     )
     if request.mode == "disks-only":
         return _with(plan, actions, notes)
@@ -258,46 +292,55 @@ def decide(request: Request, facts: Facts) -> Plan | Refusal:
             Action(
                 "create-vm",
                 ids["vm"],
-                f"{size}{zone}, OS disk and {len(disks) - 1} data disk(s) by LUN, the original's "
-                "tags and boot diagnostics",
+                f"{size}{zone}, OS disk and {len(swapped) - 1} data disk(s) by LUN, the "
+                "original's tags and boot diagnostics",
             ),
             Action("untag", vm.id, f"{Tag.RECOVERY} removed"),
         ]
-        return _with(
-            Plan(
-                request.mode,
-                vm,
-                source,
-                chosen.taken_at,
-                (),
-                disks,
-                new_vm_id=ids["vm"],
-                nic_id=ids["nic"],
-                subnet_id=subnet,
-                size=size,
-                target_group=_group(request, vm),
-            ),
-            actions,
-            notes,
-        )
+        new_vm = replace(plan, new_vm_id=ids["vm"], nic_id=ids["nic"], subnet_id=subnet, size=size)
+        return _with(new_vm, actions, notes)
     swaps = "; ".join(
-        f"{'OS disk' if d.lun is None else f'LUN {d.lun}'}: {d.replaces.rsplit('/', 1)[-1]} -> "
-        f"{d.id.rsplit('/', 1)[-1]}"
-        for d in disks
-        if d.replaces
+        f"{_where(lun)}: {old.rsplit('/', 1)[-1]} -> {new}" for lun, old, new in swapped
     )
     actions += [
         Action("deallocate", vm.id, f"{vm.name} is {vm.power_state or 'in an unknown state'}"),
         Action("swap-disks", vm.id, f"PUT with If-Match {vm.etag}: {swaps}"),
-        *[
-            Action("tag", d.replaces, f"{Tag.REPLACED_BY} {d.id.rsplit('/', 1)[-1]}, kept")
-            for d in disks
-            if d.replaces
-        ],
+        *[Action("tag", old, f"{Tag.REPLACED_BY} {new}, kept") for _, old, new in swapped],
         Action("start", vm.id),
         Action("untag", vm.id, f"{Tag.RECOVERY} removed"),
     ]
     return _with(plan, actions, notes)
+
+
+def _restore_actions(vm: RecoveryVm, point: PointRestore) -> list[Action]:
+    """The restore of the point and, for each disk of the VM, the disk it will make."""
+    group = point.target_group_id.rsplit("/", 1)[-1]
+    account = point.staging_account_id.rsplit("/", 1)[-1]
+    actions = [
+        Action(
+            "restore-disks",
+            point.point.id,
+            f"Azure Backup RestoreDisks into {group}, staged through {account}",
+            point.point.id,
+        )
+    ]
+    for a in vm.attachments:
+        if a.disk_id is None:
+            continue
+        name = a.disk_id.rsplit("/", 1)[-1]
+        actions.append(
+            Action(
+                "restore-disk",
+                f"{point.target_group_id}/providers/Microsoft.Compute/disks/{name}-<time>",
+                f"{_where(a.lun)}, {name} as the point has it (named by Azure Backup)",
+                point.point.id,
+            )
+        )
+    return actions
+
+
+def _where(lun: int | None) -> str:
+    return "OS disk" if lun is None else f"LUN {lun}"
 
 
 def _rollback_plan(facts: Facts) -> Plan | Refusal:
@@ -336,8 +379,6 @@ def _rollback_plan(facts: Facts) -> Plan | Refusal:
 
 
 def _with(plan: Plan, actions: list[Action], notes: list[str]) -> Plan:
-    from dataclasses import replace
-
     return replace(plan, actions=tuple(actions), notes=tuple(notes))
 
 

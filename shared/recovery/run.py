@@ -4,9 +4,11 @@
 
 `execute` polls Azure until each step is done (a write starts Azure's work; the step reads until
 it is there), times each step on the given clock and ends with a `Result`: RTO by step and in
-total (from the first write to the VM being up), RPO (the recovery's start minus the set's time).
-The `lifeboat:recovery` marker on the VM is removed however the recovery ends. A failure leaves
-what was created in place and says what it was: a recovery never deletes.
+total (from the first write to the VM being up), RPO (the recovery's start minus the source's
+time: the set's, or the recovery point's). From a recovery point the first step is the restore
+(shared/recovery/points.py), whose disks then take the place of a set's. The `lifeboat:recovery`
+marker on the VM is removed however the recovery ends. A failure leaves what was created in place
+and says what it was: a recovery never deletes.
 """
 
 from __future__ import annotations
@@ -19,9 +21,15 @@ from typing import Any
 from shared.model import DrillResource
 from shared.names import Tag
 from shared.policies import tag_value
-from shared.ports import Clock, DrillDiskRequest, DrillVmRequest, RefusedError
+from shared.ports import Backup, Clock, DrillDiskRequest, DrillVmRequest, RefusedError
 from shared.recovery.model import NewDisk, Plan, RecoveryVm, Refusal, Result, SourceDisk
 from shared.recovery.planning import Facts, Request, decide, names_of, vm_refusal
+from shared.recovery.points import (
+    RestoreFailedError,
+    StagingAccounts,
+    point_restore,
+    restore_disks,
+)
 from shared.recovery.ports import PreconditionFailedError, RecoveryCloud
 from shared.recovery.sources import NoSetError, choose_set, snapshot_sets
 from shared.snapshots import slot_of
@@ -36,9 +44,18 @@ class RecoveryFailedError(Exception):
 
 
 def prepare(
-    cloud: RecoveryCloud, request: Request, snapshot_group: str, now: datetime
+    cloud: RecoveryCloud,
+    request: Request,
+    snapshot_group: str,
+    now: datetime,
+    *,
+    backup: Backup | None = None,
+    staging_accounts: StagingAccounts = lambda subscription, region: None,
 ) -> Plan | Refusal:
-    """Read what the recovery needs and decide (GETs and lists only: nothing is written)."""
+    """Read what the recovery needs and decide (GETs and lists only: nothing is written).
+
+    From a recovery point (`request.recovery_point`) it reads the VM's backup item and the point
+    through `backup`, and takes `request.staging_account_id` or else `staging_accounts`."""
     vm = cloud.get_vm(request.vm_id)
     if vm is None:
         return Refusal(
@@ -62,22 +79,43 @@ def prepare(
                 found.add(replaced.lower())
         facts = Facts(vm, stamp, disks=disks, existing=frozenset(found))
         return decide(request, facts)
-    sets = snapshot_sets(
-        vm, cloud.list_snapshots(vm.subscription_id, snapshot_group), snapshot_group
-    )
-    try:
-        chosen = choose_set(vm, sets, at=request.at, wanted=request.set_id)
-    except NoSetError as e:
-        return Refusal(str(e))
+    chosen = None
+    point = None
+    if request.recovery_point is not None:
+        if backup is None:
+            return Refusal("recovery points need the Azure Backup client, which was not given")
+        restoring = point_restore(
+            backup,
+            vm,
+            request.recovery_point,
+            target_group=request.resource_group or vm.resource_group,
+            staging_account_id=request.staging_account_id,
+            staging_accounts=staging_accounts,
+        )
+        if isinstance(restoring, Refusal):
+            return restoring
+        point = restoring
+        sources = [a.disk_id for a in vm.attachments if a.disk_id]
+    else:
+        sets = snapshot_sets(
+            vm, cloud.list_snapshots(vm.subscription_id, snapshot_group), snapshot_group
+        )
+        try:
+            chosen = choose_set(vm, sets, at=request.at, wanted=request.set_id)
+        except NoSetError as e:
+            return Refusal(str(e))
+        sources = [m.disk_id for m in chosen.members]
     disks = {}
-    for member in chosen.members:
-        disk = cloud.get_disk(member.disk_id)
+    for source in sources:
+        disk = cloud.get_disk(source)
         if disk is not None:
             disks[disk.id.lower()] = disk
     nic = cloud.get_nic(vm.nic_ids[0]) if vm.nic_ids else None
     ids = names_of(request, vm, stamp)
     wanted = [ids["vm"], ids["nic"]] if request.mode == "new-vm" else []
-    wanted += [ids["os" if m.lun is None else f"lun{m.lun}"] for m in chosen.members]
+    wanted += (
+        [ids["os" if m.lun is None else f"lun{m.lun}"] for m in chosen.members] if chosen else []
+    )
     existing = frozenset(i.lower() for i in wanted if cloud.get_resource(i) is not None)
     subnet_location = None
     usages: tuple[Any, ...] = ()
@@ -94,6 +132,7 @@ def prepare(
         subnet_location=subnet_location,
         usages=usages,
         existing=existing,
+        point=point,
     )
     return decide(request, facts)
 
@@ -133,8 +172,11 @@ def execute(
     recovery_id: str,
     caller: str,
     on_step: OnStep = lambda step: None,
+    backup: Backup | None = None,
+    on_wait: Callable[[str], None] = lambda text: None,
 ) -> Result:
-    """Apply `plan`; the Result says how it ended, step by step."""
+    """Apply `plan`; the Result says how it ended, step by step. A plan from a recovery point
+    restores its disks through `backup` first (`on_wait` hears the restore job's state)."""
     clock = waiter.clock
     started = clock.now()
     result = Result(plan, "failed", caller=caller)
@@ -157,7 +199,16 @@ def execute(
         if plan.mode != "disks-only":
             cloud.merge_tags(vm.id, {Tag.RECOVERY: mark})
             marked = True
-        if plan.mode in ("new-vm", "swap-disks", "disks-only"):
+        if plan.restore is not None and plan.mode in ("new-vm", "swap-disks", "disks-only"):
+            step("restore")
+            if backup is None:
+                raise RecoveryFailedError("no Azure Backup client to restore the point with")
+            plan = restore_disks(
+                cloud, backup, plan, waiter, recovery_id=recovery_id, result=result, on_wait=on_wait
+            )
+            result.plan = plan
+            done("restore")
+        elif plan.mode in ("new-vm", "swap-disks", "disks-only"):
             step("disks")
             _create_disks(cloud, plan, waiter, recovery_id, result)
             done("disks")
@@ -174,7 +225,7 @@ def execute(
         else:
             _swap(cloud, plan, waiter, step, done, started)
             result.status = "succeeded"
-    except (RecoveryFailedError, RefusedError, PreconditionFailedError) as e:
+    except (RecoveryFailedError, RestoreFailedError, RefusedError, PreconditionFailedError) as e:
         result.reason = _why(e)
         log.warning("recovery %s of %s failed: %s", recovery_id, vm.name, result.reason)
     finally:
