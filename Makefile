@@ -52,8 +52,11 @@ outcome-columns: setup
 outcome-fixtures: setup
 	$(BIN)/lifeboat demo --nights 2 --json --outcomes tests/data/outcomes/demo-nights.jsonl >/dev/null
 
+# Every benchmark; the rotation night is full size (5,000 VMs, about 25 minutes). To develop:
+# `make bench BENCH=rotation BENCH_VMS=1500` (about 6 minutes).
+BENCH ?=
 bench: setup
-	$(BIN)/python -m bench
+	$(if $(BENCH_VMS),BENCH_VMS=$(BENCH_VMS) )$(BIN)/python -m bench $(BENCH)
 
 clean:
 	rm -rf $(VENV) .venv-tools node_modules .lifeboat .pytest_cache .mypy_cache .ruff_cache
