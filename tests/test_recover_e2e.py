@@ -1,10 +1,12 @@
 """`lifeboat recover` end to end on the Azure stand-in, through the real SDK clients.
 
-One stand-in with a three-disk VM (OS disk, LUN 0 and LUN 3 of two SKUs and sizes, in zone 2)
-and two nights of its snapshot sets; its clock runs 300 times faster, so a VM boots in half a
-second. A new VM boots with the right disks by LUN (lineage and sizes); a swap replaces the disks
-and keeps the old ones, a rollback puts them back; disks only; a dry run through the command
-sends no write (the stand-in's request log); a quota refusal says why and writes nothing.
+One stand-in with a three-disk VM (OS disk, LUN 0 and LUN 3 of two SKUs and sizes, in zone 2),
+two nights of its snapshot sets and three daily Azure Backup recovery points; its clock runs 300
+times faster, so a VM boots in half a second and a 10-minute restore job takes two. A new VM boots
+with the right disks by LUN (lineage and sizes); a swap replaces the disks and keeps the old ones,
+a rollback puts them back; disks only; a dry run through the command sends no write (the
+stand-in's request log); a quota refusal says why and writes nothing; the command recovers from
+the latest recovery point (restored disks by LUN, RTO and RPO); a stale ETag is refused 412.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ subscriptions:
     resourceGroups:
       - {{name: rg-app, location: westeurope}}
       - {{name: rg-lifeboat-snapshots, location: westeurope}}
+      - {{name: rg-backup, location: westeurope}}
     vms:
       - name: vm-three
         resourceGroup: rg-app
@@ -80,7 +83,21 @@ subscriptions:
           - {{name: snet-app, addressPrefix: 10.10.1.0/24}}
 quotas:
   westeurope: {{cores: 20, standardDSv5Family: 10}}
+storageAccounts:
+  - {{name: stlbstageweu, resourceGroup: rg-backup}}
+vaults:
+  - name: rsv-weu
+    resourceGroup: rg-backup
+    policies: [{{name: Daily, time: "02:30", retentionDays: 30}}]
+    items:
+      - vm: rg-app/vm-three
+        points: {{count: 3, every: 1d, newest: 3h}}
+        restore: {{seconds: 600}}
 """
+STAGING = (
+    f"/subscriptions/{SUB}/resourceGroups/rg-backup/providers/Microsoft.Storage/"
+    "storageAccounts/stlbstageweu"
+)
 
 
 @pytest.fixture(scope="module")
@@ -274,6 +291,60 @@ def test_a_quota_refusal_says_why_and_writes_nothing(stand_in: dict[str, Any]) -
     assert "quota exceeded: standardDSv5Family in westeurope" in document["reason"]
     assert _writes_since(admin, mark) == []
     assert [o.status for o in reporter.outcomes] == ["refused"]
+
+
+def test_the_command_recovers_a_new_vm_from_the_latest_recovery_point(
+    stand_in: dict[str, Any],
+) -> None:
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "cli.main", "recover", VM, "--recovery-point", "latest"),
+            *("--new-vm", "--yes", "--json", "--staging-account", STAGING),
+            *("--poll-seconds", "0.1", "--emulator-endpoints", stand_in["ep"].path),
+            *("--settings", str(ROOT / "local.settings.sample.json")),
+        ],
+        cwd=ROOT,
+        env={**os.environ},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr + done.stdout
+    document = json.loads(done.stdout)
+    assert document["status"] == "succeeded", document["reason"]
+    assert document["source"].startswith("recovery point ")
+    compute = stand_in["compute"]
+    restored = _disks(compute, document["newVmId"].rsplit("/", 1)[-1])
+    original = _disks(compute, "vm-three")
+    assert sorted(restored, key=str) == sorted(original, key=str) == [0, 3, None]
+    for lun, disk in restored.items():
+        creation = disk.get("creation_data") or disk["properties"]["creationData"]
+        assert (creation.get("create_option") or creation.get("createOption")) == "Restore"
+        assert disk["name"].startswith(original[lun]["name"] + "-"), lun
+        assert _size(disk) == _size(original[lun]), lun
+        assert disk["tags"]["lifeboat:replaces"] == original[lun]["id"]
+    status = stand_in["cloud"].get_vm_status(document["newVmId"])
+    assert (status.power_state, status.agent_status, status.data_disks) == ("running", "Ready", 2)
+    assert set(document["steps"]) == {"restore", "vm", "agent-ready"}
+    assert document["steps"]["restore"] >= 600  # the job's 10 minutes on the stand-in's clock
+    assert document["rtoSeconds"] >= 600 + 135
+    assert 3 * 3600 <= document["rpoSeconds"] <= 4 * 3600  # the newest point, taken 3 h before
+    assert document["restoreJob"]
+
+
+def test_a_stale_etag_after_a_real_update_is_refused_412(stand_in: dict[str, Any]) -> None:
+    from shared.recovery import PreconditionFailedError
+
+    cloud = stand_in["cloud"]
+    before = cloud.get_vm(VM)
+    cloud.merge_tags(VM, {"owner": "etag-test"})  # a real update of the VM (the Tags API)
+    after = cloud.get_vm(VM)
+    assert after.etag != before.etag
+    data = tuple((a.lun, a.disk_id) for a in before.data_disks)
+    with pytest.raises(PreconditionFailedError, match="PreconditionFailed"):
+        cloud.update_vm_disks(before, before.os_disk.disk_id, data[:1])
+    assert cloud.get_vm(VM).data_disks == after.data_disks
+    cloud.delete_tags(VM, ["owner"])
 
 
 def test_the_stand_in_answers_a_stale_etag_412(stand_in: dict[str, Any]) -> None:
