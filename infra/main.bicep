@@ -48,6 +48,12 @@ param recoveryPointDrills bool = false
 @description('RESTORE_STAGING_ACCOUNTS: region=storage account id pairs where restores stage (Lifeboat\'s, the vault\'s region, not zone-redundant).')
 param restoreStagingAccounts string = ''
 
+@description('SITE_RECOVERY_DRILLS: scheduled test failovers of Site Recovery plans (needs the siteRecoveryTestFailover role on the vaults).')
+param siteRecoveryDrills bool = false
+
+@description('SITE_RECOVERY_ALLOWED_ACTIONS: recovery-plan actions (script, runbook, manual) allowed to run in a test failover, by name.')
+param siteRecoveryAllowedActions string = ''
+
 @description('Lifeboat\'s snapshot resource group in every target subscription.')
 param snapshotResourceGroupName string = 'rg-lifeboat-snapshots'
 
@@ -233,6 +239,11 @@ var appSettings = {
   DRILL_POLL_SECONDS: '30'
   RECOVERY_POINT_DRILLS: recoveryPointDrills ? 'true' : 'false'
   RESTORE_STAGING_ACCOUNTS: restoreStagingAccounts
+  SITE_RECOVERY_DRILLS: siteRecoveryDrills ? 'true' : 'false'
+  SITE_RECOVERY_DRILL_PLAN: ''
+  SITE_RECOVERY_ALLOWED_ACTIONS: siteRecoveryAllowedActions
+  SITE_RECOVERY_RECOVERY_POINT: 'LatestProcessed'
+  SITE_RECOVERY_CLEANUP_ATTEMPTS: '3'
   DRY_RUN: dryRun ? 'true' : 'false'
   MAX_DISK_DELETE_FRACTION: '0.5'
   MAX_ESTATE_DELETE_FRACTION: '0.5'

@@ -305,6 +305,7 @@ class FirstBackupCheckRequest(Payload):
 DrillStep = Literal[
     "prepare",
     "restore",  # a recovery-point drill: Azure Backup restores the disks into the drill group
+    "failover",  # a site-recovery drill: the plan's test failover, followed to its job's end
     "create-disks",
     "create-vm",
     "wait-ready",
@@ -368,6 +369,49 @@ class DrillRestore(Payload):
     staging_blobs: list[Ref] = Field(default_factory=list, alias="stagingBlobs", max_length=4)
 
 
+class DrillFailoverVm(Payload):
+    """One VM of a site-recovery drill: its item, its test VM, its boot group, what it showed."""
+
+    name: str = Field(min_length=1, max_length=80)  # the source VM's name
+    item: Token  # the replicated item's name
+    group_id: str = Field(alias="groupId", min_length=1, max_length=300)  # the test VM's group
+    test_vm: str = Field(alias="testVm", min_length=1, max_length=80)
+    boot_group: int = Field(alias="bootGroup", ge=0, le=63)
+    disks: int = Field(default=0, ge=0, le=65)
+    ready_at: Time | None = Field(default=None, alias="readyAt")
+    validation: str | None = Field(default=None, max_length=200)
+
+
+# A site-recovery drill carries at most this many VMs (a message fits 64 KiB by construction).
+FAILOVER_MAX_VMS = 50
+
+
+class DrillFailover(Payload):
+    """A site-recovery drill: the recovery plan, its test failover's job, its cleanup."""
+
+    plan_id: ArmId = Field(alias="planId")
+    plan_name: Name = Field(alias="planName")
+    network_id: Ref | None = Field(default=None, alias="networkId")
+    recovery_point_type: Literal["LatestProcessed", "LatestApplicationConsistent"] = Field(
+        default="LatestProcessed", alias="recoveryPointType"
+    )
+    multi_vm_sync: bool = Field(default=False, alias="multiVmSync")
+    vms: list[DrillFailoverVm] = Field(default_factory=list, max_length=FAILOVER_MAX_VMS)
+    triggered_at: Time | None = Field(default=None, alias="triggeredAt")
+    job_id: Token | None = Field(default=None, alias="jobId")
+    job_state: Token | None = Field(default=None, alias="jobState")
+    job_error: str | None = Field(default=None, alias="jobError", max_length=500)
+    job_ended: Time | None = Field(default=None, alias="jobEnded")
+    group_rto_seconds: list[int | None] = Field(
+        default_factory=list, alias="groupRtoSeconds", max_length=64
+    )
+    cleanup_jobs: list[Token] = Field(default_factory=list, alias="cleanupJobs", max_length=8)
+    cleanup_attempts: int = Field(default=0, alias="cleanupAttempts", ge=0, le=8)
+    cleanup_triggered_at: Time | None = Field(default=None, alias="cleanupTriggeredAt")
+    cleanup_status: Token | None = Field(default=None, alias="cleanupStatus")
+    cleanup_error: str | None = Field(default=None, alias="cleanupError", max_length=500)
+
+
 class DrillState(Payload):
     """A drill in flight: every step's message carries all of it (functions are stateless)."""
 
@@ -419,8 +463,9 @@ class DrillState(Payload):
     manual: bool = False
     swept: bool = False
     # What the drill restores from: Lifeboat's snapshot sets, or an Azure Backup recovery point.
-    source: Literal["snapshots", "recovery-point"] = "snapshots"
+    source: Literal["snapshots", "recovery-point", "site-recovery"] = "snapshots"
     restore: DrillRestore | None = None
+    failover: DrillFailover | None = None  # a site-recovery drill (shared/drills/failover.py)
 
 
 class RotationConfirmVmRequest(VmSnapshotSet):

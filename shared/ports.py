@@ -285,6 +285,63 @@ class ReplicatedItem:
     scenario: str | None = None  # currentScenario.scenarioName, unless "None"
     scenario_started: datetime | None = None
     allowed_operations: tuple[str, ...] = ()
+    # What a test failover makes of it (A2A details): the VM, its group, its NICs' settings.
+    recovery_group_id: str | None = None  # recoveryAzureResourceGroupId
+    recovery_vm_size: str | None = None  # recoveryAzureVMSize
+    test_vm_name: str | None = None  # tfoAzureVMName
+    test_network_id: str | None = None  # selectedTfoAzureNetworkId
+    test_nics: tuple[TestFailoverNic, ...] = ()
+    disks: int = 0  # protectedManagedDisks: the OS disk and every data disk
+
+
+@dataclass(frozen=True, slots=True)
+class TestFailoverNic:
+    """One NIC's test-failover settings (A2A `vmNics[]`)."""
+
+    network_id: str | None  # tfoVMNetworkId
+    subnet_name: str | None  # ipConfigs[].tfoSubnetName of the primary one
+    nsg_id: str | None = None  # tfoNetworkSecurityGroupId
+    public_ip_ids: tuple[str, ...] = ()  # ipConfigs[].tfoPublicIPAddressId
+    lb_pool_ids: tuple[str, ...] = ()  # ipConfigs[].tfoLBBackendAddressPoolIds
+    reuse_existing_nic: bool = False  # tfoReuseExistingNic
+
+
+@dataclass(frozen=True, slots=True)
+class PlanAction:
+    """A recovery-plan group's start or end action."""
+
+    name: str
+    kind: str  # script, runbook, manual (from customDetails.instanceType)
+    failover_types: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PlanGroup:
+    """A Boot group of a recovery plan: its items, in order, and its actions."""
+
+    item_ids: tuple[str, ...]
+    actions: tuple[PlanAction, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SiteRecoveryJob:
+    """A Site Recovery job (`replicationJobs/{id}`): state, scenario, errors."""
+
+    id: str  # the job's name (a GUID)
+    state: str  # InProgress, Succeeded, Failed, Cancelled...
+    scenario: str | None = None  # TestFailover, TestFailoverCleanup
+    start: datetime | None = None
+    end: datetime | None = None
+    errors: tuple[str, ...] = ()  # "code: message"
+
+
+@dataclass(frozen=True, slots=True)
+class TestFailoverRequest:
+    """`testFailover` of a recovery plan: primary to recovery, into `network_id`."""
+
+    network_id: str
+    recovery_point_type: str = "LatestProcessed"  # or LatestApplicationConsistent
+    multi_vm_sync: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,6 +358,8 @@ class RecoveryPlan:
     scenario_started: datetime | None = None
     last_test_failover: datetime | None = None
     allowed_operations: tuple[str, ...] = ()
+    groups: tuple[PlanGroup, ...] = ()  # the Boot groups, in order
+    job_id: str | None = None  # currentScenario.jobId's name, when a scenario ran
 
 
 class SiteRecovery(Protocol):
@@ -313,6 +372,26 @@ class SiteRecovery(Protocol):
 
     def list_recovery_plans(self, vault: Vault) -> list[RecoveryPlan]:
         """The vault's recovery plans (paged)."""
+        ...
+
+    def get_recovery_plan(self, plan_id: str) -> RecoveryPlan | None:
+        """One recovery plan read now; None when it does not exist."""
+        ...
+
+    def begin_test_failover(self, plan_id: str, request: TestFailoverRequest) -> None:
+        """POST `testFailover`; returns once Site Recovery accepted it (the job runs on)."""
+        ...
+
+    def begin_test_failover_cleanup(self, plan_id: str, comments: str) -> None:
+        """POST `testFailoverCleanup` with `comments`; returns once accepted."""
+        ...
+
+    def get_job(self, vault_id: str, job_id: str) -> SiteRecoveryJob | None:
+        """A job of the vault; None when it does not exist."""
+        ...
+
+    def list_usages(self, subscription_id: str, location: str) -> list[tuple[str, int, int]]:
+        """Compute usages of a region: (name, current, limit) for each quota."""
         ...
 
 

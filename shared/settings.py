@@ -180,6 +180,24 @@ class Settings(BaseModel):
     restore_staging_accounts: Annotated[tuple[str, ...], BeforeValidator(_split_list)] = Field(
         default=(), alias="RESTORE_STAGING_ACCOUNTS"
     )
+    # Test failovers of Site Recovery plans (issue 21): off until the operator turns them on and
+    # grants the test-failover role. The drill plan (policies) whose everyDays, RTO target,
+    # lifetime and boot timeout the plans' drills use (none: every 30 days, 60 min, 4 h, 20 min);
+    # plan actions (script, runbook, manual) allowed to run in a test failover, by name; the
+    # point used; how many cleanups are tried before the drill reports it left one.
+    site_recovery_drills: bool = Field(default=False, alias="SITE_RECOVERY_DRILLS")
+    site_recovery_drill_plan: str | None = Field(default=None, alias="SITE_RECOVERY_DRILL_PLAN")
+    site_recovery_allowed_actions: Annotated[tuple[str, ...], BeforeValidator(_split_list)] = Field(
+        default=(), alias="SITE_RECOVERY_ALLOWED_ACTIONS"
+    )
+    site_recovery_recovery_point: str = Field(
+        default="LatestProcessed",
+        pattern=r"^(LatestProcessed|LatestApplicationConsistent)$",
+        alias="SITE_RECOVERY_RECOVERY_POINT",
+    )
+    site_recovery_cleanup_attempts: int = Field(
+        default=3, ge=1, le=8, alias="SITE_RECOVERY_CLEANUP_ATTEMPTS"
+    )
     dry_run: bool = Field(default=False, alias="DRY_RUN")
     max_disk_delete_fraction: float = Field(
         default=0.5, gt=0, le=1, alias="MAX_DISK_DELETE_FRACTION"

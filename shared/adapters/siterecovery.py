@@ -29,13 +29,30 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from shared.adapters.compute import translate
 from shared.adapters.retry import LifeboatRetryPolicy
 from shared.model import Vault
-from shared.ports import RecoveryPlan, RefusedError, ReplicatedItem
+from shared.ports import (
+    PlanAction,
+    PlanGroup,
+    RecoveryPlan,
+    RefusedError,
+    ReplicatedItem,
+    SiteRecoveryJob,
+    TestFailoverNic,
+    TestFailoverRequest,
+)
 
 T = TypeVar("T")
 
 # Site Recovery writes this instead of nothing (`currentScenario.startTime` when no scenario runs).
 _NOT_A_TIME_BEFORE = 1900
 NEEDED_ROLE = "Site Recovery Reader"
+# Test failovers and their cleanup: the custom role infra/roles/actions.json describes.
+WRITER_ROLE = "Lifeboat's Site Recovery test-failover role (siteRecoveryTestFailover)"
+USAGES_API = "2024-07-01"
+ACTION_KINDS = {
+    "scriptactiondetails": "script",
+    "automationrunbookactiondetails": "runbook",
+    "manualactiondetails": "manual",
+}
 
 
 class AzureSiteRecovery:
@@ -90,6 +107,104 @@ class AzureSiteRecovery:
             vault.resource_group, vault.name
         )
         return _read(vault, lambda: plans_from_rest(vault.id, (p.as_dict() for p in pages)))
+
+    # ---- test failovers (drills) -------------------------------------------------------------
+
+    def _plan_parts(self, plan_id: str) -> tuple[Any, str, str, str]:
+        parts = plan_id.strip("/").split("/")
+        if len(parts) != 10 or parts[8].lower() != "replicationrecoveryplans":
+            raise ValueError(f"{plan_id} is not a recovery plan id")
+        return self._client(parts[1]), parts[3], parts[7], parts[9]
+
+    def get_recovery_plan(self, plan_id: str) -> RecoveryPlan | None:
+        client, group, vault, name = self._plan_parts(plan_id)
+        vault_id = "/" + "/".join(plan_id.strip("/").split("/")[:8])
+        try:
+            body = client.replication_recovery_plans.get(group, vault, name).as_dict()
+        except ResourceNotFoundError:
+            return None
+        except HttpResponseError as e:
+            raise _written(e, vault) from e
+        return plan_from_rest(vault_id, body)
+
+    def begin_test_failover(self, plan_id: str, request: TestFailoverRequest) -> None:
+        client, group, vault, name = self._plan_parts(plan_id)
+        body = {
+            "properties": {
+                "failoverDirection": "PrimaryToRecovery",
+                "networkType": "VmNetworkAsInput",
+                "networkId": request.network_id,
+                "providerSpecificDetails": [
+                    {
+                        "instanceType": "A2A",
+                        "recoveryPointType": request.recovery_point_type,
+                        "multiVmSyncPointOption": "UseMultiVmSyncRecoveryPoint"
+                        if request.multi_vm_sync
+                        else "UsePerVmRecoveryPoint",
+                    }
+                ],
+            }
+        }
+        try:  # the 202 is all a step needs: the job is read from the plan and followed by steps
+            client.replication_recovery_plans.begin_test_failover(
+                group, vault, name, body, polling=False
+            )
+        except HttpResponseError as e:
+            raise _written(e, vault) from e
+
+    def begin_test_failover_cleanup(self, plan_id: str, comments: str) -> None:
+        client, group, vault, name = self._plan_parts(plan_id)
+        try:
+            client.replication_recovery_plans.begin_test_failover_cleanup(
+                group, vault, name, {"properties": {"comments": comments[:1024]}}, polling=False
+            )
+        except HttpResponseError as e:
+            raise _written(e, vault) from e
+
+    def get_job(self, vault_id: str, job_id: str) -> SiteRecoveryJob | None:
+        parts = vault_id.strip("/").split("/")
+        client = self._client(parts[1])
+        try:
+            body = client.replication_jobs.get(parts[3], parts[7], job_id).as_dict()
+        except ResourceNotFoundError:
+            return None
+        except HttpResponseError as e:
+            raise _written(e, parts[7]) from e
+        return job_from_rest(body)
+
+    def list_usages(self, subscription_id: str, location: str) -> list[tuple[str, int, int]]:
+        from azure.core.rest import HttpRequest
+
+        url = (
+            f"{self._endpoint}/subscriptions/{subscription_id}/providers/Microsoft.Compute/"
+            f"locations/{location}/usages?api-version={USAGES_API}"
+        )
+        found: list[tuple[str, int, int]] = []
+        client = self._client(subscription_id)
+        while url:
+            response = client.send_request(HttpRequest("GET", url))
+            try:
+                response.raise_for_status()
+            except HttpResponseError as e:
+                translated = translate(e)
+                raise (translated if translated is not e else e) from e
+            body = response.json()
+            for item in body.get("value") or []:
+                name = (item.get("name") or {}).get("value")
+                if name is not None and item.get("limit") is not None:
+                    found.append((str(name), int(item.get("currentValue", 0)), int(item["limit"])))
+            url = body.get("nextLink") or ""
+        return found
+
+
+def _written(e: HttpResponseError, vault: str) -> Exception:
+    """A test-failover call's error as the ports name it (403 names the role)."""
+    translated = translate(e)
+    if e.status_code == 403 and isinstance(translated, RefusedError):
+        return RefusedError(
+            translated.code, f"Site Recovery in {vault}: needs {WRITER_ROLE} ({translated.message})"
+        )
+    return translated
 
 
 def _read(vault: Vault, action: Callable[[], list[T]]) -> list[T]:
@@ -180,6 +295,61 @@ def item_from_rest(vault_id: str, body: dict[str, Any]) -> ReplicatedItem:
         scenario=scenario,
         scenario_started=started,
         allowed_operations=tuple(props.get("allowedOperations") or ()),
+        recovery_group_id=details.get("recoveryAzureResourceGroupId") or None,
+        recovery_vm_size=details.get("recoveryAzureVMSize") or None,
+        test_vm_name=details.get("tfoAzureVMName") or None,
+        test_network_id=details.get("selectedTfoAzureNetworkId") or None,
+        test_nics=tuple(_test_nic(n) for n in details.get("vmNics") or []),
+        disks=len(details.get("protectedManagedDisks") or []),
+    )
+
+
+def _test_nic(nic: dict[str, Any]) -> TestFailoverNic:
+    configs = nic.get("ipConfigs") or []
+    primary = next((c for c in configs if c.get("isPrimary")), configs[0] if configs else {})
+    return TestFailoverNic(
+        network_id=nic.get("tfoVMNetworkId") or None,
+        subnet_name=primary.get("tfoSubnetName") or None,
+        nsg_id=nic.get("tfoNetworkSecurityGroupId") or None,
+        public_ip_ids=tuple(
+            str(c["tfoPublicIPAddressId"]) for c in configs if c.get("tfoPublicIPAddressId")
+        ),
+        lb_pool_ids=tuple(
+            str(p) for c in configs for p in c.get("tfoLBBackendAddressPoolIds") or [] if p
+        ),
+        reuse_existing_nic=bool(nic.get("tfoReuseExistingNic")),
+    )
+
+
+def _action(body: dict[str, Any]) -> PlanAction:
+    kind = str((body.get("customDetails") or {}).get("instanceType") or "")
+    return PlanAction(
+        name=str(body.get("actionName") or ""),
+        kind=ACTION_KINDS.get(kind.lower(), kind or "unknown"),
+        failover_types=tuple(str(t) for t in body.get("failoverTypes") or ()),
+    )
+
+
+def _job_name(value: Any) -> str | None:
+    name = str(value or "").rstrip("/").rsplit("/", 1)[-1]
+    return None if not name or name.lower() == "none" else name
+
+
+def job_from_rest(body: dict[str, Any]) -> SiteRecoveryJob:
+    props = body.get("properties") or {}
+    errors = []
+    for error in props.get("errors") or []:
+        detail = error.get("serviceErrorDetails") or error.get("providerErrorDetails") or {}
+        code = detail.get("code") or detail.get("errorCode") or "no code"
+        message = detail.get("message") or detail.get("errorMessage") or ""
+        errors.append(f"{code}: {message}" if message else str(code))
+    return SiteRecoveryJob(
+        id=str(body.get("name") or _job_name(body.get("id")) or ""),
+        state=str(props.get("state") or ""),
+        scenario=props.get("scenarioName"),
+        start=asr_time(props.get("startTime")),
+        end=asr_time(props.get("endTime")),
+        errors=tuple(errors),
     )
 
 
@@ -207,6 +377,25 @@ def plan_from_rest(vault_id: str, body: dict[str, Any]) -> RecoveryPlan:
         scenario_started=started,
         last_test_failover=asr_time(props.get("lastTestFailoverTime")),
         allowed_operations=tuple(props.get("allowedOperations") or ()),
+        groups=tuple(
+            PlanGroup(
+                item_ids=tuple(
+                    str(i["id"])
+                    for i in group.get("replicationProtectedItems") or []
+                    if i.get("id")
+                ),
+                actions=tuple(
+                    _action(a)
+                    for a in [
+                        *(group.get("startGroupActions") or []),
+                        *(group.get("endGroupActions") or []),
+                    ]
+                ),
+            )
+            for group in props.get("groups") or []
+            if str(group.get("groupType") or "Boot").lower() == "boot"
+        ),
+        job_id=_job_name((props.get("currentScenario") or {}).get("jobId")),
     )
 
 

@@ -104,6 +104,14 @@ def plan_drills(request: DrillPlanRequest, ctx: Context) -> Result:
                 "startsInSeconds": delay,
             },
         )
+    from shared.drills.failover import failover_starts  # recovery plans' test failovers
+
+    for state in failover_starts(
+        ctx, request.subscription_id, request.slot, start, len(starts) * spacing, spacing
+    ):
+        delay = round((state.started_at - start).total_seconds())
+        starts.append(start_message(state, delay))
+        started.append(state.drill_id)
     ctx.out.succeeded(
         "plan",
         subscription_id=request.subscription_id,

@@ -30,7 +30,7 @@ from shared.dispatch import Context, Done, Outgoing, Refuse, Result, Send
 from shared.drills.source import NoRestorePoint, RecoveryPoints, SnapshotSets
 from shared.isolation import isolation_problems
 from shared.messages import DrillSnapshot, DrillState
-from shared.model import format_time
+from shared.model import VmStatus, format_time
 from shared.names import Status, Tag
 from shared.outcomes import outcome_id
 from shared.policies import tag_value
@@ -73,8 +73,11 @@ def drill_step(state: DrillState, ctx: Context) -> Result:
     if state.step not in state.timings:  # the first step, timed from the drill's start
         began = now if state.timings else min(now, state.started_at)
         state = state.model_copy(update={"timings": {**state.timings, state.step: [began]}})
+    steps = STEPS
+    if state.source == "site-recovery":
+        from shared.drills.failover import STEPS as steps
     try:
-        return STEPS[state.step](ctx, state, now)
+        return steps[state.step](ctx, state, now)
     except RefusedError as e:
         return _refused(state, now, e)
 
@@ -352,16 +355,21 @@ def _validate(ctx: Context, state: DrillState, now: datetime) -> Result:
     if status is None:
         return _stop(state, vm_id)
     expected = sum(1 for s in state.snapshots if s.lun is not None)
-    checks = {
-        "running": status.power_state == "running",
-        "agentReady": status.ready,
-        "dataDisksAttached": status.data_disks == expected,
-    }
+    checks = vm_checks(status, expected)
     state = state.model_copy(update={"checks": checks})
     failing = [name for name, ok in checks.items() if not ok]
     if failing:
         state = _failed(state, "validation failed: " + ", ".join(failing))
     return _hand_on(_goto(state, "measure", now))
+
+
+def vm_checks(status: VmStatus, data_disks: int) -> dict[str, bool]:
+    """What validate checks of a drill's VM (a site-recovery drill's test VMs too)."""
+    return {
+        "running": status.power_state == "running",
+        "agentReady": status.ready,
+        "dataDisksAttached": status.data_disks == data_disks,
+    }
 
 
 def recovery_point_age(state: DrillState) -> tuple[int | None, int | None]:
@@ -523,6 +531,7 @@ def record_report(ctx: Context, state: DrillState) -> None:
 STEPS: dict[str, Step] = {
     "prepare": _prepare,
     "restore": lambda ctx, state, now: _restore(ctx, state, now),
+    "failover": lambda ctx, state, now: _refuse(state, "only a site-recovery drill fails over"),
     "create-disks": _create_disks,
     "create-vm": _create_vm,
     "wait-ready": _wait_ready,
@@ -754,6 +763,7 @@ def _run_id(state: DrillState) -> str:
 abort = _abort
 again = _again
 copied_security = _copied_security
+failed = _failed
 finish = _finish
 goto = _goto
 hand_on = _hand_on
