@@ -8,7 +8,10 @@ with the real app, then:
 3. runs N nights on the stand-in's clock: the rotation timer fires, snapshots are taken and
    pruned, and every morning's snapshots are read back; then the drill timer fires and the VMs
    tagged for a drill are restored in isolation, measured and torn down (the stand-in's clock
-   runs 60 times faster meanwhile, so a VM boots in a second or two of real time);
+   runs 60 times faster meanwhile, so a VM boots in a second or two of real time); on the first
+   night one VM is also drilled from its Azure Backup recovery point (`lifeboat drill start
+   --from recovery-point`), its restore triggered by the backup-writer identity, when the estate
+   has that identity and a staging account (the demo estate does);
 4. recovers one demo VM as an operator would (`lifeboat recover --new-vm`, its own credential,
    after the app's request counters are read: the operator's requests are not the app's) and
    prints its RTO; `--json` carries it under `recoveries`.
@@ -16,6 +19,9 @@ It shows its progress on a terminal (not with --json), ends with the rotation, v
 drill tables, stops everything it started and exits 0 whatever it found (it shows failures on
 purpose): 1 only if the demo broke, 3 if what it needs cannot be started or reached. No fixed
 timeout ends a long night: it is waited out for as long as outcomes keep coming.
+
+`--requests` writes the stand-in's request counters of the app's own identity: the requests the
+backup-writer identity made (the restore trigger) are counted apart, under `backupWriter`.
 """
 
 from __future__ import annotations
@@ -27,12 +33,14 @@ import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
 import typer
+import yaml
 from azure.identity import ManagedIdentityCredential
 from azure.mgmt.compute import ComputeManagementClient
 from azure.storage.queue import QueueClient, TextBase64EncodePolicy
@@ -86,7 +94,11 @@ def demo_command(
     ] = None,
     requests_file: Annotated[
         Path | None,
-        typer.Option("--requests", help="also write the stand-in's request counters here (JSON)"),
+        typer.Option(
+            "--requests",
+            help="also write the stand-in's request counters here (JSON; the backup-writer "
+            "identity's apart, under backupWriter)",
+        ),
     ] = None,
 ) -> None:
     """Run Lifeboat locally (Azurite, the Azure stand-in, the local host) and show what happened."""
@@ -143,6 +155,9 @@ def _run(console: Console, estate: Path, nights: int, *, show_progress: bool) ->
             write_endpoints(azurite, work / "azurite.json")
             subscriptions = ",".join(stand_in.subscriptions) or settings["TARGET_SUBSCRIPTIONS"]
             values = {**settings, **FAST_SETTINGS, "TARGET_SUBSCRIPTIONS": subscriptions}
+            point_drill = _point_drill_settings(estate, subscriptions.split(",")[0])
+            if point_drill is not None:
+                values.update(point_drill.settings)
             args = [
                 "--settings",
                 str(write_json(work / "local.settings.json", {"Values": values})),
@@ -187,9 +202,18 @@ def _run(console: Console, estate: Path, nights: int, *, show_progress: bool) ->
                     credential_scopes=[stand_in.arm_audience + ".default"],
                 )
                 group = values["SNAPSHOT_RESOURCE_GROUP"]
-                mornings, tallies = _nights(console, progress, host, admin, compute, group, nights)
+                starter = (
+                    None
+                    if point_drill is None
+                    else _PointDrillStarter(point_drill, admin, stand_in, values, work, first)
+                )
+                mornings, tallies = _nights(
+                    console, progress, host, admin, compute, group, nights, starter
+                )
                 outcomes = list(host.outcomes)
             requests = admin.get("/requests", params={"limit": 1}).json()["counters"]
+            if starter is not None:
+                requests = starter.apart(requests)
             recoveries = _recoveries(console, admin, stand_in, values, first)
             admin.close()
     elapsed = time.monotonic() - started
@@ -265,6 +289,151 @@ class _NoRows:
         return None
 
 
+@dataclass(frozen=True)
+class PointDrill:
+    """The demo's recovery-point drill: the settings that turn it on, the VM, the writer."""
+
+    settings: dict[str, str]
+    vm: tuple[str, str]  # resource group, name
+    writer_object_id: str
+
+
+POINT_DRILL_VM = ("rg-app", "vm-web-01")
+WRITER_IDENTITY = "id-lifeboat-backup-writer"
+
+
+def _point_drill_settings(estate: Path, subscription: str) -> PointDrill | None:
+    """RECOVERY_POINT_DRILLS on, the estate's staging accounts and its backup-writer identity;
+    None when the estate lacks the identity or a staging account (no recovery-point drill)."""
+    data = yaml.safe_load(estate.read_text(encoding="utf-8")) or {}
+    writer = next(
+        (i for i in data.get("identities") or [] if i.get("name") == WRITER_IDENTITY), None
+    )
+    staging = []
+    for account in data.get("storageAccounts") or []:
+        sub = str(account.get("subscription") or subscription).lower()
+        group = str(account["resourceGroup"])
+        region = account.get("location") or _group_location(data, sub, group)
+        staging.append(
+            f"{region}=/subscriptions/{sub}/resourceGroups/{group}"
+            f"/providers/Microsoft.Storage/storageAccounts/{account['name']}"
+        )
+    if writer is None or not staging:
+        return None
+    return PointDrill(
+        settings={
+            "RECOVERY_POINT_DRILLS": "true",
+            "RESTORE_STAGING_ACCOUNTS": ",".join(staging),
+            "BACKUP_WRITER_CLIENT_ID": str(writer["clientId"]),
+        },
+        vm=POINT_DRILL_VM,
+        writer_object_id=str(writer["objectId"]).lower(),
+    )
+
+
+def _group_location(data: dict[str, Any], subscription: str, group: str) -> str:
+    for sub in data.get("subscriptions") or []:
+        if str(sub.get("id", "")).lower() != subscription:
+            continue
+        for rg in sub.get("resourceGroups") or []:
+            if str(rg.get("name", "")).lower() == group.lower():
+                return str(rg.get("location") or sub.get("location") or "").lower()
+    raise ValueError(f"storageAccounts: group {group} is not declared in {subscription}")
+
+
+class _PointDrillStarter:
+    """Starts the recovery-point drill as `lifeboat drill start --from recovery-point` does (onto
+    the app's drill queue), and keeps the backup-writer identity's requests apart."""
+
+    def __init__(
+        self,
+        drill: PointDrill,
+        admin: httpx.Client,
+        stand_in: Any,
+        values: dict[str, str],
+        work: Path,
+        subscription: str,
+    ) -> None:
+        self.drill = drill
+        self.admin = admin
+        self.stand_in = stand_in
+        self.values = values
+        self.work = work
+        self.subscription = subscription
+        self.drill_id: str | None = None
+        self.since: int | None = None
+        self.by_operation: Counter[str] = Counter()
+        self.by_action: Counter[str] = Counter()
+        self.by_method: Counter[str] = Counter()
+        self.by_status: Counter[str] = Counter()
+
+    def start(self) -> str:
+        from cli.clock import RemoteClock
+        from cli.host_cmd import endpoint_settings
+        from shared.drills import start_drill_now
+        from shared.services import build_runtime
+        from shared.settings import Settings
+
+        endpoints = endpoint_settings(self.work / "azurite.json", Path(self.stand_in.path))
+        config = Settings.from_env({**self.values, **endpoints})
+        clock = RemoteClock(self.stand_in.clock, ca_bundle=self.stand_in.ca_bundle)
+        self.since = int(self.admin.get("/requests", params={"limit": 0}).json()["total"])
+        group, name = self.drill.vm
+        vm_id = (
+            f"/subscriptions/{self.subscription}/resourceGroups/{group}"
+            f"/providers/Microsoft.Compute/virtualMachines/{name}"
+        )
+        try:
+            rt = build_runtime(config, clock=clock, reporter=_NoRows())
+            state = start_drill_now(rt, vm_id, source="recovery-point")
+        finally:
+            clock.close()
+        self.drill_id = state.drill_id
+        return state.drill_id
+
+    def count_writer(self) -> None:
+        """The writer identity's requests since the drill started (the stand-in keeps the last
+        20,000 of all; they must all still be there)."""
+        since = self.since or 0
+        while True:
+            page = self.admin.get("/requests", params={"since": since, "limit": 1000}).json()
+            entries = page["entries"]
+            if not entries:
+                return
+            if entries[0]["seq"] != since + 1:
+                raise RuntimeError(
+                    f"the stand-in's request log no longer holds request {since + 1}: the "
+                    "backup-writer identity's requests cannot be counted apart"
+                )
+            for entry in entries:
+                if (entry.get("principal") or "").lower() == self.drill.writer_object_id:
+                    self.by_operation[entry["operation"]] += 1
+                    self.by_method[entry["method"]] += 1
+                    self.by_status[str(entry["status"])] += 1
+                    for action in entry["actions"]:
+                        self.by_action[action] += 1
+            since = entries[-1]["seq"]
+
+    def apart(self, counters: dict[str, Any]) -> dict[str, Any]:
+        """The app identity's counters, and the writer's under `backupWriter`."""
+        mine = {
+            "byOperation": self.by_operation,
+            "byAction": self.by_action,
+            "byMethod": self.by_method,
+            "byStatus": self.by_status,
+        }
+        result: dict[str, Any] = dict(counters)
+        for key, counted in mine.items():
+            left = Counter(counters.get(key) or {})
+            left.subtract(counted)
+            result[key] = {k: n for k, n in left.items() if n > 0}
+        result["backupWriter"] = {
+            "principal": self.drill.writer_object_id,
+            **{key: dict(counted) for key, counted in mine.items()},
+        }
+        return result
+
+
 def _first_clock() -> str:
     """The stand-in starts an hour before the first night's 02:00 slot (today, UTC)."""
     today = datetime.now().astimezone().date()
@@ -301,6 +470,7 @@ def _nights(
     compute: ComputeManagementClient,
     group: str,
     nights: int,
+    starter: _PointDrillStarter | None = None,
 ) -> tuple[list[dict[str, list[str]]], list[dict[str, Any]]]:
     start = datetime.fromisoformat(admin.get("/clock").json()["now"].replace("Z", "+00:00"))
     first = start.replace(hour=FIRST_NIGHT_HOUR, minute=0, second=0, microsecond=0)
@@ -332,15 +502,29 @@ def _nights(
         console.print("  " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
         tallies.append({"slot": stamp, "outcomes": dict(sorted(counts.items()))})
         progress.phase(f"drills {night + 1}/{nights}")
-        _drills(console, host, admin, slot.replace(hour=DRILL_HOUR))
+        # The first night also drills one VM from its Azure Backup recovery point.
+        _drills(
+            console, host, admin, slot.replace(hour=DRILL_HOUR), starter if night == 0 else None
+        )
     return mornings, tallies
 
 
-def _drills(console: Console, host: HostProcess, admin: httpx.Client, at: datetime) -> None:
-    """Fire the drill timer and wait for every drill it started to report."""
+def _drills(
+    console: Console,
+    host: HostProcess,
+    admin: httpx.Client,
+    at: datetime,
+    starter: _PointDrillStarter | None = None,
+) -> None:
+    """Fire the drill timer (and start the recovery-point drill, if given) and wait for every
+    drill to report."""
     stamp = at.strftime("%Y%m%d%H%M")
     run = f"drill-{stamp}"
     admin.post("/clock", json={"set": at.strftime("%Y-%m-%dT%H:%M:%SZ")}).raise_for_status()
+    manual = None
+    if starter is not None:
+        manual = starter.start()
+        console.print(f"  lifeboat drill start --vm {starter.drill.vm[1]} --from recovery-point")
     admin.post("/clock", json={"rate": DRILL_CLOCK_RATE}).raise_for_status()
     try:
         host.wait_for(
@@ -356,19 +540,36 @@ def _drills(console: Console, host: HostProcess, admin: httpx.Client, at: dateti
                 for r in rows
                 if r["RunId"] == run and r["Operation"] == "drill"
             }
-            return bool(planned) and len(done) >= expected
+            return (
+                bool(planned)
+                and len(done) >= expected
+                and (manual is None or manual in _drill_ids(rows))
+            )
 
         rows = host.wait_for(reported, timeout=QUIET_SECONDS, while_moving=True)
         host.wait_idle(timeout=None, stall=QUIET_SECONDS)
     finally:
         admin.post("/clock", json={"rate": 1}).raise_for_status()
+    if starter is not None:
+        starter.count_writer()
     for row in rows:
-        if row["RunId"] == run and row["Operation"] == "drill":
+        drill_id = (row.get("Details") or {}).get("drillId")
+        if row["Operation"] == "drill" and (row["RunId"] == run or drill_id == manual):
             rto, rpo = row.get("RtoSeconds"), row.get("RpoSeconds")
+            source = (row.get("Details") or {}).get("source") or "snapshots"
             console.print(
-                f"  drill of {row.get('VmName')}: {row['Status']}, RTO {duration(rto)}, "
-                f"RPO {duration(rpo)}" + (f" ({row['Reason']})" if row.get("Reason") else "")
+                f"  drill of {row.get('VmName')} from {source}: {row['Status']}, RTO "
+                f"{duration(rto)}, RPO {duration(rpo)}"
+                + (f" ({row['Reason']})" if row.get("Reason") else "")
             )
+
+
+def _drill_ids(rows: list[dict[str, Any]]) -> set[str]:
+    return {
+        str((r.get("Details") or {}).get("drillId"))
+        for r in rows
+        if r["Job"] == "drill" and r["Operation"] == "drill"
+    }
 
 
 def _morning(compute: ComputeManagementClient, group: str) -> dict[str, list[str]]:
@@ -450,11 +651,12 @@ def _summary(console: Console, document: dict[str, Any]) -> None:
         outcomes.add_row(job, ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     console.print(outcomes)
     drills = Table(title="DR drills (restored in isolation, measured, torn down)")
-    for column in ("VM", "status", "RTO", "RTO target", "RPO", "reason"):
+    for column in ("VM", "source", "status", "RTO", "RTO target", "RPO", "reason"):
         drills.add_column(column, overflow="fold")
     for drill in document["drills"]:
         drills.add_row(
             (drill["vmId"] or "").rsplit("/", 1)[-1],
+            drill["source"],
             drill["status"],
             duration(drill["rtoSeconds"]),
             duration(drill["rtoTargetSeconds"]),
@@ -518,20 +720,40 @@ def _drill_results(outcomes: list[dict[str, Any]]) -> list[dict[str, Any]]:
         details = row.get("Details") or {}
         if row["Job"] != "drill" or row["Operation"] != "drill" or not details.get("drillId"):
             continue
-        results.setdefault(
-            details["drillId"],
-            {
-                "drillId": details["drillId"],
-                "vmId": row.get("ResourceId"),
-                "source": details.get("source", "snapshots"),
-                "status": row["Status"],
-                "rtoSeconds": row.get("RtoSeconds"),
-                "rpoSeconds": row.get("RpoSeconds"),
-                "rtoTargetSeconds": details.get("rtoTargetSeconds"),
-                "reason": row.get("Reason") or "",
-            },
-        )
+        if details["drillId"] in results:
+            continue
+        entry = {
+            "drillId": details["drillId"],
+            "vmId": row.get("ResourceId"),
+            "source": details.get("source") or "snapshots",
+            "status": row["Status"],
+            "rtoSeconds": row.get("RtoSeconds"),
+            "rpoSeconds": row.get("RpoSeconds"),
+            "rtoTargetSeconds": details.get("rtoTargetSeconds"),
+            "reason": row.get("Reason") or "",
+        }
+        if entry["source"] == "recovery-point":
+            entry.update(_restore_fields(details))
+        results[details["drillId"]] = entry
     return list(results.values())
+
+
+def _restore_fields(details: dict[str, Any]) -> dict[str, Any]:
+    """A recovery-point drill's point, restore job and the two statuses, from its row."""
+    return {
+        "point": {
+            "id": details.get("pointId"),
+            "time": details.get("pointTime"),
+            "type": details.get("pointType"),
+            "tier": details.get("pointTier"),
+        },
+        "job": {
+            "id": details.get("restoreJobId"),
+            "durationSeconds": details.get("restoreJobSeconds"),
+            "status": details.get("restoreStatus"),
+        },
+        "validationStatus": details.get("validationStatus"),
+    }
 
 
 def _verification(
