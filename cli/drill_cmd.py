@@ -66,15 +66,20 @@ class _Silent:
 
 @drill_app.command("start")
 def start_command(
-    vm: Annotated[str, typer.Option("--vm", help="the VM's ARM id, or its name")],
+    vm: Annotated[str | None, typer.Option("--vm", help="the VM's ARM id, or its name")] = None,
     plan: Annotated[
-        str | None, typer.Option(help="drill plan (default: the VM's tag or policy)")
+        str | None,
+        typer.Option(
+            help="with --vm: the drill plan (default: the VM's tag or policy); without --vm: "
+            "a Site Recovery recovery plan (name or id) to test-fail-over"
+        ),
     ] = None,
     source: Annotated[
         str | None,
         typer.Option(
             "--from",
-            help="snapshots | recovery-point (an Azure Backup restore); default: the plan's",
+            help="snapshots | recovery-point (an Azure Backup restore) | site-recovery (a "
+            "recovery plan's test failover); default: the plan's",
         ),
     ] = None,
     point: Annotated[
@@ -85,15 +90,27 @@ def start_command(
     emulator_endpoints: EmulatorOption = None,
     storage_endpoints: StorageOption = None,
 ) -> None:
-    """Start a drill of one VM now (it runs wherever the app runs)."""
+    """Start a drill of one VM, or a test failover of one recovery plan, now (it runs wherever
+    the app runs)."""
     from shared.drills import start_drill_now
 
-    if source not in (None, "snapshots", "recovery-point"):
+    if source not in (None, "snapshots", "recovery-point", "site-recovery"):
         print(
-            f"lifeboat drill start: --from {source!r}: expected snapshots or recovery-point",
+            f"lifeboat drill start: --from {source!r}: expected snapshots, recovery-point or "
+            "site-recovery",
             file=sys.stderr,
         )
         raise typer.Exit(Exit.USAGE)
+    if vm is None or source == "site-recovery":
+        if vm is not None or plan is None or point is not None:
+            print(
+                "lifeboat drill start: a site-recovery drill takes --plan RECOVERY-PLAN only "
+                "(no --vm, no --point); a VM's drill takes --vm",
+                file=sys.stderr,
+            )
+            raise typer.Exit(Exit.USAGE)
+        _start_plan(plan, settings, emulator_endpoints, storage_endpoints)
+        return
     rt = _runtime(settings, emulator_endpoints, storage_endpoints)
     try:
         state = start_drill_now(rt, _vm_id(rt, vm), plan, source=source, point=point)
@@ -103,6 +120,25 @@ def start_command(
     print(
         f"drill {state.drill_id} of {state.vm_name} queued ({state.source}): plan {state.plan}, in "
         f"{state.drill_group} ({state.drill_subscription}), resources expire "
+        f"{state.expires_at.isoformat()}"
+    )
+
+
+def _start_plan(
+    plan: str, settings: Path | None, emulator: Path | None, storage: Path | None
+) -> None:
+    from shared.drills.failover import start_failover_drill_now
+
+    rt = _runtime(settings, emulator, storage)
+    try:
+        state = start_failover_drill_now(rt, plan)
+    except ValueError as e:
+        print(f"lifeboat drill start: {e}", file=sys.stderr)
+        raise typer.Exit(Exit.FOUND_PROBLEMS) from None
+    assert state.failover is not None
+    print(
+        f"drill {state.drill_id} of recovery plan {state.failover.plan_name} queued "
+        f"(site-recovery): a test failover in {state.location}, cleaned up by "
         f"{state.expires_at.isoformat()}"
     )
 

@@ -509,3 +509,40 @@ def test_scheduled_drills_pick_plans_by_rotation() -> None:
         )
         == []
     )
+
+
+def test_the_sweeper_cleans_up_a_forgotten_test_failover_through_site_recovery() -> None:
+    world = World()
+    world.plan.waiting = True
+    long_ago = world.clock.now() - timedelta(hours=30)
+    world.plan.job = FakeJob("old", "TestFailover", long_ago, long_ago + timedelta(minutes=10))
+    dispatch.fire(world.rt, Timer.SWEEPER)
+    world.host.drain()
+    (row,) = {
+        o.id: o for o in world.reporter.outcomes if o.operation == "sweep" and o.status != "planned"
+    }.values()
+    assert row.status == "succeeded", row.reason
+    assert row.details["cleanupStatus"] == "succeeded"
+    assert [k for k, _ in world.asr.posts] == ["testFailoverCleanup"]
+    assert "Lifeboat drill" in world.asr.posts[0][1]
+    assert not world.plan.waiting
+    assert not any(c[0] == "begin_delete" for c in world.cloud.calls)
+
+
+def test_the_sweeper_leaves_recent_and_foreign_test_failovers_alone() -> None:
+    world = World()
+    world.plan.waiting = True
+    recent = world.clock.now() - timedelta(hours=1)
+    world.plan.job = FakeJob("old", "TestFailover", recent, recent + timedelta(minutes=10))
+    dispatch.fire(world.rt, Timer.SWEEPER)
+    world.host.drain()
+    assert world.asr.posts == []
+    other = (
+        f"/subscriptions/{SUB}/resourceGroups/rg-net/providers/Microsoft.Network/virtualNetworks/v"
+    )
+    foreign = World([item("vm-db", test_network_id=other)])
+    foreign.plan.waiting = True
+    foreign.plan.job = FakeJob("old", "TestFailover", recent - timedelta(days=2), recent)
+    dispatch.fire(foreign.rt, Timer.SWEEPER)
+    foreign.host.drain()
+    assert foreign.asr.posts == []

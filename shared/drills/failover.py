@@ -615,6 +615,8 @@ def _report(ctx: Context, state: DrillState, now: datetime) -> Result:
 
     fo = _fo(state)
     status = Status(state.outcome or "failed")
+    if state.swept:  # the sweeper's cleanup of a forgotten test failover
+        status = Status.SUCCEEDED if fo.cleanup_status == "succeeded" else Status.FAILED
     steps = {
         name: round((span[-1] - span[0]).total_seconds())
         for name, span in state.timings.items()
@@ -663,7 +665,7 @@ def _report(ctx: Context, state: DrillState, now: datetime) -> Result:
         resource_id=fo.plan_id,
         policy=state.plan,
     ).row(
-        "drill",
+        "sweep" if state.swept else "drill",
         status,
         state.reason,
         id=report_id(state),
@@ -764,3 +766,58 @@ def start_failover_drill_now(rt: Any, plan_name: str) -> DrillState:
     first = start_message(state)
     dispatch.submit(rt, Job.DRILL, run_id_of(slot), Send(first), key=first.key)
     return state
+
+
+# ------------------------------------------------------------------------------- the sweeper
+
+
+def forgotten_failovers(ctx: Context, window: timedelta) -> list[DrillState]:
+    """Test failovers Lifeboat started (every item's test network is a Lifeboat drill network)
+    whose plan still waits for cleanup past `window`: one teardown (`testFailoverCleanup`, never
+    a delete) each, reported as a `sweep` row. Read from Site Recovery itself."""
+    from shared.snapshots import slot_of
+
+    if not ctx.settings.site_recovery_drills:  # Lifeboat started none
+        return []
+    now = ctx.now()
+    found: list[DrillState] = []
+    groups = ctx.settings.drill_groups
+    for subscription in sorted(ctx.settings.subscriptions):
+        for vault in ctx.backup.list_vaults(subscription):
+            plans = ctx.site_recovery.list_recovery_plans(vault)
+            waiting = [p for p in plans if waiting_for_cleanup(p)]
+            if not waiting:
+                continue
+            by_id = {i.id.lower(): i for i in ctx.site_recovery.list_replicated_items(vault)}
+            for plan in waiting:
+                items = [by_id.get(i.lower()) for i in plan.item_ids]
+                networks = {(i.test_network_id or "") if i else "" for i in items}
+                ours = bool(items) and all(
+                    len(n.strip("/").split("/")) == 8 and n.strip("/").split("/")[3] in groups
+                    for n in networks
+                )
+                started = plan.scenario_started
+                if not ours or (started is not None and now - started < window):
+                    continue
+                region = vault.location.replace(" ", "").lower()
+                slot = slot_of(now)
+                state = DrillState(
+                    drillId=drill_id_of(plan.id, f"sweep|{started}", kind=KIND),
+                    step="teardown",
+                    startedAt=now,
+                    expiresAt=now + CLEANUP_LIMIT * 2,
+                    drillSubscription=vault.subscription_id.lower(),
+                    drillGroup=groups.for_region(region),
+                    location=region,
+                    subscriptionId=vault.subscription_id.lower(),
+                    swept=True,
+                    source=KIND,
+                    reason=f"swept: test failover of {plan.name} waiting for cleanup since "
+                    f"{format_time(started) if started else 'an unknown time'}",
+                    failover=DrillFailover(
+                        planId=plan.id, planName=plan.name, triggeredAt=started or now
+                    ),
+                    runId=f"sweep-{slot}",
+                )
+                found.append(state)
+    return found

@@ -92,6 +92,12 @@ def sweep(ctx: Context, occurrence: datetime) -> Result:
                 )
                 teardowns.append(step_message(state, key=f"drill:{drill_id}:sweep:{slot_of(now)}"))
                 out.planned("sweep", f"swept: {why}", **row)
+    from shared.drills.failover import forgotten_failovers  # test failovers left waiting
+
+    for state in forgotten_failovers(ctx, window):
+        found += 1
+        teardowns.append(step_message(state, key=f"drill:{state.drill_id}:sweep:{slot_of(now)}"))
+        ctx.out.planned("sweep", state.reason, resource_id=_plan_id(state), distinct=state.drill_id)
     log.info("sweeper: %d expired drill(s)", found)
     ctx.out.succeeded("run-end", count=found, details={"function": "sweeper"})
     return Send(*teardowns) if teardowns else Done(f"{found} expired drill(s) to tear down")
@@ -148,3 +154,7 @@ def _expiry(resources: Iterable[DrillResource]) -> datetime | None:
             return None
     aware = [t for t in times if t.tzinfo is not None]
     return min(aware) if len(aware) == len(times) and aware else None
+
+
+def _plan_id(state: DrillState) -> str | None:
+    return state.failover.plan_id if state.failover else None
