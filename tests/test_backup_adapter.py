@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from shared import messages
 from shared.adapters.backup import AzureBackup, job_filter
-from shared.model import Vault
+from shared.model import ProtectedItem, Vault
 from shared.policies import parse_policies
 from shared.settings import Settings
 from tests.builders import vault_request
 from tests.conftest import base_settings
 from tests.fakes import FixedClock, MemoryQueues, MemoryReporter, deliver, runtime
-from tests.replay import Credential, Routes
+from tests.replay import Answer, Credential, Replay, Routes
 
 DATA = Path(__file__).parent / "data" / "recording_backup_flow.json"
 SUB = "00000000-0000-0000-0000-000000000000"
@@ -160,3 +163,74 @@ def test_recorded_payloads_give_the_right_findings() -> None:
     )
     assert failing["finding"] == "backup-failing"
     assert failing["details"]["errorCode"] == "CloudDosAbsoluteLimitReached"
+
+
+# ------------------------------------------------------- the backup trigger never sleeps a worker
+
+
+def _item() -> ProtectedItem:
+    container = "iaasvmcontainer;iaasvmcontainerv2;swaggersdktestrg;swaggersdktest"
+    name = "vm;iaasvmcontainerv2;swaggersdktestrg;swaggersdktest"
+    return ProtectedItem(
+        id=f"{VAULT_ID}/backupFabrics/Azure/protectionContainers/{container}/protectedItems/{name}",
+        vault_id=VAULT_ID,
+        vm_id=f"/subscriptions/{SUB}/resourceGroups/swaggersdktestrg/providers/"
+        "Microsoft.Compute/virtualMachines/swaggersdktest",
+        container_name=container,
+        name=name,
+        protection_state="Protected",
+    )
+
+
+def _no_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(seconds: float) -> None:
+        raise AssertionError(f"a worker slept {seconds} s in the backup adapter")
+
+    monkeypatch.setattr(time, "sleep", refuse)
+
+
+def _in_progress() -> Answer:
+    body = {"id": "op", "name": "op", "status": "InProgress", "startTime": "2017-10-19T07:11:23Z"}
+    return Answer(200, body, method="GET")
+
+
+@pytest.mark.parametrize("retry_after", ["60", "1"])
+def test_a_backup_that_asks_to_wait_leaves_its_job_unknown_without_waiting(
+    monkeypatch: pytest.MonkeyPatch, retry_after: str
+) -> None:
+    _no_sleep(monkeypatch)
+    accepted = Answer.recorded(recorded()[19])
+    accepted.headers = [(k, retry_after if k == "retry-after" else v) for k, v in accepted.headers]
+    backup, transport = replayed(accepted)
+    assert backup.trigger_backup(_item(), datetime(2017, 11, 19, tzinfo=UTC)) is None
+    assert [r.method for r in transport.settled()] == ["POST"]
+    assert transport.sleeps == []
+
+
+def test_a_backup_read_at_once_names_its_job_or_is_left_unknown(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _no_sleep(monkeypatch)
+    keep = datetime(2017, 11, 19, tzinfo=UTC)
+    # Retry-After: 0 as recorded: read again at once, the second read names the job.
+    backup, transport = replayed(
+        Answer.recorded(recorded()[19]), _in_progress(), Answer.recorded(recorded()[22])
+    )
+    assert backup.trigger_backup(_item(), keep) == "a8619ff4-b0ad-44b7-adc4-f24fde707a65"
+    assert [r.method for r in transport.settled()] == ["POST", "GET", "GET"]
+    # Still running after three reads: the job id is unknown, nobody waited for it.
+    backup, transport = replayed(Answer.recorded(recorded()[19]), *[_in_progress()] * 3)
+    assert backup.trigger_backup(_item(), keep) is None
+    assert [r.method for r in transport.settled()] == ["POST", "GET", "GET", "GET"]
+    assert transport.sleeps == []
+
+
+def replayed(*answers: Answer) -> tuple[AzureBackup, Replay]:
+    transport = Replay(answers)
+    backup = AzureBackup(
+        Credential(),
+        arm_endpoint="https://management.azure.com",
+        arm_audience="https://management.azure.com/.default",
+        transport=transport,
+    )
+    return backup, transport

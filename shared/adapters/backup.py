@@ -10,7 +10,9 @@ Quirks hidden here (REFERENCE.md, Azure Backup):
   first backup;
 - job `$filter` times use `yyyy-MM-dd hh:mm:ss tt` (12-hour clock, AM/PM);
 - `backups.trigger` is not a poller: the 202's `Azure-AsyncOperation` names an operation whose
-  status carries the job id;
+  status carries the job id. It is read at once, a few times, only when the 202 says
+  `Retry-After: 0` (as the recorded answer does); otherwise the job id is left unknown (the port
+  allows it: callers record it as a detail). No worker thread ever sleeps here;
 - `restores.begin_trigger` is a poller that returns nothing: it is called with `polling=False`
   and a `cls=` that keeps the 202's headers; the drill step reads the operation and the job later
   (never waiting here). Recovery-point `$filter` times use the jobs' form (`startDate`/`endDate`).
@@ -23,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -43,8 +44,8 @@ FABRIC = "Azure"
 NEVER = datetime(2001, 1, 1, tzinfo=UTC)  # lastBackupTime before the first backup
 ITEM_FILTER = "backupManagementType eq 'AzureIaasVM' and itemType eq 'VM'"
 JOB_TIME_FORMAT = "%Y-%m-%d %I:%M:%S %p"  # .NET's yyyy-MM-dd hh:mm:ss tt
-OPERATION_POLLS = 5
-MAX_POLL_SLEEP = 2.0
+# Reads of a backup's operation status, at once, when Azure's Retry-After allows it (0 s).
+OPERATION_POLLS = 3
 
 
 def job_filter(since: datetime, until: datetime, operation: str = "Backup") -> str:
@@ -195,9 +196,13 @@ class AzureBackup:
         operation_id: str,
         headers: dict[str, str],
     ) -> str | None:
-        wait = _retry_after(headers)
+        """The job id when the operation names it without waiting: Azure's Retry-After is 0."""
+        if _retry_after(headers) > 0:
+            log.info(
+                "backup of %s: operation %s asks to wait; job id unknown", item.id, operation_id
+            )
+            return None
         for _ in range(OPERATION_POLLS):
-            time.sleep(min(wait, MAX_POLL_SLEEP))
             status = _call(
                 lambda: client.protected_item_operation_statuses.get(
                     vault_name, group, FABRIC, item.container_name, item.name, operation_id
@@ -212,7 +217,6 @@ class AzureBackup:
                 raise RefusedError(
                     str(error.get("code") or "BackupFailed"), str(error.get("message") or state)
                 )
-            wait = 1.0
         log.warning(
             "backup of %s: operation %s still running; job id unknown", item.id, operation_id
         )
