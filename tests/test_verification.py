@@ -203,6 +203,8 @@ def test_a_run_reports_one_finding_per_in_scope_vm() -> None:
     assert rows["late"].rpo_seconds == 40 * 3600
     assert rows["late"].severity == "medium"
     assert rows["late"].details["consistency"] == "CrashConsistent"
+    # The target the posture query and lifeboat status compare the RPO with.
+    assert rows["late"].details["rpoTargetSeconds"] == rows["late"].details["targetSeconds"] > 0
     assert rows["naked"].rpo_seconds is None
     assert rows["naked"].severity == "high"
     # One items list and one job list for the vault; recovery points only for candidates.

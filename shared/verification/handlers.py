@@ -480,7 +480,13 @@ def _record_finding(
     region: str | None = None,
 ) -> None:
     group, name = vm_key(vm_id).split("/", 1)
-    details: dict[str, object] = {"targetSeconds": result.target_seconds, "vaultId": vault_id}
+    # rpoTargetSeconds is what the posture query and status read (as replication rows write it);
+    # targetSeconds stays for the rows and queries that already read it.
+    details: dict[str, object] = {
+        "targetSeconds": result.target_seconds,
+        "rpoTargetSeconds": result.target_seconds,
+        "vaultId": vault_id,
+    }
     if result.latest_recovery_point is not None:
         details["latestRecoveryPoint"] = format_time(result.latest_recovery_point)
     if result.finding != Finding.COMPLIANT:
