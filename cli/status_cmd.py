@@ -1,7 +1,9 @@
 """`lifeboat status`: the estate's recoverability evidence, read back from Azure Monitor.
 
 Per VM: the age of its last good snapshot, its last recovery point's age against its RPO target,
-its last drill's result and RTO; the snapshots and VMs under `lifeboat:hold` (read from ARM);
+its last drill's result and RTO, its last drill from a snapshot set beside its last from an Azure
+Backup recovery point, and its last real recovery (`lifeboat recover`: mode, source, RTO, when,
+who); the snapshots and VMs under `lifeboat:hold` (read from ARM);
 and one posture for the estate, with the reason for each verdict that is not OK (which evidence,
 how old, against which target). `--vm NAME` adds one VM's evidence history; `--at-risk` lists
 only the VMs at risk. Exit code 0 healthy, 1 at risk or no evidence, 2 usage, 3 unreachable.
@@ -23,6 +25,7 @@ from typing import Annotated, Any
 import humanize
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from cli.exits import Exit, require, stand_in_of
@@ -276,6 +279,7 @@ def show(console: Console, report: dict[str, Any]) -> None:
             "held" if vm["held"] else "",
         )
     console.print(table)
+    _show_drills_and_recoveries(console, report["vms"])
     risky = [vm for vm in report["vms"] if vm["reasons"]]
     if risky:
         why = Table(title="Why (each verdict that is not OK)")
@@ -303,6 +307,53 @@ def show(console: Console, report: dict[str, Any]) -> None:
         console.print(f"[yellow]partial result:[/] {problem}")
     posture = _mark(report["posture"], report["posture"].upper())
     console.print(f"Posture: {posture}" + "".join(f"\n  - {r}" for r in report["postureReasons"]))
+
+
+def _show_drills_and_recoveries(console: Console, vms: list[dict[str, Any]]) -> None:
+    """Per VM: its last drill from a snapshot set beside its last from an Azure Backup recovery
+    point, and its last real recovery (only the VMs that have one of them)."""
+    shown = [
+        vm
+        for vm in vms
+        if vm.get("lastSnapshotDrill") or vm.get("lastRecoveryPointDrill") or vm.get("lastRecovery")
+    ]
+    if not shown:
+        return
+    table = Table(title="Drills by source, and the last recovery (lifeboat recover)")
+    for column in ("VM", "last snapshot drill", "last recovery-point drill", "last recovery"):
+        table.add_column(column, overflow="fold")
+    for vm in shown:
+        table.add_row(
+            vm["vm"],
+            _drill_of(vm.get("lastSnapshotDrill")),
+            _drill_of(vm.get("lastRecoveryPointDrill")),
+            _recovery(vm.get("lastRecovery")),
+        )
+    console.print(table)
+
+
+def _drill_of(drill: dict[str, Any] | None) -> str:
+    if drill is None:
+        return "none"
+    text = f"{drill['status']} {_since(drill['at'])}, RTO {_span(drill['rtoSeconds'])}"
+    if "rpoSeconds" in drill:
+        text += f", RPO {_span(drill['rpoSeconds'])}"
+    return _mark("ok" if drill["status"] == "succeeded" else "failed", escape(text))
+
+
+def _recovery(found: dict[str, Any] | None) -> str:
+    """The last `lifeboat recover` of the VM: mode, source, result, RTO, when and who."""
+    if found is None:
+        return "none"
+    text = (
+        f"{found['mode'] or '?'} from {found['source'] or '?'}: {found['status']} "
+        f"{_since(found['at'])}, RTO {_span(found['rtoSeconds'])}, by {found['by'] or 'unknown'}"
+    )
+    return _mark("ok" if found["status"] == "succeeded" else "failed", escape(text))
+
+
+def _since(at: str | None) -> str:
+    return f"at {at}" if at else "(time unknown)"
 
 
 def _replication(vm: dict[str, Any]) -> str:

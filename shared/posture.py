@@ -2,9 +2,11 @@
 
 `VM_EVIDENCE_QUERY` is the one KQL query that judges each VM from `LifeboatOutcomes_CL`: its
 last good (and last complete) snapshot set, its last Backup verification against its RPO target,
-its last drill against its RTO target, its last Site Recovery verification (replicated VMs), and
-a verdict (`healthy`, `at-risk`, `unknown`). The verdict is computed by the query, so everything
-that runs it agrees: `lifeboat status`, the posture timer (daily, `POSTURE_SCHEDULE`), and the
+its last drill against its RTO target (and, side by side, its last drill from a snapshot set and
+its last from an Azure Backup recovery point), its last real recovery (`lifeboat recover`: mode,
+source, RTO, when, who), its last Site Recovery verification (replicated VMs), and a verdict
+(`healthy`, `at-risk`, `unknown`). The verdict is computed by the query, so everything that runs it
+agrees: `lifeboat status`, the posture timer (daily, `POSTURE_SCHEDULE`), and the
 workbook's per-VM tile. Python only words the reasons (which evidence, how old, against which
 target) from the states the query returns.
 
@@ -97,11 +99,34 @@ let drills = outcomes
     | summarize arg_max(TimeGenerated, Status, RtoSeconds, RtoTargetSeconds, Reason) by Vm
     | project Vm, LastDrill = TimeGenerated, DrillStatus = Status, RtoSeconds, RtoTargetSeconds,
         DrillReason = Reason;
+let snapshotDrills = outcomes
+    | where Job == "drill" and Operation == "drill"
+        and tostring(Details.source) in ("", "snapshots")
+    | summarize arg_max(TimeGenerated, Status, RtoSeconds) by Vm
+    | project Vm, LastSnapshotDrill = TimeGenerated, SnapshotDrillStatus = Status,
+        SnapshotDrillRtoSeconds = RtoSeconds;
+let pointDrills = outcomes
+    | where Job == "drill" and Operation == "drill"
+        and tostring(Details.source) == "recovery-point"
+    | summarize arg_max(TimeGenerated, Status, RtoSeconds, RpoSeconds) by Vm
+    | project Vm, LastPointDrill = TimeGenerated, PointDrillStatus = Status,
+        PointDrillRtoSeconds = RtoSeconds, PointDrillRpoSeconds = RpoSeconds;
+let recoveries = outcomes
+    | where Job == "recovery" and Operation == "recover"
+    | extend RecoveryMode = tostring(Details.mode), RecoverySource = tostring(Details.source),
+        RecoveryCaller = tostring(Details.caller)
+    | summarize arg_max(TimeGenerated, Status, RtoSeconds, RecoveryMode, RecoverySource,
+        RecoveryCaller) by Vm
+    | project Vm, LastRecovery = TimeGenerated, RecoveryStatus = Status,
+        RecoveryRtoSeconds = RtoSeconds, RecoveryMode, RecoverySource, RecoveryCaller;
 vms
 | join kind=leftouter lastPlans on Vm
 | join kind=leftouter snapshots on Vm
 | join kind=leftouter verification on Vm
 | join kind=leftouter drills on Vm
+| join kind=leftouter snapshotDrills on Vm
+| join kind=leftouter pointDrills on Vm
+| join kind=leftouter recoveries on Vm
 | join kind=leftouter replication on Vm
 | extend SnapshotAgeSeconds = tolong((now() - LastGood) / 1s),
     CompleteAgeSeconds = tolong((now() - LastComplete) / 1s)
@@ -142,7 +167,9 @@ vms
     SnapshotAgeSeconds, CompleteAgeSeconds, Rpo, Finding, RpoSeconds, RpoTargetSeconds, Verified,
     Drill, DrillStatus, LastDrill, RtoSeconds, RtoTargetSeconds, DrillReason, Replication,
     ReplicationFinding, ReplicationRpoSeconds, ReplicationTargetSeconds, Replicated,
-    ReplicationReason
+    ReplicationReason, LastSnapshotDrill, SnapshotDrillStatus, SnapshotDrillRtoSeconds,
+    LastPointDrill, PointDrillStatus, PointDrillRtoSeconds, PointDrillRpoSeconds, LastRecovery,
+    RecoveryStatus, RecoveryRtoSeconds, RecoveryMode, RecoverySource, RecoveryCaller
 | order by Vm asc"""
 
 HEARTBEATS_QUERY = f"""{TABLE}
@@ -333,10 +360,49 @@ def vm_entry(row: Mapping[str, Any], held: set[str], *, days: int = DEFAULT_DAYS
         "replicationRpoTargetSeconds": row.get("ReplicationTargetSeconds"),
         "replicationReason": row.get("ReplicationReason") or None,
         "lastReplicationCheck": iso(row.get("Replicated")),
+        # The last drill of each kind side by side, and the last real recovery (informational:
+        # the verdict reads the last drill of any kind).
+        "lastSnapshotDrill": _drill_of(
+            row, "LastSnapshotDrill", "SnapshotDrillStatus", "SnapshotDrillRtoSeconds"
+        ),
+        "lastRecoveryPointDrill": _drill_of(
+            row,
+            "LastPointDrill",
+            "PointDrillStatus",
+            "PointDrillRtoSeconds",
+            "PointDrillRpoSeconds",
+        ),
+        "lastRecovery": _recovery_of(row),
     }
     entry["reasons"] = vm_reasons(entry, days=days)
     entry["atRisk"] = entry["verdict"] == "at-risk" and not entry["held"]
     return entry
+
+
+def _drill_of(
+    row: Mapping[str, Any], at: str, status: str, rto: str, rpo: str | None = None
+) -> dict[str, Any] | None:
+    """One kind of drill's last result (None: never drilled that way in the period read)."""
+    if row.get(at) is None:
+        return None
+    found = {"at": iso(row[at]), "status": row.get(status), "rtoSeconds": row.get(rto)}
+    if rpo is not None:
+        found["rpoSeconds"] = row.get(rpo)
+    return found
+
+
+def _recovery_of(row: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The last `lifeboat recover` of the VM: mode, source, result, RTO, when and who."""
+    if row.get("LastRecovery") is None:
+        return None
+    return {
+        "at": iso(row["LastRecovery"]),
+        "status": row.get("RecoveryStatus"),
+        "mode": row.get("RecoveryMode") or None,
+        "source": row.get("RecoverySource") or None,
+        "rtoSeconds": row.get("RecoveryRtoSeconds"),
+        "by": row.get("RecoveryCaller") or None,
+    }
 
 
 def verdict_counts(vms: Iterable[Mapping[str, Any]]) -> dict[str, int]:

@@ -66,6 +66,38 @@ ROWS = [
         RpoSeconds=3600,
         Details={"rpoTargetSeconds": 86400},
     ),
+    # vm-good's last drill of each kind and its last real recovery (lifeboat recover).
+    row(
+        8,
+        Job="drill",
+        Operation="drill",
+        VmName="vm-good",
+        RtoSeconds=540,
+        RpoSeconds=7200,
+        Details={"rtoTargetSeconds": 1800, "drillId": "d2", "source": "snapshots"},
+    ),
+    row(
+        7,
+        Job="drill",
+        Operation="drill",
+        VmName="vm-good",
+        RtoSeconds=1085,
+        RpoSeconds=4800,
+        Details={"rtoTargetSeconds": 1800, "drillId": "d3", "source": "recovery-point"},
+    ),
+    row(
+        3,
+        Job="recovery",
+        Operation="recover",
+        VmName="vm-good",
+        RtoSeconds=157,
+        RpoSeconds=8727,
+        Details={
+            "mode": "new-vm",
+            "source": "snapshot set 202611270200 (kdawrygmbdsp)",
+            "caller": "oncall@contoso.com (9c4e2a71)",
+        },
+    ),
     *vm_rows("vm-bad", disks=2, good=1),
     row(
         6,
@@ -163,13 +195,60 @@ def test_vm_shows_one_vms_history_and_exits_by_that_vm(status: Any) -> None:
     document = json.loads(good.stdout)
     assert [v["vm"] for v in document["vms"]] == ["vm-good"]
     assert sorted(r["Operation"] for r in document["history"]) == [
+        "drill",
+        "drill",
         "plan-vm",
+        "recover",
         "snapshot-create",
         "verify-vm",
     ]
-    assert document["history"][0]["Operation"] == "verify-vm", "newest first"
+    assert document["history"][0]["Operation"] == "recover", "newest first"
     assert bad.exit_code == Exit.FOUND_PROBLEMS
     assert "Evidence history" in bad.stdout
+
+
+def test_each_vm_shows_its_last_drill_of_each_kind_and_its_last_recovery(
+    status: Any, estate: Endpoints
+) -> None:
+    document = json.loads(status("--json").stdout)
+    vms = {vm["vm"]: vm for vm in document["vms"]}
+    good = vms["vm-good"]
+    assert good["lastSnapshotDrill"] == {
+        "at": "2026-11-27T04:00:00Z",
+        "status": "succeeded",
+        "rtoSeconds": 540,
+    }
+    assert good["lastRecoveryPointDrill"] == {
+        "at": "2026-11-27T05:00:00Z",
+        "status": "succeeded",
+        "rtoSeconds": 1085,
+        "rpoSeconds": 4800,
+    }
+    assert good["lastRecovery"] == {
+        "at": "2026-11-27T09:00:00Z",
+        "status": "succeeded",
+        "mode": "new-vm",
+        "source": "snapshot set 202611270200 (kdawrygmbdsp)",
+        "rtoSeconds": 157,
+        "by": "oncall@contoso.com (9c4e2a71)",
+    }
+    bad = vms["vm-bad"]
+    assert bad["lastSnapshotDrill"]["status"] == "failed"  # a row without a source: snapshots
+    assert (bad["lastRecoveryPointDrill"], bad["lastRecovery"]) == (None, None)
+    wide = CliRunner().invoke(
+        app,
+        ["status", "--emulator-endpoints", estate.path, "--ignore-holds", "--vm", "vm-good"],
+        env={"COLUMNS": "400"},
+    )
+    text = " ".join(wide.stdout.split())
+    for shown in (
+        "Drills by source, and the last recovery",
+        "succeeded at 2026-11-27T04:00:00Z, RTO 9 minutes",
+        "succeeded at 2026-11-27T05:00:00Z, RTO 18 minutes, RPO an hour",
+        "new-vm from snapshot set 202611270200 (kdawrygmbdsp): succeeded at",
+        "by oncall@contoso.com (9c4e2a71)",
+    ):
+        assert shown in text, text
 
 
 def test_an_unknown_vm_is_named(status: Any) -> None:

@@ -168,6 +168,77 @@ def test_the_reasons_name_the_evidence_its_age_and_the_target() -> None:
     ]
 
 
+def test_each_vm_shows_its_last_drill_of_each_kind_and_its_last_recovery() -> None:
+    def drill(hours_ago: float, source: str | None, status: str, rto: int | None) -> Any:
+        details: dict[str, Any] = {"rtoTargetSeconds": 1800}
+        if source is not None:
+            details["source"] = source
+        return row(
+            hours_ago,
+            Job="drill",
+            Operation="drill",
+            VmName="vm-web",
+            Status=status,
+            RtoSeconds=rto,
+            RpoSeconds=5400,
+            Details=details,
+        )
+
+    recovered = row(
+        1,
+        Job="recovery",
+        Operation="recover",
+        VmName="vm-web",
+        RtoSeconds=157,
+        RpoSeconds=8700,
+        Details={
+            "mode": "new-vm",
+            "source": "snapshot set 202611270200 (kdawrygmbdsp)",
+            "caller": "oncall@contoso.com (9c4e2a71)",
+        },
+    )
+    records = [
+        *snapshots("vm-web", 10),
+        drill(30, None, "succeeded", 500),  # a row older than `source`: a snapshot drill
+        drill(8, "snapshots", "failed", None),
+        drill(9, "recovery-point", "succeeded", 1085),
+        drill(40, "recovery-point", "failed", None),
+        drill(7, "site-recovery", "succeeded", 900),  # neither kind
+        recovered,
+        *snapshots("vm-none", 10),
+    ]
+    tables = posture.read_tables(KqlReader(records), posture.evidence_queries(), days=30)
+    vms = {vm["vm"]: vm for vm in posture.assemble(tables.rows)["vms"]}
+    web = vms["vm-web"]
+    assert web["lastSnapshotDrill"] == {
+        "at": "2026-11-27T04:00:00Z",
+        "status": "failed",
+        "rtoSeconds": None,
+    }
+    assert web["lastRecoveryPointDrill"] == {
+        "at": "2026-11-27T03:00:00Z",
+        "status": "succeeded",
+        "rtoSeconds": 1085,
+        "rpoSeconds": 5400,
+    }
+    assert web["lastRecovery"] == {
+        "at": "2026-11-27T11:00:00Z",
+        "status": "succeeded",
+        "mode": "new-vm",
+        "source": "snapshot set 202611270200 (kdawrygmbdsp)",
+        "rtoSeconds": 157,
+        "by": "oncall@contoso.com (9c4e2a71)",
+    }
+    # The verdict still reads the last drill of any kind.
+    assert (web["drillStatus"], web["drill"]) == ("succeeded", "ok")
+    none = vms["vm-none"]
+    assert (none["lastSnapshotDrill"], none["lastRecoveryPointDrill"], none["lastRecovery"]) == (
+        None,
+        None,
+        None,
+    )
+
+
 def test_an_empty_workspace_is_unknown_not_healthy() -> None:
     report = posture.assemble({"vms": [], "heartbeats": []})
     assert report["posture"] == "unknown"
