@@ -70,6 +70,7 @@ class World(FakeWorld):
             ARM_WRITES_PER_SECOND="4",
             RECOVERY_POINT_DRILLS="true",
             RESTORE_STAGING_ACCOUNTS=f"westeurope={STAGING}",
+            BACKUP_WRITER_CLIENT_ID="backup-writer",
         )
         values.update(settings)
         queues = SimQueues(clock)
@@ -292,6 +293,16 @@ def test_recovery_point_drills_are_off_until_the_operator_turns_them_on() -> Non
     assert world.backup.triggers == []
     with pytest.raises(ValueError, match="RECOVERY_POINT_DRILLS"):
         drills.start_drill_now(world.rt, world.compute.vms[0].id, source="recovery-point")
+
+
+def test_without_a_backup_writer_identity_no_restore_is_triggered() -> None:
+    """The adapter would fall back to Lifeboat's own identity: the drill fails first, naming it."""
+    world = World(BACKUP_WRITER_CLIENT_ID="")
+    world.night()
+    (outcome,) = world.outcomes()
+    assert outcome.status == "failed"
+    assert "BACKUP_WRITER_CLIENT_ID" in (outcome.reason or "")
+    assert world.backup.triggers == []
 
 
 def test_a_manual_drill_restores_the_point_it_names() -> None:

@@ -33,6 +33,8 @@ pytestmark = pytest.mark.e2e
 SUB = "0b9f6d2e-4c1a-4e8b-9d3f-7a2c5e8b1f04"
 DRILL_RG = "rg-lifeboat-drill-westeurope"
 START = datetime(2026, 11, 27, 4, 0, tzinfo=UTC)
+WRITER_CLIENT_ID = "7a1d3e5c-9b2f-4c6a-8e0d-1f3b5a7c9e21"
+WRITER_OBJECT_ID = "2e4c6a8b-0d1f-4a3c-9b5e-7d9f1b3d5f62"
 STAGING = (
     f"/subscriptions/{SUB}/resourceGroups/{DRILL_RG}/providers/Microsoft.Storage/"
     "storageAccounts/stlbstageweu"
@@ -58,7 +60,12 @@ ESTATE: dict[str, Any] = {
             "name": "id-lifeboat",
             "clientId": "5e0c7a91-2b4d-4f6e-8a1c-3d9b7e5f2a60",
             "objectId": "9c4e2a71-6b3d-4e8f-a1c5-7d2b9e4f6a38",
-        }
+        },
+        {
+            "name": "id-lifeboat-backup-writer",
+            "clientId": WRITER_CLIENT_ID,
+            "objectId": WRITER_OBJECT_ID,
+        },
     ],
     "subscriptions": [
         {
@@ -157,6 +164,7 @@ def _night(ep: Endpoints) -> tuple[MemoryReporter, Any, StandInClock]:
                 DRILL_POLL_SECONDS="30",
                 RECOVERY_POINT_DRILLS="true",
                 RESTORE_STAGING_ACCOUNTS=f"westeurope={STAGING}",
+                BACKUP_WRITER_CLIENT_ID=WRITER_CLIENT_ID,
             )
         )
         queues = SimQueues(clock)  # type: ignore[arg-type]
@@ -202,6 +210,16 @@ def test_a_recovery_point_drill_on_the_stand_in_restores_boots_measures_and_clea
         r.name for r in left if r.kind in ("disks", "virtualMachines", "networkInterfaces")
     ] == []
     assert not [r for r in left if r.kind in ("virtualNetworks", "networkSecurityGroups")]
+    # Both restores were triggered by the backup-writer identity, nothing else by it.
+    tls = ssl.create_default_context(cafile=ep.ca_bundle)
+    with httpx.Client(base_url=ep.admin, verify=tls, timeout=30) as admin:
+        entries = admin.get("/requests", params={"limit": 20000}).json()["entries"]
+    by_writer = [e for e in entries if e["principal"] == WRITER_OBJECT_ID]
+    assert sorted(e["method"] for e in by_writer) == ["POST", "POST"]
+    assert all(e["path"].endswith("/restore") for e in by_writer)
+    assert not [
+        e for e in entries if e["path"].endswith("/restore") and e["principal"] != WRITER_OBJECT_ID
+    ]
 
 
 def test_the_restore_module_names_no_alternate_or_original_location() -> None:

@@ -41,6 +41,10 @@ TERMINAL_FAILED = ("failed", "cancelled", "canceled")
 # A restored disk is named after its source with the restore's date and time appended.
 RESTORED_SUFFIX = re.compile(r"^-(?:\d{1,3}-)?\d{8}-?\d{6}$")
 TIERS = {"snapshot": "snapshot tier", "vault": "vault tier"}
+NO_WRITER = (
+    "no backup-writer identity (BACKUP_WRITER_CLIENT_ID): a recovery-point drill's restore runs "
+    "as that identity (Azure requires VM write on the source VM for it), never as Lifeboat's own"
+)
 
 
 def choose_point(ctx: Context, state: DrillState, now: datetime) -> DrillState | Result:
@@ -55,6 +59,8 @@ def choose_point(ctx: Context, state: DrillState, now: datetime) -> DrillState |
             "recovery-point drills are off (RECOVERY_POINT_DRILLS): the restore needs VM write "
             "on the source VM, held by the backup-writer identity",
         )
+    if not ctx.settings.backup_writer_client_id:
+        return finish(state, now, "failed", NO_WRITER)
     if state.vm_id is None or state.subscription_id is None:
         return finish(state, now, "failed", "the drill names no source VM")
     vm = ctx.compute.get_vm(state.vm_id)
@@ -194,6 +200,8 @@ def restore_step(ctx: Context, state: DrillState, now: datetime) -> Result:
             stopped = isolated_now(ctx, state, now)
             if stopped is not None:
                 return stopped
+            if not ctx.settings.backup_writer_client_id:  # the settings changed since prepare
+                return abort(state, now, NO_WRITER)
             operation = ctx.backup.trigger_restore(item, _request(state, r))
             log.info("drill %s: restore triggered, operation %s", state.drill_id, operation)
             restored = r.model_copy(update={"operation_id": operation[:128], "triggered_at": now})
