@@ -21,7 +21,7 @@ from shared.dispatch import Context, Done, HandlerTable, Outgoing, Result, Send
 from shared.messages import OnboardingRequest
 from shared.model import Disk, Vm
 from shared.names import Job, Tag
-from shared.planning import RotationConfig, plan_night
+from shared.planning import RotationConfig, drill_resource, plan_night
 from shared.policies import has_tag
 from shared.rotation import rotation_config, vm_request
 from shared.snapshots import slot_of
@@ -50,6 +50,13 @@ def onboard_vm(request: OnboardingRequest, ctx: Context) -> Result:
     if vm.resource_group.lower() in config.drill_groups:
         out.skipped("vm-seen", "in a drill resource group")
         return Done("drill group")
+    drill = drill_resource(vm.tags)
+    if drill is not None:
+        out.skipped("vm-seen", f"a drill's test VM ({Tag.DRILL}={drill})")
+        return Done("drill's test VM")
+    if _on_drill_network(ctx, vm, config):
+        out.skipped("vm-seen", "attached to a drill network")
+        return Done("drill network")
     out.succeeded("vm-seen")
     policies = ctx.policies
     mistake = policies.tag_mistake(vm.tags)
@@ -100,6 +107,18 @@ def _first_snapshot_set(ctx: Context, vm: Vm, config: RotationConfig, slot: str)
         for vm_plan in plan.vms
         if vm_plan.creates
     ]
+
+
+def _on_drill_network(ctx: Context, vm: Vm, config: RotationConfig) -> bool:
+    """A new VM whose primary NIC is in a subnet of a network in a drill group: a Site Recovery
+    test VM between its creation and the drill's tag (Site Recovery makes test VMs in the item's
+    recovery group, which may also hold real failovers, so the group cannot tell). Read only
+    while site-recovery drills are on: nothing else puts a VM outside drill groups on them."""
+    if not ctx.settings.site_recovery_drills or not _is_new(ctx, vm):
+        return False
+    subnet = ctx.drills.get_primary_subnet(vm.id)
+    parts = (subnet or "").strip("/").split("/")
+    return len(parts) == 10 and parts[3].lower() in config.drill_groups
 
 
 def _is_new(ctx: Context, vm: Vm) -> bool:

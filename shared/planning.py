@@ -9,13 +9,14 @@ those removals a safety rule blocks. Nothing here talks to Azure or reads the cl
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict
 from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from shared.model import Disk, Snapshot, Vm
-from shared.policies import Policy, PolicySet, has_tag, tag_value
+from shared.policies import DRILL_TAG, Policy, PolicySet, has_tag, tag_value
 from shared.retention import UNLIMITED, RetentionPolicy, plan_retention
 from shared.snapshots import (
     HOLD_TAG,
@@ -49,6 +50,16 @@ NOT_ATTACHED = "not-attached"
 UNMANAGED_DISK = "unmanaged-disk"
 UNSNAPSHOTTABLE_SKUS: frozenset[str] = frozenset()
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+# A drill's resources carry `lifeboat:drill=<drill id>` (as `drill_id_of` makes them); a VM's own
+# `lifeboat:drill` names a drill plan instead. A Site Recovery test VM gets the drill's id when
+# its test failover completes: it is the drill's, never a VM to snapshot or onboard.
+DRILL_ID_PATTERN = re.compile(r"lbd-[a-z2-7]{10}")
+
+
+def drill_resource(tags: Mapping[str, str]) -> str | None:
+    """The drill id a resource is tagged with (it is a drill's), or None."""
+    value = (tag_value(tags, DRILL_TAG) or "").strip().lower()
+    return value if DRILL_ID_PATTERN.fullmatch(value) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +145,10 @@ def plan_night(
     for vm in sorted(vms, key=lambda v: v.id.lower()):
         if vm.resource_group.lower() in config.drill_groups:
             skipped.append(Skip(vm.id, "in a drill resource group", vm.id))
+            continue
+        drill = drill_resource(vm.tags)
+        if drill is not None:
+            skipped.append(Skip(vm.id, f"a drill's test VM ({DRILL_TAG}={drill})", vm.id))
             continue
         policy, why = policies.for_tags(vm.tags)
         if policy is None:

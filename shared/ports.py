@@ -459,6 +459,11 @@ class DrillCloud(Protocol):
 
     def get_vm_status(self, vm_id: str) -> VmStatus | None: ...
 
+    def get_primary_subnet(self, vm_id: str) -> str | None:
+        """The subnet id of the VM's primary NIC's primary IP configuration (None: no VM or
+        none found)."""
+        ...
+
     def list_drill_resources(
         self, subscription_id: str, resource_group: str
     ) -> list[DrillResource]:

@@ -182,6 +182,72 @@ def test_drill_vms_and_vanished_vms_are_skipped() -> None:
     assert compute.writes == []
 
 
+class PrimarySubnets:
+    """The drills port as onboarding reads it: each VM's primary NIC's subnet."""
+
+    def __init__(self, subnets: dict[str, str]) -> None:
+        self.subnets = {k.lower(): v for k, v in subnets.items()}
+        self.reads: list[str] = []
+
+    def get_primary_subnet(self, vm_id: str) -> str | None:
+        self.reads.append(vm_id)
+        return self.subnets.get(vm_id.lower())
+
+
+def _subnet(group: str) -> str:
+    return (
+        f"/subscriptions/{SUB}/resourceGroups/{group}/providers/Microsoft.Network/"
+        "virtualNetworks/vnet/subnets/snet"
+    )
+
+
+def test_a_drills_test_vm_is_skipped_by_its_tag_or_its_drill_network() -> None:
+    # A test failover's VM is made in the recovery group (no drill group: a real failover lands
+    # there too). Tagged as a drill's, it is skipped; before its tag, its NIC on a drill network
+    # gives it away. A real failover's VM in the same group is onboarded.
+    rt, compute, _queues, reporter = world(
+        DRILL_RESOURCE_GROUPS="rg-drill", SITE_RECOVERY_DRILLS="true"
+    )
+    tagged = created(1, group="rg-app-asr", tags={"lifeboat:drill": "lbd-abcdefghij"})
+    untagged = dataclasses.replace(
+        created(1, group="rg-app-asr"),  # type: ignore[type-var]
+        id=tagged.id + "-2",  # type: ignore[attr-defined]
+        name="new-2",
+    )
+    real = dataclasses.replace(
+        created(1, group="rg-app-asr"),  # type: ignore[type-var]
+        id=tagged.id + "-3",  # type: ignore[attr-defined]
+        name="new-3",
+    )
+    subnets = PrimarySubnets({untagged.id: _subnet("rg-drill"), real.id: _subnet("rg-net")})
+    rt = dataclasses.replace(rt, drills=subnets)  # type: ignore[arg-type]
+    compute.vms = [tagged, untagged, real]  # type: ignore[list-item]
+    for n, machine in enumerate(compute.vms):
+        onboard(rt, machine, event_id=f"e{n}")
+    rows = {(o.resource_id, o.operation): o for o in reporter.outcomes}
+    assert (
+        rows[(tagged.id, "vm-seen")].reason == "a drill's test VM (lifeboat:drill=lbd-abcdefghij)"
+    )  # type: ignore[attr-defined]
+    assert rows[(untagged.id, "vm-seen")].reason == "attached to a drill network"
+    assert rows[(untagged.id, "vm-seen")].status == "skipped"
+    assert rows[(real.id, "vm-seen")].status == "succeeded"
+    assert subnets.reads == [untagged.id, real.id]  # the tagged one needs no read
+    # A VM's own lifeboat:drill names a drill plan: it is no drill's resource.
+    planned = created(1, tags={"lifeboat:drill": "nightly", "lifeboat:policy": "daily"})
+    rt2, compute2, _q, reporter2 = world()
+    compute2.vms = [planned]  # type: ignore[list-item]
+    onboard(rt2, planned)
+    assert reporter2.outcomes[0].status == "succeeded"
+
+
+def test_without_site_recovery_drills_no_nic_is_read() -> None:
+    rt, compute, _queues, reporter = world(DRILL_RESOURCE_GROUPS="rg-drill")
+    machine = created(1, group="rg-app-asr")
+    compute.vms = [machine]  # type: ignore[list-item]
+    onboard(rt, machine)  # the drills port is Unused: any read fails the test
+    assert reporter.outcomes[0].status == "succeeded"
+
+
 class UnprotectedEverywhere:
     """Azure Backup with one vault in the VMs' region and nothing protected yet."""
 

@@ -34,6 +34,7 @@ from tests.drill_fakes import (
     FakeDrillCloud,
     SimHost,
     SimQueues,
+    TaggingCompute,
     operator_network,
 )
 from tests.fakes import FakeWorld, FixedClock
@@ -242,7 +243,6 @@ class World(FakeWorld):
         values = base_settings(
             DRILL_POLL_SECONDS="30",
             SITE_RECOVERY_DRILLS="true",
-            DRILL_RESOURCE_GROUPS="rg-app-asr",
         )
         values.update(settings)
         queues = SimQueues(clock)
@@ -258,7 +258,18 @@ class World(FakeWorld):
             site_recovery=self.asr,
             backup=FakeVaults(),
         )
+        self.compute = TaggingCompute(clock)
+        self.compute.cloud = self.cloud
+        self.rt = dataclasses.replace(self.rt, compute=self.compute)
         self.host = SimHost(self.rt, self.queues)
+        self.tagged: dict[str, dict[str, str]] = {}  # test VM -> the tags it had at the end
+
+        def seen(name: str) -> None:  # the tags each test VM carries while it lives
+            for fake in self.cloud.resources.values():
+                if fake.kind == "virtualMachines":
+                    self.tagged[fake.id.rsplit("/", 1)[1]] = dict(fake.tags)
+
+        self.cloud.fail = seen
 
     def drill(self) -> Outcome:
         state = start_failover_drill_now(self.rt, "rp-web")
@@ -296,6 +307,26 @@ def test_a_plan_test_failover_boots_every_vm_measures_each_group_and_is_cleaned_
     assert len(world.asr.posts) == 2
     assert not world.cloud.resources  # the test VMs are gone (cleanup, never a delete)
     assert not any(c[0] == "begin_delete" for c in world.cloud.calls)
+    # Each test VM was tagged as the drill's when the job ended (not lifeboat:managed: Site
+    # Recovery's cleanup removes it), in a recovery group that is no drill group.
+    assert sorted(world.tagged) == ["vm-db-test", "vm-web-test"]
+    for tags in world.tagged.values():
+        assert tags["lifeboat:drill"] == d["drillId"]
+        assert "lifeboat:expires" in tags
+        assert "lifeboat:managed" not in tags
+    assert "rg-app-asr" not in world.rt.settings.drill_groups
+
+
+def test_a_test_vm_that_cannot_be_tagged_fails_the_drill_and_is_still_cleaned_up() -> None:
+    world = World()
+    vm_id = f"{TARGET}/providers/Microsoft.Compute/virtualMachines/vm-web-test"
+    world.compute.refuse[vm_id.lower()] = "AuthorizationFailed"
+    row = world.drill()
+    assert row.status == "failed"
+    assert "vm-web-test could not be tagged" in (row.reason or "")
+    assert "tags/write on rg-app-asr" in (row.reason or "")
+    assert row.details["cleanupStatus"] == "succeeded"
+    assert not world.cloud.resources
 
 
 def test_a_test_vm_that_never_boots_fails_the_drill_and_it_is_still_cleaned_up() -> None:
@@ -375,10 +406,7 @@ def test_a_plan_still_waiting_for_cleanup_is_not_started_again() -> None:
         ),
         ({"test_nics": (Nic(NETWORK, "snet", reuse_existing_nic=True),)}, "reuses"),
         ({"allowed_operations": ("PlannedFailover",)}, "does not allow TestFailover"),
-        (
-            {"recovery_group_id": f"/subscriptions/{SUB}/resourceGroups/rg-prod"},
-            "not a drill resource group",
-        ),
+        ({"recovery_group_id": None}, "names no recovery resource group"),
         (
             {
                 "test_network_id": f"/subscriptions/{SUB}/resourceGroups/rg-net/providers/"

@@ -294,6 +294,19 @@ class AzureDrills:
             data_disks=len((props.get("storageProfile") or {}).get("dataDisks") or []),
         )
 
+    def get_primary_subnet(self, vm_id: str) -> str | None:
+        vm = self._get_by_id(vm_id)
+        nics = ((vm or {}).get("properties") or {}).get("networkProfile") or {}
+        refs = nics.get("networkInterfaces") or []
+        ref = _primary(refs)
+        if ref is None or not ref.get("id"):
+            return None
+        nic = self._get_by_id(str(ref["id"]))
+        configs = ((nic or {}).get("properties") or {}).get("ipConfigurations") or []
+        config = _primary(configs) or {}
+        subnet = ((config.get("properties") or {}).get("subnet") or {}).get("id")
+        return str(subnet) if subnet else None
+
     def list_drill_resources(
         self, subscription_id: str, resource_group: str
     ) -> list[DrillResource]:
@@ -497,6 +510,14 @@ class AzureDrills:
             return self._get(lambda: disks.get(group, name))
         operations = getattr(self.network(sub), _NETWORK_OPERATIONS[kind])
         return self._get(lambda: operations.get(group, name))
+
+
+def _primary(entries: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The entry marked primary (a VM's NIC, a NIC's IP configuration), else the only or first."""
+    for entry in entries:
+        if (entry.get("properties") or {}).get("primary") is True:
+            return entry
+    return entries[0] if entries else None
 
 
 _NETWORK_OPERATIONS = {

@@ -9,12 +9,20 @@ Site Recovery makes the test VMs itself, in each item's recovery resource group,
 settings of the item; Lifeboat chooses only the network (`VmNetworkAsInput`). So before the
 POST the drill refuses what could let a test VM out of it: a network that is not a Lifeboat drill
 network of the recovery region (the drill group's, and it passes the isolation checks on a fresh
-read), a test-failover NSG, public IP, load-balancer pool or reused NIC on any item, a recovery
-group that is not a drill group (its VMs would be onboarded), and script, runbook or manual
-actions that run in a test failover unless SITE_RECOVERY_ALLOWED_ACTIONS names them. It starts
+read), a test-failover NSG, public IP, load-balancer pool or reused NIC on any item, and script,
+runbook or manual actions that run in a test failover unless SITE_RECOVERY_ALLOWED_ACTIONS names
+them. It starts
 only when the plan and every item allow `TestFailover`, and the recovery region's Compute quota
 holds the test VMs. A plan still waiting for the cleanup of an earlier test failover is never
 started again (the drill is `skipped`, saying so; the sweeper cleans that one up).
+
+The recovery group need not be a drill group: Azure-to-Azure fails over, for a test or for real,
+into the same target group, and a drill group there would keep a real failover's VMs out of
+Lifeboat too. Instead each test VM is tagged as the drill's (`lifeboat:drill` with the drill's
+id, its expiry and run; never `lifeboat:managed`: Site Recovery's cleanup removes it, never a
+Lifeboat delete) the moment the test failover job ends; onboarding, the nightly plan and the
+drill planner skip VMs so tagged, and onboarding skips a new VM whose primary NIC is on a drill
+network (the time between the test VM's creation and its tag).
 
 The POST is made once: a redelivered step finds the test failover it started in the plan's
 current scenario (started since the drill began) and follows that job. Test VMs are checked
@@ -37,9 +45,9 @@ from shared.drills.planning import drill_id_of, run_id_of
 from shared.isolation import isolation_problems
 from shared.messages import FAILOVER_MAX_VMS, DrillFailover, DrillFailoverVm, DrillState
 from shared.model import Vault, format_time
-from shared.names import Status
+from shared.names import Status, Tag
 from shared.policies import DrillPlan
-from shared.ports import RecoveryPlan, ReplicatedItem, TestFailoverRequest
+from shared.ports import RecoveryPlan, RefusedError, ReplicatedItem, TestFailoverRequest
 from shared.rules import same_id
 from shared.settings import Settings
 
@@ -174,13 +182,6 @@ def plan_problems(
         target = (item.recovery_group_id or "").rstrip("/").rsplit("/", 1)[-1]
         if not target or not item.test_vm_name:
             return "failed", f"{item.name} names no recovery resource group or test VM name"
-        if target not in settings.drill_groups:
-            return (
-                "failed",
-                f"{item.name}'s test VM would be made in {target}, which is not a drill "
-                "resource group: list it in DRILL_RESOURCE_GROUPS so Lifeboat never onboards "
-                "test-failover VMs",
-            )
     return None
 
 
@@ -409,10 +410,43 @@ def _failover(ctx: Context, state: DrillState, now: datetime) -> Result:
     if status in JOB_FAILED:
         cause = "; ".join(job.errors) or "no error given"
         failed = _with(state, job_error=cause[:500])
-        return abort(failed, now, f"the test failover job {fo.job_id} {job.state}: {cause}")
+        untagged = _tag_test_vms(ctx, failed, existing_only=True)
+        reason = f"the test failover job {fo.job_id} {job.state}: {cause}"
+        return abort(failed, now, reason + (f"; {untagged}" if untagged else ""))
     if status not in JOB_OK:
         return again(ctx, state)
+    untagged = _tag_test_vms(ctx, state)
+    if untagged is not None:
+        return abort(state, now, untagged)
     return hand_on(goto(state, "wait-ready", now))
+
+
+def test_vm_tags(state: DrillState) -> dict[str, str]:
+    """What marks a test VM as the drill's: its id, expiry and run, not `lifeboat:managed` (Site
+    Recovery made it and its cleanup removes it; the sweeper's deletes take managed ones only)."""
+    from shared.drills.steps import tags_of
+
+    return {k: v for k, v in tags_of(state).items() if k != Tag.MANAGED}
+
+
+def _tag_test_vms(ctx: Context, state: DrillState, *, existing_only: bool = False) -> str | None:
+    """Tag every test VM as the drill's (the Tags API: no write to the VM), so onboarding and
+    the nightly plan leave it alone; why one could not be tagged, or None."""
+    tags = test_vm_tags(state)
+    for vm in _fo(state).vms:
+        vm_id = _test_vm_id(state, vm)
+        if existing_only and ctx.drills.get_resource(vm_id) is None:
+            continue
+        try:
+            ctx.compute.merge_tags(vm_id, tags)
+        except RefusedError as e:
+            group = vm.group_id.rstrip("/").rsplit("/", 1)[-1]
+            return (
+                f"test VM {vm.test_vm} could not be tagged as the drill's ({e.code}: "
+                f"{e.message}): Lifeboat needs Microsoft.Resources/tags/write on {group}, or "
+                "onboarding and the nightly plan would take it for a VM to protect"
+            )
+    return None
 
 
 def _skip_unstarted(state: DrillState, now: datetime, plan: RecoveryPlan) -> Result:

@@ -23,6 +23,7 @@ from shared.dispatch import Context, Outgoing, Result, Send, per_subscription
 from shared.messages import DrillPlanRequest, DrillRestore, DrillState
 from shared.model import Vm
 from shared.names import Job
+from shared.planning import drill_resource
 from shared.policies import DrillPlan, RecoveryPointSpec
 from shared.ports import Runtime
 from shared.settings import Settings
@@ -86,8 +87,8 @@ def plan_drills(request: DrillPlanRequest, ctx: Context) -> Result:
     starts: list[Outgoing] = []
     started: list[str] = []
     for vm in sorted(vms, key=lambda v: v.id.lower()):
-        if vm.resource_group in groups:
-            continue
+        if vm.resource_group in groups or drill_resource(vm.tags) is not None:
+            continue  # a drill's own VM (a drill group's, or a test failover's test VM)
         plan, _why = ctx.policies.drill_plan_for(vm.tags)
         if plan is None or not is_due(vm.id, plan.every_days, request.slot):
             continue
@@ -205,6 +206,8 @@ def start_drill_now(
         raise ValueError(f"VM {vm_id} does not exist (or this identity cannot read it)")
     if vm.resource_group in rt.settings.drill_groups:
         raise ValueError(f"VM {vm_id} is in a drill resource group: drills never drill drills")
+    if drill_resource(vm.tags) is not None:
+        raise ValueError(f"VM {vm_id} is a drill's test VM: drills never drill drills")
     policies = rt.policies
     if plan_name is not None:
         plan = policies.drill_plans.get(plan_name)

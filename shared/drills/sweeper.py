@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import re
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
@@ -26,12 +25,11 @@ from shared.drills.steps import BACKUP_GROUP_PREFIX, step_message
 from shared.messages import DrillState
 from shared.model import DrillResource, format_time
 from shared.names import Tag
+from shared.planning import DRILL_ID_PATTERN as DRILL_ID_PATTERN
 from shared.policies import tag_value
 from shared.snapshots import slot_of
 
 log = logging.getLogger(__name__)
-
-DRILL_ID_PATTERN = re.compile(r"lbd-[a-z2-7]{10}")  # as `drill_id_of` makes them (DrillState)
 
 
 def sweep(ctx: Context, occurrence: datetime) -> Result:
