@@ -99,7 +99,7 @@ def recover_command(
     yes: Annotated[bool, typer.Option("--yes", help="do not ask for confirmation")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON document on stdout")] = False,
     timeout: Annotated[
-        float, typer.Option(help="seconds each step may take (disks, VM, agent)", min=1)
+        float, typer.Option(help="seconds each step may take (restore, disks, VM, agent)", min=1)
     ] = 1800.0,
     poll_seconds: Annotated[float, typer.Option(hidden=True, min=0.01)] = 2.0,
     settings: Annotated[Path | None, typer.Option(help="local.settings.json to read")] = None,

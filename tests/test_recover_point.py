@@ -147,12 +147,13 @@ def _recover(
     staging: str | None = STAGING,
     waits: list[str] | None = None,
     dry_run: bool = False,
+    reporter: MemoryReporter | None = None,
     **request: Any,
 ) -> dict[str, Any]:
     return perform(
         cloud,
         clock,
-        MemoryReporter(),
+        reporter or MemoryReporter(),
         Request(VM_ID, recovery_point=point, **request),
         lambda s: GROUP,
         sleep=lambda s: clock.advance(seconds=s),
@@ -168,7 +169,8 @@ def test_latest_point_restores_its_disks_and_boots_a_new_vm_from_them_by_lun(
     cloud: FakeRecovery, clock: FixedClock, backup: FakePointBackup
 ) -> None:
     waits: list[str] = []
-    document = _recover(cloud, clock, backup, waits=waits)
+    reporter = MemoryReporter()
+    document = _recover(cloud, clock, backup, waits=waits, reporter=reporter)
     assert document["status"] == "succeeded", document["reason"]
     [restore] = backup.restores
     assert restore.request == RestoreRequest(
@@ -195,6 +197,8 @@ def test_latest_point_restores_its_disks_and_boots_a_new_vm_from_them_by_lun(
     assert document["rtoSeconds"] == pytest.approx(sum(document["steps"].values()))
     assert document["rpoSeconds"] == (NOW - NEWEST).total_seconds()
     assert document["restoreJob"] == "job-1"
+    [row] = reporter.outcomes
+    assert (row.details["pointId"], row.details["restoreJobId"]) == (document["pointId"], "job-1")
     assert document["source"].startswith("recovery point 1001 of ")
     assert any("job job-1 InProgress" in w for w in waits)
     assert cloud.writes[-1] == ("untag", (VM_ID, ["lifeboat:recovery"]))

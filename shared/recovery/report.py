@@ -69,6 +69,9 @@ def record(
     }
     if plan is not None and plan.new_vm_id:
         details["newVmId"] = plan.new_vm_id
+    if plan is not None and plan.restore is not None:
+        details["pointId"] = plan.restore.point.id
+        details["restoreJobId"] = result.restore_job
     try:
         out.row(
             OPERATION,
