@@ -2,8 +2,10 @@
 
 `start` puts one drill of one VM on the drill-step queue, now; the app (in Azure, or `lifeboat
 host` locally) runs it. `status` lists the drills whose resources exist right now, read from the
-drill resource groups by their `lifeboat:drill` tags, with the step each is at when its message
-can be peeked on the queue. Both check first that the Azurite queues (when the settings name a
+drill resource groups by their `lifeboat:drill` tags, and the site-recovery drills whose test
+failover is up, read from Site Recovery (plans in a test failover on a drill network, their test
+VMs and those VMs' `lifeboat:drill` tags), with the step each is at when its message can be
+peeked on the queue. Both check first that the Azurite queues (when the settings name a
 local one) and the stand-in answer, and fail in seconds when they do not. Exit status: 0; 1 when
 the drill cannot start; 2 for bad settings; 3 when Azure, Azurite or the stand-in cannot be reached.
 """
@@ -173,6 +175,8 @@ def status_command(
     steps = _peek_steps(rt)
     for drill in drills:
         drill.update(steps.get(drill["drillId"], {}))
+        if drill.get("recoveryPlan"):
+            drill["vmName"] = f"plan {drill['recoveryPlan']}"
     if as_json:
         sys.stdout.write(json.dumps({"drills": drills}, indent=2, sort_keys=True) + "\n")
         return
@@ -186,7 +190,11 @@ def status_command(
     for drill in drills:
         expires = drill["expiresAt"] or "?"
         if drill["expired"]:
-            expires += " (expired: the sweeper removes it)"
+            expires += (
+                " (expired: the sweeper cleans it up through Site Recovery)"
+                if drill.get("recoveryPlan")
+                else " (expired: the sweeper removes it)"
+            )
         kinds = ", ".join(f"{len(v)} {k}" for k, v in sorted(drill["resources"].items()))
         table.add_row(
             drill["drillId"],
@@ -235,6 +243,18 @@ def running_drills(rt: Any) -> list[dict[str, Any]]:
                 entry["resources"] = dict(entry["resources"])
                 entry["expired"] = _expired(entry["expiresAt"], now)
                 found.append(entry)
+    # Site-recovery drills: their test VMs are Site Recovery's, in the recovery group.
+    from shared.drills.failover import running_failovers
+
+    known = {d["drillId"]: d for d in found}
+    for failover in running_failovers(rt):
+        failover["expired"] = _expired(failover["expiresAt"], now)
+        same = known.get(failover["drillId"]) if failover["drillId"] else None
+        if same is not None:  # a recovery group that is also a drill group lists it too
+            same.update({k: v for k, v in failover.items() if k != "resources"})
+            continue
+        failover["drillId"] = failover["drillId"] or f"(untagged: {failover['recoveryPlan']})"
+        found.append(failover)
     return sorted(found, key=lambda d: (d["subscription"], d["resourceGroup"], d["drillId"]))
 
 

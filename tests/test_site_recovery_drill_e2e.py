@@ -24,6 +24,7 @@ import httpx
 import pytest
 import yaml
 
+from cli.drill_cmd import running_drills
 from emulator.process import DEMO_ESTATE, Endpoints, running_emulator
 from shared import dispatch
 from shared.drills.failover import start_failover_drill_now, waiting_for_cleanup
@@ -184,6 +185,11 @@ def test_the_sweeper_cleans_up_the_forgotten_test_failover(stand: Stand) -> None
         if p.name.startswith("rp-")
     }
     assert waiting_for_cleanup(plans["rp-old"])
+    # `lifeboat drill list` reads it from Site Recovery: no drill tagged its test VM.
+    [listed] = running_drills(stand.rt)
+    assert listed["drillId"] == "(untagged: rp-old)"
+    assert listed["step"] == "waiting for cleanup"
+    assert listed["resources"] == {"virtualMachines": ["vm-api-01-test"]}
     stand.clock.set(datetime(2026, 11, 27, 5, 0, tzinfo=UTC))
     dispatch.fire(stand.rt, Timer.SWEEPER)
     stand.host.drain()

@@ -574,3 +574,21 @@ def test_the_sweeper_leaves_recent_and_foreign_test_failovers_alone() -> None:
     dispatch.fire(foreign.rt, Timer.SWEEPER)
     foreign.host.drain()
     assert foreign.asr.posts == []
+
+
+def test_drill_list_shows_a_running_test_failover_with_its_tagged_test_vms() -> None:
+    from cli.drill_cmd import running_drills
+
+    world = World()
+    state = start_failover_drill_now(world.rt, "rp-web")
+    world.host.drain(until=world.clock.now() + timedelta(seconds=420))  # the job has ended
+    [drill] = running_drills(world.rt)
+    assert drill["drillId"] == state.drill_id
+    assert drill["source"] == "site-recovery"
+    assert drill["recoveryPlan"] == "rp-web"
+    assert drill["resourceGroup"] == "rg-app-asr"
+    assert drill["resources"] == {"virtualMachines": ["vm-db-test", "vm-web-test"]}
+    assert drill["expiresAt"] is not None
+    assert drill["expired"] is False
+    world.host.drain()
+    assert running_drills(world.rt) == []  # cleaned up

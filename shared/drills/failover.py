@@ -855,3 +855,71 @@ def forgotten_failovers(ctx: Context, window: timedelta) -> list[DrillState]:
                 )
                 found.append(state)
     return found
+
+
+# ------------------------------------------------------------------------- `lifeboat drill list`
+
+
+def running_failovers(rt: Any) -> list[dict[str, Any]]:
+    """The test failovers Lifeboat started that are still up, read from Site Recovery: plans in a
+    test failover or its cleanup (running, or waiting for cleanup) whose items' test network is in a drill group,
+    each with its test VMs and, from their `lifeboat:drill` tags, the drill's id and expiry."""
+    from shared.planning import drill_resource
+    from shared.policies import tag_value
+
+    if not rt.settings.site_recovery_drills:
+        return []
+    groups = rt.settings.drill_groups
+    found: list[dict[str, Any]] = []
+    for subscription in sorted(rt.settings.subscriptions):
+        for vault in rt.backup.list_vaults(subscription):
+            plans = [
+                p
+                for p in rt.site_recovery.list_recovery_plans(vault)
+                if waiting_for_cleanup(p)
+                or (
+                    (p.scenario or "").lower() in (TEST_FAILOVER.lower(), CLEANUP.lower())
+                    and (p.scenario_status or "").lower() == "inprogress"
+                )
+            ]
+            if not plans:
+                continue
+            by_id = {i.id.lower(): i for i in rt.site_recovery.list_replicated_items(vault)}
+            for plan in plans:
+                items = [by_id[i.lower()] for i in plan.item_ids if i.lower() in by_id]
+                networks = [(i.test_network_id or "").strip("/").split("/") for i in items]
+                if not items or not all(len(n) == 8 and n[3] in groups for n in networks):
+                    continue
+                entry: dict[str, Any] = {
+                    "drillId": None,
+                    "source": KIND,
+                    "recoveryPlan": plan.name,
+                    "recoveryPlanId": plan.id,
+                    "subscription": vault.subscription_id.lower(),
+                    "resourceGroup": ", ".join(
+                        sorted({(i.recovery_group_id or "").rsplit("/", 1)[-1] for i in items})
+                    ),
+                    "step": "waiting for cleanup"
+                    if waiting_for_cleanup(plan)
+                    else f"{plan.scenario} running",
+                    "startedAt": format_time(plan.scenario_started)
+                    if plan.scenario_started
+                    else None,
+                    "expiresAt": None,
+                    "resources": {"virtualMachines": []},
+                }
+                for item in items:
+                    if not item.recovery_group_id or not item.test_vm_name:
+                        continue
+                    vm_id = (
+                        f"{item.recovery_group_id.rstrip('/')}/providers/Microsoft.Compute/"
+                        f"virtualMachines/{item.test_vm_name}"
+                    )
+                    vm = rt.drills.get_resource(vm_id)
+                    if vm is None:
+                        continue
+                    entry["resources"]["virtualMachines"].append(vm.name)
+                    entry["drillId"] = entry["drillId"] or drill_resource(vm.tags)
+                    entry["expiresAt"] = entry["expiresAt"] or tag_value(vm.tags, Tag.EXPIRES)
+                found.append(entry)
+    return found
