@@ -253,6 +253,34 @@ def test_a_vm_protected_by_a_vault_elsewhere_is_not_unprotected() -> None:
     assert skipped.details["skip"] == "vault-unserved"
 
 
+def test_backup_is_verified_for_a_protected_vm_whatever_its_tags() -> None:
+    """A tag mistake or an opt-out takes a VM out of Lifeboat's policies, not out of sight: Azure
+    Backup protects it, so its backup is verified (the default RPO target), never remediated;
+    an unprotected VM without a policy is not reported."""
+    w = estate(
+        ON_DEMAND_BACKUP="true", ENABLE_BACKUP_PROTECTION="true", BACKUP_WRITER_CLIENT_ID=WRITER
+    )
+    w.compute.vms += [
+        dataclasses.replace(make_vm("typo"), tags={"lifebaot:policy": "daily"}),
+        dataclasses.replace(make_vm("untagged-bare"), tags={}),
+    ]
+    w.backup.items += [
+        item("typo", last_recovery_point=NOW - timedelta(hours=30)),
+        item("optout"),
+    ]
+    w.backup.points[vm_id("typo").lower()] = [point(30)]
+    w.run()
+    rows = {o.vm_name: o for o in w.rows("verify-vm")}
+    assert rows["typo"].finding == RPO_BREACHED  # 30 h against the 24 h fallback target
+    assert rows["typo"].policy is None
+    assert "outside Lifeboat's policies" in str(rows["typo"].details["scope"])
+    assert rows["optout"].finding == COMPLIANT
+    assert "untagged-bare" not in rows
+    # Never remediated: the on-demand backup is only for the in-scope VM that is late.
+    assert [o.vm_name for o in w.rows("on-demand-backup")] == ["late"]
+    assert "typo" not in json.dumps([c for c in w.backup.calls])
+
+
 def test_on_demand_backup_when_rpo_breached_is_off_by_default_and_capped() -> None:
     w = estate(ON_DEMAND_BACKUP="true")
     w.run()

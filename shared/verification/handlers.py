@@ -99,25 +99,36 @@ UNSERVED_VAULT = "vault-unserved"
 
 
 def in_scope_vms(ctx: Context, vms: Iterable[Vm]) -> list[InScope]:
+    return [e for e in verifiable_vms(ctx, vms) if e.policy != UNSCOPED]
+
+
+def verifiable_vms(ctx: Context, vms: Iterable[Vm]) -> list[InScope]:
+    """Every VM outside drill groups: in scope with its policy, or `UNSCOPED` (no policy: a tag
+    mistake, opted out, untagged) with the default policy's RPO target. Backup verification
+    covers a VM Azure Backup protects whatever its tags; only in-scope VMs are reported
+    unprotected or remediated."""
     drill_groups = ctx.settings.drill_groups
+    default = ctx.policies.policies.get(ctx.policies.default or "")
+    fallback_hours = default.rpo_hours if default is not None else UNSCOPED_RPO_HOURS
     chosen = []
     for vm in vms:
         if vm.resource_group.lower() in drill_groups:
             continue
         policy, _why = ctx.policies.for_tags(vm.tags)
-        if policy is None:
-            continue
-        target = rpo_target_seconds(vm.tags, policy.rpo_hours)
-        chosen.append(InScope(vm, policy.name, target / 3600))
+        name, hours = (
+            (UNSCOPED, fallback_hours) if policy is None else (policy.name, policy.rpo_hours)
+        )
+        chosen.append(InScope(vm, name, rpo_target_seconds(vm.tags, hours) / 3600))
     return chosen
 
 
 def plan_subscription(request: VerificationPlanRequest, ctx: Context) -> Result:
     subscription = request.subscription_id
     vaults = sorted(ctx.backup.list_vaults(subscription), key=lambda v: v.id.lower())
-    scoped = in_scope_vms(ctx, ctx.compute.list_vms(subscription))
+    verifiable = verifiable_vms(ctx, ctx.compute.list_vms(subscription))
+    scoped = [e for e in verifiable if e.policy != UNSCOPED]
     by_region: dict[str, list[InScope]] = {}
-    for entry in scoped:
+    for entry in verifiable:
         by_region.setdefault(region_of(entry.vm.location), []).append(entry)
     vault_messages: list[Outgoing] = []
     designated: set[str] = set()
@@ -147,7 +158,13 @@ def plan_subscription(request: VerificationPlanRequest, ctx: Context) -> Result:
             key = f"verification-vault:{vault.id.lower()}:{request.slot}"
             vault_messages.append(Outgoing(vault_request, key=f"{key}:{part}" if part else key))
     # Regions with in-scope VMs and no vault here: each VM is confirmed and reported alone.
-    lonely = [e for region, group in by_region.items() if region not in designated for e in group]
+    lonely = [
+        e
+        for region, group in by_region.items()
+        if region not in designated
+        for e in group
+        if e.policy != UNSCOPED
+    ]
     # Azure Site Recovery: the same vaults and VMs, read before any remediation writes.
     verify_replication(ctx, subscription, vaults, scoped)
     out = ctx.out.bind(subscription_id=subscription)
@@ -205,7 +222,7 @@ def verify_vault(request: VerificationVaultRequest, ctx: Context) -> Result:
         vm_id = vm_id_of(request.subscription_id, key)
         item = by_vm.get(key)
         if item is None:
-            if request.designated and key not in elsewhere:
+            if request.designated and key not in elsewhere and policy != UNSCOPED:
                 candidates.append(InScope(_bare_vm(vm_id, request), policy, rpo_hours))
             continue
         target = int(rpo_hours * 3600)
@@ -214,7 +231,7 @@ def verify_vault(request: VerificationVaultRequest, ctx: Context) -> Result:
             result = assess(item, jobs, backup.list_recovery_points(item), target, now)
         totals[result.finding.value] += 1
         _record_finding(out, vm_id, policy, result, vault_id=vault.id)
-        if result.finding == Finding.RPO_BREACHED:
+        if result.finding == Finding.RPO_BREACHED and policy != UNSCOPED:
             breached.append((vm_id, item))
     unprotected = _confirm_unprotected(ctx, out, candidates, vault_id=vault.id)
     if unprotected:
@@ -470,6 +487,12 @@ def check_new_vm(ctx: Context, vm: Vm) -> list[Outgoing]:
 # --------------------------------------------------------------------------------- rows
 
 
+# The policy of a VM no Lifeboat policy covers, verified because Azure Backup protects it.
+UNSCOPED = ""
+# Its RPO target when no default policy gives one (and no lifeboat:rpo-hours tag): a day.
+UNSCOPED_RPO_HOURS = 24.0
+
+
 def _record_finding(
     out: Outcomes,
     vm_id: str,
@@ -487,6 +510,8 @@ def _record_finding(
         "rpoTargetSeconds": result.target_seconds,
         "vaultId": vault_id,
     }
+    if policy == UNSCOPED:
+        details["scope"] = "protected by Azure Backup, outside Lifeboat's policies"
     if result.latest_recovery_point is not None:
         details["latestRecoveryPoint"] = format_time(result.latest_recovery_point)
     if result.finding != Finding.COMPLIANT:
@@ -505,7 +530,7 @@ def _record_finding(
         resource_group=group,
         resource_id=vm_id,
         vm_name=name,
-        policy=policy,
+        policy=policy or None,
         details=details,
         rpo_seconds=result.rpo_seconds,
         **({"region": region} if region else {}),
