@@ -414,11 +414,23 @@ def _failover(ctx: Context, state: DrillState, now: datetime) -> Result:
         reason = f"the test failover job {fo.job_id} {job.state}: {cause}"
         return abort(failed, now, reason + (f"; {untagged}" if untagged else ""))
     if status not in JOB_OK:
-        return again(ctx, state)
+        return again(ctx, _seen_ready(ctx, state, now))  # boot groups finish one by one
     untagged = _tag_test_vms(ctx, state)
     if untagged is not None:
         return abort(state, now, untagged)
     return hand_on(goto(state, "wait-ready", now))
+
+
+def _seen_ready(ctx: Context, state: DrillState, now: datetime) -> DrillState:
+    """While the job runs, the test VMs of the boot groups done so far that are ready now: each
+    group's RTO ends when its last VM is ready, not when the whole plan's job ends."""
+    vms = list(_fo(state).vms)
+    for n, vm in enumerate(vms):
+        if vm.ready_at is None:
+            status = ctx.drills.get_vm_status(_test_vm_id(state, vm))
+            if status is not None and status.ready:
+                vms[n] = vm.model_copy(update={"ready_at": now})
+    return _with(state, vms=vms)
 
 
 def test_vm_tags(state: DrillState) -> dict[str, str]:
@@ -862,8 +874,9 @@ def forgotten_failovers(ctx: Context, window: timedelta) -> list[DrillState]:
 
 def running_failovers(rt: Any) -> list[dict[str, Any]]:
     """The test failovers Lifeboat started that are still up, read from Site Recovery: plans in a
-    test failover or its cleanup (running, or waiting for cleanup) whose items' test network is in a drill group,
-    each with its test VMs and, from their `lifeboat:drill` tags, the drill's id and expiry."""
+    test failover or its cleanup (running, or waiting for cleanup) whose items' test network is
+    in a drill group, each with its test VMs and, from their `lifeboat:drill` tags, the drill's
+    id and expiry."""
     from shared.planning import drill_resource
     from shared.policies import tag_value
 
