@@ -11,7 +11,9 @@ with the real app, then:
    runs 60 times faster meanwhile, so a VM boots in a second or two of real time); on the first
    night one VM is also drilled from its Azure Backup recovery point (`lifeboat drill start
    --from recovery-point`), its restore triggered by the backup-writer identity, when the estate
-   has that identity and a staging account (the demo estate does);
+   has that identity and a staging account (the demo estate does); and, when the estate has
+   Site Recovery recovery plans (the demo estate's `rp-web`), with SITE_RECOVERY_DRILLS on and
+   the `nightly` drill plan, every night also test-fails-over each plan in its drill network;
 4. recovers one demo VM as an operator would (`lifeboat recover --new-vm`, its own credential,
    after the app's request counters are read: the operator's requests are not the app's) and
    prints its RTO; `--json` carries it under `recoveries`.
@@ -21,7 +23,9 @@ purpose): 1 only if the demo broke, 3 if what it needs cannot be started or reac
 timeout ends a long night: it is waited out for as long as outcomes keep coming.
 
 `--requests` writes the stand-in's request counters of the app's own identity: the requests the
-backup-writer identity made (the restore trigger) are counted apart, under `backupWriter`.
+backup-writer identity made (the restore trigger) are counted apart, under `backupWriter`, and
+those only the Site Recovery test-failover role grants (off by default; the demo turns it on)
+under `siteRecoveryTestFailover`.
 """
 
 from __future__ import annotations
@@ -158,6 +162,7 @@ def _run(console: Console, estate: Path, nights: int, *, show_progress: bool) ->
             point_drill = _point_drill_settings(estate, subscriptions.split(",")[0])
             if point_drill is not None:
                 values.update(point_drill.settings)
+            values.update(_failover_drill_settings(estate))
             args = [
                 "--settings",
                 str(write_json(work / "local.settings.json", {"Values": values})),
@@ -214,6 +219,8 @@ def _run(console: Console, estate: Path, nights: int, *, show_progress: bool) ->
             requests = admin.get("/requests", params={"limit": 1}).json()["counters"]
             if starter is not None:
                 requests = starter.apart(requests)
+            if values.get("SITE_RECOVERY_DRILLS") == "true":
+                requests = _test_failover_apart(requests)
             recoveries = _recoveries(console, admin, stand_in, values, first)
             admin.close()
     elapsed = time.monotonic() - started
@@ -329,6 +336,48 @@ def _point_drill_settings(estate: Path, subscription: str) -> PointDrill | None:
         vm=POINT_DRILL_VM,
         writer_object_id=str(writer["objectId"]).lower(),
     )
+
+
+def _failover_drill_settings(estate: Path) -> dict[str, str]:
+    """SITE_RECOVERY_DRILLS on, every night (the `nightly` drill plan), when the estate has
+    Site Recovery recovery plans; nothing otherwise."""
+    data = yaml.safe_load(estate.read_text(encoding="utf-8")) or {}
+    if not any(vault.get("plans") for vault in data.get("siteRecovery") or []):
+        return {}
+    return {"SITE_RECOVERY_DRILLS": "true", "SITE_RECOVERY_DRILL_PLAN": "nightly"}
+
+
+# The quota check before a test failover (the recovery region's Compute usages): a read only
+# site-recovery drills make. infra/roles/actions.json has no row for it yet: it belongs with the
+# test-failover role's rows, at subscription scope.
+QUOTA_READ = "Microsoft.Compute/locations/usages/read"
+
+
+def _test_failover_apart(counters: dict[str, Any]) -> dict[str, Any]:
+    """The app identity's counters, with the requests only site-recovery drills make (those the
+    Site Recovery test-failover role grants, infra/roles/actions.json: siteRecovery,
+    testFailover, and the quota read) under `siteRecoveryTestFailover`: the feature is off by
+    default, the demo turns it on."""
+    table = json.loads((ROOT / "infra" / "roles" / "actions.json").read_text())
+    scopes: dict[str, dict[str, list[dict[str, Any]]]] = table["scopes"]
+    role = {a.lower() for row in scopes["siteRecovery"]["testFailover"] for a in row["actions"]}
+    default = {
+        a.lower()
+        for by_feature in scopes.values()
+        for feature, rows in by_feature.items()
+        if feature in ("core", "drills")
+        for row in rows
+        for a in row["actions"]
+    }
+    only = (role - default) | {QUOTA_READ.lower()}
+    result: dict[str, Any] = dict(counters)
+    apart: dict[str, dict[str, int]] = {}
+    for key in ("byOperation", "byAction"):
+        mine = counters.get(key) or {}
+        apart[key] = {k: n for k, n in mine.items() if k.lower() in only}
+        result[key] = {k: n for k, n in mine.items() if k.lower() not in only}
+    result["siteRecoveryTestFailover"] = apart
+    return result
 
 
 def _group_location(data: dict[str, Any], subscription: str, group: str) -> str:
@@ -557,8 +606,9 @@ def _drills(
         if row["Operation"] == "drill" and (row["RunId"] == run or drill_id == manual):
             rto, rpo = row.get("RtoSeconds"), row.get("RpoSeconds")
             source = (row.get("Details") or {}).get("source") or "snapshots"
+            what = row.get("VmName") or f"plan {(row.get('Details') or {}).get('recoveryPlan')}"
             console.print(
-                f"  drill of {row.get('VmName')} from {source}: {row['Status']}, RTO "
+                f"  drill of {what} from {source}: {row['Status']}, RTO "
                 f"{duration(rto)}, RPO {duration(rpo)}"
                 + (f" ({row['Reason']})" if row.get("Reason") else "")
             )
@@ -734,6 +784,8 @@ def _drill_results(outcomes: list[dict[str, Any]]) -> list[dict[str, Any]]:
         }
         if entry["source"] == "recovery-point":
             entry.update(_restore_fields(details))
+        if entry["source"] == "site-recovery":
+            entry.update(_failover_fields(details))
         results[details["drillId"]] = entry
     return list(results.values())
 
@@ -753,6 +805,20 @@ def _restore_fields(details: dict[str, Any]) -> dict[str, Any]:
             "status": details.get("restoreStatus"),
         },
         "validationStatus": details.get("validationStatus"),
+    }
+
+
+def _failover_fields(details: dict[str, Any]) -> dict[str, Any]:
+    """A site-recovery drill's plan, RTO per boot group, job, cleanup and test VMs (its row)."""
+    return {
+        "recoveryPlan": details.get("recoveryPlan"),
+        "groupRtoSeconds": details.get("groupRtoSeconds"),
+        "failoverJobId": details.get("failoverJobId"),
+        "cleanupStatus": details.get("cleanupStatus"),
+        "vms": [
+            {"name": vm.get("name"), "validation": vm.get("validation")}
+            for vm in details.get("vms") or []
+        ],
     }
 
 

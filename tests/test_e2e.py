@@ -124,10 +124,13 @@ def test_demo_json_is_the_last_thing_on_stdout_and_nothing_is_left_behind(
     # The clock passing 06:00 fired the verification run: the demo vault's findings.
     findings = {v["finding"] for v in document["verification"].values()}
     assert {"compliant", "rpo-breached", "unprotected"} <= findings
-    # Each night the drill timer restored the three VMs tagged lifeboat:drill=nightly; the first
+    # Each night the drill timer restored the three VMs tagged lifeboat:drill=nightly and
+    # test-failed-over the recovery plan rp-web (test_site_recovery_drill_demo.py); the first
     # night also drilled one from its Azure Backup recovery point (test_recovery_point_demo.py).
     drills = document["drills"]
-    assert sorted(d["source"] for d in drills) == ["recovery-point"] + ["snapshots"] * 6
+    assert sorted(d["source"] for d in drills) == (
+        ["recovery-point"] + ["site-recovery"] * 2 + ["snapshots"] * 6
+    )
     assert {d["status"] for d in drills} == {"succeeded", "failed"}
     for drill in drills:
         assert set(drill) >= {
