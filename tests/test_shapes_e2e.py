@@ -84,6 +84,12 @@ subscriptions:
                   snapshots: {{count: 500, every: 1d, newest: 1d}}}}}}
       - {{name: vm-denied, resourceGroup: rg-app, tags: {{"lifeboat:policy": daily}},
          osDisk: {{name: disk-denied, resourceGroup: mrg-locked, sku: Premium_LRS, sizeGB: 32}}}}
+      - {{name: vm-surplus, resourceGroup: rg-app, tags: {{"lifeboat:policy": daily}},
+         osDisk: {{sku: Premium_LRS, sizeGB: 32,
+                  snapshots: {{count: 10, every: 1d, newest: 1d}}}}}}
+      - {{name: vm-optout, resourceGroup: rg-app, tags: {{"lifeboat:policy": none}},
+         osDisk: {{sku: Premium_LRS, sizeGB: 32}}}}
+      - {{name: vm-bare, resourceGroup: rg-app, osDisk: {{sku: Premium_LRS, sizeGB: 32}}}}
     locks:
       - {{name: legal-hold, level: CanNotDelete,
          scope: "{LOCK_SCOPE}"}}
@@ -94,6 +100,12 @@ subscriptions:
     resourceGroups:
       - {{name: rg-backup}}
 vaults:
+  - name: rsv-app
+    resourceGroup: rg-app
+    items:
+      - {{vm: rg-app/vm-typo, lastBackup: 30h, outcome: none}}
+      - {{vm: rg-app/vm-optout, lastBackup: 5h}}
+      - {{vm: rg-app/vm-bare, lastBackup: 5h}}
   - name: rsv-elsewhere
     subscription: {OTHER}
     resourceGroup: rg-backup
@@ -119,6 +131,7 @@ def _shapes(azurite: Azurite, tmp_path: Path) -> Iterator[tuple[Any, MemoryRepor
             ARM_WRITES_PER_SECOND="200",
             SNAPSHOT_WRITES_PER_SECOND="200",
             CONFIRM_DELAY_SECONDS="1",
+            ON_DEMAND_BACKUP="true",
         )
         reporter = MemoryReporter()
         overrides, clock, admin = wire_services(ep, environ, reporter, tmp_path / "host.json")
@@ -169,7 +182,11 @@ def test_every_vm_and_disk_shape_gets_its_row_in_one_night(
         "vm-typo": 'tag "lifebaot:policy" looks like "lifeboat:policy"',
         "vm-gold": "unknown policy gold-plus; known: daily, weekly",
     }
-    assert {s["skip"] for s in plan["skips"]} == {"not-attached", "unmanaged-disk"}
+    assert {s["skip"] for s in plan["skips"] if s["skip"]} == {"not-attached", "unmanaged-disk"}
+    assert {s["reason"] for s in plan["skips"] if not s["skip"]} == {
+        "opted out (lifeboat:policy=none)",
+        "no lifeboat:policy tag and no default policy",
+    }
     assert len(plan["notLifeboats"]) == 2
     assert [w["kind"] for w in plan["warnings"]] == ["disk-near-limit", "disk-near-limit"]
     assert {h["snapshot"].rsplit("/", 1)[-1][:19] for h in plan["held"]} == {
@@ -226,6 +243,24 @@ def test_every_vm_and_disk_shape_gets_its_row_in_one_night(
     ]
     assert (left.count, left.details["atLimit"]) == (397, True)
 
+    # More surplus than the per-disk cap: 10 seeded and tonight's, 3 kept; of the 8 surplus,
+    # the cap (half of 11) takes the oldest 5 tonight and the other 3 wait for the next nights.
+    surplus_disk, surplus_uid = _os("vm-surplus")
+    surplus_pruned = {
+        o.resource_id.rsplit("/", 1)[-1]
+        for o in _rows(reporter, "snapshot-delete", "succeeded")
+        if o.resource_id and (o.details.get("sourceId") or "").lower() == surplus_disk.lower()
+    }
+    oldest = {snapshot_name(surplus_disk, surplus_uid, f"202611{d:02}0100") for d in range(17, 22)}
+    assert surplus_pruned == oldest
+    [later] = [
+        o
+        for o in _rows(reporter, "snapshot-delete", "waiting")
+        if (o.resource_id or "").lower() == surplus_disk.lower()
+    ]
+    assert (later.count, later.details["remaining"], later.details["atLimit"]) == (3, 3, False)
+    assert plan["remaining"][surplus_disk] == 3
+
     # Blocked by Azure (a deny assignment): blocked, never failed; the night is not failed.
     denied = [o for o in reporter.outcomes if (o.resource_id or "").endswith("/disk-denied")]
     assert {o.status.value for o in denied} >= {"blocked"}
@@ -239,6 +274,18 @@ def test_every_vm_and_disk_shape_gets_its_row_in_one_night(
     }.values()
     assert (unserved.vm_name, unserved.severity) == ("vm-mixed", "warning")
     assert unserved.reason == f"not verified: vault in unserved subscription {OTHER}"
+
+    # Protected by Azure Backup whatever its tags (a tag mistake, an opt-out, no tag): verified
+    # against a day's RPO (no default policy), outside Lifeboat's policies, never remediated.
+    verified = {o.vm_name: o for o in _rows(reporter, "verify-vm")}
+    for name in ("vm-typo", "vm-optout", "vm-bare"):
+        row = verified[name]
+        assert row.policy is None, name
+        assert row.details["scope"] == "protected by Azure Backup, outside Lifeboat's policies"
+        assert row.details["rpoTargetSeconds"] == 24 * 3600, name
+    assert verified["vm-typo"].finding == "rpo-breached"  # 35 h: its backups stopped
+    assert {verified[n].finding for n in ("vm-optout", "vm-bare")} == {"compliant"}
+    assert not [o for o in reporter.outcomes if o.operation == "on-demand-backup"]
 
 
 def _os(vm: str) -> tuple[str, str]:
