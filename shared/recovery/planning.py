@@ -1,10 +1,11 @@
 """Decide a recovery: what it creates and changes, or why it will not run. Pure: no I/O.
 
-`decide(request, facts)` takes what `gather` read (the VM, the chosen set, the source disks, the
-primary NIC, usages, which target names exist) and returns a `Plan` (every resource created or
-changed, each disk with its snapshot) or the first `Refusal`, in the order an operator would want
-to hear them: what Lifeboat cannot recover at all, another recovery running, the mode's limits,
-keys, names, the address, the network, quota.
+`decide(request, facts)` takes what `gather` read (the VM, the chosen set or recovery point, the
+source disks, the primary NIC, usages, which target names exist) and returns a `Plan` (every
+resource created or changed, each disk with its snapshot or the point that restores it; a point's
+disks are known only once its restore has run) or the first `Refusal`, in the order an operator
+would want to hear them: what Lifeboat cannot recover at all, another recovery running, the mode's
+limits, keys, names, the address, the network, quota.
 """
 
 from __future__ import annotations
