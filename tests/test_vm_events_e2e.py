@@ -8,6 +8,7 @@ API, whose own event is a tags write that changes nothing: no loop, nothing twic
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,12 +22,15 @@ from azure.mgmt.compute import ComputeManagementClient
 from cli.azurite import Azurite
 from cli.events import post_events, vm_write_event
 from cli.localhost import LocalHost
+from emulator.eventgrid import as_cloud_event
 from emulator.process import DEMO_ESTATE, running_emulator
 from shared.services import reset_services
 from tests.e2e_env import SUB, app_host, app_settings, wire_services
 from tests.fakes import MemoryReporter, patched_environ
 
 pytestmark = pytest.mark.e2e
+
+UNSERVED = "9b2d4c61-0e3f-4a57-8b19-2c6d8e0f4a73"  # a subscription Lifeboat does not serve
 
 
 def _new_vm(name: str) -> dict[str, Any]:
@@ -117,9 +121,20 @@ def test_a_new_vm_is_onboarded_once_through_event_grid(
         confirmed = _confirmed(reporter, 2)
         time.sleep(2)
         host.wait_idle(timeout=30)
-        assert admin.get("/eventgrid").json()["delivered"] == delivered_after_onboarding, (
-            "no event loop"
+        state = admin.get("/eventgrid").json()
+        assert state["delivered"] == delivered_after_onboarding, "no event loop"
+        # What Lifeboat wrote comes back as events without their caller (published examples
+        # carry empty claims): replayed to the webhook, read as a user's, they write nothing.
+        own = _without_caller(
+            [e for e in state["events"] if _caller(e) == ep.object_id]
+            + [vm_write_event(SUB, "rg-app", "vm-new-01", event_id="own-vm")]
         )
+        before = _mark(admin)
+        rows_before = len(reporter.outcomes)
+        assert post_events(_webhook(host), own)[0] == 202
+        host.wait_idle(timeout=30)
+        replayed = list(reporter.outcomes)[rows_before:]
+        assert _writes(admin, before) == [], "no write caused by Lifeboat's own write"
         compute = ComputeManagementClient(
             ManagedIdentityCredential(client_id=ep.client_id),
             SUB,
@@ -135,6 +150,8 @@ def test_a_new_vm_is_onboarded_once_through_event_grid(
         ]
     assert vm["tags"]["lifeboat:policy"] == "daily"
     assert len(snapshots) == 2, "one first snapshot per disk, however many events"
+    # Event Grid validated the webhook (SubscriptionValidation) before the first delivery.
+    assert any(a.get("validation") and a.get("ok") for a in state["attempts"])
     assert {s["tags"]["lifeboat:slot"] for s in snapshots} == {
         snapshots[0]["tags"]["lifeboat:slot"]
     }
@@ -144,6 +161,21 @@ def test_a_new_vm_is_onboarded_once_through_event_grid(
     creates = [o for o in reporter.outcomes if o.operation == "snapshot-create"]
     assert {o.job.value for o in creates} == {"onboarding"}
     assert {o.status.value for o in creates} == {"unconfirmed", "succeeded"}
+    succeeded = {o.id for o in creates if o.status.value == "succeeded"}
+    assert len(succeeded) == len(snapshots), "succeeded rows (by id) = snapshots created"
+    # The replayed own writes: the VM write is onboarded again and finds its work done (its
+    # snapshot rows are the same rows again, same ids); the tags writes are unhandled.
+    assert "vm-seen" in {o.operation for o in replayed}
+    earlier = {o.id for o in reporter.outcomes[: len(reporter.outcomes) - len(replayed)]}
+    again = [o for o in replayed if o.operation == "snapshot-create"]
+    assert again
+    assert all(o.id in earlier for o in again)
+    tags_writes = [o for o in replayed if o.operation == "vm-event"]
+    assert tags_writes
+    unhandled = {"Microsoft.Resources.ResourceWriteSuccess Microsoft.Resources/tags/write": 1}
+    assert all(
+        (o.status.value, o.details["unhandled"]) == ("skipped", unhandled) for o in tags_writes
+    )
     # Confirmed after the create window, one row per disk (rows of a repeat share their ids).
     assert len({o.id for o in confirmed}) == 2
     assert {(o.operation, o.status.value) for o in confirmed} == {("snapshot-create", "succeeded")}
@@ -200,6 +232,33 @@ def test_cloud_events_onboard_once_and_lifeboats_own_write_is_skipped(
         while time.monotonic() < deadline and not _own_writes(reporter):
             time.sleep(0.2)
         host.wait_idle(timeout=30)
+        # A batch (application/cloudevents-batch+json): one invocation per event, each read as
+        # a single one. The VM write is onboarded again and writes nothing.
+        invocations, before = host.stats["vm_events"].invocations, _mark(admin)
+        batch = [
+            as_cloud_event(vm_write_event(SUB, "rg-app", "vm-cloud-01", event_id="batch-1")),
+            as_cloud_event(
+                vm_write_event(
+                    SUB,
+                    "rg-app",
+                    "vm-cloud-01",
+                    operation="Microsoft.Resources/tags/write",
+                    event_id="batch-2",
+                )
+            ),
+        ]
+        with httpx.Client(timeout=30) as client:
+            answer = client.post(
+                _webhook(host),
+                content=json.dumps(batch).encode(),
+                headers={
+                    "Content-Type": "application/cloudevents-batch+json",
+                    "aeg-event-type": "Notification",
+                },
+            )
+        host.wait_idle(timeout=30)
+        batched = host.stats["vm_events"].invocations - invocations
+        assert _writes(admin, before) == [], "the batch wrote nothing"
         state = admin.get("/eventgrid").json()
         snapshots = [
             s
@@ -207,7 +266,11 @@ def test_cloud_events_onboard_once_and_lifeboats_own_write_is_skipped(
             if "vm-cloud-01" in s["properties"]["creationData"]["sourceResourceId"]
         ]
     assert state["deliverySchema"] == "CloudEventSchemaV1_0"
-    assert any(a.get("validation") and a.get("ok") for a in state["attempts"])
+    # The CloudEvents handshake (OPTIONS) was answered before the first delivery.
+    assert any(
+        a.get("validation") and a.get("schema") == "CloudEventSchemaV1_0" and a.get("ok")
+        for a in state["attempts"]
+    )
     assert host.stats["vm_events"].failed == 0
     assert len(snapshots) == 2
     succeeded = {o.id for o in confirmed if o.status.value == "succeeded"}
@@ -216,6 +279,14 @@ def test_cloud_events_onboard_once_and_lifeboats_own_write_is_skipped(
     assert own, "the tag write's event came back and was skipped"
     assert {o.details["schema"] for o in own} == {"CloudEventSchemaV1_0"}
     assert all(o.count == 1 and o.details["ownWrites"] == 1 for o in own)
+    assert (answer.status_code, batched) == (202, 2)
+    by_event = {o.details.get("eventId"): o for o in reporter.outcomes}
+    assert by_event["batch-1"].operation == "vm-seen"
+    assert (by_event["batch-2"].operation, by_event["batch-2"].status.value) == (
+        "vm-event",
+        "skipped",
+    )
+    assert by_event["batch-2"].details["schema"] == "CloudEventSchemaV1_0"
     assert [o for o in reporter.outcomes if o.status.value == "refused"] == []
 
 
@@ -232,6 +303,7 @@ def test_unreadable_and_unhandled_events_get_rows_never_a_500(
             {**good, "id": "odd-1", "data": None},
             {**good, "id": "odd-2", "subject": 42},
             {**good, "id": "odd-3", "eventType": "Microsoft.Resources.ResourceDeleteSuccess"},
+            vm_write_event(UNSERVED, "rg-app", "vm-web-01", event_id="odd-4"),
         ]
         answers = [post_events(url, [event])[0] for event in odd]
         with httpx.Client(timeout=30) as client:
@@ -242,7 +314,7 @@ def test_unreadable_and_unhandled_events_get_rows_never_a_500(
                 answers.append(response.status_code)
         host.wait_idle(timeout=30)
         assert admin.get("/eventgrid").json()["deadLettered"] == 0
-    assert answers == [202, 202, 202, 400, 400, 400]
+    assert answers == [202, 202, 202, 202, 400, 400, 400]
     assert host.stats["vm_events"].failed == 0
     rows = {o.details.get("eventId"): o for o in reporter.outcomes if o.operation == "vm-event"}
     assert rows["odd-1"].status.value == "refused"
@@ -251,6 +323,47 @@ def test_unreadable_and_unhandled_events_get_rows_never_a_500(
     assert all(0 < len(rows[i].details["excerpt"]) <= 200 for i in ("odd-1", "odd-2"))
     assert rows["odd-3"].status.value == "skipped"
     assert rows["odd-3"].details["unhandled"] == {"Microsoft.Resources.ResourceDeleteSuccess": 1}
+    # A VM write in a subscription Lifeboat does not serve: skipped, nothing onboarded.
+    assert (rows["odd-4"].status.value, rows["odd-4"].reason) == (
+        "skipped",
+        f"subscription '{UNSERVED}' is not a target subscription",
+    )
+    assert [o for o in reporter.outcomes if o.operation == "vm-seen"] == []
+
+
+def _webhook(host: LocalHost) -> str:
+    return f"{host.base_url}/runtime/webhooks/eventgrid?functionName=vm_events&code={host.key}"
+
+
+def _caller(event: dict[str, Any]) -> str | None:
+    claims = event["data"].get("claims") or {}
+    return claims.get("http://schemas.microsoft.com/identity/claims/objectidentifier")
+
+
+def _without_caller(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The events again, new ids, with empty claims and evidence: nothing says who wrote."""
+    bare = []
+    for n, event in enumerate(events):
+        data = {**event["data"], "claims": {}}
+        data["authorization"] = {**data["authorization"], "evidence": {}}
+        bare.append({**event, "id": f"bare-{n}", "data": data})
+    return bare
+
+
+def _mark(admin: httpx.Client) -> int:
+    return int(admin.get("/requests", params={"limit": 0}).json()["total"])
+
+
+def _writes(admin: httpx.Client, since: int) -> list[str]:
+    """The requests the stand-in answered since `since` that are not reads (Azure Backup's
+    backupStatus is a POST that only reads whether a VM is protected)."""
+    entries = admin.get("/requests", params={"since": since, "limit": 5000}).json()["entries"]
+    return [
+        f"{e['method']} {e['operation']} {e['path']}"
+        for e in entries
+        if e["method"] not in ("GET", "HEAD", "OPTIONS")
+        and not e["operation"].endswith("/backupStatus/action")
+    ]
 
 
 def _own_writes(reporter: MemoryReporter) -> list[Any]:
