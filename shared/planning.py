@@ -35,7 +35,8 @@ from shared.snapshots import (
 # Platform limits (REFERENCE.md): per disk, and per subscription and region (ZRS). Lifeboat sees
 # only the snapshots in its own group (Azure Disk Backup's, and users' elsewhere, count too), so
 # its counts are "seen by Lifeboat", and it warns before the limits: from 450 of a disk's 500,
-# from 90% of a subscription and region's 75,000.
+# from 90% of a subscription and region's 75,000 (REGION_SNAPSHOT_LIMIT: the limit the plan warns
+# against; Azure's own refusal is what rotation reports `blocked`, whatever this says).
 MAX_SNAPSHOTS_PER_REGION = 75_000
 DISK_WARNING_FROM = 450
 REGION_WARNING_FRACTION = 0.9
@@ -70,6 +71,7 @@ class RotationConfig:
     max_estate_delete_fraction: float = 0.5
     arm_writes_per_second: float = 5.0
     snapshot_writes_per_second: float = 2.0
+    region_snapshot_limit: int = MAX_SNAPSHOTS_PER_REGION
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,6 +291,7 @@ def quota_warnings(
     per_region: dict[str, float] = defaultdict(float)
     existing: dict[str, int] = defaultdict(int)
     per_disk = snapshots_per_disk(snapshots)
+    region_limit = config.region_snapshot_limit
     for snapshot in snapshots:
         existing[snapshot.location.lower()] += 1
     for plan in plans:
@@ -326,30 +329,30 @@ def quota_warnings(
             )
     for region in sorted(existing):
         seen = existing[region]
-        if seen >= REGION_WARNING_FRACTION * MAX_SNAPSHOTS_PER_REGION:
+        if seen >= REGION_WARNING_FRACTION * region_limit:
             warnings.append(
                 LimitWarning(
                     "region-near-limit",
                     f"{region}: {seen} snapshots seen by Lifeboat, of Azure's "
-                    f"{MAX_SNAPSHOTS_PER_REGION} per subscription and region "
-                    f"({seen / MAX_SNAPSHOTS_PER_REGION:.0%}; snapshots outside Lifeboat's group "
+                    f"{region_limit} per subscription and region "
+                    f"({seen / region_limit:.0%}; snapshots outside Lifeboat's group "
                     "count too and are not seen)",
                     region=region,
                     seen=seen,
-                    limit=MAX_SNAPSHOTS_PER_REGION,
+                    limit=region_limit,
                 )
             )
     for region, kept in sorted(per_region.items()):
         total = max(kept, existing[region])
-        if total > MAX_SNAPSHOTS_PER_REGION:
+        if total > region_limit:
             warnings.append(
                 LimitWarning(
                     "policies-over-region-limit",
                     f"policies may keep {total:.0f} snapshots in {region}; Azure allows "
-                    f"{MAX_SNAPSHOTS_PER_REGION} per subscription and region",
+                    f"{region_limit} per subscription and region",
                     region=region,
                     seen=total,
-                    limit=MAX_SNAPSHOTS_PER_REGION,
+                    limit=region_limit,
                 )
             )
     return warnings

@@ -207,6 +207,9 @@ class Settings(BaseModel):
     )
     arm_writes_per_second: float = Field(default=5.0, gt=0, alias="ARM_WRITES_PER_SECOND")
     snapshot_writes_per_second: float = Field(default=3.0, gt=0, alias="SNAPSHOT_WRITES_PER_SECOND")
+    # Azure's snapshots per subscription and region (Standard_ZRS and Standard_LRS apart): the
+    # plan warns from 90% of it. 75,000 is Azure's published limit; a smaller one warns sooner.
+    region_snapshot_limit: int = Field(default=75_000, ge=1, alias="REGION_SNAPSHOT_LIMIT")
     confirm_delay_seconds: float = Field(default=900, ge=0, alias="CONFIRM_DELAY_SECONDS")
     # Keys that sign and verify queue messages: id=base64secret[,id=...], the first signs.
     message_signing_keys: str = Field(alias="MESSAGE_SIGNING_KEYS", min_length=1, repr=False)
