@@ -305,6 +305,7 @@ module roles 'app/roles.bicep' = {
     tagDefaultPolicy: tagDefaultPolicy
     drills: drills
     recoveryPointDrills: recoveryPointDrills
+    siteRecoveryTestFailover: siteRecoveryDrills
   }
 }
 
@@ -335,6 +336,7 @@ module targetSubscriptions 'app/target.bicep' = [
       subscriptionRoleName: roles.outputs.subscriptionRoleName
       snapshotRoleName: roles.outputs.snapshotRoleName
       onDemandBackup: onDemandBackup
+      testFailoverRoleName: roles.outputs.testFailoverRoleName
     }
   }
 ]

@@ -202,6 +202,17 @@ def test_vault_rows_come_from_built_in_backup_roles_assigned_by_feature() -> Non
     assert builtin["backupOperator"]["id"] == "00c29273-979b-4161-815c-10b084fb9324"
 
 
+def test_the_test_failover_role_is_assigned_in_each_target_only_with_site_recovery_drills() -> None:
+    target = Bicep(INFRA / "app" / "target.bicep")
+    condition, body = resource_body(target.tree["resources"]["testFailover"]["config"])
+    assert "testFailoverRoleName" in json.dumps(condition)
+    assert "not" in json.dumps(condition)
+    assert "testFailoverRoleName" in json.dumps(body["properties"]["roleDefinitionId"])
+    main = (INFRA / "main.bicep").read_text()
+    assert "siteRecoveryTestFailover: siteRecoveryDrills" in main
+    assert "testFailoverRoleName: roles.outputs.testFailoverRoleName" in main
+
+
 def test_snapshot_role_is_assigned_on_the_snapshot_group_only() -> None:
     target = Bicep(INFRA / "app" / "target.bicep").tree
     module = target["modules"]["snapshots"]["config"]

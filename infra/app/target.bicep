@@ -2,7 +2,8 @@
 // holds there (DESIGN.md "Identity and least privilege"): the subscription reader role, snapshot
 // read/write/delete only on the snapshot group, Backup Reader on the vaults (at subscription
 // scope: vaults are found by listing, and backupStatus is a subscription-level action), Backup
-// Operator only when on-demand backup is on. Nothing here can write a production VM.
+// Operator only when on-demand backup is on, the test-failover role only with site-recovery drills.
+// Nothing here can write a production VM.
 targetScope = 'subscription'
 
 param location string
@@ -17,6 +18,9 @@ param snapshotRoleName string
 
 @description('ON_DEMAND_BACKUP: Lifeboat triggers backups of VMs whose RPO is breached.')
 param onDemandBackup bool
+
+@description('The site-recovery test-failover role (roles.bicep), empty unless SITE_RECOVERY_DRILLS is on.')
+param testFailoverRoleName string = ''
 
 var builtIn = loadJsonContent('../roles/actions.json', '$.builtInRoles')
 
@@ -50,6 +54,17 @@ resource backupOperator 'Microsoft.Authorization/roleAssignments@2022-04-01' = i
     principalId: principalId
     principalType: 'ServicePrincipal'
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', builtIn.backupOperator.id)
+  }
+}
+
+// Site-recovery drills only: test failover and its cleanup of the subscription's recovery plans,
+// the reads that follow them, and the tag that marks each test VM as the drill's.
+resource testFailover 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(testFailoverRoleName)) {
+  name: guid(subscription().id, principalId, 'lifeboat-test-failover')
+  properties: {
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', testFailoverRoleName)
   }
 }
 
