@@ -400,3 +400,4 @@ output AZURE_CLIENT_ID string = identity.outputs.clientId
 output MONITOR_INGESTION_ENDPOINT string = monitor.outputs.DATA_COLLECTION_ENDPOINT
 output MONITOR_DCR_IMMUTABLE_ID string = monitor.outputs.DATA_COLLECTION_RULE_IMMUTABLE_ID
 output LOG_ANALYTICS_WORKSPACE_ID string = monitor.outputs.LOG_ANALYTICS_WORKSPACE_ID
+output RESTORE_TRIGGER_ROLE_NAME string = roles.outputs.restoreTriggerRoleName
