@@ -109,6 +109,7 @@ def rotation_config(rt: Runtime, subscription_id: str) -> RotationConfig:
         max_estate_delete_fraction=s.max_estate_delete_fraction,
         arm_writes_per_second=s.arm_writes_per_second,
         snapshot_writes_per_second=s.snapshot_writes_per_second,
+        region_snapshot_limit=s.region_snapshot_limit,
     )
 
 

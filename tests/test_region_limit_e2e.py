@@ -113,11 +113,6 @@ def test_azures_refusal_at_the_region_limit_is_blocked_and_final(night: Any) -> 
     assert end.status.value == "succeeded"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="REGION_SNAPSHOT_LIMIT reaches the plan once shared/rotation.py's rotation_config "
-    "passes region_snapshot_limit=s.region_snapshot_limit to RotationConfig",
-)
 def test_the_plan_warns_from_90_percent_of_the_region_limit_it_is_given(night: Any) -> None:
     plan, reporter = night
     [warning] = [w for w in plan["warnings"] if w["kind"] == "region-near-limit"]
