@@ -45,6 +45,9 @@ param backupWriterClientId string = ''
 @description('RECOVERY_POINT_DRILLS: drills from Azure Backup recovery points; the restore runs as the backup-writer identity, which needs VM write on the source VMs.')
 param recoveryPointDrills bool = false
 
+@description('COUNT_ALL_SNAPSHOTS: read every snapshot of each target subscription (snapshots/read there) so limit warnings count what Azure counts, not only Lifeboat\'s group.')
+param countAllSnapshots bool = false
+
 @description('RESTORE_STAGING_ACCOUNTS: region=storage account id pairs where restores stage (Lifeboat\'s, the vault\'s region, not zone-redundant).')
 param restoreStagingAccounts string = ''
 
@@ -238,6 +241,7 @@ var appSettings = {
   DRILL_SUBSCRIPTION: drillSubscriptionId
   DRILL_POLL_SECONDS: '30'
   RECOVERY_POINT_DRILLS: recoveryPointDrills ? 'true' : 'false'
+  COUNT_ALL_SNAPSHOTS: countAllSnapshots ? 'true' : 'false'
   RESTORE_STAGING_ACCOUNTS: restoreStagingAccounts
   SITE_RECOVERY_DRILLS: siteRecoveryDrills ? 'true' : 'false'
   SITE_RECOVERY_DRILL_PLAN: ''
@@ -306,6 +310,7 @@ module roles 'app/roles.bicep' = {
     drills: drills
     recoveryPointDrills: recoveryPointDrills
     siteRecoveryTestFailover: siteRecoveryDrills
+    countAllSnapshots: countAllSnapshots
   }
 }
 

@@ -12,7 +12,7 @@ import math
 import re
 from collections import defaultdict
 from collections.abc import Container, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from shared.model import Disk, Snapshot, Vm
@@ -104,6 +104,7 @@ class LimitWarning:
     region: str | None = None
     seen: float | None = None  # snapshots seen by Lifeboat (or a policy's bound)
     limit: int | None = None
+    counted: str = "lifeboat-group"  # what `seen` counts: "lifeboat-group" or "subscription"
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,8 +138,11 @@ def plan_night(
     policies: PolicySet,
     config: RotationConfig,
     occurrence: datetime,
+    counted: Sequence[Snapshot] | None = None,
 ) -> NightPlan:
-    """Tonight's snapshot sets for one subscription. `disks` is keyed by lower-case disk id."""
+    """Tonight's snapshot sets for one subscription. `disks` is keyed by lower-case disk id.
+    `counted`: every snapshot of the subscription (COUNT_ALL_SNAPSHOTS), for the limit warnings;
+    without it they count Lifeboat's group (`snapshots`), "as seen by Lifeboat"."""
     slot = slot_of(occurrence)
     weekday = occurrence.weekday()
     planned: list[VmPlan] = []
@@ -165,7 +169,14 @@ def plan_night(
         creates, skips = _classify_disks(vm, policy, disks, slot, shared_owner)
         planned.append(VmPlan(vm, policy.name, set_id(vm.id, slot), tuple(creates), tuple(skips)))
     paced, window = _pace(planned, config)
-    warnings = quota_warnings(paced, disks, snapshots, policies, config)
+    warnings = quota_warnings(
+        paced,
+        disks,
+        snapshots if counted is None else counted,
+        policies,
+        config,
+        whole_subscription=counted is not None,
+    )
     loose = unattached_disks(vms, disks, config)
     return NightPlan(slot, tuple(paced), tuple(skipped), tuple(warnings), window, tuple(loose))
 
@@ -284,9 +295,13 @@ def quota_warnings(
     snapshots: Sequence[Snapshot],
     policies: PolicySet,
     config: RotationConfig,
+    *,
+    whole_subscription: bool = False,
 ) -> list[LimitWarning]:
-    """The platform limits tonight's estate is near, as seen by Lifeboat (its group only), and
-    the ones its policies could exceed."""
+    """The platform limits tonight's estate is near, and the ones its policies could exceed.
+    `snapshots` are Lifeboat's group ("seen by Lifeboat": others count too and are not seen) or,
+    with `whole_subscription`, every snapshot of the subscription (what Azure counts)."""
+    seen_by = "in the subscription" if whole_subscription else "seen by Lifeboat"
     warnings: list[LimitWarning] = []
     per_region: dict[str, float] = defaultdict(float)
     existing: dict[str, int] = defaultdict(int)
@@ -318,9 +333,13 @@ def quota_warnings(
             warnings.append(
                 LimitWarning(
                     "disk-near-limit",
-                    f"{disk.name}: {seen} snapshots seen by Lifeboat, of Azure's "
-                    f"{MAX_SNAPSHOTS_PER_DISK} per disk (Azure Disk Backup's and other groups' "
-                    "count too and are not seen)",
+                    f"{disk.name}: {seen} snapshots {seen_by}, of Azure's "
+                    f"{MAX_SNAPSHOTS_PER_DISK} per disk"
+                    + (
+                        ""
+                        if whole_subscription
+                        else " (Azure Disk Backup's and other groups' count too and are not seen)"
+                    ),
                     resource_id=disk.id,
                     region=disk.location.lower(),
                     seen=seen,
@@ -333,10 +352,13 @@ def quota_warnings(
             warnings.append(
                 LimitWarning(
                     "region-near-limit",
-                    f"{region}: {seen} snapshots seen by Lifeboat, of Azure's "
-                    f"{region_limit} per subscription and region "
-                    f"({seen / region_limit:.0%}; snapshots outside Lifeboat's group "
-                    "count too and are not seen)",
+                    f"{region}: {seen} snapshots {seen_by}, of Azure's "
+                    f"{region_limit} per subscription and region ({seen / region_limit:.0%}"
+                    + (
+                        ")"
+                        if whole_subscription
+                        else "; snapshots outside Lifeboat's group count too and are not seen)"
+                    ),
                     region=region,
                     seen=seen,
                     limit=region_limit,
@@ -355,6 +377,8 @@ def quota_warnings(
                     limit=region_limit,
                 )
             )
+    if whole_subscription:
+        warnings = [replace(w, counted="subscription") for w in warnings]
     return warnings
 
 

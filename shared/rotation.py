@@ -141,6 +141,7 @@ def plan_subscription(request: RotationPlanRequest, ctx: Context) -> Result:
     out = ctx.out.bind(subscription_id=subscription)
     try:
         vms, disks, snapshots = _inventory(ctx.compute, subscription, config.snapshot_group)
+        counted = _counted(ctx.rt, subscription)
     except UnavailableError as e:
         if ctx.put_backs < READ_TRIES:
             return _read_again(ctx, "the inventory", e)
@@ -150,7 +151,9 @@ def plan_subscription(request: RotationPlanRequest, ctx: Context) -> Result:
         out.failed("rotation-plan", reason, details=details)
         out.failed("run-end", reason, count=0, details=details)
         return Done("inventory unavailable")
-    plan = plan_night(vms, disks, snapshots, ctx.policies, config, parse_slot(request.slot))
+    plan = plan_night(
+        vms, disks, snapshots, ctx.policies, config, parse_slot(request.slot), counted
+    )
     _record_plan(out, plan, subscription)
     if ctx.settings.dry_run:
         prunes = _expected_prunes(ctx.rt, plan, disks, snapshots, config, subscription)
@@ -190,7 +193,8 @@ def preview_night(
     """The night's plan and the prunes it would lead to if every snapshot succeeded. No writes."""
     config = rotation_config(rt, subscription)
     vms, disks, snapshots = _inventory(rt.compute, subscription, config.snapshot_group)
-    plan = plan_night(vms, disks, snapshots, rt.policies, config, occurrence)
+    counted = _counted(rt, subscription)
+    plan = plan_night(vms, disks, snapshots, rt.policies, config, occurrence, counted)
     return plan, _expected_prunes(rt, plan, disks, snapshots, config, subscription)
 
 
@@ -219,6 +223,14 @@ def _inventory(
     disks = {d.id.lower(): d for d in compute.list_disks(subscription)}
     snapshots = compute.list_snapshots(subscription, snapshot_group)
     return vms, disks, snapshots
+
+
+def _counted(rt: Runtime, subscription: str) -> list[Snapshot] | None:
+    """Every snapshot of the subscription with COUNT_ALL_SNAPSHOTS (for the limit warnings);
+    None (Lifeboat's group is counted) without it."""
+    if not rt.settings.count_all_snapshots:
+        return None
+    return rt.compute.list_subscription_snapshots(subscription)
 
 
 def _read_again(ctx: Context, what: str, error: UnavailableError) -> PutBack:
@@ -307,7 +319,12 @@ def _record_plan(out: Outcomes, plan: NightPlan, subscription: str) -> None:
             resource_id=warning.resource_id,
             region=warning.region,
             count=None if seen is None else int(seen),
-            details={"limit": warning.kind, "seenByLifeboat": seen, "of": warning.limit},
+            details={
+                "limit": warning.kind,
+                "seenByLifeboat": seen,
+                "of": warning.limit,
+                "counted": warning.counted,
+            },
         )
 
 

@@ -210,6 +210,9 @@ class Settings(BaseModel):
     # Azure's snapshots per subscription and region (Standard_ZRS and Standard_LRS apart): the
     # plan warns from 90% of it. 75,000 is Azure's published limit; a smaller one warns sooner.
     region_snapshot_limit: int = Field(default=75_000, ge=1, alias="REGION_SNAPSHOT_LIMIT")
+    # Count every snapshot of the subscription (needs snapshots/read there), not only Lifeboat's
+    # group, so the limit warnings count what Azure counts (Azure Disk Backup's included).
+    count_all_snapshots: bool = Field(default=False, alias="COUNT_ALL_SNAPSHOTS")
     confirm_delay_seconds: float = Field(default=900, ge=0, alias="CONFIRM_DELAY_SECONDS")
     # Keys that sign and verify queue messages: id=base64secret[,id=...], the first signs.
     message_signing_keys: str = Field(alias="MESSAGE_SIGNING_KEYS", min_length=1, repr=False)

@@ -138,6 +138,10 @@ class FakeCompute:
             s for s in self.snapshots.values() if s.resource_group.lower() == resource_group.lower()
         ]
 
+    def list_subscription_snapshots(self, subscription_id: str) -> list:  # type: ignore[type-arg]
+        self._listing("list_subscription_snapshots")
+        return list(self.snapshots.values()) + list(getattr(self, "foreign_snapshots", []))
+
     def get_vm(self, vm_id: str):  # type: ignore[no-untyped-def]
         return next((v for v in self.vms if v.id.lower() == vm_id.lower()), None)
 

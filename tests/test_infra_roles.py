@@ -125,6 +125,7 @@ def test_rows_are_complete_and_linked_to_docs() -> None:
             assert feature in {
                 "core",
                 "tagDefaultPolicy",
+                "countAllSnapshots",
                 "drills",
                 "onDemandBackup",
                 "backupProtection",
@@ -141,12 +142,20 @@ def test_rows_are_complete_and_linked_to_docs() -> None:
 
 
 @pytest.mark.parametrize(
-    ("tag_default_policy", "drills"), list(itertools.product([False, True], repeat=2))
+    ("tag_default_policy", "drills", "count_all"), list(itertools.product([False, True], repeat=3))
 )
-def test_each_custom_role_is_the_union_of_its_rows(tag_default_policy: bool, drills: bool) -> None:
-    bicep = Bicep(INFRA / "app" / "roles.bicep", tagDefaultPolicy=tag_default_policy, drills=drills)
+def test_each_custom_role_is_the_union_of_its_rows(
+    tag_default_policy: bool, drills: bool, count_all: bool
+) -> None:
+    bicep = Bicep(
+        INFRA / "app" / "roles.bicep",
+        tagDefaultPolicy=tag_default_policy,
+        drills=drills,
+        countAllSnapshots=count_all,
+    )
     features = {"core"} | ({"tagDefaultPolicy"} if tag_default_policy else set())
     features |= {"drills"} if drills else set()
+    features |= {"countAllSnapshots"} if count_all else set()
     for scope, (resource, variable) in ROLE_VARIABLES.items():
         condition, body = resource_body(bicep.tree["resources"][resource]["config"])
         [permissions] = body["properties"]["permissions"]
@@ -168,8 +177,10 @@ def test_no_role_can_read_snapshot_data_or_write_production_vms() -> None:
     for path in INFRA.rglob("*"):
         if path.is_file():
             assert "snapshots/begingetaccess" not in path.read_text().lower(), path.name
-    everything = {"core", "tagDefaultPolicy", "drills"}
-    bicep = Bicep(INFRA / "app" / "roles.bicep", tagDefaultPolicy=True, drills=True)
+    everything = {"core", "tagDefaultPolicy", "drills", "countAllSnapshots"}
+    bicep = Bicep(
+        INFRA / "app" / "roles.bicep", tagDefaultPolicy=True, drills=True, countAllSnapshots=True
+    )
     for scope, (_, variable) in ROLE_VARIABLES.items():
         actions = {a.lower() for a in bicep.variable(variable)}
         assert not any("snapshots/begingetaccess" in a for a in actions)

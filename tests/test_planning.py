@@ -367,6 +367,29 @@ def test_the_plan_warns_from_450_per_disk_and_90_percent_per_region_as_seen() ->
     assert fewer == ()
 
 
+def test_with_every_snapshot_counted_the_warnings_count_what_azure_counts() -> None:
+    """COUNT_ALL_SNAPSHOTS: Azure Disk Backup's 440 snapshots of a disk, in another group, and
+    Lifeboat's 10 make 450 of 500: a warning Lifeboat's group alone (10) would never give."""
+    d = disk("v-os")
+    ours = [snapshot_of(d, night(20) + timedelta(hours=i)) for i in range(10)]
+    backup = [
+        dataclasses.replace(
+            s, id=s.id.replace("rg-lifeboat-snapshots", "AzureBackupRG_westeurope_1") + f"-{i}"
+        )
+        for i, s in enumerate(snapshot_of(d, night(1) + timedelta(hours=h)) for h in range(440))
+    ]
+    seen = plan_night([vm("v", "v-os")], index(d), ours, policies(), CONFIG, night(27))
+    assert seen.warnings == ()
+    counted = plan_night(
+        [vm("v", "v-os")], index(d), ours, policies(), CONFIG, night(27), [*ours, *backup]
+    )
+    [warning] = counted.warnings
+    assert (warning.kind, warning.seen, warning.counted) == ("disk-near-limit", 450, "subscription")
+    assert "450 snapshots in the subscription, of Azure's 500 per disk" in warning.message
+    assert "not seen" not in warning.message
+    assert counted.vms == seen.vms  # counting changes warnings, never the plan
+
+
 def test_at_500_the_oldest_surplus_goes_without_tonights_snapshot_within_one_message() -> None:
     d = disk("v-os")
     ps = policies()

@@ -854,6 +854,33 @@ def test_a_prune_at_the_limit_still_never_deletes_the_newest_good_snapshot() -> 
     assert waits.reason == "tonight's snapshot is not confirmed good"
 
 
+def test_count_all_snapshots_lists_the_subscription_and_says_what_the_warning_counted() -> None:
+    """COUNT_ALL_SNAPSHOTS lists every snapshot of the subscription for the warnings (Azure Disk
+    Backup's 450 of a disk, outside Lifeboat's group); without it nothing outside is listed."""
+    db = disk("db-os")
+    foreign = [
+        dataclasses.replace(
+            s, id=s.id.replace("rg-lifeboat-snapshots", "AzureBackupRG_westeurope_1") + f"-{i}"
+        )
+        for i, s in enumerate(snapshot_of(db, night(1) + timedelta(hours=h)) for h in range(450))
+    ]
+    off = World()
+    off.compute.foreign_snapshots = foreign  # type: ignore[attr-defined]
+    off.compute.silent["list_subscription_snapshots"] = 1  # would fail the plan if listed
+    off.night(27)
+    assert not [o for o in off.ops("quota-warning") if o.resource_id == db.id]
+    assert off.compute.silent["list_subscription_snapshots"] == 1, "never listed"
+
+    on = World(COUNT_ALL_SNAPSHOTS="true")
+    on.compute.foreign_snapshots = foreign  # type: ignore[attr-defined]
+    on.night(27)
+    [warning] = [o for o in on.ops("quota-warning") if o.resource_id == db.id]
+    assert (warning.count, warning.details["counted"]) == (450, "subscription")
+    assert "450 snapshots in the subscription" in (warning.reason or "")
+    # Counting never makes Lifeboat delete outside its group: Azure Backup's are all there.
+    assert not [o for o in on.ops("snapshot-delete") if "AzureBackupRG" in (o.resource_id or "")]
+
+
 def test_a_policy_that_may_keep_unlimited_snapshots_warns_without_a_number() -> None:
     world = World()
     world.rt = dataclasses.replace(

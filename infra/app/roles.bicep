@@ -17,6 +17,9 @@ param tagDefaultPolicy bool
 @description('DR drills are enabled (drill regions given).')
 param drills bool
 
+@description('COUNT_ALL_SNAPSHOTS: snapshots/read on the whole subscription, for full counts against Azure\'s snapshot limits.')
+param countAllSnapshots bool = false
+
 @description('RECOVERY_POINT_DRILLS: define the restore-trigger role for the backup-writer identity.')
 param recoveryPointDrills bool = false
 
@@ -31,6 +34,7 @@ var table = loadJsonContent('../roles/actions.json')
 var subscriptionCore = [for row in table.scopes.subscription.core: row.actions]
 var subscriptionTagDefaultPolicy = [for row in table.scopes.subscription.tagDefaultPolicy: row.actions]
 var subscriptionDrills = [for row in table.scopes.subscription.drills: row.actions]
+var subscriptionCountAllSnapshots = [for row in table.scopes.subscription.countAllSnapshots: row.actions]
 var snapshotGroupCore = [for row in table.scopes.snapshotGroup.core: row.actions]
 var snapshotGroupDrills = [for row in table.scopes.snapshotGroup.drills: row.actions]
 var drillSubscriptionDrills = [for row in table.scopes.drillSubscription.drills: row.actions]
@@ -40,7 +44,7 @@ var workspaceCore = [for row in table.scopes.workspace.core: row.actions]
 var outcomesTableCore = [for row in table.scopes.outcomesTable.core: row.actions]
 var restoreTriggerRows = [for row in table.scopes.separateIdentity.recoveryPointDrills: row.actions]
 
-var subscriptionActions = union(flatten(subscriptionCore), tagDefaultPolicy ? flatten(subscriptionTagDefaultPolicy) : [], drills ? flatten(subscriptionDrills) : [])
+var subscriptionActions = union(flatten(subscriptionCore), tagDefaultPolicy ? flatten(subscriptionTagDefaultPolicy) : [], drills ? flatten(subscriptionDrills) : [], countAllSnapshots ? flatten(subscriptionCountAllSnapshots) : [])
 var snapshotGroupActions = union(flatten(snapshotGroupCore), drills ? flatten(snapshotGroupDrills) : [])
 var drillSubscriptionActions = union(flatten(drillSubscriptionDrills), [])
 var drillGroupActions = union(flatten(drillGroupDrills), [])

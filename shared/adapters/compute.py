@@ -232,6 +232,10 @@ class AzureCompute:
             )
             return []
 
+    def list_subscription_snapshots(self, subscription_id: str) -> list[Snapshot]:
+        pages = self.client(subscription_id).snapshots.list()
+        return call_compute(lambda: [snapshot_from_rest(s.as_dict()) for s in pages])
+
     def get_vm(self, vm_id: str) -> Vm | None:
         sub, group, name = _split(vm_id, "virtualMachines")
         found = _found(lambda: self.client(sub).virtual_machines.get(group, name))
