@@ -6,12 +6,18 @@ outcomes does not become a burst of requests.
 
 from __future__ import annotations
 
+import json
+import os
 import ssl
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import httpx
+
+from shared.adapters.clock import SystemClock
 
 _REUSE_SECONDS = 0.05
 
@@ -42,3 +48,21 @@ class RemoteClock:
 
     def close(self) -> None:
         self._client.close()
+
+
+def clock_of(emulator_endpoints: Path | None) -> Any:
+    """A command's clock: the system's, or the stand-in's (`--emulator-endpoints` names it)."""
+    if emulator_endpoints is None:
+        return SystemClock()
+    return RemoteClock(
+        json.loads(emulator_endpoints.read_text())["clock"],
+        ca_bundle=os.environ.get("REQUESTS_CA_BUNDLE"),
+    )
+
+
+class NoLocalRows:
+    """A command's outcome rows go to Azure Monitor when it is configured, never as JSON lines
+    on the command's own output."""
+
+    def report(self, outcomes: Any) -> None:
+        return None

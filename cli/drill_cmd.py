@@ -13,10 +13,9 @@ the drill cannot start; 2 for bad settings; 3 when Azure, Azurite or the stand-i
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,6 +23,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cli.clock import NoLocalRows, clock_of
 from cli.exits import Exit, azurite_of, require, stand_in_of
 from cli.host_cmd import read_app_settings
 
@@ -45,25 +45,9 @@ def _runtime(settings: Path | None, emulator: Path | None, storage: Path | None)
 
     config, policies = read_app_settings("drill", settings, emulator=emulator, storage=storage)
     require(azurite_of(config.storage_connection), stand_in_of(emulator))
-    clock: Any = _SystemClock()
-    if emulator is not None:
-        from cli.clock import RemoteClock
-
-        clock = RemoteClock(
-            json.loads(emulator.read_text())["clock"],
-            ca_bundle=os.environ.get("REQUESTS_CA_BUNDLE"),
-        )
-    return build_runtime(config, clock=clock, reporter=_Silent(), policies=policies)
-
-
-class _SystemClock:
-    def now(self) -> datetime:
-        return datetime.now(UTC)
-
-
-class _Silent:
-    def report(self, outcomes: Any) -> None:
-        return None
+    return build_runtime(
+        config, clock=clock_of(emulator), reporter=NoLocalRows(), policies=policies
+    )
 
 
 @drill_app.command("start")

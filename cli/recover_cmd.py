@@ -18,11 +18,9 @@ Exit status: 0 recovered (or planned, with --dry-run); 1 refused, failed or not 
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -30,6 +28,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cli.clock import NoLocalRows, clock_of
 from cli.exits import Exit, require, stand_in_of
 from cli.host_cmd import read_app_settings
 from cli.progress import LiveProgress, duration
@@ -234,23 +233,26 @@ def perform(
         backup=backup,
         staging_accounts=staging_accounts,
     )
+
+    def record_row(result: Result) -> str | None:
+        """The recover row; what could not be sent, if anything."""
+        return record(
+            reporter,
+            clock,
+            result,
+            vm_id=request.vm_id,
+            mode=request.mode,
+            recovery_id=recovery_id,
+            stamp=stamp,
+        )
+
     if isinstance(decided, Refusal):
         result = Result(
             None, "refused", decided.reason + (f" ({decided.hint})" if decided.hint else "")
         )
         if not dry_run:
             result.caller = cloud.caller()
-            result.reason = (result.reason or "") + _note(
-                record(
-                    reporter,
-                    clock,
-                    result,
-                    vm_id=request.vm_id,
-                    mode=request.mode,
-                    recovery_id=recovery_id,
-                    stamp=stamp,
-                )
-            )
+            result.reason = (result.reason or "") + _note(record_row(result))
         return _document(request, result)
     show(decided)
     if dry_run:
@@ -268,15 +270,7 @@ def perform(
         backup=backup,
         on_wait=on_wait,
     )
-    unsent = record(
-        reporter,
-        clock,
-        result,
-        vm_id=request.vm_id,
-        mode=request.mode,
-        recovery_id=recovery_id,
-        stamp=stamp,
-    )
+    unsent = record_row(result)
     document = _document(request, result)
     if unsent:
         document["rowNotSent"] = unsent
@@ -370,24 +364,7 @@ def _ports(config: Any, emulator: Path | None) -> tuple[Any, Any, Any, Any]:
     from shared.adapters.recovery import AzureRecovery
     from shared.services import build_backup, build_compute, build_runtime
 
-    clock: Any = _SystemClock()
-    if emulator is not None:
-        from cli.clock import RemoteClock
-
-        clock = RemoteClock(
-            json.loads(emulator.read_text())["clock"],
-            ca_bundle=os.environ.get("REQUESTS_CA_BUNDLE"),
-        )
+    clock = clock_of(emulator)
     compute = build_compute(config)
-    rt = build_runtime(config, clock=clock, reporter=_Silent(), compute=compute)
+    rt = build_runtime(config, clock=clock, reporter=NoLocalRows(), compute=compute)
     return AzureRecovery(compute), clock, rt.reporter, build_backup(config)  # type: ignore[arg-type]
-
-
-class _SystemClock:
-    def now(self) -> datetime:
-        return datetime.now(UTC)
-
-
-class _Silent:
-    def report(self, outcomes: Any) -> None:
-        return None
