@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from collections.abc import Collection, Iterable
 from datetime import UTC, datetime
 
 from shared.model import Disk, Snapshot
@@ -90,6 +91,23 @@ def is_owned(snapshot: Snapshot, snapshot_group: str) -> bool:
     return snapshot.resource_group.lower() == snapshot_group.lower() and name_matches_source(
         snapshot
     )
+
+
+def owned_by_slot(
+    disk_ids: Collection[str], snapshots: Iterable[Snapshot], snapshot_group: str
+) -> dict[str, dict[str, Snapshot]]:
+    """Lifeboat's own good snapshots of these disks (ids in lower case), by slot, then by disk
+    id: the sets a drill or a recovery can restore from."""
+    by_slot: dict[str, dict[str, Snapshot]] = {}
+    for snapshot in snapshots:
+        source = "/" + (snapshot.source_resource_id or "").strip("/").lower()
+        slot = slot_of_name(snapshot.name)
+        if source not in disk_ids or slot is None or not snapshot.good:
+            continue
+        if not is_owned(snapshot, snapshot_group):
+            continue
+        by_slot.setdefault(slot, {})[source] = snapshot
+    return by_slot
 
 
 def taken_from(snapshot: Snapshot, disk: Disk) -> bool:

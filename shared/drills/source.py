@@ -25,7 +25,7 @@ from shared.model import ProtectedItem, RecoveryPoint, Snapshot, Vault, Vm
 from shared.names import Status
 from shared.ports import Backup, Compute
 from shared.rules import Verdict, parse_snapshot_id, same_id
-from shared.snapshots import is_owned, slot_of_name
+from shared.snapshots import is_owned, owned_by_slot, slot_of_name
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,15 +155,7 @@ def choose_snapshot_set(
     has no good snapshot at all. Only Lifeboat's own snapshots count (group, name, source).
     """
     luns = {a.disk_id.lower(): (a.lun, a.disk_id) for a in vm.attachments if a.disk_id}
-    by_slot: dict[str, dict[str, Snapshot]] = {}
-    for snapshot in snapshots:
-        source = (snapshot.source_resource_id or "").lower()
-        slot = slot_of_name(snapshot.name)
-        if source not in luns or slot is None or not snapshot.good:
-            continue
-        if not is_owned(snapshot, group):
-            continue
-        by_slot.setdefault(slot, {})[source] = snapshot
+    by_slot = owned_by_slot(luns, snapshots, group)
     os_key = (vm.os_disk.disk_id or "").lower()
     covered = {disk for taken in by_slot.values() for disk in taken}
     candidates = [s for s in sorted(by_slot, reverse=True) if os_key in by_slot[s]]

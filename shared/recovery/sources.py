@@ -20,7 +20,7 @@ from datetime import datetime
 
 from shared.model import Snapshot
 from shared.recovery.model import RecoveryVm, SetMember, SnapshotSet
-from shared.snapshots import is_owned, parse_slot, set_id, slot_of, slot_of_name
+from shared.snapshots import owned_by_slot, parse_slot, set_id, slot_of
 
 SLOT_LENGTH = 12
 
@@ -32,15 +32,7 @@ class NoSetError(ValueError):
 def snapshot_sets(vm: RecoveryVm, snapshots: Iterable[Snapshot], group: str) -> list[SnapshotSet]:
     """Every set of the VM, newest first."""
     luns = {a.disk_id.lower(): (a.lun, a.disk_id) for a in vm.attachments if a.disk_id}
-    by_slot: dict[str, dict[str, Snapshot]] = {}
-    for snapshot in snapshots:
-        source = "/" + (snapshot.source_resource_id or "").strip("/").lower()
-        slot = slot_of_name(snapshot.name)
-        if source not in luns or slot is None or not snapshot.good:
-            continue
-        if not is_owned(snapshot, group):
-            continue
-        by_slot.setdefault(slot, {})[source] = snapshot
+    by_slot = owned_by_slot(luns, snapshots, group)
     first_seen: dict[str, str] = {}
     for slot in sorted(by_slot):
         for disk in by_slot[slot]:
