@@ -246,16 +246,7 @@ def _disk_ref(arm: Arm, block: dict[str, Any], where: str) -> Disk:
             f"Attach, not '{option}'.",
             target=f"{where}.createOption",
         )
-    disk_id = (block.get("managedDisk") or {}).get("id")
-    disk = arm.cloud.disks.get(key(str(disk_id or "")))
-    if disk is None or disk.deleting_at is not None:
-        raise ArmError(
-            404,
-            "NotFound",
-            f"Disk {disk_id} referenced by {where}.managedDisk.id was not found.",
-            target=f"{where}.managedDisk.id",
-        )
-    return disk
+    return recovery.referenced_disk(arm, block, where)
 
 
 def boot_fails(arm: Arm, name: str, disks: list[Disk]) -> bool:

@@ -109,9 +109,8 @@ def start(arm: Arm, req: ArmRequest, args: tuple[str, ...]) -> Reply:
         return _accepted(arm, req, vm, now, vm.running_at)
 
 
-def _disk_of(
-    arm: Arm, block: dict[str, Any], where: str, vm: VirtualMachine, now: datetime
-) -> Disk:
+def referenced_disk(arm: Arm, block: dict[str, Any], where: str) -> Disk:
+    """The disk a VM body's disk block names (`managedDisk.id`); 404 when there is none."""
     disk_id = str((block.get("managedDisk") or {}).get("id") or "")
     disk = arm.cloud.disks.get(key(disk_id))
     if disk is None or disk.deleting_at is not None:
@@ -121,6 +120,13 @@ def _disk_of(
             f"Disk {disk_id} referenced by {where}.managedDisk.id was not found.",
             target=f"{where}.managedDisk.id",
         )
+    return disk
+
+
+def _disk_of(
+    arm: Arm, block: dict[str, Any], where: str, vm: VirtualMachine, now: datetime
+) -> Disk:
+    disk = referenced_disk(arm, block, where)
     if disk.location.lower().replace(" ", "") != vm.location.lower():
         raise ArmError(
             400,
