@@ -476,22 +476,29 @@ def item_from_rest(vault_id: str, body: dict[str, Any]) -> ProtectedItem:
     )
 
 
-def job_from_rest(vault_id: str, body: dict[str, Any]) -> BackupJob:
-    props = body.get("properties") or {}
+def _job_state(props: dict[str, Any]) -> dict[str, Any]:
+    """What every Azure Backup job says of itself: operation, status, times, first error."""
     errors = props.get("errorDetails") or []
     first = errors[0] if errors else {}
+    return {
+        "operation": str(props.get("operation") or ""),
+        "status": str(props.get("status") or ""),
+        "start_time": _time(props.get("startTime")),
+        "end_time": _time(props.get("endTime")),
+        "error_code": first.get("errorString") or first.get("errorCode") or None,
+        "error_message": first.get("errorTitle") or None,
+    }
+
+
+def job_from_rest(vault_id: str, body: dict[str, Any]) -> BackupJob:
+    props = body.get("properties") or {}
     return BackupJob(
         id=str(body.get("id") or body.get("name")),
         vault_id=vault_id,
         entity_name=str(props.get("entityFriendlyName") or ""),
         container_name=props.get("containerName"),
-        operation=str(props.get("operation") or ""),
-        status=str(props.get("status") or ""),
-        start_time=_time(props.get("startTime")),
-        end_time=_time(props.get("endTime")),
-        error_code=first.get("errorString") or first.get("errorCode") or None,
-        error_message=first.get("errorTitle") or None,
         user_triggered=bool(props.get("isUserTriggered")),
+        **_job_state(props),
     )
 
 
@@ -540,18 +547,11 @@ def restore_body(request: RestoreRequest) -> dict[str, Any]:
 
 def restore_job_from_rest(body: dict[str, Any]) -> RestoreJob:
     props = body.get("properties") or {}
-    errors = props.get("errorDetails") or []
-    first = errors[0] if errors else {}
     bag = (props.get("extendedInfo") or {}).get("propertyBag") or {}
     return RestoreJob(
         id=str(body.get("name") or str(body.get("id", "")).rsplit("/", 1)[-1]),
-        operation=str(props.get("operation") or ""),
-        status=str(props.get("status") or ""),
-        start_time=_time(props.get("startTime")),
-        end_time=_time(props.get("endTime")),
-        error_code=first.get("errorString") or first.get("errorCode") or None,
-        error_message=first.get("errorTitle") or None,
         properties={str(k): str(v) for k, v in bag.items()},
+        **_job_state(props),
     )
 
 
