@@ -28,6 +28,15 @@ def network_id(subscription: str, group: str, kind: str, name: str) -> str:
     return provider_id(subscription, group, "Microsoft.Network", kind, name)
 
 
+def vault_id(subscription: str, group: str, name: str) -> str:
+    """A Recovery Services vault's id as Azure writes it inside the vault's own answers (Backup
+    and Site Recovery alike): with a capital `/Subscriptions/`, as the REST-spec examples show."""
+    return (
+        f"/Subscriptions/{subscription}/resourceGroups/{group}/providers/"
+        f"Microsoft.RecoveryServices/vaults/{name}"
+    )
+
+
 def key(resource_id: str) -> str:
     return resource_id.rstrip("/").lower()
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from emulator.clock import parse_instant
-from emulator.ids import key
+from emulator.ids import key, vault_id
 
 SENTINEL = "2001-01-01T00:00:00Z"
 DEFAULT_RESTORE_SECONDS = 600.0  # one recorded vault-tier RestoreDisks job took 10 min 06 s
@@ -261,11 +261,7 @@ class Vault:
 
     @property
     def arm_id(self) -> str:
-        """As Azure writes ids inside Recovery Services: capital `/Subscriptions/`."""
-        return (
-            f"/Subscriptions/{self.subscription}/resourceGroups/{self.group}/providers/"
-            f"Microsoft.RecoveryServices/vaults/{self.name}"
-        )
+        return vault_id(self.subscription, self.group, self.name)
 
     def to_json(self) -> dict[str, Any]:
         return {

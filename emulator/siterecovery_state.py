@@ -16,7 +16,7 @@ from typing import Any
 
 from emulator.clock import parse_instant
 from emulator.estate import EstateError, duration
-from emulator.ids import compute_id, key, network_id, stable_uuid
+from emulator.ids import compute_id, key, network_id, stable_uuid, vault_id
 from emulator.model import Cloud, VirtualMachine
 
 PREREQUISITE_SECONDS = 20.0  # "Prerequisites check" task of a test failover or its cleanup
@@ -227,11 +227,7 @@ class AsrVault:
 
     @property
     def arm_id(self) -> str:
-        # Site Recovery writes ids with `/Subscriptions/`, as the REST-spec examples show.
-        return (
-            f"/Subscriptions/{self.subscription}/resourceGroups/{self.group}/providers/"
-            f"Microsoft.RecoveryServices/vaults/{self.name}"
-        )
+        return vault_id(self.subscription, self.group, self.name)
 
     @staticmethod
     def fabric_name(location: str) -> str:
