@@ -657,17 +657,13 @@ def _teardown(ctx: Context, state: DrillState, now: datetime) -> Result:
 
 
 def _report(ctx: Context, state: DrillState, now: datetime) -> Result:
-    from shared.drills.steps import report_id
+    from shared.drills.steps import report_id, step_seconds
 
     fo = _fo(state)
     status = Status(state.outcome or "failed")
     if state.swept:  # the sweeper's cleanup of a forgotten test failover
         status = Status.SUCCEEDED if fo.cleanup_status == "succeeded" else Status.FAILED
-    steps = {
-        name: round((span[-1] - span[0]).total_seconds())
-        for name, span in state.timings.items()
-        if len(span) == 2
-    }
+    steps = step_seconds(state)
     details: dict[str, Any] = {
         "drillId": state.drill_id,
         "source": KIND,

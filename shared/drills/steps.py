@@ -471,15 +471,20 @@ def report_id(state: DrillState) -> str:
     return outcome_id(state.drill_id, "drill")
 
 
-def record_report(ctx: Context, state: DrillState) -> None:
-    """The drill's row (a sweep's, when the sweeper found it): what it restored and measured."""
-    # A sweep succeeds when it removed everything; a drill without an outcome has failed.
-    status = Status(state.outcome or ("succeeded" if state.swept else "failed"))
-    steps = {
+def step_seconds(state: DrillState) -> dict[str, int]:
+    """Each timed step that ended, in whole seconds (the drill report's `steps`)."""
+    return {
         name: round((span[-1] - span[0]).total_seconds())
         for name, span in state.timings.items()
         if len(span) == 2
     }
+
+
+def record_report(ctx: Context, state: DrillState) -> None:
+    """The drill's row (a sweep's, when the sweeper found it): what it restored and measured."""
+    # A sweep succeeds when it removed everything; a drill without an outcome has failed.
+    status = Status(state.outcome or ("succeeded" if state.swept else "failed"))
+    steps = step_seconds(state)
     details: dict[str, Any] = {
         "drillId": state.drill_id,
         "source": state.source,
