@@ -243,6 +243,9 @@ var appSettings = {
   RECOVERY_POINT_DRILLS: recoveryPointDrills ? 'true' : 'false'
   COUNT_ALL_SNAPSHOTS: countAllSnapshots ? 'true' : 'false'
   RESTORE_STAGING_ACCOUNTS: restoreStagingAccounts
+  // Each staging account's blob service: the restore's config blob is removed with the app's identity.
+  RESTORE_STAGING_BLOB_ENDPOINT: 'https://{account}.blob.${environment().suffixes.storage}'
+  RESTORE_STAGING_CONNECTION: '' // local only: one blob service (Azurite) for every staging account
   SITE_RECOVERY_DRILLS: siteRecoveryDrills ? 'true' : 'false'
   SITE_RECOVERY_DRILL_PLAN: ''
   SITE_RECOVERY_ALLOWED_ACTIONS: siteRecoveryAllowedActions

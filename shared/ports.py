@@ -77,6 +77,39 @@ class BlobStore(Protocol):
         ...
 
 
+class StagingBlobsError(Exception):
+    """A staging account's blob service refused (403: no role on it) or could not be reached."""
+
+
+@dataclass(frozen=True, slots=True)
+class StagingContainer:
+    """A blob container of a restore staging account, and when it was last modified."""
+
+    name: str
+    last_modified: datetime | None
+
+
+class StagingBlobs(Protocol):
+    """The blob side of the restore staging accounts (RESTORE_STAGING_ACCOUNTS): what Azure
+    Backup's restores leave there, read and removed with Lifeboat's own identity. Accounts are
+    named, not addressed: the adapter knows their endpoints. Every call raises StagingBlobsError
+    when the account refuses or cannot be reached."""
+
+    def list_containers(self, account: str, prefix: str) -> list[StagingContainer]: ...
+
+    def list_blobs(self, account: str, container: str) -> list[str]:
+        """The names of the container's blobs; [] when the container does not exist."""
+        ...
+
+    def delete_blob(self, account: str, container: str, name: str) -> bool:
+        """Delete one blob; False when it was not there."""
+        ...
+
+    def delete_container(self, account: str, container: str) -> bool:
+        """Delete the container; False when it was not there."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class Runtime:
     """The ports and settings one worker process runs with; built once by `services()`.
@@ -95,6 +128,7 @@ class Runtime:
     drills: DrillCloud
     blobs: BlobStore
     site_recovery: SiteRecovery
+    staging: StagingBlobs
 
 
 class ThrottledError(Exception):

@@ -28,6 +28,7 @@ from shared.ports import (
     Reporter,
     Runtime,
     SiteRecovery,
+    StagingBlobs,
 )
 from shared.settings import Settings
 
@@ -51,7 +52,7 @@ def override_services(*, settings: Settings | None = None, **ports: Any) -> None
     """Bind some ports to something else (the local host's clock, a test's fakes).
 
     Takes the keywords of `build_runtime` (clock, reporter, queues, compute, policies, backup,
-    drills, blobs); None leaves a port as it is.
+    drills, blobs, staging); None leaves a port as it is.
     """
     global _runtime
     unknown = set(ports) - set(inspect.signature(build_runtime).parameters)
@@ -89,6 +90,7 @@ def build_runtime(
     drills: DrillCloud | None = None,
     blobs: BlobStore | None = None,
     site_recovery: SiteRecovery | None = None,
+    staging: StagingBlobs | None = None,
 ) -> Runtime:
     """Every port for these settings; what is given is used instead of the Azure adapter.
 
@@ -114,6 +116,7 @@ def build_runtime(
         drills=drills or build_drills(settings, compute),
         blobs=blobs or build_blobs(settings),
         site_recovery=site_recovery or build_site_recovery(settings),
+        staging=staging or build_staging(settings),
     )
     runtime.append(built)
     return built
@@ -198,6 +201,21 @@ def build_blobs(settings: Settings) -> BlobStore:
         return StorageBlobs.from_identity(settings.storage_blob_uri, credential, POISON_CONTAINER)
     assert settings.storage_connection is not None  # Settings.from_env guarantees one of the two
     return StorageBlobs.from_connection_string(settings.storage_connection, POISON_CONTAINER)
+
+
+def build_staging(settings: Settings) -> StagingBlobs:
+    """The restore staging accounts' blobs: each at RESTORE_STAGING_BLOB_ENDPOINT with Lifeboat's
+    identity, or all in the one blob service of RESTORE_STAGING_CONNECTION (Azurite, locally);
+    with neither, every call says so (the drill reports its staging blobs left)."""
+    from shared.adapters.blobs import NoStagingBlobs, StorageStagingBlobs
+
+    if settings.restore_staging_connection:
+        return StorageStagingBlobs.from_connection_string(settings.restore_staging_connection)
+    if settings.restore_staging_blob_endpoint:
+        return StorageStagingBlobs.from_identity(
+            settings.restore_staging_blob_endpoint, _credential(settings)
+        )
+    return NoStagingBlobs()
 
 
 _credentials: dict[str | None, Any] = {}

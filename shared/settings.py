@@ -180,6 +180,17 @@ class Settings(BaseModel):
     restore_staging_accounts: Annotated[tuple[str, ...], BeforeValidator(_split_list)] = Field(
         default=(), alias="RESTORE_STAGING_ACCOUNTS"
     )
+    # The staging accounts' blob service, where a restore leaves its config blob: each account's
+    # endpoint ({account} is its name; infra sets https://{account}.blob.<the cloud's suffix>),
+    # reached with Lifeboat's identity (Storage Blob Data Contributor on the account); locally, a
+    # connection string that stands in for every staging account (Azurite) instead. Neither set:
+    # the config blobs are reported left, never looked for.
+    restore_staging_blob_endpoint: str | None = Field(
+        default=None, alias="RESTORE_STAGING_BLOB_ENDPOINT"
+    )
+    restore_staging_connection: str | None = Field(
+        default=None, alias="RESTORE_STAGING_CONNECTION", min_length=1, repr=False
+    )
     # Test failovers of Site Recovery plans (issue 21): off until the operator turns them on and
     # grants the test-failover role. The drill plan (policies) whose everyDays, RTO target,
     # lifetime and boot timeout the plans' drills use (none: every 30 days, 60 min, 4 h, 20 min);
@@ -286,6 +297,18 @@ class Settings(BaseModel):
                 )
         return value
 
+    @field_validator("restore_staging_blob_endpoint")
+    @classmethod
+    def _valid_staging_endpoint(cls, value: str | None) -> str | None:
+        if value is not None and (
+            not re.match(r"^https?://\S+$", value) or value.count("{account}") != 1
+        ):
+            raise ValueError(
+                "expected an http(s) URL naming {account} once, such as "
+                f"https://{{account}}.blob.core.windows.net, got {value!r}"
+            )
+        return value
+
     @field_validator("drill_resource_groups")
     @classmethod
     def _valid_drill_groups(cls, value: tuple[str, ...]) -> tuple[str, ...]:
@@ -331,6 +354,11 @@ class Settings(BaseModel):
             ):
                 return account.strip()
         return None
+
+    @property
+    def staging_blobs_configured(self) -> bool:
+        """Whether drills and the sweeper can reach the staging accounts' blobs."""
+        return bool(self.restore_staging_blob_endpoint or self.restore_staging_connection)
 
     def snapshot_group(self, subscription_id: str) -> str:
         return self.snapshot_resource_groups.get(

@@ -96,6 +96,54 @@ class MemoryBlobs:
         self.blobs.setdefault(name, data)
 
 
+class MemoryStagingBlobs:
+    """The StagingBlobs port in memory: `accounts[account][container]` = (last modified, blob
+    names); `refuse` (account -> text) makes every call on that account raise StagingBlobsError;
+    `deleted` lists what was deleted, as `account/container[/blob]`."""
+
+    def __init__(self) -> None:
+        self.accounts: dict[str, dict[str, tuple[datetime | None, list[str]]]] = {}
+        self.refuse: dict[str, str] = {}
+        self.deleted: list[str] = []
+
+    def put(self, account: str, container: str, *blobs: str, at: datetime | None = None) -> None:
+        stamp, names = self.accounts.setdefault(account, {}).get(container, (at, []))
+        self.accounts[account][container] = (at or stamp, [*names, *blobs])
+
+    def _account(self, account: str) -> dict[str, tuple[datetime | None, list[str]]]:
+        from shared.ports import StagingBlobsError
+
+        if account in self.refuse:
+            raise StagingBlobsError(self.refuse[account])
+        return self.accounts.setdefault(account, {})
+
+    def list_containers(self, account, prefix):  # type: ignore[no-untyped-def]
+        from shared.ports import StagingContainer
+
+        return [
+            StagingContainer(name, stamp)
+            for name, (stamp, _) in sorted(self._account(account).items())
+            if name.startswith(prefix)
+        ]
+
+    def list_blobs(self, account: str, container: str) -> list[str]:
+        return list(self._account(account).get(container, (None, []))[1])
+
+    def delete_blob(self, account: str, container: str, name: str) -> bool:
+        found = self._account(account).get(container)
+        if found is None or name not in found[1]:
+            return False
+        found[1].remove(name)
+        self.deleted.append(f"{account}/{container}/{name}")
+        return True
+
+    def delete_container(self, account: str, container: str) -> bool:
+        if self._account(account).pop(container, None) is None:
+            return False
+        self.deleted.append(f"{account}/{container}")
+        return True
+
+
 class FakeCompute:
     """An in-memory Compute: PUT on an existing name is a no-op, DELETE of a missing one too."""
 
@@ -299,14 +347,16 @@ class Throttled:
 
 def runtime(settings, clock, reporter, queues, **ports):  # type: ignore[no-untyped-def]
     """A Runtime whose ports not given are `Unused` (every port is required in product code), but
-    for its blobs: a fresh MemoryBlobs (any refusal may keep a poisoned message's text there), and
-    its Site Recovery: a FakeSiteRecovery replicating nothing (every verification plan asks)."""
+    for its blobs: a fresh MemoryBlobs (any refusal may keep a poisoned message's text there), its
+    Site Recovery: a FakeSiteRecovery replicating nothing (every verification plan asks) and its
+    staging accounts: an empty MemoryStagingBlobs."""
     from shared.ports import Runtime
 
     for name in ("compute", "policies", "backup", "drills"):
         ports.setdefault(name, Unused(name))
     ports.setdefault("blobs", MemoryBlobs())
     ports.setdefault("site_recovery", FakeSiteRecovery())
+    ports.setdefault("staging", MemoryStagingBlobs())
     return Runtime(settings, clock, reporter, queues, **ports)
 
 

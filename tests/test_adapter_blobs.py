@@ -1,5 +1,6 @@
 """The BlobStore adapter with the real SDK against Azurite, and the poison drain through the real
-queue and blob adapters: the blob is written before the message leaves its queue."""
+queue and blob adapters: the blob is written before the message leaves its queue. The
+StagingBlobs adapter against Azurite: lists, deletes, refusals and silence said as such."""
 
 from __future__ import annotations
 
@@ -13,11 +14,12 @@ from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueClient, QueueServiceClient, TextBase64EncodePolicy
 
 from cli.azurite import ACCOUNT_KEY, Azurite
+from cli.processes import free_port
 from shared import dispatch, poison
-from shared.adapters.blobs import StorageBlobs
+from shared.adapters.blobs import NoStagingBlobs, StorageBlobs, StorageStagingBlobs
 from shared.adapters.queues import StorageQueues
 from shared.names import Job
-from shared.ports import BlobStoreError
+from shared.ports import BlobStoreError, StagingBlobsError
 from shared.settings import Settings
 from tests.conftest import base_settings
 from tests.fakes import FixedClock, MemoryReporter, runtime
@@ -99,3 +101,39 @@ def test_the_drain_deletes_a_message_only_after_its_blob_is_written(
         assert left.approximate_message_count == 1  # still there, for the next run
         assert row.details["drained"] is False
         assert "could not be stored" in (row.reason or "")
+
+
+# ------------------------------------------------------------------------------ staging accounts
+
+
+def test_staging_blobs_list_delete_and_say_what_was_not_there(azurite: Azurite) -> None:
+    container = f"vhd{uuid.uuid4().hex}"
+    service = BlobServiceClient.from_connection_string(azurite.connection_string)
+    service.create_container(container)
+    service.get_blob_client(container, "config1.json").upload_blob(b"{}")
+    staging = StorageStagingBlobs.from_connection_string(azurite.connection_string)
+
+    listed = {c.name: c for c in staging.list_containers("stlbstageweu", container[:8])}
+    assert container in listed
+    assert listed[container].last_modified is not None
+    assert staging.list_blobs("stlbstageweu", container) == ["config1.json"]
+    assert staging.delete_blob("stlbstageweu", container, "config1.json") is True
+    assert staging.delete_blob("stlbstageweu", container, "config1.json") is False
+    assert staging.delete_container("stlbstageweu", container) is True
+    assert staging.delete_container("stlbstageweu", container) is False
+    assert staging.list_blobs("stlbstageweu", container) == []
+
+
+def test_a_staging_account_that_refuses_or_does_not_answer_raises_naming_it(
+    azurite: Azurite,
+) -> None:
+    refusing = StorageStagingBlobs.from_connection_string(
+        azurite.connection_string.replace(ACCOUNT_KEY, WRONG_KEY)
+    )
+    with pytest.raises(StagingBlobsError, match=r"stlbstageweu refused .*\(403 .*Contributor"):
+        refusing.delete_blob("stlbstageweu", "vhd0", "config1.json")
+    silent = StorageStagingBlobs.from_identity(f"http://127.0.0.1:{free_port()}/{{account}}", None)
+    with pytest.raises(StagingBlobsError, match="stlbstageweu did not answer"):
+        silent.list_containers("stlbstageweu", "vhd")
+    with pytest.raises(StagingBlobsError, match="RESTORE_STAGING_BLOB_ENDPOINT"):
+        NoStagingBlobs().delete_blob("stlbstageweu", "vhd0", "config1.json")

@@ -246,9 +246,9 @@ def restore_step(ctx: Context, state: DrillState, now: datetime) -> Result:
                 f"(still {job.status}); disks it makes later are removed by the sweeper",
             )
         return again(ctx, state)
-    blob = (job.properties or {}).get("Config Blob Uri")
-    if blob:
-        r = r.model_copy(update={"staging_blobs": [blob[:1024]]})
+    blobs = staging_blobs_of(job.properties or {})
+    if blobs:
+        r = r.model_copy(update={"staging_blobs": blobs})
         state = state.model_copy(update={"restore": r})
     vm = ctx.compute.get_vm(state.vm_id or "")
     if vm is None:
@@ -263,6 +263,99 @@ def restore_step(ctx: Context, state: DrillState, now: datetime) -> Result:
         )
     update: dict[str, Any] = {"snapshots": disks, "missing_disks": missing}
     return hand_on(goto(state.model_copy(update=update), "create-vm", now))
+
+
+# ------------------------------------------------------------------------------ staging blobs
+# What a RestoreDisks job leaves in the staging account, as the recorded job names it
+# (tests/data/recording_restore_flow.json): "Config Blob Uri"
+# https://{account}.blob.core.windows.net/vhd<32 hex digits>/config<job id>.json, the container
+# made for the restore. Only blobs the job names are deleted, and their container only when it
+# is named so and is empty afterwards.
+STAGING_CONTAINER = re.compile(r"^vhd[0-9a-f]{32}$")
+CONFIG_BLOB = re.compile(
+    r"^config[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.json$"
+)
+_BLOB_URI = re.compile(r"^https?://([^/?#]+)/([^/?#]+)/([^?#]+)$")
+
+
+def staging_blobs_of(properties: dict[str, str]) -> list[str]:
+    """The blobs a completed restore job names in its property bag (`... Blob Uri`)."""
+    named = [
+        str(value)[:1024]
+        for name, value in sorted(properties.items())
+        if name.strip().lower().endswith("blob uri") and value
+    ]
+    return named[:4]
+
+
+def _blob_of(uri: str) -> tuple[str, str, str] | None:
+    """(account, container, blob) of a blob URI as a job names it, the account being the host's
+    first label (https://{account}.blob.core.windows.net/{container}/{blob})."""
+    found = _BLOB_URI.match(uri.strip())
+    if found is None:
+        return None
+    host, container, blob = found.groups()
+    return host.split(".", 1)[0].lower(), container, blob
+
+
+def remove_staging(ctx: Context, state: DrillState) -> dict[str, Any]:
+    """Delete the staging blobs the restore job named, then their container if it is a
+    restore's and holds nothing else; never anything else. A refusal or an account that does not
+    answer leaves them, named with the reason, for the sweeper's next pass. The report's
+    `stagingRemoved`, `stagingLeft` and `stagingLeftReason`."""
+    from shared.ports import StagingBlobsError
+
+    r = state.restore
+    if r is None or not r.staging_blobs:
+        return {"stagingRemoved": [], "stagingLeft": [], "stagingLeftReason": None}
+    account = (r.staging_account_id or "").rstrip("/").rsplit("/", 1)[-1].lower()
+    removed: list[str] = []
+    left: list[str] = []
+    reasons: list[str] = []
+    emptied: dict[str, str] = {}  # a restore's container -> its URI
+    kept: set[str] = set()  # containers with a blob the job named still in them
+    for uri in r.staging_blobs:
+        blob = _blob_of(uri)
+        if blob is None or blob[0] != account:
+            left.append(uri)
+            reasons.append(f"{uri} is not a blob of the staging account {account}: not deleted")
+            continue
+        _, container, name = blob
+        try:
+            ctx.rt.staging.delete_blob(account, container, name)
+        except StagingBlobsError as e:
+            left.append(uri)
+            reasons.append(str(e))
+            kept.add(container)
+            continue
+        removed.append(uri)
+        if STAGING_CONTAINER.fullmatch(container):
+            emptied[container] = uri.rsplit("/", 1)[0]
+    for container, where in emptied.items():
+        if container in kept:
+            continue
+        try:
+            others = ctx.rt.staging.list_blobs(account, container)
+            if others:
+                left.append(where)
+                reasons.append(
+                    f"container {container} holds {len(others)} blob(s) the job did not name: "
+                    "left as it is"
+                )
+                continue
+            ctx.rt.staging.delete_container(account, container)
+        except StagingBlobsError as e:
+            left.append(where)
+            reasons.append(str(e))
+            continue
+        removed.append(where)
+    if left:
+        log.warning("drill %s: staging left: %s", state.drill_id, "; ".join(reasons))
+    return {
+        "stagingRemoved": removed,
+        "stagingLeft": left,
+        "stagingLeftReason": "; ".join(reasons)[:1000] or None,
+    }
 
 
 def _checked_before_trigger(
@@ -427,7 +520,7 @@ def restore_details(state: DrillState) -> dict[str, Any]:
         "rpoTargetSeconds": rpo_target,
         "rpoWithinTarget": None if rpo is None or rpo_target is None else rpo <= rpo_target,
         "stagingAccountId": r.staging_account_id,
-        # No blob side yet: what the job left in the staging account, named for removal by hand.
+        # What the job left in the staging account, until the report step removes it.
         "stagingLeft": r.staging_blobs,
     }
 
@@ -450,6 +543,7 @@ def recovery_point_rpo(state: DrillState) -> int | None:
 __all__ = [
     "RecoveryPoints",
     "choose_point",
+    "remove_staging",
     "restore_details",
     "restore_step",
     "restored_disk_of",

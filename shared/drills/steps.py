@@ -459,7 +459,12 @@ def drill_subscriptions(settings: Settings) -> set[str]:
 
 
 def _report(ctx: Context, state: DrillState, now: datetime) -> Result:
-    record_report(ctx, state)
+    staging = None
+    if state.source == RecoveryPoints.kind:  # what the restore left in the staging account
+        from shared.drills.restore import remove_staging
+
+        staging = remove_staging(ctx, state)
+    record_report(ctx, state, staging)
     log.info("drill %s: %s (%s)", state.drill_id, state.outcome, state.reason or "ok")
     return Done(f"drill {state.drill_id} {state.outcome or 'ended'}")
 
@@ -480,8 +485,9 @@ def step_seconds(state: DrillState) -> dict[str, int]:
     }
 
 
-def record_report(ctx: Context, state: DrillState) -> None:
-    """The drill's row (a sweep's, when the sweeper found it): what it restored and measured."""
+def record_report(ctx: Context, state: DrillState, staging: dict[str, Any] | None = None) -> None:
+    """The drill's row (a sweep's, when the sweeper found it): what it restored and measured;
+    `staging`: what the report step removed from a restore's staging account, and what it left."""
     # A sweep succeeds when it removed everything; a drill without an outcome has failed.
     status = Status(state.outcome or ("succeeded" if state.swept else "failed"))
     steps = step_seconds(state)
@@ -506,6 +512,7 @@ def record_report(ctx: Context, state: DrillState) -> None:
         from shared.drills.restore import recovery_point_rpo, restore_details
 
         details.update(restore_details(state))
+        details.update(staging or {})
         details.pop("spreadSeconds")
         rpo = recovery_point_rpo(state)
     elif rpo is None and state.snapshots:

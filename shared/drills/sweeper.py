@@ -10,6 +10,13 @@ job completes, but a job that ends after its drill gave up (or a drill that died
 leaves them untagged. An untagged disk in a drill group older than the longest drill lifetime is
 adopted (tagged with a drill id of its own, already expired) and torn down like any other.
 Azure Backup's own `AzureBackupRG_*` groups are never looked at.
+
+A restore also leaves a config blob in its staging account, in a container made for it. The
+drill's report step removes them; where that was refused or the account did not answer, the
+sweeper's pass over each staging account (RESTORE_STAGING_ACCOUNTS) finds containers named as a
+restore names them and older than the longest drill lifetime, deletes the config blobs in them
+(named as a restore names them) and then the container if nothing else is in it. Anything else
+is never touched.
 """
 
 from __future__ import annotations
@@ -96,9 +103,73 @@ def sweep(ctx: Context, occurrence: datetime) -> Result:
         found += 1
         teardowns.append(step_message(state, key=f"drill:{state.drill_id}:sweep:{slot_of(now)}"))
         ctx.out.planned("sweep", state.reason, resource_id=_plan_id(state), distinct=state.drill_id)
-    log.info("sweeper: %d expired drill(s)", found)
+    containers = _sweep_staging(ctx, now - window)
+    log.info("sweeper: %d expired drill(s), %d staging container(s)", found, containers)
     ctx.out.succeeded("run-end", count=found, details={"function": "sweeper"})
     return Send(*teardowns) if teardowns else Done(f"{found} expired drill(s) to tear down")
+
+
+def _sweep_staging(ctx: Context, before: datetime) -> int:
+    """Remove restores' staging containers last modified before `before`: their config blobs,
+    then the container when it is empty. One `sweep` row per container (blocked when it holds
+    anything else, failed when the account refused); the count of containers seen."""
+    from shared.drills.restore import CONFIG_BLOB, STAGING_CONTAINER
+    from shared.ports import StagingBlobsError
+
+    seen = 0
+    if not ctx.settings.staging_blobs_configured:
+        return seen
+    accounts = {entry.rstrip("/").rsplit("/", 1)[-1].lower(): entry for entry in _staging(ctx)}
+    for account, account_id in sorted(accounts.items()):
+        out = ctx.out.bind(resource_id=account_id)
+        try:
+            containers = ctx.rt.staging.list_containers(account, "vhd")
+        except StagingBlobsError as e:
+            out.failed("sweep", f"staging containers not swept: {e}", distinct=account)
+            continue
+        for container in containers:
+            if (
+                not STAGING_CONTAINER.fullmatch(container.name)
+                or container.last_modified is None
+                or container.last_modified >= before
+            ):
+                continue
+            seen += 1
+            row = {
+                "distinct": f"{account}/{container.name}",
+                "details": {"account": account, "container": container.name},
+            }
+            try:
+                blobs = ctx.rt.staging.list_blobs(account, container.name)
+                ours = [b for b in blobs if CONFIG_BLOB.fullmatch(b)]
+                others = [b for b in blobs if not CONFIG_BLOB.fullmatch(b)]
+                for blob in ours:
+                    ctx.rt.staging.delete_blob(account, container.name, blob)
+                if others:
+                    out.blocked(
+                        "sweep",
+                        f"staging container {container.name} holds {len(others)} blob(s) no "
+                        "restore names so: left as it is",
+                        count=len(ours),
+                        **row,
+                    )
+                    continue
+                ctx.rt.staging.delete_container(account, container.name)
+            except StagingBlobsError as e:
+                out.failed("sweep", f"staging container {container.name} left: {e}", **row)
+                continue
+            out.succeeded(
+                "sweep",
+                f"swept: a restore's staging container {container.name} older than the drill "
+                f"window ({len(ours)} config blob(s))",
+                count=len(ours),
+                **row,
+            )
+    return seen
+
+
+def _staging(ctx: Context) -> list[str]:
+    return [entry.partition("=")[2].strip() for entry in ctx.settings.restore_staging_accounts]
 
 
 def _drill_window(ctx: Context) -> timedelta:
