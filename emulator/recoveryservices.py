@@ -43,6 +43,7 @@ from emulator.recoveryservices_restore import (
     point_json,
     restore_seconds,
     seed_points,
+    write_config_blob,
 )
 from emulator.recoveryservices_state import (
     BackupPolicy,
@@ -98,6 +99,8 @@ class RecoveryServices:
         self.staging_accounts: list[StagingAccount] = []
         config = cloud.extra.get("recoveryServices") or {}
         self.page_size = int(config.get("pageSize", DEFAULT_PAGE_SIZE))
+        # Where restores' config blobs are written (Azurite's connection string; none: nowhere).
+        self.staging_blobs: str | None = config.get("stagingBlobs") or None
         throttle = config.get("throttle")
         self.bucket = (
             ReadBucket(float(throttle["capacity"]), float(throttle["perSecond"]))
@@ -174,6 +177,7 @@ class RecoveryServices:
                 job.finished = True
                 if job.operation == "Restore" and job.outcome in ("complete", "warn"):
                     finish_restore(self.cloud, vault, job, end)
+                    write_config_blob(self.staging_blobs, job)
                 if job.operation != "Backup":
                     continue
                 item = job.item

@@ -4,12 +4,17 @@ Recovery points seeded from the estate (`points:` on a vault item), their bodies
 (`IaasVMRecoveryPoint` with the tier details as recorded), the `IaasVMRestoreRequest` checked as
 Azure checks it (recovery type, target group, staging account: same region as the vault, not
 zone-redundant, not blob-only), the restore job's `extendedInfo` as the recording fills it, and the
-managed disks a finished RestoreDisks job leaves in the target group. The routes are in
+managed disks a finished RestoreDisks job leaves in the target group, and its config blob,
+written into a real blob service when the estate's `recoveryServices.stagingBlobs` names one
+(Azurite's connection string, standing in for every staging account). The routes are in
 `recoveryservices.py`; the README's "Restore" section says where each shape comes from.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -56,6 +61,7 @@ _ACCOUNT_ID = re.compile(
     re.IGNORECASE,
 )
 MAX_DISK_NAME = 80
+log = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------------------ the estate
@@ -435,11 +441,11 @@ def extended_info(job: Job, status: str) -> dict[str, Any]:
         "Recovery point time ": recorded_time(details.point.time),
     }
     if status in ("Completed", "CompletedWithWarnings"):
-        blob = f"config{job.id}.json"
+        container, blob = config_blob_of(job)
         bag["Config Blob Name"] = blob
-        bag["Config Blob Container Name"] = details.container
+        bag["Config Blob Container Name"] = container
         bag["Config Blob Uri"] = (
-            f"https://{details.account.name}.blob.core.windows.net/{details.container}/{blob}"
+            f"https://{details.account.name}.blob.core.windows.net/{container}/{blob}"
         )
     info: dict[str, Any] = {"tasksList": [], "propertyBag": bag}
     if status == "InProgress":
@@ -454,6 +460,33 @@ def restored_disk_name(source: str, at: datetime) -> str:
     the exact form, `-yyyyMMdd-HHmmss`, is ours)."""
     suffix = at.astimezone(UTC).strftime("-%Y%m%d-%H%M%S")
     return source[: MAX_DISK_NAME - len(suffix)] + suffix
+
+
+def config_blob_of(job: Job) -> tuple[str, str]:
+    """(container, blob) of the config blob a completed restore job names."""
+    assert job.restore is not None
+    return job.restore.container, f"config{job.id}.json"
+
+
+def write_config_blob(connection_string: str | None, job: Job) -> None:
+    """Put the job's config blob where the property bag says, in the blob service that stands in
+    for every staging account (estate `recoveryServices.stagingBlobs`, Azurite's connection
+    string); nothing without one. The body is the stand-in's own (Azure's is the VM's
+    configuration); what matters is that the blob and its container exist."""
+    if not connection_string or job.restore is None:
+        return
+    from azure.core.exceptions import AzureError, ResourceExistsError
+    from azure.storage.blob import BlobServiceClient
+
+    container, blob = config_blob_of(job)
+    body = json.dumps({"jobId": job.id, "restoredDisks": job.restore.disks}).encode()
+    service = BlobServiceClient.from_connection_string(connection_string, retry_total=1)
+    try:
+        with contextlib.suppress(ResourceExistsError):
+            service.create_container(container)
+        service.get_blob_client(container, blob).upload_blob(body, overwrite=True)
+    except AzureError as e:  # the stand-in goes on; the blob is simply not there
+        log.warning("stand-in: config blob %s/%s not written: %s", container, blob, e)
 
 
 def finish_restore(cloud: Cloud, vault: Vault, job: Job, end: datetime) -> None:
