@@ -8,7 +8,12 @@ moved by the simulated host (frozen in between). One stand-in, the demo estate's
 - `rp-boot` (vm-report-01, whose test VM's agent never gets ready): the drill fails, the
   cleanup still runs;
 - `rp-old` (vm-api-01, a test failover started 30 hours ago and never cleaned up): a drill of it
-  is not started (the plan still waits for cleanup); the sweeper finds it and cleans it up.
+  is not started (the plan still waits for cleanup); the sweeper finds it and cleans it up;
+- `rp-retry` (vm-cluster-01, whose cleanup fails SITE_RECOVERY_CLEANUP_ATTEMPTS - 1 times): the
+  last attempt cleans up, the drill passes;
+- `rp-stuck` (vm-db-02, whose cleanup fails once more than the attempts): the drill fails naming
+  the test failover it leaves, the drill-failed alert fires for it (infra/alerts/drill-failed.kql
+  run over its rows), and the sweeper's next pass cleans it up.
 """
 
 from __future__ import annotations
@@ -36,12 +41,15 @@ from shared.settings import Settings
 from tests.conftest import base_settings
 from tests.drill_fakes import SimHost, SimQueues
 from tests.fakes import MemoryReporter, patched_environ
+from tests.test_alerts import run_query
 from tests.test_recovery_point_e2e import StandInClock
 
 pytestmark = pytest.mark.e2e
 
 SUB = "6f1c3a52-7d2e-4b8a-9c41-3e5d2a7b9f10"  # the demo estate's
 TARGET = f"/subscriptions/{SUB}/resourceGroups/rg-app-asr/providers/Microsoft.Compute"
+ATTEMPTS = 3  # SITE_RECOVERY_CLEANUP_ATTEMPTS
+DRILL_FAILED = Path(__file__).resolve().parent.parent / "infra" / "alerts" / "drill-failed.kql"
 POLICIES = parse_policies({"version": 1, "policies": {}, "drillPlans": {}})
 
 
@@ -63,11 +71,19 @@ def _estate(path: Path) -> Path:
         _item("rg-data/vm-db-01"),
         _item("rg-data/vm-report-01", bootFails=True),
         _item("rg-app/vm-api-01"),
+        _item("rg-data/vm-db-02"),
+        _item("rg-app/vm-cluster-01"),
     ]
     asr["plans"] = [
         {"name": "rp-web", "groups": [{"vms": ["vm-db-01"]}, {"vms": ["vm-web-01"]}]},
         {"name": "rp-boot", "groups": [{"vms": ["vm-report-01"]}]},
         {"name": "rp-old", "groups": [{"vms": ["vm-api-01"]}], "testFailoverStarted": "30h"},
+        {"name": "rp-stuck", "groups": [{"vms": ["vm-db-02"]}], "cleanupFailures": ATTEMPTS + 1},
+        {
+            "name": "rp-retry",
+            "groups": [{"vms": ["vm-cluster-01"]}],
+            "cleanupFailures": ATTEMPTS - 1,
+        },
     ]
     path.write_text(yaml.safe_dump(estate))
     return path
@@ -101,6 +117,7 @@ def stand(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stand]:
                 AZURE_CLIENT_ID=ep.client_id,
                 DRILL_POLL_SECONDS="30",
                 SITE_RECOVERY_DRILLS="true",
+                SITE_RECOVERY_CLEANUP_ATTEMPTS=str(ATTEMPTS),
             )
         )
         queues = SimQueues(clock)  # type: ignore[arg-type]
@@ -205,3 +222,58 @@ def test_the_sweeper_cleans_up_the_forgotten_test_failover(stand: Stand) -> None
     test_vm = f"{TARGET}/virtualMachines/vm-api-01-test"
     assert stand.rt.drills.get_resource(test_vm) is None
     assert stand.clock.now() - datetime(2026, 11, 27, 5, 0, tzinfo=UTC) < timedelta(hours=1)
+
+
+def test_a_cleanup_failing_past_its_attempts_fails_the_drill_alerts_and_is_swept(
+    stand: Stand,
+) -> None:
+    started = {name: start_failover_drill_now(stand.rt, name) for name in ("rp-stuck", "rp-retry")}
+    stand.host.drain()
+    rows = _rows(stand.reporter, "drill")
+    # Failed cleanups are tried again: the last attempt cleans up, the drill passes.
+    retry = rows["rp-retry"]
+    assert retry.status == "succeeded", retry.reason
+    assert retry.details["cleanupStatus"] == "succeeded"
+    assert retry.details["cleanupAttempts"] == ATTEMPTS
+    assert len(set(retry.details["cleanupJobIds"])) == ATTEMPTS
+    assert "TestFailoverCleanupFailed" in retry.details["cleanupError"]
+    assert stand.rt.drills.get_resource(f"{TARGET}/virtualMachines/vm-cluster-01-test") is None
+    # Failing every attempt: the drill fails naming the test failover it leaves running.
+    stuck = rows["rp-stuck"]
+    assert stuck.status == "failed"
+    assert stuck.resource_id is not None
+    assert stuck.details["cleanupStatus"] == "failed"
+    assert stuck.details["cleanupAttempts"] == ATTEMPTS
+    assert len(set(stuck.details["cleanupJobIds"])) == ATTEMPTS
+    assert (stuck.reason or "").startswith(
+        f"test failover cleanup of rp-stuck failed {ATTEMPTS} time(s) (TestFailoverCleanupFailed"
+    )
+    assert "its test VMs are left running; the sweeper tries again after" in (stuck.reason or "")
+    test_vm = f"{TARGET}/virtualMachines/vm-db-02-test"
+    assert [vm["testVmId"] for vm in stuck.details["vms"]] == [test_vm]
+    assert stand.rt.drills.get_resource(test_vm) is not None
+    # The drill-failed alert fires for it (and only it) on these drills' rows.
+    ids = {s.drill_id for s in started.values()}
+    records = [o.to_record() for o in stand.reporter.outcomes if o.details.get("drillId") in ids]
+    fired = run_query(DRILL_FAILED.read_text(), records, stand.clock.now())
+    assert [(r["Vm"], r["FailedDrills"], r["Drills"]) for r in fired] == [
+        (stuck.resource_id.lower(), 1, 1)  # the plan: a site-recovery drill's row is the plan's
+    ]
+    assert f"{started['rp-stuck'].drill_id}: failed" in str(fired[0]["Drill"])
+    assert stuck.resource_id.endswith("/replicationRecoveryPlans/rp-stuck")
+    # The sweeper's next pass after the window cleans it up through Site Recovery (the stand-in
+    # fails one cleanup more: the sweep tries again).
+    stand.clock.set(stand.clock.now() + timedelta(hours=5))
+    dispatch.fire(stand.rt, Timer.SWEEPER)
+    stand.host.drain()
+    swept = _rows(stand.reporter, "sweep")["rp-stuck"]
+    assert swept.status == "succeeded", swept.reason
+    assert swept.details["cleanupStatus"] == "succeeded"
+    assert swept.details["cleanupAttempts"] == 2
+    assert stand.rt.drills.get_resource(test_vm) is None
+    plans = {
+        p.name: p
+        for v in stand.rt.backup.list_vaults(SUB)
+        for p in stand.rt.site_recovery.list_recovery_plans(v)
+    }
+    assert not waiting_for_cleanup(plans["rp-stuck"])

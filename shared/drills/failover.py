@@ -588,7 +588,12 @@ def _teardown(ctx: Context, state: DrillState, now: datetime) -> Result:
     if fo.triggered_at is None and fo.job_id is None:
         return hand_on(goto(state, "report", now))  # nothing was started
     began = state.timings.get("teardown", [now])[0]
-    if fo.cleanup_jobs and fo.cleanup_status is None:
+    # The job of the latest POST, once known (until then the last job is the failed one before).
+    if (
+        fo.cleanup_jobs
+        and fo.cleanup_status is None
+        and len(fo.cleanup_jobs) >= fo.cleanup_attempts
+    ):
         job = ctx.site_recovery.get_job(
             _vault_of(fo.plan_id, state.location).id, fo.cleanup_jobs[-1]
         )
