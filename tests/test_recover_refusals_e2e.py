@@ -1,5 +1,6 @@
-"""Each refusal of `lifeboat recover`, end to end: the real command (`python -m cli.main recover
-... --yes --json`) against one stand-in (tests/data/recover-refusals.yaml, a VM per refusal).
+"""Each refusal of `lifeboat recover`, end to end: the real command (the `lifeboat` app's
+`recover VM ... --yes --json`) against one stand-in (tests/data/recover-refusals.yaml, a VM
+per refusal).
 
 A refusal is decided from reads alone, so each run must exit 1 with its reason, and the
 stand-in's request log must show the VM read and no write to ARM: the refusal's outcome row
