@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         ("--lookalike-percent", "VMs whose OS disk has 3 lookalike snapshots"),
         ("--near-limit-percent", "VMs whose OS disk has 440-470 seeded snapshots"),
     ):
-        p.add_argument(flag, type=float, default=None, help=f"% of {name}")
+        p.add_argument(flag, type=float, default=None, help=f"%% of {name}")
     p.add_argument(
         "--block-yaml", action="store_true", help="write block-style YAML (slow to load)"
     )

@@ -540,3 +540,15 @@ def test_shapes_example_loads() -> None:
     cloud = load_estate_file(SHAPES, START)
     assert len(cloud.changes) == 9
     assert set(cloud.subscriptions) == {SUB, BACKUP_SUB}
+
+
+def test_the_generators_help_lists_every_option(capsys: pytest.CaptureFixture[str]) -> None:
+    from emulator.generate import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--help"])
+    assert stop.value.code == 0
+    text = capsys.readouterr().out
+    for flag in ("--vms", "--shapes", "--vhd-percent", "--near-limit-percent"):
+        assert flag in text
+    assert "% of VMs on unmanaged VHD disks" in text
