@@ -261,9 +261,14 @@ def _recoveries(
     clock = RemoteClock(stand_in.clock, ca_bundle=stand_in.ca_bundle)
     rt = build_runtime(config, clock=clock, reporter=_NoRows(), compute=compute)
     base = f"/subscriptions/{subscription}/resourceGroups"
+    vm_id = f"{base}/{group}/providers/Microsoft.Compute/virtualMachines/{name}"
+    if compute.get_vm(vm_id) is None:
+        # Another estate (--estate): the demo's recovery is of the demo estate's VM.
+        console.print(f"  no {name} in {group} in this estate: no recovery shown")
+        return []
     net_group, vnet, subnet = RECOVER_SUBNET
     request = Request(
-        f"{base}/{group}/providers/Microsoft.Compute/virtualMachines/{name}",
+        vm_id,
         subnet_id=f"{base}/{net_group}/providers/Microsoft.Network/virtualNetworks/{vnet}"
         f"/subnets/{subnet}",
     )
