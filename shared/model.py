@@ -441,6 +441,10 @@ class VmStatus:
     def provisioning_failed(self) -> bool:
         return (self.provisioning_state or "").lower() == "failed"
 
+    @property
+    def deleting(self) -> bool:
+        return (self.provisioning_state or "").lower() == "deleting"
+
 
 @dataclass(frozen=True, slots=True)
 class PolicyAssignment:

@@ -233,6 +233,8 @@ class FakeDrillCloud:
         running = now >= fake.ready_at + timedelta(seconds=45)
         fails = bool(fake.props.get("boot_fails"))
         agent = running and now >= fake.ready_at + timedelta(seconds=75) and not fails
+        if fake.deleting_at is not None:  # as Azure shows a VM being deleted
+            return VmStatus("Deleting", "stopping", "Not Ready", "VM Agent is unresponsive.")
         return VmStatus(
             provisioning_state="Succeeded" if provisioned else "Creating",
             power_state="running" if running else "starting",

@@ -392,6 +392,47 @@ def test_a_duplicated_plan_message_starts_each_drill_once() -> None:
     assert world.cloud.remaining() == []
 
 
+def test_a_step_delivered_again_after_the_drill_moved_on_never_reports_a_failure() -> None:
+    """Queues deliver at least once: a copy of wait-ready or validate that comes back while the
+    other delivery is deleting the drill VM stops quietly; the drill's one report is the truth."""
+    world = World(vms=1)
+    copies: list[tuple[str, str]] = []
+    send = world.queues.send
+
+    def keep_copies(queue: str, text: str, *, visibility_timeout: int = 0) -> None:
+        send(queue, text, visibility_timeout=visibility_timeout)
+        if any(f'"step":"{step}"' in text for step in ("wait-ready", "validate")):
+            copies.append((queue, text))
+
+    world.queues.send = keep_copies  # type: ignore[method-assign]
+    world.night()
+    assert {'"step":"validate"' in text for _, text in copies} == {True, False}
+    # The copies come back while the VM is still being deleted, as Azure shows it.
+    vm_id = _drill_vm_id(copies[0][1])
+    world.cloud._add(vm_id, "virtualMachines", "westeurope", {})
+    world.cloud.resources[vm_id.lower()].deleting_at = world.clock.now() + timedelta(hours=1)
+    before = len(world.cloud.calls)
+    for queue, text in copies:
+        send(queue, text)
+    world.host.drain(until=world.clock.now())
+    assert ("get_vm_status", vm_id) in world.cloud.calls[before:]
+    assert world.queues.heap == [], "every copy stopped"
+    reports = [o for o in world.reporter.outcomes if o.operation == "drill"]
+    assert [o.status for o in reports] == ["succeeded"], [o.reason for o in reports]
+
+
+def _drill_vm_id(text: str) -> str:
+    """The drill VM a drill-step message's state names."""
+    state = decode(json_text(text))[1]
+    assert isinstance(state, DrillState)
+    assert state.drill_subscription
+    assert state.drill_group
+    return (
+        f"/subscriptions/{state.drill_subscription}/resourceGroups/{state.drill_group}/"
+        f"providers/Microsoft.Compute/virtualMachines/{state.drill_id}-vm"
+    )
+
+
 def test_fifty_drills_under_failures_crashes_and_poison_leave_nothing_and_all_report() -> None:
     """Random step failures, crashes before and after a step hands on, poisoned messages."""
     rng = random.Random(20261128)

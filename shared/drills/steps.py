@@ -326,7 +326,7 @@ def _create_vm(ctx: Context, state: DrillState, now: datetime) -> Result:
 def _wait_ready(ctx: Context, state: DrillState, now: datetime) -> Result:
     vm_id = _resource_id(state, "Microsoft.Compute/virtualMachines", "vm")
     status = ctx.drills.get_vm_status(vm_id)
-    if status is None:
+    if status is None or status.deleting:
         return _stop(state, vm_id)
     if status.provisioning_failed:
         return _abort(state, now, "the drill VM failed to provision")
@@ -352,7 +352,7 @@ def _wait_ready(ctx: Context, state: DrillState, now: datetime) -> Result:
 def _validate(ctx: Context, state: DrillState, now: datetime) -> Result:
     vm_id = _resource_id(state, "Microsoft.Compute/virtualMachines", "vm")
     status = ctx.drills.get_vm_status(vm_id)
-    if status is None:
+    if status is None or status.deleting:
         return _stop(state, vm_id)
     expected = sum(1 for s in state.snapshots if s.lun is not None)
     checks = vm_checks(status, expected)
@@ -692,7 +692,8 @@ def _vanished(state: DrillState, resource_id: str, found: Any) -> bool:
 
 
 def _stop(state: DrillState, resource_id: str) -> Done:
-    """Stop this delivery without a report: the one tearing the drill down reports it.
+    """Stop this delivery without a report: the one tearing the drill down reports it (a
+    resource already being deleted counts as vanished).
 
     Queues deliver at least once, so two deliveries of one drill can run side by side; the
     first to tear down wins. Should a drill resource vanish for another reason, what is left
