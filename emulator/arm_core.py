@@ -8,6 +8,8 @@ with.
 
 from __future__ import annotations
 
+import base64
+import bisect
 import json
 import re
 from collections.abc import Callable
@@ -87,17 +89,25 @@ class Arm:
     def page(
         self, req: ArmRequest, items: list[Any], render: Callable[[Any], dict[str, Any]]
     ) -> Reply:
-        """One page of a list, rendering only that page; `nextLink` carries a $skiptoken."""
+        """One page of a list, in id order, rendering only that page; `nextLink` carries a
+        `$skiptoken` naming the last id served, so a resource created or deleted while a client
+        pages neither hides another nor comes twice (an offset would shift under it)."""
         size = self.behaviour.page_size
-        try:
-            start = int(req.query.get("$skiptoken", "0"))
-        except ValueError:
-            raise ArmError(400, "InvalidSkipToken", "The skip token is invalid.") from None
-        body: dict[str, Any] = {"value": [render(item) for item in items[start : start + size]]}
-        if start + size < len(items):
+        ordered = sorted(items, key=_list_key)
+        start = 0
+        token = req.query.get("$skiptoken")
+        if token is not None:
+            try:
+                after = base64.urlsafe_b64decode(token.encode("ascii")).decode("utf-8")
+            except (ValueError, UnicodeError):
+                raise ArmError(400, "InvalidSkipToken", "The skip token is invalid.") from None
+            start = bisect.bisect_right([_list_key(i) for i in ordered], after)
+        chunk = ordered[start : start + size]
+        body: dict[str, Any] = {"value": [render(item) for item in chunk]}
+        if start + size < len(ordered):
             # The link carries the query it continues (statusOnly, $filter, ...), as ARM's do.
             kept = {k: v for k, v in req.query.items() if k != "$skiptoken"}
-            kept["$skiptoken"] = str(start + size)
+            kept["$skiptoken"] = base64.urlsafe_b64encode(_list_key(chunk[-1]).encode()).decode()
             body["nextLink"] = f"{req.base_url}{req.path}?{query_string(kept)}"
         return Reply(200, body)
 
@@ -509,3 +519,8 @@ ROUTES: list[Route] = [
     route("PATCH", _TAGS, "Microsoft.Resources/tags/write", "write_tags"),
     route("PUT", _TAGS, "Microsoft.Resources/tags/write", "write_tags"),
 ]
+
+
+def _list_key(item: Any) -> str:
+    """Where a resource sorts in a list: its id, whatever its casing."""
+    return str(item.id).lower()

@@ -95,6 +95,30 @@ def test_incremental_snapshot_create_get_list_delete(compute: ComputeManagementC
     assert "t-sdk-inc" not in [s.name for s in compute.snapshots.list_by_resource_group(SNAP_RG)]
 
 
+def test_a_list_paged_while_resources_are_deleted_skips_and_repeats_none(
+    compute: ComputeManagementClient,
+) -> None:
+    """The skip token names where the last page ended, not an offset: deleting what a client has
+    already read (another worker's prunes) never hides a snapshot it has not read yet."""
+    source = compute.disks.get("rg-app", "vm-web-01-data-01")
+    names = [f"a-paging-{n}" for n in range(4)]  # first in id order: the first page is ours
+    pollers = [
+        compute.snapshots.begin_create_or_update(SNAP_RG, name, snapshot_body(source.id))
+        for name in names
+    ]
+    for poller in pollers:
+        poller.result()
+    before = [s.name for s in compute.snapshots.list_by_resource_group(SNAP_RG)]
+    pages = compute.snapshots.list_by_resource_group(SNAP_RG).by_page()
+    first = [s.name for s in next(pages)]
+    assert first == names[:3]  # page size 3
+    for name in first:
+        compute.snapshots.begin_delete(SNAP_RG, name).result()
+    rest = [s.name for page in pages for s in page]
+    assert rest == [n for n in before if n not in first]
+    compute.snapshots.begin_delete(SNAP_RG, names[3]).result()
+
+
 def test_full_snapshot_from_source_uri(compute: ComputeManagementClient) -> None:
     source = disk_id("rg-app", "vm-cluster-01-osdisk")
     body = snapshot_body(source, incremental=False)
