@@ -239,7 +239,7 @@ async def serve(args: argparse.Namespace) -> int:
         access_log=False,
         lifespan="on",
         timeout_keep_alive=120,
-        timeout_graceful_shutdown=0,  # cancel at once: TLS closes wait for clients that never answer
+        timeout_graceful_shutdown=0,  # cancel at once: TLS closes wait on idle clients
         backlog=2048,
     )
     server = uvicorn.Server(config)
