@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -244,23 +244,49 @@ def _classify_disks(
 
 
 def _pace(plans: list[VmPlan], config: RotationConfig) -> tuple[list[VmPlan], float]:
-    """Spread VMs over time so writes stay within the ARM and Compute snapshot budgets."""
+    """Spread VMs over time so writes stay within the ARM and Compute snapshot budgets.
+
+    Each region's VMs keep their order, but regions take turns: the next VM paced is the one,
+    among each region's next, that can start soonest. Paced in list order, an estate listed
+    region by region would wait for each region's snapshot budget in turn, and where that
+    budget is below the ARM one (Compute's HighCost family) the night would run at one region's
+    rate instead of the ARM budget.
+    """
     arm_cursor = 0.0
     region_cursor: dict[str, float] = defaultdict(float)
-    paced: list[VmPlan] = []
-    for plan in plans:
-        writes = len(plan.creates)
-        regions = {a.location.lower() for a in plan.creates} or {plan.vm.location.lower()}
-        start = max([arm_cursor, *(region_cursor[r] for r in regions)])
-        paced.append(
-            VmPlan(plan.vm, plan.policy, plan.set_id, plan.creates, plan.skips, round(start, 3))
-        )
-        arm_cursor = start + writes / config.arm_writes_per_second
+    queues: dict[frozenset[str], deque[int]] = {}
+    for index, plan in enumerate(plans):
+        queues.setdefault(_regions_of(plan), deque()).append(index)
+    starts: dict[int, float] = {}
+
+    def start_of(regions: frozenset[str]) -> tuple[float, int]:
+        """When the next VM of these regions could start (its list index breaks ties)."""
+        return max([arm_cursor, *(region_cursor[r] for r in regions)]), queues[regions][0]
+
+    while queues:
+        regions = min(queues, key=start_of)
+        start, index = start_of(regions)
+        queues[regions].popleft()
+        if not queues[regions]:
+            del queues[regions]
+        plan = plans[index]
+        starts[index] = start
+        arm_cursor = start + len(plan.creates) / config.arm_writes_per_second
         for region in regions:
             count = sum(1 for a in plan.creates if a.location.lower() == region)
             region_cursor[region] = start + count / config.snapshot_writes_per_second
+    paced = [
+        VmPlan(plan.vm, plan.policy, plan.set_id, plan.creates, plan.skips, round(starts[i], 3))
+        for i, plan in enumerate(plans)
+    ]
     window = max([arm_cursor, *region_cursor.values()])
     return paced, window
+
+
+def _regions_of(plan: VmPlan) -> frozenset[str]:
+    return frozenset(a.location.lower() for a in plan.creates) or frozenset(
+        {plan.vm.location.lower()}
+    )
 
 
 def expected_kept(policy: RetentionPolicy) -> float:

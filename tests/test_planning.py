@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from datetime import timedelta
 
 from shared.model import Disk
@@ -165,6 +166,30 @@ def test_vms_are_paced_to_the_write_budgets() -> None:
     # Two snapshot writes per VM at 1 snapshot write/s in one region: a VM every 2 s.
     assert [p.delay_seconds for p in plan.vms] == [0.0, 2.0, 4.0, 6.0]
     assert plan.window_seconds == 8.0
+
+
+def test_regions_take_turns_so_the_night_runs_at_the_arm_budget() -> None:
+    """Listed region by region, with a snapshot budget per region below the ARM one (Compute's
+    HighCost family), the VMs of two regions are paced side by side, not one region after the
+    other; each region keeps its order and its own budget."""
+    west = [f"w{i}" for i in range(4)]
+    north = [f"n{i}" for i in range(4)]
+    disks = [disk(f"{n}-os") for n in west] + [
+        dataclasses.replace(disk(f"{n}-os"), location="northeurope") for n in north
+    ]
+    machines = [vm(n, f"{n}-os") for n in west] + [
+        dataclasses.replace(vm(n, f"{n}-os"), location="northeurope") for n in north
+    ]
+    plan = plan_night(machines, index(*disks), [], policies(), CONFIG, night(27))
+    starts = {p.vm.name: p.delay_seconds for p in plan.vms}
+    assert [p.vm.name for p in plan.vms] == north + west  # sorted, so region by region
+    for region in (west, north):
+        times = [starts[n] for n in region]
+        assert all(b - a >= 1.0 for a, b in itertools.pairwise(times))
+    # 8 creates at the ARM budget of 2/s, the last region's second included: 4.5 s (one region
+    # after the other: the second region starts at 3.5 s and its window ends at 7.5 s).
+    assert max(starts.values()) == 3.5
+    assert plan.window_seconds == 4.5
 
 
 def test_quota_warning_when_a_policy_could_exceed_500_per_disk() -> None:
