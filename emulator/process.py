@@ -69,6 +69,10 @@ class EmulatorStartError(RuntimeError):
     pass
 
 
+SHAPES_VARIABLE = "LIFEBOAT_STAND_IN_SHAPES"
+UNTIDY = "--untidy-shapes"
+
+
 def _terminate(proc: subprocess.Popen[str], grace: float = 5.0) -> None:
     if proc.poll() is not None:
         return
@@ -93,8 +97,11 @@ def running_emulator(
     """Run `python -m emulator --estate ESTATE *args`; yield its endpoints once it is ready.
 
     The child runs in its own process group; on exit the whole group is terminated (then killed),
-    even when the body raised, and its pipes are closed.
+    even when the body raised, and its pipes are closed. With LIFEBOAT_STAND_IN_SHAPES=untidy in
+    the environment it writes list and GET bodies as Azure does (`--untidy-shapes`).
     """
+    if os.environ.get(SHAPES_VARIABLE, "").lower() == "untidy" and UNTIDY not in args:
+        args = (*args, UNTIDY)  # every stand-in of a run writes its bodies as Azure does
     with contextlib.ExitStack() as stack:
         if state_dir is None:
             state_dir = stack.enter_context(

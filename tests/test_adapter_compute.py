@@ -18,7 +18,7 @@ import httpx
 import pytest
 from azure.core.exceptions import HttpResponseError, ServiceResponseError
 
-from shared.adapters.compute import AzureCompute
+from shared.adapters.compute import AzureCompute, snapshot_from_rest
 from shared.ports import (
     LimitReachedError,
     RefusedError,
@@ -489,3 +489,22 @@ def test_each_snapshot_limit_of_the_stand_in_leaves_the_adapter_as_its_status(
     log = admin.get("/requests", params={"limit": 1000}).json()["entries"]
     puts = [(e["method"], e["status"]) for e in log if e["method"] == "PUT"]
     assert puts == [("PUT", 202), ("PUT", 409), ("PUT", 202), ("PUT", 409), ("PUT", 409)]
+
+
+def test_a_source_id_written_without_its_leading_slash_is_kept_with_one() -> None:
+    """Azure can write `sourceResourceId` without its leading slash; every lookup by id expects
+    one, so the adapter adds it (the casing stays as written)."""
+    source = "subscriptions/s1/resourceGroups/RG-App/providers/Microsoft.Compute/disks/d1"
+    body = {
+        "id": "/subscriptions/s1/resourceGroups/rg-snap/providers/Microsoft.Compute/snapshots/s",
+        "name": "s",
+        "location": "westeurope",
+        "properties": {
+            "creationData": {"createOption": "Copy", "sourceResourceId": source},
+            "timeCreated": "2026-11-27T02:00:03.1234567+00:00",
+        },
+    }
+    snapshot = snapshot_from_rest(body)
+    assert snapshot.source_resource_id == "/" + source
+    assert snapshot.time_created is not None
+    assert snapshot.time_created.microsecond == 123456

@@ -418,6 +418,14 @@ def _time(value: Any) -> datetime | None:
     return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
 
 
+def _arm_id(value: Any) -> str | None:
+    """An ARM id as Lifeboat keeps it: Azure can write `sourceResourceId` without its leading
+    slash (REFERENCE.md), and every lookup by id expects one."""
+    if not value:
+        return None
+    return "/" + str(value).lstrip("/")
+
+
 def _resource_fields(body: dict[str, Any], kind: str) -> dict[str, Any]:
     """What every ARM resource body says the same way: id, name, where it is, its tags."""
     resource_id = str(body["id"])
@@ -500,7 +508,7 @@ def snapshot_from_rest(body: dict[str, Any]) -> Snapshot:
     return Snapshot(
         **_resource_fields(body, "snapshots"),
         time_created=_time(props.get("timeCreated")),
-        source_resource_id=creation.get("sourceResourceId"),
+        source_resource_id=_arm_id(creation.get("sourceResourceId")),
         source_unique_id=creation.get("sourceUniqueId"),
         incremental=bool(props.get("incremental")),
         provisioning_state=props.get("provisioningState"),
