@@ -52,8 +52,8 @@ outcome-columns: setup
 outcome-fixtures: setup
 	$(BIN)/lifeboat demo --nights 2 --json --outcomes tests/data/outcomes/demo-nights.jsonl >/dev/null
 
-# Every benchmark; the rotation night is full size (5,000 VMs, about 25 minutes). To develop:
-# `make bench BENCH=rotation BENCH_VMS=1500` (about 6 minutes).
+# Every benchmark; the rotation nights are full size (5,000 VMs, one night per Compute family,
+# about 45 minutes). To develop: `make bench BENCH=rotation BENCH_VMS=1500` (about 12 minutes).
 BENCH ?=
 bench: setup
 	$(if $(BENCH_VMS),BENCH_VMS=$(BENCH_VMS) )$(BIN)/python -m bench $(BENCH)
