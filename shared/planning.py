@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -246,47 +246,54 @@ def _classify_disks(
 def _pace(plans: list[VmPlan], config: RotationConfig) -> tuple[list[VmPlan], float]:
     """Spread VMs over time so writes stay within the ARM and Compute snapshot budgets.
 
-    Each region's VMs keep their order, but regions take turns: the next VM paced is the one,
-    among each region's next, that can start soonest. Paced in list order, an estate listed
-    region by region would wait for each region's snapshot budget in turn, and where that
-    budget is below the ARM one (Compute's HighCost family) the night would run at one region's
-    rate instead of the ARM budget.
+    A VM's disks are in its region. The ARM write budget is shared among the regions in
+    proportion to their creates, no region above its snapshot budget (what a capped region
+    cannot use goes to the others), and each region's VMs are paced at their region's rate in
+    list order: the regions run side by side and, where the budgets allow, finish together.
+    Paced one after the other instead, an estate listed region by region ran at one region's
+    snapshot budget where that is below the ARM one (Compute's HighCost family).
     """
-    arm_cursor = 0.0
-    region_cursor: dict[str, float] = defaultdict(float)
-    queues: dict[frozenset[str], deque[int]] = {}
-    for index, plan in enumerate(plans):
-        queues.setdefault(_regions_of(plan), deque()).append(index)
-    starts: dict[int, float] = {}
-
-    def start_of(regions: frozenset[str]) -> tuple[float, int]:
-        """When the next VM of these regions could start (its list index breaks ties)."""
-        return max([arm_cursor, *(region_cursor[r] for r in regions)]), queues[regions][0]
-
-    while queues:
-        regions = min(queues, key=start_of)
-        start, index = start_of(regions)
-        queues[regions].popleft()
-        if not queues[regions]:
-            del queues[regions]
-        plan = plans[index]
-        starts[index] = start
-        arm_cursor = start + len(plan.creates) / config.arm_writes_per_second
-        for region in regions:
-            count = sum(1 for a in plan.creates if a.location.lower() == region)
-            region_cursor[region] = start + count / config.snapshot_writes_per_second
-    paced = [
-        VmPlan(plan.vm, plan.policy, plan.set_id, plan.creates, plan.skips, round(starts[i], 3))
-        for i, plan in enumerate(plans)
-    ]
-    window = max([arm_cursor, *region_cursor.values()])
-    return paced, window
-
-
-def _regions_of(plan: VmPlan) -> frozenset[str]:
-    return frozenset(a.location.lower() for a in plan.creates) or frozenset(
-        {plan.vm.location.lower()}
+    work: dict[str, int] = defaultdict(int)
+    for plan in plans:
+        work[_region_of(plan)] += len(plan.creates)
+    rates = _share(
+        {r: n for r, n in work.items() if n},
+        config.arm_writes_per_second,
+        config.snapshot_writes_per_second,
     )
+    cursor: dict[str, float] = defaultdict(float)
+    paced: list[VmPlan] = []
+    for plan in plans:
+        region = _region_of(plan)
+        start = cursor[region]
+        paced.append(
+            VmPlan(plan.vm, plan.policy, plan.set_id, plan.creates, plan.skips, round(start, 3))
+        )
+        if plan.creates:
+            cursor[region] = start + len(plan.creates) / rates[region]
+    return paced, max(cursor.values(), default=0.0)
+
+
+def _region_of(plan: VmPlan) -> str:
+    return (plan.creates[0].location if plan.creates else plan.vm.location).lower()
+
+
+def _share(work: Mapping[str, int], budget: float, cap: float) -> dict[str, float]:
+    """Each region's write rate: `budget` in proportion to its `work`, none above `cap`; what a
+    capped region cannot use is shared among the rest."""
+    rates: dict[str, float] = {}
+    left = dict(work)
+    while left:
+        total = sum(left.values())
+        fair = {r: budget * n / total for r, n in left.items()}
+        capped = {r for r, rate in fair.items() if rate >= cap}
+        if not capped:
+            return rates | fair
+        for region in capped:  # each was due at least `cap`: what is left stays positive
+            rates[region] = cap
+            budget -= cap
+            del left[region]
+    return rates
 
 
 def expected_kept(policy: RetentionPolicy) -> float:
