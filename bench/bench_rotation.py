@@ -44,6 +44,8 @@ from typing import Any
 
 import httpx
 
+from emulator.throttling import CREATE_UPDATE, HYDRATE, ComputeLimits
+
 ROOT = Path(__file__).resolve().parent.parent
 VMS = int(os.environ.get("BENCH_VMS", "5000"))
 HISTORY_NIGHTS = 7
@@ -62,9 +64,8 @@ TARGETS = {"wall": 1.10, "prune": 0.95, "throttled": 0.01, "window": 1.10}
 # The families an incremental create may count against, each measured on a night of its own
 # (BENCH_FAMILIES, comma-separated, to run fewer), and Lifeboat's SNAPSHOT_WRITES_PER_SECOND on
 # it: the ARM budget, or the HighCost family's 3-minute refill (1,000 per 3 min, scaled).
-CREATE_UPDATE, HYDRATE = "CreateUpdateDisks", "HighCostSnapshotCreateHydrate"
 FAMILIES = os.environ.get("BENCH_FAMILIES", f"{CREATE_UPDATE},{HYDRATE}").split(",")
-FAMILY_BUDGETS = {CREATE_UPDATE: BUDGET, HYDRATE: 1000 * THROTTLE_SCALE / 180}
+FAMILY_BUDGETS = {CREATE_UPDATE: BUDGET, HYDRATE: ComputeLimits().hydrate[0] * THROTTLE_SCALE / 180}
 UNPACED = 10_000.0  # the headroom night's budgets: every message is visible at once
 NAIVE_SAMPLE = 100  # VMs the naive baseline handles
 START = datetime(2026, 11, 27, 1, 0, tzinfo=UTC)

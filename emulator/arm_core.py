@@ -101,7 +101,7 @@ class Arm:
                 after = base64.urlsafe_b64decode(token.encode("ascii")).decode("utf-8")
             except (ValueError, UnicodeError):
                 raise ArmError(400, "InvalidSkipToken", "The skip token is invalid.") from None
-            start = bisect.bisect_right([_list_key(i) for i in ordered], after)
+            start = bisect.bisect_right(ordered, after, key=_list_key)
         chunk = ordered[start : start + size]
         body: dict[str, Any] = {"value": [render(item) for item in chunk]}
         if start + size < len(ordered):
