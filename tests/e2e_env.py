@@ -16,7 +16,7 @@ from cli.localhost import LocalHost
 from shared.ports import Reporter
 from shared.services import override_services, reset_services
 from shared.settings import Settings
-from tests.conftest import TEST_SIGNING_KEYS
+from tests.conftest import TEST_SIGNING_KEYS, base_settings
 
 SUB = "6f1c3a52-7d2e-4b8a-9c41-3e5d2a7b9f10"  # the demo estate's subscription
 NEVER = "0 0 0 1 6 *"  # a schedule that does not come round during a test
@@ -46,6 +46,34 @@ def app_settings(azurite: Azurite, ep: Any, **settings: str) -> dict[str, str]:
         "ARM_AUDIENCE": ep.arm_audience + ".default",
         "AZURE_CLIENT_ID": ep.client_id,
         **settings,
+    }
+
+
+def stand_in_settings(ep: Any, subscription: str, **settings: str) -> Settings:
+    """Lifeboat's settings for a test that drives the app in its own process (no local host):
+    the unit tests' base, serving `subscription` of the stand-in `ep`, drills polled every 30 s
+    (stand-in time); `settings` override anything here."""
+    return Settings.from_env(
+        base_settings(
+            TARGET_SUBSCRIPTIONS=subscription,
+            ARM_ENDPOINT=ep.arm,
+            ARM_AUDIENCE=ep.arm_audience + ".default",
+            AZURE_CLIENT_ID=ep.client_id,
+            DRILL_POLL_SECONDS="30",
+            **settings,
+        )
+    )
+
+
+def replicated_item(vm: str, **extra: Any) -> dict[str, Any]:
+    """A stand-in estate's Site Recovery item for `vm`: replicated to northeurope, tested in the
+    Lifeboat drill network there; `extra` adds or overrides keys."""
+    return {
+        "vm": vm,
+        "targetResourceGroup": "rg-app-asr",
+        "recoveryNetwork": "rg-net-neu/vnet-dr-neu",
+        "testNetwork": "rg-lifeboat-drill-northeurope/vnet-drill-isolated",
+        **extra,
     }
 
 

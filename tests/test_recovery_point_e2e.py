@@ -23,9 +23,8 @@ from shared import dispatch
 from shared.names import Timer
 from shared.policies import parse_policies
 from shared.services import build_runtime
-from shared.settings import Settings
-from tests.conftest import base_settings
 from tests.drill_fakes import SimHost, SimQueues
+from tests.e2e_env import stand_in_settings
 from tests.fakes import MemoryReporter, patched_environ
 
 pytestmark = pytest.mark.e2e
@@ -155,17 +154,12 @@ def _night(ep: Endpoints) -> tuple[MemoryReporter, Any, StandInClock]:
     clock = StandInClock(admin)
     reporter = MemoryReporter()
     with patched_environ(ep.environment()):
-        settings = Settings.from_env(
-            base_settings(
-                TARGET_SUBSCRIPTIONS=SUB,
-                ARM_ENDPOINT=ep.arm,
-                ARM_AUDIENCE=ep.arm_audience + ".default",
-                AZURE_CLIENT_ID=ep.client_id,
-                DRILL_POLL_SECONDS="30",
-                RECOVERY_POINT_DRILLS="true",
-                RESTORE_STAGING_ACCOUNTS=f"westeurope={STAGING}",
-                BACKUP_WRITER_CLIENT_ID=WRITER_CLIENT_ID,
-            )
+        settings = stand_in_settings(
+            ep,
+            SUB,
+            RECOVERY_POINT_DRILLS="true",
+            RESTORE_STAGING_ACCOUNTS=f"westeurope={STAGING}",
+            BACKUP_WRITER_CLIENT_ID=WRITER_CLIENT_ID,
         )
         queues = SimQueues(clock)  # type: ignore[arg-type]
         rt = build_runtime(

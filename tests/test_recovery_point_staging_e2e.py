@@ -27,9 +27,8 @@ from shared.model import Outcome
 from shared.names import Timer
 from shared.ports import Runtime
 from shared.services import build_runtime
-from shared.settings import Settings
-from tests.conftest import base_settings
 from tests.drill_fakes import SimHost, SimQueues
+from tests.e2e_env import stand_in_settings
 from tests.fakes import MemoryReporter, patched_environ
 from tests.test_recovery_point_e2e import (
     ESTATE,
@@ -67,18 +66,13 @@ def ep(tmp_path_factory: pytest.TempPathFactory, azurite: Azurite) -> Iterator[E
 def _runtime(ep: Endpoints, clock: StandInClock, connection: str) -> tuple[Runtime, SimHost]:
     """Lifeboat against the stand-in (inside its environment: the managed identity's endpoint)
     and Azurite as the staging account, reached with `connection`."""
-    settings = Settings.from_env(
-        base_settings(
-            TARGET_SUBSCRIPTIONS=SUB,
-            ARM_ENDPOINT=ep.arm,
-            ARM_AUDIENCE=ep.arm_audience + ".default",
-            AZURE_CLIENT_ID=ep.client_id,
-            DRILL_POLL_SECONDS="30",
-            RECOVERY_POINT_DRILLS="true",
-            RESTORE_STAGING_ACCOUNTS=f"westeurope={STAGING}",
-            RESTORE_STAGING_CONNECTION=connection,
-            BACKUP_WRITER_CLIENT_ID=WRITER_CLIENT_ID,
-        )
+    settings = stand_in_settings(
+        ep,
+        SUB,
+        RECOVERY_POINT_DRILLS="true",
+        RESTORE_STAGING_ACCOUNTS=f"westeurope={STAGING}",
+        RESTORE_STAGING_CONNECTION=connection,
+        BACKUP_WRITER_CLIENT_ID=WRITER_CLIENT_ID,
     )
     queues = SimQueues(clock)  # type: ignore[arg-type]
     rt = build_runtime(

@@ -24,7 +24,7 @@ from cli.main import app
 from emulator.process import DEMO_ESTATE, running_emulator
 from shared.services import reset_services
 from tests.conftest import DemoRun
-from tests.e2e_env import app_host, app_settings, wire_services
+from tests.e2e_env import app_host, app_settings, replicated_item, wire_services
 from tests.fakes import MemoryReporter, patched_environ
 
 pytestmark = pytest.mark.e2e
@@ -33,14 +33,8 @@ VAULT = "rsv-asr-neu"
 
 
 def _item(vm: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "vm": vm,
-        "targetResourceGroup": "rg-app-asr",
-        "recoveryNetwork": "rg-net-neu/vnet-dr-neu",
-        "testNetwork": "rg-lifeboat-drill-northeurope/vnet-drill-isolated",
-        "lastSuccessfulTestFailoverTime": "30d",
-        **extra,
-    }
+    """A replicated VM whose last test failover was 30 days ago, unless `extra` says otherwise."""
+    return replicated_item(vm, **{"lastSuccessfulTestFailoverTime": "30d", **extra})
 
 
 # One replicated VM per finding (each VM's policy: daily, RPO target 26 h).

@@ -37,9 +37,8 @@ from shared.model import Outcome
 from shared.names import Timer
 from shared.policies import parse_policies
 from shared.services import build_runtime
-from shared.settings import Settings
-from tests.conftest import base_settings
 from tests.drill_fakes import SimHost, SimQueues
+from tests.e2e_env import replicated_item, stand_in_settings
 from tests.fakes import MemoryReporter, patched_environ
 from tests.test_alerts import run_query
 from tests.test_recovery_point_e2e import StandInClock
@@ -53,26 +52,16 @@ DRILL_FAILED = Path(__file__).resolve().parent.parent / "infra" / "alerts" / "dr
 POLICIES = parse_policies({"version": 1, "policies": {}, "drillPlans": {}})
 
 
-def _item(vm: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "vm": vm,
-        "targetResourceGroup": "rg-app-asr",
-        "recoveryNetwork": "rg-net-neu/vnet-dr-neu",
-        "testNetwork": "rg-lifeboat-drill-northeurope/vnet-drill-isolated",
-        **extra,
-    }
-
-
 def _estate(path: Path) -> Path:
     estate = yaml.safe_load(Path(DEMO_ESTATE).read_text())
     asr = estate["siteRecovery"][0]
     asr["items"] = [
-        _item("rg-app/vm-web-01"),
-        _item("rg-data/vm-db-01"),
-        _item("rg-data/vm-report-01", bootFails=True),
-        _item("rg-app/vm-api-01"),
-        _item("rg-data/vm-db-02"),
-        _item("rg-app/vm-cluster-01"),
+        replicated_item("rg-app/vm-web-01"),
+        replicated_item("rg-data/vm-db-01"),
+        replicated_item("rg-data/vm-report-01", bootFails=True),
+        replicated_item("rg-app/vm-api-01"),
+        replicated_item("rg-data/vm-db-02"),
+        replicated_item("rg-app/vm-cluster-01"),
     ]
     asr["plans"] = [
         {"name": "rp-web", "groups": [{"vms": ["vm-db-01"]}, {"vms": ["vm-web-01"]}]},
@@ -109,16 +98,11 @@ def stand(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stand]:
         )
         clock = StandInClock(admin)
         reporter = MemoryReporter()
-        settings = Settings.from_env(
-            base_settings(
-                TARGET_SUBSCRIPTIONS=SUB,
-                ARM_ENDPOINT=ep.arm,
-                ARM_AUDIENCE=ep.arm_audience + ".default",
-                AZURE_CLIENT_ID=ep.client_id,
-                DRILL_POLL_SECONDS="30",
-                SITE_RECOVERY_DRILLS="true",
-                SITE_RECOVERY_CLEANUP_ATTEMPTS=str(ATTEMPTS),
-            )
+        settings = stand_in_settings(
+            ep,
+            SUB,
+            SITE_RECOVERY_DRILLS="true",
+            SITE_RECOVERY_CLEANUP_ATTEMPTS=str(ATTEMPTS),
         )
         queues = SimQueues(clock)  # type: ignore[arg-type]
         rt = build_runtime(
