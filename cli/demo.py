@@ -634,7 +634,8 @@ def _morning(compute: ComputeManagementClient, group: str) -> dict[str, list[str
         props = snapshot.as_dict().get("properties", {})
         source = (props.get("creationData") or {}).get("sourceResourceId")
         if source and (snapshot.name or "").startswith("lb-"):
-            by_disk[source].append(props.get("timeCreated", ""))
+            # Azure's lists may write the id without its leading slash (REFERENCE.md)
+            by_disk["/" + source.strip("/")].append(props.get("timeCreated", ""))
     return {k: sorted(v, reverse=True) for k, v in by_disk.items()}
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -11,12 +12,31 @@ import pytest
 from azure.storage.queue import QueueServiceClient
 
 from cli.azurite import Azurite, running_azurite
+from emulator.process import SHAPES_VARIABLE
 from shared.services import reset_services
 from tests.fakes import ROOT, run_python
 
 SUBSCRIPTION = "6f1c3a52-7d2e-4b8a-9c41-3e5d2a7b9f10"  # the demo estate's
 OTHER_SUBSCRIPTION = "9d9d9d9d-0000-4000-8000-000000000009"
 TEST_SIGNING_KEYS = "test=xB1zVZRLIKLPq3lsmof2kRzc3_YnUKXpkpEYUjEKwBM"
+
+
+SHAPES_CHOSEN = os.environ.get(SHAPES_VARIABLE)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """End-to-end tests meet the stand-in's bodies as Azure writes them: ids in any casing,
+    `sourceResourceId` without its leading slash, seven-digit fractions with `+00:00`
+    (`--untidy-shapes`, for every stand-in the test starts, its subprocesses' included). The
+    stand-in's own tests and the rest see the REST specification's tidy bodies.
+    `LIFEBOAT_STAND_IN_SHAPES=tidy` (or `untidy`) set for the run chooses for every test."""
+    if SHAPES_CHOSEN is not None:
+        return
+    if item.get_closest_marker("e2e") is not None:
+        os.environ[SHAPES_VARIABLE] = "untidy"
+    else:
+        os.environ.pop(SHAPES_VARIABLE, None)
 
 
 def base_settings(**extra: str) -> dict[str, str]:

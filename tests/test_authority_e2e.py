@@ -26,6 +26,7 @@ from cli.hostprocess import running_host, write_json
 from emulator.process import DEMO_ESTATE, running_emulator
 from shared import messages
 from shared.messages import PAYLOADS, OutcomesRetryRequest, Payload, RotationVmRequest
+from shared.model import resource_key
 from shared.names import QUEUE_OF
 from shared.signing import SigningKeys
 from shared.snapshots import snapshot_name
@@ -171,7 +172,7 @@ def test_every_type_unsigned_or_rule_breaking_is_refused_and_a_good_one_acts(
             timeout=60,
         )
         taken = compute.snapshots.get("rg-lifeboat-snapshots", name)
-        assert taken.creation_data.source_resource_id.lower() == os_disk.id.lower()
+        assert resource_key(taken.creation_data.source_resource_id) == resource_key(os_disk.id)
         assert taken.tags["lifeboat:slot"] == slot
         assert taken.tags["lifeboat:set"] == "set-e2e"
         [put] = arm_writes(admin, since)  # one write: the snapshot, nothing else

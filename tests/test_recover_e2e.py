@@ -233,7 +233,7 @@ def test_swap_keeps_the_old_disks_and_rollback_puts_them_back(stand_in: dict[str
     for lun, name in before.items():
         old = compute.disks.get("rg-app", name)
         assert old.managed_by is None, name
-        assert old.tags["lifeboat:replaced-by"] == now[lun]["id"]
+        assert old.tags["lifeboat:replaced-by"].lower() == now[lun]["id"].lower()
     back = _recover(stand_in, MemoryReporter(), mode="rollback")
     assert back["status"] == "succeeded", back["reason"]
     assert {lun: d["name"] for lun, d in _disks(compute, "vm-three").items()} == before
