@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -22,6 +22,7 @@ from shared.model import (
     Vm,
     VmStatus,
 )
+from shared.pacing import Pace
 from shared.policies import PolicySet
 from shared.settings import Settings
 
@@ -129,6 +130,9 @@ class Runtime:
     blobs: BlobStore
     site_recovery: SiteRecovery
     staging: StagingBlobs
+    # How far this process may write ahead of the night's pace; `build_runtime` gives a real
+    # one, use-case tests on fake ports (whose drains take no real time) none unless they ask.
+    pace: Pace = field(default_factory=Pace.off)
 
 
 class ThrottledError(Exception):

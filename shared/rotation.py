@@ -55,6 +55,7 @@ from shared.messages import (
 from shared.model import Disk, Snapshot, Vm, format_time
 from shared.names import Job, Status, Tag, Timer
 from shared.outcomes import Outcomes
+from shared.pacing import Budget
 from shared.planning import (
     PRUNES_PER_MESSAGE,
     Block,
@@ -89,6 +90,8 @@ PRUNE_CHUNK = PRUNES_PER_MESSAGE
 DELETES_PER_MESSAGE = 25
 # A headroom reading under the minimum puts the work back for this long (ARM refills 10/s).
 HEADROOM_WAIT_SECONDS = 10.0
+# A write the process's pace holds back (a stall's backlog arriving at once) waits its turn.
+AHEAD_OF_PACE = "ahead of the night's pace: the write budget's burst is spent"
 # Reads left in the subscription's ARM bucket (250, refilled 25/s) under which a message that
 # reads one resource after another (prunes, a VM's confirm) puts the rest back: two seconds of
 # refill, so other workers' plans and confirms still get their lists.
@@ -397,6 +400,9 @@ def snapshot_vm(request: RotationVmRequest, ctx: Context) -> Result:
         )
         snapshot_id = snapshot_id_of(request.subscription_id, group, disk.snapshot_name)
         rest = request.model_copy(update={"disks": request.disks[index:], "recheck": recheck})
+        wait = _ahead_of_pace(ctx, request.subscription_id, len(request.disks), disk.location)
+        if wait:
+            return PutBack(wait, AHEAD_OF_PACE, rest)
         # Never PUT what may exist: a PUT replaces every tag, a user's hold included.
         if recheck:
             reads = compute.read_headroom(request.subscription_id)
@@ -458,6 +464,26 @@ def snapshot_vm(request: RotationVmRequest, ctx: Context) -> Result:
             )
         )
     return Done()
+
+
+def _ahead_of_pace(
+    ctx: Context, subscription: str, message_writes: int, region: str | None = None
+) -> float:
+    """0 when a write may go now; else the seconds to put it back for (`shared/pacing.py`).
+
+    A create counts against the subscription's ARM writes and its region's snapshot budget, a
+    delete (no region) against the ARM deletes, which prunes are paced with. The writes one
+    message carries are paced as one step: they may always go together."""
+    s = ctx.settings
+    sub = subscription.lower()
+    if region is None:
+        budgets = [Budget(("deletes", sub), s.arm_writes_per_second)]
+    else:
+        budgets = [
+            Budget(("writes", sub), s.arm_writes_per_second),
+            Budget(("snapshots", sub, region.lower()), s.snapshot_writes_per_second),
+        ]
+    return ctx.rt.pace.take(*budgets, burst_seconds=s.pace_burst_seconds, at_least=message_writes)
 
 
 def _maybe_after_confirm(ctx: Context) -> bool:
@@ -915,6 +941,9 @@ class _Pruning:
         of_disk: list[Snapshot] | None = None  # counted once per disk, when it starts
         for at, snapshot_id in enumerate(entry.snapshot_ids):
             row = out.bind(resource_id=snapshot_id, resource_group=self.group)
+            wait = _ahead_of_pace(ctx, subscription, DELETES_PER_MESSAGE)
+            if wait:
+                return PutBack(wait, AHEAD_OF_PACE, self.rest(index, entry, at))
             headroom = compute.delete_headroom(subscription)
             if headroom is not None and headroom < ctx.settings.min_write_headroom:
                 # A backlog of prunes must not empty the delete bucket and meet 429s: wait a

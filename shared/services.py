@@ -17,6 +17,7 @@ from typing import Any
 
 from shared.adapters.clock import SystemClock
 from shared.adapters.log_reporter import JsonLinesReporter
+from shared.pacing import Pace
 from shared.policies import PolicySet, load_policies
 from shared.ports import (
     Backup,
@@ -91,6 +92,7 @@ def build_runtime(
     blobs: BlobStore | None = None,
     site_recovery: SiteRecovery | None = None,
     staging: StagingBlobs | None = None,
+    pace: Pace | None = None,
 ) -> Runtime:
     """Every port for these settings; what is given is used instead of the Azure adapter.
 
@@ -117,6 +119,7 @@ def build_runtime(
         blobs=blobs or build_blobs(settings),
         site_recovery=site_recovery or build_site_recovery(settings),
         staging=staging or build_staging(settings),
+        pace=pace or Pace(),
     )
     runtime.append(built)
     return built
