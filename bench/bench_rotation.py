@@ -221,6 +221,7 @@ def _lifeboat_night(
     import function_app
     from cli.clock import RemoteClock
     from cli.localhost import LocalHost
+    from shared.rotation import AHEAD_OF_PACE
     from shared.services import override_services, reset_services
     from shared.settings import Settings
     from tests.fakes import MemoryReporter
@@ -306,6 +307,10 @@ def _lifeboat_night(
             1 for o in outcomes if o.operation == "rotation-prune" and o.status.value == "waiting"
         ),
         "prune_queue_longest": longest,
+        # Work a worker put back because it was ahead of the night's pace (PACE_BURST_SECONDS).
+        "ahead_of_pace": sum(
+            1 for o in outcomes if o.status.value == "waiting" and o.reason == AHEAD_OF_PACE
+        ),
         "prunes_due": sum(o.details["totals"]["prunesDue"] for o in sent),
         "confirm_delay": confirm_delay,
         "log": log,
@@ -653,6 +658,7 @@ def _at_the_budget(night: dict[str, Any], kinds: dict[str, int]) -> dict[str, st
     )
     row("  of which put back", f"{night['prune_put_backs']}")
     row("longest rotation-prune queue (5 s samples)", f"{night['prune_queue_longest']}")
+    row("put back ahead of the pace (creates, prunes)", f"{night['ahead_of_pace']}")
     print(
         f"the night at the write budget: {VMS} VMs, incremental creates counted against "
         f"{night['family']}; budgets {budget:.0f}/s (ARM writes, ARM deletes), "
