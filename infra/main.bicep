@@ -262,7 +262,7 @@ var appSettings = {
   MESSAGE_FRESHNESS_MINUTES: '30'
   MESSAGE_SIGNING_KEYS: '@Microsoft.KeyVault(SecretUri=${keyVault.outputs.SECRET_URI})'
   MIN_WRITE_HEADROOM: '20'
-  PACE_BURST_SECONDS: '3'
+  PACE_CATCH_UP: '0.05'
   TAG_DEFAULT_POLICY: tagDefaultPolicy ? 'true' : 'false'
   POLICIES_FILE: 'policies.yaml'
   MONITOR_INGESTION_ENDPOINT: monitor.outputs.DATA_COLLECTION_ENDPOINT

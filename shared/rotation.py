@@ -91,7 +91,7 @@ DELETES_PER_MESSAGE = 25
 # A headroom reading under the minimum puts the work back for this long (ARM refills 10/s).
 HEADROOM_WAIT_SECONDS = 10.0
 # A write the process's pace holds back (a stall's backlog arriving at once) waits its turn.
-AHEAD_OF_PACE = "ahead of the night's pace: the write budget's burst is spent"
+AHEAD_OF_PACE = "ahead of the night's pace: this minute's write budget is spent"
 # Reads left in the subscription's ARM bucket (250, refilled 25/s) under which a message that
 # reads one resource after another (prunes, a VM's confirm) puts the rest back: two seconds of
 # refill, so other workers' plans and confirms still get their lists.
@@ -483,7 +483,7 @@ def _ahead_of_pace(
             Budget(("writes", sub), s.arm_writes_per_second),
             Budget(("snapshots", sub, region.lower()), s.snapshot_writes_per_second),
         ]
-    return ctx.rt.pace.take(*budgets, burst_seconds=s.pace_burst_seconds, at_least=message_writes)
+    return ctx.rt.pace.take(*budgets, catch_up=s.pace_catch_up, at_least=message_writes)
 
 
 def _maybe_after_confirm(ctx: Context) -> bool:

@@ -234,9 +234,9 @@ class Settings(BaseModel):
         default=30, gt=0, le=24 * 60, alias="MESSAGE_FRESHNESS_MINUTES"
     )
     min_write_headroom: int = Field(default=20, ge=0, alias="MIN_WRITE_HEADROOM")
-    # How far past the night's pace a worker process may run after a stall (seconds of each
-    # write budget): the paced messages that came due together are put back beyond it.
-    pace_burst_seconds: float = Field(default=3.0, gt=0, le=60, alias="PACE_BURST_SECONDS")
+    # How far over each write budget a worker process may go in any 60 seconds, to catch up
+    # after a stall delivered the paced messages together (0.05: 5%); beyond it, put back.
+    pace_catch_up: float = Field(default=0.05, ge=0, le=1, alias="PACE_CATCH_UP")
     tag_default_policy: bool = Field(default=False, alias="TAG_DEFAULT_POLICY")
     # Azure Backup verification (issue 6). Remediations are off unless set.
     verification_schedule: Schedule = Field(alias="VERIFICATION_SCHEDULE")
