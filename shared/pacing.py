@@ -3,13 +3,14 @@
 A night's writes are paced by when each message becomes visible on its queue. When delivery
 stalls (a queue that answers nothing for seconds, a host that restarts or scales out late), the
 messages that came due meanwhile arrive together, and Azure's buckets take them up to their
-depth: ARM's write bucket is 200 deep, so a minute after a 15-second stall ran at 1.26 of its
-budget while no request met a 429. `Pace` bounds that catch-up where it is judged, per minute:
-for each budget (ARM writes or deletes of a subscription, snapshot creates of a subscription and
-region) it remembers when it let writes go, and lets at most `PACE_CATCH_UP` over the budget go
-in any 60 seconds. A stall's backlog goes as soon as that minute has room, so the night still
-ends on time; what finds no room is put back, never slept through, each for when the minute
-will have a place for it, so the put-backs return one by one.
+depth (ARM's write bucket holds 200): in the full-size bench (bench/RESULTS.md), the minute after
+a 15-second stall ran at 1.26 of its budget while no request met a 429. `Pace` bounds that
+catch-up where it is judged, per minute: for each budget (ARM writes or deletes of a
+subscription, snapshot creates of a subscription and region) it remembers when it let writes
+go, and lets at most `PACE_CATCH_UP` over the budget go in any 60 seconds. A stall's backlog
+goes as soon as that minute has room, so the night still ends on time; what finds no room is
+put back, never slept through, each for when the minute will have a place for it, so the
+put-backs return one by one.
 
 The record lives in the process: each Function instance keeps its own minute.
 """
