@@ -307,7 +307,7 @@ def _lifeboat_night(
             1 for o in outcomes if o.operation == "rotation-prune" and o.status.value == "waiting"
         ),
         "prune_queue_longest": longest,
-        # Work a worker put back because it was ahead of the night's pace (PACE_BURST_SECONDS).
+        # Work a worker put back because it was ahead of the night's pace (PACE_CATCH_UP).
         "ahead_of_pace": sum(
             1 for o in outcomes if o.status.value == "waiting" and o.reason == AHEAD_OF_PACE
         ),

@@ -941,7 +941,7 @@ class _Pruning:
         of_disk: list[Snapshot] | None = None  # counted once per disk, when it starts
         for at, snapshot_id in enumerate(entry.snapshot_ids):
             row = out.bind(resource_id=snapshot_id, resource_group=self.group)
-            wait = _ahead_of_pace(ctx, subscription, DELETES_PER_MESSAGE)
+            wait = _ahead_of_pace(ctx, subscription, len(self.request.snapshot_ids))
             if wait:
                 return PutBack(wait, AHEAD_OF_PACE, self.rest(index, entry, at))
             headroom = compute.delete_headroom(subscription)

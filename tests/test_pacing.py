@@ -1,4 +1,4 @@
-"""How far a worker may run ahead of the night's pace: the bucket, and rotation's workers with it.
+"""How far a worker may run ahead of the night's pace: the minute, and rotation's workers with it.
 
 A stall (a queue answering nothing for seconds) delivers every message that came due meanwhile at
 once; the pace lets them go while the last 60 seconds stay within the budget and its catch-up,
